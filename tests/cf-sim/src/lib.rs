@@ -1,0 +1,1 @@
+//! A local Cloud Foundry for tests, benchmarks and the demo.
