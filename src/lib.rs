@@ -1,1 +1,7 @@
 //! cf-blue-green-resource: a Concourse resource type that deploys to Cloud Foundry blue-green.
+//!
+//! The three binaries (`check`, `in`, `out`) are thin mains over this library. Data flows one way:
+//! [`config`] (what the pipeline asked for) → the deploy plan and its steps → the CF API client.
+
+pub mod log;
+pub mod redact;
