@@ -3,5 +3,6 @@
 //! The three binaries (`check`, `in`, `out`) are thin mains over this library. Data flows one way:
 //! [`config`] (what the pipeline asked for) → the deploy plan and its steps → the CF API client.
 
+pub mod cf;
 pub mod log;
 pub mod redact;

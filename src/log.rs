@@ -149,7 +149,13 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(label: impl Into<String>, total: u64) -> Self {
-        Progress { label: label.into(), total, started: Instant::now(), last_print: None, interval: Duration::from_secs(2) }
+        Progress {
+            label: label.into(),
+            total,
+            started: Instant::now(),
+            last_print: None,
+            interval: Duration::from_secs(2),
+        }
     }
 
     /// Reports `done` bytes of `total`; prints when enough time has passed or when the work is complete.

@@ -1,0 +1,391 @@
+//! Finding UAA and Log Cache, logging in, and keeping the access token fresh.
+//!
+//! Discovery reads `GET /`: the token endpoint is `{links.login}/oauth/token` (falling back to `links.uaa`), Log
+//! Cache is `links.log_cache`. Users log in with the password grant through the `cf` client (empty secret,
+//! `Authorization: Basic Y2Y6`), UAA clients with `client_credentials`. The token is refreshed before a request
+//! when little of its life remains (the JWT `exp`, decoded here), and once more when CC still rejects it with
+//! `CF-InvalidAuthToken`. A rejected refresh token means a full login; client credentials "refresh" by asking for
+//! a new token. Every token is registered for redaction the moment it arrives.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use reqwest::{Method, Url};
+use serde::{Deserialize, Serialize};
+
+use crate::cf::client::{Core, Req, ReqBody, Target, decode_json};
+use crate::cf::error::{Error, Result};
+use crate::cf::root::Root;
+use crate::cf::settings::Credentials;
+use crate::{log, redact};
+
+/// The longest time before expiry at which the token is refreshed (the CLI's margin).
+pub const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+
+/// Where things are, from `GET /`.
+#[derive(Clone, Debug)]
+pub struct Endpoints {
+    pub api: Url,
+    /// The login server (`links.login`, or `links.uaa`).
+    pub login: Url,
+    /// `{login}/oauth/token`.
+    pub token: Url,
+    /// Log Cache (`links.log_cache`), if the foundation has one.
+    pub log_cache: Option<Url>,
+    /// The CC v3 API version, e.g. `3.228.0`.
+    pub v3_version: Option<String>,
+}
+
+impl Endpoints {
+    pub(crate) async fn discover(core: &Core) -> Result<Endpoints> {
+        let mut req = Req::path(Method::GET, "/");
+        req.authenticated = false;
+        req.timeout = Some(core.timeouts.request);
+        let answer = core.answer(&req, None).await?;
+        let root: Root = answer.json()?;
+        Self::from_root(&core.api, &root)
+    }
+
+    pub(crate) fn from_root(api: &Url, root: &Root) -> Result<Endpoints> {
+        let login = root.link("login").or_else(|| root.link("uaa")).ok_or_else(|| {
+            Error::Config(format!(
+                "{api} lists neither a login nor a uaa link in GET /; is it a Cloud Foundry API endpoint?"
+            ))
+        })?;
+        let parse = |what: &str, href: &str| {
+            Url::parse(href).map_err(|e| Error::Config(format!("GET / gave a bad {what} link '{href}': {e}")))
+        };
+        let login = parse("login", &login.href)?;
+        let token = parse("login", &format!("{}/oauth/token", login.as_str().trim_end_matches('/')))?;
+        let log_cache = match root.link("log_cache") {
+            Some(link) => Some(parse("log_cache", &link.href)?),
+            None => None,
+        };
+        Ok(Endpoints { api: api.clone(), login, token, log_cache, v3_version: root.v3_version() })
+    }
+}
+
+/// UAA's token response (`POST /oauth/token`).
+#[derive(Clone, Deserialize, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    #[serde(default)]
+    pub token_type: Option<String>,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+    #[serde(default)]
+    pub scope: Option<String>,
+    #[serde(default)]
+    pub jti: Option<String>,
+    #[serde(default)]
+    pub id_token: Option<String>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The claims of a UAA access token that the client looks at. Scopes and audiences are lists.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct TokenClaims {
+    #[serde(default)]
+    pub exp: Option<i64>,
+    #[serde(default)]
+    pub iat: Option<i64>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub user_name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub cid: Option<String>,
+    #[serde(default)]
+    pub grant_type: Option<String>,
+    #[serde(default)]
+    pub scope: Vec<String>,
+    #[serde(default)]
+    pub aud: Vec<String>,
+    #[serde(default)]
+    pub iss: Option<String>,
+    #[serde(default)]
+    pub sub: Option<String>,
+    #[serde(default)]
+    pub jti: Option<String>,
+}
+
+/// Decodes the payload of a JWT (base64url JSON between the two dots), without checking the signature: the
+/// client only needs `exp`. `None` for opaque tokens.
+pub fn decode_jwt_claims(token: &str) -> Option<TokenClaims> {
+    let mut parts = token.split('.');
+    let (_header, payload, _sig) = (parts.next()?, parts.next()?, parts.next()?);
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn now_epoch() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+#[derive(Clone)]
+struct Token {
+    access: String,
+    refresh: Option<String>,
+    /// Epoch seconds after which the token is refreshed before use; `None` if its expiry is unknown.
+    refresh_at: Option<i64>,
+}
+
+impl Token {
+    fn from_response(response: TokenResponse, now: i64) -> Token {
+        redact::register(&response.access_token);
+        if let Some(refresh) = &response.refresh_token {
+            redact::register(refresh);
+        }
+        let claims = decode_jwt_claims(&response.access_token);
+        let expires_at =
+            claims.as_ref().and_then(|c| c.exp).or_else(|| response.expires_in.map(|secs| now + secs as i64));
+        let refresh_at = expires_at.map(|exp| {
+            let issued = claims.as_ref().and_then(|c| c.iat).unwrap_or(now).min(now);
+            exp - refresh_margin(exp - issued)
+        });
+        Token { access: response.access_token, refresh: response.refresh_token, refresh_at }
+    }
+
+    fn needs_refresh(&self, now: i64) -> bool {
+        self.refresh_at.is_some_and(|at| now >= at)
+    }
+}
+
+/// How long before expiry to refresh: 60 s, or a third of the token's life for short-lived tokens (so a token
+/// that lives 30 s is not refreshed before every single request).
+pub fn refresh_margin(lifetime_secs: i64) -> i64 {
+    (REFRESH_MARGIN.as_secs() as i64).min(lifetime_secs.max(0) / 3)
+}
+
+pub(crate) struct Auth {
+    credentials: Credentials,
+    token_url: Url,
+    state: tokio::sync::Mutex<Option<Token>>,
+}
+
+impl Auth {
+    pub(crate) fn new(credentials: Credentials, token_url: Url) -> Self {
+        Auth { credentials, token_url, state: tokio::sync::Mutex::new(None) }
+    }
+
+    pub(crate) async fn login(&self, core: &Core) -> Result<()> {
+        let token = self.grant(core).await?;
+        *self.state.lock().await = Some(token);
+        Ok(())
+    }
+
+    /// The access token to send, refreshed first if it is close to expiry.
+    pub(crate) async fn bearer(&self, core: &Core) -> Result<String> {
+        let mut state = self.state.lock().await;
+        if let Some(token) = state.as_ref()
+            && !token.needs_refresh(now_epoch())
+        {
+            return Ok(token.access.clone());
+        }
+        let token = self.renew(core, state.as_ref()).await?;
+        let access = token.access.clone();
+        *state = Some(token);
+        Ok(access)
+    }
+
+    /// CC rejected `rejected`: refresh, unless another request already did.
+    pub(crate) async fn refresh_after_rejection(&self, core: &Core, rejected: &str) -> Result<()> {
+        let mut state = self.state.lock().await;
+        if state.as_ref().is_some_and(|t| t.access != rejected) {
+            return Ok(());
+        }
+        let token = self.renew(core, state.as_ref()).await?;
+        *state = Some(token);
+        Ok(())
+    }
+
+    pub(crate) async fn refresh_now(&self, core: &Core) -> Result<()> {
+        let mut state = self.state.lock().await;
+        let token = self.renew(core, state.as_ref()).await?;
+        *state = Some(token);
+        Ok(())
+    }
+
+    async fn renew(&self, core: &Core, current: Option<&Token>) -> Result<Token> {
+        if let (Credentials::Password { .. }, Some(refresh)) =
+            (&self.credentials, current.and_then(|t| t.refresh.as_ref()))
+        {
+            let form = vec![
+                ("grant_type".to_owned(), "refresh_token".to_owned()),
+                ("refresh_token".to_owned(), refresh.clone()),
+            ];
+            match self.token_request(core, form, true).await {
+                Ok(response) => return Ok(Token::from_response(response, now_epoch())),
+                Err(Error::Cf(e)) if e.status.is_some_and(|s| (400..500).contains(&s)) => {
+                    log::trace(format_args!(
+                        "UAA rejected the refresh token ({}: {}); logging in again",
+                        e.title, e.detail
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.grant(core).await
+    }
+
+    /// A new token from the credentials.
+    async fn grant(&self, core: &Core) -> Result<Token> {
+        let (form, basic) = match &self.credentials {
+            Credentials::Password { username, password } => (
+                vec![
+                    ("grant_type".to_owned(), "password".to_owned()),
+                    ("username".to_owned(), username.clone()),
+                    ("password".to_owned(), password.clone()),
+                ],
+                true,
+            ),
+            Credentials::Client { id, secret } => (
+                vec![
+                    ("grant_type".to_owned(), "client_credentials".to_owned()),
+                    ("client_id".to_owned(), id.clone()),
+                    ("client_secret".to_owned(), secret.clone()),
+                ],
+                false,
+            ),
+        };
+        match self.token_request(core, form, basic).await {
+            Ok(response) => Ok(Token::from_response(response, now_epoch())),
+            Err(Error::Cf(e)) if e.status.is_some_and(|s| (400..500).contains(&s)) => {
+                let reason = if e.detail.is_empty() { e.title.clone() } else { format!("{}: {}", e.title, e.detail) };
+                Err(Error::Auth(format!(
+                    "UAA ({}) rejected the credentials of {} ({} {reason})",
+                    self.token_url.host_str().unwrap_or_default(),
+                    self.credentials.who(),
+                    e.status.unwrap_or_default(),
+                )))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn token_request(&self, core: &Core, form: Vec<(String, String)>, basic_cf: bool) -> Result<TokenResponse> {
+        let mut req = Req::new(Method::POST, Target::Url(self.token_url.clone()));
+        // Asking for a token has no effect that repeating could double.
+        req.idempotent = true;
+        req.authenticated = false;
+        req.timeout = Some(core.timeouts.request);
+        req.body = ReqBody::Form(form);
+        if basic_cf {
+            req.basic_auth = Some(("cf".to_owned(), String::new()));
+        }
+        let answer = core.answer(&req, None).await?;
+        let response: TokenResponse = decode_json(&answer.method, &answer.path, &answer.body)?;
+        if response.access_token.is_empty() {
+            return Err(Error::Auth(format!("UAA answered {} without an access token", self.credentials.who())));
+        }
+        Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(claims: &str) -> String {
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!("{}.{}.sig", b64(r#"{"alg":"HS256"}"#), b64(claims))
+    }
+
+    #[test]
+    fn jwt_claims_are_decoded_without_padding() {
+        let claims =
+            decode_jwt_claims(&jwt(r#"{"exp":1406612135,"iat":1406568935,"user_name":"marissa","scope":["a"]}"#))
+                .unwrap();
+        assert_eq!(claims.exp, Some(1406612135));
+        assert_eq!(claims.user_name.as_deref(), Some("marissa"));
+        assert!(decode_jwt_claims("opaque-token").is_none());
+        assert!(decode_jwt_claims("a.!!!.c").is_none());
+    }
+
+    #[test]
+    fn upstream_token_example_decodes() {
+        let token = "eyJhbGciOiJIUzI1NiJ9.eyJqdGkiOiJiYzNlNzQ1Ni05MWY1LTQ5NjEtYjg4ZC1kYjcwNTYyNmJhNzciLCJzdWIiOiI3Zjc5MWVhOS05OWI5LTQyM2QtOTg4Yi05MzFmMDIyMmE3OWYiLCJzY29wZSI6WyJjbG91ZF9jb250cm9sbGVyLnJlYWQiLCJjbG91ZF9jb250cm9sbGVyLndyaXRlIiwib3BlbmlkIiwicGFzc3dvcmQud3JpdGUiLCJzY2ltLnVzZXJpZHMiXSwiY2xpZW50X2lkIjoiYXBwIiwiY2lkIjoiYXBwIiwiZ3JhbnRfdHlwZSI6InBhc3N3b3JkIiwidXNlcl9pZCI6IjdmNzkxZWE5LTk5YjktNDIzZC05ODhiLTkzMWYwMjIyYTc5ZiIsInVzZXJfbmFtZSI6Im1hcmlzc2EiLCJlbWFpbCI6Im1hcmlzc2FAdGVzdC5vcmciLCJpYXQiOjE0MDY1Njg5MzUsImV4cCI6MTQwNjYxMjEzNSwiaXNzIjoiaHR0cDovL2xvY2FsaG9zdDo4MDgwL3VhYS9vYXV0aC90b2tlbiIsImF1ZCI6WyJzY2ltIiwib3BlbmlkIiwiY2xvdWRfY29udHJvbGxlciIsInBhc3N3b3JkIl19.ZOhp7HmYF0ufvxXrkut40eHZbHFzAb5EETT2NL7n2Cs";
+        let claims = decode_jwt_claims(token).unwrap();
+        assert_eq!(claims.exp, Some(1406612135));
+        assert_eq!(claims.cid.as_deref(), Some("app"));
+    }
+
+    #[test]
+    fn refresh_is_due_a_minute_before_expiry_for_normal_tokens() {
+        let now = 1_000_000;
+        let token = Token::from_response(
+            TokenResponse {
+                access_token: jwt(&format!(r#"{{"iat":{now},"exp":{}}}"#, now + 1200)),
+                token_type: None,
+                refresh_token: None,
+                expires_in: Some(1199),
+                scope: None,
+                jti: None,
+                id_token: None,
+            },
+            now,
+        );
+        assert_eq!(token.refresh_at, Some(now + 1200 - 60));
+        assert!(!token.needs_refresh(now + 1139));
+        assert!(token.needs_refresh(now + 1140));
+    }
+
+    #[test]
+    fn short_lived_and_opaque_tokens() {
+        assert_eq!(refresh_margin(1200), 60);
+        assert_eq!(refresh_margin(30), 10);
+        assert_eq!(refresh_margin(-5), 0);
+        let now = 2_000;
+        let opaque = Token::from_response(
+            TokenResponse {
+                access_token: "2YotnFZFEjr1zCsicMWpAA".into(),
+                token_type: Some("bearer".into()),
+                refresh_token: None,
+                expires_in: Some(3600),
+                scope: None,
+                jti: None,
+                id_token: None,
+            },
+            now,
+        );
+        assert_eq!(opaque.refresh_at, Some(now + 3600 - 60));
+    }
+
+    #[test]
+    fn discovery_prefers_login_then_uaa() {
+        let api = Url::parse("https://api.example.org").unwrap();
+        let root: Root = serde_json::from_str(
+            r#"{"links":{"login":{"href":"https://login.example.org/"},"uaa":{"href":"https://uaa.example.org"},
+                "log_cache":{"href":"https://log-cache.example.org"},"credhub":null,
+                "cloud_controller_v3":{"href":"https://api.example.org/v3","meta":{"version":"3.90.0"}}}}"#,
+        )
+        .unwrap();
+        let ep = Endpoints::from_root(&api, &root).unwrap();
+        assert_eq!(ep.token.as_str(), "https://login.example.org/oauth/token");
+        assert_eq!(ep.log_cache.unwrap().as_str(), "https://log-cache.example.org/");
+        assert_eq!(ep.v3_version.as_deref(), Some("3.90.0"));
+
+        let root: Root = serde_json::from_str(r#"{"links":{"uaa":{"href":"https://uaa.example.org/uaa"}}}"#).unwrap();
+        let ep = Endpoints::from_root(&api, &root).unwrap();
+        assert_eq!(ep.token.as_str(), "https://uaa.example.org/uaa/oauth/token");
+        assert!(ep.log_cache.is_none());
+
+        let root: Root = serde_json::from_str(r#"{"links":{}}"#).unwrap();
+        assert!(Endpoints::from_root(&api, &root).unwrap_err().to_string().contains("neither a login nor a uaa"));
+    }
+}

@@ -1,0 +1,147 @@
+//! Builds: stage a READY package into a droplet (`POST /v3/builds`) and wait for STAGED or FAILED.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cf::api::{Api, Resource};
+use crate::cf::client::CfClient;
+use crate::cf::error::{Error, Result};
+use crate::cf::packages::CREATE_ID_LABEL;
+use crate::cf::paginate::{ListParams, Poll, Wait};
+use crate::cf::retry::create_id;
+use crate::cf::types::{CreatedBy, GuidRef, Lifecycle, Links, Metadata, MetadataPatch, ToOne};
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BuildState {
+    Staging,
+    Staged,
+    Failed,
+    #[serde(other)]
+    Unknown,
+}
+
+/// A build. Fixtures: `build.json`, `build_staging.json`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Build {
+    pub guid: String,
+    pub state: BuildState,
+    /// `"<error_id> - <message>"` when FAILED.
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub lifecycle: Option<Lifecycle>,
+    #[serde(default)]
+    pub package: Option<GuidRef>,
+    /// Set once STAGED.
+    #[serde(default)]
+    pub droplet: Option<GuidRef>,
+    #[serde(default)]
+    pub staging_memory_in_mb: Option<u64>,
+    #[serde(default)]
+    pub staging_disk_in_mb: Option<u64>,
+    #[serde(default)]
+    pub staging_log_rate_limit_bytes_per_second: Option<i64>,
+    #[serde(default)]
+    pub created_by: Option<CreatedBy>,
+    #[serde(default)]
+    pub relationships: BuildRelationships,
+    #[serde(default)]
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    #[serde(default)]
+    pub links: Links,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct BuildRelationships {
+    #[serde(default)]
+    pub app: ToOne,
+}
+
+impl Build {
+    pub fn droplet_guid(&self) -> Option<&str> {
+        self.droplet.as_ref().map(|d| d.guid.as_str())
+    }
+}
+
+impl Resource for Build {
+    const PATH: &'static str = "/v3/builds";
+    const KIND: &'static str = "build";
+    fn guid(&self) -> &str {
+        &self.guid
+    }
+}
+
+/// Optional staging settings (defaults are the app's).
+#[derive(Clone, Debug, Default)]
+pub struct NewBuild {
+    pub lifecycle: Option<Lifecycle>,
+    pub staging_memory_in_mb: Option<u64>,
+    pub staging_disk_in_mb: Option<u64>,
+}
+
+impl CfClient {
+    pub fn builds(&self) -> Api<Build> {
+        self.api()
+    }
+}
+
+impl Api<Build> {
+    /// `POST /v3/builds` for a READY package (state STAGING). Carries a create-id label, so after an ambiguous
+    /// failure it is looked up before it is created again (and a second STAGING build is never started).
+    pub async fn create(&self, package_guid: &str, options: &NewBuild) -> Result<Build> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            package: GuidRef,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            lifecycle: Option<&'a Lifecycle>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            staging_memory_in_mb: Option<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            staging_disk_in_mb: Option<u64>,
+            metadata: MetadataPatch,
+        }
+        let id = create_id();
+        let body = Body {
+            package: GuidRef::new(package_guid),
+            lifecycle: options.lifecycle.as_ref(),
+            staging_memory_in_mb: options.staging_memory_in_mb,
+            staging_disk_in_mb: options.staging_disk_in_mb,
+            metadata: MetadataPatch::new().label(CREATE_ID_LABEL, &id),
+        };
+        let find = || async {
+            let found = self.list(&ListParams::new().label_selector(format!("{CREATE_ID_LABEL}={id}"))).await?;
+            Ok(found.into_iter().find(|b| b.metadata.labels.get(CREATE_ID_LABEL).is_some_and(|v| *v == id)))
+        };
+        self.cf.create_or_find("build", || self.cf.post(Build::PATH, &body), find).await
+    }
+
+    /// Polls until STAGED (returned, with `droplet` set) or FAILED (an error with CF's reason), within
+    /// `timeout`. `on_poll` is called after each poll that found it still staging.
+    pub async fn wait_staged(
+        &self,
+        guid: &str,
+        timeout: Duration,
+        on_poll: impl FnMut(u32, Duration) + Send,
+    ) -> Result<Build> {
+        Wait::new(format!("build {guid} to stage"), timeout)
+            .on_poll(on_poll)
+            .until(|| async {
+                let build = self.get(guid).await?;
+                match build.state {
+                    BuildState::Staged => Ok(Poll::Ready(build)),
+                    BuildState::Failed => Err(Error::Failed(format!(
+                        "staging failed: {}",
+                        build.error.as_deref().unwrap_or("CF gave no reason")
+                    ))),
+                    _ => Ok(Poll::Pending),
+                }
+            })
+            .await
+    }
+}

@@ -1,0 +1,74 @@
+//! Domains: found by name for routes; an organization's default domain is in [`orgs`](crate::cf::orgs).
+
+use serde::{Deserialize, Serialize};
+
+use crate::cf::api::{Api, Resource};
+use crate::cf::client::CfClient;
+use crate::cf::error::Result;
+use crate::cf::paginate::ListParams;
+use crate::cf::types::{Links, Metadata, ToMany, ToOne, null_as_default};
+
+/// A domain. Fixtures: `domain.json`, `domains_list.json`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Domain {
+    pub guid: String,
+    pub name: String,
+    #[serde(default)]
+    pub internal: bool,
+    /// Non-null for tcp domains.
+    #[serde(default)]
+    pub router_group: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub supported_protocols: Vec<String>,
+    #[serde(default)]
+    pub relationships: DomainRelationships,
+    #[serde(default)]
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    #[serde(default)]
+    pub links: Links,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct DomainRelationships {
+    /// `data: null` for a shared domain; the owning org for a private one.
+    #[serde(default)]
+    pub organization: ToOne,
+    #[serde(default)]
+    pub shared_organizations: ToMany,
+}
+
+impl Domain {
+    /// Shared with every org (no owning organization).
+    pub fn is_shared(&self) -> bool {
+        self.relationships.organization.data.is_none()
+    }
+
+    pub fn is_tcp(&self) -> bool {
+        self.router_group.as_ref().is_some_and(|g| !g.is_null()) || self.supported_protocols.iter().any(|p| p == "tcp")
+    }
+}
+
+impl Resource for Domain {
+    const PATH: &'static str = "/v3/domains";
+    const KIND: &'static str = "domain";
+    fn guid(&self) -> &str {
+        &self.guid
+    }
+}
+
+impl CfClient {
+    pub fn domains(&self) -> Api<Domain> {
+        self.api()
+    }
+}
+
+impl Api<Domain> {
+    /// The domain called `name` (case-insensitive), if visible to the user.
+    pub async fn by_name(&self, name: &str) -> Result<Option<Domain>> {
+        self.first(&ListParams::new().filter("names", [name])).await
+    }
+}

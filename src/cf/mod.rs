@@ -1,0 +1,51 @@
+//! The Cloud Foundry client: CC v3 API, UAA and Log Cache over HTTPS, without the `cf` CLI.
+//!
+//! Layers, bottom up:
+//! - [`settings`]: what the client needs to know (API URL, credentials, TLS, proxy, timeouts, retry budget).
+//! - [`client`]: the HTTP core — TLS, proxies, tracing, retries, typed `get`/`post`/`patch`/`delete`, CF error
+//!   bodies, warnings, streaming uploads and downloads. [`CfClient`] is cheap to clone and shared by the deploy.
+//! - [`auth`]: discovery from `GET /` and UAA tokens (password and client-credentials grants, proactive and
+//!   reactive refresh).
+//! - [`retry`]: the retry policy and the `create_or_find` pattern for non-idempotent creates.
+//! - [`paginate`]: paginate-all, wait-for-job and the bounded `wait_for` poller.
+//! - [`api`]: the generic typed [`Api<K>`] (get/list/delete/metadata) that every resource kind reuses.
+//! - One module per resource kind: [`orgs`], [`spaces`], [`domains`], [`routes`], [`apps`], [`packages`],
+//!   [`resource_matches`], [`builds`], [`droplets`], [`processes`], [`deployments`], [`service_instances`],
+//!   [`bindings`], [`manifests`], [`jobs`], [`logs`], plus [`root`] for the discovery documents.
+
+pub mod api;
+pub mod apps;
+pub mod auth;
+pub mod bindings;
+pub mod builds;
+pub mod client;
+pub mod deployments;
+pub mod domains;
+pub mod droplets;
+pub mod error;
+pub mod jobs;
+pub mod logs;
+pub mod manifests;
+pub mod orgs;
+pub mod packages;
+pub mod paginate;
+pub mod processes;
+pub mod resource_matches;
+pub mod retry;
+pub mod root;
+pub mod routes;
+pub mod service_instances;
+pub mod settings;
+pub mod spaces;
+mod tls;
+pub mod trace;
+pub mod types;
+
+pub use api::{Api, Resource};
+pub use client::CfClient;
+pub use error::{ApiError, CfError, Error, Result};
+pub use paginate::{ListParams, Listed, Poll, Wait};
+pub use resource_matches::FileResource;
+pub use retry::RetryPolicy;
+pub use settings::{Credentials, ProxySettings, Settings, Timeouts};
+pub use trace::{Trace, TraceRecord};

@@ -1,0 +1,68 @@
+//! Organizations: looked up by name to find the space (`GET /v3/organizations?names=`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::cf::api::{Api, Resource};
+use crate::cf::client::CfClient;
+use crate::cf::domains::Domain;
+use crate::cf::error::{Error, Result};
+use crate::cf::paginate::ListParams;
+use crate::cf::types::{Links, Metadata, ToOne};
+
+/// An organization. Fixtures: `organization.json`, `organizations_list.json`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Organization {
+    pub guid: String,
+    pub name: String,
+    #[serde(default)]
+    pub suspended: Option<bool>,
+    #[serde(default)]
+    pub relationships: OrgRelationships,
+    #[serde(default)]
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    #[serde(default)]
+    pub links: Links,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct OrgRelationships {
+    #[serde(default)]
+    pub quota: Option<ToOne>,
+}
+
+impl Resource for Organization {
+    const PATH: &'static str = "/v3/organizations";
+    const KIND: &'static str = "organization";
+    fn guid(&self) -> &str {
+        &self.guid
+    }
+}
+
+impl CfClient {
+    pub fn orgs(&self) -> Api<Organization> {
+        self.api()
+    }
+}
+
+impl Api<Organization> {
+    /// The organization called `name` (case-insensitive in CF), if the user can see it.
+    pub async fn by_name(&self, name: &str) -> Result<Option<Organization>> {
+        self.first(&ListParams::new().filter("names", [name])).await
+    }
+
+    /// Like [`by_name`](Self::by_name), with a clear error when it is missing.
+    pub async fn require_by_name(&self, name: &str) -> Result<Organization> {
+        self.by_name(name).await?.ok_or_else(|| {
+            Error::Failed(format!("organization '{name}' not found (or the user is not a member of it)"))
+        })
+    }
+
+    /// `GET /v3/organizations/:guid/domains/default`: the domain a route gets when none is named.
+    pub async fn default_domain(&self, org_guid: &str) -> Result<Domain> {
+        self.cf.get(&format!("{}/domains/default", self.path_of(org_guid))).await
+    }
+}

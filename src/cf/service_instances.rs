@@ -1,0 +1,118 @@
+//! Service instances: found by name in a space (to bind green to the same services as blue). Creating a
+//! user-provided instance is here for tests and demos.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cf::api::{Api, Resource};
+use crate::cf::client::CfClient;
+use crate::cf::error::Result;
+use crate::cf::paginate::ListParams;
+use crate::cf::types::{GuidRef, Links, Metadata, ToOne};
+
+/// A service instance (managed or user-provided).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct ServiceInstance {
+    pub guid: String,
+    pub name: String,
+    /// `managed` or `user-provided`.
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub last_operation: Option<LastOperation>,
+    #[serde(default)]
+    pub relationships: ServiceInstanceRelationships,
+    #[serde(default)]
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    #[serde(default)]
+    pub links: Links,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ServiceInstanceRelationships {
+    #[serde(default)]
+    pub space: ToOne,
+    #[serde(default)]
+    pub service_plan: Option<ToOne>,
+}
+
+/// `last_operation` of an instance or binding: `{type: create|update|delete, state: initial|in progress|succeeded|failed}`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct LastOperation {
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+}
+
+impl Resource for ServiceInstance {
+    const PATH: &'static str = "/v3/service_instances";
+    const KIND: &'static str = "service instance";
+    fn guid(&self) -> &str {
+        &self.guid
+    }
+}
+
+impl CfClient {
+    pub fn service_instances(&self) -> Api<ServiceInstance> {
+        self.api()
+    }
+}
+
+impl Api<ServiceInstance> {
+    /// The instance called `name` in the space.
+    pub async fn by_name(&self, space_guid: &str, name: &str) -> Result<Option<ServiceInstance>> {
+        let found = self.list(&ListParams::new().filter("names", [name]).filter("space_guids", [space_guid])).await?;
+        Ok(found.into_iter().find(|s| s.name == name))
+    }
+
+    /// `POST /v3/service_instances` type user-provided (201, synchronous). Looked up by name after an
+    /// ambiguous failure.
+    pub async fn create_user_provided(
+        &self,
+        space_guid: &str,
+        name: &str,
+        credentials: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<ServiceInstance> {
+        #[derive(Serialize)]
+        struct SpaceRel {
+            data: GuidRef,
+        }
+        #[derive(Serialize)]
+        struct Relationships {
+            space: SpaceRel,
+        }
+        #[derive(Serialize)]
+        struct Body<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            name: &'a str,
+            credentials: &'a BTreeMap<String, serde_json::Value>,
+            relationships: Relationships,
+        }
+        let body = Body {
+            kind: "user-provided",
+            name,
+            credentials,
+            relationships: Relationships { space: SpaceRel { data: GuidRef::new(space_guid) } },
+        };
+        self.cf
+            .create_or_find(
+                &format!("service instance {name}"),
+                || self.cf.post(ServiceInstance::PATH, &body),
+                || self.by_name(space_guid, name),
+            )
+            .await
+    }
+}

@@ -1,0 +1,176 @@
+//! What the client needs to know, independent of how the pipeline's `source` is spelled.
+//!
+//! The config module builds a [`Settings`] from `source`; tests build one directly. Secrets in here are
+//! registered with [`crate::redact`] when the client is created, and `Debug` never prints them.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::cf::retry::RetryPolicy;
+
+/// How to log in to UAA.
+#[derive(Clone)]
+pub enum Credentials {
+    /// A user, with the password grant through the `cf` client (empty secret), as the CLI does.
+    Password { username: String, password: String },
+    /// A UAA client with the `client_credentials` grant.
+    Client { id: String, secret: String },
+}
+
+impl Credentials {
+    /// Who is logging in, for messages: `user 'admin'` or `client 'deployer'`. Never the secret.
+    pub fn who(&self) -> String {
+        match self {
+            Credentials::Password { username, .. } => format!("user '{username}'"),
+            Credentials::Client { id, .. } => format!("client '{id}'"),
+        }
+    }
+
+    fn secret(&self) -> &str {
+        match self {
+            Credentials::Password { password, .. } => password,
+            Credentials::Client { secret, .. } => secret,
+        }
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::Password { username, .. } => {
+                f.debug_struct("Password").field("username", username).field("password", &"***").finish()
+            }
+            Credentials::Client { id, .. } => f.debug_struct("Client").field("id", id).field("secret", &"***").finish(),
+        }
+    }
+}
+
+/// Time limits for single requests. Waits for CF state (staging, starting, jobs) take their own deadline.
+#[derive(Clone, Debug)]
+pub struct Timeouts {
+    /// TCP connect plus TLS handshake.
+    pub connect: Duration,
+    /// A whole ordinary API request, response body included.
+    pub request: Duration,
+    /// Streaming uploads and downloads: the longest stretch without a byte moving.
+    pub idle: Duration,
+    /// Default deadline for async jobs (`DELETE` of apps and routes, apply_manifest, droplet upload).
+    pub job: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(30),
+            request: Duration::from_secs(120),
+            idle: Duration::from_secs(120),
+            job: Duration::from_secs(600),
+        }
+    }
+}
+
+/// HTTP(S) proxies. Concourse passes them to resource containers as lowercase `http_proxy`, `https_proxy` and
+/// `no_proxy`; [`ProxySettings::from_env`] reads those (and the uppercase forms as a fallback).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProxySettings {
+    pub http_proxy: Option<String>,
+    pub https_proxy: Option<String>,
+    /// Comma-separated hosts, domains (`.example.com` or `example.com`), IPs or CIDRs that bypass the proxy; `*`
+    /// bypasses it for everything.
+    pub no_proxy: Option<String>,
+}
+
+impl ProxySettings {
+    /// No proxy at all, whatever the environment says.
+    pub fn none() -> Self {
+        ProxySettings::default()
+    }
+
+    /// Reads `http_proxy`, `https_proxy` and `no_proxy` from the process environment.
+    pub fn from_env() -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env) over any variable lookup (so it can be tested without touching the
+    /// process environment). Lowercase wins over uppercase; empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |lower: &str, upper: &str| {
+            lookup(lower).filter(|v| !v.trim().is_empty()).or_else(|| lookup(upper).filter(|v| !v.trim().is_empty()))
+        };
+        ProxySettings {
+            http_proxy: get("http_proxy", "HTTP_PROXY"),
+            https_proxy: get("https_proxy", "HTTPS_PROXY"),
+            no_proxy: get("no_proxy", "NO_PROXY"),
+        }
+    }
+}
+
+/// Everything the client needs. Build with [`Settings::new`] and adjust the public fields.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The CC API URL, e.g. `https://api.sys.example.com`.
+    pub api: String,
+    pub credentials: Credentials,
+    /// Extra trusted CA certificates (PEM, one or more), on top of the system trust store.
+    pub ca_cert: Option<String>,
+    /// Disables TLS certificate verification (prints one warning when the client is built).
+    pub skip_cert_check: bool,
+    /// Prints every API request (method, path, status, time) to the build log, like `CF_TRACE`.
+    pub verbose: bool,
+    pub timeouts: Timeouts,
+    pub retry: RetryPolicy,
+    pub proxy: ProxySettings,
+}
+
+impl Settings {
+    /// Settings with defaults: system trust store only, verification on, proxies from the environment.
+    pub fn new(api: impl Into<String>, credentials: Credentials) -> Self {
+        Settings {
+            api: api.into(),
+            credentials,
+            ca_cert: None,
+            skip_cert_check: false,
+            verbose: false,
+            timeouts: Timeouts::default(),
+            retry: RetryPolicy::default(),
+            proxy: ProxySettings::from_env(),
+        }
+    }
+
+    pub(crate) fn register_secrets(&self) {
+        crate::redact::register(self.credentials.secret());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_settings_prefer_lowercase_and_ignore_empty() {
+        let env = |name: &str| match name {
+            "http_proxy" => Some("http://lower:3128".to_owned()),
+            "HTTP_PROXY" => Some("http://upper:3128".to_owned()),
+            "https_proxy" => Some(String::new()),
+            "HTTPS_PROXY" => Some("http://secure:3128".to_owned()),
+            "no_proxy" => Some("localhost,.internal".to_owned()),
+            _ => None,
+        };
+        let proxy = ProxySettings::from_lookup(env);
+        assert_eq!(proxy.http_proxy.as_deref(), Some("http://lower:3128"));
+        assert_eq!(proxy.https_proxy.as_deref(), Some("http://secure:3128"));
+        assert_eq!(proxy.no_proxy.as_deref(), Some("localhost,.internal"));
+        assert_eq!(ProxySettings::from_lookup(|_| None), ProxySettings::none());
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let creds = Credentials::Password { username: "admin".into(), password: "hunter2".into() };
+        let shown = format!("{:?}", Settings::new("https://api.example.org", creds.clone()));
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(creds.who(), "user 'admin'");
+        let client = Credentials::Client { id: "deployer".into(), secret: "s3cret".into() };
+        assert!(!format!("{client:?}").contains("s3cret"));
+        assert_eq!(client.who(), "client 'deployer'");
+    }
+}

@@ -1,0 +1,70 @@
+//! Spaces: looked up by name within an organization (`GET /v3/spaces?names=&organization_guids=`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::cf::api::{Api, Resource};
+use crate::cf::client::CfClient;
+use crate::cf::error::{Error, Result};
+use crate::cf::paginate::ListParams;
+use crate::cf::types::{Links, Metadata, ToOne};
+
+/// A space. Fixtures: `space.json`, `spaces_list.json`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Space {
+    pub guid: String,
+    pub name: String,
+    #[serde(default)]
+    pub suspended: Option<bool>,
+    #[serde(default)]
+    pub relationships: SpaceRelationships,
+    #[serde(default)]
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    #[serde(default)]
+    pub links: Links,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct SpaceRelationships {
+    #[serde(default)]
+    pub organization: ToOne,
+    #[serde(default)]
+    pub quota: Option<ToOne>,
+}
+
+impl Space {
+    pub fn org_guid(&self) -> Option<&str> {
+        self.relationships.organization.guid()
+    }
+}
+
+impl Resource for Space {
+    const PATH: &'static str = "/v3/spaces";
+    const KIND: &'static str = "space";
+    fn guid(&self) -> &str {
+        &self.guid
+    }
+}
+
+impl CfClient {
+    pub fn spaces(&self) -> Api<Space> {
+        self.api()
+    }
+}
+
+impl Api<Space> {
+    /// The space called `name` in the organization, if the user can see it.
+    pub async fn by_name(&self, org_guid: &str, name: &str) -> Result<Option<Space>> {
+        self.first(&ListParams::new().filter("names", [name]).filter("organization_guids", [org_guid])).await
+    }
+
+    /// Like [`by_name`](Self::by_name), with a clear error when it is missing.
+    pub async fn require_by_name(&self, org_guid: &str, name: &str) -> Result<Space> {
+        self.by_name(org_guid, name)
+            .await?
+            .ok_or_else(|| Error::Failed(format!("space '{name}' not found (or the user has no role in it)")))
+    }
+}
