@@ -3,5 +3,10 @@
 //! The three binaries (`check`, `in`, `out`) are thin mains over this library. Data flows one way:
 //! [`config`] (what the pipeline asked for) → the deploy plan and its steps → the CF API client.
 
+pub mod check;
+pub mod config;
+pub mod deploy;
+pub mod get;
 pub mod log;
+pub mod protocol;
 pub mod redact;

@@ -1,0 +1,9 @@
+//! `out`: the blue-green deploy.
+
+use anyhow::{Result, bail};
+
+use crate::protocol::{OutRequest, VersionResult};
+
+pub async fn run(_request: OutRequest) -> Result<VersionResult> {
+    bail!("out is not implemented yet")
+}
