@@ -1,5 +1,7 @@
 //! `out`: the blue-green deploy.
 
+pub mod manifest;
+
 use anyhow::{Result, bail};
 
 use crate::protocol::{OutRequest, VersionResult};
