@@ -46,6 +46,9 @@ pub struct SampleApp {
     pub port: u16,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<String>>,
+    /// The threads copying the app's stdout and stderr; they end when the
+    /// app exits and its pipes close.
+    readers: Vec<thread::JoinHandle<()>>,
 }
 
 impl SampleApp {
@@ -76,7 +79,7 @@ impl SampleApp {
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let lines = Arc::clone(&stdout);
         let pipe = child.stdout.take().expect("stdout is piped");
-        thread::spawn(move || {
+        let stdout_reader = thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                 lines.lock().unwrap().push(line);
             }
@@ -84,14 +87,14 @@ impl SampleApp {
         let stderr = Arc::new(Mutex::new(String::new()));
         let text = Arc::clone(&stderr);
         let mut pipe = child.stderr.take().expect("stderr is piped");
-        thread::spawn(move || {
+        let stderr_reader = thread::spawn(move || {
             let mut buffer = [0; 4096];
             while let Ok(n @ 1..) = pipe.read(&mut buffer) {
                 text.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
             }
         });
 
-        SampleApp { child, port, stdout, stderr }
+        SampleApp { child, port, stdout, stderr, readers: vec![stdout_reader, stderr_reader] }
     }
 
     /// Waits for the startup line; panics with the app's stderr if it never
@@ -124,14 +127,18 @@ impl SampleApp {
         assert!(status.success(), "kill -{name} failed");
     }
 
-    /// Waits for the app to exit by itself.
+    /// Waits for the app to exit by itself, and for everything it wrote to
+    /// be collected, so its output can be checked right after.
     pub fn wait_for_exit(&mut self, limit: Duration) -> ExitStatus {
         let mut status = None;
         wait_for(limit, || {
             status = self.child.try_wait().expect("try_wait works");
             status.is_some()
         });
-        status.unwrap_or_else(|| panic!("sample-app still running after {limit:?}"))
+        let status = status.unwrap_or_else(|| panic!("sample-app still running after {limit:?}"));
+        let drained = wait_for(limit, || self.readers.iter().all(|reader| reader.is_finished()));
+        assert!(drained, "sample-app's output pipes still open after it exited");
+        status
     }
 
     /// A GET on a new connection that is closed afterwards.
