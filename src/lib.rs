@@ -10,3 +10,4 @@ pub mod get;
 pub mod log;
 pub mod protocol;
 pub mod redact;
+pub mod verify;

@@ -12,5 +12,5 @@ pub use params::{
     AppSource, ExpectedStatus, GreenRoute, HealthCheck, HealthCheckType, HttpCheck, InParams, Kpi, OnFailure,
     OutParams, SmokeTest, Timeouts,
 };
-pub use source::{AppNames, Credentials, Source};
+pub use source::{AppNames, Credentials, RouteScheme, Source};
 pub use strict::{closest, json_kind};

@@ -60,6 +60,26 @@ pub struct Source {
     pub verbose: bool,
     /// `host:port` that all HTTP traffic for app routes is sent to instead of resolving route hostnames.
     pub router_address: Option<String>,
+    /// `https` (default) or `http`: how verification and probes reach app routes.
+    pub route_scheme: RouteScheme,
+}
+
+/// The scheme app routes are reached with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteScheme {
+    #[default]
+    Https,
+    Http,
+}
+
+impl RouteScheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteScheme::Https => "https",
+            RouteScheme::Http => "http",
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -79,6 +99,7 @@ struct RawSource {
     #[serde(default)]
     verbose: bool,
     router_address: Option<String>,
+    route_scheme: Option<RouteScheme>,
     green_suffix: Option<String>,
     previous_suffix: Option<String>,
     failed_suffix: Option<String>,
@@ -147,6 +168,7 @@ impl Source {
             ca_cert: raw.ca_cert,
             verbose: raw.verbose,
             router_address: raw.router_address,
+            route_scheme: raw.route_scheme.unwrap_or_default(),
         })
     }
 }
