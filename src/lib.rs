@@ -4,5 +4,11 @@
 //! [`config`] (what the pipeline asked for) → the deploy plan and its steps → the CF API client.
 
 pub mod cf;
+pub mod check;
+pub mod config;
+pub mod deploy;
+pub mod get;
 pub mod log;
+pub mod protocol;
 pub mod redact;
+pub mod verify;

@@ -168,7 +168,7 @@ impl Progress {
         }
         self.last_print = Some(now);
         let secs = now.duration_since(self.started).as_secs_f64().max(1e-3);
-        let percent = if self.total == 0 { 100 } else { done.saturating_mul(100) / self.total };
+        let percent = done.saturating_mul(100).checked_div(self.total).unwrap_or(100);
         detail(format_args!(
             "{}: {percent:>3}%  {} of {}  {:.1} MB/s",
             self.label,

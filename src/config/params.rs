@@ -1,0 +1,573 @@
+//! `params` of the put step (`out`) and of the get step (`in`, also `get_params` after a put).
+//!
+//! Only the shape is checked here (types, unknown keys, combinations that cannot work); whether files exist,
+//! manifests parse and vars resolve is checked by the deploy's local validation phase, still before any
+//! network call.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::duration;
+use super::strict::parse_section;
+use crate::redact;
+
+/// What to do with a candidate that failed before the swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Delete it (its recent logs are printed first).
+    #[default]
+    Delete,
+    /// Keep it stopped as `<app>-failed` for debugging.
+    Keep,
+}
+
+/// CF health-check types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthCheckType {
+    Port,
+    Process,
+    Http,
+}
+
+impl HealthCheckType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthCheckType::Port => "port",
+            HealthCheckType::Process => "process",
+            HealthCheckType::Http => "http",
+        }
+    }
+}
+
+/// `params.health_check`: overrides the manifest's health check for the candidate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    #[serde(rename = "type")]
+    pub check_type: Option<HealthCheckType>,
+    pub endpoint: Option<String>,
+    /// Seconds the app may take to become healthy.
+    pub timeout: Option<u32>,
+    /// Seconds each check may take.
+    pub invocation_timeout: Option<u32>,
+}
+
+/// `params.green_route`: where the candidate's temporary route lives (default `<app>-green.<domain of the first
+/// production route>`), e.g. an internal or test-only domain.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GreenRoute {
+    pub host: Option<String>,
+    pub domain: Option<String>,
+}
+
+/// The statuses an HTTP check accepts: one code or a list; absent means any 2xx.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ExpectedStatus {
+    One(u16),
+    Any(Vec<u16>),
+}
+
+impl ExpectedStatus {
+    pub fn accepts(&self, status: u16) -> bool {
+        match self {
+            ExpectedStatus::One(code) => *code == status,
+            ExpectedStatus::Any(codes) => codes.contains(&status),
+        }
+    }
+}
+
+/// One entry of `params.verify`: a request to the candidate's temporary route and what the answer must be.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheck {
+    #[serde(default = "default_check_path")]
+    pub path: String,
+    #[serde(default = "default_method")]
+    pub method: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Request body, sent as is.
+    pub body: Option<String>,
+    pub status: Option<ExpectedStatus>,
+    /// The response body must contain this text.
+    pub body_contains: Option<String>,
+    /// The response body must match this regular expression.
+    pub body_matches: Option<String>,
+}
+
+fn default_check_path() -> String {
+    "/".into()
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+
+/// `params.smoke_test`: a command from the put inputs, run against the candidate before it gets traffic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmokeTest {
+    /// Path of the executable, relative to the put directory.
+    pub path: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub timeout: Option<Duration>,
+}
+
+/// `params.kpi`: a bounded load probe against the candidate (and production, for the relative gate).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kpi {
+    #[serde(default = "default_kpi_requests")]
+    pub requests: u32,
+    #[serde(default = "default_kpi_concurrency")]
+    pub concurrency: u32,
+    #[serde(default = "default_kpi_paths")]
+    pub paths: Vec<String>,
+    /// Highest acceptable fraction of failed requests, 0.0–1.0.
+    pub max_error_rate: Option<f64>,
+    /// Highest acceptable 95th percentile latency in milliseconds.
+    pub max_p95_ms: Option<u64>,
+    /// Highest acceptable ratio of the candidate's p95 to production's, measured in the same run.
+    pub max_p95_ratio: Option<f64>,
+}
+
+fn default_kpi_requests() -> u32 {
+    200
+}
+
+fn default_kpi_concurrency() -> u32 {
+    10
+}
+
+fn default_kpi_paths() -> Vec<String> {
+    vec!["/".into()]
+}
+
+/// A scalar environment value; numbers and booleans are written as YAML/JSON would print them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum EnvValue {
+    Text(String),
+    Number(serde_json::Number),
+    Flag(bool),
+}
+
+impl EnvValue {
+    fn into_string(self) -> String {
+        match self {
+            EnvValue::Text(text) => text,
+            EnvValue::Number(number) => number.to_string(),
+            EnvValue::Flag(flag) => flag.to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOutParams {
+    path: Option<String>,
+    droplet: Option<String>,
+    docker_image: Option<String>,
+    docker_username: Option<String>,
+    docker_password: Option<String>,
+    manifest: Option<String>,
+    #[serde(default)]
+    vars: BTreeMap<String, Value>,
+    #[serde(default)]
+    vars_files: Vec<String>,
+    #[serde(default)]
+    environment_variables: BTreeMap<String, EnvValue>,
+    #[serde(default)]
+    secret_environment_variables: BTreeMap<String, EnvValue>,
+    health_check: Option<HealthCheck>,
+    green_route: Option<GreenRoute>,
+    #[serde(default)]
+    verify: Vec<HttpCheck>,
+    smoke_test: Option<SmokeTest>,
+    kpi: Option<Kpi>,
+    #[serde(default, deserialize_with = "duration::optional")]
+    watch: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::optional")]
+    staging_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::optional")]
+    startup_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::optional")]
+    verify_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::optional")]
+    timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::optional")]
+    drain: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::optional")]
+    lock_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::optional")]
+    lock_lease: Option<Duration>,
+    keep_previous: Option<bool>,
+    on_failure: Option<OnFailure>,
+    #[serde(default)]
+    rollback: bool,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Where the candidate's code comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppSource {
+    /// `params.path`: a directory, archive or glob relative to the put directory; uploaded and staged.
+    Bits(String),
+    /// `params.droplet`: a droplet tarball from a previous `get` (build once, deploy many); no staging.
+    Droplet(String),
+    /// `params.docker_image`, with optional registry credentials.
+    Docker { image: String, username: Option<String>, password: Option<String> },
+    /// None given: the candidate is built from production's current package (a restage), or for a rollback
+    /// the previous app is used as is.
+    Unspecified,
+}
+
+/// Timeouts of the phases of a deploy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeouts {
+    pub staging: Duration,
+    pub startup: Duration,
+    pub verify: Duration,
+    /// The whole put; phases stop early when it runs out.
+    pub overall: Duration,
+    /// How long to wait for another deploy's lock.
+    pub lock: Duration,
+}
+
+/// Validated put `params`.
+#[derive(Debug, Clone)]
+pub struct OutParams {
+    pub source: AppSource,
+    pub manifest: Option<String>,
+    pub vars: BTreeMap<String, Value>,
+    pub vars_files: Vec<String>,
+    /// Env for the candidate; values of `secret_environment_variables` are included and redacted in output.
+    pub environment_variables: BTreeMap<String, String>,
+    pub health_check: Option<HealthCheck>,
+    pub green_route: GreenRoute,
+    pub verify: Vec<HttpCheck>,
+    pub smoke_test: Option<SmokeTest>,
+    pub kpi: Option<Kpi>,
+    pub watch: Option<Duration>,
+    pub timeouts: Timeouts,
+    pub drain: Duration,
+    /// A lock not renewed for this long belongs to a dead deploy and may be taken over.
+    pub lock_lease: Duration,
+    pub keep_previous: bool,
+    pub on_failure: OnFailure,
+    pub rollback: bool,
+    pub dry_run: bool,
+}
+
+impl OutParams {
+    pub fn parse(value: Value) -> Result<OutParams> {
+        register_secrets_in(&value);
+        let raw: RawOutParams = parse_section("params", value)?;
+        let mut problems = Vec::new();
+
+        let given: Vec<&str> = [
+            raw.path.as_ref().map(|_| "path"),
+            raw.droplet.as_ref().map(|_| "droplet"),
+            raw.docker_image.as_ref().map(|_| "docker_image"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if given.len() > 1 {
+            problems.push(format!("params.{} cannot be combined; give one of them", given.join(" and params.")));
+        }
+        if raw.rollback {
+            for key in given.iter().copied().chain(raw.manifest.as_ref().map(|_| "manifest")) {
+                problems
+                    .push(format!("params.rollback redeploys the previous app; params.{key} cannot be used with it"));
+            }
+        }
+        if raw.docker_image.is_none() && (raw.docker_username.is_some() || raw.docker_password.is_some()) {
+            problems.push("params.docker_username and params.docker_password need params.docker_image".into());
+        }
+        if raw.docker_password.is_some() && raw.docker_username.is_none() {
+            problems.push("params.docker_password needs params.docker_username".into());
+        }
+        if let Some(check) = &raw.health_check {
+            validate_health_check(check, &mut problems);
+        }
+        for (i, check) in raw.verify.iter().enumerate() {
+            validate_http_check(i, check, &mut problems);
+        }
+        if let Some(kpi) = &raw.kpi {
+            validate_kpi(kpi, &mut problems);
+        }
+        if raw.watch.is_some() && raw.kpi.as_ref().is_none_or(|k| k.max_error_rate.is_none() && k.max_p95_ms.is_none())
+        {
+            problems
+                .push("params.watch needs a gate to watch: params.kpi.max_error_rate or params.kpi.max_p95_ms".into());
+        }
+        for name in raw.environment_variables.keys().chain(raw.secret_environment_variables.keys()) {
+            if name.is_empty() || name.starts_with("VCAP_") || name == "PORT" {
+                problems.push(format!(
+                    "params.environment_variables: '{name}' cannot be set (CF reserves VCAP_* and PORT)"
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            bail!("{}", problems.join("; "));
+        }
+
+        let source = match (raw.path, raw.droplet, raw.docker_image) {
+            (Some(path), _, _) => AppSource::Bits(path),
+            (_, Some(droplet), _) => AppSource::Droplet(droplet),
+            (_, _, Some(image)) => {
+                AppSource::Docker { image, username: raw.docker_username, password: raw.docker_password }
+            }
+            _ => AppSource::Unspecified,
+        };
+        let mut environment_variables: BTreeMap<String, String> =
+            raw.environment_variables.into_iter().map(|(k, v)| (k, v.into_string())).collect();
+        for (name, value) in raw.secret_environment_variables {
+            let value = value.into_string();
+            redact::register(&value);
+            environment_variables.insert(name, value);
+        }
+        let startup = raw.startup_timeout.unwrap_or(Duration::from_secs(5 * 60));
+        Ok(OutParams {
+            source,
+            manifest: raw.manifest,
+            vars: raw.vars,
+            vars_files: raw.vars_files,
+            environment_variables,
+            health_check: raw.health_check,
+            green_route: raw.green_route.unwrap_or_default(),
+            verify: raw.verify,
+            smoke_test: raw.smoke_test,
+            kpi: raw.kpi,
+            watch: raw.watch,
+            timeouts: Timeouts {
+                staging: raw.staging_timeout.unwrap_or(Duration::from_secs(15 * 60)),
+                startup,
+                verify: raw.verify_timeout.unwrap_or(Duration::from_secs(2 * 60)),
+                overall: raw.timeout.unwrap_or(Duration::from_secs(60 * 60)),
+                lock: raw.lock_timeout.unwrap_or(Duration::from_secs(15 * 60)),
+            },
+            drain: raw.drain.unwrap_or(Duration::from_secs(10)),
+            lock_lease: raw.lock_lease.unwrap_or(Duration::from_secs(2 * 60)),
+            keep_previous: raw.keep_previous.unwrap_or(true),
+            on_failure: raw.on_failure.unwrap_or_default(),
+            rollback: raw.rollback,
+            dry_run: raw.dry_run,
+        })
+    }
+}
+
+fn register_secrets_in(value: &Value) {
+    if let Some(password) = value.get("docker_password").and_then(Value::as_str) {
+        redact::register(password);
+    }
+    if let Some(secrets) = value.get("secret_environment_variables").and_then(Value::as_object) {
+        for secret in secrets.values() {
+            match secret {
+                Value::String(text) => redact::register(text),
+                other => redact::register(&other.to_string()),
+            }
+        }
+    }
+}
+
+fn validate_health_check(check: &HealthCheck, problems: &mut Vec<String>) {
+    if let Some(endpoint) = &check.endpoint {
+        if check.check_type.is_some_and(|t| t != HealthCheckType::Http) {
+            problems.push("params.health_check.endpoint only applies to type http".into());
+        }
+        if !endpoint.starts_with('/') {
+            problems.push(format!("params.health_check.endpoint '{endpoint}' must start with /"));
+        }
+    }
+    if check.timeout == Some(0) {
+        problems.push("params.health_check.timeout must be at least 1 second".into());
+    }
+    if check.invocation_timeout == Some(0) {
+        problems.push("params.health_check.invocation_timeout must be at least 1 second".into());
+    }
+}
+
+fn validate_http_check(index: usize, check: &HttpCheck, problems: &mut Vec<String>) {
+    let at = format!("params.verify[{index}]");
+    if !check.path.starts_with('/') {
+        problems.push(format!("{at}.path '{}' must start with /", check.path));
+    }
+    const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    if !METHODS.contains(&check.method.as_str()) {
+        problems.push(format!("{at}.method '{}' is not one of {}", check.method, METHODS.join(", ")));
+    }
+    let codes: &[u16] = match &check.status {
+        Some(ExpectedStatus::One(code)) => std::slice::from_ref(code),
+        Some(ExpectedStatus::Any(codes)) => codes,
+        None => &[],
+    };
+    if let Some(bad) = codes.iter().find(|c| !(100..=599).contains(*c)) {
+        problems.push(format!("{at}.status {bad} is not an HTTP status code"));
+    }
+    if let Some(pattern) = &check.body_matches
+        && let Err(err) = regex::Regex::new(pattern)
+    {
+        let first_line = err.to_string().lines().last().unwrap_or_default().trim().to_owned();
+        problems.push(format!("{at}.body_matches is not a valid regular expression: {first_line}"));
+    }
+}
+
+fn validate_kpi(kpi: &Kpi, problems: &mut Vec<String>) {
+    if kpi.requests == 0 || kpi.requests > 100_000 {
+        problems.push("params.kpi.requests must be between 1 and 100000".into());
+    }
+    if kpi.concurrency == 0 || kpi.concurrency > 256 {
+        problems.push("params.kpi.concurrency must be between 1 and 256".into());
+    }
+    if kpi.paths.is_empty() || kpi.paths.iter().any(|p| !p.starts_with('/')) {
+        problems.push("params.kpi.paths must be a non-empty list of paths starting with /".into());
+    }
+    if kpi.max_error_rate.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+        problems.push("params.kpi.max_error_rate is a fraction between 0.0 and 1.0 (0.01 = 1%)".into());
+    }
+    if kpi.max_p95_ratio.is_some_and(|r| r < 1.0) {
+        problems.push("params.kpi.max_p95_ratio must be at least 1.0 (e.g. 1.5 = 50% slower than production)".into());
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawInParams {
+    #[serde(default)]
+    download_droplet: bool,
+}
+
+/// Validated get `params`.
+#[derive(Debug, Clone, Default)]
+pub struct InParams {
+    /// Stream the version's droplet to `droplet.tgz` in the destination directory.
+    pub download_droplet: bool,
+}
+
+impl InParams {
+    pub fn parse(value: Value) -> Result<InParams> {
+        let raw: RawInParams = parse_section("params", value)?;
+        Ok(InParams { download_droplet: raw.download_droplet })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(value: Value) -> String {
+        OutParams::parse(value).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn empty_params_get_defaults() {
+        let params = OutParams::parse(Value::Null).unwrap();
+        assert_eq!(params.source, AppSource::Unspecified);
+        assert_eq!(params.drain, Duration::from_secs(10));
+        assert!(params.keep_previous);
+        assert_eq!(params.on_failure, OnFailure::Delete);
+        assert_eq!(params.timeouts.staging, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn full_params_parse() {
+        let params = OutParams::parse(json!({
+            "path": "build/app-*.jar", "manifest": "repo/manifest.yml",
+            "vars": {"instances": 2}, "vars_files": ["repo/vars.yml"],
+            "environment_variables": {"LEVEL": "info", "WORKERS": 4, "DEBUG": false},
+            "health_check": {"type": "http", "endpoint": "/healthcheck", "timeout": 60},
+            "green_route": {"domain": "apps.internal"},
+            "verify": [{"path": "/version", "status": [200, 204], "body_matches": "^v\\d+"}],
+            "smoke_test": {"path": "repo/ci/smoke.sh", "args": ["--quick"], "timeout": "2m"},
+            "kpi": {"max_error_rate": 0.01, "max_p95_ms": 300, "max_p95_ratio": 1.5},
+            "watch": "30s", "drain": 5, "keep_previous": false, "on_failure": "keep"
+        }))
+        .unwrap();
+        assert_eq!(params.source, AppSource::Bits("build/app-*.jar".into()));
+        assert_eq!(params.environment_variables["WORKERS"], "4");
+        assert_eq!(params.environment_variables["DEBUG"], "false");
+        assert_eq!(params.smoke_test.unwrap().timeout, Some(Duration::from_secs(120)));
+        assert_eq!(params.watch, Some(Duration::from_secs(30)));
+        assert_eq!(params.on_failure, OnFailure::Keep);
+        assert!(params.verify[0].status.as_ref().unwrap().accepts(204));
+    }
+
+    #[test]
+    fn unknown_key_gets_suggestion() {
+        assert_eq!(err(json!({"manfest": "m.yml"})), "params.manfest is not a known key; did you mean manifest?");
+    }
+
+    #[test]
+    fn conflicting_sources_rejected() {
+        let message = err(json!({"path": "a", "droplet": "b"}));
+        assert_eq!(message, "params.path and params.droplet cannot be combined; give one of them");
+    }
+
+    #[test]
+    fn rollback_excludes_new_bits() {
+        let message = err(json!({"rollback": true, "path": "a"}));
+        assert!(
+            message.contains("params.rollback redeploys the previous app; params.path cannot be used"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn invalid_health_check_and_regex_reported_together() {
+        let message = err(json!({
+            "health_check": {"type": "port", "endpoint": "health"},
+            "verify": [{"path": "/", "body_matches": "(unclosed"}]
+        }));
+        assert!(message.contains("params.health_check.endpoint only applies to type http"), "{message}");
+        assert!(message.contains("must start with /"), "{message}");
+        assert!(message.contains("params.verify[0].body_matches is not a valid regular expression"), "{message}");
+    }
+
+    #[test]
+    fn unknown_health_check_type_is_a_type_error_naming_the_path() {
+        let message = err(json!({"health_check": {"type": "tcp"}}));
+        assert!(message.starts_with("params.health_check.type: unknown variant `tcp`"), "{message}");
+    }
+
+    #[test]
+    fn reserved_env_names_rejected() {
+        let message = err(json!({"environment_variables": {"PORT": "1"}}));
+        assert!(message.contains("'PORT' cannot be set"), "{message}");
+    }
+
+    #[test]
+    fn secret_env_values_are_registered_for_redaction() {
+        let params =
+            OutParams::parse(json!({"secret_environment_variables": {"API_KEY": "k-very-secret-99"}})).unwrap();
+        assert_eq!(params.environment_variables["API_KEY"], "k-very-secret-99");
+        assert_eq!(redact::redact("key=k-very-secret-99"), format!("key={}", redact::MASK));
+    }
+
+    #[test]
+    fn watch_needs_a_gate() {
+        assert!(err(json!({"watch": 30})).contains("params.watch needs a gate"));
+    }
+
+    #[test]
+    fn in_params_strict() {
+        assert!(InParams::parse(json!({"download_droplet": true})).unwrap().download_droplet);
+        assert_eq!(
+            InParams::parse(json!({"download_dropplet": true})).unwrap_err().to_string(),
+            "params.download_dropplet is not a known key; did you mean download_droplet?"
+        );
+    }
+}

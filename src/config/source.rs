@@ -1,0 +1,322 @@
+//! `source`: where the app lives and how to log in. Shared by check, in and out.
+
+use anyhow::{Result, bail};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::strict::parse_section;
+use crate::redact;
+
+/// How to authenticate to UAA.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// Password grant with the cf CLI's public client.
+    Password { username: String, password: String },
+    /// client_credentials grant.
+    Client { id: String, secret: String },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Password { username, .. } => write!(f, "Password {{ username: {username:?}, .. }}"),
+            Credentials::Client { id, .. } => write!(f, "Client {{ id: {id:?}, .. }}"),
+        }
+    }
+}
+
+/// The names of the apps a deploy juggles (see the deploy design: production, candidate, previous, failed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppNames {
+    pub production: String,
+    pub green_suffix: String,
+    pub previous_suffix: String,
+    pub failed_suffix: String,
+}
+
+impl AppNames {
+    pub fn green(&self) -> String {
+        format!("{}{}", self.production, self.green_suffix)
+    }
+    pub fn previous(&self) -> String {
+        format!("{}{}", self.production, self.previous_suffix)
+    }
+    pub fn failed(&self) -> String {
+        format!("{}{}", self.production, self.failed_suffix)
+    }
+}
+
+/// A validated `source`.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The Cloud Controller URL, without a trailing slash.
+    pub api: String,
+    pub credentials: Credentials,
+    pub organization: String,
+    pub space: String,
+    pub names: AppNames,
+    pub skip_cert_check: bool,
+    pub ca_cert: Option<String>,
+    pub verbose: bool,
+    /// `host:port` that all HTTP traffic for app routes is sent to instead of resolving route hostnames.
+    pub router_address: Option<String>,
+    /// `https` (default) or `http`: how verification and probes reach app routes.
+    pub route_scheme: RouteScheme,
+}
+
+/// The scheme app routes are reached with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteScheme {
+    #[default]
+    Https,
+    Http,
+}
+
+impl RouteScheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteScheme::Https => "https",
+            RouteScheme::Http => "http",
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    api: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    organization: Option<String>,
+    space: Option<String>,
+    app: Option<String>,
+    #[serde(default)]
+    skip_cert_check: bool,
+    ca_cert: Option<String>,
+    #[serde(default)]
+    verbose: bool,
+    router_address: Option<String>,
+    route_scheme: Option<RouteScheme>,
+    green_suffix: Option<String>,
+    previous_suffix: Option<String>,
+    failed_suffix: Option<String>,
+}
+
+impl Source {
+    /// Parses and validates `source`, reporting every missing or invalid key at once. Secrets are registered
+    /// for redaction before anything else can print them.
+    pub fn parse(value: Value) -> Result<Source> {
+        register_secrets_in(&value);
+        let raw: RawSource = parse_section("source", value)?;
+        let mut missing = Vec::new();
+        let mut problems = Vec::new();
+
+        let mut required = |name: &str, value: Option<String>| match value.filter(|v| !v.trim().is_empty()) {
+            Some(v) => v,
+            None => {
+                missing.push(name.to_owned());
+                String::new()
+            }
+        };
+        let api = required("api", raw.api);
+        let organization = required("organization", raw.organization);
+        let space = required("space", raw.space);
+        let app = required("app", raw.app);
+
+        let credentials =
+            credentials(raw.username, raw.password, raw.client_id, raw.client_secret, &mut missing, &mut problems);
+
+        if !api.is_empty() {
+            match url::Url::parse(&api) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+                _ => problems
+                    .push(format!("source.api '{api}' is not an http(s) URL (e.g. https://api.sys.example.com)")),
+            }
+        }
+        if let Some(pem) = &raw.ca_cert
+            && !pem.contains("-----BEGIN CERTIFICATE-----")
+        {
+            problems.push("source.ca_cert is not a PEM certificate (expected -----BEGIN CERTIFICATE-----)".into());
+        }
+        if let Some(address) = &raw.router_address {
+            check_host_port(address, &mut problems);
+        }
+        let names = AppNames {
+            production: app,
+            green_suffix: raw.green_suffix.unwrap_or_else(|| "-green".into()),
+            previous_suffix: raw.previous_suffix.unwrap_or_else(|| "-previous".into()),
+            failed_suffix: raw.failed_suffix.unwrap_or_else(|| "-failed".into()),
+        };
+        check_suffixes(&names, &mut problems);
+
+        if !missing.is_empty() {
+            problems.insert(0, format!("source is missing required keys: {}", missing.join(", ")));
+        }
+        if !problems.is_empty() {
+            bail!("{}", problems.join("; "));
+        }
+        Ok(Source {
+            api: api.trim_end_matches('/').to_owned(),
+            credentials: credentials.expect("validated above"),
+            organization,
+            space,
+            names,
+            skip_cert_check: raw.skip_cert_check,
+            ca_cert: raw.ca_cert,
+            verbose: raw.verbose,
+            router_address: raw.router_address,
+            route_scheme: raw.route_scheme.unwrap_or_default(),
+        })
+    }
+}
+
+/// Registers every secret in the raw section before typed parsing, so even a type error cannot echo one.
+fn register_secrets_in(value: &Value) {
+    for key in ["password", "client_secret"] {
+        if let Some(secret) = value.get(key).and_then(Value::as_str) {
+            redact::register(secret);
+        }
+    }
+}
+
+fn credentials(
+    username: Option<String>,
+    password: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    missing: &mut Vec<String>,
+    problems: &mut Vec<String>,
+) -> Option<Credentials> {
+    let user_pair = username.is_some() || password.is_some();
+    let client_pair = client_id.is_some() || client_secret.is_some();
+    match (user_pair, client_pair) {
+        (true, true) => {
+            problems
+                .push("source has both username/password and client_id/client_secret; give exactly one pair".into());
+            None
+        }
+        (false, false) => {
+            problems.push("source needs credentials: username and password, or client_id and client_secret".into());
+            None
+        }
+        (true, false) => match (username, password) {
+            (Some(username), Some(password)) => Some(Credentials::Password { username, password }),
+            (None, _) => {
+                missing.push("username (source.password is set)".into());
+                None
+            }
+            (_, None) => {
+                missing.push("password (source.username is set)".into());
+                None
+            }
+        },
+        (false, true) => match (client_id, client_secret) {
+            (Some(id), Some(secret)) => Some(Credentials::Client { id, secret }),
+            (None, _) => {
+                missing.push("client_id (source.client_secret is set)".into());
+                None
+            }
+            (_, None) => {
+                missing.push("client_secret (source.client_id is set)".into());
+                None
+            }
+        },
+    }
+}
+
+fn check_host_port(address: &str, problems: &mut Vec<String>) {
+    let valid = address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !valid {
+        problems.push(format!("source.router_address '{address}' must be host:port (e.g. 10.0.0.5:443)"));
+    }
+}
+
+fn check_suffixes(names: &AppNames, problems: &mut Vec<String>) {
+    let suffixes = [
+        ("green_suffix", &names.green_suffix),
+        ("previous_suffix", &names.previous_suffix),
+        ("failed_suffix", &names.failed_suffix),
+    ];
+    for (i, (key, suffix)) in suffixes.iter().enumerate() {
+        if suffix.is_empty() {
+            problems.push(format!("source.{key} must not be empty"));
+        }
+        for (other_key, other) in &suffixes[i + 1..] {
+            if suffix == other {
+                problems.push(format!("source.{key} and source.{other_key} must differ"));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn valid() -> Value {
+        json!({"api": "https://api.example.com/", "username": "ci-user", "password": "pw-not-shown-1",
+               "organization": "o", "space": "s", "app": "myapp"})
+    }
+
+    #[test]
+    fn valid_source_parses_with_defaults() {
+        let source = Source::parse(valid()).unwrap();
+        assert_eq!(source.api, "https://api.example.com");
+        assert_eq!(source.names.green(), "myapp-green");
+        assert_eq!(source.names.previous(), "myapp-previous");
+        assert_eq!(source.names.failed(), "myapp-failed");
+        assert!(!source.skip_cert_check);
+    }
+
+    #[test]
+    fn all_missing_keys_reported_at_once() {
+        let err = Source::parse(json!({"username": "ci-user", "password": "pw-not-shown-2"})).unwrap_err().to_string();
+        assert_eq!(err, "source is missing required keys: api, organization, space, app");
+    }
+
+    #[test]
+    fn null_source_reports_everything_missing() {
+        let err = Source::parse(Value::Null).unwrap_err().to_string();
+        assert!(err.starts_with("source is missing required keys: api, organization, space, app"), "{err}");
+        assert!(err.contains("source needs credentials"), "{err}");
+    }
+
+    #[test]
+    fn both_credential_pairs_rejected() {
+        let mut source = valid();
+        source["client_id"] = json!("c");
+        source["client_secret"] = json!("cs-not-shown-3");
+        let err = Source::parse(source).unwrap_err().to_string();
+        assert!(err.contains("both username/password and client_id/client_secret"), "{err}");
+    }
+
+    #[test]
+    fn half_pair_names_the_missing_half() {
+        let source = json!({"api": "https://a.b", "client_id": "c", "organization": "o", "space": "s", "app": "a"});
+        let err = Source::parse(source).unwrap_err().to_string();
+        assert_eq!(err, "source is missing required keys: client_secret (source.client_id is set)");
+    }
+
+    #[test]
+    fn bad_api_url_and_router_address() {
+        let mut source = valid();
+        source["api"] = json!("api.example.com");
+        source["router_address"] = json!("localhost");
+        let err = Source::parse(source).unwrap_err().to_string();
+        assert!(err.contains("source.api 'api.example.com' is not an http(s) URL"), "{err}");
+        assert!(err.contains("source.router_address 'localhost' must be host:port"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let source = Source::parse(valid()).unwrap();
+        let debug = format!("{:?}", source.credentials);
+        assert!(debug.contains("ci-user") && !debug.contains("pw-not-shown-1"), "{debug}");
+    }
+}

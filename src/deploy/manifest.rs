@@ -1,0 +1,602 @@
+//! The app manifest: loading it, resolving `((vars))`, picking our app, checking what can be checked locally,
+//! and writing the rewritten copy the candidate is created from.
+//!
+//! The candidate gets CF's own `apply_manifest`, so every manifest feature CF supports works; we only change
+//! what blue-green needs: the name, the routes (the temporary route only, or none), env and health-check
+//! overrides, and keys that only the cf CLI understands.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Map, Value, json};
+
+use crate::config::{HealthCheck, HealthCheckType};
+
+/// Values for `((vars))`: the `vars_files` in order, then `vars`, later ones winning, as `cf push` does.
+#[derive(Debug, Default, Clone)]
+pub struct Vars(Map<String, Value>);
+
+impl Vars {
+    pub fn load(put_dir: &Path, vars_files: &[String], vars: &BTreeMap<String, Value>) -> Result<Vars> {
+        let mut all = Map::new();
+        for file in vars_files {
+            let path = put_dir.join(file);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("params.vars_files: cannot read {file} ({})", path.display()))?;
+            let parsed: Value = serde_norway::from_str(&text)
+                .map_err(|e| anyhow!("params.vars_files: {file} is not valid YAML: {e}"))?;
+            match parsed {
+                Value::Object(map) => all.extend(map),
+                Value::Null => {}
+                other => bail!("params.vars_files: {file} must be a map of names to values, not {}", kind(&other)),
+            }
+        }
+        all.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(Vars(all))
+    }
+
+    fn lookup(&self, name: &str) -> Option<&Value> {
+        let mut parts = name.split('.');
+        let mut value = self.0.get(parts.next()?)?;
+        for part in parts {
+            value = value.get(part)?;
+        }
+        Some(value)
+    }
+}
+
+/// One application of a manifest, with vars resolved.
+#[derive(Debug, Clone)]
+pub struct AppManifest {
+    /// Where it came from, for error messages ("manifest ci/manifest.yml", "the manifest of myapp").
+    origin: String,
+    app: Map<String, Value>,
+}
+
+/// Manifest keys that only the cf CLI reads; CF's apply_manifest must not see them for the candidate.
+const CLIENT_SIDE_KEYS: &[&str] =
+    &["path", "random-route", "default-route", "no-hostname", "host", "hosts", "domain", "domains"];
+
+impl AppManifest {
+    /// Reads `file` (relative to the put directory), resolves vars and selects `app_name`.
+    pub fn load(put_dir: &Path, file: &str, vars: &Vars, app_name: &str) -> Result<AppManifest> {
+        let path = put_dir.join(file);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("params.manifest: cannot read {file} ({})", path.display()))?;
+        AppManifest::parse(&format!("manifest {file}"), &text, vars, app_name)
+    }
+
+    /// A manifest with nothing in it but the app's name (a first deploy without a manifest).
+    pub fn minimal(app_name: &str) -> AppManifest {
+        let mut app = Map::new();
+        app.insert("name".into(), Value::String(app_name.into()));
+        AppManifest { origin: "the default manifest".into(), app }
+    }
+
+    /// Parses manifest YAML, resolves vars and selects the application called `app_name` (or the only one).
+    pub fn parse(origin: &str, text: &str, vars: &Vars, app_name: &str) -> Result<AppManifest> {
+        let mut doc: Value = serde_norway::from_str(text).map_err(|e| anyhow!("{origin} is not valid YAML: {e}"))?;
+        let mut missing = BTreeSet::new();
+        interpolate(&mut doc, vars, &mut missing);
+        if !missing.is_empty() {
+            let names: Vec<_> = missing.into_iter().collect();
+            bail!(
+                "{origin} uses vars that have no value: {} (give them in params.vars or params.vars_files)",
+                names.join(", ")
+            );
+        }
+        let Some(Value::Array(apps)) = doc.get_mut("applications").map(Value::take) else {
+            bail!("{origin} has no 'applications' list");
+        };
+        let mut apps: Vec<Map<String, Value>> = apps
+            .into_iter()
+            .enumerate()
+            .map(|(i, app)| match app {
+                Value::Object(map) if map.get("name").is_some_and(Value::is_string) => Ok(map),
+                _ => Err(anyhow!("{origin}: applications[{i}] must be a map with a 'name'")),
+            })
+            .collect::<Result<_>>()?;
+        let app = match apps.len() {
+            0 => bail!("{origin} has an empty 'applications' list"),
+            1 => apps.remove(0),
+            _ => {
+                let names: Vec<String> =
+                    apps.iter().map(|a| a["name"].as_str().unwrap_or_default().to_owned()).collect();
+                let index = names.iter().position(|n| n.eq_ignore_ascii_case(app_name)).ok_or_else(|| {
+                    anyhow!(
+                        "{origin} has several applications ({}) and none is source.app '{app_name}'",
+                        names.join(", ")
+                    )
+                })?;
+                apps.swap_remove(index)
+            }
+        };
+        let manifest = AppManifest { origin: origin.to_owned(), app };
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    /// The name the manifest gives the app.
+    pub fn name(&self) -> &str {
+        self.app.get("name").and_then(Value::as_str).unwrap_or_default()
+    }
+
+    /// The `route:` strings of `routes`, or `None` when the manifest does not say.
+    pub fn routes(&self) -> Option<Vec<String>> {
+        let routes = self.app.get("routes")?.as_array()?;
+        Some(routes.iter().filter_map(|r| r.get("route").and_then(Value::as_str).map(str::to_owned)).collect())
+    }
+
+    /// `no-route: true`: a worker without routes.
+    pub fn no_route(&self) -> bool {
+        self.app.get("no-route").and_then(Value::as_bool).unwrap_or(false)
+    }
+
+    /// The client-side `path` key: where the bits are, relative to the manifest's directory.
+    pub fn path(&self) -> Option<&str> {
+        self.app.get("path").and_then(Value::as_str)
+    }
+
+    /// The docker image the manifest names, if any.
+    pub fn docker_image(&self) -> Option<&str> {
+        self.app.get("docker")?.get("image")?.as_str()
+    }
+
+    /// Whether the manifest sets `key` (instances, memory, disk_quota, …) for `process_type`, at app level
+    /// (which means the web process) or in its `processes` entry.
+    pub fn sets(&self, process_type: &str, key: &str) -> bool {
+        let in_process = self.process(process_type).is_some_and(|p| p.contains_key(key));
+        in_process || (process_type == "web" && self.app.contains_key(key))
+    }
+
+    /// The names of the service instances the manifest binds.
+    pub fn services(&self) -> Vec<String> {
+        let Some(Value::Array(services)) = self.app.get("services") else { return Vec::new() };
+        services
+            .iter()
+            .filter_map(|s| s.as_str().or_else(|| s.get("name").and_then(Value::as_str)))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn process(&self, process_type: &str) -> Option<&Map<String, Value>> {
+        self.app
+            .get("processes")?
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_object)
+            .find(|p| p.get("type").and_then(Value::as_str) == Some(process_type))
+    }
+
+    /// Local checks of what CF would reject later, so a bad manifest fails before anything is touched.
+    fn check(&self) -> Result<()> {
+        let origin = &self.origin;
+        let mut problems = Vec::new();
+        if let Some(routes) = self.app.get("routes") {
+            match routes.as_array() {
+                None => problems.push("routes must be a list of {route: host.domain[/path]}".to_owned()),
+                Some(routes) => {
+                    for (i, route) in routes.iter().enumerate() {
+                        match route.get("route").and_then(Value::as_str) {
+                            Some(url) => {
+                                if let Err(why) = check_route(url) {
+                                    problems.push(format!("routes[{i}].route '{url}' {why}"));
+                                }
+                            }
+                            None => problems.push(format!("routes[{i}] must be a map with a 'route' string")),
+                        }
+                    }
+                }
+            }
+            if self.no_route() {
+                problems.push("'no-route: true' cannot be combined with 'routes'".into());
+            }
+        }
+        let scopes = std::iter::once(("", &self.app)).chain(
+            self.app
+                .get("processes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_object)
+                .map(|p| ("processes[]: ", p)),
+        );
+        for (scope, entries) in scopes {
+            if let Some(kind) = entries.get("health-check-type") {
+                let known = ["port", "process", "http", "none"];
+                if !kind.as_str().is_some_and(|k| known.contains(&k)) {
+                    problems.push(format!("{scope}health-check-type {kind} is not one of {}", known.join(", ")));
+                }
+            }
+            if let Some(endpoint) = entries.get("health-check-http-endpoint")
+                && !endpoint.as_str().is_some_and(|e| e.starts_with('/'))
+            {
+                problems.push(format!("{scope}health-check-http-endpoint {endpoint} must be a path starting with /"));
+            }
+            if let Some(instances) = entries.get("instances")
+                && !instances.is_u64()
+            {
+                problems.push(format!("{scope}instances {instances} must be a whole number"));
+            }
+            for key in ["memory", "disk_quota", "disk-quota"] {
+                if let Some(size) = entries.get(key)
+                    && !is_byte_size(size)
+                {
+                    problems.push(format!("{scope}{key} {size} must be a size like 256M or 1G"));
+                }
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(anyhow!("{origin}: {}", problems.join("; "))) }
+    }
+
+    /// The manifest the candidate is created from: named `name`, routed only to `temporary_route` (or
+    /// nothing), with env = `inherited_env` overlaid by the manifest's env and then `param_env`, extra
+    /// `inherited_services` bound, `health_check` overrides applied, and client-side keys removed.
+    pub fn for_candidate(&self, candidate: &Candidate) -> String {
+        let mut app = self.app.clone();
+        app.insert("name".into(), Value::String(candidate.name.to_owned()));
+        for key in CLIENT_SIDE_KEYS {
+            app.remove(*key);
+        }
+        app.remove("routes");
+        app.remove("no-route");
+        match candidate.temporary_route {
+            Some(route) => {
+                app.insert("routes".into(), json!([{ "route": route }]));
+            }
+            None => {
+                app.insert("no-route".into(), Value::Bool(true));
+            }
+        }
+
+        let mut env: Map<String, Value> =
+            candidate.inherited_env.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+        if let Some(Value::Object(manifest_env)) = app.get("env") {
+            env.extend(manifest_env.iter().map(|(k, v)| (k.clone(), Value::String(scalar_text(v)))));
+        }
+        env.extend(candidate.param_env.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))));
+        if env.is_empty() {
+            app.remove("env");
+        } else {
+            app.insert("env".into(), Value::Object(env));
+        }
+
+        let listed = self.services();
+        let extra: Vec<Value> = candidate
+            .inherited_services
+            .iter()
+            .filter(|name| !listed.iter().any(|l| l == *name))
+            .map(|name| Value::String(name.clone()))
+            .collect();
+        if !extra.is_empty() {
+            let services = app.entry("services").or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(services) = services {
+                services.extend(extra);
+            }
+        }
+
+        if let Some(image) = candidate.docker_image {
+            let docker = app.entry("docker").or_insert_with(|| json!({}));
+            docker["image"] = Value::String(image.to_owned());
+            if let Some(username) = candidate.docker_username {
+                docker["username"] = Value::String(username.to_owned());
+            }
+        }
+
+        if let Some(check) = candidate.health_check {
+            let target = web_process_entry(&mut app);
+            apply_health_check(target, check);
+        }
+
+        let doc = json!({ "applications": [Value::Object(app)] });
+        serde_norway::to_string(&doc).expect("a JSON value always serializes to YAML")
+    }
+}
+
+/// What the candidate's manifest is made from, besides the user's manifest.
+#[derive(Debug, Default)]
+pub struct Candidate<'a> {
+    pub name: &'a str,
+    /// `host.domain` of the temporary route, or `None` for a `no-route` app.
+    pub temporary_route: Option<&'a str>,
+    /// Production's user-set env vars (so values set with `cf set-env` survive the deploy).
+    pub inherited_env: BTreeMap<String, String>,
+    /// `params.environment_variables` (and the secret ones): they win over everything.
+    pub param_env: BTreeMap<String, String>,
+    /// Service instances production is bound to that the manifest does not list.
+    pub inherited_services: Vec<String>,
+    pub health_check: Option<&'a HealthCheck>,
+    pub docker_image: Option<&'a str>,
+    pub docker_username: Option<&'a str>,
+}
+
+/// The entry health-check keys go to: the web process's `processes` entry if there is one, else the app.
+fn web_process_entry(app: &mut Map<String, Value>) -> &mut Map<String, Value> {
+    let has_web_entry = app
+        .get("processes")
+        .and_then(Value::as_array)
+        .is_some_and(|ps| ps.iter().any(|p| p.get("type").and_then(Value::as_str) == Some("web")));
+    if !has_web_entry {
+        return app;
+    }
+    let processes = app.get_mut("processes").and_then(Value::as_array_mut).expect("checked above");
+    processes
+        .iter_mut()
+        .filter_map(Value::as_object_mut)
+        .find(|p| p.get("type").and_then(Value::as_str) == Some("web"))
+        .expect("checked above")
+}
+
+fn apply_health_check(entry: &mut Map<String, Value>, check: &HealthCheck) {
+    if let Some(kind) = check.check_type {
+        entry.insert("health-check-type".into(), Value::String(kind.as_str().into()));
+        if kind != HealthCheckType::Http {
+            entry.remove("health-check-http-endpoint");
+        }
+    }
+    if let Some(endpoint) = &check.endpoint {
+        entry.insert("health-check-http-endpoint".into(), Value::String(endpoint.clone()));
+    }
+    if let Some(timeout) = check.timeout {
+        entry.insert("timeout".into(), Value::from(timeout));
+    }
+    if let Some(timeout) = check.invocation_timeout {
+        entry.insert("health-check-invocation-timeout".into(), Value::from(timeout));
+    }
+}
+
+/// Replaces `((name))` in every string: a string that is exactly one var takes the var's value with its type
+/// (so `instances: ((count))` stays a number); vars inside longer strings are spliced in as text.
+fn interpolate(value: &mut Value, vars: &Vars, missing: &mut BTreeSet<String>) {
+    match value {
+        Value::String(text) => {
+            if let Some(name) = whole_var(text) {
+                match vars.lookup(name) {
+                    Some(found) => *value = found.clone(),
+                    None => {
+                        missing.insert(name.to_owned());
+                    }
+                }
+                return;
+            }
+            let mut out = String::with_capacity(text.len());
+            let mut rest = text.as_str();
+            while let Some(start) = rest.find("((") {
+                let Some(len) = rest[start + 2..].find("))") else { break };
+                let name = rest[start + 2..start + 2 + len].trim();
+                out.push_str(&rest[..start]);
+                match vars.lookup(name) {
+                    Some(found) => out.push_str(&scalar_text(found)),
+                    None => {
+                        missing.insert(name.to_owned());
+                    }
+                }
+                rest = &rest[start + 2 + len + 2..];
+            }
+            out.push_str(rest);
+            *text = out;
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| interpolate(item, vars, missing)),
+        Value::Object(map) => map.values_mut().for_each(|item| interpolate(item, vars, missing)),
+        _ => {}
+    }
+}
+
+fn whole_var(text: &str) -> Option<&str> {
+    let name = text.trim().strip_prefix("((")?.strip_suffix("))")?.trim();
+    (!name.is_empty() && !name.contains("((") && !name.contains("))")).then_some(name)
+}
+
+/// A value as env-var text: strings as is, other scalars as YAML would print them.
+fn scalar_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn check_route(url: &str) -> Result<(), &'static str> {
+    if url.contains("://") {
+        return Err("must not have a scheme (write host.domain[/path])");
+    }
+    let host_and_domain = url.split('/').next().unwrap_or_default();
+    let host_and_domain = host_and_domain.split(':').next().unwrap_or_default();
+    if host_and_domain.is_empty() || !host_and_domain.contains('.') {
+        return Err("is not a route (expected host.domain[/path])");
+    }
+    if host_and_domain.split('.').any(|label| label.is_empty() || label.len() > 63) {
+        return Err("has an empty or too long DNS label");
+    }
+    let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '*';
+    if !host_and_domain.chars().all(valid) {
+        return Err("has characters a hostname cannot have");
+    }
+    Ok(())
+}
+
+fn is_byte_size(value: &Value) -> bool {
+    let Some(text) = value.as_str() else { return false };
+    let text = text.trim().to_ascii_uppercase();
+    let number_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    number_end > 0 && matches!(text[number_end..].trim(), "M" | "MB" | "G" | "GB" | "T" | "TB")
+}
+
+fn kind(value: &Value) -> &'static str {
+    crate::config::json_kind(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: Value) -> Vars {
+        Vars(pairs.as_object().unwrap().clone())
+    }
+
+    fn parse(text: &str) -> Result<AppManifest> {
+        AppManifest::parse(
+            "manifest m.yml",
+            text,
+            &vars(json!({"count": 3, "domain": "example.com", "db": {"user": "u1"}})),
+            "myapp",
+        )
+    }
+
+    fn candidate_yaml(manifest: &AppManifest, candidate: Candidate) -> Value {
+        serde_norway::from_str(&manifest.for_candidate(&candidate)).unwrap()
+    }
+
+    #[test]
+    fn whole_vars_keep_their_type_and_partial_vars_splice_text() {
+        let manifest = parse(
+            "applications:\n- name: myapp\n  instances: ((count))\n  routes:\n  - route: myapp.((domain))\n  env:\n    DB_USER: ((db.user))\n",
+        )
+        .unwrap();
+        assert_eq!(manifest.app["instances"], json!(3));
+        assert_eq!(manifest.routes().unwrap(), vec!["myapp.example.com"]);
+        assert_eq!(manifest.app["env"]["DB_USER"], json!("u1"));
+    }
+
+    #[test]
+    fn every_missing_var_is_listed() {
+        let err =
+            parse("applications:\n- name: myapp\n  memory: ((mem))\n  env: {A: \"x-((a))-((b))\"}\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "manifest m.yml uses vars that have no value: a, b, mem (give them in params.vars or params.vars_files)"
+        );
+    }
+
+    #[test]
+    fn selects_source_app_among_several() {
+        let text = "applications:\n- name: worker\n- name: myapp\n  instances: 2\n";
+        assert_eq!(parse(text).unwrap().app["instances"], json!(2));
+        let err = AppManifest::parse("manifest m.yml", text, &Vars::default(), "other").unwrap_err();
+        assert!(
+            err.to_string().contains("several applications (worker, myapp) and none is source.app 'other'"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn invalid_yaml_and_values_are_reported_locally() {
+        assert!(parse("applications: [").unwrap_err().to_string().starts_with("manifest m.yml is not valid YAML"));
+        let err = parse(
+            "applications:\n- name: myapp\n  health-check-type: tcp\n  memory: lots\n  routes:\n  - route: https://x.example.com\n  - route: nodomain\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("health-check-type \"tcp\" is not one of port, process, http, none"), "{err}");
+        assert!(err.contains("memory \"lots\" must be a size"), "{err}");
+        assert!(err.contains("routes[0].route 'https://x.example.com' must not have a scheme"), "{err}");
+        assert!(err.contains("routes[1].route 'nodomain' is not a route"), "{err}");
+    }
+
+    #[test]
+    fn no_route_with_routes_is_rejected() {
+        let err =
+            parse("applications:\n- name: myapp\n  no-route: true\n  routes: [{route: a.example.com}]\n").unwrap_err();
+        assert!(err.to_string().contains("'no-route: true' cannot be combined with 'routes'"));
+    }
+
+    #[test]
+    fn candidate_gets_green_name_temporary_route_and_no_client_side_keys() {
+        let manifest = parse(
+            "applications:\n- name: myapp\n  path: build/app.jar\n  random-route: true\n  buildpacks: [java_buildpack]\n  routes:\n  - route: myapp.example.com\n  - route: www.example.com/api\n",
+        )
+        .unwrap();
+        let app = &candidate_yaml(
+            &manifest,
+            Candidate { name: "myapp-green", temporary_route: Some("myapp-green.example.com"), ..Default::default() },
+        )["applications"][0];
+        assert_eq!(app["name"], json!("myapp-green"));
+        assert_eq!(app["routes"], json!([{"route": "myapp-green.example.com"}]));
+        assert_eq!(app["buildpacks"], json!(["java_buildpack"]));
+        assert!(app.get("path").is_none() && app.get("random-route").is_none() && app.get("env").is_none());
+    }
+
+    #[test]
+    fn candidate_without_route_is_no_route() {
+        let manifest = parse("applications:\n- name: myapp\n  no-route: true\n").unwrap();
+        let app = &candidate_yaml(&manifest, Candidate { name: "g", ..Default::default() })["applications"][0];
+        assert_eq!(app["no-route"], json!(true));
+        assert!(app.get("routes").is_none());
+    }
+
+    #[test]
+    fn env_precedence_is_inherited_then_manifest_then_params() {
+        let manifest = parse("applications:\n- name: myapp\n  env: {A: manifest, B: manifest, N: 5}\n").unwrap();
+        let inherited = BTreeMap::from([("A".to_owned(), "blue".to_owned()), ("C".to_owned(), "blue".to_owned())]);
+        let params = BTreeMap::from([("B".to_owned(), "param".to_owned())]);
+        let app = &candidate_yaml(
+            &manifest,
+            Candidate { name: "g", inherited_env: inherited, param_env: params, ..Default::default() },
+        )["applications"][0];
+        assert_eq!(app["env"], json!({"A": "manifest", "B": "param", "C": "blue", "N": "5"}));
+    }
+
+    #[test]
+    fn inherited_services_are_added_once() {
+        let manifest =
+            parse("applications:\n- name: myapp\n  services: [db, {name: cache, binding_name: c}]\n").unwrap();
+        let inherited = vec!["db".to_owned(), "queue".to_owned()];
+        let app = &candidate_yaml(
+            &manifest,
+            Candidate { name: "g", inherited_services: inherited, ..Default::default() },
+        )["applications"][0];
+        assert_eq!(app["services"], json!(["db", {"name": "cache", "binding_name": "c"}, "queue"]));
+    }
+
+    #[test]
+    fn health_check_override_goes_to_the_web_process_entry_when_present() {
+        let check = HealthCheck {
+            check_type: Some(HealthCheckType::Http),
+            endpoint: Some("/healthcheck".into()),
+            timeout: Some(90),
+            invocation_timeout: None,
+        };
+        let plain = parse("applications:\n- name: myapp\n").unwrap();
+        let app = &candidate_yaml(&plain, Candidate { name: "g", health_check: Some(&check), ..Default::default() })["applications"]
+            [0];
+        assert_eq!(app["health-check-type"], json!("http"));
+        assert_eq!(app["health-check-http-endpoint"], json!("/healthcheck"));
+        assert_eq!(app["timeout"], json!(90));
+
+        let with_processes =
+            parse("applications:\n- name: myapp\n  processes:\n  - type: web\n    instances: 2\n  - type: worker\n")
+                .unwrap();
+        let app =
+            &candidate_yaml(&with_processes, Candidate { name: "g", health_check: Some(&check), ..Default::default() })
+                ["applications"][0];
+        assert_eq!(app["processes"][0]["health-check-type"], json!("http"));
+        assert!(app.get("health-check-type").is_none());
+        assert!(app["processes"][1].get("health-check-type").is_none());
+    }
+
+    #[test]
+    fn sets_knows_app_level_means_web() {
+        let manifest =
+            parse("applications:\n- name: myapp\n  memory: 1G\n  processes:\n  - type: worker\n    instances: 2\n")
+                .unwrap();
+        assert!(manifest.sets("web", "memory"));
+        assert!(!manifest.sets("web", "instances"));
+        assert!(manifest.sets("worker", "instances"));
+        assert!(!manifest.sets("worker", "memory"));
+    }
+
+    #[test]
+    fn vars_files_load_in_order_and_vars_win() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yml"), "x: from-a\ny: from-a\n").unwrap();
+        std::fs::write(dir.path().join("b.yml"), "y: from-b\nz: from-b\n").unwrap();
+        let params = BTreeMap::from([("z".to_owned(), json!("from-params"))]);
+        let vars = Vars::load(dir.path(), &["a.yml".into(), "b.yml".into()], &params).unwrap();
+        assert_eq!(vars.lookup("x"), Some(&json!("from-a")));
+        assert_eq!(vars.lookup("y"), Some(&json!("from-b")));
+        assert_eq!(vars.lookup("z"), Some(&json!("from-params")));
+        let err = Vars::load(dir.path(), &["missing.yml".into()], &BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().starts_with("params.vars_files: cannot read missing.yml"), "{err}");
+    }
+}

@@ -1,0 +1,11 @@
+//! `out`: the blue-green deploy.
+
+pub mod manifest;
+
+use anyhow::{Result, bail};
+
+use crate::protocol::{OutRequest, VersionResult};
+
+pub async fn run(_request: OutRequest) -> Result<VersionResult> {
+    bail!("out is not implemented yet")
+}

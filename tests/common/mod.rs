@@ -1,0 +1,74 @@
+//! Helpers shared by the integration tests: running the resource's real binaries the way Concourse does.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The binary `name` (check, in or out): from `RESOURCE_BIN_DIR` when set (e.g. `/opt/resource` inside the
+/// image), else the one cargo built for this test run.
+pub fn resource_bin(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("RESOURCE_BIN_DIR") {
+        return Path::new(&dir).join(name);
+    }
+    PathBuf::from(match name {
+        "check" => env!("CARGO_BIN_EXE_check"),
+        "in" => env!("CARGO_BIN_EXE_in"),
+        "out" => env!("CARGO_BIN_EXE_out"),
+        other => panic!("no resource binary called {other}"),
+    })
+}
+
+/// What one run of a resource binary produced.
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The last non-empty line of stderr: the error line on failure.
+    pub fn last_line(&self) -> &str {
+        self.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("")
+    }
+
+    /// Asserts the protocol's failure contract: exit 1, nothing on stdout, a last line naming the problem.
+    pub fn assert_clean_failure(&self, expected_in_last_line: &str) {
+        assert_eq!(self.status, 1, "exit status; stderr:\n{}", self.stderr);
+        assert_eq!(self.stdout, "", "stdout must stay empty on failure");
+        let last = self.last_line();
+        assert!(last.starts_with("error: "), "last stderr line should be the error: {last:?}");
+        assert!(
+            last.contains(expected_in_last_line),
+            "last stderr line {last:?} should contain {expected_in_last_line:?}"
+        );
+    }
+}
+
+/// Runs a resource binary with `stdin` as its request, `args` as argv[1..], a minimal environment plus `env`,
+/// and a working directory that is not the put/get directory (Concourse leaves it undefined).
+pub fn run_resource(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(resource_bin(name));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    // The binary may exit before reading stdin (e.g. a bad argument); a broken pipe here is expected then.
+    let _ = child.stdin.take().expect("piped stdin").write_all(stdin.as_bytes());
+    let Output { status, stdout, stderr } = child.wait_with_output().expect("wait for resource binary");
+    Run {
+        status: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
