@@ -98,11 +98,13 @@ pub(crate) fn certificate_problem(err: &(dyn std::error::Error + 'static)) -> Op
         if let Some(message) = rustls_certificate_message(e) {
             return Some(message);
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-            && let Some(message) = rustls_certificate_message(inner)
-        {
-            return Some(message);
+        // io::Error wraps its cause without exposing it as `source()`; look inside (it may be nested).
+        let mut inner = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+        while let Some(wrapped) = inner {
+            if let Some(message) = rustls_certificate_message(wrapped) {
+                return Some(message);
+            }
+            inner = wrapped.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
         }
         current = e.source();
     }
