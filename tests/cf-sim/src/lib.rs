@@ -1,1 +1,28 @@
-//! A local Cloud Foundry for tests, benchmarks and the demo.
+//! A local Cloud Foundry for tests, benchmarks and the demo: the CC v3 API, UAA, Log Cache and a gorouter-like
+//! router, with apps run as real processes. Start it in-process with [`Sim::start`] or as the `cf-sim` binary.
+
+mod blobstore;
+pub mod cc;
+mod clock;
+pub mod config;
+mod diego;
+pub mod faults;
+mod log_cache;
+pub mod logs;
+pub mod request_log;
+mod router;
+mod routing;
+mod server;
+mod shared;
+mod sim;
+mod staging;
+mod state;
+mod tls;
+mod tokens;
+mod uaa;
+
+pub use config::SimConfig;
+pub use faults::{Fault, FaultAction};
+pub use logs::{Envelope, Stream};
+pub use request_log::RequestRecord;
+pub use sim::{Sim, SimInfo};

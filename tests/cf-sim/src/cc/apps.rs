@@ -1,0 +1,417 @@
+//! Apps: create (with their web process), list with the CLI's filters, get, update (rename, lifecycle, metadata),
+//! start / stop / restart (which drive the runtime), environment variables, the current droplet relationship, and
+//! delete as an async job.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use super::body;
+use super::error::{ApiError, ApiResult};
+use super::jobs;
+use super::list::{ListQuery, matches_any};
+use super::present;
+use crate::clock::new_guid;
+use crate::shared::Ctx;
+use crate::state::{App, AppState, DropletState, Lifecycle, State as CcState};
+
+pub fn routes() -> Router<Ctx> {
+    Router::new()
+        .route("/v3/apps", get(list).post(create))
+        .route("/v3/apps/{guid}", get(get_one).patch(update).delete(delete_app))
+        .route("/v3/apps/{guid}/actions/start", post(start))
+        .route("/v3/apps/{guid}/actions/stop", post(stop))
+        .route("/v3/apps/{guid}/actions/restart", post(restart))
+        .route("/v3/apps/{guid}/environment_variables", get(get_env_vars).patch(patch_env_vars))
+        .route("/v3/apps/{guid}/env", get(get_env))
+        .route("/v3/apps/{guid}/relationships/current_droplet", get(get_current_droplet).patch(set_current_droplet))
+}
+
+pub const DEFAULT_STACK: &str = "cflinuxfs4";
+
+/// Parses a request's `lifecycle`; `current` is the app's lifecycle when updating.
+pub fn parse_lifecycle(value: Option<&Value>, current: Option<&Lifecycle>) -> ApiResult<Option<Lifecycle>> {
+    let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(None) };
+    let kind = value.get("type").and_then(Value::as_str).or(current.map(Lifecycle::type_name)).unwrap_or("buildpack");
+    if let Some(current) = current
+        && current.type_name() != kind
+    {
+        return Err(ApiError::unprocessable("Lifecycle type cannot be changed"));
+    }
+    let data = value.get("data").ok_or_else(|| ApiError::unprocessable("Lifecycle data must be an object"))?;
+    match kind {
+        "buildpack" => {
+            let (old_buildpacks, old_stack) = match current {
+                Some(Lifecycle::Buildpack { buildpacks, stack }) => (buildpacks.clone(), stack.clone()),
+                _ => (Vec::new(), DEFAULT_STACK.to_string()),
+            };
+            let buildpacks = match data.get("buildpacks") {
+                None => old_buildpacks,
+                Some(Value::Null) => Vec::new(),
+                Some(Value::Array(list)) => list
+                    .iter()
+                    .map(|b| {
+                        b.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| ApiError::unprocessable("Buildpacks can only contain strings"))
+                    })
+                    .collect::<ApiResult<_>>()?,
+                Some(_) => return Err(ApiError::unprocessable("Buildpacks must be an array")),
+            };
+            let stack = match data.get("stack") {
+                None | Some(Value::Null) => old_stack,
+                Some(Value::String(s)) if s == DEFAULT_STACK || s == "cflinuxfs3" => s.clone(),
+                Some(Value::String(s)) => {
+                    return Err(ApiError::unprocessable(format!("Stack must be an existing stack: '{s}'")));
+                }
+                Some(_) => return Err(ApiError::unprocessable("Stack must be a string")),
+            };
+            Ok(Some(Lifecycle::Buildpack { buildpacks, stack }))
+        }
+        "docker" => Ok(Some(Lifecycle::Docker)),
+        other => Err(ApiError::unprocessable(format!(
+            "Lifecycle type is not included in the list: buildpack, docker, cnb ({other})"
+        ))),
+    }
+}
+
+/// Validates environment variable changes (`null` deletes) as CC does.
+pub fn env_changes(value: Option<&Value>) -> ApiResult<Vec<(String, Option<Value>)>> {
+    let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(Vec::new()) };
+    let map = value.as_object().ok_or_else(|| ApiError::unprocessable("Var must be an object"))?;
+    map.iter()
+        .map(|(key, value)| {
+            if key.is_empty() {
+                return Err(ApiError::unprocessable("Environment variable names cannot be empty"));
+            }
+            if key.to_ascii_uppercase().starts_with("VCAP_") {
+                return Err(ApiError::unprocessable("Environment variable names cannot start with VCAP_"));
+            }
+            if key == "PORT" {
+                return Err(ApiError::unprocessable("Environment variable names cannot be PORT"));
+            }
+            match value {
+                Value::Null => Ok((key.clone(), None)),
+                Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok((key.clone(), Some(value.clone()))),
+                _ => Err(ApiError::unprocessable(format!(
+                    "Environment variable '{key}' must be a string, number or boolean"
+                ))),
+            }
+        })
+        .collect()
+}
+
+fn apply_env(app: &mut App, changes: Vec<(String, Option<Value>)>) {
+    for (key, value) in changes {
+        match value {
+            Some(value) => app.env.insert(key, value),
+            None => app.env.remove(&key),
+        };
+    }
+}
+
+fn include_spaces(ctx: &Ctx, state: &CcState, body: &mut Value, apps: &[&App], includes: &[String]) {
+    if !includes.iter().any(|i| i == "space" || i == "space.organization") {
+        return;
+    }
+    let mut guids: Vec<&String> = apps.iter().map(|a| &a.space_guid).collect();
+    guids.sort();
+    guids.dedup();
+    let spaces: Vec<&crate::state::Space> = guids.into_iter().filter_map(|g| state.spaces.get(g)).collect();
+    body["included"] = json!({"spaces": spaces.iter().map(|s| present::space(&ctx.urls.api, s)).collect::<Vec<_>>()});
+    if includes.iter().any(|i| i == "space.organization") {
+        let mut orgs: Vec<&String> = spaces.iter().map(|s| &s.org_guid).collect();
+        orgs.sort();
+        orgs.dedup();
+        let orgs: Vec<Value> =
+            orgs.into_iter().filter_map(|g| state.orgs.get(g)).map(|o| present::org(&ctx.urls.api, o)).collect();
+        body["included"]["organizations"] = json!(orgs);
+    }
+}
+
+async fn list(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
+    let q = ListQuery::parse(
+        raw.as_deref(),
+        &["names", "space_guids", "organization_guids", "stacks", "lifecycle_type", "include"],
+        ctx.default_per_page(),
+    )?;
+    let (names, spaces, orgs, types) =
+        (q.list("names"), q.list("space_guids"), q.list("organization_guids"), q.list("lifecycle_type"));
+    let state = ctx.state();
+    let selected = q.select(state.apps.values().filter(|a| {
+        matches_any(&names, &a.name, true)
+            && matches_any(&spaces, &a.space_guid, false)
+            && matches_any(&types, a.lifecycle.type_name(), false)
+            && orgs
+                .as_ref()
+                .is_none_or(|orgs| state.spaces.get(&a.space_guid).is_some_and(|s| orgs.contains(&s.org_guid)))
+    }));
+    let page: Vec<&App> = selected.iter().skip((q.page - 1) * q.per_page).take(q.per_page).copied().collect();
+    let items = selected.iter().map(|a| present::app(&ctx.urls.api, a)).collect();
+    let mut body = q.paginate(&ctx.urls.api, "/v3/apps", items);
+    include_spaces(&ctx, &state, &mut body, &page, &q.includes());
+    Ok(Json(body))
+}
+
+async fn get_one(State(ctx): State<Ctx>, Path(guid): Path<String>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
+    let q = ListQuery::parse(raw.as_deref(), &["include"], ctx.default_per_page())?;
+    let state = ctx.state();
+    let app = state.app(&guid)?;
+    let mut body = present::app(&ctx.urls.api, app);
+    include_spaces(&ctx, &state, &mut body, &[app], &q.includes());
+    Ok(Json(body))
+}
+
+async fn create(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+    let map = body::object(&raw)?;
+    body::only_keys(&map, &["name", "relationships", "lifecycle", "environment_variables", "metadata"])?;
+    let name = body::string_field(&map, "name")?
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::unprocessable("Name can't be blank"))?;
+    let space_guid = body::relationship_guid(&map, "space")
+        .ok_or_else(|| ApiError::unprocessable("Relationships Space can't be blank"))?;
+    let lifecycle = parse_lifecycle(map.get("lifecycle"), None)?
+        .unwrap_or(Lifecycle::Buildpack { buildpacks: Vec::new(), stack: DEFAULT_STACK.into() });
+    let env = env_changes(map.get("environment_variables"))?;
+    let mut metadata = crate::cc::metadata::Metadata::default();
+    metadata.apply(map.get("metadata"))?;
+    let mut state = ctx.state();
+    if !state.spaces.contains_key(&space_guid) {
+        return Err(ApiError::unprocessable("Invalid space. Ensure that the space exists and you have access to it."));
+    }
+    let guid = state.create_app(&name, &space_guid, lifecycle)?;
+    let app = state.apps.get_mut(&guid).expect("just created");
+    apply_env(app, env);
+    app.common.metadata = metadata;
+    Ok((StatusCode::CREATED, Json(present::app(&ctx.urls.api, app))))
+}
+
+async fn update(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) -> ApiResult<Json<Value>> {
+    let map = body::object(&raw)?;
+    body::only_keys(&map, &["name", "lifecycle", "metadata"])?;
+    let mut state = ctx.state();
+    let mut app = state.app(&guid)?.clone();
+    if let Some(name) = body::string_field(&map, "name")? {
+        if name.is_empty() {
+            return Err(ApiError::unprocessable("Name can't be blank"));
+        }
+        if state.app_name_taken(&app.space_guid, &name, Some(&guid)) {
+            return Err(ApiError::uniqueness(format!("App with the name '{name}' already exists.")));
+        }
+        app.name = name;
+    }
+    if let Some(lifecycle) = parse_lifecycle(map.get("lifecycle"), Some(&app.lifecycle))? {
+        app.lifecycle = lifecycle;
+    }
+    app.common.metadata.apply(map.get("metadata"))?;
+    state.touch(&mut app.common);
+    let body = present::app(&ctx.urls.api, &app);
+    state.apps.insert(guid, app);
+    Ok(Json(body))
+}
+
+async fn delete_app(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Response> {
+    ctx.state().app(&guid)?;
+    let app_guid = guid.clone();
+    Ok(jobs::enqueue(
+        &ctx,
+        "app.delete",
+        Some(("app".into(), format!("/v3/apps/{guid}"))),
+        Box::new(move |ctx| {
+            delete_app_now(ctx, &app_guid);
+            Ok(Vec::new())
+        }),
+    ))
+}
+
+/// Deletes an app and what belongs to it (processes, packages, builds, droplets, bindings, route mappings); routes
+/// themselves stay, as in CF.
+pub fn delete_app_now(ctx: &Ctx, app_guid: &str) {
+    let (droplets, packages) = {
+        let mut state = ctx.state();
+        state.apps.remove(app_guid);
+        state.processes.retain(|_, p| p.app_guid != app_guid);
+        state.builds.retain(|_, b| b.app_guid != app_guid);
+        state.bindings.retain(|_, b| b.app_guid != app_guid);
+        super::routes::unmap_app(&mut state, app_guid);
+        state.fail_next_staging.remove(app_guid);
+        let droplets: Vec<String> =
+            state.droplets.values().filter(|d| d.app_guid == app_guid).map(|d| d.common.guid.clone()).collect();
+        let packages: Vec<String> =
+            state.packages.values().filter(|p| p.app_guid == app_guid).map(|p| p.common.guid.clone()).collect();
+        state.droplets.retain(|_, d| d.app_guid != app_guid);
+        state.packages.retain(|_, p| p.app_guid != app_guid);
+        (droplets, packages)
+    };
+    ctx.diego.converge(ctx, app_guid);
+    for droplet in droplets {
+        ctx.blobs.remove_droplet(&droplet);
+    }
+    for package in packages {
+        ctx.blobs.remove_package(&package);
+    }
+}
+
+/// Sets the desired state; a stopped → started transition (or a restart) gives every process a new version, so
+/// the runtime recreates its instances.
+pub fn set_app_state(ctx: &Ctx, guid: &str, desired: AppState, restart: bool) -> ApiResult<Value> {
+    let body = {
+        let mut state = ctx.state();
+        let mut app = state.app(guid)?.clone();
+        if desired == AppState::Started {
+            let staged = app
+                .droplet_guid
+                .as_ref()
+                .and_then(|d| state.droplets.get(d))
+                .is_some_and(|d| d.state == DropletState::Staged);
+            if !staged {
+                return Err(ApiError::unprocessable("Assign a droplet before starting this app."));
+            }
+        }
+        let new_version = desired == AppState::Started && (restart || app.state == AppState::Stopped);
+        if new_version {
+            let process_guids: Vec<String> = state.app_processes(guid).map(|p| p.common.guid.clone()).collect();
+            for process_guid in process_guids {
+                if let Some(process) = state.processes.get_mut(&process_guid) {
+                    process.version = new_guid();
+                }
+            }
+        }
+        app.state = desired;
+        state.touch(&mut app.common);
+        let body = present::app(&ctx.urls.api, &app);
+        state.apps.insert(guid.to_string(), app);
+        body
+    };
+    ctx.diego.converge(ctx, guid);
+    Ok(body)
+}
+
+async fn start(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(set_app_state(&ctx, &guid, AppState::Started, false)?))
+}
+
+async fn stop(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(set_app_state(&ctx, &guid, AppState::Stopped, false)?))
+}
+
+async fn restart(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(set_app_state(&ctx, &guid, AppState::Started, true)?))
+}
+
+fn env_vars_body(ctx: &Ctx, app: &App) -> Value {
+    let g = &app.common.guid;
+    json!({
+        "var": app.env,
+        "links": {
+            "self": {"href": format!("{}/v3/apps/{g}/environment_variables", ctx.urls.api)},
+            "app": {"href": format!("{}/v3/apps/{g}", ctx.urls.api)},
+        },
+    })
+}
+
+async fn get_env_vars(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
+    let state = ctx.state();
+    Ok(Json(env_vars_body(&ctx, state.app(&guid)?)))
+}
+
+async fn patch_env_vars(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) -> ApiResult<Json<Value>> {
+    let map: Map<String, Value> = body::object(&raw)?;
+    body::only_keys(&map, &["var"])?;
+    let changes = env_changes(map.get("var"))?;
+    let mut state = ctx.state();
+    let mut app = state.app(&guid)?.clone();
+    apply_env(&mut app, changes);
+    state.touch(&mut app.common);
+    let body = env_vars_body(&ctx, &app);
+    state.apps.insert(guid, app);
+    Ok(Json(body))
+}
+
+async fn get_env(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
+    let state = ctx.state();
+    let app = state.app(&guid)?;
+    let space = state.spaces.get(&app.space_guid);
+    let org = state.org_of_space(&app.space_guid);
+    let uris: Vec<String> = state.app_routes(&guid).map(|r| state.route_url(r)).collect();
+    Ok(Json(json!({
+        "staging_env_json": {},
+        "running_env_json": {},
+        "environment_variables": app.env,
+        "system_env_json": {"VCAP_SERVICES": crate::diego::vcap_services(&state, &guid)},
+        "application_env_json": {"VCAP_APPLICATION": {
+            "application_id": guid,
+            "application_name": app.name,
+            "application_uris": uris,
+            "cf_api": ctx.urls.api,
+            "name": app.name,
+            "organization_id": org.map(|o| o.common.guid.clone()),
+            "organization_name": org.map(|o| o.name.clone()),
+            "space_id": app.space_guid,
+            "space_name": space.map(|s| s.name.clone()),
+            "uris": uris,
+        }},
+    })))
+}
+
+fn droplet_relationship(ctx: &Ctx, app: &App) -> Value {
+    let g = &app.common.guid;
+    json!({
+        "data": app.droplet_guid.as_ref().map(|d| json!({"guid": d})),
+        "links": {
+            "self": {"href": format!("{}/v3/apps/{g}/relationships/current_droplet", ctx.urls.api)},
+            "related": {"href": format!("{}/v3/apps/{g}/droplets/current", ctx.urls.api)},
+        },
+    })
+}
+
+async fn get_current_droplet(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
+    let state = ctx.state();
+    Ok(Json(droplet_relationship(&ctx, state.app(&guid)?)))
+}
+
+/// Makes a droplet the app's current one and creates the processes its `process_types` name.
+pub fn assign_droplet(state: &mut CcState, app_guid: &str, droplet_guid: &str) -> ApiResult<()> {
+    let droplet = state
+        .droplets
+        .get(droplet_guid)
+        .filter(|d| d.app_guid == app_guid && d.state == DropletState::Staged)
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "Unable to assign current droplet. Ensure the droplet exists and belongs to this app.",
+            )
+        })?;
+    let types: Vec<String> = droplet.process_types.keys().cloned().collect();
+    for kind in types {
+        state.ensure_process(app_guid, &kind);
+    }
+    let mut app = state.app(app_guid)?.clone();
+    app.droplet_guid = Some(droplet_guid.to_string());
+    state.touch(&mut app.common);
+    state.apps.insert(app_guid.to_string(), app);
+    Ok(())
+}
+
+async fn set_current_droplet(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) -> ApiResult<Json<Value>> {
+    let map = body::object(&raw)?;
+    body::only_keys(&map, &["data"])?;
+    let droplet = match map.get("data") {
+        Some(Value::Null) => {
+            return Err(ApiError::unprocessable(
+                "Current droplet cannot be removed. Replace it with a preferable droplet.",
+            ));
+        }
+        Some(data) => data.get("guid").and_then(Value::as_str).map(str::to_string),
+        None => None,
+    }
+    .ok_or_else(|| ApiError::unprocessable("Data must have a guid"))?;
+    let mut state = ctx.state();
+    state.app(&guid)?;
+    assign_droplet(&mut state, &guid, &droplet)?;
+    Ok(Json(droplet_relationship(&ctx, state.app(&guid)?)))
+}

@@ -1,0 +1,209 @@
+//! List endpoints: query parsing (plural comma-separated filters, `page`, `per_page`, `order_by`,
+//! `label_selector`) and the one pagination helper every list uses, with absolute `first/last/next/previous` hrefs
+//! that keep the other query parameters.
+
+use std::collections::BTreeMap;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::{Value, json};
+
+use super::error::{ApiError, ApiResult};
+use super::metadata::LabelSelector;
+
+/// Parameters every list accepts besides its own filters.
+const COMMON: &[&str] = &["page", "per_page", "order_by", "label_selector", "created_ats", "updated_ats", "guids"];
+
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub page: usize,
+    pub per_page: usize,
+    pub order_by: String,
+    /// The parameters as given (decoded), minus `page`, for the pagination links.
+    params: Vec<(String, String)>,
+    values: BTreeMap<String, String>,
+    label_selector: Option<LabelSelector>,
+}
+
+/// Something a list can sort and filter generically.
+pub trait Listable {
+    fn guid(&self) -> &str;
+    fn sequence(&self) -> u64;
+    fn sort_name(&self) -> Option<&str> {
+        None
+    }
+    fn updated_seq(&self) -> u64 {
+        self.sequence()
+    }
+    fn labels(&self) -> Option<&BTreeMap<String, String>> {
+        None
+    }
+}
+
+impl ListQuery {
+    /// Parses `raw` (the URL query) accepting the common parameters plus `allowed`.
+    pub fn parse(raw: Option<&str>, allowed: &[&str], default_per_page: usize) -> ApiResult<Self> {
+        let params: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let unknown: Vec<&str> =
+            params.iter().map(|(k, _)| base_key(k)).filter(|k| !COMMON.contains(k) && !allowed.contains(k)).collect();
+        if !unknown.is_empty() {
+            let mut valid: Vec<&str> = COMMON.iter().chain(allowed).copied().collect();
+            valid.sort();
+            return Err(ApiError::bad_query(format!(
+                "Unknown query parameter(s): '{}'. Valid parameters are: '{}'",
+                unknown.join("', '"),
+                valid.join("', '")
+            )));
+        }
+        let values: BTreeMap<String, String> = params.iter().cloned().collect();
+        let number = |key: &str, default: usize| -> ApiResult<usize> {
+            match values.get(key) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<usize>()
+                    .map_err(|_| ApiError::bad_query(format!("{} must be a positive integer", title(key)))),
+            }
+        };
+        let page = number("page", 1)?;
+        if page < 1 {
+            return Err(ApiError::bad_query("Page must be greater than 0"));
+        }
+        let per_page = number("per_page", default_per_page)?;
+        if !(1..=5000).contains(&per_page) {
+            return Err(ApiError::bad_query("Per page must be between 1 and 5000"));
+        }
+        let order_by = values.get("order_by").cloned().unwrap_or_else(|| "created_at".to_string());
+        let allowed_orders = ["created_at", "updated_at", "name", "state", "position"];
+        if !allowed_orders.contains(&order_by.trim_start_matches(['-', '+'])) {
+            return Err(ApiError::bad_query(format!(
+                "Order by can only be: 'created_at', 'updated_at', 'name'; got '{order_by}'"
+            )));
+        }
+        let label_selector = values.get("label_selector").map(|s| LabelSelector::parse(s)).transpose()?;
+        Ok(ListQuery {
+            page,
+            per_page,
+            order_by,
+            params: params.into_iter().filter(|(k, _)| k != "page").collect(),
+            values,
+            label_selector,
+        })
+    }
+
+    /// A comma-separated filter as its values; `None` when absent. `names=` yields `[""]`, as CC matches the empty
+    /// string then.
+    pub fn list(&self, key: &str) -> Option<Vec<String>> {
+        self.values.get(key).map(|v| v.split(',').map(str::to_string).collect())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    /// `include=a,b` as a list (empty when absent).
+    pub fn includes(&self) -> Vec<String> {
+        self.list("include").unwrap_or_default()
+    }
+
+    /// Applies the common filters (guids, label_selector) and the order; returns the items in list order.
+    pub fn select<'a, T: Listable>(&self, items: impl IntoIterator<Item = &'a T>) -> Vec<&'a T> {
+        let guids = self.list("guids");
+        let mut selected: Vec<&T> = items
+            .into_iter()
+            .filter(|item| guids.as_ref().is_none_or(|g| g.iter().any(|g| g == item.guid())))
+            .filter(|item| {
+                self.label_selector.as_ref().is_none_or(|s| item.labels().is_some_and(|labels| s.matches(labels)))
+            })
+            .collect();
+        let descending = self.order_by.starts_with('-');
+        match self.order_by.trim_start_matches(['-', '+']) {
+            "name" => selected.sort_by(|a, b| {
+                a.sort_name().unwrap_or("").cmp(b.sort_name().unwrap_or("")).then(a.sequence().cmp(&b.sequence()))
+            }),
+            "updated_at" => selected.sort_by_key(|item| item.updated_seq()),
+            _ => selected.sort_by_key(|item| item.sequence()),
+        }
+        if descending {
+            selected.reverse();
+        }
+        selected
+    }
+
+    /// The page of `items` (already filtered and ordered) as CC's paginated list body.
+    pub fn paginate(&self, base_url: &str, path: &str, items: Vec<Value>) -> Value {
+        let total = items.len();
+        let total_pages = total.div_ceil(self.per_page).max(1);
+        let resources: Vec<Value> =
+            items.into_iter().skip((self.page - 1) * self.per_page).take(self.per_page).collect();
+        let href = |page: usize| json!({"href": self.page_href(base_url, path, page)});
+        json!({
+            "pagination": {
+                "total_results": total,
+                "total_pages": total_pages,
+                "first": href(1),
+                "last": href(total_pages),
+                "next": if self.page < total_pages { href(self.page + 1) } else { Value::Null },
+                "previous": if self.page > 1 { href((self.page - 1).min(total_pages)) } else { Value::Null },
+            },
+            "resources": resources,
+        })
+    }
+
+    fn page_href(&self, base_url: &str, path: &str, page: usize) -> String {
+        const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+        let mut query = format!("page={page}");
+        if !self.params.iter().any(|(k, _)| k == "per_page") {
+            query.push_str(&format!("&per_page={}", self.per_page));
+        }
+        for (key, value) in &self.params {
+            query.push('&');
+            query.push_str(&utf8_percent_encode(key, QUERY_VALUE).to_string());
+            query.push('=');
+            query.push_str(&utf8_percent_encode(value, QUERY_VALUE).to_string());
+        }
+        format!("{base_url}{path}?{query}")
+    }
+}
+
+/// `created_ats[gt]` → `created_ats`.
+fn base_key(key: &str) -> &str {
+    key.split('[').next().unwrap_or(key)
+}
+
+fn title(key: &str) -> String {
+    let spaced = key.replace('_', " ");
+    let mut chars = spaced.chars();
+    chars.next().map(|c| c.to_uppercase().collect::<String>() + chars.as_str()).unwrap_or_default()
+}
+
+/// Whether `value` is in the filter (case-insensitively for names, as CC compares names).
+pub fn matches_any(filter: &Option<Vec<String>>, value: &str, ignore_case: bool) -> bool {
+    filter.as_ref().is_none_or(|values| {
+        values.iter().any(|v| if ignore_case { v.eq_ignore_ascii_case(value) } else { v == value })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pagination_links_are_absolute_and_keep_filters() {
+        let q = ListQuery::parse(Some("names=a,b&per_page=2"), &["names"], 50).unwrap();
+        let body = q.paginate("http://127.0.0.1:1", "/v3/apps", (0..5).map(|i| json!(i)).collect());
+        assert_eq!(body["pagination"]["total_results"], 5);
+        assert_eq!(body["pagination"]["total_pages"], 3);
+        assert_eq!(body["pagination"]["next"]["href"], "http://127.0.0.1:1/v3/apps?page=2&names=a%2Cb&per_page=2");
+        assert_eq!(body["pagination"]["previous"], Value::Null);
+        assert_eq!(body["resources"], json!([0, 1]));
+    }
+
+    #[test]
+    fn bad_paging_values_are_rejected_like_cc() {
+        for query in ["per_page=0", "per_page=5001", "per_page=x", "page=0", "bogus=1"] {
+            let err = ListQuery::parse(Some(query), &[], 50).unwrap_err();
+            assert_eq!((err.code, err.status.as_u16()), (10005, 400), "{query}");
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! Presenters: the JSON CC returns for each resource, with absolute `links` built from the API's base URL.
+
+use serde_json::{Value, json};
+
+use crate::state::{
+    App, Binding, Build, Destination, Domain, Droplet, Job, Lifecycle, Org, Package, Process, Route, ServiceInstance,
+    Space, State,
+};
+
+fn link(base: &str, path: &str) -> Value {
+    json!({"href": format!("{base}{path}")})
+}
+
+fn link_method(base: &str, path: &str, method: &str) -> Value {
+    json!({"href": format!("{base}{path}"), "method": method})
+}
+
+fn to_one(guid: Option<&str>) -> Value {
+    match guid {
+        Some(guid) => json!({"data": {"guid": guid}}),
+        None => json!({"data": null}),
+    }
+}
+
+pub fn lifecycle(lifecycle: &Lifecycle) -> Value {
+    match lifecycle {
+        Lifecycle::Buildpack { buildpacks, stack } => {
+            json!({"type": "buildpack", "data": {"buildpacks": buildpacks, "stack": stack}})
+        }
+        Lifecycle::Docker => json!({"type": "docker", "data": {}}),
+    }
+}
+
+pub fn org(base: &str, org: &Org) -> Value {
+    let g = &org.common.guid;
+    json!({
+        "guid": g,
+        "created_at": org.common.created_at,
+        "updated_at": org.common.updated_at,
+        "name": org.name,
+        "suspended": false,
+        "relationships": {"quota": to_one(Some(&org.quota_guid))},
+        "metadata": org.common.metadata.to_json(),
+        "links": {
+            "self": link(base, &format!("/v3/organizations/{g}")),
+            "domains": link(base, &format!("/v3/organizations/{g}/domains")),
+            "default_domain": link(base, &format!("/v3/organizations/{g}/domains/default")),
+            "quota": link(base, &format!("/v3/organization_quotas/{}", org.quota_guid)),
+        },
+    })
+}
+
+pub fn space(base: &str, space: &Space) -> Value {
+    let g = &space.common.guid;
+    json!({
+        "guid": g,
+        "created_at": space.common.created_at,
+        "updated_at": space.common.updated_at,
+        "name": space.name,
+        "suspended": false,
+        "relationships": {"organization": to_one(Some(&space.org_guid)), "quota": to_one(None)},
+        "metadata": space.common.metadata.to_json(),
+        "links": {
+            "self": link(base, &format!("/v3/spaces/{g}")),
+            "features": link(base, &format!("/v3/spaces/{g}/features")),
+            "organization": link(base, &format!("/v3/organizations/{}", space.org_guid)),
+            "apply_manifest": link_method(base, &format!("/v3/spaces/{g}/actions/apply_manifest"), "POST"),
+        },
+    })
+}
+
+pub fn domain(base: &str, domain: &Domain) -> Value {
+    let g = &domain.common.guid;
+    let mut links = json!({
+        "self": link(base, &format!("/v3/domains/{g}")),
+        "route_reservations": link(base, &format!("/v3/domains/{g}/route_reservations")),
+    });
+    if let Some(org) = &domain.org_guid {
+        links["organization"] = link(base, &format!("/v3/organizations/{org}"));
+        links["shared_organizations"] = link(base, &format!("/v3/domains/{g}/relationships/shared_organizations"));
+    }
+    json!({
+        "guid": g,
+        "created_at": domain.common.created_at,
+        "updated_at": domain.common.updated_at,
+        "name": domain.name,
+        "internal": domain.internal,
+        "router_group": null,
+        "supported_protocols": ["http"],
+        "enforce_route_policies": false,
+        "route_policies_scope": null,
+        "metadata": domain.common.metadata.to_json(),
+        "relationships": {
+            "organization": to_one(domain.org_guid.as_deref()),
+            "shared_organizations": {"data": domain.shared_org_guids.iter().map(|g| json!({"guid": g})).collect::<Vec<_>>()},
+        },
+        "links": links,
+    })
+}
+
+pub fn destination(d: &Destination) -> Value {
+    json!({
+        "guid": d.guid,
+        "app": {"guid": d.app_guid, "process": {"type": d.process_type}},
+        "weight": null,
+        "port": d.port,
+        "protocol": d.protocol,
+        "created_at": d.created_at,
+        "updated_at": d.updated_at,
+    })
+}
+
+pub fn destinations(base: &str, route: &Route) -> Value {
+    let g = &route.common.guid;
+    json!({
+        "destinations": route.destinations.iter().map(destination).collect::<Vec<_>>(),
+        "links": {
+            "self": link(base, &format!("/v3/routes/{g}/destinations")),
+            "route": link(base, &format!("/v3/routes/{g}")),
+        },
+    })
+}
+
+pub fn route(base: &str, state: &State, route: &Route) -> Value {
+    let g = &route.common.guid;
+    json!({
+        "guid": g,
+        "protocol": "http",
+        "port": null,
+        "created_at": route.common.created_at,
+        "updated_at": route.common.updated_at,
+        "host": route.host,
+        "path": route.path,
+        "url": state.route_url(route),
+        "destinations": route.destinations.iter().map(destination).collect::<Vec<_>>(),
+        "options": {"loadbalancing": route.loadbalancing},
+        "metadata": route.common.metadata.to_json(),
+        "relationships": {"space": to_one(Some(&route.space_guid)), "domain": to_one(Some(&route.domain_guid))},
+        "links": {
+            "self": link(base, &format!("/v3/routes/{g}")),
+            "space": link(base, &format!("/v3/spaces/{}", route.space_guid)),
+            "domain": link(base, &format!("/v3/domains/{}", route.domain_guid)),
+            "destinations": link(base, &format!("/v3/routes/{g}/destinations")),
+        },
+    })
+}
+
+pub fn app(base: &str, app: &App) -> Value {
+    let g = &app.common.guid;
+    let path = |suffix: &str| format!("/v3/apps/{g}{suffix}");
+    json!({
+        "guid": g,
+        "name": app.name,
+        "state": app.state.as_str(),
+        "created_at": app.common.created_at,
+        "updated_at": app.common.updated_at,
+        "lifecycle": lifecycle(&app.lifecycle),
+        "relationships": {
+            "space": to_one(Some(&app.space_guid)),
+            "current_droplet": to_one(app.droplet_guid.as_deref()),
+        },
+        "metadata": app.common.metadata.to_json(),
+        "links": {
+            "self": link(base, &path("")),
+            "space": link(base, &format!("/v3/spaces/{}", app.space_guid)),
+            "processes": link(base, &path("/processes")),
+            "packages": link(base, &path("/packages")),
+            "environment_variables": link(base, &path("/environment_variables")),
+            "current_droplet": link(base, &path("/droplets/current")),
+            "droplets": link(base, &path("/droplets")),
+            "tasks": link(base, &path("/tasks")),
+            "start": link_method(base, &path("/actions/start"), "POST"),
+            "stop": link_method(base, &path("/actions/stop"), "POST"),
+            "revisions": link(base, &path("/revisions")),
+            "deployed_revisions": link(base, &path("/revisions/deployed")),
+            "features": link(base, &path("/features")),
+        },
+    })
+}
+
+fn health_check(check: &crate::state::HealthCheck, readiness: bool) -> Value {
+    let mut data = serde_json::Map::new();
+    if !readiness {
+        data.insert("timeout".into(), json!(check.timeout));
+    }
+    data.insert("invocation_timeout".into(), json!(check.invocation_timeout));
+    data.insert("interval".into(), json!(check.interval));
+    if check.kind == "http" {
+        data.insert("endpoint".into(), json!(check.endpoint.clone().unwrap_or_else(|| "/".into())));
+    }
+    json!({"type": check.kind, "data": data})
+}
+
+/// A process; `in_list` hides the command as CC does in lists.
+pub fn process(base: &str, state: &State, process: &Process, in_list: bool) -> Value {
+    let g = &process.common.guid;
+    let space_guid = state.apps.get(&process.app_guid).map(|a| a.space_guid.clone()).unwrap_or_default();
+    let command = if in_list {
+        json!("[PRIVATE DATA HIDDEN IN LISTS]")
+    } else {
+        json!(process.command.clone().or_else(|| state.detected_command(process)))
+    };
+    json!({
+        "guid": g,
+        "type": process.kind,
+        "command": command,
+        "user": "vcap",
+        "instances": process.instances,
+        "memory_in_mb": process.memory_in_mb,
+        "disk_in_mb": process.disk_in_mb,
+        "log_rate_limit_in_bytes_per_second": process.log_rate_limit,
+        "health_check": health_check(&process.health_check, false),
+        "readiness_health_check": health_check(&process.readiness_check, true),
+        "relationships": {"app": to_one(Some(&process.app_guid)), "revision": to_one(None)},
+        "metadata": process.common.metadata.to_json(),
+        "created_at": process.common.created_at,
+        "updated_at": process.common.updated_at,
+        "version": process.version,
+        "links": {
+            "self": link(base, &format!("/v3/processes/{g}")),
+            "scale": link_method(base, &format!("/v3/processes/{g}/actions/scale"), "POST"),
+            "app": link(base, &format!("/v3/apps/{}", process.app_guid)),
+            "space": link(base, &format!("/v3/spaces/{space_guid}")),
+            "stats": link(base, &format!("/v3/processes/{g}/stats")),
+            "process_instances": link(base, &format!("/v3/processes/{g}/process_instances")),
+        },
+    })
+}
+
+pub fn package(base: &str, package: &Package) -> Value {
+    let g = &package.common.guid;
+    let mut links = json!({
+        "self": link(base, &format!("/v3/packages/{g}")),
+        "app": link(base, &format!("/v3/apps/{}", package.app_guid)),
+    });
+    let data = match &package.docker {
+        Some(docker) => {
+            let mut data = json!({"image": docker.image});
+            if let Some(username) = &docker.username {
+                data["username"] = json!(username);
+                data["password"] = json!("***");
+            }
+            data
+        }
+        None => {
+            links["upload"] = link_method(base, &format!("/v3/packages/{g}/upload"), "POST");
+            links["download"] = link_method(base, &format!("/v3/packages/{g}/download"), "GET");
+            json!({"checksum": {"type": "sha256", "value": package.checksum}, "error": package.error})
+        }
+    };
+    json!({
+        "guid": g,
+        "type": if package.docker.is_some() { "docker" } else { "bits" },
+        "data": data,
+        "state": package.state.as_str(),
+        "created_at": package.common.created_at,
+        "updated_at": package.common.updated_at,
+        "relationships": {"app": to_one(Some(&package.app_guid))},
+        "links": links,
+        "metadata": package.common.metadata.to_json(),
+    })
+}
+
+pub fn build(base: &str, build: &Build) -> Value {
+    let g = &build.common.guid;
+    let mut links = json!({
+        "self": link(base, &format!("/v3/builds/{g}")),
+        "app": link(base, &format!("/v3/apps/{}", build.app_guid)),
+    });
+    if let Some(droplet) = &build.droplet_guid {
+        links["droplet"] = link(base, &format!("/v3/droplets/{droplet}"));
+    }
+    json!({
+        "guid": g,
+        "created_at": build.common.created_at,
+        "updated_at": build.common.updated_at,
+        "created_by": {"guid": build.created_by.guid, "name": build.created_by.name, "email": build.created_by.email},
+        "state": build.state.as_str(),
+        "staging_memory_in_mb": build.staging_memory_in_mb,
+        "staging_disk_in_mb": build.staging_disk_in_mb,
+        "staging_log_rate_limit_bytes_per_second": -1,
+        "error": build.error,
+        "lifecycle": lifecycle(&build.lifecycle),
+        "package": {"guid": build.package_guid},
+        "droplet": build.droplet_guid.as_ref().map(|d| json!({"guid": d})),
+        "relationships": {"app": to_one(Some(&build.app_guid))},
+        "metadata": build.common.metadata.to_json(),
+        "links": links,
+    })
+}
+
+pub fn droplet(base: &str, droplet: &Droplet) -> Value {
+    let g = &droplet.common.guid;
+    let staged = droplet.state == crate::state::DropletState::Staged;
+    let mut links = json!({
+        "self": link(base, &format!("/v3/droplets/{g}")),
+        "app": link(base, &format!("/v3/apps/{}", droplet.app_guid)),
+        "assign_current_droplet": link_method(base, &format!("/v3/apps/{}/relationships/current_droplet", droplet.app_guid), "PATCH"),
+    });
+    if let Some(package) = &droplet.package_guid {
+        links["package"] = link(base, &format!("/v3/packages/{package}"));
+    }
+    if staged && droplet.image.is_none() {
+        links["download"] = link(base, &format!("/v3/droplets/{g}/download"));
+    }
+    if droplet.state == crate::state::DropletState::AwaitingUpload {
+        links["upload"] = link_method(base, &format!("/v3/droplets/{g}/upload"), "POST");
+    }
+    let buildpacks: Vec<Value> = droplet
+        .buildpacks
+        .iter()
+        .map(|name| json!({"name": name, "detect_output": null, "version": null, "buildpack_name": name.trim_end_matches("_buildpack")}))
+        .collect();
+    json!({
+        "guid": g,
+        "state": droplet.state.as_str(),
+        "error": droplet.error,
+        "lifecycle": {"type": droplet.lifecycle_type, "data": {}},
+        "execution_metadata": droplet.execution_metadata,
+        "process_types": if staged { json!(droplet.process_types) } else { Value::Null },
+        "checksum": droplet.checksum.as_ref().map(|c| json!({"type": "sha256", "value": c})),
+        "buildpacks": if staged && droplet.image.is_none() { json!(buildpacks) } else { Value::Null },
+        "stack": droplet.stack,
+        "image": droplet.image,
+        "created_at": droplet.common.created_at,
+        "updated_at": droplet.common.updated_at,
+        "relationships": {"app": to_one(Some(&droplet.app_guid))},
+        "links": links,
+        "metadata": droplet.common.metadata.to_json(),
+    })
+}
+
+pub fn job(base: &str, job: &Job) -> Value {
+    let g = &job.common.guid;
+    let mut links = json!({"self": link(base, &format!("/v3/jobs/{g}"))});
+    if let Some((name, path)) = &job.resource_link {
+        links[name] = link(base, path);
+    }
+    json!({
+        "guid": g,
+        "created_at": job.common.created_at,
+        "updated_at": job.common.updated_at,
+        "operation": job.operation,
+        "state": job.state.as_str(),
+        "links": links,
+        "errors": job.errors.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
+        "warnings": job.warnings.iter().map(|w| json!({"detail": w})).collect::<Vec<_>>(),
+    })
+}
+
+pub fn service_instance(base: &str, si: &ServiceInstance) -> Value {
+    let g = &si.common.guid;
+    json!({
+        "guid": g,
+        "created_at": si.common.created_at,
+        "updated_at": si.common.updated_at,
+        "name": si.name,
+        "type": "user-provided",
+        "tags": si.tags,
+        "syslog_drain_url": si.syslog_drain_url,
+        "route_service_url": si.route_service_url,
+        "last_operation": {"type": "create", "state": "succeeded", "description": "Operation succeeded", "created_at": si.common.created_at, "updated_at": si.common.updated_at},
+        "relationships": {"space": to_one(Some(&si.space_guid))},
+        "metadata": si.common.metadata.to_json(),
+        "links": {
+            "self": link(base, &format!("/v3/service_instances/{g}")),
+            "space": link(base, &format!("/v3/spaces/{}", si.space_guid)),
+            "credentials": link(base, &format!("/v3/service_instances/{g}/credentials")),
+            "service_credential_bindings": link(base, &format!("/v3/service_credential_bindings?service_instance_guids={g}")),
+            "service_route_bindings": link(base, &format!("/v3/service_route_bindings?service_instance_guids={g}")),
+        },
+    })
+}
+
+pub fn binding(base: &str, binding: &Binding) -> Value {
+    let g = &binding.common.guid;
+    json!({
+        "guid": g,
+        "created_at": binding.common.created_at,
+        "updated_at": binding.common.updated_at,
+        "name": binding.name,
+        "type": "app",
+        "last_operation": {"type": "create", "state": "succeeded", "description": null, "created_at": binding.common.created_at, "updated_at": binding.common.updated_at},
+        "metadata": binding.common.metadata.to_json(),
+        "relationships": {
+            "app": to_one(Some(&binding.app_guid)),
+            "service_instance": to_one(Some(&binding.service_instance_guid)),
+        },
+        "links": {
+            "self": link(base, &format!("/v3/service_credential_bindings/{g}")),
+            "details": link(base, &format!("/v3/service_credential_bindings/{g}/details")),
+            "parameters": link(base, &format!("/v3/service_credential_bindings/{g}/parameters")),
+            "service_instance": link(base, &format!("/v3/service_instances/{}", binding.service_instance_guid)),
+            "app": link(base, &format!("/v3/apps/{}", binding.app_guid)),
+        },
+    })
+}

@@ -1,0 +1,340 @@
+//! Processes: list, get, update (command, health and readiness checks), scale (instances take effect at once) and
+//! stats per instance with the runtime's STARTING / RUNNING / CRASHED / DOWN, `routable` and ports.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use super::body;
+use super::error::{ApiError, ApiResult};
+use super::list::{ListQuery, matches_any};
+use super::present;
+use crate::clock::now_iso_nanos;
+use crate::shared::Ctx;
+use crate::state::{HealthCheck, Process, State as CcState};
+
+pub fn routes() -> Router<Ctx> {
+    Router::new()
+        .route("/v3/processes", get(list))
+        .route("/v3/processes/{guid}", get(get_one).patch(update))
+        .route("/v3/processes/{guid}/actions/scale", post(scale))
+        .route("/v3/processes/{guid}/stats", get(stats))
+        .route("/v3/processes/{guid}/process_instances", get(process_instances))
+        .route("/v3/apps/{guid}/processes", get(list_for_app))
+        .route("/v3/apps/{guid}/processes/{kind}", get(get_for_app).patch(update_for_app))
+        .route("/v3/apps/{guid}/processes/{kind}/actions/scale", post(scale_for_app))
+        .route("/v3/apps/{guid}/processes/{kind}/stats", get(stats_for_app))
+}
+
+fn process_of_app(state: &CcState, app_guid: &str, kind: &str) -> ApiResult<String> {
+    state.app(app_guid)?;
+    state.app_process(app_guid, kind).map(|p| p.common.guid.clone()).ok_or_else(|| ApiError::not_found("Process"))
+}
+
+fn list_body(ctx: &Ctx, state: &CcState, q: &ListQuery, processes: Vec<&Process>, path: &str) -> Value {
+    let (types, apps, spaces) = (q.list("types"), q.list("app_guids"), q.list("space_guids"));
+    let items = q
+        .select(processes.into_iter().filter(|p| {
+            matches_any(&types, &p.kind, false)
+                && matches_any(&apps, &p.app_guid, false)
+                && spaces
+                    .as_ref()
+                    .is_none_or(|s| state.apps.get(&p.app_guid).is_some_and(|a| s.contains(&a.space_guid)))
+        }))
+        .into_iter()
+        .map(|p| present::process(&ctx.urls.api, state, p, true))
+        .collect();
+    q.paginate(&ctx.urls.api, path, items)
+}
+
+async fn list(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
+    let q = ListQuery::parse(
+        raw.as_deref(),
+        &["types", "app_guids", "space_guids", "organization_guids"],
+        ctx.default_per_page(),
+    )?;
+    let state = ctx.state();
+    Ok(Json(list_body(&ctx, &state, &q, state.processes.values().collect(), "/v3/processes")))
+}
+
+async fn list_for_app(
+    State(ctx): State<Ctx>,
+    Path(guid): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let q = ListQuery::parse(raw.as_deref(), &["types"], ctx.default_per_page())?;
+    let state = ctx.state();
+    state.app(&guid)?;
+    Ok(Json(list_body(&ctx, &state, &q, state.app_processes(&guid).collect(), &format!("/v3/apps/{guid}/processes"))))
+}
+
+async fn get_one(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
+    let state = ctx.state();
+    Ok(Json(present::process(&ctx.urls.api, &state, state.process(&guid)?, false)))
+}
+
+async fn get_for_app(State(ctx): State<Ctx>, Path((guid, kind)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+    let state = ctx.state();
+    let process = process_of_app(&state, &guid, &kind)?;
+    Ok(Json(present::process(&ctx.urls.api, &state, state.process(&process)?, false)))
+}
+
+fn seconds(data: &Map<String, Value>, key: &str, label: &str, current: Option<u64>) -> ApiResult<Option<u64>> {
+    match data.get(key) {
+        None => Ok(current),
+        Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if n >= 1 => Ok(Some(n)),
+            _ => Err(ApiError::unprocessable(format!("{label} must be greater than or equal to 1"))),
+        },
+    }
+}
+
+/// Applies a `health_check` / `readiness_health_check` request object to a check.
+pub fn apply_health_check(current: &HealthCheck, value: &Value, readiness: bool) -> ApiResult<HealthCheck> {
+    let prefix = if readiness { "Readiness health check" } else { "Health check" };
+    let obj = value.as_object().ok_or_else(|| ApiError::unprocessable(format!("{prefix} must be an object")))?;
+    let kind = match obj.get("type") {
+        None => current.kind.clone(),
+        Some(Value::String(t)) if ["port", "process", "http"].contains(&t.as_str()) => t.clone(),
+        Some(_) => {
+            return Err(ApiError::unprocessable(format!("{prefix} type must be \"port\", \"process\", or \"http\"")));
+        }
+    };
+    let empty = Map::new();
+    let data = match obj.get("data") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(data)) => data,
+        Some(_) => return Err(ApiError::unprocessable(format!("{prefix} data must be an object"))),
+    };
+    let endpoint = match data.get("endpoint") {
+        None => {
+            if kind == "http" {
+                current.endpoint.clone()
+            } else {
+                None
+            }
+        }
+        Some(Value::Null) => None,
+        Some(Value::String(e)) if kind == "http" => {
+            if !e.starts_with('/') {
+                return Err(ApiError::unprocessable(format!("{prefix} endpoint must be a valid URI path")));
+            }
+            Some(e.clone())
+        }
+        Some(_) => {
+            return Err(ApiError::unprocessable(format!(
+                "{prefix} type must be \"http\" to set a health check HTTP endpoint"
+            )));
+        }
+    };
+    let timeout = if readiness { None } else { seconds(data, "timeout", "Timeout", current.timeout)? };
+    if timeout.is_some_and(|t| t > 600) {
+        return Err(ApiError::unprocessable("Timeout must be less than or equal to 600"));
+    }
+    Ok(HealthCheck {
+        kind,
+        endpoint,
+        timeout,
+        invocation_timeout: seconds(data, "invocation_timeout", "Invocation timeout", current.invocation_timeout)?,
+        interval: seconds(data, "interval", "Interval", current.interval)?,
+    })
+}
+
+fn update_process(ctx: &Ctx, guid: &str, raw: &Bytes) -> ApiResult<Value> {
+    let map = body::object(raw)?;
+    body::only_keys(&map, &["command", "health_check", "readiness_health_check", "metadata"])?;
+    let mut state = ctx.state();
+    let mut process = state.process(guid)?.clone();
+    match map.get("command") {
+        None => {}
+        Some(Value::Null) => process.command = None,
+        Some(Value::String(c)) if !c.is_empty() && c.len() <= 4096 => process.command = Some(c.clone()),
+        Some(_) => return Err(ApiError::unprocessable("Command must be between 1 and 4096 characters")),
+    }
+    if let Some(check) = map.get("health_check") {
+        process.health_check = apply_health_check(&process.health_check, check, false)?;
+    }
+    if let Some(check) = map.get("readiness_health_check") {
+        process.readiness_check = apply_health_check(&process.readiness_check, check, true)?;
+    }
+    process.common.metadata.apply(map.get("metadata"))?;
+    state.touch(&mut process.common);
+    state.processes.insert(guid.to_string(), process);
+    Ok(present::process(&ctx.urls.api, &state, state.process(guid)?, false))
+}
+
+async fn update(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) -> ApiResult<Json<Value>> {
+    Ok(Json(update_process(&ctx, &guid, &raw)?))
+}
+
+async fn update_for_app(
+    State(ctx): State<Ctx>,
+    Path((guid, kind)): Path<(String, String)>,
+    raw: Bytes,
+) -> ApiResult<Json<Value>> {
+    let process = process_of_app(&ctx.state(), &guid, &kind)?;
+    Ok(Json(update_process(&ctx, &process, &raw)?))
+}
+
+/// Scale values of a request or manifest.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Scale {
+    pub instances: Option<u32>,
+    pub memory_in_mb: Option<u64>,
+    pub disk_in_mb: Option<u64>,
+    pub log_rate_limit: Option<i64>,
+}
+
+/// Applies a scale to a process; instances reach the runtime at once, the rest at the next restart.
+pub fn apply_scale(ctx: &Ctx, process_guid: &str, scale: Scale) -> ApiResult<String> {
+    let app_guid = {
+        let mut state = ctx.state();
+        let mut process = state.process(process_guid)?.clone();
+        if let Some(instances) = scale.instances {
+            process.instances = instances;
+        }
+        if let Some(memory) = scale.memory_in_mb {
+            process.memory_in_mb = memory;
+        }
+        if let Some(disk) = scale.disk_in_mb {
+            process.disk_in_mb = disk;
+        }
+        if let Some(rate) = scale.log_rate_limit {
+            process.log_rate_limit = rate;
+        }
+        state.touch(&mut process.common);
+        let app_guid = process.app_guid.clone();
+        state.processes.insert(process_guid.to_string(), process);
+        app_guid
+    };
+    ctx.diego.converge(ctx, &app_guid);
+    Ok(app_guid)
+}
+
+fn parse_scale(raw: &Bytes) -> ApiResult<Scale> {
+    let map = body::object(raw)?;
+    body::only_keys(&map, &["instances", "memory_in_mb", "disk_in_mb", "log_rate_limit_in_bytes_per_second"])?;
+    let int = |key: &str, min: i64, label: &str| -> ApiResult<Option<i64>> {
+        match map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => match v.as_i64() {
+                Some(n) if n >= min => Ok(Some(n)),
+                Some(_) => Err(ApiError::unprocessable(format!("{label} must be greater than or equal to {min}"))),
+                None => Err(ApiError::unprocessable(format!("{label} is not a number"))),
+            },
+        }
+    };
+    Ok(Scale {
+        instances: int("instances", 0, "Instances")?.map(|n| n as u32),
+        memory_in_mb: int("memory_in_mb", 1, "Memory in mb")?.map(|n| n as u64),
+        disk_in_mb: int("disk_in_mb", 1, "Disk in mb")?.map(|n| n as u64),
+        log_rate_limit: int("log_rate_limit_in_bytes_per_second", -1, "Log rate limit in bytes per second")?,
+    })
+}
+
+async fn scale(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+    let scale = parse_scale(&raw)?;
+    apply_scale(&ctx, &guid, scale)?;
+    let state = ctx.state();
+    Ok((StatusCode::ACCEPTED, Json(present::process(&ctx.urls.api, &state, state.process(&guid)?, false))))
+}
+
+async fn scale_for_app(
+    State(ctx): State<Ctx>,
+    Path((guid, kind)): Path<(String, String)>,
+    raw: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let scale = parse_scale(&raw)?;
+    let process = process_of_app(&ctx.state(), &guid, &kind)?;
+    apply_scale(&ctx, &process, scale)?;
+    let state = ctx.state();
+    Ok((StatusCode::ACCEPTED, Json(present::process(&ctx.urls.api, &state, state.process(&process)?, false))))
+}
+
+/// Resident memory of a process, from /proc.
+fn resident_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/statm"))
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+fn stats_body(ctx: &Ctx, process_guid: &str) -> ApiResult<Value> {
+    let (kind, desired, memory, disk, log_rate) = {
+        let state = ctx.state();
+        let process = state.process(process_guid)?;
+        let started = state.apps.get(&process.app_guid).is_some_and(|a| a.state == crate::state::AppState::Started);
+        let desired = if started { process.instances } else { 0 };
+        (process.kind.clone(), desired, process.memory_in_mb, process.disk_in_mb, process.log_rate_limit)
+    };
+    let resources: Vec<Value> = ctx
+        .diego
+        .stats(process_guid, desired)
+        .into_iter()
+        .map(|s| {
+            let uptime = s.since.and_then(|t| t.elapsed().ok()).map(|d| d.as_secs()).unwrap_or(0);
+            let live = s.port.is_some();
+            json!({
+                "type": kind,
+                "index": s.index,
+                "instance_guid": s.instance_guid,
+                "state": s.state.as_str(),
+                "routable": s.routable,
+                "usage": {
+                    "time": now_iso_nanos(),
+                    "cpu": 0.0,
+                    "cpu_entitlement": 0.0,
+                    "mem": s.pid.map(resident_bytes).unwrap_or(0),
+                    "disk": 0,
+                    "log_rate": 0,
+                },
+                "host": if live { "127.0.0.1" } else { "" },
+                "instance_internal_ip": if live { "127.0.0.1" } else { "" },
+                "instance_ports": s.port.map(|p| json!([{
+                    "external": p, "internal": p, "external_tls_proxy_port": 0, "internal_tls_proxy_port": 0
+                }])),
+                "uptime": uptime,
+                "mem_quota": memory * 1024 * 1024,
+                "disk_quota": disk * 1024 * 1024,
+                "fds_quota": 16384,
+                "isolation_segment": null,
+                "log_rate_limit": if log_rate < 0 { Value::Null } else { json!(log_rate) },
+                "details": s.details,
+            })
+        })
+        .collect();
+    Ok(json!({"resources": resources}))
+}
+
+async fn stats(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(stats_body(&ctx, &guid)?))
+}
+
+async fn stats_for_app(State(ctx): State<Ctx>, Path((guid, kind)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+    let process = process_of_app(&ctx.state(), &guid, &kind)?;
+    Ok(Json(stats_body(&ctx, &process)?))
+}
+
+async fn process_instances(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
+    let desired = {
+        let state = ctx.state();
+        let process = state.process(&guid)?;
+        let started = state.apps.get(&process.app_guid).is_some_and(|a| a.state == crate::state::AppState::Started);
+        if started { process.instances } else { 0 }
+    };
+    let resources: Vec<Value> = ctx
+        .diego
+        .stats(&guid, desired)
+        .into_iter()
+        .map(|s| json!({"index": s.index, "state": s.state.as_str(), "since": s.since.and_then(|t| t.elapsed().ok()).map(|d| d.as_secs())}))
+        .collect();
+    Ok(Json(
+        json!({"resources": resources, "links": {"self": {"href": format!("{}/v3/processes/{guid}/process_instances", ctx.urls.api)}}}),
+    ))
+}

@@ -1,0 +1,335 @@
+//! User-provided service instances (with credentials) and their service credential bindings to apps, which
+//! become VCAP_SERVICES at the app's next start.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use super::body;
+use super::error::{ApiError, ApiResult};
+use super::list::{ListQuery, matches_any};
+use super::present;
+use crate::shared::Ctx;
+use crate::state::{Binding, ServiceInstance, State as CcState};
+
+pub fn routes() -> Router<Ctx> {
+    Router::new()
+        .route("/v3/service_instances", get(list_instances).post(create_instance))
+        .route("/v3/service_instances/{guid}", get(get_instance).patch(update_instance).delete(delete_instance))
+        .route("/v3/service_instances/{guid}/credentials", get(instance_credentials))
+        .route("/v3/service_credential_bindings", get(list_bindings).post(create_binding))
+        .route("/v3/service_credential_bindings/{guid}", get(get_binding).patch(update_binding).delete(delete_binding))
+        .route("/v3/service_credential_bindings/{guid}/details", get(binding_details))
+        .route("/v3/service_credential_bindings/{guid}/parameters", get(binding_parameters))
+}
+
+async fn list_instances(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
+    let q = ListQuery::parse(
+        raw.as_deref(),
+        &["names", "space_guids", "type", "organization_guids"],
+        ctx.default_per_page(),
+    )?;
+    let (names, spaces, types) = (q.list("names"), q.list("space_guids"), q.list("type"));
+    let state = ctx.state();
+    let items = q
+        .select(state.service_instances.values().filter(|s| {
+            matches_any(&names, &s.name, false)
+                && matches_any(&spaces, &s.space_guid, false)
+                && matches_any(&types, "user-provided", false)
+        }))
+        .into_iter()
+        .map(|s| present::service_instance(&ctx.urls.api, s))
+        .collect();
+    Ok(Json(q.paginate(&ctx.urls.api, "/v3/service_instances", items)))
+}
+
+async fn get_instance(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
+    let state = ctx.state();
+    Ok(Json(present::service_instance(&ctx.urls.api, state.service_instance(&guid)?)))
+}
+
+async fn instance_credentials(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
+    let state = ctx.state();
+    Ok(Json(state.service_instance(&guid)?.credentials.clone()))
+}
+
+fn apply_instance_fields(si: &mut ServiceInstance, map: &Map<String, Value>) -> ApiResult<()> {
+    if let Some(name) = body::string_field(map, "name")? {
+        si.name = name;
+    }
+    match map.get("credentials") {
+        None => {}
+        Some(Value::Object(c)) => si.credentials = Value::Object(c.clone()),
+        Some(_) => return Err(ApiError::unprocessable("Credentials must be an object")),
+    }
+    if let Some(tags) = map.get("tags") {
+        si.tags = serde_json::from_value(tags.clone())
+            .map_err(|_| ApiError::unprocessable("Tags must be a list of strings"))?;
+    }
+    if map.contains_key("syslog_drain_url") {
+        si.syslog_drain_url = body::string_field(map, "syslog_drain_url")?;
+    }
+    if map.contains_key("route_service_url") {
+        si.route_service_url = body::string_field(map, "route_service_url")?;
+    }
+    si.common.metadata.apply(map.get("metadata"))
+}
+
+async fn create_instance(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+    let map = body::object(&raw)?;
+    body::only_keys(
+        &map,
+        &[
+            "type",
+            "name",
+            "relationships",
+            "credentials",
+            "tags",
+            "syslog_drain_url",
+            "route_service_url",
+            "metadata",
+            "parameters",
+        ],
+    )?;
+    match body::string_field(&map, "type")?.as_deref() {
+        Some("user-provided") => {}
+        Some("managed") => return Err(ApiError::unprocessable("Relationships Service plan can't be blank")),
+        _ => return Err(ApiError::unprocessable("Type must be one of 'managed', 'user-provided'")),
+    }
+    let name = body::string_field(&map, "name")?
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::unprocessable("Name can't be blank"))?;
+    let space_guid = body::relationship_guid(&map, "space")
+        .ok_or_else(|| ApiError::unprocessable("Relationships Space can't be blank"))?;
+    let mut state = ctx.state();
+    if !state.spaces.contains_key(&space_guid) {
+        return Err(ApiError::unprocessable(
+            "Invalid space. Ensure that the space exists and you have access to it.".to_string(),
+        ));
+    }
+    if state.service_instances.values().any(|s| s.space_guid == space_guid && s.name == name) {
+        return Err(ApiError::uniqueness(format!("The service instance name is taken: {name}.")));
+    }
+    let common = state.common();
+    let guid = common.guid.clone();
+    let mut si = ServiceInstance {
+        common,
+        name,
+        space_guid,
+        credentials: json!({}),
+        tags: Vec::new(),
+        syslog_drain_url: None,
+        route_service_url: None,
+    };
+    apply_instance_fields(&mut si, &map)?;
+    let body = present::service_instance(&ctx.urls.api, &si);
+    state.service_instances.insert(guid, si);
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+async fn update_instance(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) -> ApiResult<Json<Value>> {
+    let map = body::object(&raw)?;
+    body::only_keys(&map, &["name", "credentials", "tags", "syslog_drain_url", "route_service_url", "metadata"])?;
+    let mut state = ctx.state();
+    let mut si = state.service_instance(&guid)?.clone();
+    apply_instance_fields(&mut si, &map)?;
+    if state
+        .service_instances
+        .values()
+        .any(|s| s.space_guid == si.space_guid && s.name == si.name && s.common.guid != guid)
+    {
+        return Err(ApiError::uniqueness(format!("The service instance name is taken: {}.", si.name)));
+    }
+    state.touch(&mut si.common);
+    let body = present::service_instance(&ctx.urls.api, &si);
+    state.service_instances.insert(guid, si);
+    Ok(Json(body))
+}
+
+async fn delete_instance(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<StatusCode> {
+    let mut state = ctx.state();
+    state.service_instance(&guid)?;
+    if state.bindings.values().any(|b| b.service_instance_guid == guid) {
+        return Err(ApiError::new(
+            422,
+            10006,
+            "CF-AssociationNotEmpty",
+            "Please delete the service_bindings, service_keys, and routes associations for your service_instances.",
+        ));
+    }
+    state.service_instances.remove(&guid);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Binds an app to a user-provided instance (shared with apply_manifest).
+pub fn insert_binding(
+    state: &mut CcState,
+    app_guid: &str,
+    instance_guid: &str,
+    name: Option<String>,
+) -> ApiResult<String> {
+    let app = state
+        .apps
+        .get(app_guid)
+        .ok_or_else(|| ApiError::unprocessable(format!("The app could not be found: '{app_guid}'")))?;
+    let instance = state.service_instances.get(instance_guid).ok_or_else(|| {
+        ApiError::unprocessable(format!("The service instance could not be found: '{instance_guid}'"))
+    })?;
+    if app.space_guid != instance.space_guid {
+        return Err(ApiError::unprocessable("The service instance and the app are in different spaces"));
+    }
+    if state.bindings.values().any(|b| b.app_guid == app_guid && b.service_instance_guid == instance_guid) {
+        return Err(ApiError::unprocessable("The app is already bound to the service instance"));
+    }
+    if let Some(name) = &name
+        && state.bindings.values().any(|b| b.app_guid == app_guid && b.name.as_ref() == Some(name))
+    {
+        return Err(ApiError::unprocessable(format!(
+            "The binding name is invalid. App binding names must be unique. The app already has a binding with name '{name}'."
+        )));
+    }
+    let common = state.common();
+    let guid = common.guid.clone();
+    state.bindings.insert(
+        guid.clone(),
+        Binding { common, name, app_guid: app_guid.to_string(), service_instance_guid: instance_guid.to_string() },
+    );
+    Ok(guid)
+}
+
+async fn create_binding(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+    let map = body::object(&raw)?;
+    body::only_keys(&map, &["type", "name", "relationships", "parameters", "metadata", "strategy"])?;
+    if body::string_field(&map, "type")?.as_deref() != Some("app") {
+        return Err(ApiError::unprocessable("Type must be 'app' or 'key'"));
+    }
+    if map.get("parameters").is_some_and(|p| !p.is_null() && p.as_object().is_none_or(|o| !o.is_empty())) {
+        return Err(ApiError::unprocessable(
+            "Binding parameters are not supported for user-provided service instances",
+        ));
+    }
+    let app = body::relationship_guid(&map, "app")
+        .ok_or_else(|| ApiError::unprocessable("Relationships App can't be blank"))?;
+    let instance = body::relationship_guid(&map, "service_instance")
+        .ok_or_else(|| ApiError::unprocessable("Relationships Service instance can't be blank"))?;
+    let name = body::string_field(&map, "name")?;
+    let mut metadata = crate::cc::metadata::Metadata::default();
+    metadata.apply(map.get("metadata"))?;
+    let mut state = ctx.state();
+    let guid = insert_binding(&mut state, &app, &instance, name)?;
+    let binding = state.bindings.get_mut(&guid).expect("just created");
+    binding.common.metadata = metadata;
+    Ok((StatusCode::CREATED, Json(present::binding(&ctx.urls.api, binding))))
+}
+
+async fn list_bindings(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
+    let q = ListQuery::parse(
+        raw.as_deref(),
+        &[
+            "app_guids",
+            "service_instance_guids",
+            "service_instance_names",
+            "app_names",
+            "names",
+            "type",
+            "include",
+            "service_plan_guids",
+            "service_offering_guids",
+        ],
+        ctx.default_per_page(),
+    )?;
+    let (apps, instances, instance_names, app_names, names, types) = (
+        q.list("app_guids"),
+        q.list("service_instance_guids"),
+        q.list("service_instance_names"),
+        q.list("app_names"),
+        q.list("names"),
+        q.list("type"),
+    );
+    let state = ctx.state();
+    let selected = q.select(state.bindings.values().filter(|b| {
+        matches_any(&apps, &b.app_guid, false)
+            && matches_any(&instances, &b.service_instance_guid, false)
+            && matches_any(&types, "app", false)
+            && names.as_ref().is_none_or(|n| b.name.as_ref().is_some_and(|name| n.contains(name)))
+            && instance_names.as_ref().is_none_or(|n| {
+                state.service_instances.get(&b.service_instance_guid).is_some_and(|s| n.contains(&s.name))
+            })
+            && app_names.as_ref().is_none_or(|n| state.apps.get(&b.app_guid).is_some_and(|a| n.contains(&a.name)))
+    }));
+    let page: Vec<&Binding> = selected.iter().skip((q.page - 1) * q.per_page).take(q.per_page).copied().collect();
+    let items = selected.iter().map(|b| present::binding(&ctx.urls.api, b)).collect();
+    let mut body = q.paginate(&ctx.urls.api, "/v3/service_credential_bindings", items);
+    let includes = q.includes();
+    if !includes.is_empty() {
+        let mut included = Map::new();
+        if includes.iter().any(|i| i == "app") {
+            let apps: Vec<Value> = page
+                .iter()
+                .filter_map(|b| state.apps.get(&b.app_guid))
+                .map(|a| present::app(&ctx.urls.api, a))
+                .collect();
+            included.insert("apps".into(), json!(dedup(apps)));
+        }
+        if includes.iter().any(|i| i == "service_instance") {
+            let instances: Vec<Value> = page
+                .iter()
+                .filter_map(|b| state.service_instances.get(&b.service_instance_guid))
+                .map(|s| present::service_instance(&ctx.urls.api, s))
+                .collect();
+            included.insert("service_instances".into(), json!(dedup(instances)));
+        }
+        body["included"] = Value::Object(included);
+    }
+    Ok(Json(body))
+}
+
+fn dedup(mut resources: Vec<Value>) -> Vec<Value> {
+    resources.sort_by(|a, b| a["guid"].as_str().cmp(&b["guid"].as_str()));
+    resources.dedup_by(|a, b| a["guid"] == b["guid"]);
+    resources
+}
+
+async fn get_binding(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
+    let state = ctx.state();
+    let binding = state.bindings.get(&guid).ok_or_else(|| ApiError::not_found("Service credential binding"))?;
+    Ok(Json(present::binding(&ctx.urls.api, binding)))
+}
+
+async fn update_binding(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) -> ApiResult<Json<Value>> {
+    let map = body::object(&raw)?;
+    body::only_keys(&map, &["metadata"])?;
+    let mut state = ctx.state();
+    let mut binding =
+        state.bindings.get(&guid).ok_or_else(|| ApiError::not_found("Service credential binding"))?.clone();
+    binding.common.metadata.apply(map.get("metadata"))?;
+    state.touch(&mut binding.common);
+    let body = present::binding(&ctx.urls.api, &binding);
+    state.bindings.insert(guid, binding);
+    Ok(Json(body))
+}
+
+async fn delete_binding(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<StatusCode> {
+    let mut state = ctx.state();
+    state.bindings.remove(&guid).ok_or_else(|| ApiError::not_found("Service credential binding"))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn binding_details(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
+    let state = ctx.state();
+    let binding = state.bindings.get(&guid).ok_or_else(|| ApiError::not_found("Service credential binding"))?;
+    let instance = state.service_instance(&binding.service_instance_guid)?;
+    Ok(Json(
+        json!({"credentials": instance.credentials, "syslog_drain_url": instance.syslog_drain_url, "volume_mounts": []}),
+    ))
+}
+
+async fn binding_parameters(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
+    let state = ctx.state();
+    state.bindings.get(&guid).ok_or_else(|| ApiError::not_found("Service credential binding"))?;
+    Err(ApiError::unprocessable("This service does not support fetching service binding parameters."))
+}

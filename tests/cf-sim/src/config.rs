@@ -1,0 +1,128 @@
+//! Configuration of a simulated Cloud Foundry: every flag of the `cf-sim` binary, also used in-process.
+//!
+//! `SimConfig::default()` is what the binary does with no flags: every listener on a free loopback port, no route
+//! propagation delay, short staging and job delays, CF's token TTL and paging defaults, and freshly generated
+//! credentials, so a leaked secret is easy to spot in a test's output.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "cf-sim", version, about = "A local Cloud Foundry: CC v3 API, UAA, router and Log Cache")]
+pub struct SimConfig {
+    /// Listen address of the Cloud Controller API (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub api_listen: SocketAddr,
+    /// Listen address of UAA (the token endpoint is `{uaa}/oauth/token`).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub uaa_listen: SocketAddr,
+    /// Listen address of the Log Cache read API.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub log_cache_listen: SocketAddr,
+    /// Listen address of the HTTP router (gorouter).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub router_listen: SocketAddr,
+    /// The shared default app domain.
+    #[arg(long, default_value = "apps.sim.internal")]
+    pub domain: String,
+    /// The organization created at start.
+    #[arg(long, default_value = "sim-org")]
+    pub organization: String,
+    /// The space created in that organization at start.
+    #[arg(long, default_value = "sim-space")]
+    pub space: String,
+    /// More spaces to create, as `ORG/SPACE` (the org is created when missing). Repeatable.
+    #[arg(long = "extra-space", value_name = "ORG/SPACE")]
+    pub extra_spaces: Vec<String>,
+    /// User name for the password grant (default: generated).
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Password of that user (default: generated).
+    #[arg(long)]
+    pub password: Option<String>,
+    /// More users, as `NAME:PASSWORD`. Repeatable.
+    #[arg(long = "user", value_name = "NAME:PASSWORD")]
+    pub extra_users: Vec<String>,
+    /// Client id for the client_credentials grant (default: generated).
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Secret of that client (default: generated).
+    #[arg(long)]
+    pub client_secret: Option<String>,
+    /// More clients, as `ID:SECRET`. Repeatable.
+    #[arg(long = "client", value_name = "ID:SECRET")]
+    pub extra_clients: Vec<String>,
+    /// How long route and instance changes take to reach the router, in ms.
+    #[arg(long, default_value_t = 0)]
+    pub route_propagation_delay_ms: u64,
+    /// How long staging takes, in ms.
+    #[arg(long, default_value_t = 50)]
+    pub staging_delay_ms: u64,
+    /// How long a package upload or copy stays in processing, in ms.
+    #[arg(long, default_value_t = 20)]
+    pub package_processing_delay_ms: u64,
+    /// How long an async job stays PROCESSING before it runs, in ms.
+    #[arg(long, default_value_t = 20)]
+    pub job_delay_ms: u64,
+    /// Access token lifetime in seconds (cf-deployment's `cf` client uses 1200).
+    #[arg(long, default_value_t = 1200)]
+    pub token_ttl_secs: u64,
+    /// Refresh token lifetime in seconds.
+    #[arg(long, default_value_t = 2_592_000)]
+    pub refresh_token_ttl_secs: u64,
+    /// Server default `per_page` for every list (CC's default is 50).
+    #[arg(long, default_value_t = 50)]
+    pub default_per_page: usize,
+    /// Grace period between SIGTERM and SIGKILL when an instance is stopped, in ms.
+    #[arg(long, default_value_t = 10_000)]
+    pub stop_grace_ms: u64,
+    /// Default health check timeout in seconds, when a process sets none (Diego's default is 60).
+    #[arg(long, default_value_t = 60)]
+    pub health_check_timeout_secs: u64,
+    /// Interval of liveness and readiness checks once an instance runs, when a process sets none, in ms.
+    #[arg(long, default_value_t = 1000)]
+    pub health_check_interval_ms: u64,
+    /// Delay before a crashed instance is restarted; doubles with each further crash, in ms.
+    #[arg(long, default_value_t = 500)]
+    pub crash_restart_delay_ms: u64,
+    /// Upper bound of the crash restart delay, in ms.
+    #[arg(long, default_value_t = 8000)]
+    pub max_crash_restart_delay_ms: u64,
+    /// Serve API, UAA and Log Cache over HTTPS with a certificate generated at start.
+    #[arg(long)]
+    pub tls: bool,
+    /// Directory for packages, droplets, the resource cache and instance directories (default: a temporary one).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Largest package (sum of uncompressed file sizes) CC accepts, in bytes.
+    #[arg(long, default_value_t = 1_073_741_824)]
+    pub max_package_size: u64,
+    /// Smallest file that enters the resource cache, in bytes (CC's `resource_pool.minimum_size`).
+    #[arg(long, default_value_t = 65_536)]
+    pub resource_min_size: u64,
+    /// Largest file that enters the resource cache, in bytes (CC's `resource_pool.maximum_size`).
+    #[arg(long, default_value_t = 536_870_912)]
+    pub resource_max_size: u64,
+    /// Log envelopes kept per source (app) in Log Cache.
+    #[arg(long, default_value_t = 10_000)]
+    pub log_buffer_size: usize,
+    /// Where to find the files of a docker image, as `IMAGE=DIR`; the image then runs like a droplet. Repeatable.
+    #[arg(long = "docker-image", value_name = "IMAGE=DIR")]
+    pub docker_images: Vec<String>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig::parse_from(["cf-sim"])
+    }
+}
+
+/// Splits `A<sep>B` flags such as `NAME:PASSWORD`.
+pub(crate) fn split_pair<'a>(value: &'a str, sep: char, what: &str) -> anyhow::Result<(&'a str, &'a str)> {
+    value
+        .split_once(sep)
+        .filter(|(a, _)| !a.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("{what} must look like A{sep}B, got {value:?}"))
+}
