@@ -533,9 +533,12 @@ impl CfClient {
         loop {
             tokio::select! {
                 answer = &mut request => {
-                    if let Some(p) = progress.as_mut() {
-                        let done = sent.load(Ordering::Relaxed);
-                        if done >= total { p.update(total); }
+                    // The 100% line, unless a tick already printed it.
+                    if let Some(p) = progress.as_mut()
+                        && last < total
+                        && sent.load(Ordering::Relaxed) >= total
+                    {
+                        p.update(total);
                     }
                     return answer;
                 }

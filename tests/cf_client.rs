@@ -1,0 +1,839 @@
+//! The CF client against cf-sim (started in-process on 127.0.0.1): every operation the deploy uses, plus the
+//! failure modes the client must survive — paging, token expiry, 429 and 5xx, lost responses, TLS, proxies,
+//! resource matching and streaming uploads, staging logs, droplet round trips. Every wait is bounded.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use cf_blue_green_resource::cf::apps::{AppFilter, AppState, NewApp};
+use cf_blue_green_resource::cf::bindings::NewBinding;
+use cf_blue_green_resource::cf::builds::NewBuild;
+use cf_blue_green_resource::cf::droplets::DropletState;
+use cf_blue_green_resource::cf::packages::PackageState;
+use cf_blue_green_resource::cf::processes::{HealthCheck, InstanceState, ProcessUpdate, Scale};
+use cf_blue_green_resource::cf::routes::NewRoute;
+use cf_blue_green_resource::cf::spaces::Space;
+use cf_blue_green_resource::cf::types::{Lifecycle, MetadataPatch};
+use cf_blue_green_resource::cf::{
+    CfClient, Credentials, Error, FileResource, ListParams, Poll, ProxySettings, RetryPolicy, Settings, Wait,
+};
+use cf_sim::{Fault, FaultAction, Sim, SimConfig};
+use sha1::{Digest, Sha1};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn start_sim(adjust: impl FnOnce(&mut SimConfig)) -> Sim {
+    let mut config = SimConfig { staging_delay_ms: 40, job_delay_ms: 10, resource_min_size: 1, ..SimConfig::default() };
+    adjust(&mut config);
+    Sim::start(config).expect("cf-sim starts")
+}
+
+fn settings(sim: &Sim) -> Settings {
+    let info = sim.info();
+    let mut settings = Settings::new(
+        &info.api,
+        Credentials::Password { username: info.username.clone(), password: info.password.clone() },
+    );
+    settings.retry = RetryPolicy::fast();
+    settings.proxy = ProxySettings::none();
+    settings.timeouts.request = Duration::from_secs(30);
+    settings.timeouts.idle = Duration::from_secs(30);
+    settings.timeouts.job = WAIT;
+    if let Some(ca) = &info.ca_cert_path {
+        settings.ca_cert = Some(std::fs::read_to_string(ca).unwrap());
+    }
+    settings
+}
+
+async fn connect(sim: &Sim) -> CfClient {
+    CfClient::connect(settings(sim)).await.expect("client connects to the sim")
+}
+
+async fn home(cf: &CfClient, sim: &Sim) -> Space {
+    let org = cf.orgs().require_by_name(&sim.info().organization).await.unwrap();
+    cf.spaces().require_by_name(&org.guid, &sim.info().space).await.unwrap()
+}
+
+fn new_app(space: &Space, name: &str) -> NewApp {
+    NewApp { name: name.to_owned(), space_guid: space.guid.clone(), ..NewApp::default() }
+}
+
+/// A zip of `files` (path, contents, mode) written to `dest`; returns the file resources of its entries.
+fn write_zip(dest: &Path, files: &[(&str, Vec<u8>, u32)]) -> Vec<FileResource> {
+    let file = std::fs::File::create(dest).unwrap();
+    let mut zip = zip::ZipWriter::new(file);
+    let mut resources = Vec::new();
+    for (path, contents, mode) in files {
+        let options = zip::write::SimpleFileOptions::default().unix_permissions(*mode);
+        zip.start_file(*path, options).unwrap();
+        zip.write_all(contents).unwrap();
+        resources.push(resource(path, contents, *mode));
+    }
+    zip.finish().unwrap();
+    resources
+}
+
+fn resource(path: &str, contents: &[u8], mode: u32) -> FileResource {
+    let sha1: String = Sha1::digest(contents).iter().map(|b| format!("{b:02x}")).collect();
+    FileResource::new(path, sha1, contents.len() as u64, mode)
+}
+
+fn zip_entries(path: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut out = BTreeMap::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).unwrap();
+        if entry.is_dir() {
+            continue;
+        }
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        let name = entry.name().unwrap().to_string();
+        out.insert(name, data);
+    }
+    out
+}
+
+fn big(seed: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+/// An app with a READY bits package whose Procfile runs `sleep`, and the package guid.
+async fn app_with_package(cf: &CfClient, space: &Space, name: &str, dir: &Path) -> (String, String) {
+    let app = cf.apps().create(&new_app(space, name)).await.unwrap();
+    let zip = dir.join(format!("{name}.zip"));
+    write_zip(&zip, &[("Procfile", b"web: sleep 600\n".to_vec(), 0o644), ("data.bin", big(1, 70_000), 0o644)]);
+    let package = cf.packages().create_bits(&app.guid).await.unwrap();
+    cf.packages().upload(&package.guid, Some(&zip), &[]).await.unwrap();
+    let package = cf.packages().wait_ready(&package.guid, WAIT).await.unwrap();
+    (app.guid, package.guid)
+}
+
+async fn stage(cf: &CfClient, package_guid: &str) -> String {
+    let build = cf.builds().create(package_guid, &NewBuild::default()).await.unwrap();
+    let build = cf.builds().wait_staged(&build.guid, WAIT, |_, _| {}).await.unwrap();
+    build.droplet_guid().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn logs_in_with_either_grant_and_rejects_bad_credentials_without_leaking_them() {
+    let sim = start_sim(|_| {});
+    let cf = connect(&sim).await;
+    assert!(cf.endpoints().token.as_str().starts_with(&sim.info().uaa));
+    assert!(cf.endpoints().log_cache.is_some());
+    assert!(cf.info().await.unwrap().name.is_some());
+
+    let mut client = settings(&sim);
+    client.credentials =
+        Credentials::Client { id: sim.info().client_id.clone(), secret: sim.info().client_secret.clone() };
+    let cc = CfClient::connect(client).await.unwrap();
+    home(&cc, &sim).await;
+    cc.refresh_now().await.unwrap();
+    assert_eq!(cc.trace().count_matching("POST", "/oauth/token"), 2, "client credentials refresh by a new grant");
+
+    let mut wrong = settings(&sim);
+    wrong.credentials =
+        Credentials::Password { username: sim.info().username.clone(), password: "not-the-password-42".into() };
+    let err = CfClient::connect(wrong).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::Auth(_)), "{text}");
+    assert!(text.contains(&format!("user '{}'", sim.info().username)), "{text}");
+    assert!(!text.contains("not-the-password-42"), "{text}");
+}
+
+#[tokio::test]
+async fn orgs_spaces_and_domains_are_found_by_name() {
+    let sim = start_sim(|_| {});
+    let cf = connect(&sim).await;
+    let org = cf.orgs().require_by_name(&sim.info().organization).await.unwrap();
+    let space = cf.spaces().require_by_name(&org.guid, &sim.info().space).await.unwrap();
+    assert_eq!(space.org_guid(), Some(org.guid.as_str()));
+    let missing = cf.orgs().require_by_name("no-such-org").await.unwrap_err();
+    assert!(missing.to_string().contains("organization 'no-such-org' not found"), "{missing}");
+    assert!(cf.spaces().by_name(&org.guid, "no-such-space").await.unwrap().is_none());
+
+    let default = cf.orgs().default_domain(&org.guid).await.unwrap();
+    assert_eq!(default.name, sim.info().domain);
+    assert!(default.is_shared());
+    let by_name = cf.domains().by_name(&sim.info().domain).await.unwrap().unwrap();
+    assert_eq!(by_name.guid, default.guid);
+    assert!(cf.orgs().get(&org.guid).await.is_ok());
+    assert!(cf.orgs().find("00000000-0000-0000-0000-000000000000").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn apps_are_created_found_renamed_configured_and_deleted() {
+    let sim = start_sim(|_| {});
+    let cf = connect(&sim).await;
+    let space = home(&cf, &sim).await;
+    let mut spec = new_app(&space, "shop-green");
+    spec.environment_variables.insert("GREETING".into(), "hello".into());
+    spec.metadata = MetadataPatch::new().label("bg-role", "green").annotation("bg/deploy-id", "d-1");
+    spec.lifecycle = Some(Lifecycle::buildpack(vec!["binary_buildpack".into()], None));
+    let app = cf.apps().create(&spec).await.unwrap();
+    assert_eq!(app.state, AppState::Stopped);
+    assert_eq!(app.metadata.labels.get("bg-role").map(String::as_str), Some("green"));
+
+    let taken = cf.apps().create(&spec).await.unwrap_err();
+    assert!(taken.cf().unwrap().is_uniqueness(), "{taken}");
+    assert!(taken.to_string().starts_with("POST /v3/apps: 422"), "{taken}");
+
+    let found = cf.apps().by_name(&space.guid, "shop-green").await.unwrap().unwrap();
+    assert_eq!(found.guid, app.guid);
+    let labelled = cf
+        .apps()
+        .list_filtered(&AppFilter { label_selector: Some("bg-role=green".into()), ..AppFilter::default() })
+        .await
+        .unwrap();
+    assert_eq!(labelled.len(), 1);
+
+    let env = cf.apps().env_vars(&app.guid).await.unwrap();
+    assert_eq!(env.get("GREETING").map(String::as_str), Some("hello"));
+    let mut patch = BTreeMap::new();
+    patch.insert("GREETING".to_owned(), None);
+    patch.insert("MODE".to_owned(), Some("blue-green".to_owned()));
+    let env = cf.apps().update_env_vars(&app.guid, &patch).await.unwrap();
+    assert_eq!(env.get("MODE").map(String::as_str), Some("blue-green"));
+    assert!(!env.contains_key("GREETING"));
+
+    let renamed = cf.apps().rename(&app.guid, "shop").await.unwrap();
+    assert_eq!(renamed.name, "shop");
+    let updated = cf.apps().update_metadata(&app.guid, &MetadataPatch::new().remove_label("bg-role")).await.unwrap();
+    assert!(!updated.metadata.labels.contains_key("bg-role"));
+    assert!(cf.apps().manifest(&app.guid).await.unwrap().contains("name: shop"));
+    assert!(cf.apps().current_droplet(&app.guid).await.unwrap().is_none());
+
+    cf.apps().delete(&app.guid).await.unwrap();
+    assert!(cf.apps().find(&app.guid).await.unwrap().is_none());
+    cf.apps().delete(&app.guid).await.unwrap();
+}
+
+#[tokio::test]
+async fn lists_follow_every_page() {
+    let sim = start_sim(|c| c.default_per_page = 2);
+    let cf = connect(&sim).await;
+    let space = home(&cf, &sim).await;
+    for i in 0..5 {
+        cf.apps().create(&new_app(&space, &format!("app-{i}"))).await.unwrap();
+    }
+    cf.trace().clear();
+    let apps = cf.apps().list(&ListParams::new().filter("space_guids", [&space.guid]).per_page(2)).await.unwrap();
+    let mut names: Vec<_> = apps.iter().map(|a| a.name.clone()).collect();
+    names.sort();
+    assert_eq!(names, ["app-0", "app-1", "app-2", "app-3", "app-4"]);
+    assert_eq!(cf.trace().count_matching("GET", "/v3/apps"), 3, "{:#?}", cf.trace().requests());
+
+    // include= objects are merged across pages.
+    let listed = cf
+        .apps()
+        .list_with_included(&ListParams::new().filter("space_guids", [&space.guid]).include("space").per_page(2))
+        .await
+        .unwrap();
+    assert_eq!(listed.resources.len(), 5);
+    let spaces: Vec<Space> = listed.included.get("spaces").unwrap();
+    assert_eq!(spaces.len(), 1);
+    assert_eq!(spaces[0].guid, space.guid);
+}
+
+#[tokio::test]
+async fn an_expiring_token_is_refreshed_before_use_and_a_rejected_one_once_after() {
+    let sim = start_sim(|_| {});
+    sim.set_token_ttl(Duration::from_secs(3));
+    let cf = connect(&sim).await;
+    let space = home(&cf, &sim).await;
+    // Past the refresh point (a third of the life before expiry) and past expiry itself.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    cf.apps()
+        .list_filtered(&AppFilter { space_guids: vec![space.guid.clone()], ..AppFilter::default() })
+        .await
+        .unwrap();
+    assert_eq!(cf.trace().count_matching("POST", "/oauth/token"), 2);
+    assert!(cf.trace().requests().iter().all(|r| r.status != Some(401)), "no request went out with a stale token");
+
+    // CC rejects the token (CF-InvalidAuthToken): refresh once and replay.
+    sim.set_token_ttl(Duration::from_secs(1200));
+    cf.refresh_now().await.unwrap();
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: "/v3/spaces/:guid".into(),
+        nth: 1,
+        times: 1,
+        action: FaultAction::Status { status: 401, code: None, title: None, detail: None },
+    });
+    let before = cf.trace().count_matching("POST", "/oauth/token");
+    cf.spaces().get(&space.guid).await.unwrap();
+    assert_eq!(cf.trace().count_matching("POST", "/oauth/token"), before + 1);
+
+    // A 401 CF-NotAuthenticated is not a token problem: no refresh, the error surfaces.
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: "/v3/spaces/:guid".into(),
+        nth: 1,
+        times: 1,
+        action: FaultAction::Status {
+            status: 401,
+            code: Some(10002),
+            title: Some("CF-NotAuthenticated".into()),
+            detail: Some("Authentication error".into()),
+        },
+    });
+    let before = cf.trace().count_matching("POST", "/oauth/token");
+    let err = cf.spaces().get(&space.guid).await.unwrap_err();
+    assert!(err.to_string().contains("401 CF-NotAuthenticated (10002)"), "{err}");
+    assert_eq!(cf.trace().count_matching("POST", "/oauth/token"), before);
+}
+
+#[tokio::test]
+async fn a_rejected_refresh_token_means_logging_in_again() {
+    let sim = start_sim(|c| c.refresh_token_ttl_secs = 1);
+    let cf = connect(&sim).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cf.refresh_now().await.unwrap();
+    let token_posts: Vec<_> =
+        cf.trace().requests().into_iter().filter(|r| r.path == "/oauth/token").map(|r| r.status).collect();
+    assert_eq!(token_posts.len(), 3, "login, rejected refresh, login again: {token_posts:?}");
+    assert!(token_posts[1].is_some_and(|s| (400..500).contains(&s)), "{token_posts:?}");
+    assert_eq!(token_posts[2], Some(200));
+    home(&cf, &sim).await;
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_are_retried_then_surfaced() {
+    let sim = start_sim(|_| {});
+    let cf = connect(&sim).await;
+    let space = home(&cf, &sim).await;
+
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: "/v3/spaces/:guid".into(),
+        nth: 1,
+        times: 2,
+        action: FaultAction::Status { status: 429, code: None, title: None, detail: None },
+    });
+    cf.trace().clear();
+    cf.spaces().get(&space.guid).await.unwrap();
+    let statuses: Vec<_> = cf.trace().requests().iter().map(|r| (r.status, r.attempt)).collect();
+    assert_eq!(statuses, [(Some(429), 1), (Some(429), 2), (Some(200), 3)]);
+
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: "/v3/spaces/:guid".into(),
+        nth: 1,
+        times: 2,
+        action: FaultAction::Status { status: 502, code: None, title: None, detail: None },
+    });
+    cf.spaces().get(&space.guid).await.unwrap();
+
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: "/v3/spaces/:guid".into(),
+        nth: 1,
+        times: 0,
+        action: FaultAction::Status { status: 500, code: None, title: None, detail: None },
+    });
+    cf.trace().clear();
+    let err = cf.spaces().get(&space.guid).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("GET /v3/spaces/{}: 500 CF-UnknownError (10001): An unknown error occurred.", space.guid)
+    );
+    assert_eq!(cf.trace().count(), RetryPolicy::fast().max_attempts as usize);
+    sim.clear_faults();
+
+    // A create answered with 500 is not replayed blindly: it is looked up, and created again only if absent.
+    sim.add_fault(Fault {
+        method: Some("POST".into()),
+        path: "/v3/apps".into(),
+        nth: 1,
+        times: 1,
+        action: FaultAction::Status { status: 500, code: None, title: None, detail: None },
+    });
+    let app = cf.apps().create(&new_app(&space, "after-500")).await.unwrap();
+    assert_eq!(app.name, "after-500");
+    assert_eq!(
+        cf.apps()
+            .list_filtered(&AppFilter { names: vec!["after-500".into()], ..AppFilter::default() })
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// A tiny CC that answers `GET /` (pointing at the sim's UAA) and `GET /v3/info` with 429 + `Retry-After: 1`
+/// the first time and 200 after, to check the client waits as told.
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let sim = start_sim(|_| {});
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let uaa = sim.info().uaa.clone();
+    let infos = Arc::new(AtomicUsize::new(0));
+    let served = infos.clone();
+    tokio::spawn(async move {
+        for _ in 0..20 {
+            let Ok((mut conn, _)) = listener.accept().await else { return };
+            let uaa = uaa.clone();
+            let served = served.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut read = 0;
+                while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf[read..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read += n,
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf[..read]).to_string();
+                let (status, extra, body) = if head.starts_with("GET / ") {
+                    ("200 OK", "", format!(r#"{{"links":{{"login":{{"href":"{uaa}"}}}}}}"#))
+                } else if served.fetch_add(1, Ordering::SeqCst) == 0 {
+                    (
+                        "429 Too Many Requests",
+                        "Retry-After: 1\r\n",
+                        r#"{"errors":[{"code":10013,"title":"CF-RateLimitExceeded","detail":"Rate Limit Exceeded"}]}"#
+                            .to_owned(),
+                    )
+                } else {
+                    ("200 OK", "", r#"{"name":"scripted"}"#.to_owned())
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    let mut s = settings(&sim);
+    s.api = format!("http://{addr}");
+    s.retry = RetryPolicy { max_retry_after: Duration::from_secs(5), ..RetryPolicy::fast() };
+    let cf = CfClient::connect(s).await.unwrap();
+    let started = Instant::now();
+    let info = cf.info().await.unwrap();
+    assert_eq!(info.name.as_deref(), Some("scripted"));
+    assert!(started.elapsed() >= Duration::from_millis(950), "waited {:?}", started.elapsed());
+    assert_eq!(infos.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn creates_whose_answer_is_lost_are_not_duplicated() {
+    let sim = start_sim(|_| {});
+    let cf = connect(&sim).await;
+    let space = home(&cf, &sim).await;
+    let drop_after = |path: &str| Fault {
+        method: Some("POST".into()),
+        path: path.into(),
+        nth: 1,
+        times: 1,
+        action: FaultAction::DropAfter,
+    };
+
+    sim.add_fault(drop_after("/v3/apps"));
+    let app = cf.apps().create(&new_app(&space, "lost-answer")).await.unwrap();
+    let same = cf
+        .apps()
+        .list_filtered(&AppFilter { names: vec!["lost-answer".into()], ..AppFilter::default() })
+        .await
+        .unwrap();
+    assert_eq!(same.len(), 1, "exactly one app");
+    assert_eq!(same[0].guid, app.guid);
+    assert!(sim.request_log().iter().any(|r| r.path == "/v3/apps" && r.method == "POST" && r.dropped));
+
+    sim.add_fault(drop_after("/v3/packages"));
+    let package = cf.packages().create_bits(&app.guid).await.unwrap();
+    assert_eq!(cf.packages().for_app(&app.guid).await.unwrap().len(), 1, "exactly one package");
+    assert_eq!(package.state, PackageState::AwaitingUpload);
+
+    let domain = cf.domains().by_name(&sim.info().domain).await.unwrap().unwrap();
+    sim.add_fault(drop_after("/v3/routes"));
+    let route = cf
+        .routes()
+        .create(&NewRoute {
+            space_guid: space.guid.clone(),
+            domain_guid: domain.guid.clone(),
+            host: Some("lost-answer".into()),
+            ..NewRoute::default()
+        })
+        .await
+        .unwrap();
+    let routes = cf.routes().list(&ListParams::new().filter("hosts", ["lost-answer"])).await.unwrap();
+    assert_eq!(routes.len(), 1, "exactly one route");
+    assert_eq!(routes[0].guid, route.guid);
+
+    // The connection dropped before the request was processed: looked up, absent, created once.
+    sim.add_fault(Fault { action: FaultAction::DropBefore, ..drop_after("/v3/apps") });
+    cf.apps().create(&new_app(&space, "dropped-before")).await.unwrap();
+    assert_eq!(
+        cf.apps()
+            .list_filtered(&AppFilter { names: vec!["dropped-before".into()], ..AppFilter::default() })
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn tls_with_ca_cert_without_it_and_with_skip_cert_check() {
+    let sim = start_sim(|c| c.tls = true);
+    assert!(sim.info().api.starts_with("https://"));
+    let with_ca = settings(&sim);
+    assert!(with_ca.ca_cert.is_some());
+    let cf = CfClient::connect(with_ca.clone()).await.unwrap();
+    home(&cf, &sim).await;
+
+    let mut without = with_ca.clone();
+    without.ca_cert = None;
+    let err = CfClient::connect(without).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("TLS certificate verification failed"), "{text}");
+    assert!(text.contains("UnknownIssuer"), "{text}");
+    assert!(text.contains("ca_cert"), "{text}");
+
+    let mut skip = with_ca;
+    skip.ca_cert = None;
+    skip.skip_cert_check = true;
+    let cf = CfClient::connect(skip).await.unwrap();
+    home(&cf, &sim).await;
+}
+
+/// A forward proxy for the test: CONNECT tunnels and absolute-form requests, counting connections.
+async fn start_proxy() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        for _ in 0..200 {
+            let Ok((mut client, _)) = listener.accept().await else { return };
+            seen.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16384];
+                let mut read = 0;
+                while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match client.read(&mut buf[read..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read += n,
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf[..read]).to_string();
+                let target = head.split_whitespace().nth(1).unwrap_or_default().to_owned();
+                let connect = head.starts_with("CONNECT ");
+                let authority = if connect {
+                    target
+                } else {
+                    target.trim_start_matches("http://").split('/').next().unwrap_or_default().to_owned()
+                };
+                if !authority.starts_with("127.0.0.1:") {
+                    return;
+                }
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(&authority).await else { return };
+                if connect {
+                    let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await;
+                } else if upstream.write_all(&buf[..read]).await.is_err() {
+                    return;
+                }
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    (format!("http://{addr}"), count)
+}
+
+#[tokio::test]
+async fn proxies_from_settings_are_used_unless_no_proxy_matches() {
+    let sim = start_sim(|_| {});
+    let (proxy, count) = start_proxy().await;
+    let mut via = settings(&sim);
+    via.proxy = ProxySettings { http_proxy: Some(proxy.clone()), https_proxy: Some(proxy.clone()), no_proxy: None };
+    let cf = CfClient::connect(via.clone()).await.unwrap();
+    home(&cf, &sim).await;
+    assert!(count.load(Ordering::SeqCst) > 0, "requests went through the proxy");
+
+    let before = count.load(Ordering::SeqCst);
+    let mut bypass = via;
+    bypass.proxy.no_proxy = Some("localhost,127.0.0.1".into());
+    let cf = CfClient::connect(bypass).await.unwrap();
+    home(&cf, &sim).await;
+    assert_eq!(count.load(Ordering::SeqCst), before, "no_proxy bypasses the proxy");
+}
+
+#[tokio::test]
+async fn upload_sends_only_what_the_cache_lacks() {
+    let sim = start_sim(|_| {});
+    let cf = connect(&sim).await;
+    let space = home(&cf, &sim).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = cf.apps().create(&new_app(&space, "bits")).await.unwrap();
+    let files = vec![
+        ("Procfile", b"web: sleep 600\n".to_vec(), 0o644),
+        ("lib/a.bin", big(1, 80_000), 0o644),
+        ("lib/b.bin", big(2, 90_000), 0o644),
+        ("bin/run", b"#!/bin/sh\nexec sleep 600\n".to_vec(), 0o755),
+    ];
+    let first_zip = dir.path().join("first.zip");
+    let all = write_zip(&first_zip, &files);
+    assert!(cf.resource_matches().find_cached(&all).await.unwrap().is_empty(), "nothing cached yet");
+    let package = cf.packages().create_bits(&app.guid).await.unwrap();
+    cf.trace().clear();
+    let uploaded = cf.packages().upload(&package.guid, Some(&first_zip), &[]).await.unwrap();
+    assert_ne!(uploaded.state, PackageState::AwaitingUpload);
+    let order: Vec<_> = cf.trace().requests().into_iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+    assert_eq!(order.first().map(String::as_str), Some("POST /oauth/token"), "token refreshed first: {order:?}");
+    cf.packages().wait_ready(&package.guid, WAIT).await.unwrap();
+
+    // Change one file: everything else is matched and only that file travels.
+    let mut changed = files.clone();
+    changed[2].1 = big(3, 90_000);
+    let wanted: Vec<FileResource> = changed.iter().map(|(p, c, m)| resource(p, c, *m)).collect();
+    let matched = cf.resource_matches().find_cached(&wanted).await.unwrap();
+    let matched_paths: Vec<_> = matched.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(matched_paths, ["Procfile", "lib/a.bin", "bin/run"]);
+    let second_zip = dir.path().join("second.zip");
+    write_zip(&second_zip, &changed[2..3]);
+    assert_eq!(zip_entries(&second_zip).len(), 1);
+    let second = cf.packages().create_bits(&app.guid).await.unwrap();
+    cf.packages().upload(&second.guid, Some(&second_zip), &matched).await.unwrap();
+    cf.packages().wait_ready(&second.guid, WAIT).await.unwrap();
+
+    let download = dir.path().join("second-download.zip");
+    cf.packages().download(&second.guid, &download).await.unwrap();
+    let entries = zip_entries(&download);
+    for (path, contents, _) in &changed {
+        assert_eq!(entries.get(*path), Some(contents), "{path} in the merged package");
+    }
+
+    // Everything matched: only `resources` is sent.
+    let third = cf.packages().create_bits(&app.guid).await.unwrap();
+    let everything = cf.resource_matches().find_cached(&wanted).await.unwrap();
+    assert_eq!(everything.len(), 4);
+    cf.packages().upload(&third.guid, None, &everything).await.unwrap();
+    cf.packages().wait_ready(&third.guid, WAIT).await.unwrap();
+
+    // Copy between apps.
+    let other = cf.apps().create(&new_app(&space, "bits-copy")).await.unwrap();
+    let copy = cf.packages().copy(&third.guid, &other.guid).await.unwrap();
+    assert_eq!(cf.packages().wait_ready(&copy.guid, WAIT).await.unwrap().app_guid(), Some(other.guid.as_str()));
+}
+
+#[tokio::test]
+async fn resource_matching_asks_in_batches_of_at_most_5000() {
+    let sim = start_sim(|_| {});
+    let cf = connect(&sim).await;
+    let resources: Vec<FileResource> =
+        (0..5001).map(|i| resource(&format!("f{i}"), format!("content {i}").as_bytes(), 0o644)).collect();
+    cf.trace().clear();
+    assert!(cf.resource_matches().find_cached(&resources).await.unwrap().is_empty());
+    assert_eq!(cf.trace().count_matching("POST", "/v3/resource_matches"), 2);
+    cf.trace().clear();
+    cf.resource_matches().batch_size(1000).find_cached(&resources).await.unwrap();
+    assert_eq!(cf.trace().count_matching("POST", "/v3/resource_matches"), 6);
+}
+
+#[tokio::test]
+async fn staging_logs_are_followed_and_recent_logs_read() {
+    let sim = start_sim(|c| c.staging_delay_ms = 2500);
+    let cf = connect(&sim).await;
+    let space = home(&cf, &sim).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (app, package) = app_with_package(&cf, &space, "staged", dir.path()).await;
+
+    let build = cf.builds().create(&package, &NewBuild::default()).await.unwrap();
+    let mut lines = Vec::new();
+    let mut polls = 0;
+    let start = cf_blue_green_resource::cf::logs::now_ns() - 60_000_000_000;
+    let builds = cf.builds();
+    let staged = cf
+        .logs()
+        .follow_while(&app, start, builds.wait_staged(&build.guid, WAIT, |_, _| polls += 1), |line| {
+            lines.push((Instant::now(), line.clone()))
+        })
+        .await
+        .unwrap();
+    assert!(staged.droplet_guid().is_some());
+    assert!(polls > 0);
+    let texts: Vec<String> = lines.iter().map(|(_, l)| l.display()).collect();
+    assert!(texts.iter().any(|t| t == "[STG/0] Downloading app package..."), "{texts:#?}");
+    assert_eq!(texts.iter().filter(|t| t.contains("Uploading complete")).count(), 1, "each line once: {texts:#?}");
+    assert!(lines.first().unwrap().0 < lines.last().unwrap().0, "lines arrived while staging ran");
+
+    let recent = cf.logs().recent(&app, 100).await.unwrap();
+    assert!(recent.iter().any(|l| l.is_staging() && l.message.contains("Downloaded app package")));
+    assert!(recent.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+
+    // A failed staging is an error with CF's reason.
+    sim.fail_staging(&app).unwrap();
+    let build = cf.builds().create(&package, &NewBuild::default()).await.unwrap();
+    let err = cf.builds().wait_staged(&build.guid, WAIT, |_, _| {}).await.unwrap_err();
+    assert!(err.to_string().contains("staging failed: BuildpackCompileFailed"), "{err}");
+}
+
+#[tokio::test]
+async fn droplets_round_trip_and_copy() {
+    let sim = start_sim(|_| {});
+    let cf = connect(&sim).await;
+    let space = home(&cf, &sim).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (app, package) = app_with_package(&cf, &space, "source", dir.path()).await;
+    let droplet = stage(&cf, &package).await;
+    let staged = cf.droplets().get(&droplet).await.unwrap();
+    assert_eq!(staged.process_types.get("web").map(String::as_str), Some("sleep 600"));
+
+    let tgz = dir.path().join("droplet.tgz");
+    let size = cf.droplets().download(&droplet, &tgz).await.unwrap();
+    assert_eq!(size, std::fs::metadata(&tgz).unwrap().len());
+    assert!(size > 0);
+
+    let target = cf.apps().create(&new_app(&space, "target")).await.unwrap();
+    let uploaded = cf.droplets().create(&target.guid, &staged.process_types).await.unwrap();
+    assert_eq!(uploaded.state, DropletState::AwaitingUpload);
+    let uploaded = cf.droplets().upload(&uploaded.guid, &tgz, WAIT).await.unwrap();
+    assert_eq!(uploaded.state, DropletState::Staged);
+    let again = dir.path().join("again.tgz");
+    cf.droplets().download(&uploaded.guid, &again).await.unwrap();
+    assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&tgz).unwrap());
+
+    cf.apps().set_current_droplet(&target.guid, &uploaded.guid).await.unwrap();
+    assert_eq!(cf.apps().current_droplet(&target.guid).await.unwrap().unwrap().guid, uploaded.guid);
+
+    let copy_app = cf.apps().create(&new_app(&space, "copy")).await.unwrap();
+    let copy = cf.droplets().copy(&droplet, &copy_app.guid).await.unwrap();
+    let copy = cf.droplets().wait_staged(&copy.guid, WAIT).await.unwrap();
+    assert_eq!(copy.app_guid(), Some(copy_app.guid.as_str()));
+    assert!(!cf.droplets().for_app(&app).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn processes_are_configured_scaled_started_and_observed() {
+    let sim = start_sim(|_| {});
+    let cf = connect(&sim).await;
+    let space = home(&cf, &sim).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (app, package) = app_with_package(&cf, &space, "runner", dir.path()).await;
+    let droplet = stage(&cf, &package).await;
+    cf.apps().set_current_droplet(&app, &droplet).await.unwrap();
+
+    let web = cf.processes().of_app(&app, "web").await.unwrap();
+    assert_eq!(cf.processes().for_app(&app).await.unwrap().len(), 1);
+    let updated = cf
+        .processes()
+        .update(
+            &web.guid,
+            &ProcessUpdate {
+                command: Some(Some("sleep 601".into())),
+                health_check: Some(HealthCheck { kind: "process".into(), ..HealthCheck::default() }),
+                ..ProcessUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.command.as_deref(), Some("sleep 601"));
+    assert_eq!(updated.health_check.unwrap().kind, "process");
+    let scaled = cf.processes().scale(&web.guid, &Scale { instances: Some(2), ..Scale::default() }).await.unwrap();
+    assert_eq!(scaled.instances, 2);
+
+    let started = cf.apps().start(&app).await.unwrap();
+    assert_eq!(started.state, AppState::Started);
+    let processes = cf.processes();
+    let stats = Wait::new("both instances to run", WAIT)
+        .until(|| async {
+            let stats = processes.stats(&web.guid).await?;
+            Ok(if stats.all_ready(2) { Poll::Ready(stats) } else { Poll::Pending })
+        })
+        .await
+        .unwrap();
+    assert_eq!(stats.resources.len(), 2);
+    assert!(stats.resources.iter().all(|i| i.state == InstanceState::Running));
+
+    let stopped = cf.apps().stop(&app).await.unwrap();
+    assert_eq!(stopped.state, AppState::Stopped);
+    cf.apps().delete(&app).await.unwrap();
+}
+
+#[tokio::test]
+async fn routes_map_and_unmap_apps_and_are_deleted_by_job() {
+    let sim = start_sim(|_| {});
+    let cf = connect(&sim).await;
+    let space = home(&cf, &sim).await;
+    let domain = cf.domains().by_name(&sim.info().domain).await.unwrap().unwrap();
+    let blue = cf.apps().create(&new_app(&space, "shop")).await.unwrap();
+    let green = cf.apps().create(&new_app(&space, "shop-green")).await.unwrap();
+    let route = cf
+        .routes()
+        .create(&NewRoute {
+            space_guid: space.guid.clone(),
+            domain_guid: domain.guid.clone(),
+            host: Some("shop".into()),
+            ..NewRoute::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(route.host, "shop");
+    assert_eq!(route.path, "");
+    let found = cf.routes().find_exact(&space.guid, &domain.guid, "shop", "").await.unwrap().unwrap();
+    assert_eq!(found.guid, route.guid);
+    assert!(cf.routes().find_exact(&space.guid, &domain.guid, "shop", "/x").await.unwrap().is_none());
+    assert!(
+        cf.trace()
+            .requests()
+            .iter()
+            .any(|r| r.query.as_deref().is_some_and(|q| q.contains("paths=&") || q.ends_with("paths=")))
+    );
+
+    cf.routes().map_app(&route.guid, &blue.guid).await.unwrap();
+    let both = cf.routes().map_app(&route.guid, &green.guid).await.unwrap();
+    assert_eq!(both.len(), 2);
+    // Inserting the same destination again changes nothing.
+    assert_eq!(cf.routes().map_app(&route.guid, &green.guid).await.unwrap().len(), 2);
+    assert_eq!(cf.routes().for_app(&green.guid).await.unwrap()[0].guid, route.guid);
+    assert_eq!(cf.routes().unmap_app(&route.guid, &blue.guid).await.unwrap(), 1);
+    let left = cf.routes().destinations(&route.guid).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].app.guid, green.guid);
+    assert!(cf.routes().for_app(&blue.guid).await.unwrap().is_empty());
+
+    let replaced = cf
+        .routes()
+        .replace_destinations(&route.guid, &[cf_blue_green_resource::cf::routes::NewDestination::app(&blue.guid)])
+        .await
+        .unwrap();
+    assert_eq!(replaced.len(), 1);
+    assert_eq!(replaced[0].app.guid, blue.guid);
+
+    cf.routes().delete(&route.guid).await.unwrap();
+    assert!(cf.routes().find(&route.guid).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn service_bindings_and_manifests() {
+    let sim = start_sim(|_| {});
+    let cf = connect(&sim).await;
+    let space = home(&cf, &sim).await;
+    let app = cf.apps().create(&new_app(&space, "bound")).await.unwrap();
+    let mut creds = BTreeMap::new();
+    creds.insert("uri".to_owned(), serde_json::json!("postgres://db"));
+    let db = cf.service_instances().create_user_provided(&space.guid, "db", &creds).await.unwrap();
+    assert_eq!(cf.service_instances().by_name(&space.guid, "db").await.unwrap().unwrap().guid, db.guid);
+    let spec =
+        NewBinding { app_guid: app.guid.clone(), service_instance_guid: db.guid.clone(), ..NewBinding::default() };
+    let binding = cf.bindings().create(&spec, WAIT).await.unwrap();
+    assert_eq!(binding.app_guid(), Some(app.guid.as_str()));
+    // Binding the same pair again returns the existing binding.
+    assert_eq!(cf.bindings().create(&spec, WAIT).await.unwrap().guid, binding.guid);
+    let (bindings, instances) = cf.bindings().for_app(&app.guid).await.unwrap();
+    assert_eq!(bindings.len(), 1);
+    assert_eq!(instances.len(), 1);
+    assert_eq!(instances[0].name, "db");
+
+    let yaml = "applications:\n- name: from-manifest\n  instances: 1\n  env:\n    MODE: manifest\n";
+    let job = cf.manifests().apply(&space.guid, yaml, WAIT).await.unwrap();
+    assert!(job.operation.contains("apply_manifest"), "{}", job.operation);
+    let created = cf.apps().by_name(&space.guid, "from-manifest").await.unwrap().unwrap();
+    assert_eq!(cf.apps().env_vars(&created.guid).await.unwrap().get("MODE").map(String::as_str), Some("manifest"));
+}
