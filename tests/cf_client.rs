@@ -837,3 +837,90 @@ async fn service_bindings_and_manifests() {
     let created = cf.apps().by_name(&space.guid, "from-manifest").await.unwrap().unwrap();
     assert_eq!(cf.apps().env_vars(&created.guid).await.unwrap().get("MODE").map(String::as_str), Some("manifest"));
 }
+
+#[tokio::test]
+async fn uploads_builds_and_bindings_whose_answer_is_lost_are_not_repeated() {
+    let sim = start_sim(|_| {});
+    let cf = connect(&sim).await;
+    let space = home(&cf, &sim).await;
+    let dir = tempfile::tempdir().unwrap();
+    let drop_after = |path: &str| Fault {
+        method: Some("POST".into()),
+        path: path.into(),
+        nth: 1,
+        times: 1,
+        action: FaultAction::DropAfter,
+    };
+    let app = cf.apps().create(&new_app(&space, "lossy")).await.unwrap();
+    let zip = dir.path().join("app.zip");
+    write_zip(&zip, &[("Procfile", b"web: sleep 600\n".to_vec(), 0o644)]);
+    let package = cf.packages().create_bits(&app.guid).await.unwrap();
+
+    // The upload arrived but its answer was lost: the package state says so, and it is not sent again.
+    sim.add_fault(drop_after("/v3/packages/:guid/upload"));
+    let uploaded = cf.packages().upload(&package.guid, Some(&zip), &[]).await.unwrap();
+    assert_ne!(uploaded.state, PackageState::AwaitingUpload);
+    let uploads = sim.request_log().iter().filter(|r| r.method == "POST" && r.path.ends_with("/upload")).count();
+    assert_eq!(uploads, 1);
+    cf.packages().wait_ready(&package.guid, WAIT).await.unwrap();
+
+    sim.add_fault(drop_after("/v3/builds"));
+    let build = cf.builds().create(&package.guid, &NewBuild::default()).await.unwrap();
+    let builds = cf.builds().list(&ListParams::new().filter("app_guids", [&app.guid])).await.unwrap();
+    assert_eq!(builds.len(), 1, "exactly one build");
+    assert_eq!(builds[0].guid, build.guid);
+    cf.builds().wait_staged(&build.guid, WAIT, |_, _| {}).await.unwrap();
+
+    let creds = BTreeMap::new();
+    let db = cf.service_instances().create_user_provided(&space.guid, "cache", &creds).await.unwrap();
+    sim.add_fault(drop_after("/v3/service_credential_bindings"));
+    let spec =
+        NewBinding { app_guid: app.guid.clone(), service_instance_guid: db.guid.clone(), ..NewBinding::default() };
+    let binding = cf.bindings().create(&spec, WAIT).await.unwrap();
+    let (bindings, _) = cf.bindings().for_app(&app.guid).await.unwrap();
+    assert_eq!(bindings.len(), 1, "exactly one binding");
+    assert_eq!(bindings[0].guid, binding.guid);
+}
+
+#[tokio::test]
+async fn a_large_upload_streams_from_disk() {
+    let sim = start_sim(|_| {});
+    let cf = connect(&sim).await;
+    let space = home(&cf, &sim).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = cf.apps().create(&new_app(&space, "large")).await.unwrap();
+    // 24 MB of incompressible-ish data, stored (not deflated) so building the zip is quick.
+    let zip_path = dir.path().join("large.zip");
+    {
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+        let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        zip.start_file("Procfile", stored).unwrap();
+        zip.write_all(b"web: sleep 600\n").unwrap();
+        for part in 0..3u8 {
+            zip.start_file(format!("blob-{part}.bin"), stored).unwrap();
+            let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(part);
+            let chunk: Vec<u8> = (0..1 << 20)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            for _ in 0..8 {
+                zip.write_all(&chunk).unwrap();
+            }
+        }
+        zip.finish().unwrap();
+    }
+    let size = std::fs::metadata(&zip_path).unwrap().len();
+    assert!(size > 24 << 20);
+    let package = cf.packages().create_bits(&app.guid).await.unwrap();
+    cf.packages().upload(&package.guid, Some(&zip_path), &[]).await.unwrap();
+    cf.packages().wait_ready(&package.guid, WAIT).await.unwrap();
+    let back = dir.path().join("back.zip");
+    cf.packages().download(&package.guid, &back).await.unwrap();
+    let entries = zip_entries(&back);
+    assert_eq!(entries.len(), 4);
+    assert_eq!(entries["blob-2.bin"].len(), 8 << 20);
+}
