@@ -40,7 +40,6 @@ impl Endpoints {
     pub(crate) async fn discover(core: &Core) -> Result<Endpoints> {
         let mut req = Req::path(Method::GET, "/");
         req.authenticated = false;
-        req.timeout = Some(core.timeouts.request);
         let answer = core.answer(&req, None).await?;
         let root: Root = answer.json()?;
         Self::from_root(&core.api, &root)
@@ -283,7 +282,6 @@ impl Auth {
         // Asking for a token has no effect that repeating could double.
         req.idempotent = true;
         req.authenticated = false;
-        req.timeout = Some(core.timeouts.request);
         req.body = ReqBody::Form(form);
         if basic_cf {
             req.basic_auth = Some(("cf".to_owned(), String::new()));

@@ -94,8 +94,10 @@ pub(crate) struct Req {
     pub idempotent: bool,
     pub accept: &'static str,
     pub basic_auth: Option<(String, String)>,
-    /// The total time for the request; `None` for streams (which watch for stalls instead).
+    /// The total time for the request; `None` means the settings' `timeouts.request`.
     pub timeout: Option<Duration>,
+    /// A streamed upload or download: no total time limit (the caller watches for stalls instead).
+    pub stream: bool,
     /// Send the bearer token (CC and Log Cache) or not (`GET /`, UAA, blobstore redirects).
     pub authenticated: bool,
 }
@@ -110,7 +112,8 @@ impl Req {
             idempotent,
             accept: "application/json",
             basic_auth: None,
-            timeout: Some(Duration::from_secs(120)),
+            timeout: None,
+            stream: false,
             authenticated: true,
         }
     }
@@ -226,8 +229,8 @@ impl Core {
 
     fn build(&self, req: &Req, url: &Url, bearer: Option<&str>) -> Result<reqwest::RequestBuilder> {
         let mut rb = self.http.request(req.method.clone(), url.clone()).header(ACCEPT, req.accept);
-        if let Some(timeout) = req.timeout {
-            rb = rb.timeout(timeout);
+        if !req.stream {
+            rb = rb.timeout(req.timeout.unwrap_or(self.timeouts.request));
         }
         if let Some(token) = bearer {
             let mut value = HeaderValue::from_str(&format!("bearer {token}"))
@@ -521,7 +524,7 @@ impl CfClient {
         let (factory, total) = multipart_factory(fields, file, sent.clone())?;
         let mut req = Req::path(Method::POST, path);
         req.body = ReqBody::Multipart(factory);
-        req.timeout = None;
+        req.stream = true;
         let request = self.answer(&req);
         tokio::pin!(request);
         let idle = self.inner.core.timeouts.idle;
@@ -567,8 +570,18 @@ impl CfClient {
     pub(crate) async fn download_to_file(&self, path: &str, dest: &Path, label: &str) -> Result<u64> {
         let mut req = Req::path(Method::GET, path);
         req.accept = "*/*";
-        req.timeout = None;
-        let mut resp = self.send(&req).await?;
+        req.stream = true;
+        let headers_within = self.inner.core.timeouts.request;
+        let no_answer = |url: String| Error::Transport {
+            method: "GET".into(),
+            url,
+            message: format!("no answer within {}", log::human_duration(headers_within)),
+            ambiguous: false,
+        };
+        let first = self.inner.core.url(&req.target)?;
+        let mut resp = tokio::time::timeout(headers_within, self.send(&req))
+            .await
+            .map_err(|_| no_answer(display_url(&first)))??;
         let mut hops = 0;
         while resp.status().is_redirection() {
             hops += 1;
@@ -585,11 +598,13 @@ impl CfClient {
                 path: path.to_owned(),
                 message: format!("bad redirect Location {location}: {e}"),
             })?;
-            let mut hop = Req::new(Method::GET, Target::Url(next));
+            let mut hop = Req::new(Method::GET, Target::Url(next.clone()));
             hop.accept = "*/*";
-            hop.timeout = None;
+            hop.stream = true;
             hop.authenticated = false;
-            resp = self.inner.core.execute(&hop, None).await?;
+            resp = tokio::time::timeout(headers_within, self.inner.core.execute(&hop, None))
+                .await
+                .map_err(|_| no_answer(display_url(&next)))??;
         }
         let url = resp.url().clone();
         let total = resp.content_length();
