@@ -10,10 +10,16 @@
 //! The caller uploads that zip as the `bits` part, and the cached resources (those for which
 //! [`Resource::is_cached`] holds) as the `resources` field.
 
+mod archive;
+mod cfignore;
 mod error;
+mod gather;
+mod hash;
 mod resource;
 mod source;
 
+pub use cfignore::DEFAULT_IGNORES;
 pub use error::BitsError;
+pub use gather::gather;
 pub use resource::{CcResource, Checksum, Kind, Resource};
 pub use source::AppBits;
