@@ -12,14 +12,18 @@
 
 mod archive;
 mod cfignore;
+mod deflate;
 mod error;
 mod gather;
 mod hash;
+mod package;
 mod resource;
 mod source;
+mod zipfile;
 
 pub use cfignore::DEFAULT_IGNORES;
 pub use error::BitsError;
 pub use gather::gather;
+pub use package::{PackageStats, PackageZip, write_zip};
 pub use resource::{CcResource, Checksum, Kind, Resource};
 pub use source::AppBits;

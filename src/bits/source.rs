@@ -24,14 +24,14 @@ pub struct AppBits {
 impl AppBits {
     /// Resolves `path_param` (`params.path`) against `put_dir`.
     ///
-    /// The path may name a directory or a zip archive, or be a glob (`*`, `?`, `[…]`, `**`) that matches exactly one
+    /// The path may name a directory (`.` is the put directory itself) or a zip archive, or be a glob (`*`, `?`, `[…]`, `**`) that matches exactly one
     /// of them; a path that exists literally is taken as it is even if it contains glob characters. Fails with a
     /// one-line [`BitsError`] when nothing or more than one entry matches, when the path does not exist, or when a
     /// file is not a zip archive.
     pub fn resolve(put_dir: &Path, path_param: &str) -> Result<AppBits> {
         let param = path_param.to_string();
         let rel = normalize(path_param);
-        if rel.is_empty() {
+        if path_param.trim().is_empty() {
             return Err(anyhow!(
                 "params.path '{path_param}' names no file or directory; set it to the app directory or archive inside the put directory"
             ));
