@@ -21,7 +21,6 @@ mod resource;
 mod source;
 mod zipfile;
 
-pub use cfignore::DEFAULT_IGNORES;
 pub use error::BitsError;
 pub use gather::gather;
 pub use package::{PackageStats, PackageZip, write_zip};

@@ -223,8 +223,13 @@ fn pipeline(source: &Source<'_>, todo: &[&Resource], out: BufWriter<File>) -> Re
         };
         for _ in 0..workers {
             let ready_tx = ready_tx.clone();
-            let job_rx = &job_rx;
-            scope.spawn(move || compress_jobs(job_rx, &ready_tx));
+            let (job_rx, budget, aborted) = (&job_rx, &budget, &aborted);
+            scope.spawn(move || {
+                // A panicking worker takes its pieces with it: stop the reader rather than let it wait for budget
+                // that will never be given back.
+                let _guard = AbortOnPanic { budget, aborted };
+                compress_jobs(job_rx, &ready_tx)
+            });
         }
         drop(ready_tx);
 
@@ -395,6 +400,20 @@ fn send_stored(
     ready.send(Ok(Ready { seq, charge, frame, data })).map_err(|_| anyhow!("the package writer stopped"))
 }
 
+struct AbortOnPanic<'a> {
+    budget: &'a Budget,
+    aborted: &'a AtomicBool,
+}
+
+impl Drop for AbortOnPanic<'_> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.aborted.store(true, Ordering::Relaxed);
+            self.budget.abort();
+        }
+    }
+}
+
 /// A compression worker: deflates queued pieces until the reader is done.
 fn compress_jobs(jobs: &Mutex<mpsc::Receiver<Job>>, ready: &mpsc::Sender<Result<Ready>>) {
     let mut deflater = Deflater::new();
@@ -428,6 +447,9 @@ fn write_in_order(ready: mpsc::Receiver<Result<Ready>>, out: BufWriter<File>, bu
             budget.give(charge);
             next += 1;
         }
+    }
+    if !waiting.is_empty() {
+        return Err(anyhow!("the package zip is missing pieces (a compression worker stopped)"));
     }
     let (out, len) = zip.finish().context("cannot write the package zip")?;
     out.into_inner().map_err(|e| e.into_error()).context("cannot write the package zip")?;
