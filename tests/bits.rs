@@ -372,6 +372,8 @@ fn archives_are_read_from_inside_with_their_cfignore_and_modes() {
             ("README.md", b"# docs", Some(0o644)),
             ("manifest.yml", b"applications: []", Some(0o644)),
             ("App.class", b"\xca\xfe\xba\xbe", None),
+            // Not the root .cfignore: not read, and not pushed.
+            ("META-INF/.cfignore", b"*.MF\n", Some(0o644)),
         ],
     );
     let bits = AppBits::resolve(put.path(), "build/*.jar").unwrap();

@@ -2,7 +2,9 @@
 //!
 //! `.cfignore` uses gitignore syntax (negation `!`, directory-only `foo/`, anchored `/foo`, `**`); matching is done
 //! by the `ignore` crate's gitignore module. Like the CLI, only the `.cfignore` at the root of the app counts: a
-//! nested one is not read (and, like every `.cfignore`, is not uploaded). The CLI matches with go-gitignore, where
+//! nested one is not read (and, like every `.cfignore`, is not uploaded). The same holds inside an archive, where
+//! the CLI takes the first entry whose name merely ends in `.cfignore`, wherever it sits; its patterns are meant
+//! for the root, so the root one is the one read here. The CLI matches with go-gitignore, where
 //! the last matching line wins for the path itself, so a later `!negation` can bring back a file inside an ignored
 //! directory (`logs/` then `!logs/keep.txt` pushes `logs/keep.txt`); the same holds here. A path is otherwise ignored
 //! when it or one of its parent directories is.
