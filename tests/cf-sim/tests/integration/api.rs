@@ -499,3 +499,17 @@ async fn the_state_dump_is_deterministic_and_the_request_log_counts_calls() {
     assert!(sim.request_log().is_empty());
     sim.stop();
 }
+
+#[test]
+fn the_sim_runs_from_a_plain_test_without_a_runtime() {
+    use std::io::{Read, Write};
+    let sim = Sim::start(SimConfig::default()).unwrap();
+    let address = sim.info().api.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    write!(stream, "GET /v3/info HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(response.contains("\"osbapi_version\""));
+    sim.stop();
+}

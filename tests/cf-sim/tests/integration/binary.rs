@@ -118,3 +118,44 @@ async fn the_guardian_kills_the_apps_of_a_sigkilled_binary() {
     })
     .await;
 }
+
+/// Peak resident memory of a process, in kB.
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_stream_to_disk_with_flat_memory() {
+    let (mut child, info, _) = start_binary();
+    let api_base = info["api"].as_str().unwrap();
+    let login = crate::common::password_token(
+        info["uaa"].as_str().unwrap(),
+        info["username"].as_str().unwrap(),
+        info["password"].as_str().unwrap(),
+        None,
+    )
+    .await;
+    let api = Api {
+        base: api_base.to_string(),
+        token: login.json()["access_token"].as_str().unwrap().to_string(),
+        ca_pem: None,
+    };
+    let app = api.create_app("bulky").await;
+    let size = 64 * 1024 * 1024;
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::with_capacity(size + 4096)));
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    writer.start_file("blob.bin", stored).unwrap();
+    let chunk: Vec<u8> = (0..1024 * 1024).map(|i| (i * 31 % 251) as u8).collect();
+    for _ in 0..64 {
+        std::io::Write::write_all(&mut writer, &chunk).unwrap();
+    }
+    let zip = writer.finish().unwrap().into_inner();
+    let before = peak_rss_kb(child.id());
+    api.upload_package(&app, zip).await;
+    let growth_mb = (peak_rss_kb(child.id()) - before) / 1024;
+    assert!(growth_mb < 32, "a 64 MiB upload grew the sim's peak memory by {growth_mb} MiB");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -233,3 +233,41 @@ async fn no_instance_outlives_the_sim() {
         assert_eq!(group_members(pid), Vec::<u32>::new(), "processes of instance group {pid} survived the sim");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_apps_run_from_a_mapped_image_directory() {
+    let image_dir = tempfile::tempdir().unwrap();
+    std::fs::write(image_dir.path().join("server.py"), crate::common::SERVER_PY).unwrap();
+    std::fs::write(image_dir.path().join("Procfile"), "web: python3 server.py\n").unwrap();
+    let mapping = format!("example/web:1={}", image_dir.path().display());
+    let sim = Sim::start(SimConfig { docker_images: vec![mapping], ..test_config() }).unwrap();
+    let api = Api::login(&sim).await;
+    let space = api.space_guid().await;
+    let app = api
+        .post("/v3/apps", json!({"name": "docked", "lifecycle": {"type": "docker", "data": {}}, "relationships": {"space": {"data": {"guid": space}}}}))
+        .await
+        .json()["guid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bits =
+        api.post("/v3/packages", json!({"type": "bits", "relationships": {"app": {"data": {"guid": app}}}})).await;
+    assert_eq!(bits.status, 422, "docker apps take docker packages only");
+    let package = api.post("/v3/packages", json!({"type": "docker", "data": {"image": "example/web:1"}, "relationships": {"app": {"data": {"guid": app}}}})).await.json();
+    assert_eq!(package["state"], "READY");
+    let build = api.stage(package["guid"].as_str().unwrap()).await;
+    assert_eq!(build["state"], "STAGED", "{build}");
+    let droplet = api.get(&format!("/v3/droplets/{}", build["droplet"]["guid"].as_str().unwrap())).await.json();
+    assert_eq!(droplet["image"], "example/web:1");
+    api.patch(&format!("/v3/apps/{app}/relationships/current_droplet"), json!({"data": {"guid": droplet["guid"]}}))
+        .await;
+    api.post(&format!("/v3/apps/{app}/actions/start"), json!({})).await;
+    api.wait_running(&app, 1).await;
+    api.map_route(&app, "docked").await;
+    assert_eq!(via_router(&sim, &format!("docked.{}", sim.info().domain), "/").await.status, 200);
+
+    let unknown = api.post("/v3/packages", json!({"type": "docker", "data": {"image": "missing/image"}, "relationships": {"app": {"data": {"guid": app}}}})).await.json();
+    let failed = api.stage(unknown["guid"].as_str().unwrap()).await;
+    assert_eq!(failed["state"], "FAILED");
+    sim.stop();
+}
