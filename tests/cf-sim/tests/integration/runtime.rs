@@ -63,7 +63,9 @@ async fn a_pushed_zip_is_served_through_the_router_round_robin() {
     .await;
     assert_eq!(stopped.header("x-cf-routererror").as_deref(), Some("no_endpoints"));
     let down = api.get(&format!("/v3/apps/{app}/processes/web/stats")).await.json();
-    assert!(down["resources"].as_array().unwrap().iter().all(|i| i["state"] == "DOWN"), "{down}");
+    let states: Vec<&str> =
+        down["resources"].as_array().unwrap().iter().map(|i| i["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["DOWN", "DOWN"], "a stopped app's instances are reported DOWN");
 
     let logs = sim.app_logs(&app);
     assert!(logs.iter().any(|e| e.source_type == "APP/PROC/WEB" && e.message.starts_with("listening on")));
