@@ -1,5 +1,6 @@
 //! `out`: the blue-green deploy.
 
+pub mod journal;
 pub mod manifest;
 
 use anyhow::{Result, bail};

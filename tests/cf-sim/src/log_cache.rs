@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -20,6 +21,8 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/api/v1/read/{source_id}", get(read))
         .route("/api/v1/info", get(|| async { Json(json!({"version": "3.0.0", "vm_uptime": "1"})) }))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "Not Found"}))) })
+        .layer(from_fn_with_state((ctx.clone(), "log_cache"), crate::faults::inject))
+        .layer(from_fn_with_state((ctx.clone(), "log_cache"), crate::request_log::record))
         .with_state(ctx)
 }
 

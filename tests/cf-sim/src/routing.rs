@@ -70,12 +70,21 @@ impl Snapshot {
 pub struct RoutingTable {
     current: RwLock<Arc<Snapshot>>,
     pending: mpsc::UnboundedSender<(Instant, Snapshot)>,
+    /// Snapshots scheduled but not applied yet; while there are some, new ones must queue behind them.
+    in_flight: AtomicUsize,
 }
 
 impl RoutingTable {
     pub fn new() -> (Self, mpsc::UnboundedReceiver<(Instant, Snapshot)>) {
         let (pending, receiver) = mpsc::unbounded_channel();
-        (RoutingTable { current: RwLock::new(Arc::new(Snapshot::default())), pending }, receiver)
+        (
+            RoutingTable {
+                current: RwLock::new(Arc::new(Snapshot::default())),
+                pending,
+                in_flight: AtomicUsize::new(0),
+            },
+            receiver,
+        )
     }
 
     /// What the router sees now.
@@ -86,8 +95,14 @@ impl RoutingTable {
     /// Recomputes the table from the CC state and the running instances and schedules it for the router.
     pub fn publish(&self, shared: &Shared) {
         let snapshot = compute(shared);
-        let due = Instant::now() + Knobs::ms(&shared.knobs.route_propagation_delay_ms);
-        let _ = self.pending.send((due, snapshot));
+        let delay = Knobs::ms(&shared.knobs.route_propagation_delay_ms);
+        if delay.is_zero() && self.in_flight.load(Ordering::SeqCst) == 0 {
+            // No propagation delay: the router sees the change before the API call returns.
+            *self.current.write().unwrap() = Arc::new(snapshot);
+            return;
+        }
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let _ = self.pending.send((Instant::now() + delay, snapshot));
     }
 
     /// Applies scheduled snapshots in order, each at its time; ends when the table is dropped.
@@ -99,6 +114,7 @@ impl RoutingTable {
             tokio::time::sleep_until(due).await;
             let Some(shared) = table.upgrade() else { return };
             *shared.routing.current.write().unwrap() = Arc::new(snapshot);
+            shared.routing.in_flight.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }

@@ -56,6 +56,9 @@ fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<std::net::TcpL
     let listener =
         std::net::TcpListener::bind(addr).with_context(|| format!("binding the {what} listener to {addr}"))?;
     listener.set_nonblocking(true)?;
+    // std listens with a backlog of 128; the router must take bursts of hundreds of connections.
+    // SAFETY: listen(2) on a socket we own; calling it again only changes the backlog.
+    unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 1024) };
     Ok(listener)
 }
 

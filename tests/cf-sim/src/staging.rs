@@ -11,6 +11,8 @@ use crate::shared::{Knobs, Shared};
 use crate::state::{BuildState, Common, Droplet, DropletState, Lifecycle};
 
 const NO_APP_DETECTED: &str = "NoAppDetectedError - An app was not successfully detected by any available buildpack";
+/// The version the sim's buildpacks report.
+pub const BUILDPACK_VERSION: &str = "1.1.0";
 const COMPILE_FAILED: &str = "BuildpackCompileFailed - App staging failed in the buildpack compile phase";
 
 /// What staging needs from the state, read once at the start.
@@ -75,7 +77,7 @@ pub async fn run_build(shared: Arc<Shared>, build_guid: String) {
         Lifecycle::Docker => String::new(),
     };
     if job.docker_image.is_none() {
-        stg(&shared, app, &format!("-----> {buildpack} (sim) version 1.1.0"));
+        stg(&shared, app, &format!("-----> {buildpack} (sim) version {BUILDPACK_VERSION}"));
     }
     tokio::time::sleep(step).await;
     let outcome = if job.forced_failure {

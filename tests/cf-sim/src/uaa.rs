@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -25,6 +26,8 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/login", get(login_info))
         .route("/", get(login_info))
         .fallback(|| async { oauth_error(StatusCode::NOT_FOUND, "not_found", "Not Found") })
+        .layer(from_fn_with_state((ctx.clone(), "uaa"), crate::faults::inject))
+        .layer(from_fn_with_state((ctx.clone(), "uaa"), crate::request_log::record))
         .with_state(ctx)
 }
 

@@ -309,7 +309,7 @@ pub fn droplet(base: &str, droplet: &Droplet) -> Value {
     let buildpacks: Vec<Value> = droplet
         .buildpacks
         .iter()
-        .map(|name| json!({"name": name, "detect_output": null, "version": null, "buildpack_name": name.trim_end_matches("_buildpack")}))
+        .map(|name| json!({"name": name, "detect_output": "", "version": crate::staging::BUILDPACK_VERSION, "buildpack_name": name.trim_end_matches("_buildpack")}))
         .collect();
     json!({
         "guid": g,

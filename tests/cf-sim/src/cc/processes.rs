@@ -269,9 +269,8 @@ fn stats_body(ctx: &Ctx, process_guid: &str) -> ApiResult<Value> {
     let (kind, desired, memory, disk, log_rate) = {
         let state = ctx.state();
         let process = state.process(process_guid)?;
-        let started = state.apps.get(&process.app_guid).is_some_and(|a| a.state == crate::state::AppState::Started);
-        let desired = if started { process.instances } else { 0 };
-        (process.kind.clone(), desired, process.memory_in_mb, process.disk_in_mb, process.log_rate_limit)
+        // Indices Diego does not run (all of them for a stopped app) are reported DOWN, as CC fills them in.
+        (process.kind.clone(), process.instances, process.memory_in_mb, process.disk_in_mb, process.log_rate_limit)
     };
     let resources: Vec<Value> = ctx
         .diego
@@ -324,9 +323,7 @@ async fn stats_for_app(State(ctx): State<Ctx>, Path((guid, kind)): Path<(String,
 async fn process_instances(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
     let desired = {
         let state = ctx.state();
-        let process = state.process(&guid)?;
-        let started = state.apps.get(&process.app_guid).is_some_and(|a| a.state == crate::state::AppState::Started);
-        if started { process.instances } else { 0 }
+        state.process(&guid)?.instances
     };
     let resources: Vec<Value> = ctx
         .diego

@@ -1,0 +1,147 @@
+//! The ignore rules of `cf push`: CF's default ignores, the app's top-level `.cfignore`, and the CLI's trace file.
+//!
+//! `.cfignore` uses gitignore syntax (negation `!`, directory-only `foo/`, anchored `/foo`, `**`); matching is done
+//! by the `ignore` crate's gitignore module. Like the CLI, only the `.cfignore` at the root of the app counts: a
+//! nested one is not read (and, like every `.cfignore`, is not uploaded). The same holds inside an archive, where
+//! the CLI takes the first entry whose name merely ends in `.cfignore`, wherever it sits; its patterns are meant
+//! for the root, so the root one is the one read here. The CLI matches with go-gitignore, where
+//! the last matching line wins for the path itself, so a later `!negation` can bring back a file inside an ignored
+//! directory (`logs/` then `!logs/keep.txt` pushes `logs/keep.txt`); the same holds here. A path is otherwise ignored
+//! when it or one of its parent directories is.
+//!
+//! The default ignores always win: a `.cfignore` cannot bring back `.git` or `manifest.yml`.
+
+use anyhow::{Result, anyhow};
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+
+/// Left out of every push, at any depth (the CLI's `DefaultIgnoreLines`).
+pub const DEFAULT_IGNORES: &[&str] =
+    &[".cfignore", ".DS_Store", ".git", ".gitignore", ".hg", ".svn", "_darcs", "manifest.yaml", "manifest.yml"];
+
+/// The compiled ignore rules for one app.
+pub(crate) struct IgnoreRules {
+    defaults: Gitignore,
+    user: Gitignore,
+}
+
+impl IgnoreRules {
+    /// `cfignore` is the content of the app's root `.cfignore`, if it has one. `trace_file` is the path, relative to
+    /// the app root, of a trace file the CLI would be writing there (`CF_TRACE=/path/in/app`), ignored like the CLI
+    /// does.
+    pub(crate) fn new(cfignore: Option<&str>, trace_file: Option<&str>) -> Result<IgnoreRules> {
+        let mut defaults = GitignoreBuilder::new(".");
+        for line in DEFAULT_IGNORES {
+            defaults.add_line(None, line).expect("default ignore lines are valid");
+        }
+        if let Some(trace) = trace_file {
+            let escaped: String = trace
+                .chars()
+                .flat_map(|c| {
+                    let escape = matches!(c, '*' | '?' | '[' | ']' | '\\' | '!' | '#');
+                    escape.then_some('\\').into_iter().chain(std::iter::once(c))
+                })
+                .collect();
+            defaults
+                .add_line(None, &format!("/{escaped}"))
+                .map_err(|e| anyhow!("cannot ignore the trace file '{trace}': {e}"))?;
+        }
+        let defaults = defaults.build().map_err(|e| anyhow!("default ignores: {e}"))?;
+
+        let mut user = GitignoreBuilder::new(".");
+        for (n, line) in cfignore.unwrap_or_default().lines().enumerate() {
+            user.add_line(None, line)
+                .map_err(|e| anyhow!(".cfignore line {}: '{line}' is not a valid pattern: {e}", n + 1))?;
+        }
+        let user = user.build().map_err(|e| anyhow!(".cfignore: {e}"))?;
+        Ok(IgnoreRules { defaults, user })
+    }
+
+    /// Whether `rel` (relative to the app root, `/`-separated, no trailing slash) is left out of the push.
+    pub(crate) fn is_ignored(&self, rel: &str, is_dir: bool) -> bool {
+        self.defaults.matched_path_or_any_parents(rel, is_dir).is_ignore()
+            || self.user.matched_path_or_any_parents(rel, is_dir).is_ignore()
+    }
+
+    /// Whether a walk has to look inside the ignored directory `rel` because a `!negation` might bring back
+    /// something in it. Never inside a default-ignored directory such as `.git`.
+    pub(crate) fn may_include_inside(&self, rel: &str) -> bool {
+        self.user.num_whitelists() > 0 && !self.defaults.matched_path_or_any_parents(rel, true).is_ignore()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(cfignore: &str) -> IgnoreRules {
+        IgnoreRules::new(Some(cfignore), None).unwrap()
+    }
+
+    #[test]
+    fn default_ignores_apply_at_any_depth_and_to_everything_below() {
+        let r = IgnoreRules::new(None, None).unwrap();
+        for path in [".git", "sub/.git", ".git/config", "a/b/.svn/entries", "manifest.yml", "x/.DS_Store", ".cfignore"]
+        {
+            assert!(r.is_ignored(path, path.ends_with(".git")), "{path} should be ignored");
+        }
+        for path in ["app.js", "git", "manifest.yml.bak", "src/gitignore.rs"] {
+            assert!(!r.is_ignored(path, false), "{path} should be kept");
+        }
+    }
+
+    #[test]
+    fn negation_dir_only_anchored_and_double_star() {
+        let r = rules("*.log\n!keep.log\nbuild/\n/secret.txt\n**/cache/**\ndocs/**/*.pdf\n");
+        assert!(r.is_ignored("a.log", false));
+        assert!(r.is_ignored("sub/b.log", false));
+        assert!(!r.is_ignored("keep.log", false));
+        assert!(!r.is_ignored("sub/keep.log", false));
+        // Directory-only: a directory called build is ignored with its contents, a file called build is not.
+        assert!(r.is_ignored("build", true));
+        assert!(r.is_ignored("build/out.bin", false));
+        assert!(!r.is_ignored("build", false));
+        // Anchored to the root.
+        assert!(r.is_ignored("secret.txt", false));
+        assert!(!r.is_ignored("sub/secret.txt", false));
+        // ** in the middle and at both ends.
+        assert!(r.is_ignored("x/y/cache/z.bin", false));
+        assert!(!r.is_ignored("x/y/cache", true));
+        assert!(r.is_ignored("docs/a/b/manual.pdf", false));
+        assert!(r.is_ignored("docs/manual.pdf", false));
+        assert!(!r.is_ignored("docs/manual.txt", false));
+    }
+
+    #[test]
+    fn a_negation_can_bring_back_a_file_in_an_ignored_directory_like_the_cli() {
+        let r = rules("logs/\n!logs/keep.txt\n");
+        assert!(r.is_ignored("logs", true));
+        assert!(r.is_ignored("logs/other.txt", false));
+        assert!(!r.is_ignored("logs/keep.txt", false));
+        assert!(r.may_include_inside("logs"));
+        assert!(!r.may_include_inside(".git"));
+        assert!(!rules("logs/\n").may_include_inside("logs"));
+    }
+
+    #[test]
+    fn cfignore_cannot_bring_back_default_ignores() {
+        let r = rules("!.git\n!manifest.yml\n!*.txt\n");
+        assert!(r.is_ignored("manifest.yml", false));
+        assert!(r.is_ignored(".git", true));
+        assert!(r.is_ignored(".git/notes.txt", false));
+    }
+
+    #[test]
+    fn comments_blank_lines_and_crlf_are_fine() {
+        let r = rules("# comment\r\n\r\n*.tmp\r\n");
+        assert!(r.is_ignored("a.tmp", false));
+        assert!(!r.is_ignored("# comment", false));
+    }
+
+    #[test]
+    fn trace_file_is_ignored_only_where_it_is() {
+        let r = IgnoreRules::new(None, Some("logs/cf[1].trace")).unwrap();
+        assert!(r.is_ignored("logs/cf[1].trace", false));
+        assert!(!r.is_ignored("logs/cf1.trace", false));
+        assert!(!r.is_ignored("other/logs/cf[1].trace", false));
+    }
+}

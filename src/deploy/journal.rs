@@ -1,0 +1,278 @@
+//! The deploy journal: annotations on `<app>-green` saying who is deploying, how far they got and what they
+//! touched, so a second deploy can wait for the first and the next deploy after a crash can finish or undo it.
+//!
+//! `<app>-green` existing *is* the lock (app names are unique per space); the journal makes it readable. A
+//! `<app>-green` without a journal was not made by this resource and is never touched.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Result, anyhow};
+
+use crate::protocol::BuildEnv;
+
+/// The prefix of every annotation and label this resource writes.
+pub const PREFIX: &str = "blue-green/";
+/// The label that marks a candidate, for `label_selector` lookups.
+pub const ROLE_LABEL: &str = "blue-green/role";
+pub const CANDIDATE_ROLE: &str = "candidate";
+
+const DEPLOY_ID: &str = "blue-green/deploy-id";
+const HOLDER: &str = "blue-green/holder";
+const BUILD_URL: &str = "blue-green/build-url";
+const PHASE: &str = "blue-green/phase";
+const VERIFIED: &str = "blue-green/verified";
+const RENEWED_AT: &str = "blue-green/renewed-at";
+const LEASE: &str = "blue-green/lease-seconds";
+const BLUE: &str = "blue-green/blue-app";
+const PROD_ROUTES: &str = "blue-green/prod-routes";
+const TEMP_ROUTE: &str = "blue-green/temp-route";
+
+const JOURNAL_KEYS: &[&str] =
+    &[DEPLOY_ID, HOLDER, BUILD_URL, PHASE, VERIFIED, RENEWED_AT, LEASE, BLUE, PROD_ROUTES, TEMP_ROUTE];
+
+/// How far a deploy got. The order is the order of the deploy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Pushing,
+    Verifying,
+    Swapping,
+    Swapped,
+    Housekeeping,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pushing => "pushing",
+            Phase::Verifying => "verifying",
+            Phase::Swapping => "swapping",
+            Phase::Swapped => "swapped",
+            Phase::Housekeeping => "housekeeping",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Phase> {
+        [Phase::Pushing, Phase::Verifying, Phase::Swapping, Phase::Swapped, Phase::Housekeeping]
+            .into_iter()
+            .find(|p| p.as_str() == text)
+    }
+
+    /// Whether production may already be (partly) on the candidate.
+    pub fn production_may_be_on_candidate(self) -> bool {
+        self >= Phase::Swapping
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The journal of one deploy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Journal {
+    pub deploy_id: String,
+    /// `team/pipeline/job #build`, or what is known of it.
+    pub holder: String,
+    pub build_url: Option<String>,
+    pub phase: Phase,
+    /// The candidate passed verification (HTTP checks, smoke test, KPI gates).
+    pub verified: bool,
+    pub renewed_at: SystemTime,
+    /// How long the holder may go without renewing before its lock counts as abandoned.
+    pub lease: Duration,
+    /// Production when the deploy started (`None` on a first deploy).
+    pub blue_guid: Option<String>,
+    /// Guids of the production routes.
+    pub prod_routes: Vec<String>,
+    pub temp_route: Option<String>,
+}
+
+impl Journal {
+    /// A fresh journal for a deploy run by `build`.
+    pub fn new(build: &BuildEnv, lease: Duration) -> Journal {
+        Journal {
+            deploy_id: build.url.clone().unwrap_or_else(random_id),
+            holder: holder(build),
+            build_url: build.url.clone(),
+            phase: Phase::Pushing,
+            verified: false,
+            renewed_at: SystemTime::now(),
+            lease,
+            blue_guid: None,
+            prod_routes: Vec::new(),
+            temp_route: None,
+        }
+    }
+
+    /// Reads the journal from an app's annotations; `None` when the app has none (not ours).
+    pub fn from_annotations(annotations: &BTreeMap<String, String>) -> Option<Result<Journal>> {
+        let deploy_id = annotations.get(DEPLOY_ID)?;
+        Some(Journal::parse(deploy_id, annotations))
+    }
+
+    fn parse(deploy_id: &str, annotations: &BTreeMap<String, String>) -> Result<Journal> {
+        let get = |key: &str| annotations.get(key).filter(|v| !v.is_empty());
+        let phase_text = get(PHASE).ok_or_else(|| anyhow!("the deploy journal has no {PHASE}"))?;
+        let phase =
+            Phase::parse(phase_text).ok_or_else(|| anyhow!("the deploy journal's phase '{phase_text}' is unknown"))?;
+        let renewed_at = get(RENEWED_AT)
+            .and_then(|t| humantime::parse_rfc3339(t).ok())
+            .ok_or_else(|| anyhow!("the deploy journal has no valid {RENEWED_AT}"))?;
+        let lease = get(LEASE)
+            .and_then(|s| s.parse().ok())
+            .map(Duration::from_secs)
+            .ok_or_else(|| anyhow!("the deploy journal has no valid {LEASE}"))?;
+        Ok(Journal {
+            deploy_id: deploy_id.to_owned(),
+            holder: get(HOLDER).cloned().unwrap_or_else(|| "an unknown deploy".into()),
+            build_url: get(BUILD_URL).cloned(),
+            phase,
+            verified: get(VERIFIED).is_some_and(|v| v == "true"),
+            renewed_at,
+            lease,
+            blue_guid: get(BLUE).cloned(),
+            prod_routes: get(PROD_ROUTES).map(|r| r.split(',').map(str::to_owned).collect()).unwrap_or_default(),
+            temp_route: get(TEMP_ROUTE).cloned(),
+        })
+    }
+
+    /// The annotations that record this journal (absent fields are removed with `None`).
+    pub fn to_annotations(&self) -> BTreeMap<String, Option<String>> {
+        let secs = self.lease.as_secs().max(1);
+        BTreeMap::from([
+            (DEPLOY_ID.into(), Some(self.deploy_id.clone())),
+            (HOLDER.into(), Some(self.holder.clone())),
+            (BUILD_URL.into(), self.build_url.clone()),
+            (PHASE.into(), Some(self.phase.as_str().into())),
+            (VERIFIED.into(), Some(self.verified.to_string())),
+            (RENEWED_AT.into(), Some(humantime::format_rfc3339_seconds(self.renewed_at).to_string())),
+            (LEASE.into(), Some(secs.to_string())),
+            (BLUE.into(), self.blue_guid.clone()),
+            (PROD_ROUTES.into(), (!self.prod_routes.is_empty()).then(|| self.prod_routes.join(","))),
+            (TEMP_ROUTE.into(), self.temp_route.clone()),
+        ])
+    }
+
+    /// Whether the holder has stopped renewing: it crashed or was killed.
+    pub fn is_stale(&self, now: SystemTime) -> bool {
+        now.duration_since(self.renewed_at).is_ok_and(|age| age > self.lease)
+    }
+
+    /// `team/pipeline/job #12 (https://ci/…)`, for "waiting for …" lines.
+    pub fn describe_holder(&self) -> String {
+        match &self.build_url {
+            Some(url) => format!("{} ({url})", self.holder),
+            None => self.holder.clone(),
+        }
+    }
+}
+
+/// Annotations that remove the whole journal (when the candidate becomes production).
+pub fn cleared() -> BTreeMap<String, Option<String>> {
+    JOURNAL_KEYS.iter().map(|k| ((*k).to_owned(), None)).collect()
+}
+
+fn holder(build: &BuildEnv) -> String {
+    let parts: Vec<&str> =
+        [&build.team_name, &build.pipeline_name, &build.job_name].into_iter().filter_map(|p| p.as_deref()).collect();
+    let path = if parts.is_empty() { "a one-off build".to_owned() } else { parts.join("/") };
+    match &build.name {
+        Some(name) => format!("{path} #{name}"),
+        None => path,
+    }
+}
+
+/// 16 random hex digits, for deploys that have no build URL to name them by.
+pub fn random_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build() -> BuildEnv {
+        BuildEnv {
+            team_name: Some("main".into()),
+            pipeline_name: Some("shop".into()),
+            job_name: Some("deploy".into()),
+            name: Some("42".into()),
+            url: Some("https://ci.example.com/teams/main/pipelines/shop/jobs/deploy/builds/42".into()),
+            ..Default::default()
+        }
+    }
+
+    fn written(journal: &Journal) -> BTreeMap<String, String> {
+        journal.to_annotations().into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect()
+    }
+
+    #[test]
+    fn round_trips_through_annotations() {
+        let mut journal = Journal::new(&build(), Duration::from_secs(120));
+        journal.phase = Phase::Swapping;
+        journal.verified = true;
+        journal.blue_guid = Some("blue-guid".into());
+        journal.prod_routes = vec!["r1".into(), "r2".into()];
+        journal.temp_route = Some("t1".into());
+        journal.renewed_at = humantime::parse_rfc3339("2026-11-26T10:00:00Z").unwrap();
+        let back = Journal::from_annotations(&written(&journal)).unwrap().unwrap();
+        assert_eq!(back, journal);
+        assert_eq!(back.holder, "main/shop/deploy #42");
+        assert!(
+            back.describe_holder()
+                .ends_with("(https://ci.example.com/teams/main/pipelines/shop/jobs/deploy/builds/42)")
+        );
+    }
+
+    #[test]
+    fn an_app_without_journal_is_not_ours() {
+        let annotations = BTreeMap::from([("other/key".to_owned(), "x".to_owned())]);
+        assert!(Journal::from_annotations(&annotations).is_none());
+    }
+
+    #[test]
+    fn damaged_journal_is_an_error() {
+        let mut annotations = written(&Journal::new(&BuildEnv::default(), Duration::from_secs(60)));
+        annotations.insert(PHASE.into(), "exploding".into());
+        let err = Journal::from_annotations(&annotations).unwrap().unwrap_err();
+        assert_eq!(err.to_string(), "the deploy journal's phase 'exploding' is unknown");
+    }
+
+    #[test]
+    fn staleness_follows_the_holders_lease() {
+        let mut journal = Journal::new(&BuildEnv::default(), Duration::from_secs(60));
+        journal.renewed_at = SystemTime::now() - Duration::from_secs(30);
+        assert!(!journal.is_stale(SystemTime::now()));
+        journal.renewed_at = SystemTime::now() - Duration::from_secs(61);
+        assert!(journal.is_stale(SystemTime::now()));
+    }
+
+    #[test]
+    fn one_off_builds_get_a_random_id_and_a_plain_holder() {
+        let journal = Journal::new(&BuildEnv::default(), Duration::from_secs(60));
+        assert_eq!(journal.holder, "a one-off build");
+        assert_eq!(journal.deploy_id.len(), 16);
+        assert_ne!(journal.deploy_id, Journal::new(&BuildEnv::default(), Duration::from_secs(60)).deploy_id);
+    }
+
+    #[test]
+    fn cleared_removes_every_journal_key() {
+        let cleared = cleared();
+        assert!(written(&Journal::new(&build(), Duration::from_secs(1))).keys().all(|k| cleared.get(k) == Some(&None)));
+    }
+
+    #[test]
+    fn phases_are_ordered() {
+        assert!(!Phase::Verifying.production_may_be_on_candidate());
+        assert!(Phase::Swapping.production_may_be_on_candidate());
+        assert!(Phase::Housekeeping > Phase::Swapped);
+    }
+}

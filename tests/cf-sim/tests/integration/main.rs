@@ -1,0 +1,9 @@
+//! Integration tests of the sim, in one binary so the test suite links once.
+
+mod api;
+mod binary;
+mod common;
+mod contract;
+mod faults;
+mod runtime;
+mod tls;
