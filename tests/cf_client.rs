@@ -924,3 +924,52 @@ async fn a_large_upload_streams_from_disk() {
     assert_eq!(entries.len(), 4);
     assert_eq!(entries["blob-2.bin"].len(), 8 << 20);
 }
+
+/// The real packer (`bits`) with the client: gather, match, zip what is missing, upload; then the same tree with
+/// one file changed uploads a zip holding only that file (plus directory entries).
+#[tokio::test]
+async fn gathered_bits_are_matched_zipped_and_uploaded() {
+    use cf_blue_green_resource::bits::{AppBits, gather, write_zip as pack};
+    let sim = start_sim(|_| {});
+    let cf = connect(&sim).await;
+    let space = home(&cf, &sim).await;
+    let put = tempfile::tempdir().unwrap();
+    let root = put.path().join("app");
+    std::fs::create_dir_all(root.join("lib")).unwrap();
+    std::fs::write(root.join("Procfile"), "web: sleep 600\n").unwrap();
+    std::fs::write(root.join("lib/a.bin"), big(7, 100_000)).unwrap();
+    std::fs::write(root.join("lib/b.bin"), big(8, 100_000)).unwrap();
+    std::fs::write(root.join(".cfignore"), "secret.txt\n").unwrap();
+    std::fs::write(root.join("secret.txt"), "do not upload").unwrap();
+    let app = cf.apps().create(&new_app(&space, "packed")).await.unwrap();
+
+    let push = |expect_files: usize| {
+        let cf = cf.clone();
+        let app = app.guid.clone();
+        let put = put.path().to_path_buf();
+        async move {
+            let bits = AppBits::resolve(&put, "app").unwrap();
+            let gathered = gather(&bits).unwrap();
+            let (cached, resources) = cf.resource_matches().match_bits(&gathered).await.unwrap();
+            let zip = pack(&bits, &gathered, &cached).unwrap();
+            assert_eq!(zip.stats().files, expect_files, "files in the zip");
+            let package = cf.packages().create_bits(&app).await.unwrap();
+            let zip_path = (!zip.is_empty()).then(|| zip.path().to_path_buf());
+            cf.packages().upload(&package.guid, zip_path.as_deref(), &resources).await.unwrap();
+            cf.packages().wait_ready(&package.guid, WAIT).await.unwrap();
+            package.guid
+        }
+    };
+    push(3).await;
+    std::fs::write(root.join("lib/b.bin"), big(9, 100_000)).unwrap();
+    let second = push(1).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let download = dir.path().join("second.zip");
+    cf.packages().download(&second, &download).await.unwrap();
+    let entries = zip_entries(&download);
+    assert_eq!(entries.get("lib/b.bin"), Some(&big(9, 100_000)));
+    assert_eq!(entries.get("lib/a.bin"), Some(&big(7, 100_000)));
+    assert_eq!(entries.get("Procfile").map(Vec::as_slice), Some(&b"web: sleep 600\n"[..]));
+    assert!(!entries.contains_key("secret.txt"), ".cfignore honoured");
+}
