@@ -7,7 +7,8 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
-use cf_blue_green_resource::bits::{AppBits, BitsError, CcResource, Kind, PackageZip, Resource, gather, write_zip};
+use cf_blue_green_resource::bits::{AppBits, BitsError, Kind, PackageZip, Resource, gather, write_zip};
+use cf_blue_green_resource::cf::FileResource;
 use sha1::{Digest, Sha1};
 use zip::write::SimpleFileOptions;
 
@@ -120,7 +121,7 @@ fn gathers_a_directory_like_cf_push() {
     let empty = find(&resources, "lib/empty.txt");
     assert_eq!((empty.size, empty.sha1.as_str()), (0, "da39a3ee5e6b4b0d3255bfef95601890afd80709"));
     assert!(!empty.is_match_candidate());
-    let json = serde_json::to_value(CcResource::from(find(&resources, "bin/start.sh"))).unwrap();
+    let json = serde_json::to_value(FileResource::from(find(&resources, "bin/start.sh"))).unwrap();
     assert_eq!(json["mode"], "755");
     assert_eq!(json["size_in_bytes"], 27);
 }

@@ -950,7 +950,7 @@ async fn gathered_bits_are_matched_zipped_and_uploaded() {
         async move {
             let bits = AppBits::resolve(&put, "app").unwrap();
             let gathered = gather(&bits).unwrap();
-            let (cached, resources) = cf.resource_matches().match_bits(&gathered).await.unwrap();
+            let (cached, resources) = cf_blue_green_resource::bits::match_cached(&cf, &gathered).await.unwrap();
             let zip = pack(&bits, &gathered, &cached).unwrap();
             assert_eq!(zip.stats().files, expect_files, "files in the zip");
             let package = cf.packages().create_bits(&app).await.unwrap();

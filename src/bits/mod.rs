@@ -16,6 +16,7 @@ mod deflate;
 mod error;
 mod gather;
 mod hash;
+mod matching;
 mod package;
 mod resource;
 mod source;
@@ -23,6 +24,7 @@ mod zipfile;
 
 pub use error::BitsError;
 pub use gather::gather;
+pub use matching::match_cached;
 pub use package::{PackageStats, PackageZip, write_zip};
-pub use resource::{CcResource, Checksum, Kind, Resource};
+pub use resource::{Kind, Resource};
 pub use source::AppBits;

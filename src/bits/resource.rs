@@ -1,13 +1,12 @@
 //! One gathered entry of the app bits, and its wire form for Cloud Controller.
 //!
 //! [`Resource`] is what [`gather`](super::gather) produces for every file, directory and symlink that survives the
-//! ignore rules. [`CcResource`] is the object CC expects in `POST /v3/resource_matches` and in the `resources`
-//! field of the package upload: `{"checksum":{"value":"<sha1>"},"size_in_bytes":N,"path":"…","mode":"644"}`, with
-//! the mode as an octal string without a leading zero, as the CLI sends it.
+//! ignore rules; it converts into the [`FileResource`] CC expects in `POST /v3/resource_matches` and in the
+//! `resources` field of the package upload.
 
 use std::collections::HashSet;
 
-use serde::{Deserialize, Serialize};
+use crate::cf::FileResource;
 
 /// What a [`Resource`] is on disk (or in the source archive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,39 +47,12 @@ impl Resource {
     pub fn is_cached(&self, cached_sha1s: &HashSet<String>) -> bool {
         self.kind == Kind::File && cached_sha1s.contains(&self.sha1)
     }
-
-    /// The mode as CC wants it: octal digits without a leading zero (`"644"`).
-    pub fn mode_string(&self) -> String {
-        format!("{:o}", self.mode)
-    }
 }
 
-/// `{"value": "<sha1>"}` inside a [`CcResource`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checksum {
-    pub value: String,
-}
-
-/// A resource as CC's resource-match and package-upload endpoints take (and return) it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CcResource {
-    pub checksum: Checksum,
-    pub size_in_bytes: u64,
-    #[serde(default)]
-    pub path: String,
-    /// Octal string without a leading zero; CC defaults a missing mode to 0744.
-    #[serde(default)]
-    pub mode: String,
-}
-
-impl From<&Resource> for CcResource {
+impl From<&Resource> for FileResource {
+    /// A gathered entry as CC's resource-match and package-upload endpoints describe it.
     fn from(r: &Resource) -> Self {
-        CcResource {
-            checksum: Checksum { value: r.sha1.clone() },
-            size_in_bytes: r.size,
-            path: r.path.clone(),
-            mode: r.mode_string(),
-        }
+        FileResource::new(r.path.clone(), r.sha1.clone(), r.size, r.mode)
     }
 }
 
@@ -95,27 +67,28 @@ mod tests {
     #[test]
     fn serializes_exactly_as_cc_expects() {
         let r = file("path/to/file", "a9993e364706816aba3e25717850c26c9cd0d89d", 1, 0o644);
-        let json = serde_json::to_string(&CcResource::from(&r)).unwrap();
+        let json = serde_json::to_string(&FileResource::from(&r)).unwrap();
         assert_eq!(
             json,
             r#"{"checksum":{"value":"a9993e364706816aba3e25717850c26c9cd0d89d"},"size_in_bytes":1,"path":"path/to/file","mode":"644"}"#
         );
         let exe = file("bin/run", "x", 2, 0o755);
-        assert_eq!(CcResource::from(&exe).mode, "755");
+        assert_eq!(FileResource::from(&exe).mode.as_deref(), Some("755"));
     }
 
     #[test]
     fn reads_the_resource_matches_fixture() {
+        use serde::Deserialize;
         #[derive(Deserialize)]
         struct Body {
-            resources: Vec<CcResource>,
+            resources: Vec<FileResource>,
         }
         let text = include_str!("../../tests/fixtures/cf-api/resource_matches.json");
         let body: Body = serde_json::from_str(text).unwrap();
         assert_eq!(body.resources.len(), 1);
         let r = &body.resources[0];
         assert_eq!(r.checksum.value, "a9993e364706816aba3e25717850c26c9cd0d89d");
-        assert_eq!((r.size_in_bytes, r.path.as_str(), r.mode.as_str()), (1, "path/to/file", "644"));
+        assert_eq!((r.size_in_bytes, r.path.as_str(), r.mode.as_deref()), (1, "path/to/file", Some("644")));
     }
 
     #[test]

@@ -44,29 +44,6 @@ impl FileResource {
     }
 }
 
-impl From<&crate::bits::Resource> for FileResource {
-    /// A gathered file of the app bits, as CF describes it.
-    fn from(r: &crate::bits::Resource) -> Self {
-        FileResource {
-            checksum: FileChecksum { value: r.sha1.clone() },
-            size_in_bytes: r.size,
-            path: r.path.clone(),
-            mode: Some(r.mode_string()),
-        }
-    }
-}
-
-impl From<crate::bits::CcResource> for FileResource {
-    fn from(r: crate::bits::CcResource) -> Self {
-        FileResource {
-            checksum: FileChecksum { value: r.checksum.value },
-            size_in_bytes: r.size_in_bytes,
-            path: r.path,
-            mode: (!r.mode.is_empty()).then_some(r.mode),
-        }
-    }
-}
-
 /// `{"resources":[…]}`: the request and the answer of resource matching. Fixture: `resource_matches.json`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct ResourceList {
@@ -115,18 +92,6 @@ impl ResourceMatches {
             .cloned()
             .collect())
     }
-
-    /// For the gathered app bits: the SHA-1s CF already has (what [`crate::bits::Resource::is_cached`] and
-    /// [`crate::bits::write_zip`] take), and the resources to send as the upload's `resources` field (every
-    /// gathered file with one of those SHA-1s, whatever its path).
-    pub async fn match_bits(&self, gathered: &[crate::bits::Resource]) -> Result<(HashSet<String>, Vec<FileResource>)> {
-        let candidates: Vec<FileResource> =
-            gathered.iter().filter(|r| r.is_match_candidate()).map(FileResource::from).collect();
-        let matched = self.find_cached(&candidates).await?;
-        let sha1s: HashSet<String> = matched.into_iter().map(|r| r.checksum.value).collect();
-        let resources = gathered.iter().filter(|r| r.is_cached(&sha1s)).map(FileResource::from).collect();
-        Ok((sha1s, resources))
-    }
 }
 
 #[cfg(test)]
@@ -141,20 +106,5 @@ mod tests {
             r#"{"checksum":{"value":"a9993e364706816aba3e25717850c26c9cd0d89d"},"size_in_bytes":1,"path":"path/to/file","mode":"644"}"#
         );
         assert_eq!(FileResource::new("bin/run", "x", 5, 0o755).mode.as_deref(), Some("755"));
-    }
-
-    #[test]
-    fn gathered_bits_convert_to_the_same_json() {
-        let gathered = crate::bits::Resource {
-            path: "bin/run".into(),
-            sha1: "a9993e364706816aba3e25717850c26c9cd0d89d".into(),
-            size: 12,
-            mode: 0o755,
-            kind: crate::bits::Kind::File,
-        };
-        let ours = FileResource::from(&gathered);
-        let theirs = crate::bits::CcResource::from(&gathered);
-        assert_eq!(serde_json::to_value(&ours).unwrap(), serde_json::to_value(&theirs).unwrap());
-        assert_eq!(FileResource::from(theirs), ours);
     }
 }
