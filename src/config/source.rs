@@ -5,25 +5,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::strict::parse_section;
+pub use crate::cf::Credentials;
 use crate::redact;
-
-/// How to authenticate to UAA.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Credentials {
-    /// Password grant with the cf CLI's public client.
-    Password { username: String, password: String },
-    /// client_credentials grant.
-    Client { id: String, secret: String },
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Credentials::Password { username, .. } => write!(f, "Password {{ username: {username:?}, .. }}"),
-            Credentials::Client { id, .. } => write!(f, "Client {{ id: {id:?}, .. }}"),
-        }
-    }
-}
 
 /// The names of the apps a deploy juggles (see the deploy design: production, candidate, previous, failed).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +153,17 @@ impl Source {
             router_address: raw.router_address,
             route_scheme: raw.route_scheme.unwrap_or_default(),
         })
+    }
+}
+
+impl Source {
+    /// How the CF client should connect: the API, credentials and TLS settings of this source.
+    pub fn client_settings(&self) -> crate::cf::Settings {
+        let mut settings = crate::cf::Settings::new(self.api.clone(), self.credentials.clone());
+        settings.ca_cert = self.ca_cert.clone();
+        settings.skip_cert_check = self.skip_cert_check;
+        settings.verbose = self.verbose;
+        settings
     }
 }
 
