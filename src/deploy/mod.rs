@@ -1,5 +1,6 @@
 //! `out`: the blue-green deploy.
 
+pub mod audit;
 pub mod journal;
 pub mod manifest;
 

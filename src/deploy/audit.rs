@@ -1,0 +1,116 @@
+//! The audit trail: annotations on the production app saying which Concourse build deployed it, when, and
+//! with which bits. `out` writes them when the candidate becomes production; `in` reads them back.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use crate::protocol::BuildEnv;
+
+const DEPLOYED_AT: &str = "blue-green/deployed-at";
+const DEPLOY_ID: &str = "blue-green/deployed-by-deploy";
+const TEAM: &str = "blue-green/build-team";
+const PIPELINE: &str = "blue-green/build-pipeline";
+const JOB: &str = "blue-green/build-job";
+const BUILD: &str = "blue-green/build-name";
+const BUILD_URL: &str = "blue-green/build-url-deployed";
+const DROPLET: &str = "blue-green/droplet";
+const PACKAGE_CHECKSUM: &str = "blue-green/package-checksum";
+
+/// Who deployed the production app and with what.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Audit {
+    pub deployed_at: Option<SystemTime>,
+    pub deploy_id: Option<String>,
+    pub team: Option<String>,
+    pub pipeline: Option<String>,
+    pub job: Option<String>,
+    pub build_name: Option<String>,
+    pub build_url: Option<String>,
+    /// The droplet the deploy put in production; the other fields describe that droplet only.
+    pub droplet_guid: Option<String>,
+    /// SHA-256 of the package the droplet was staged from, when the deploy uploaded one.
+    pub package_checksum: Option<String>,
+}
+
+impl Audit {
+    pub fn new(build: &BuildEnv, deploy_id: &str, droplet_guid: &str, package_checksum: Option<String>) -> Audit {
+        Audit {
+            deployed_at: Some(SystemTime::now()),
+            deploy_id: Some(deploy_id.to_owned()),
+            team: build.team_name.clone(),
+            pipeline: build.pipeline_name.clone(),
+            job: build.job_name.clone(),
+            build_name: build.name.clone(),
+            build_url: build.url.clone(),
+            droplet_guid: Some(droplet_guid.to_owned()),
+            package_checksum,
+        }
+    }
+
+    /// The annotations that record this audit; every key is written (absent values remove stale ones).
+    pub fn to_annotations(&self) -> BTreeMap<String, Option<String>> {
+        let at = self.deployed_at.map(|t| humantime::format_rfc3339_seconds(t).to_string());
+        BTreeMap::from([
+            (DEPLOYED_AT.into(), at),
+            (DEPLOY_ID.into(), self.deploy_id.clone()),
+            (TEAM.into(), self.team.clone()),
+            (PIPELINE.into(), self.pipeline.clone()),
+            (JOB.into(), self.job.clone()),
+            (BUILD.into(), self.build_name.clone()),
+            (BUILD_URL.into(), self.build_url.clone()),
+            (DROPLET.into(), self.droplet_guid.clone()),
+            (PACKAGE_CHECKSUM.into(), self.package_checksum.clone()),
+        ])
+    }
+
+    /// The audit recorded on an app, if it has one.
+    pub fn from_annotations(annotations: &BTreeMap<String, String>) -> Option<Audit> {
+        let get = |key: &str| annotations.get(key).filter(|v| !v.is_empty()).cloned();
+        let audit = Audit {
+            deployed_at: get(DEPLOYED_AT).and_then(|t| humantime::parse_rfc3339(&t).ok()),
+            deploy_id: get(DEPLOY_ID),
+            team: get(TEAM),
+            pipeline: get(PIPELINE),
+            job: get(JOB),
+            build_name: get(BUILD),
+            build_url: get(BUILD_URL),
+            droplet_guid: get(DROPLET),
+            package_checksum: get(PACKAGE_CHECKSUM),
+        };
+        (audit != Audit::default()).then_some(audit)
+    }
+
+    /// Whether this audit describes `droplet_guid` (a later hand-made push or restage makes it stale).
+    pub fn describes(&self, droplet_guid: &str) -> bool {
+        self.droplet_guid.as_deref() == Some(droplet_guid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_knows_its_droplet() {
+        let build = BuildEnv {
+            team_name: Some("main".into()),
+            pipeline_name: Some("shop".into()),
+            job_name: Some("deploy".into()),
+            name: Some("7".into()),
+            url: Some("https://ci/builds/7".into()),
+            ..Default::default()
+        };
+        let mut audit = Audit::new(&build, "deploy-1", "droplet-1", Some("abc".into()));
+        audit.deployed_at = Some(humantime::parse_rfc3339("2026-11-26T10:00:00Z").unwrap());
+        let written: BTreeMap<String, String> =
+            audit.to_annotations().into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
+        let back = Audit::from_annotations(&written).unwrap();
+        assert_eq!(back, audit);
+        assert!(back.describes("droplet-1") && !back.describes("droplet-2"));
+    }
+
+    #[test]
+    fn no_annotations_no_audit() {
+        assert_eq!(Audit::from_annotations(&BTreeMap::new()), None);
+    }
+}
