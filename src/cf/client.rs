@@ -186,6 +186,8 @@ pub(crate) struct FilePart<'a> {
 /// The HTTP machinery without authentication: TLS, proxies, retries, tracing, errors.
 pub(crate) struct Core {
     http: reqwest::Client,
+    /// The trust configuration, shared with other HTTP clients of the run (app routes).
+    pub tls: rustls::ClientConfig,
     pub api: Url,
     pub trace: Trace,
     pub retry: RetryPolicy,
@@ -197,7 +199,7 @@ impl Core {
         let api = parse_api_url(&settings.api)?;
         let tls = tls::client_config(settings.ca_cert.as_deref(), settings.skip_cert_check)?;
         let mut builder = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
+            .tls_backend_preconfigured(tls.clone())
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(settings.timeouts.connect)
@@ -210,6 +212,7 @@ impl Core {
         let http = builder.build().map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(Core {
             http,
+            tls,
             api,
             trace: Trace::new(settings.verbose),
             retry: settings.retry.clone(),
@@ -377,6 +380,12 @@ impl CfClient {
     }
 
     /// The request log (every request, retries included).
+    /// The TLS trust configuration this client uses (system store plus `ca_cert`, or none with
+    /// `skip_cert_check`), for other HTTPS clients of the same run.
+    pub fn tls_config(&self) -> rustls::ClientConfig {
+        self.inner.core.tls.clone()
+    }
+
     pub fn trace(&self) -> &Trace {
         &self.inner.core.trace
     }
