@@ -8,8 +8,8 @@ use crate::log;
 /// Tracks which phase is running and how long the finished ones took.
 pub struct Phases {
     total: usize,
-    current: Option<(String, Instant)>,
-    done: Vec<(String, Duration)>,
+    current: Option<(&'static str, Instant)>,
+    done: Vec<(&'static str, Duration)>,
 }
 
 impl Phases {
@@ -17,12 +17,13 @@ impl Phases {
         Phases { total, current: None, done: Vec::new() }
     }
 
-    /// Ends the running phase and starts `title`, printing its numbered header.
-    pub fn start(&mut self, title: &str) {
+    /// Ends the running phase and starts the phase `key` (a short name for metadata: `push`, `verify`),
+    /// printing its numbered header `title`.
+    pub fn start(&mut self, key: &'static str, title: &str) {
         self.finish();
         let number = self.done.len() + 1;
         log::phase(number, self.total.max(number), title);
-        self.current = Some((title.to_owned(), Instant::now()));
+        self.current = Some((key, Instant::now()));
     }
 
     /// Ends the running phase, if any.
@@ -32,13 +33,13 @@ impl Phases {
         }
     }
 
-    /// The title of the running phase (for "… failed" messages).
-    pub fn current(&self) -> Option<&str> {
-        self.current.as_ref().map(|(title, _)| title.as_str())
+    /// The key of the running phase.
+    pub fn current(&self) -> Option<&'static str> {
+        self.current.map(|(key, _)| key)
     }
 
     /// Every finished phase with its duration, in order.
-    pub fn durations(&self) -> &[(String, Duration)] {
+    pub fn durations(&self) -> &[(&'static str, Duration)] {
         &self.done
     }
 }
@@ -50,13 +51,13 @@ mod tests {
     #[test]
     fn records_each_phase_once_in_order() {
         let mut phases = Phases::new(3);
-        phases.start("Validating");
-        assert_eq!(phases.current(), Some("Validating"));
-        phases.start("Pushing");
+        phases.start("validate", "Checking the request");
+        assert_eq!(phases.current(), Some("validate"));
+        phases.start("push", "Pushing myapp-green");
         phases.finish();
         phases.finish();
-        let titles: Vec<_> = phases.durations().iter().map(|(t, _)| t.as_str()).collect();
-        assert_eq!(titles, ["Validating", "Pushing"]);
+        let keys: Vec<_> = phases.durations().iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["validate", "push"]);
         assert_eq!(phases.current(), None);
     }
 }
