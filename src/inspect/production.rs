@@ -167,8 +167,10 @@ mod tests {
     use crate::protocol::BuildEnv;
 
     fn source() -> Source {
-        Source::parse(json!({"api": "https://api.example.com", "username": "u", "password": "p",
-                             "organization": "Org", "space": "prod", "app": "shop"}))
+        Source::parse(
+            json!({"api": "https://api.example.com", "username": "ci-user", "password": "pw-not-shown-inspect",
+                             "organization": "Org", "space": "prod", "app": "shop"}),
+        )
         .unwrap()
     }
 
