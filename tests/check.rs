@@ -1,7 +1,7 @@
 //! `check` against cf-sim: the real binary reports what runs in production (`[]` before anything does), keeps
 //! the version while production is unchanged, reports a hand-made restage as a new version, follows a deploy
-//! through its housekeeping renames without reporting an unswapped candidate, and never makes more than three
-//! requests (discovery, token, one app list).
+//! through its housekeeping renames without reporting an unswapped candidate, never makes more than three
+//! requests (discovery, token, one app list), and fails in one line when it cannot log in or connect.
 
 mod common;
 
@@ -159,4 +159,12 @@ async fn check_failures_are_one_clear_line() {
     let run = run_resource("check", &[], &check_request(&untrusted, None), &[]);
     run.assert_clean_failure("certificate");
     assert_eq!(versions(&check(&tls, &source(&tls, "shop"))), json!([]), "trusted with source.ca_cert");
+
+    // Nothing listens on a port just released (the client retries a refused connection for a few seconds).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut unreachable = source(&sim, "shop");
+    unreachable["api"] = json!(format!("http://127.0.0.1:{port}"));
+    let run = run_resource("check", &[], &check_request(&unreachable, None), &[]);
+    run.assert_clean_failure("Connection refused");
+    assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
 }
