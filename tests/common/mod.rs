@@ -1,6 +1,9 @@
-//! Helpers shared by the integration tests: running the resource's real binaries the way Concourse does.
+//! Helpers shared by the integration tests: running the resource's real binaries the way Concourse does, and
+//! (in [`sim`]) a local Cloud Foundry to run them against.
 
 #![allow(dead_code)]
+
+pub mod sim;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
