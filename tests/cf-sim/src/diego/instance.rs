@@ -376,12 +376,20 @@ impl Instance {
         !forced_unhealthy && health::check(&self.spec.readiness_check, port, DEFAULT_INVOCATION_TIMEOUT).await.is_ok()
     }
 
-    /// SIGTERM to the process group, SIGKILL after the grace period.
+    /// SIGTERM to the process group, SIGKILL after the grace period. Like Garden, the container lives until
+    /// every process in it has exited, not only the start command's shell (which exits at once on SIGTERM
+    /// while the app it started is still finishing its requests in flight).
     async fn terminate(&self, shared: &Shared, child: &mut Child) {
         let Some(pid) = child.id() else { return };
         signal_group(pid, libc::SIGTERM);
         let grace = Duration::from_millis(shared.config.stop_grace_ms);
-        if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        let all_exited = async {
+            let _ = child.wait().await;
+            while group_has_live_process(pid) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        if tokio::time::timeout(grace, all_exited).await.is_err() {
             self.log(
                 shared,
                 "CELL",
@@ -400,6 +408,20 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 fn signal_group(pgid: u32, signal: i32) -> bool {
     // SAFETY: kill(2) has no memory-safety preconditions; a negative pid addresses the process group.
     unsafe { libc::kill(-(pgid as i32), signal) == 0 }
+}
+
+/// Whether a process of the group `pgid` is still running (zombies have exited; their parent may be gone).
+fn group_has_live_process(pgid: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return false };
+    entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        .any(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+            // After the command name: state, ppid, pgrp, ...
+            let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+            fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
+        })
 }
 
 fn free_port() -> u16 {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::json;
 
-use crate::common::{Api, app_zip, poll, send, test_config, via_router};
+use crate::common::{Api, app_zip, poll, send, test_config, via_router, zip_of};
 use cf_sim::{Sim, SimConfig};
 
 use crate::common::{alive, group_members};
@@ -216,6 +216,61 @@ async fn the_router_handles_many_concurrent_slow_requests() {
     }
     assert!(failures.is_empty(), "{} of 500 failed: {:?}", failures.len(), failures.first());
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    sim.stop();
+}
+
+/// An app that, on SIGTERM, stops accepting connections and finishes the requests in flight before exiting.
+const GRACEFUL_PY: &str = r#"import signal, threading, time
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+import os
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path.startswith("/slow"):
+            time.sleep(1.5)
+        body = b"done"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+server.daemon_threads = False
+signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+server.serve_forever()
+server.server_close()
+print("finished the requests in flight", flush=True)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_instance_finishes_its_requests_in_flight_within_the_grace_period() {
+    let sim = Sim::start(SimConfig { stop_grace_ms: 5000, ..test_config() }).unwrap();
+    let api = Api::login(&sim).await;
+    // `sh -c` runs the start command as Diego does; the shell exits at once on SIGTERM, the app does not.
+    let zip = zip_of(&[("server.py", GRACEFUL_PY.as_bytes(), 0o644), ("Procfile", b"web: python3 server.py\n", 0o644)]);
+    let app = api.push("graceful", zip).await;
+    api.map_route(&app, "graceful").await;
+    let host = format!("graceful.{}", sim.info().domain);
+    poll(Duration::from_secs(10), || async { (via_router(&sim, &host, "/").await.status == 200).then_some(()) }).await;
+    let pids = sim.instance_pids();
+    let slow = {
+        let (router, host) = (sim.info().router.clone(), host.clone());
+        tokio::spawn(async move { send("GET", &format!("{router}/slow"), &[("host", &host)], Vec::new(), None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let stopped = Instant::now();
+    api.post(&format!("/v3/apps/{app}/actions/stop"), json!({})).await;
+    let answer = slow.await.unwrap().expect("the request in flight is answered");
+    assert_eq!((answer.status, answer.text()), (200, "done".to_owned()), "it finished after SIGTERM");
+    poll(Duration::from_secs(10), || async { pids.iter().all(|&pid| group_members(pid).is_empty()).then_some(()) })
+        .await;
+    assert!(
+        stopped.elapsed() < Duration::from_secs(4),
+        "the container went once the app exited, not at the grace period's end"
+    );
     sim.stop();
 }
 
