@@ -15,7 +15,7 @@ use crate::protocol::{CheckRequest, Version};
 
 pub async fn run(request: CheckRequest) -> Result<Vec<Version>> {
     let source = request.source;
-    let cf = CfClient::connect(source.client_settings()).await?;
+    let cf = CfClient::connect(source.client_settings()?).await?;
     let listed =
         cf.apps().list_with_included(&production::query(&source)).await.context("cannot list the production app")?;
     let version = match production::find(&listed, &source)? {

@@ -38,7 +38,7 @@ pub async fn run(request: InRequest) -> Result<VersionResult> {
             bail!("{named} is not a version of this resource: '{guid}' is not a CF guid");
         }
     }
-    let cf = CfClient::connect(source.client_settings()).await?;
+    let cf = CfClient::connect(source.client_settings()?).await?;
 
     let app_path = format!("/v3/apps/{}?include=space.organization", version.app_guid);
     let manifest_path = format!("/v3/apps/{}/manifest", version.app_guid);

@@ -140,6 +140,39 @@ impl Settings {
     pub(crate) fn register_secrets(&self) {
         crate::redact::register(self.credentials.secret());
     }
+
+    /// Applies the operator knobs from the process environment (see [`Settings::apply_knobs`]).
+    pub fn apply_env_knobs(&mut self) -> Result<(), String> {
+        self.apply_knobs(|name| std::env::var(name).ok())
+    }
+
+    /// Operator knobs, read from the environment rather than the pipeline (Concourse passes no environment to
+    /// resources, so a pipeline cannot change them):
+    ///
+    /// - `CF_BG_REQUEST_TIMEOUT`: the time limit of one API request (default 120s);
+    /// - `CF_BG_RETRY_DELAY`: the wait before the first retry, doubled for each further one (default 500ms).
+    ///
+    /// Values are durations like `1s` or `250ms`; empty means unset. The retry budget itself never changes. The
+    /// proof suite makes them small to inject request timeouts and exhaust retries in seconds.
+    pub fn apply_knobs(&mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        let read = |name: &str| -> Result<Option<Duration>, String> {
+            match lookup(name).filter(|v| !v.trim().is_empty()) {
+                None => Ok(None),
+                Some(text) => match humantime::parse_duration(text.trim()) {
+                    Ok(d) if !d.is_zero() => Ok(Some(d)),
+                    _ => Err(format!("{name}='{text}' is not a positive duration (e.g. 5s, 250ms)")),
+                },
+            }
+        };
+        if let Some(timeout) = read("CF_BG_REQUEST_TIMEOUT")? {
+            self.timeouts.request = timeout;
+        }
+        if let Some(delay) = read("CF_BG_RETRY_DELAY")? {
+            self.retry.base_delay = delay;
+            self.retry.max_delay = self.retry.max_delay.min(delay.saturating_mul(8)).max(delay);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -161,6 +194,29 @@ mod tests {
         assert_eq!(proxy.https_proxy.as_deref(), Some("http://secure:3128"));
         assert_eq!(proxy.no_proxy.as_deref(), Some("localhost,.internal"));
         assert_eq!(ProxySettings::from_lookup(|_| None), ProxySettings::none());
+    }
+
+    #[test]
+    fn env_knobs_shorten_timeouts_and_retry_waits_only_when_set() {
+        let creds = Credentials::Client { id: "c".into(), secret: "s".into() };
+        let mut settings = Settings::new("https://api.example.org", creds);
+        settings.apply_knobs(|_| None).unwrap();
+        assert_eq!(settings.timeouts.request, Duration::from_secs(120));
+        assert_eq!(settings.retry, RetryPolicy::default());
+
+        let env = |name: &str| match name {
+            "CF_BG_REQUEST_TIMEOUT" => Some("1s".to_owned()),
+            "CF_BG_RETRY_DELAY" => Some("20ms".to_owned()),
+            _ => None,
+        };
+        settings.apply_knobs(env).unwrap();
+        assert_eq!(settings.timeouts.request, Duration::from_secs(1));
+        assert_eq!(settings.retry.base_delay, Duration::from_millis(20));
+        assert_eq!(settings.retry.max_delay, Duration::from_millis(160));
+        assert_eq!(settings.retry.max_attempts, RetryPolicy::default().max_attempts, "the budget never changes");
+
+        let err = settings.apply_knobs(|_| Some("soon".to_owned())).unwrap_err();
+        assert_eq!(err, "CF_BG_REQUEST_TIMEOUT='soon' is not a positive duration (e.g. 5s, 250ms)");
     }
 
     #[test]

@@ -157,13 +157,15 @@ impl Source {
 }
 
 impl Source {
-    /// How the CF client should connect: the API, credentials and TLS settings of this source.
-    pub fn client_settings(&self) -> crate::cf::Settings {
+    /// How the CF client should connect: the API, credentials and TLS settings of this source, and the
+    /// operator knobs of the environment ([`crate::cf::Settings::apply_knobs`]).
+    pub fn client_settings(&self) -> Result<crate::cf::Settings> {
         let mut settings = crate::cf::Settings::new(self.api.clone(), self.credentials.clone());
         settings.ca_cert = self.ca_cert.clone();
         settings.skip_cert_check = self.skip_cert_check;
         settings.verbose = self.verbose;
-        settings
+        settings.apply_env_knobs().map_err(anyhow::Error::msg)?;
+        Ok(settings)
     }
 }
 

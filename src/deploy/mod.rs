@@ -66,7 +66,7 @@ pub async fn run(request: OutRequest) -> Result<VersionResult> {
     if let Some(prepared) = &prepared {
         log::detail(format_args!("deploying {} as {}", prepared.bits.describe(), request.source.names.production));
     }
-    let cf = CfClient::connect(request.source.client_settings()).await.context("connecting to Cloud Foundry")?;
+    let cf = CfClient::connect(request.source.client_settings()?).await.context("connecting to Cloud Foundry")?;
     let target = Target::resolve(&cf, &request.source).await?;
     log::detail(format_args!("target: {} / {} on {}", target.org.name, target.space.name, request.source.api));
     let OutRequest { source, params, dir, build } = request;
