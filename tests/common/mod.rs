@@ -5,11 +5,13 @@
 
 pub mod deploy;
 pub mod load;
+pub mod secrets;
 pub mod sim;
+pub mod summary;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 /// The binary `name` (check, in or out): from `RESOURCE_BIN_DIR` when set (e.g. `/opt/resource` inside the
 /// image), else the one cargo built for this test run.
@@ -52,8 +54,27 @@ impl Run {
 }
 
 /// Runs a resource binary with `stdin` as its request, `args` as argv[1..], a minimal environment plus `env`,
-/// and a working directory that is not the put/get directory (Concourse leaves it undefined).
+/// and a working directory that is not the put/get directory (Concourse leaves it undefined). Its output is
+/// scanned for secrets (see [`secrets`]): a leak fails the test.
 pub fn run_resource(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
+    spawn_resource(name, args, stdin, env).wait()
+}
+
+/// A resource binary running in the background (so a test can kill it).
+pub struct Running {
+    name: String,
+    stdin: String,
+    env: Vec<(String, String)>,
+    child: std::process::Child,
+    stdout: std::thread::JoinHandle<String>,
+    stderr: std::thread::JoinHandle<String>,
+    /// Every stderr line so far, as it arrives.
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// Starts a resource binary like [`run_resource`] without waiting for it.
+pub fn spawn_resource(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Running {
+    use std::io::{BufRead, Read};
     let mut command = Command::new(resource_bin(name));
     command
         .args(args)
@@ -70,11 +91,86 @@ pub fn run_resource(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]
     let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
     // The binary may exit before reading stdin (e.g. a bad argument); a broken pipe here is expected then.
     let _ = child.stdin.take().expect("piped stdin").write_all(stdin.as_bytes());
-    let Output { status, stdout, stderr } = child.wait_with_output().expect("wait for resource binary");
-    Run {
-        status: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    let mut out = child.stdout.take().expect("piped stdout");
+    let stdout = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = out.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    });
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let err = std::io::BufReader::new(child.stderr.take().expect("piped stderr"));
+    let seen = lines.clone();
+    let stderr = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in err.split(b'\n') {
+            let Ok(line) = line else { break };
+            let line = String::from_utf8_lossy(&line).into_owned();
+            all.push_str(&line);
+            all.push('\n');
+            seen.lock().unwrap().push(line);
+        }
+        all
+    });
+    Running {
+        name: name.to_owned(),
+        stdin: stdin.to_owned(),
+        env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        child,
+        stdout,
+        stderr,
+        lines,
+    }
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The stderr lines written so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits (polling, at most `timeout`) until a stderr line satisfies `wanted`; false if the binary exited or
+    /// the time ran out first.
+    pub fn wait_for_line(&mut self, timeout: std::time::Duration, wanted: impl Fn(&str) -> bool) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut checked = 0;
+        loop {
+            {
+                let lines = self.lines.lock().unwrap();
+                if lines[checked..].iter().any(|l| wanted(l)) {
+                    return true;
+                }
+                checked = lines.len();
+            }
+            if std::time::Instant::now() >= deadline || self.child.try_wait().ok().flatten().is_some() {
+                let lines = self.lines.lock().unwrap();
+                return lines[checked..].iter().any(|l| wanted(l));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
+    /// Whether it has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
+    }
+
+    /// SIGKILL, as a crashed worker or an OOM kill would end it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+    }
+
+    /// Waits for the exit, collects the output and scans it for secrets.
+    pub fn wait(mut self) -> Run {
+        let status = self.child.wait().expect("wait for resource binary");
+        let stdout = self.stdout.join().expect("stdout reader");
+        let stderr = self.stderr.join().expect("stderr reader");
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        secrets::scan(&self.name, &self.stdin, &env, &stdout, &stderr);
+        Run { status: status.code().unwrap_or(-1), stdout, stderr }
     }
 }
 
