@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::faults::FaultApplied;
@@ -88,29 +88,38 @@ fn looks_like_guid(segment: &str) -> bool {
             .all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_alphanumeric() })
 }
 
-/// Middleware recording each request of a listener.
+/// Middleware recording each request of a listener. Like CC, the sim processes a request to the end even when
+/// its client stops waiting (a client timeout, a closed connection): the work runs on its own task, so its
+/// effects happen and it is logged.
 pub async fn record(State((ctx, listener)): State<(Ctx, &'static str)>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let timestamp = crate::clock::now_iso_nanos();
-    let method = request.method().to_string();
-    let path = request.uri().path().to_string();
-    let query = request.uri().query().map(str::to_string);
-    let admin = path.starts_with("/_sim") || (listener == "api" && path == "/");
-    let response = next.run(request).await;
-    ctx.requests.push(RequestRecord {
-        seq: 0,
-        timestamp,
-        listener,
-        method,
-        path,
-        query,
-        status: response.status().as_u16(),
-        ms: started.elapsed().as_millis() as u64,
-        admin,
-        fault: response.extensions().get::<FaultApplied>().map(|f| f.0.clone()),
-        dropped: response.extensions().get::<DropConnection>().is_some(),
+    let work = tokio::spawn(async move {
+        let started = Instant::now();
+        let timestamp = crate::clock::now_iso_nanos();
+        let method = request.method().to_string();
+        let path = request.uri().path().to_string();
+        let query = request.uri().query().map(str::to_string);
+        let admin = path.starts_with("/_sim") || (listener == "api" && path == "/");
+        let response = next.run(request).await;
+        ctx.requests.push(RequestRecord {
+            seq: 0,
+            timestamp,
+            listener,
+            method,
+            path,
+            query,
+            status: response.status().as_u16(),
+            ms: started.elapsed().as_millis() as u64,
+            admin,
+            fault: response.extensions().get::<FaultApplied>().map(|f| f.0.clone()),
+            dropped: response.extensions().get::<DropConnection>().is_some(),
+        });
+        response
     });
-    response
+    match work.await {
+        Ok(response) => response,
+        Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
+        Err(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
 }
 
 #[cfg(test)]

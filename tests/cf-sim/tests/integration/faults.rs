@@ -38,6 +38,42 @@ async fn status_and_delay_faults_hit_the_nth_matching_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_client_stopped_waiting_is_still_processed_like_cc_does() {
+    let sim = Sim::start(test_config()).unwrap();
+    let api = Api::login(&sim).await;
+    let space = api.space_guid().await;
+    sim.add_fault(fault("POST", "/v3/apps", 1, FaultAction::Delay { ms: 800 }));
+    let body = json!({"name": "late", "relationships": {"space": {"data": {"guid": space}}}});
+    let auth = format!("bearer {}", api.token);
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    let url = format!("{}/v3/apps", api.base);
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(200),
+        send("POST", &url, &headers, body.to_string().into_bytes(), None),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the client stopped waiting (and closed its connection)");
+    let started = Instant::now();
+    loop {
+        let apps = api.get("/v3/apps?names=late").await.json();
+        if apps["resources"].as_array().is_some_and(|a| a.len() == 1) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the late create never happened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = sim.request_log();
+    assert!(
+        log.iter().any(|r| r.method == "POST"
+            && r.path == "/v3/apps"
+            && r.fault.as_deref() == Some("delay 800ms")
+            && r.status == 201),
+        "the late request is logged"
+    );
+    sim.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connections_lose_the_response_before_or_after_processing() {
     let sim = Sim::start(test_config()).unwrap();
     let api = Api::login(&sim).await;
