@@ -22,7 +22,7 @@ mod tokens;
 mod uaa;
 
 pub use config::SimConfig;
-pub use faults::{Fault, FaultAction};
+pub use faults::{Fault, FaultAction, FaultEntry};
 pub use logs::{Envelope, Stream};
 pub use request_log::RequestRecord;
 pub use sim::{Sim, SimInfo};

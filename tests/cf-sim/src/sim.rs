@@ -235,6 +235,11 @@ impl Sim {
         self.shared.faults.add(fault)
     }
 
+    /// The faults with how many requests each matched and how often it fired (as `GET /_sim/faults`).
+    pub fn faults(&self) -> Vec<crate::faults::FaultEntry> {
+        self.shared.faults.list()
+    }
+
     pub fn remove_fault(&self, id: u64) -> bool {
         self.shared.faults.remove(id)
     }

@@ -27,6 +27,8 @@ async fn status_and_delay_faults_hit_the_nth_matching_request() {
     let failed = api.get(&format!("/v3/apps/{app}")).await;
     assert_eq!((failed.status, failed.cf_error()), (503, (10015, "CF-ServiceUnavailable".into())));
     assert_eq!(api.get(&format!("/v3/apps/{app}")).await.status, 200, "times defaults to 1");
+    let counted = sim.faults();
+    assert_eq!((counted.len(), counted[0].matched, counted[0].fired), (1, 3, 1), "{counted:?}");
 
     sim.add_fault(fault("GET", "/v3/apps", 1, FaultAction::Delay { ms: 400 }));
     let started = Instant::now();
