@@ -70,10 +70,30 @@ pub struct Running {
     stderr: std::thread::JoinHandle<String>,
     /// Every stderr line so far, as it arrives.
     lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Killed on a stderr line ([`spawn_resource_killed_on`]).
+    killed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Starts a resource binary like [`run_resource`] without waiting for it.
 pub fn spawn_resource(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Running {
+    spawn_with(name, args, stdin, env, None)
+}
+
+/// Like [`spawn_resource`], and SIGKILLs the binary the moment it writes a stderr line matching `kill_on`
+/// (from the thread reading its stderr, so it has gone at most a few instructions further).
+pub fn spawn_resource_killed_on(
+    name: &str,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+    kill_on: impl Fn(&str) -> bool + Send + 'static,
+) -> Running {
+    spawn_with(name, args, stdin, env, Some(Box::new(kill_on)))
+}
+
+type LineTrigger = Box<dyn Fn(&str) -> bool + Send>;
+
+fn spawn_with(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)], kill_on: Option<LineTrigger>) -> Running {
     use std::io::{BufRead, Read};
     let mut command = Command::new(resource_bin(name));
     command
@@ -100,11 +120,19 @@ pub fn spawn_resource(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let err = std::io::BufReader::new(child.stderr.take().expect("piped stderr"));
     let seen = lines.clone();
+    let killed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (pid, killing) = (child.id(), killed.clone());
     let stderr = std::thread::spawn(move || {
         let mut all = String::new();
         for line in err.split(b'\n') {
             let Ok(line) = line else { break };
             let line = String::from_utf8_lossy(&line).into_owned();
+            if kill_on.as_ref().is_some_and(|matches| matches(&line))
+                && !killing.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                // SAFETY: kill(2) on our own child, which has not been waited for (its stderr is still open).
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
             all.push_str(&line);
             all.push('\n');
             seen.lock().unwrap().push(line);
@@ -119,6 +147,7 @@ pub fn spawn_resource(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str
         stdout,
         stderr,
         lines,
+        killed,
     }
 }
 
@@ -151,6 +180,11 @@ impl Running {
             }
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
+    }
+
+    /// Whether it was killed on a stderr line.
+    pub fn killed_on_line(&self) -> bool {
+        self.killed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Whether it has exited.

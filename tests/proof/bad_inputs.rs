@@ -1,0 +1,498 @@
+//! The bad input table: requests a pipeline author (or a broken foundation) can send check, in and out —
+//! malformed JSON, wrong types, unknown keys, credentials wrong or missing, an organization, space or app that
+//! does not exist, inputs that match nothing or too much, broken manifests and vars files, a certificate that
+//! is not trusted, an API that does not answer or answers too late. Each must exit 1 with stdout empty and one
+//! error line naming the problem, and leave Cloud Foundry exactly as it was (the sim's state dump is
+//! compared before and after).
+
+use std::time::Instant;
+
+use cf_sim::{Fault, FaultAction, Sim};
+use serde_json::{Value, json};
+
+use crate::common::deploy::{BUILD_ENV, PutDir, deploy, manifest};
+use crate::common::sim::{sample_app_dir, source, start_sim_with, zip_dir};
+use crate::common::{run_resource, summary};
+
+/// Which foundation a case runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    /// The plain sim with `myapp` in production.
+    Sim,
+    /// A second sim serving HTTPS with its own CA.
+    Tls,
+}
+
+struct Case {
+    name: &'static str,
+    binary: &'static str,
+    /// The request on stdin (not necessarily JSON).
+    stdin: String,
+    /// argv[1]; `None` for check, the put or get directory otherwise.
+    dir: Option<String>,
+    env: Vec<(&'static str, String)>,
+    /// Part of the error line.
+    expect: String,
+    target: Target,
+    fault: Option<Fault>,
+}
+
+struct Fixtures {
+    sim: Sim,
+    tls: Sim,
+    put: PutDir,
+    get_dir: tempfile::TempDir,
+    /// The version production runs.
+    version: Value,
+    /// A droplet of another app.
+    other_droplet: String,
+}
+
+impl Fixtures {
+    fn source(&self) -> Value {
+        source(&self.sim, "myapp")
+    }
+
+    fn params(&self) -> Value {
+        json!({"path": "app", "manifest": "ci/manifest.yml", "environment_variables": {"APP_VERSION": "bad"}})
+    }
+}
+
+fn case(name: &'static str, binary: &'static str, stdin: String, expect: impl Into<String>) -> Case {
+    Case { name, binary, stdin, dir: None, env: Vec::new(), expect: expect.into(), target: Target::Sim, fault: None }
+}
+
+fn with(mut value: Value, path: &[&str], new: Value) -> Value {
+    let mut at = &mut value;
+    for key in &path[..path.len() - 1] {
+        at = &mut at[*key];
+    }
+    let last = path[path.len() - 1];
+    if new.is_null() {
+        at.as_object_mut().unwrap().remove(last);
+    } else {
+        at[last] = new;
+    }
+    value
+}
+
+fn cases(fx: &Fixtures) -> Vec<Case> {
+    let src = fx.source();
+    let put = fx.put.path().to_str().unwrap().to_owned();
+    let get = fx.get_dir.path().to_str().unwrap().to_owned();
+    let check = |name, request: Value, expect: &str| case(name, "check", request.to_string(), expect);
+    let fetch = |name, request: Value, expect: &str| Case {
+        dir: Some(get.clone()),
+        ..case(name, "in", request.to_string(), expect)
+    };
+    let put_step = |name, request: Value, expect: &str| Case {
+        dir: Some(put.clone()),
+        ..case(name, "out", request.to_string(), expect)
+    };
+    let out = |name, params: Value, expect: &str| put_step(name, json!({"source": src, "params": params}), expect);
+    let out_source =
+        |name, source: Value, expect: &str| put_step(name, json!({"source": source, "params": fx.params()}), expect);
+    let params = |path: &[&str], value: Value| with(fx.params(), path, value);
+    let version = fx.version.clone();
+    let in_request = |source: Value, version: Value| json!({"source": source, "version": version});
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let unreachable = with(src.clone(), &["api"], json!(format!("http://127.0.0.1:{closed_port}")));
+    let tls_source = with(source(&fx.tls, "myapp"), &["ca_cert"], Value::Null);
+    let timeout_env = vec![("CF_BG_REQUEST_TIMEOUT", "1s".to_owned()), ("CF_BG_RETRY_DELAY", "20ms".to_owned())];
+    let delay = |method: &str, path: &str| Fault {
+        method: Some(method.into()),
+        path: path.into(),
+        nth: 1,
+        times: 0,
+        action: FaultAction::Delay { ms: 2500 },
+    };
+
+    let mut cases = vec![
+        // The request itself.
+        case("malformed JSON", "check", "{\"source\": {".into(), "the request on stdin is not valid JSON"),
+        fetch("malformed JSON", json!(null), "x"),
+        put_step("malformed JSON", json!(null), "x"),
+        case("empty stdin", "check", String::new(), "no request on stdin"),
+        put_step(
+            "a list instead of an object",
+            json!([1, 2]),
+            "the request on stdin must be a JSON object, not a list",
+        ),
+        check(
+            "an unknown top-level key",
+            json!({"source": src, "verison": {}}),
+            "the request has an unknown top-level key 'verison'",
+        ),
+        // Wrong types.
+        check(
+            "source is a string",
+            json!({"source": "myapp"}),
+            "source must be an object of keys and values, not a string",
+        ),
+        out_source(
+            "source.api is a number",
+            with(src.clone(), &["api"], json!(443)),
+            "source.api: invalid type: integer `443`, expected a string",
+        ),
+        check(
+            "source.skip_cert_check is a string",
+            with(src.clone(), &["skip_cert_check"], json!("yes")).pipe(|s| json!({"source": s})),
+            "source.skip_cert_check: invalid type: string \"yes\", expected a boolean",
+        ),
+        out("params.drain is not a duration", params(&["drain"], json!("soon")), "params.drain"),
+        out(
+            "params.keep_previous is a string",
+            params(&["keep_previous"], json!("yes")),
+            "params.keep_previous: invalid type: string \"yes\", expected a boolean",
+        ),
+        out(
+            "params.environment_variables is a list",
+            params(&["environment_variables"], json!(["A=1"])),
+            "params.environment_variables: invalid type: sequence",
+        ),
+        fetch(
+            "version.app_guid is a number",
+            in_request(src.clone(), json!({"app_guid": 5, "droplet_guid": "d"})),
+            "version is not one of this resource's versions",
+        ),
+        // Unknown keys.
+        check(
+            "source.organisation (a typo)",
+            json!({"source": with(src.clone(), &["organisation"], json!("sim-org"))}),
+            "source.organisation is not a known key; did you mean organization?",
+        ),
+        out(
+            "params.manfest (a typo)",
+            params(&["manfest"], json!("ci/manifest.yml")),
+            "params.manfest is not a known key; did you mean manifest?",
+        ),
+        fetch(
+            "params.download_dropplet (a typo)",
+            json!({"source": src, "version": version, "params": {"download_dropplet": true}}),
+            "params.download_dropplet is not a known key; did you mean download_droplet?",
+        ),
+        // Credentials.
+        check(
+            "both credential pairs",
+            json!({"source": with(with(src.clone(), &["client_id"], json!("ci-client")), &["client_secret"], json!("cs-proof-never-printed"))}),
+            "source has both username/password and client_id/client_secret; give exactly one pair",
+        ),
+        out_source(
+            "neither credential pair",
+            with(with(src.clone(), &["username"], Value::Null), &["password"], Value::Null),
+            "source needs credentials: username and password, or client_id and client_secret",
+        ),
+        out_source(
+            "a username without a password",
+            with(src.clone(), &["password"], Value::Null),
+            "source is missing required keys: password (source.username is set)",
+        ),
+        check(
+            "a wrong password",
+            json!({"source": with(src.clone(), &["password"], json!("wrong-password-proof"))}),
+            "rejected the credentials of user",
+        ),
+        fetch(
+            "a wrong password",
+            in_request(with(src.clone(), &["password"], json!("wrong-password-proof")), version.clone()),
+            "rejected the credentials of user",
+        ),
+        out_source(
+            "a wrong client secret",
+            with(
+                with(with(src.clone(), &["username"], Value::Null), &["password"], Value::Null),
+                &["client_id"],
+                json!(fx.sim.info().client_id),
+            )
+            .pipe(|s| with(s, &["client_secret"], json!("wrong-secret-proof"))),
+            "rejected the credentials of client",
+        ),
+        // Things that do not exist.
+        out_source(
+            "an unknown organization",
+            with(src.clone(), &["organization"], json!("no-such-org")),
+            "organization 'no-such-org' not found",
+        ),
+        out_source(
+            "an unknown space",
+            with(src.clone(), &["space"], json!("no-such-space")),
+            "space 'no-such-space' not found",
+        ),
+        fetch(
+            "an unknown space",
+            in_request(with(src.clone(), &["space"], json!("no-such-space")), version.clone()),
+            "no-such-space",
+        ),
+        fetch(
+            "an unknown app",
+            in_request(
+                src.clone(),
+                json!({"app_guid": "00000000-0000-4000-8000-000000000000", "droplet_guid": version["droplet_guid"]}),
+            ),
+            "app 00000000-0000-4000-8000-000000000000 does not exist",
+        ),
+        fetch(
+            "a droplet of another app",
+            in_request(src.clone(), json!({"app_guid": version["app_guid"], "droplet_guid": fx.other_droplet})),
+            "belongs to app",
+        ),
+        fetch(
+            "a version without droplet_guid",
+            in_request(src.clone(), json!({"app_guid": version["app_guid"]})),
+            "version is not one of this resource's versions",
+        ),
+        out(
+            "rollback without a previous version",
+            json!({"rollback": true}),
+            "there is no myapp-previous to roll back to",
+        ),
+        // Inputs that match nothing or too much.
+        out("params.path matching nothing", params(&["path"], json!("build/*.zip")), "matched no files"),
+        out("params.path matching two", params(&["path"], json!("twins/*.zip")), "matched 2 entries"),
+        out("params.path that does not exist", params(&["path"], json!("no-such-dir")), "no-such-dir"),
+        out(
+            "params.manifest that does not exist",
+            params(&["manifest"], json!("ci/no-such.yml")),
+            "params.manifest: cannot read ci/no-such.yml",
+        ),
+        out("params.manifest matching two", params(&["manifest"], json!("ci/m?.yml")), "matched 2 entries"),
+        out(
+            "params.droplet that does not exist",
+            json!({"droplet": "no-such.tgz"}),
+            "params.droplet 'no-such.tgz' does not exist",
+        ),
+        out(
+            "params.smoke_test that does not exist",
+            params(&["smoke_test"], json!({"path": "ci/no-such.sh"})),
+            "ci/no-such.sh",
+        ),
+        out(
+            "params.path and params.droplet",
+            params(&["droplet"], json!("x.tgz")),
+            "params.path and params.droplet cannot be combined",
+        ),
+        // Manifests and vars.
+        out("a manifest that is not YAML", params(&["manifest"], json!("ci/not-yaml.yml")), "is not valid YAML"),
+        out(
+            "a manifest with two apps, neither source.app",
+            params(&["manifest"], json!("ci/two-apps.yml")),
+            "has several applications (web, worker) and none is source.app 'myapp'",
+        ),
+        out(
+            "a manifest with an unresolved var",
+            params(&["manifest"], json!("ci/unresolved.yml")),
+            "uses vars that have no value: instances",
+        ),
+        out(
+            "a manifest with an invalid route",
+            params(&["manifest"], json!("ci/bad-route.yml")),
+            "routes[0].route 'https://myapp.example.com' must not have a scheme",
+        ),
+        out(
+            "a manifest route on a domain CF does not have",
+            params(&["manifest"], json!("ci/unknown-domain.yml")),
+            "route 'myapp.no-such-domain.example': no domain of this Cloud Foundry matches it",
+        ),
+        out(
+            "a manifest with an unknown health check type",
+            params(&["manifest"], json!("ci/bad-health.yml")),
+            "health-check-type \"banana\" is not one of port, process, http, none",
+        ),
+        out(
+            "a vars file that cannot be read",
+            params(&["vars_files"], json!(["ci/vars-dir"])),
+            "params.vars_files: cannot read ci/vars-dir",
+        ),
+        out(
+            "a vars file that is not YAML",
+            params(&["vars_files"], json!(["ci/vars-bad.yml"])),
+            "params.vars_files: ci/vars-bad.yml is not valid YAML",
+        ),
+        out(
+            "vars without a manifest",
+            json!({"path": "app", "vars": {"a": 1}}),
+            "params.vars and params.vars_files fill in a manifest, but params.manifest is not set",
+        ),
+        out(
+            "params.health_check.type unknown",
+            params(&["health_check"], json!({"type": "banana"})),
+            "params.health_check.type: unknown variant `banana`",
+        ),
+        out(
+            "params.verify path without a slash",
+            params(&["verify"], json!([{"path": "health"}])),
+            "params.verify[0].path 'health' must start with /",
+        ),
+        out(
+            "a reserved environment variable",
+            params(&["environment_variables", "VCAP_SERVICES"], json!("{}")),
+            "'VCAP_SERVICES' cannot be set",
+        ),
+        // Certificates, reachability, time limits.
+        Case {
+            target: Target::Tls,
+            ..check("a certificate that is not trusted", json!({"source": tls_source}), "certificate")
+        },
+        Case {
+            target: Target::Tls,
+            ..out_source("a certificate that is not trusted", tls_source.clone(), "certificate")
+        },
+        Case {
+            target: Target::Tls,
+            ..fetch("a certificate that is not trusted", in_request(tls_source.clone(), version.clone()), "certificate")
+        },
+        check("an unreachable API", json!({"source": unreachable}), "127.0.0.1"),
+        out_source("an unreachable API", unreachable.clone(), "127.0.0.1"),
+        out_source(
+            "source.api is not a URL",
+            with(src.clone(), &["api"], json!("api.sys.example.com")),
+            "source.api 'api.sys.example.com' is not an http(s) URL",
+        ),
+        out(
+            "a candidate that is not healthy within startup_timeout",
+            {
+                let mut p = params(&["environment_variables", "HEALTHY"], json!("false"));
+                p["health_check"] = json!({"type": "http", "endpoint": "/healthcheck", "timeout": 2});
+                p["startup_timeout"] = json!("3s");
+                p
+            },
+            "deploy failed in phase push",
+        ),
+        Case {
+            env: timeout_env.clone(),
+            fault: Some(delay("GET", "/")),
+            ..check("the API answers after the request timeout", json!({"source": src}), "timed out")
+        },
+        Case {
+            env: timeout_env.clone(),
+            fault: Some(delay("POST", "/oauth/token")),
+            ..out("UAA answers after the request timeout", fx.params(), "timed out")
+        },
+        Case {
+            env: timeout_env,
+            fault: Some(delay("GET", "/v3/apps/*")),
+            ..fetch("CC answers after the request timeout", in_request(src.clone(), version.clone()), "timed out")
+        },
+    ];
+    // Malformed JSON for in and out (built above as placeholders to keep the table in order).
+    cases[1].stdin = "{\"source\": ".into();
+    cases[1].expect = "the request on stdin is not valid JSON".into();
+    cases[2].stdin = "not json at all".into();
+    cases[2].expect = "the request on stdin is not valid JSON".into();
+    cases
+}
+
+/// `value.pipe(f)` is `f(value)`, to keep the table's entries one expression each.
+trait Pipe: Sized {
+    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
+        f(self)
+    }
+}
+impl Pipe for Value {}
+
+fn fixtures() -> Fixtures {
+    let sim = start_sim_with(|_| {});
+    let tls = start_sim_with(|c| c.tls = true);
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    let version = deploy(&sim, &put, "myapp", json!({"path": "app", "manifest": "ci/manifest.yml", "drain": "0s"}));
+    // Another app, for a droplet that is not production's.
+    put.write("ci/other.yml", &manifest(&sim, "other", 1, &["other"], &[]));
+    let other = deploy(&sim, &put, "other", json!({"path": "app", "manifest": "ci/other.yml", "drain": "0s"}));
+
+    let domain = sim.info().domain.clone();
+    put.write("ci/m1.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    put.write("ci/m2.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    put.write("ci/not-yaml.yml", "applications:\n- name: myapp\n  routes: [unclosed\n");
+    put.write("ci/two-apps.yml", "applications:\n- name: web\n- name: worker\n");
+    put.write(
+        "ci/unresolved.yml",
+        &format!("applications:\n- name: myapp\n  instances: ((instances))\n  routes:\n  - route: myapp.{domain}\n"),
+    );
+    put.write("ci/bad-route.yml", "applications:\n- name: myapp\n  routes:\n  - route: https://myapp.example.com\n");
+    put.write(
+        "ci/unknown-domain.yml",
+        "applications:\n- name: myapp\n  routes:\n  - route: myapp.no-such-domain.example\n",
+    );
+    put.write("ci/bad-health.yml", "applications:\n- name: myapp\n  health-check-type: banana\n");
+    put.write("ci/vars-bad.yml", "a: [unclosed\n");
+    std::fs::create_dir_all(put.path().join("ci/vars-dir")).unwrap();
+    let bits = sample_app_dir();
+    std::fs::create_dir_all(put.path().join("twins")).unwrap();
+    zip_dir(bits.path(), &put.path().join("twins/app-1.zip"));
+    zip_dir(bits.path(), &put.path().join("twins/app-2.zip"));
+    Fixtures {
+        sim,
+        tls,
+        put,
+        get_dir: tempfile::tempdir().unwrap(),
+        version,
+        other_droplet: other["droplet_guid"].as_str().unwrap().to_owned(),
+    }
+}
+
+#[test]
+fn every_bad_input_fails_in_one_clear_line_and_changes_nothing() {
+    let fx = fixtures();
+    let cases = cases(&fx);
+    assert!(cases.len() >= 40, "the table has {} cases", cases.len());
+    let started = Instant::now();
+    let mut problems = Vec::new();
+    for case in &cases {
+        let sim = match case.target {
+            Target::Sim => &fx.sim,
+            Target::Tls => &fx.tls,
+        };
+        let before = sim.state_dump();
+        sim.clear_faults();
+        if let Some(fault) = &case.fault {
+            sim.add_fault(fault.clone());
+        }
+        let args: Vec<&str> = case.dir.iter().map(String::as_str).collect();
+        let mut env: Vec<(&str, &str)> = BUILD_ENV.to_vec();
+        env.extend(case.env.iter().map(|(k, v)| (*k, v.as_str())));
+        let case_started = Instant::now();
+        let run = run_resource(case.binary, &args, &case.stdin, &env);
+        sim.clear_faults();
+        let took = case_started.elapsed();
+        let after = sim.state_dump();
+        let label = format!("{} {}", case.binary, case.name);
+        let errors: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        let mut wrong = Vec::new();
+        if run.status != 1 {
+            wrong.push(format!("exit {}", run.status));
+        }
+        if !run.stdout.is_empty() {
+            wrong.push(format!("stdout {:?}", run.stdout));
+        }
+        if errors.len() != 1 || run.last_line() != errors.first().copied().unwrap_or_default() {
+            wrong.push(format!("{} error lines, the last line is {:?}", errors.len(), run.last_line()));
+        }
+        if !run.last_line().contains(case.expect.as_str()) {
+            wrong.push(format!("the error line does not say {:?}", case.expect));
+        }
+        if before != after {
+            wrong.push("Cloud Foundry changed".into());
+        }
+        eprintln!("{label}: {} ({}ms)", run.last_line(), took.as_millis());
+        let clean = wrong.is_empty();
+        summary::record(
+            "bad-inputs",
+            json!({"cases": 1, "clean": u32::from(clean), "case": label, "line": run.last_line()}),
+        );
+        if !clean {
+            problems.push(format!("{label}: {}\n  stderr:\n{}", wrong.join("; "), run.stderr));
+        }
+    }
+    eprintln!("{} bad inputs in {:.1}s", cases.len(), started.elapsed().as_secs_f64());
+    assert!(
+        problems.is_empty(),
+        "{} of {} bad inputs were not handled cleanly:\n{}",
+        problems.len(),
+        cases.len(),
+        problems.join("\n")
+    );
+}

@@ -1,0 +1,90 @@
+//! Zero downtime under heavy load: at least 200 requests/s to the production route through the router for the
+//! whole deploy — every 10th a slow one (1 s), every 3rd on a new connection, the rest on kept-alive ones —
+//! with a route propagation delay of 1 s. Not one request may fail (any non-2xx or connection error counts);
+//! responses switch from v1 to v2 once, and the moment they switch is reported. With 2 and with 4 instances.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::deploy::{PutDir, apps, deploy, get, manifest};
+use crate::common::load::{self, LoadConfig};
+use crate::common::sim::start_sim_with;
+use crate::common::summary;
+use crate::harness;
+
+const RATE: u32 = 200;
+const PROPAGATION: Duration = Duration::from_secs(1);
+
+fn params(version: &str) -> Value {
+    // Blue keeps running, unrouted, for longer than the router takes to learn the swap plus a slow request.
+    json!({"path": "app", "manifest": "ci/manifest.yml", "environment_variables": {"APP_VERSION": version}, "drain": "3s"})
+}
+
+fn deploy_under_load(instances: u32) {
+    let _heavy = harness::heavy();
+    let sim = start_sim_with(|c| {
+        c.route_propagation_delay_ms = PROPAGATION.as_millis() as u64;
+        c.stop_grace_ms = 5000;
+    });
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", instances, &["myapp"], &[]));
+    deploy(&sim, &put, "myapp", params("v1"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&sim, "myapp", "/version") != (200, "v1".to_owned()) {
+        assert!(Instant::now() < deadline, "v1 is not served");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let host = format!("myapp.{}", sim.info().domain);
+    let load = load::start(LoadConfig::heavy(&sim.info().router, &host, RATE));
+    std::thread::sleep(Duration::from_secs(2));
+    let deploy_started = load.elapsed();
+    deploy(&sim, &put, "myapp", params("v2"));
+    let deploy_finished = load.elapsed();
+    // Until every slow request sent during the deploy has answered, and a little beyond.
+    std::thread::sleep(Duration::from_secs(2));
+    let report = load.stop();
+
+    let first_v2 = report.first_answer_by("v2");
+    let last_v1 = report.last_answer_by("v1");
+    let secs = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64());
+    eprintln!("{instances} instances: {}", report.describe());
+    eprintln!(
+        "deploy from +{:.2}s to +{:.2}s; first v2 answer at +{:.2}s, last v1 answer at +{:.2}s",
+        deploy_started.as_secs_f64(),
+        deploy_finished.as_secs_f64(),
+        secs(first_v2),
+        secs(last_v1)
+    );
+    summary::record(
+        "zero-downtime",
+        json!({"test": format!("{RATE} req/s during a deploy, {instances} instances"), "requests": report.total(),
+               "failed": report.failures().len(), "rate": report.rate(), "slow": report.slow(),
+               "new_connections": report.new_connections(), "deploy_from": deploy_started.as_secs_f64(),
+               "deploy_to": deploy_finished.as_secs_f64(), "first_v2": secs(first_v2), "last_v1": secs(last_v1),
+               "v1_answers": report.answers_by("v1"), "v2_answers": report.answers_by("v2")}),
+    );
+
+    assert!(report.failures().is_empty(), "failed requests during the deploy:\n{}", report.describe_failures());
+    assert!(report.rate() >= f64::from(RATE) * 0.95, "the load kept {RATE} requests/s: {}", report.describe());
+    assert!(report.slow() > 0 && report.new_connections() > 0, "{}", report.describe());
+    assert_eq!(report.versions(), ["v1", "v2"], "responses switch from v1 to v2");
+    let (first_v2, last_v1) = (first_v2.unwrap(), last_v1.unwrap());
+    assert!(first_v2 > deploy_started && first_v2 < deploy_finished, "v2 answered first during the deploy");
+    assert!(last_v1 < deploy_finished + Duration::from_secs(1), "v1 stopped answering by the end of the deploy");
+    assert_eq!(
+        apps(&sim),
+        [("myapp".to_owned(), "STARTED".to_owned()), ("myapp-previous".to_owned(), "STOPPED".to_owned())]
+    );
+}
+
+#[test]
+fn two_hundred_requests_a_second_through_a_deploy_with_two_instances() {
+    deploy_under_load(2);
+}
+
+#[test]
+fn two_hundred_requests_a_second_through_a_deploy_with_four_instances() {
+    deploy_under_load(4);
+}
