@@ -100,27 +100,13 @@ async fn deploy(ctx: &mut Context, prepared: local::Prepared) -> Result<VersionR
     let journal = Journal::new(&ctx.build, ctx.params.lock_lease);
     let lock = take_lock(ctx, journal, Take::Create(new_app)).await?;
 
-    // Planned under the lock: whatever an earlier deploy left is settled by now.
-    let apps = Apps::read(&ctx.cf, &ctx.target.space.guid, &names).await?;
-    let blue = match apps.production.clone() {
-        Some(app) => Some(Blue::read(&ctx.cf, app).await?),
-        None => None,
-    };
+    // Planned under the lock: whatever an earlier deploy left is settled by now. From here on, every failure
+    // before the swap releases the lock (fail_before_swap), so the next deploy need not wait for the lease.
     let smoke_test = prepared.smoke_test.clone();
-    let planned = Plan::make(&ctx.cf, &ctx.target, &names, &ctx.params, prepared, blue).await;
-    let mut plan = match planned {
-        Ok(plan) => plan,
+    let (apps, mut plan) = match plan_under_lock(ctx, &lock, prepared).await {
+        Ok(planned) => planned,
         Err(e) => return Err(fail_before_swap(ctx, &lock, None, e).await),
     };
-    log::info("plan:");
-    for line in plan.describe(&names, ctx.params.keep_previous) {
-        log::detail(line);
-    }
-    lock.record(|j| {
-        j.blue_guid = plan.blue.as_ref().map(|b| b.app.guid.clone());
-        j.prod_routes = plan.prod_routes.iter().filter_map(|r| r.route.as_ref().map(|r| r.guid.clone())).collect();
-    })
-    .await?;
 
     ctx.phases.start("push", &format!("Pushing {green_name}"));
     let mut temp_route_guid = None;
@@ -131,18 +117,24 @@ async fn deploy(ctx: &mut Context, prepared: local::Prepared) -> Result<VersionR
     };
 
     ctx.phases.start("verify", &format!("Verifying {green_name}"));
-    let routes_client = route_client(ctx).await?;
-    let gate = match verify_candidate(ctx, &lock, &plan, &routes_client, smoke_test.as_deref()).await {
-        Ok(gate) => gate,
+    let verified = async {
+        let routes_client = route_client(ctx).await?;
+        let gate = verify_candidate(ctx, &lock, &plan, &routes_client, smoke_test.as_deref()).await?;
+        Ok::<_, anyhow::Error>((routes_client, gate))
+    };
+    let (routes_client, gate) = match verified.await {
+        Ok(verified) => verified,
         Err(e) => return Err(fail_before_swap(ctx, &lock, temp_route_guid.as_deref(), e).await),
     };
 
     ctx.phases.start("swap", "Swapping production routes");
-    lock.record(|j| {
+    let swapping = lock.record(|j| {
         j.phase = Phase::Swapping;
         j.verified = true;
-    })
-    .await?;
+    });
+    if let Err(e) = swapping.await {
+        return Err(fail_before_swap(ctx, &lock, temp_route_guid.as_deref(), e).await);
+    }
     let blue_guid = plan.blue.as_ref().map(|b| b.app.guid.clone());
     let route_guids = match swap::take_over(
         &ctx.cf,
@@ -208,6 +200,28 @@ async fn deploy(ctx: &mut Context, prepared: local::Prepared) -> Result<VersionR
     };
     outcome.print_summary();
     Ok(outcome.result())
+}
+
+/// Reads what the foundation looks like now (under the lock), makes the plan, prints it and journals what the
+/// deploy will touch.
+async fn plan_under_lock(ctx: &Context, lock: &Lock, prepared: local::Prepared) -> Result<(Apps, Plan)> {
+    let names = &ctx.source.names;
+    let apps = Apps::read(&ctx.cf, &ctx.target.space.guid, names).await?;
+    let blue = match apps.production.clone() {
+        Some(app) => Some(Blue::read(&ctx.cf, app).await?),
+        None => None,
+    };
+    let plan = Plan::make(&ctx.cf, &ctx.target, names, &ctx.params, prepared, blue).await?;
+    log::info("plan:");
+    for line in plan.describe(names, ctx.params.keep_previous) {
+        log::detail(line);
+    }
+    lock.record(|j| {
+        j.blue_guid = plan.blue.as_ref().map(|b| b.app.guid.clone());
+        j.prod_routes = plan.prod_routes.iter().filter_map(|r| r.route.as_ref().map(|r| r.guid.clone())).collect();
+    })
+    .await?;
+    Ok((apps, plan))
 }
 
 /// Takes the lock, recovering any deploy that died holding it.

@@ -7,6 +7,7 @@
 //! - `secrets`: every output of every binary run in any test is scanned for secrets (`common::secrets`); here
 //!   the scanner itself is proven to catch leaks, and the most talkative runs are scanned.
 //! - `sessions`: a real Redis keeps sessions across the swap; in-process sessions are lost.
+//! - `regressions`: each bug the matrices found, pinned by a direct case.
 //!
 //! Figures go to the proof summary (`common::summary`).
 
@@ -15,6 +16,7 @@ mod common;
 
 mod bad_inputs;
 mod harness;
+mod regressions;
 mod secrets;
 mod sessions;
 mod zero_downtime;

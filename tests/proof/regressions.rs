@@ -1,0 +1,61 @@
+//! The bugs the matrices found, each pinned by a direct case (the matrices only reach them with `PROOF_FULL`):
+//!
+//! 1. A failure just after taking the lock (reading production, planning, writing the journal) returned
+//!    without cleaning up: `<app>-green` stayed, and the next deploy had to wait for the lease to run out.
+
+use cf_blue_green_resource::cf::RetryPolicy;
+use cf_sim::{Fault, FaultAction};
+
+use crate::harness::{Lane, LaneConfig, Outcome, assert_clean_outcome};
+
+/// HTTP 500 on the first request matching `method path`, and on each retry of it.
+fn failing(method: &str, path: &str) -> Fault {
+    Fault {
+        method: Some(method.into()),
+        path: path.into(),
+        nth: 1,
+        times: u64::from(RetryPolicy::default().max_attempts),
+        action: FaultAction::Status { status: 500, code: None, title: None, detail: Some("injected".into()) },
+    }
+}
+
+/// Deploys with `fault`; returns the error line.
+fn failing_deploy(lane: &mut Lane, fault: Fault) -> (String, String) {
+    let version = lane.next_version("regression");
+    lane.sim.clear_faults();
+    lane.sim.add_fault(fault);
+    let run = lane.out(&version, &[]);
+    lane.sim.clear_faults();
+    match assert_clean_outcome(&run, "the deploy with the fault") {
+        Outcome::Failed(line) => (line, run.stderr),
+        Outcome::Succeeded(_) => panic!("the fault did not fail the deploy:\n{}", run.stderr),
+    }
+}
+
+/// The next deploy succeeds; returns whether it had to recover a dead deploy first.
+fn next_deploy_recovers(lane: &mut Lane) -> bool {
+    let version = lane.next_version("next");
+    let run = lane.out(&version, &[]);
+    if let Outcome::Failed(line) = assert_clean_outcome(&run, "the next deploy") {
+        panic!("the next deploy failed: {line}\n{}", run.stderr);
+    }
+    lane.assert_settled(&version, "after the next deploy");
+    run.stderr.contains("recovery:")
+}
+
+#[test]
+fn each_bug_the_matrices_found_stays_fixed() {
+    let mut lane = Lane::new(LaneConfig::default());
+    let mark = lane.mark();
+
+    // 1. Reading production's manifest fails right after the lock is taken: the lock is released at once.
+    let (line, stderr) = failing_deploy(&mut lane, failing("GET", "/v3/apps/*/manifest"));
+    assert!(line.contains("deploy failed in phase lock"), "{line}");
+    lane.assert_only_production("right after a failure under the lock");
+    assert!(stderr.contains("production is untouched"), "{stderr}");
+    assert!(!next_deploy_recovers(&mut lane), "nothing was left for the next deploy to recover");
+
+    lane.assert_served_since(mark, "the regression cases");
+    let report = lane.finish();
+    assert!(report.failures().is_empty(), "{}", report.describe_failures());
+}
