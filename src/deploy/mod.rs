@@ -148,15 +148,16 @@ async fn deploy(ctx: &mut Context, prepared: local::Prepared) -> Result<VersionR
         Ok(guids) => guids,
         Err(e) => return Err(undo_partial_swap(ctx, &lock, &plan, temp_route_guid.as_deref(), e).await),
     };
+    log::success(format_args!("production routes now reach {green_name}"));
     lock.record(|j| {
         j.prod_routes = route_guids.clone();
         j.phase = Phase::Swapped;
     })
-    .await?;
+    .await
+    .map_err(|e| after_swap(ctx, e))?;
     if let Some(route) = &temp_route_guid {
-        swap::remove_temporary_route(&ctx.cf, route, JOB_TIMEOUT).await?;
+        swap::remove_temporary_route(&ctx.cf, route, JOB_TIMEOUT).await.map_err(|e| after_swap(ctx, e))?;
     }
-    log::success(format_args!("production routes now reach {green_name}"));
 
     if let Some(blue) = &plan.blue {
         ctx.phases.start("drain", &format!("Draining {}", blue.app.name));
@@ -164,7 +165,7 @@ async fn deploy(ctx: &mut Context, prepared: local::Prepared) -> Result<VersionR
     }
 
     ctx.phases.start("housekeeping", "Housekeeping");
-    lock.record(|j| j.phase = Phase::Housekeeping).await?;
+    lock.record(|j| j.phase = Phase::Housekeeping).await.map_err(|e| after_swap(ctx, e))?;
     let previous = match &plan.blue {
         Some(blue) => {
             let retire = housekeeping::Retire {
@@ -172,7 +173,7 @@ async fn deploy(ctx: &mut Context, prepared: local::Prepared) -> Result<VersionR
                 previous: apps.previous.as_ref(),
                 keep: ctx.params.keep_previous,
             };
-            housekeeping::retire(&ctx.cf, &names, retire, JOB_TIMEOUT).await?;
+            housekeeping::retire(&ctx.cf, &names, retire, JOB_TIMEOUT).await.map_err(|e| after_swap(ctx, e))?;
             Some(if ctx.params.keep_previous {
                 format!("kept stopped as {}", names.previous())
             } else {
@@ -184,7 +185,7 @@ async fn deploy(ctx: &mut Context, prepared: local::Prepared) -> Result<VersionR
     lock.stop_renewing().await;
     let audit =
         Audit::new(&ctx.build, &lock.journal().await.deploy_id, &pushed.droplet_guid, pushed.package_checksum.clone());
-    let production = housekeeping::promote(&ctx.cf, &names, &lock.app, &audit).await?;
+    let production = housekeeping::promote(&ctx.cf, &names, &lock.app, &audit).await.map_err(|e| after_swap(ctx, e))?;
     ctx.phases.finish();
     pushed.droplet_guid = production.current_droplet_guid().unwrap_or(&pushed.droplet_guid).to_owned();
 
@@ -222,6 +223,18 @@ async fn plan_under_lock(ctx: &Context, lock: &Lock, prepared: local::Prepared) 
     })
     .await?;
     Ok((apps, plan))
+}
+
+/// A failure once production runs on the candidate: nothing is undone (production is healthy on the new
+/// version); the journal lets the next deploy finish the housekeeping. The error says so.
+fn after_swap(ctx: &Context, error: anyhow::Error) -> anyhow::Error {
+    let phase = ctx.phases.current().unwrap_or("swap");
+    error.context(format!(
+        "deploy failed in phase {phase} after the swap: production already runs {}, and the next deploy finishes \
+         the housekeeping once this deploy's lock lease ({}) has run out",
+        ctx.source.names.green(),
+        log::human_duration(ctx.params.lock_lease)
+    ))
 }
 
 /// Takes the lock, recovering any deploy that died holding it.

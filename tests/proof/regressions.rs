@@ -2,6 +2,8 @@
 //!
 //! 1. A failure just after taking the lock (reading production, planning, writing the journal) returned
 //!    without cleaning up: `<app>-green` stayed, and the next deploy had to wait for the lease to run out.
+//! 2. A failure after the swap said nothing of the swap: the put failed while production already ran the new
+//!    version, and the message did not say so, nor that the next deploy would finish.
 
 use cf_blue_green_resource::cf::RetryPolicy;
 use cf_sim::{Fault, FaultAction};
@@ -54,6 +56,15 @@ fn each_bug_the_matrices_found_stays_fixed() {
     lane.assert_only_production("right after a failure under the lock");
     assert!(stderr.contains("production is untouched"), "{stderr}");
     assert!(!next_deploy_recovers(&mut lane), "nothing was left for the next deploy to recover");
+
+    // 2. Stopping the old version fails in the housekeeping: the error says production runs the new version.
+    let (line, _) = failing_deploy(&mut lane, failing("POST", "/v3/apps/*/actions/stop"));
+    assert!(
+        line.contains("deploy failed in phase housekeeping after the swap: production already runs myapp-green"),
+        "{line}"
+    );
+    assert!(line.contains("the next deploy finishes the housekeeping"), "{line}");
+    assert!(next_deploy_recovers(&mut lane), "the next deploy finishes the housekeeping");
 
     lane.assert_served_since(mark, "the regression cases");
     let report = lane.finish();
