@@ -259,7 +259,15 @@ async fn push_candidate(
     temp_route_guid: &mut Option<String>,
 ) -> Result<Pushed> {
     let green = &lock.app;
-    *temp_route_guid = push::apply_manifest(&ctx.cf, &ctx.target.space.guid, &green.guid, plan, JOB_TIMEOUT).await?;
+    *temp_route_guid = match push::apply_manifest(&ctx.cf, &ctx.target.space.guid, &green.guid, plan, JOB_TIMEOUT).await
+    {
+        Ok(guid) => guid,
+        Err(e) => {
+            // CF may have created the temporary route before the failure: find it, so the cleanup removes it.
+            *temp_route_guid = push::existing_temporary_route(&ctx.cf, &ctx.target.space.guid, plan).await;
+            return Err(e);
+        }
+    };
     lock.record(|j| j.temp_route = temp_route_guid.clone()).await?;
     let mut pushed = push::droplet(&ctx.cf, &green.guid, &green.name, plan, &ctx.params.timeouts).await?;
     push::start_and_wait(&ctx.cf, &green.guid, &green.name, &mut pushed, ctx.params.timeouts.startup).await?;

@@ -52,6 +52,14 @@ pub async fn apply_manifest(
     Ok(Some(route.guid))
 }
 
+/// The guid of the candidate's temporary route if it exists in the space (mapped or not), looked up by its
+/// URL; `None` when it does not exist or cannot be looked up.
+pub async fn existing_temporary_route(cf: &CfClient, space_guid: &str, plan: &Plan) -> Option<String> {
+    let url = plan.temp_route.as_ref()?;
+    let targets = super::routes::resolve_manifest_routes(cf, space_guid, std::slice::from_ref(url)).await.ok()?;
+    targets.into_iter().next()?.route.map(|r| r.guid)
+}
+
 /// Gets the candidate a droplet, sets it, applies inherited scale.
 pub async fn droplet(
     cf: &CfClient,

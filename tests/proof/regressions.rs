@@ -4,6 +4,8 @@
 //!    without cleaning up: `<app>-green` stayed, and the next deploy had to wait for the lease to run out.
 //! 2. A failure after the swap said nothing of the swap: the put failed while production already ran the new
 //!    version, and the message did not say so, nor that the next deploy would finish.
+//! 3. When applying the candidate's manifest failed after CF had created its temporary route, the route was
+//!    left behind (its guid was not known yet).
 
 use cf_blue_green_resource::cf::RetryPolicy;
 use cf_sim::{Fault, FaultAction};
@@ -65,6 +67,11 @@ fn each_bug_the_matrices_found_stays_fixed() {
     );
     assert!(line.contains("the next deploy finishes the housekeeping"), "{line}");
     assert!(next_deploy_recovers(&mut lane), "the next deploy finishes the housekeeping");
+
+    // 3. Polling the apply_manifest job fails after CF created the temporary route: no route is left.
+    let (line, _) = failing_deploy(&mut lane, failing("GET", "/v3/jobs/*"));
+    assert!(line.contains("deploy failed in phase push: applying the manifest"), "{line}");
+    lane.assert_only_production("right after applying the manifest failed");
 
     lane.assert_served_since(mark, "the regression cases");
     let report = lane.finish();
