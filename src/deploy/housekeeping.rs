@@ -45,8 +45,15 @@ pub async fn retire(cf: &CfClient, names: &AppNames, retire: Retire<'_>, job_tim
         log::detail(format_args!("deleted the older {previous_name} ({})", older.guid));
     }
     if blue.name != previous_name {
+        // Also drops any journal keys a journal write that CF processed after the client gave up on it left on
+        // the app (it was the candidate of the deploy before): a kept version carries no journal.
+        let update = AppUpdate {
+            name: Some(previous_name.clone()),
+            metadata: Some(MetadataPatch { labels: BTreeMap::new(), annotations: journal::cleared() }),
+            ..AppUpdate::default()
+        };
         cf.apps()
-            .rename(&blue.guid, &previous_name)
+            .update(&blue.guid, &update)
             .await
             .with_context(|| format!("renaming {} to {previous_name}", blue.name))?;
         log::detail(format_args!("renamed {} to {previous_name} (kept stopped for rollback)", blue.name));

@@ -6,11 +6,20 @@
 //!    version, and the message did not say so, nor that the next deploy would finish.
 //! 3. When applying the candidate's manifest failed after CF had created its temporary route, the route was
 //!    left behind (its guid was not known yet).
+//! 4. A journal write that CF processes after the client gave up on it lands on an app that is no longer a
+//!    candidate; such stale journal keys stayed on `<app>-previous` forever.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use cf_blue_green_resource::cf::RetryPolicy;
+use cf_blue_green_resource::cf::types::MetadataPatch;
+use cf_blue_green_resource::deploy::journal::{Journal, Phase};
+use cf_blue_green_resource::protocol::BuildEnv;
 use cf_sim::{Fault, FaultAction};
 
-use crate::harness::{Lane, LaneConfig, Outcome, assert_clean_outcome};
+use crate::common::sim::connect;
+use crate::harness::{APP, Lane, LaneConfig, Outcome, assert_clean_outcome};
 
 /// HTTP 500 on the first request matching `method path`, and on each retry of it.
 fn failing(method: &str, path: &str) -> Fault {
@@ -72,6 +81,20 @@ fn each_bug_the_matrices_found_stays_fixed() {
     let (line, _) = failing_deploy(&mut lane, failing("GET", "/v3/jobs/*"));
     assert!(line.contains("deploy failed in phase push: applying the manifest"), "{line}");
     lane.assert_only_production("right after applying the manifest failed");
+
+    // 4. A late journal write put journal keys on production; they do not follow it into myapp-previous.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let cf = connect(&lane.sim).await;
+        let state = lane.sim.state_dump();
+        let production = state["apps"].as_array().unwrap().iter().find(|a| a["name"] == APP).unwrap();
+        let mut journal = Journal::new(&BuildEnv::default(), Duration::from_secs(60));
+        journal.phase = Phase::Verifying;
+        journal.temp_route = Some("0d9a6c2e-5bd1-4f4e-a0d4-1b7d2e6f8a90".into());
+        let patch = MetadataPatch { labels: BTreeMap::new(), annotations: journal.to_annotations() };
+        cf.apps().update_metadata(production["guid"].as_str().unwrap(), &patch).await.unwrap();
+    });
+    next_deploy_recovers(&mut lane);
 
     lane.assert_served_since(mark, "the regression cases");
     let report = lane.finish();
