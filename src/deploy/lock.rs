@@ -83,7 +83,7 @@ pub async fn acquire<R, F>(
     cf: &CfClient,
     space_guid: &str,
     green_name: &str,
-    journal: Journal,
+    mut journal: Journal,
     take: Take,
     lock_timeout: Duration,
     mut recover: R,
@@ -96,6 +96,9 @@ where
     let mut last_notice: Option<Instant> = None;
     let poll = (journal.lease / 4).clamp(Duration::from_millis(500), Duration::from_secs(5));
     loop {
+        // The lease starts when the lock is taken, not when this deploy started waiting for it: a journal
+        // written after a long wait must not look abandoned to the deploys still waiting.
+        journal.renewed_at = SystemTime::now();
         if let Some(app) = try_take(cf, green_name, &journal, &take).await? {
             log::detail(format_args!("holding the deploy lock: {} ({})", app.name, app.guid));
             return Ok(start_renewing(cf, app, journal));

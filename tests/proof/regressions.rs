@@ -8,13 +8,18 @@
 //!    left behind (its guid was not known yet).
 //! 4. A journal write that CF processes after the client gave up on it lands on an app that is no longer a
 //!    candidate; such stale journal keys stayed on `<app>-previous` forever.
+//! 5. A deploy that waited for the lock longer than its lease wrote a journal that was already stale when it
+//!    took the lock (the lease counted from when it started waiting): the other waiting deploys "recovered"
+//!    the live deploy — deleting its candidate — and the deploys failed each other (five simultaneous puts).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cf_blue_green_resource::cf::RetryPolicy;
+use cf_blue_green_resource::cf::apps::NewApp;
 use cf_blue_green_resource::cf::types::MetadataPatch;
 use cf_blue_green_resource::deploy::journal::{Journal, Phase};
+use cf_blue_green_resource::deploy::lock::candidate_metadata;
 use cf_blue_green_resource::protocol::BuildEnv;
 use cf_sim::{Fault, FaultAction};
 
@@ -97,6 +102,59 @@ fn each_bug_the_matrices_found_stays_fixed() {
     next_deploy_recovers(&mut lane);
 
     lane.assert_served_since(mark, "the regression cases");
+    let report = lane.finish();
+    assert!(report.failures().is_empty(), "{}", report.describe_failures());
+}
+
+#[test]
+fn a_deploy_that_waited_longer_than_its_lease_holds_a_fresh_lock() {
+    let mut lane = Lane::new(LaneConfig::default());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cf = runtime.block_on(connect(&lane.sim));
+    let space = runtime.block_on(crate::common::sim::home_space(&cf, &lane.sim));
+    // Another deploy holds the lock (alive: its lease is long).
+    let theirs = Journal::new(&BuildEnv { name: Some("1".into()), ..BuildEnv::default() }, Duration::from_secs(600));
+    let new_app = NewApp {
+        name: format!("{APP}-green"),
+        space_guid: space.guid.clone(),
+        metadata: candidate_metadata(&theirs),
+        ..NewApp::default()
+    };
+    let holder = runtime.block_on(cf.apps().create(&new_app)).unwrap();
+
+    // This deploy (lease 4 s) waits longer than its lease, then gets the lock.
+    let version = lane.next_version("waited");
+    let mut running = lane.spawn_out(&version, &[]);
+    assert!(running.wait_for_line(Duration::from_secs(30), |l| l.starts_with("waiting for the deploy lock")));
+    std::thread::sleep(Duration::from_secs(6));
+    // Hold the deploy just after it takes the lock (its next app list is slow), to read the journal it took
+    // the lock with before it writes the next one.
+    lane.sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: "/v3/apps".into(),
+        nth: 1,
+        times: 0,
+        action: FaultAction::Delay { ms: 1500 },
+    });
+    runtime.block_on(cf.apps().delete_within(&holder.guid, Duration::from_secs(30))).unwrap();
+    assert!(running.wait_for_line(Duration::from_secs(30), |l| l.trim_start().starts_with("holding the deploy lock")));
+    let state = lane.sim.state_dump();
+    lane.sim.clear_faults();
+    let green = state["apps"].as_array().unwrap().iter().find(|a| a["name"] == format!("{APP}-green")).unwrap();
+    let annotations: BTreeMap<String, String> =
+        serde_json::from_value(green["metadata"]["annotations"].clone()).unwrap();
+    let journal = Journal::from_annotations(&annotations).unwrap().unwrap();
+    assert!(
+        !journal.is_stale(std::time::SystemTime::now()),
+        "the journal of a lock just taken is fresh (renewed at {:?}, lease {:?})",
+        journal.renewed_at,
+        journal.lease
+    );
+    let run = running.wait();
+    if let Outcome::Failed(line) = assert_clean_outcome(&run, "the deploy that waited") {
+        panic!("{line}\n{}", run.stderr);
+    }
+    lane.assert_settled(&version, "after the deploy that waited");
     let report = lane.finish();
     assert!(report.failures().is_empty(), "{}", report.describe_failures());
 }
