@@ -1,0 +1,128 @@
+//! The kill matrix: `out` is SIGKILLed (as a worker crash or an OOM kill ends it) at every phase boundary, at
+//! every step of the swap and the housekeeping, and at seeded random instants of a deploy. Production must
+//! serve every probe request throughout, and the next `out` must recover from the journal and deploy, leaving
+//! exactly `myapp` and `myapp-previous` and only the production route.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::summary;
+use crate::harness::{self, Lane, LaneConfig, Outcome, Rng, assert_clean_outcome};
+
+/// Where to kill: right after `out` printed a line matching the point.
+#[derive(Clone, Debug)]
+enum Point {
+    /// A line starting with (after trimming) this text.
+    Line(&'static str),
+    /// This long after `out` started.
+    After(Duration),
+}
+
+impl std::fmt::Display for Point {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Point::Line(line) => write!(f, "after \"{line}…\""),
+            Point::After(at) => write!(f, "at +{}ms", at.as_millis()),
+        }
+    }
+}
+
+/// Every phase header and every step of the swap and housekeeping a deploy of `myapp` prints, in order.
+fn boundaries() -> Vec<Point> {
+    vec![
+        Point::Line("[2/7] Taking the deploy lock"),
+        Point::Line("holding the deploy lock"),
+        Point::Line("[3/7] Pushing"),
+        Point::Line("applying the manifest"),
+        Point::Line("staging myapp-green"),
+        Point::Line("myapp-green is running"),
+        Point::Line("[4/7] Verifying"),
+        Point::Line("[5/7] Swapping production routes"),
+        Point::Line("mapped myapp."),
+        Point::Line("unmapped the previous version"),
+        Point::Line("deleted the temporary route"),
+        Point::Line("[6/7] Draining"),
+        Point::Line("[7/7] Housekeeping"),
+        Point::Line("stopped myapp"),
+        Point::Line("deleted the older myapp-previous"),
+        Point::Line("renamed myapp to myapp-previous"),
+        Point::Line("renamed myapp-green to myapp"),
+    ]
+}
+
+/// Kills a deploy at `point`, then deploys again; returns a one-line description.
+fn kill_and_recover(lane: &mut Lane, point: &Point) -> String {
+    let killed_version = lane.next_version("killed");
+    let mark = lane.mark();
+    let started = Instant::now();
+    let mut running = match point {
+        Point::Line(text) => {
+            let text: &'static str = text;
+            lane.spawn_out_killed_on(&killed_version, move |line| line.trim_start().starts_with(text))
+        }
+        Point::After(_) => lane.spawn_out(&killed_version, &[]),
+    };
+    let reached = match point {
+        Point::Line(_) => {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !running.exited() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            running.killed_on_line()
+        }
+        Point::After(at) => {
+            while started.elapsed() < *at && !running.exited() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            true
+        }
+    };
+    let killed_at = started.elapsed();
+    let finished_first = matches!(point, Point::After(_)) && running.exited();
+    running.kill();
+    let killed = running.wait();
+    assert!(reached, "{point}: the deploy never got there:\n{}", killed.stderr);
+    let last_step = killed.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_owned();
+
+    let version = lane.next_version("after-kill");
+    let rerun = lane.out(&version, &[]);
+    let context = format!("killed {point}");
+    if let Outcome::Failed(line) = assert_clean_outcome(&rerun, &context) {
+        panic!(
+            "{context}: the next deploy failed: {line}\nkilled deploy:\n{}\nnext deploy:\n{}",
+            killed.stderr, rerun.stderr
+        );
+    }
+    lane.assert_settled(&version, &context);
+    let probe = lane.assert_served_since(mark, &context);
+    let recovery = rerun.stderr.lines().find(|l| l.starts_with("recovery:")).unwrap_or("no recovery needed").to_owned();
+    summary::record(
+        "kills",
+        json!({"killed": 1, "recovered": 1, "point": point.to_string(), "at_ms": killed_at.as_millis() as u64,
+               "last_line": last_step, "recovery": recovery, "probe_requests": probe.total()}),
+    );
+    format!(
+        "killed {point} (+{}ms{}; last line \"{last_step}\"); {recovery}; next deploy ok; {} probe requests, 0 failed",
+        killed_at.as_millis(),
+        if finished_first { ", it had already finished" } else { "" },
+        probe.total()
+    )
+}
+
+#[test]
+fn a_deploy_killed_at_any_moment_is_recovered_by_the_next_one() {
+    let _heavy = harness::heavy();
+    let mut rng = Rng::seeded("kill matrix");
+    let lane = Lane::new(LaneConfig::default());
+    let typical = lane.last_deploy;
+    eprintln!("a deploy takes {}ms here", typical.as_millis());
+
+    let (boundaries, random) = if harness::full() { (boundaries(), 20) } else { (rng.sample(&boundaries(), 3), 2) };
+    let mut points = boundaries;
+    for _ in 0..random {
+        points.push(Point::After(Duration::from_millis(rng.below(typical.as_millis() as u64 + 1))));
+    }
+    let lanes = if harness::full() { 3 } else { 2 };
+    harness::run_on_lanes("kill matrix", &points, lanes, Some(lane), kill_and_recover);
+}
