@@ -365,11 +365,13 @@ impl Lane {
 }
 
 /// Runs `cases` on `lanes` lanes in parallel (case i on lane i mod lanes), each lane in its own thread with
-/// its own sim and probe. A failing case is recorded and its lane replaced by a fresh one (whatever the
+/// its own sim and probe. A failing case is recorded (in the proof summary as `failed_case`) and its lane
+/// replaced by a fresh one (whatever the
 /// failure left behind must not fail the next case); at the end every failure is reported at once, and every
 /// probe request of every lane must have succeeded.
 pub fn run_on_lanes<C: Sync + std::fmt::Debug>(
     what: &str,
+    failed_case: (&str, Value),
     cases: &[C],
     lanes: usize,
     first: Option<Lane>,
@@ -382,7 +384,7 @@ pub fn run_on_lanes<C: Sync + std::fmt::Debug>(
             .map(|n| {
                 let mine: Vec<&C> = cases.iter().skip(n).step_by(lanes).collect();
                 let given = if n == 0 { first.take() } else { None };
-                let run = &run;
+                let (run, failed_case) = (&run, &failed_case);
                 scope.spawn(move || {
                     let mut lane = given.unwrap_or_else(|| Lane::new(LaneConfig::default()));
                     let mut failed = Vec::new();
@@ -396,6 +398,9 @@ pub fn run_on_lanes<C: Sync + std::fmt::Debug>(
                                     .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                                     .unwrap_or_default();
                                 eprintln!("[{what} lane {n}] FAILED {case:?}: {message}");
+                                let (kind, mut fields) = failed_case.clone();
+                                fields["case"] = json!(format!("{case:?}"));
+                                summary::record(kind, fields);
                                 failed.push(format!("{case:?}: {message}"));
                                 lane.finish();
                                 lane = Lane::new(LaneConfig::default());

@@ -124,5 +124,6 @@ fn a_deploy_killed_at_any_moment_is_recovered_by_the_next_one() {
         points.push(Point::After(Duration::from_millis(rng.below(typical.as_millis() as u64 + 1))));
     }
     let lanes = if harness::full() { 3 } else { 2 };
-    harness::run_on_lanes("kill matrix", &points, lanes, Some(lane), kill_and_recover);
+    let failed = ("kills", json!({"killed": 1, "recovered": 0}));
+    harness::run_on_lanes("kill matrix", failed, &points, lanes, Some(lane), kill_and_recover);
 }
