@@ -22,7 +22,8 @@ RUN --mount=type=cache,id=cf-blue-green-cargo-registry,target=/usr/local/cargo/r
  && cp target/release/check target/release/in target/release/out /assets/
 
 # The integration test targets (tests/<name>.rs) that run the resource's binaries: compiled here, run in `tests`
-# against /opt/resource/*. A plain `docker build .` skips this stage.
+# against /opt/resource/*. A plain `docker build .` skips this stage. The dev profile: the test binaries need no
+# optimisation, and their dependencies are built with other features than the release binaries' anyway.
 FROM builder AS test-builder
 ARG tests="protocol"
 RUN --mount=type=cache,id=cf-blue-green-cargo-registry,target=/usr/local/cargo/registry,sharing=locked \
@@ -30,7 +31,7 @@ RUN --mount=type=cache,id=cf-blue-green-cargo-registry,target=/usr/local/cargo/r
     set -eu; \
     mkdir /tests; \
     for name in $tests; do \
-      exe=$(cargo test --release --locked --test "$name" --no-run --message-format=json \
+      exe=$(cargo test --locked --test "$name" --no-run --message-format=json \
             | grep '"kind":\["test"\]' | grep "\"name\":\"$name\"" \
             | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p'); \
       test -x "$exe"; \

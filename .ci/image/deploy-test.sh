@@ -12,8 +12,12 @@
 deploy_app=image-ci
 work=$(mktemp -d /tmp/cf-blue-green-image-deploy.XXXXXX)
 
+# The cf-sim and sample-app binaries `cargo test --workspace` builds: after tests/run.sh, nothing to compile.
 note "deploy: building cf-sim and sample-app for this machine"
-cargo build --quiet -p cf-sim -p sample-app
+cargo test --quiet --workspace --no-run 2>"$work/cargo.log" || {
+  cat "$work/cargo.log" >&2
+  exit 1
+}
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 
 "$target_dir/debug/cf-sim" --route-propagation-delay-ms 200 --stop-grace-ms 2000 \
