@@ -85,6 +85,17 @@ impl AppManifest {
                 names.join(", ")
             );
         }
+        AppManifest::select(origin, doc, app_name)
+    }
+
+    /// Parses a manifest Cloud Foundry generated for an app (`GET /v3/apps/:guid/manifest`). Its values are
+    /// final — an env value may well contain `((` — so nothing is interpolated.
+    pub fn generated(origin: &str, text: &str, app_name: &str) -> Result<AppManifest> {
+        let doc: Value = serde_norway::from_str(text).map_err(|e| anyhow!("{origin} is not valid YAML: {e}"))?;
+        AppManifest::select(origin, doc, app_name)
+    }
+
+    fn select(origin: &str, mut doc: Value, app_name: &str) -> Result<AppManifest> {
         let Some(Value::Array(apps)) = doc.get_mut("applications").map(Value::take) else {
             bail!("{origin} has no 'applications' list");
         };
@@ -752,5 +763,13 @@ mod tests {
         .unwrap();
         let app = &candidate_yaml(&manifest, Candidate { name: "g", ..Default::default() })["applications"][0];
         assert_eq!(app["metadata"], json!({"labels": {"team": "a"}, "annotations": {"note": "keep"}}));
+    }
+
+    #[test]
+    fn generated_manifests_are_taken_literally() {
+        let text = "applications:\n- name: myapp\n  env:\n    TEMPLATE: \"((not-a-var))\"\n";
+        let manifest = AppManifest::generated("the manifest of myapp", text, "myapp").unwrap();
+        assert_eq!(manifest.env()["TEMPLATE"], "((not-a-var))");
+        assert!(parse(text).is_err(), "a user's manifest resolves vars");
     }
 }

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, anyhow};
 
 use super::local::{Bits, Prepared};
-use super::manifest::{AppManifest, Candidate, ProcessScale, Vars};
+use super::manifest::{AppManifest, Candidate, ProcessScale};
 use super::routes::{self, RouteTarget};
 use crate::cf::CfClient;
 use crate::cf::apps::{App, AppFilter};
@@ -73,7 +73,7 @@ pub struct Blue {
 impl Blue {
     pub async fn read(cf: &CfClient, app: App) -> Result<Blue> {
         let yaml = cf.apps().manifest(&app.guid).await?;
-        let manifest = AppManifest::parse(&format!("the manifest of {}", app.name), &yaml, &Vars::default(), &app.name)
+        let manifest = AppManifest::generated(&format!("the manifest of {}", app.name), &yaml, &app.name)
             .with_context(|| format!("reading the current manifest of {}", app.name))?;
         let routes = cf.routes().for_app(&app.guid).await?;
         Ok(Blue { app, routes, manifest })
