@@ -1,9 +1,50 @@
-//! `check`: reports the version running in production.
+//! `check`: reports the version running in production, `[{"app_guid", "droplet_guid"}]`, or `[]`.
+//!
+//! Concourse runs it every minute for every pipeline, so it costs three requests: discovery (`GET /`), the
+//! token, and one app list that finds production in the source's space (see
+//! [`inspect::production`](crate::inspect::production)). The version Concourse passes in is not needed: the
+//! answer is what runs now, so a push or restage made by hand shows up as a new version and nothing else does.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result};
 
+use crate::cf::CfClient;
+use crate::cf::apps::App;
+use crate::inspect::production::{self, Production};
+use crate::log;
 use crate::protocol::{CheckRequest, Version};
 
-pub async fn run(_request: CheckRequest) -> Result<Vec<Version>> {
-    bail!("check is not implemented yet")
+pub async fn run(request: CheckRequest) -> Result<Vec<Version>> {
+    let source = request.source;
+    let cf = CfClient::connect(source.client_settings()).await?;
+    let listed =
+        cf.apps().list_with_included(&production::query(&source)).await.context("cannot list the production app")?;
+    let version = match production::find(&listed, &source)? {
+        Production::Named(app) => current(app),
+        Production::SwappedIn(app, phase) => {
+            log::info(format_args!(
+                "'{}' is being renamed by a deploy ({phase}); production is its candidate '{}'",
+                source.names.production, app.name
+            ));
+            current(app)
+        }
+        Production::Nothing(why) => {
+            log::info(why);
+            None
+        }
+    };
+    Ok(version.into_iter().collect())
+}
+
+/// The app's version, if it has a current droplet.
+fn current(app: &App) -> Option<Version> {
+    match app.current_droplet_guid().filter(|guid| !guid.is_empty()) {
+        Some(droplet) => {
+            log::info(format_args!("production: app '{}' {} running droplet {droplet}", app.name, app.guid));
+            Some(Version { app_guid: app.guid.clone(), droplet_guid: droplet.to_owned() })
+        }
+        None => {
+            log::info(format_args!("app '{}' {} has no current droplet yet", app.name, app.guid));
+            None
+        }
+    }
 }

@@ -9,6 +9,7 @@ pub mod check;
 pub mod config;
 pub mod deploy;
 pub mod get;
+pub mod inspect;
 pub mod log;
 pub mod protocol;
 pub mod redact;

@@ -11,14 +11,15 @@ const LISTED_MATCHES: usize = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BitsError {
-    /// `params.path` is absolute; it must be relative to the put directory.
-    AbsolutePath { param: String },
-    /// `params.path` names nothing.
-    NotFound { param: String, put_dir: PathBuf },
+    /// An input param (`params.<key>`: path, manifest, droplet) is absolute; it must be relative to the put
+    /// directory.
+    AbsolutePath { key: &'static str, param: String },
+    /// An input param names nothing.
+    NotFound { key: &'static str, param: String, put_dir: PathBuf },
     /// A glob matched nothing.
-    GlobNoMatch { param: String, put_dir: PathBuf },
+    GlobNoMatch { key: &'static str, param: String, put_dir: PathBuf },
     /// A glob matched more than one entry (paths relative to the put directory, sorted).
-    GlobManyMatches { param: String, matches: Vec<String> },
+    GlobManyMatches { key: &'static str, param: String, matches: Vec<String> },
     /// `params.path` is a file that is not a zip archive (.zip, .jar, .war).
     NotAnArchive { param: String, path: PathBuf, reason: String },
     /// Nothing is left to push in the directory after the ignore rules (the CLI's EmptyDirectoryError).
@@ -32,16 +33,16 @@ pub enum BitsError {
 impl fmt::Display for BitsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BitsError::AbsolutePath { param } => {
-                write!(f, "params.path '{param}' is absolute; it must be relative to the put directory")
+            BitsError::AbsolutePath { key, param } => {
+                write!(f, "params.{key} '{param}' is absolute; it must be relative to the put directory")
             }
-            BitsError::NotFound { param, put_dir } => {
-                write!(f, "params.path '{param}' does not exist in {}", put_dir.display())
+            BitsError::NotFound { key, param, put_dir } => {
+                write!(f, "params.{key} '{param}' does not exist in {}", put_dir.display())
             }
-            BitsError::GlobNoMatch { param, put_dir } => {
-                write!(f, "params.path '{param}' matched no files in {}", put_dir.display())
+            BitsError::GlobNoMatch { key, param, put_dir } => {
+                write!(f, "params.{key} '{param}' matched no files in {}", put_dir.display())
             }
-            BitsError::GlobManyMatches { param, matches } => {
+            BitsError::GlobManyMatches { key, param, matches } => {
                 let shown = matches.iter().take(LISTED_MATCHES).map(String::as_str).collect::<Vec<_>>().join(", ");
                 let more = match matches.len().saturating_sub(LISTED_MATCHES) {
                     0 => String::new(),
@@ -49,7 +50,7 @@ impl fmt::Display for BitsError {
                 };
                 write!(
                     f,
-                    "params.path '{param}' matched {} entries ({shown}{more}); it must match exactly one",
+                    "params.{key} '{param}' matched {} entries ({shown}{more}); it must match exactly one",
                     matches.len()
                 )
             }
@@ -84,9 +85,11 @@ mod tests {
 
     #[test]
     fn glob_messages_name_the_pattern_and_the_matches() {
-        let none = BitsError::GlobNoMatch { param: "build/*.jar".into(), put_dir: "/tmp/build/put".into() };
+        let none =
+            BitsError::GlobNoMatch { key: "path", param: "build/*.jar".into(), put_dir: "/tmp/build/put".into() };
         assert_eq!(none.to_string(), "params.path 'build/*.jar' matched no files in /tmp/build/put");
         let two = BitsError::GlobManyMatches {
+            key: "path",
             param: "build/*.jar".into(),
             matches: vec!["build/a.jar".into(), "build/b.jar".into()],
         };
@@ -98,7 +101,11 @@ mod tests {
 
     #[test]
     fn long_match_lists_are_cut_short() {
-        let many = BitsError::GlobManyMatches { param: "*".into(), matches: (0..8).map(|i| format!("f{i}")).collect() };
+        let many = BitsError::GlobManyMatches {
+            key: "path",
+            param: "*".into(),
+            matches: (0..8).map(|i| format!("f{i}")).collect(),
+        };
         let text = many.to_string();
         assert!(text.contains("matched 8 entries (f0, f1, f2, f3, f4 and 3 more)"), "{text}");
         assert!(!text.contains('\n'));

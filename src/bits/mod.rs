@@ -27,4 +27,4 @@ pub use gather::gather;
 pub use matching::match_cached;
 pub use package::{PackageStats, PackageZip, write_zip};
 pub use resource::{Kind, Resource};
-pub use source::AppBits;
+pub use source::{AppBits, find_input};

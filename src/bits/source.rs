@@ -30,25 +30,11 @@ impl AppBits {
     /// file is not a zip archive.
     pub fn resolve(put_dir: &Path, path_param: &str) -> Result<AppBits> {
         let param = path_param.to_string();
-        let rel = normalize(path_param);
-        if path_param.trim().is_empty() {
-            return Err(anyhow!(
-                "params.path '{path_param}' names no file or directory; set it to the app directory or archive inside the put directory"
-            ));
-        }
-        if Path::new(&rel).is_absolute() {
-            return Err(BitsError::AbsolutePath { param }.into());
-        }
-        let literal = put_dir.join(&rel);
-        let target = if has_glob_meta(&rel) && fs::symlink_metadata(&literal).is_err() {
-            put_dir.join(glob_exactly_one(put_dir, &rel, &param)?)
-        } else {
-            literal
-        };
+        let target = find_input(put_dir, "path", path_param)?;
         let meta = match fs::metadata(&target) {
             Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(BitsError::NotFound { param, put_dir: put_dir.to_path_buf() }.into());
+                return Err(BitsError::NotFound { key: "path", param, put_dir: put_dir.to_path_buf() }.into());
             }
             Err(e) => {
                 return Err(anyhow!("params.path '{param}': cannot read {}: {e}", target.display()));
@@ -89,6 +75,26 @@ impl AppBits {
     }
 }
 
+/// Resolves an input param (`params.<key>`: path, manifest, droplet) against `put_dir`: a relative path, or a
+/// glob (`*`, `?`, `[…]`, `**`) that matches exactly one entry; a path that exists literally is taken as it is
+/// even if it contains glob characters. Whether the result exists is left to the caller (globs only ever
+/// return existing entries).
+pub fn find_input(put_dir: &Path, key: &'static str, param: &str) -> Result<PathBuf> {
+    let rel = normalize(param);
+    if param.trim().is_empty() {
+        return Err(anyhow!("params.{key} '{param}' names no file or directory; give a path inside the put directory"));
+    }
+    if Path::new(&rel).is_absolute() {
+        return Err(BitsError::AbsolutePath { key, param: param.to_string() }.into());
+    }
+    let literal = put_dir.join(&rel);
+    if has_glob_meta(&rel) && fs::symlink_metadata(&literal).is_err() {
+        Ok(put_dir.join(glob_exactly_one(put_dir, key, &rel, param)?))
+    } else {
+        Ok(literal)
+    }
+}
+
 /// Drops `./` segments, doubled and trailing slashes: `./build//app/` → `build/app`.
 fn normalize(param: &str) -> String {
     let absolute = param.starts_with('/');
@@ -102,12 +108,12 @@ fn has_glob_meta(s: &str) -> bool {
 }
 
 /// Walks only as much of `put_dir` as the pattern can reach and returns the one relative path that matches.
-fn glob_exactly_one(put_dir: &Path, pattern: &str, param: &str) -> Result<String> {
+fn glob_exactly_one(put_dir: &Path, key: &'static str, pattern: &str, param: &str) -> Result<String> {
     let matcher = GlobBuilder::new(pattern)
         .literal_separator(true)
         .backslash_escape(true)
         .build()
-        .map_err(|e| anyhow!("params.path '{param}' is not a valid glob: {e}"))?
+        .map_err(|e| anyhow!("params.{key} '{param}' is not a valid glob: {e}"))?
         .compile_matcher();
     let parts: Vec<&str> = pattern.split('/').collect();
     let first_glob = parts.iter().position(|p| has_glob_meta(p)).unwrap_or(0);
@@ -123,11 +129,11 @@ fn glob_exactly_one(put_dir: &Path, pattern: &str, param: &str) -> Result<String
             // The literal prefix may not exist; that is simply no match.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && depth == 0 => continue,
             Err(e) => {
-                return Err(anyhow!("params.path '{param}': cannot list {}: {e}", dir.display()));
+                return Err(anyhow!("params.{key} '{param}': cannot list {}: {e}", dir.display()));
             }
         };
         for entry in entries {
-            let entry = entry.with_context(|| format!("params.path '{param}': cannot list {}", dir.display()))?;
+            let entry = entry.with_context(|| format!("params.{key} '{param}': cannot list {}", dir.display()))?;
             let Some(name) = entry.file_name().to_str().map(str::to_string) else {
                 continue;
             };
@@ -143,9 +149,9 @@ fn glob_exactly_one(put_dir: &Path, pattern: &str, param: &str) -> Result<String
     }
     matches.sort();
     match matches.len() {
-        0 => Err(BitsError::GlobNoMatch { param: param.to_string(), put_dir: put_dir.to_path_buf() }.into()),
+        0 => Err(BitsError::GlobNoMatch { key, param: param.to_string(), put_dir: put_dir.to_path_buf() }.into()),
         1 => Ok(matches.pop().expect("one match")),
-        _ => Err(BitsError::GlobManyMatches { param: param.to_string(), matches }.into()),
+        _ => Err(BitsError::GlobManyMatches { key, param: param.to_string(), matches }.into()),
     }
 }
 
@@ -167,11 +173,11 @@ mod tests {
         fs::create_dir_all(dir.path().join("build/deep")).unwrap();
         fs::write(dir.path().join("build/app.jar"), b"x").unwrap();
         fs::write(dir.path().join("build/deep/other.jar"), b"x").unwrap();
-        assert_eq!(glob_exactly_one(dir.path(), "build/*.jar", "p").unwrap(), "build/app.jar");
-        assert_eq!(glob_exactly_one(dir.path(), "*/*.jar", "p").unwrap(), "build/app.jar");
-        let err = glob_exactly_one(dir.path(), "build/**/*.jar", "p").unwrap_err();
+        assert_eq!(glob_exactly_one(dir.path(), "path", "build/*.jar", "p").unwrap(), "build/app.jar");
+        assert_eq!(glob_exactly_one(dir.path(), "path", "*/*.jar", "p").unwrap(), "build/app.jar");
+        let err = glob_exactly_one(dir.path(), "path", "build/**/*.jar", "p").unwrap_err();
         assert!(err.to_string().contains("matched 2 entries (build/app.jar, build/deep/other.jar)"), "{err}");
-        let err = glob_exactly_one(dir.path(), "nope/*.jar", "p").unwrap_err();
+        let err = glob_exactly_one(dir.path(), "path", "nope/*.jar", "p").unwrap_err();
         assert!(err.to_string().contains("matched no files"), "{err}");
     }
 }

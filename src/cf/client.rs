@@ -184,8 +184,13 @@ pub(crate) struct FilePart<'a> {
 }
 
 /// The HTTP machinery without authentication: TLS, proxies, retries, tracing, errors.
+/// A token younger than this is not refreshed before an upload.
+const FRESH_TOKEN: Duration = Duration::from_secs(60);
+
 pub(crate) struct Core {
     http: reqwest::Client,
+    /// The trust configuration, shared with other HTTP clients of the run (app routes).
+    pub tls: rustls::ClientConfig,
     pub api: Url,
     pub trace: Trace,
     pub retry: RetryPolicy,
@@ -197,7 +202,7 @@ impl Core {
         let api = parse_api_url(&settings.api)?;
         let tls = tls::client_config(settings.ca_cert.as_deref(), settings.skip_cert_check)?;
         let mut builder = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
+            .tls_backend_preconfigured(tls.clone())
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(settings.timeouts.connect)
@@ -210,6 +215,7 @@ impl Core {
         let http = builder.build().map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(Core {
             http,
+            tls,
             api,
             trace: Trace::new(settings.verbose),
             retry: settings.retry.clone(),
@@ -377,6 +383,12 @@ impl CfClient {
     }
 
     /// The request log (every request, retries included).
+    /// The TLS trust configuration this client uses (system store plus `ca_cert`, or none with
+    /// `skip_cert_check`), for other HTTPS clients of the same run.
+    pub fn tls_config(&self) -> rustls::ClientConfig {
+        self.inner.core.tls.clone()
+    }
+
     pub fn trace(&self) -> &Trace {
         &self.inner.core.trace
     }
@@ -396,7 +408,7 @@ impl CfClient {
 
     /// Gets a fresh access token now (before a long upload, so it cannot expire half-way).
     pub async fn refresh_now(&self) -> Result<()> {
-        self.inner.auth.refresh_now(&self.inner.core).await
+        self.inner.auth.refresh_if_older_than(&self.inner.core, Duration::ZERO).await
     }
 
     /// The current access token (refreshed first if it is about to expire). For callers that talk to other
@@ -511,7 +523,8 @@ impl CfClient {
     }
 
     /// Uploads a multipart form whose file part is streamed from disk with an exact `Content-Length`, printing
-    /// progress lines and failing if no byte moves for `timeouts.idle`. The token is refreshed first.
+    /// progress lines and failing if no byte moves for `timeouts.idle`. The token is refreshed first, unless it
+    /// was obtained within the last minute, so a long upload starts with all of the token's life ahead.
     pub(crate) async fn upload_multipart(
         &self,
         path: &str,
@@ -519,7 +532,7 @@ impl CfClient {
         file: Option<FilePart<'_>>,
         label: &str,
     ) -> Result<Answer> {
-        self.refresh_now().await?;
+        self.inner.auth.refresh_if_older_than(&self.inner.core, FRESH_TOKEN).await?;
         let sent = Arc::new(AtomicU64::new(0));
         let (factory, total) = multipart_factory(fields, file, sent.clone())?;
         let mut req = Req::path(Method::POST, path);

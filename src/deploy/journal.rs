@@ -28,9 +28,10 @@ const LEASE: &str = "blue-green/lease-seconds";
 const BLUE: &str = "blue-green/blue-app";
 const PROD_ROUTES: &str = "blue-green/prod-routes";
 const TEMP_ROUTE: &str = "blue-green/temp-route";
+const ROLLBACK: &str = "blue-green/rollback";
 
 const JOURNAL_KEYS: &[&str] =
-    &[DEPLOY_ID, HOLDER, BUILD_URL, PHASE, VERIFIED, RENEWED_AT, LEASE, BLUE, PROD_ROUTES, TEMP_ROUTE];
+    &[DEPLOY_ID, HOLDER, BUILD_URL, PHASE, VERIFIED, RENEWED_AT, LEASE, BLUE, PROD_ROUTES, TEMP_ROUTE, ROLLBACK];
 
 /// How far a deploy got. The order is the order of the deploy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -89,6 +90,8 @@ pub struct Journal {
     /// Guids of the production routes.
     pub prod_routes: Vec<String>,
     pub temp_route: Option<String>,
+    /// The candidate is `<app>-previous` being rolled back to: undoing means renaming it back, never deleting.
+    pub rollback: bool,
 }
 
 impl Journal {
@@ -105,6 +108,7 @@ impl Journal {
             blue_guid: None,
             prod_routes: Vec::new(),
             temp_route: None,
+            rollback: false,
         }
     }
 
@@ -137,6 +141,7 @@ impl Journal {
             blue_guid: get(BLUE).cloned(),
             prod_routes: get(PROD_ROUTES).map(|r| r.split(',').map(str::to_owned).collect()).unwrap_or_default(),
             temp_route: get(TEMP_ROUTE).cloned(),
+            rollback: get(ROLLBACK).is_some_and(|v| v == "true"),
         })
     }
 
@@ -154,6 +159,7 @@ impl Journal {
             (BLUE.into(), self.blue_guid.clone()),
             (PROD_ROUTES.into(), (!self.prod_routes.is_empty()).then(|| self.prod_routes.join(","))),
             (TEMP_ROUTE.into(), self.temp_route.clone()),
+            (ROLLBACK.into(), self.rollback.then(|| "true".to_owned())),
         ])
     }
 
@@ -222,6 +228,7 @@ mod tests {
         journal.blue_guid = Some("blue-guid".into());
         journal.prod_routes = vec!["r1".into(), "r2".into()];
         journal.temp_route = Some("t1".into());
+        journal.rollback = true;
         journal.renewed_at = humantime::parse_rfc3339("2026-11-26T10:00:00Z").unwrap();
         let back = Journal::from_annotations(&written(&journal)).unwrap().unwrap();
         assert_eq!(back, journal);

@@ -59,12 +59,11 @@ const CLIENT_SIDE_KEYS: &[&str] =
     &["path", "random-route", "default-route", "no-hostname", "host", "hosts", "domain", "domains"];
 
 impl AppManifest {
-    /// Reads `file` (relative to the put directory), resolves vars and selects `app_name`.
-    pub fn load(put_dir: &Path, file: &str, vars: &Vars, app_name: &str) -> Result<AppManifest> {
-        let path = put_dir.join(file);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("params.manifest: cannot read {file} ({})", path.display()))?;
-        AppManifest::parse(&format!("manifest {file}"), &text, vars, app_name)
+    /// Reads the manifest at `path` (given as `param`), resolves vars and selects `app_name`.
+    pub fn load(path: &Path, param: &str, vars: &Vars, app_name: &str) -> Result<AppManifest> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("params.manifest: cannot read {param} ({})", path.display()))?;
+        AppManifest::parse(&format!("manifest {param}"), &text, vars, app_name)
     }
 
     /// A manifest with nothing in it but the app's name (a first deploy without a manifest).
@@ -86,6 +85,17 @@ impl AppManifest {
                 names.join(", ")
             );
         }
+        AppManifest::select(origin, doc, app_name)
+    }
+
+    /// Parses a manifest Cloud Foundry generated for an app (`GET /v3/apps/:guid/manifest`). Its values are
+    /// final — an env value may well contain `((` — so nothing is interpolated.
+    pub fn generated(origin: &str, text: &str, app_name: &str) -> Result<AppManifest> {
+        let doc: Value = serde_norway::from_str(text).map_err(|e| anyhow!("{origin} is not valid YAML: {e}"))?;
+        AppManifest::select(origin, doc, app_name)
+    }
+
+    fn select(origin: &str, mut doc: Value, app_name: &str) -> Result<AppManifest> {
         let Some(Value::Array(apps)) = doc.get_mut("applications").map(Value::take) else {
             bail!("{origin} has no 'applications' list");
         };
@@ -141,6 +151,38 @@ impl AppManifest {
     /// The docker image the manifest names, if any.
     pub fn docker_image(&self) -> Option<&str> {
         self.app.get("docker")?.get("image")?.as_str()
+    }
+
+    /// The docker registry user the manifest names, if any.
+    pub fn docker_username(&self) -> Option<&str> {
+        self.app.get("docker")?.get("username")?.as_str()
+    }
+
+    /// The `env` map, values as text.
+    pub fn env(&self) -> BTreeMap<String, String> {
+        let Some(Value::Object(env)) = self.app.get("env") else { return BTreeMap::new() };
+        env.iter().map(|(k, v)| (k.clone(), scalar_text(v))).collect()
+    }
+
+    /// The scale the manifest gives each process type it mentions (app-level keys are the web process's).
+    pub fn process_scales(&self) -> Vec<ProcessScale> {
+        let scale_of = |kind: &str, entry: &Map<String, Value>| ProcessScale {
+            kind: kind.to_owned(),
+            instances: entry.get("instances").and_then(Value::as_u64).map(|n| n as u32),
+            memory: entry.get("memory").and_then(Value::as_str).map(str::to_owned),
+            disk_quota: ["disk_quota", "disk-quota"].iter().find_map(|k| entry.get(*k)?.as_str()).map(str::to_owned),
+        };
+        let mut scales = vec![scale_of("web", &self.app)];
+        let processes = self.app.get("processes").and_then(Value::as_array).into_iter().flatten();
+        for entry in processes.filter_map(Value::as_object) {
+            let Some(kind) = entry.get("type").and_then(Value::as_str) else { continue };
+            let scale = scale_of(kind, entry);
+            match scales.iter_mut().find(|s| s.kind == kind) {
+                Some(existing) => existing.overlay(scale),
+                None => scales.push(scale),
+            }
+        }
+        scales
     }
 
     /// Whether the manifest sets `key` (instances, memory, disk_quota, …) for `process_type`, at app level
@@ -276,6 +318,9 @@ impl AppManifest {
             }
         }
 
+        if candidate.drop_docker {
+            app.remove("docker");
+        }
         if let Some(image) = candidate.docker_image {
             let docker = app.entry("docker").or_insert_with(|| json!({}));
             docker["image"] = Value::String(image.to_owned());
@@ -284,13 +329,64 @@ impl AppManifest {
             }
         }
 
+        if let Some(inherited) = &candidate.inherited_web_scale {
+            let unset = |key: &str| !(self.sets("web", key) || key == "disk_quota" && self.sets("web", "disk-quota"));
+            let values = [
+                ("instances", inherited.instances.map(Value::from)),
+                ("memory", inherited.memory.clone().map(Value::from)),
+                ("disk_quota", inherited.disk_quota.clone().map(Value::from)),
+            ];
+            let target = web_process_entry(&mut app);
+            for (key, value) in values {
+                if let Some(value) = value.filter(|_| unset(key)) {
+                    target.insert(key.into(), value);
+                }
+            }
+        }
+
         if let Some(check) = candidate.health_check {
             let target = web_process_entry(&mut app);
             apply_health_check(target, check);
         }
 
+        if let Some(Value::Object(metadata)) = app.get_mut("metadata") {
+            for section in ["labels", "annotations"] {
+                if let Some(Value::Object(entries)) = metadata.get_mut(section) {
+                    entries.retain(|key, _| !key.starts_with(super::journal::PREFIX));
+                }
+            }
+        }
+
         let doc = json!({ "applications": [Value::Object(app)] });
         serde_norway::to_string(&doc).expect("a JSON value always serializes to YAML")
+    }
+}
+
+/// How many instances of a process type run, and how big each is (manifest notation: `256M`, `1G`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessScale {
+    pub kind: String,
+    pub instances: Option<u32>,
+    pub memory: Option<String>,
+    pub disk_quota: Option<String>,
+}
+
+impl ProcessScale {
+    /// Memory per instance in MB.
+    pub fn memory_mb(&self) -> Option<u64> {
+        self.memory.as_deref().and_then(megabytes)
+    }
+
+    /// Disk per instance in MB.
+    pub fn disk_mb(&self) -> Option<u64> {
+        self.disk_quota.as_deref().and_then(megabytes)
+    }
+
+    /// Takes every value `other` has.
+    fn overlay(&mut self, other: ProcessScale) {
+        self.instances = other.instances.or(self.instances);
+        self.memory = other.memory.or(self.memory.take());
+        self.disk_quota = other.disk_quota.or(self.disk_quota.take());
     }
 }
 
@@ -306,9 +402,14 @@ pub struct Candidate<'a> {
     pub param_env: BTreeMap<String, String>,
     /// Service instances production is bound to that the manifest does not list.
     pub inherited_services: Vec<String>,
+    /// Production's web scale, for whatever of it the manifest leaves unset (so a 10-instance app never swaps
+    /// to 1 instance).
+    pub inherited_web_scale: Option<ProcessScale>,
     pub health_check: Option<&'a HealthCheck>,
     pub docker_image: Option<&'a str>,
     pub docker_username: Option<&'a str>,
+    /// The candidate is a buildpack app: a `docker` key (e.g. from a docker production's manifest) goes.
+    pub drop_docker: bool,
 }
 
 /// The entry health-check keys go to: the web process's `processes` entry if there is one, else the app.
@@ -421,6 +522,19 @@ fn is_byte_size(value: &Value) -> bool {
     let text = text.trim().to_ascii_uppercase();
     let number_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     number_end > 0 && matches!(text[number_end..].trim(), "M" | "MB" | "G" | "GB" | "T" | "TB")
+}
+
+/// `256M`, `1G`, `1024MB`, `2T` → megabytes.
+fn megabytes(size: &str) -> Option<u64> {
+    let size = size.trim().to_ascii_uppercase();
+    let split = size.find(|c: char| !c.is_ascii_digit())?;
+    let number: u64 = size[..split].parse().ok()?;
+    match size[split..].trim() {
+        "M" | "MB" => Some(number),
+        "G" | "GB" => Some(number * 1024),
+        "T" | "TB" => Some(number * 1024 * 1024),
+        _ => None,
+    }
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -598,5 +712,64 @@ mod tests {
         assert_eq!(vars.lookup("z"), Some(&json!("from-params")));
         let err = Vars::load(dir.path(), &["missing.yml".into()], &BTreeMap::new()).unwrap_err();
         assert!(err.to_string().starts_with("params.vars_files: cannot read missing.yml"), "{err}");
+    }
+
+    #[test]
+    fn sizes_convert_to_megabytes() {
+        assert_eq!(megabytes("256M"), Some(256));
+        assert_eq!(megabytes("1G"), Some(1024));
+        assert_eq!(megabytes("2gb"), Some(2048));
+        assert_eq!(megabytes("lots"), None);
+    }
+
+    #[test]
+    fn process_scales_merge_app_level_and_process_entries() {
+        let manifest = parse(
+            "applications:\n- name: myapp\n  instances: 4\n  processes:\n  - type: web\n    memory: 512M\n  - type: worker\n    instances: 2\n    disk_quota: 1G\n",
+        )
+        .unwrap();
+        assert_eq!(
+            manifest.process_scales(),
+            vec![
+                ProcessScale { kind: "web".into(), instances: Some(4), memory: Some("512M".into()), disk_quota: None },
+                ProcessScale { kind: "worker".into(), instances: Some(2), memory: None, disk_quota: Some("1G".into()) },
+            ]
+        );
+    }
+
+    #[test]
+    fn inherited_web_scale_fills_only_what_the_manifest_leaves_unset() {
+        let manifest = parse("applications:\n- name: myapp\n  memory: 1G\n").unwrap();
+        let inherited = ProcessScale {
+            kind: "web".into(),
+            instances: Some(10),
+            memory: Some("256M".into()),
+            disk_quota: Some("2G".into()),
+        };
+        let app = &candidate_yaml(
+            &manifest,
+            Candidate { name: "g", inherited_web_scale: Some(inherited), ..Default::default() },
+        )["applications"][0];
+        assert_eq!(app["instances"], json!(10));
+        assert_eq!(app["memory"], json!("1G"));
+        assert_eq!(app["disk_quota"], json!("2G"));
+    }
+
+    #[test]
+    fn our_own_metadata_is_not_copied_to_the_candidate() {
+        let manifest = parse(
+            "applications:\n- name: myapp\n  metadata:\n    labels: {team: a, blue-green/role: candidate}\n    annotations: {blue-green/deployed-at: x, note: keep}\n",
+        )
+        .unwrap();
+        let app = &candidate_yaml(&manifest, Candidate { name: "g", ..Default::default() })["applications"][0];
+        assert_eq!(app["metadata"], json!({"labels": {"team": "a"}, "annotations": {"note": "keep"}}));
+    }
+
+    #[test]
+    fn generated_manifests_are_taken_literally() {
+        let text = "applications:\n- name: myapp\n  env:\n    TEMPLATE: \"((not-a-var))\"\n";
+        let manifest = AppManifest::generated("the manifest of myapp", text, "myapp").unwrap();
+        assert_eq!(manifest.env()["TEMPLATE"], "((not-a-var))");
+        assert!(parse(text).is_err(), "a user's manifest resolves vars");
     }
 }

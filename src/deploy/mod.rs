@@ -1,13 +1,342 @@
 //! `out`: the blue-green deploy.
+//!
+//! The phases (see the deploy design): validate locally → take the lock (`<app>-green`, with its journal) →
+//! push the candidate → verify it → swap the production routes → drain (and watch) → housekeeping. A failure
+//! before the swap leaves production untouched and the candidate deleted or kept as `<app>-failed`; a deploy
+//! that died is recovered by the next one from its journal. `rollback` and `dry_run` are variations.
 
 pub mod audit;
+pub mod cleanup;
+pub mod dry_run;
+pub mod gate;
+pub mod housekeeping;
 pub mod journal;
+pub mod local;
+pub mod lock;
 pub mod manifest;
+pub mod phases;
+pub mod plan;
+pub mod push;
+pub mod recovery;
+pub mod report;
+pub mod rollback;
+pub mod routes;
+pub mod swap;
+pub mod watch;
 
-use anyhow::{Result, bail};
+use std::time::Duration;
 
-use crate::protocol::{OutRequest, VersionResult};
+use anyhow::{Context as _, Result};
 
-pub async fn run(_request: OutRequest) -> Result<VersionResult> {
-    bail!("out is not implemented yet")
+use self::audit::Audit;
+use self::gate::{GateReport, GateTarget};
+use self::journal::{Journal, Phase};
+use self::lock::{Lock, Take};
+use self::phases::Phases;
+use self::plan::{Apps, Blue, Plan, Target};
+use self::push::Pushed;
+use self::report::Outcome;
+use crate::cf::CfClient;
+use crate::cf::apps::NewApp;
+use crate::cf::types::Lifecycle;
+use crate::config::{OutParams, Source};
+use crate::log;
+use crate::protocol::{BuildEnv, OutRequest, VersionResult};
+use crate::verify::route_client::RouteClient;
+use crate::verify::smoke::SmokeEnv;
+
+/// How long a single CF job (deleting an app or a route, applying a manifest) may take.
+const JOB_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// What every step of a put shares.
+pub struct Context {
+    pub cf: CfClient,
+    pub source: Source,
+    pub params: OutParams,
+    pub put_dir: std::path::PathBuf,
+    pub build: BuildEnv,
+    pub target: Target,
+    pub phases: Phases,
+}
+
+pub async fn run(request: OutRequest) -> Result<VersionResult> {
+    let mut phases = Phases::new(if request.params.rollback { 6 } else { 7 });
+    phases.start("validate", "Checking the request");
+    let prepared = if request.params.rollback { None } else { Some(local::prepare(&request)?) };
+    if let Some(prepared) = &prepared {
+        log::detail(format_args!("deploying {} as {}", prepared.bits.describe(), request.source.names.production));
+    }
+    let cf = CfClient::connect(request.source.client_settings()).await.context("connecting to Cloud Foundry")?;
+    let target = Target::resolve(&cf, &request.source).await?;
+    log::detail(format_args!("target: {} / {} on {}", target.org.name, target.space.name, request.source.api));
+    let OutRequest { source, params, dir, build } = request;
+    let mut ctx = Context { cf, source, params, put_dir: dir, build, target, phases };
+
+    match prepared {
+        None => rollback::run(&mut ctx).await,
+        Some(prepared) if ctx.params.dry_run => dry_run::run(&ctx, prepared).await,
+        Some(prepared) => deploy(&mut ctx, prepared).await,
+    }
+}
+
+async fn deploy(ctx: &mut Context, prepared: local::Prepared) -> Result<VersionResult> {
+    let names = ctx.source.names.clone();
+    let green_name = names.green();
+    ctx.phases.start("lock", &format!("Taking the deploy lock ({green_name})"));
+    let docker = match &prepared.bits {
+        local::Bits::Docker { .. } => true,
+        local::Bits::Production => Apps::read(&ctx.cf, &ctx.target.space.guid, &names)
+            .await?
+            .production
+            .and_then(|p| p.lifecycle)
+            .is_some_and(|l| l.kind == "docker"),
+        _ => false,
+    };
+    let new_app = NewApp {
+        space_guid: ctx.target.space.guid.clone(),
+        lifecycle: docker.then(|| Lifecycle { kind: "docker".into(), data: Default::default() }),
+        ..NewApp::default()
+    };
+    let journal = Journal::new(&ctx.build, ctx.params.lock_lease);
+    let lock = take_lock(ctx, journal, Take::Create(new_app)).await?;
+
+    // Planned under the lock: whatever an earlier deploy left is settled by now.
+    let apps = Apps::read(&ctx.cf, &ctx.target.space.guid, &names).await?;
+    let blue = match apps.production.clone() {
+        Some(app) => Some(Blue::read(&ctx.cf, app).await?),
+        None => None,
+    };
+    let smoke_test = prepared.smoke_test.clone();
+    let planned = Plan::make(&ctx.cf, &ctx.target, &names, &ctx.params, prepared, blue).await;
+    let mut plan = match planned {
+        Ok(plan) => plan,
+        Err(e) => return Err(fail_before_swap(ctx, &lock, None, e).await),
+    };
+    log::info("plan:");
+    for line in plan.describe(&names, ctx.params.keep_previous) {
+        log::detail(line);
+    }
+    lock.record(|j| {
+        j.blue_guid = plan.blue.as_ref().map(|b| b.app.guid.clone());
+        j.prod_routes = plan.prod_routes.iter().filter_map(|r| r.route.as_ref().map(|r| r.guid.clone())).collect();
+    })
+    .await?;
+
+    ctx.phases.start("push", &format!("Pushing {green_name}"));
+    let mut temp_route_guid = None;
+    let pushed = push_candidate(ctx, &lock, &plan, &mut temp_route_guid).await;
+    let mut pushed = match pushed {
+        Ok(pushed) => pushed,
+        Err(e) => return Err(fail_before_swap(ctx, &lock, temp_route_guid.as_deref(), e).await),
+    };
+
+    ctx.phases.start("verify", &format!("Verifying {green_name}"));
+    let routes_client = route_client(ctx).await?;
+    let gate = match verify_candidate(ctx, &lock, &plan, &routes_client, smoke_test.as_deref()).await {
+        Ok(gate) => gate,
+        Err(e) => return Err(fail_before_swap(ctx, &lock, temp_route_guid.as_deref(), e).await),
+    };
+
+    ctx.phases.start("swap", "Swapping production routes");
+    lock.record(|j| {
+        j.phase = Phase::Swapping;
+        j.verified = true;
+    })
+    .await?;
+    let blue_guid = plan.blue.as_ref().map(|b| b.app.guid.clone());
+    let route_guids = match swap::take_over(
+        &ctx.cf,
+        &ctx.target.space.guid,
+        &lock.app.guid,
+        blue_guid.as_deref(),
+        &mut plan.prod_routes,
+    )
+    .await
+    {
+        Ok(guids) => guids,
+        Err(e) => return Err(undo_partial_swap(ctx, &lock, &plan, temp_route_guid.as_deref(), e).await),
+    };
+    lock.record(|j| {
+        j.prod_routes = route_guids.clone();
+        j.phase = Phase::Swapped;
+    })
+    .await?;
+    if let Some(route) = &temp_route_guid {
+        swap::remove_temporary_route(&ctx.cf, route, JOB_TIMEOUT).await?;
+    }
+    log::success(format_args!("production routes now reach {green_name}"));
+
+    if let Some(blue) = &plan.blue {
+        ctx.phases.start("drain", &format!("Draining {}", blue.app.name));
+        watch::drain_and_watch(ctx, &routes_client, &plan, &route_guids, &lock).await?;
+    }
+
+    ctx.phases.start("housekeeping", "Housekeeping");
+    lock.record(|j| j.phase = Phase::Housekeeping).await?;
+    let previous = match &plan.blue {
+        Some(blue) => {
+            let retire = housekeeping::Retire {
+                blue: &blue.app,
+                previous: apps.previous.as_ref(),
+                keep: ctx.params.keep_previous,
+            };
+            housekeeping::retire(&ctx.cf, &names, retire, JOB_TIMEOUT).await?;
+            Some(if ctx.params.keep_previous {
+                format!("kept stopped as {}", names.previous())
+            } else {
+                "deleted".into()
+            })
+        }
+        None => None,
+    };
+    lock.stop_renewing().await;
+    let audit =
+        Audit::new(&ctx.build, &lock.journal().await.deploy_id, &pushed.droplet_guid, pushed.package_checksum.clone());
+    let production = housekeeping::promote(&ctx.cf, &names, &lock.app, &audit).await?;
+    ctx.phases.finish();
+    pushed.droplet_guid = production.current_droplet_guid().unwrap_or(&pushed.droplet_guid).to_owned();
+
+    let outcome = Outcome {
+        production: &production,
+        pushed: &pushed,
+        prod_routes: plan.prod_routes.iter().map(|r| r.url.clone()).collect(),
+        scheme: ctx.source.route_scheme,
+        gate: &gate,
+        phases: &ctx.phases,
+        build: &ctx.build,
+        previous,
+    };
+    outcome.print_summary();
+    Ok(outcome.result())
+}
+
+/// Takes the lock, recovering any deploy that died holding it.
+async fn take_lock(ctx: &Context, journal: Journal, take: Take) -> Result<Lock> {
+    let names = &ctx.source.names;
+    lock::acquire(
+        &ctx.cf,
+        &ctx.target.space.guid,
+        &names.green(),
+        journal,
+        take,
+        ctx.params.timeouts.lock,
+        |app, theirs| recovery::recover(ctx, app, theirs),
+    )
+    .await
+}
+
+async fn push_candidate(
+    ctx: &Context,
+    lock: &Lock,
+    plan: &Plan,
+    temp_route_guid: &mut Option<String>,
+) -> Result<Pushed> {
+    let green = &lock.app;
+    *temp_route_guid = push::apply_manifest(&ctx.cf, &ctx.target.space.guid, &green.guid, plan, JOB_TIMEOUT).await?;
+    lock.record(|j| j.temp_route = temp_route_guid.clone()).await?;
+    let mut pushed = push::droplet(&ctx.cf, &green.guid, &green.name, plan, &ctx.params.timeouts).await?;
+    push::start_and_wait(&ctx.cf, &green.guid, &green.name, &mut pushed, ctx.params.timeouts.startup).await?;
+    pushed.temp_route_guid = temp_route_guid.clone();
+    Ok(pushed)
+}
+
+async fn route_client(ctx: &Context) -> Result<RouteClient> {
+    RouteClient::new(
+        ctx.source.route_scheme,
+        ctx.source.router_address.as_deref(),
+        ctx.cf.tls_config(),
+        Duration::from_secs(30),
+    )
+    .await
+}
+
+async fn verify_candidate(
+    ctx: &Context,
+    lock: &Lock,
+    plan: &Plan,
+    client: &RouteClient,
+    smoke_test: Option<&std::path::Path>,
+) -> Result<GateReport> {
+    lock.record(|j| j.phase = Phase::Verifying).await?;
+    let scheme = ctx.source.route_scheme.as_str();
+    let smoke_env = SmokeEnv {
+        green_url: plan.temp_route.as_ref().map(|r| format!("{scheme}://{r}")).unwrap_or_default(),
+        green_app: lock.app.name.clone(),
+        green_app_guid: lock.app.guid.clone(),
+        prod_urls: plan.prod_routes.iter().map(|r| format!("{scheme}://{}", r.url)).collect(),
+        cf_api: ctx.source.api.clone(),
+        cf_org: ctx.target.org.name.clone(),
+        cf_space: ctx.target.space.name.clone(),
+        router_address: ctx.source.router_address.clone(),
+    };
+    let production_route = plan.blue.as_ref().and(plan.prod_routes.first()).map(|r| r.url.as_str());
+    let target = GateTarget {
+        client,
+        temp_route: plan.temp_route.as_deref(),
+        production_route,
+        smoke_test,
+        smoke_env,
+        put_dir: &ctx.put_dir,
+    };
+    gate::verify(&target, &ctx.params).await
+}
+
+/// A failure before the swap: production was never touched. Shows the candidate's logs, removes it (or keeps it
+/// as `<app>-failed`), and returns the error naming the phase.
+async fn fail_before_swap(
+    ctx: &Context,
+    lock: &Lock,
+    temp_route_guid: Option<&str>,
+    error: anyhow::Error,
+) -> anyhow::Error {
+    let phase = ctx.phases.current().unwrap_or("deploy");
+    log::warn(format_args!("{phase} failed; production is untouched"));
+    cleanup::show_recent_logs(&ctx.cf, &lock.app).await;
+    lock.stop_renewing().await;
+    let names = &ctx.source.names;
+    if let Err(cleanup_error) = cleanup::abandon(
+        &ctx.cf,
+        names,
+        &lock.app,
+        temp_route_guid,
+        ctx.params.on_failure,
+        ctx.params.rollback,
+        JOB_TIMEOUT,
+    )
+    .await
+    {
+        log::warn(format_args!(
+            "could not clean up {} ({cleanup_error:#}); the next deploy will, once its lease ({}) has run out",
+            lock.app.name,
+            log::human_duration(ctx.params.lock_lease)
+        ));
+    }
+    let what = if ctx.params.rollback { "rollback" } else { "deploy" };
+    error.context(format!("{what} failed in phase {phase}"))
+}
+
+/// A failure half-way through the swap: production goes back to blue wherever the candidate got it, then the
+/// candidate is cleaned up like any failure before the swap.
+async fn undo_partial_swap(
+    ctx: &Context,
+    lock: &Lock,
+    plan: &Plan,
+    temp_route_guid: Option<&str>,
+    error: anyhow::Error,
+) -> anyhow::Error {
+    let mapped: Vec<String> =
+        plan.prod_routes.iter().filter_map(|r| r.route.as_ref().map(|r| r.guid.clone())).collect();
+    let restored = match &plan.blue {
+        Some(blue) => swap::give_back(&ctx.cf, &mapped, &lock.app.guid, &blue.app.guid).await,
+        None => Ok(()),
+    };
+    match restored {
+        Ok(()) => fail_before_swap(ctx, lock, temp_route_guid, error).await,
+        Err(restore_error) => {
+            log::warn(format_args!(
+                "could not give production back to the previous version ({restore_error:#}); the next deploy recovers it from the journal"
+            ));
+            error.context("deploy failed in phase swap")
+        }
+    }
 }

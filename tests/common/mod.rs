@@ -1,6 +1,11 @@
-//! Helpers shared by the integration tests: running the resource's real binaries the way Concourse does.
+//! Helpers shared by the integration tests: running the resource's real binaries the way Concourse does, and
+//! (in [`sim`]) a local Cloud Foundry to run them against.
 
 #![allow(dead_code)]
+
+pub mod deploy;
+pub mod load;
+pub mod sim;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -71,4 +76,14 @@ pub fn run_resource(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
     }
+}
+
+/// An HTTP client builder for tests (rustls with *ring*, as the resource uses, no proxy).
+pub fn http_client() -> reqwest::ClientBuilder {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        // Another test may have installed it first; either way one provider is in place.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder().no_proxy()
 }

@@ -494,6 +494,8 @@ async fn the_state_dump_is_deterministic_and_the_request_log_counts_calls() {
     let log = sim.request_log();
     let record = log.iter().find(|r| r.method == "PATCH").unwrap();
     assert_eq!((record.status, record.listener, record.admin), (200, "api", false));
+    let body_len = json!({"name": "changed"}).to_string().len() as u64;
+    assert_eq!(record.request_bytes, Some(body_len), "the log records what the client sent");
     assert!(log.iter().any(|r| r.path == "/_sim/state" && r.admin));
     sim.reset_request_log();
     assert!(sim.request_log().is_empty());

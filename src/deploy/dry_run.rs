@@ -1,0 +1,66 @@
+//! `dry_run: true`: the plan a deploy would carry out — apps to create, rename, stop and delete, routes to map
+//! and unmap, inherited scale, and what recovery would do with a dead deploy's leftovers — printed without
+//! changing anything. The answer is the version in production now.
+
+use anyhow::{Result, anyhow};
+
+use super::Context;
+use super::journal::Journal;
+use super::local::Prepared;
+use super::plan::{Apps, Blue, Plan};
+use super::recovery::{self, Action};
+use crate::log;
+use crate::protocol::{MetadataField, Version, VersionResult};
+
+pub async fn run(ctx: &Context, prepared: Prepared) -> Result<VersionResult> {
+    let names = &ctx.source.names;
+    let apps = Apps::read(&ctx.cf, &ctx.target.space.guid, names).await?;
+    log::heading("Dry run: nothing is changed");
+    if let Some(green) = &apps.green {
+        match Journal::from_annotations(&green.metadata.annotations) {
+            None => log::warn(format_args!(
+                "{} exists without a deploy journal: a real deploy would refuse to touch it",
+                green.name
+            )),
+            Some(Err(e)) => log::warn(format_args!("{} has a damaged deploy journal: {e}", green.name)),
+            Some(Ok(journal)) if journal.is_stale(std::time::SystemTime::now()) => {
+                let healthy = recovery::is_healthy(&ctx.cf, green).await?;
+                let action = Action::decide(&journal, healthy);
+                log::info(format_args!(
+                    "a deploy by {} died in its {} phase; recovery would {}",
+                    journal.describe_holder(),
+                    journal.phase,
+                    action.describe()
+                ));
+            }
+            Some(Ok(journal)) => log::info(format_args!(
+                "a deploy by {} holds the lock (phase {}); a real deploy would wait for it",
+                journal.describe_holder(),
+                journal.phase
+            )),
+        }
+    }
+    let blue = match apps.production.clone() {
+        Some(app) => Some(Blue::read(&ctx.cf, app).await?),
+        None => None,
+    };
+    let plan = Plan::make(&ctx.cf, &ctx.target, names, &ctx.params, prepared, blue).await?;
+    for line in plan.describe(names, ctx.params.keep_previous) {
+        log::detail(line);
+    }
+    log::detail("the candidate's manifest:");
+    for line in plan.candidate_manifest.lines() {
+        log::output(line);
+    }
+    let production = apps.production.ok_or_else(|| {
+        anyhow!("dry run: nothing runs in production yet, so there is no version to report (the plan is above)")
+    })?;
+    let droplet = production
+        .current_droplet_guid()
+        .ok_or_else(|| anyhow!("dry run: {} has no droplet, so there is no version to report", production.name))?
+        .to_owned();
+    Ok(VersionResult {
+        version: Version { app_guid: production.guid.clone(), droplet_guid: droplet },
+        metadata: vec![MetadataField::new("dry_run", "true"), MetadataField::new("app", &production.name)],
+    })
+}

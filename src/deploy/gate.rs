@@ -1,0 +1,96 @@
+//! Phase 4: the candidate proves itself before it gets users — HTTP checks on its temporary route, the smoke
+//! test, and the KPI probe with its gates (including the comparison with production measured in the same run).
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use tokio::time::Instant;
+
+use crate::config::OutParams;
+use crate::log;
+use crate::verify::http_checks::{self, CheckOutcome};
+use crate::verify::kpi::{self, ProbeStats};
+use crate::verify::route_client::RouteClient;
+use crate::verify::smoke::{self, SmokeEnv};
+
+/// What verification measured, for the log and the put's metadata.
+#[derive(Debug, Default)]
+pub struct GateReport {
+    pub checks: Vec<CheckOutcome>,
+    pub smoke_test_passed: Option<bool>,
+    pub candidate: Option<ProbeStats>,
+    pub production: Option<ProbeStats>,
+}
+
+impl GateReport {
+    /// One line: `3 HTTP checks passed, smoke test passed, KPI 200 requests, 0.0% errors, …`.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.checks.is_empty() {
+            parts.push(format!("{} HTTP check(s) passed", self.checks.len()));
+        }
+        if self.smoke_test_passed == Some(true) {
+            parts.push("smoke test passed".into());
+        }
+        if let Some(stats) = &self.candidate {
+            parts.push(format!("KPI {}", stats.summary()));
+        }
+        if parts.is_empty() { "instances healthy".into() } else { parts.join("; ") }
+    }
+}
+
+/// Everything the gate needs to reach the candidate and production.
+pub struct GateTarget<'a> {
+    pub client: &'a RouteClient,
+    /// The candidate's temporary route (`None` for a no-route app).
+    pub temp_route: Option<&'a str>,
+    /// Production's first route, for the relative KPI gate (`None` on a first deploy).
+    pub production_route: Option<&'a str>,
+    pub smoke_test: Option<&'a Path>,
+    pub smoke_env: SmokeEnv,
+    pub put_dir: &'a Path,
+}
+
+pub async fn verify(target: &GateTarget<'_>, params: &OutParams) -> Result<GateReport> {
+    let mut report = GateReport::default();
+    if let Some(route) = target.temp_route {
+        let checks = if params.verify.is_empty() { vec![http_checks::default_check()] } else { params.verify.clone() };
+        log::info(format_args!("HTTP checks on {route}"));
+        let deadline = Instant::now() + params.timeouts.verify;
+        report.checks = http_checks::run(target.client, route, &checks, deadline, Duration::from_secs(1)).await?;
+    }
+    if let (Some(program), Some(smoke)) = (target.smoke_test, &params.smoke_test) {
+        log::info(format_args!("smoke test {}", smoke.path));
+        let timeout = smoke.timeout.unwrap_or(params.timeouts.verify);
+        smoke::run(program, &smoke.args, target.put_dir, &target.smoke_env, timeout).await?;
+        log::detail("smoke test passed");
+        report.smoke_test_passed = Some(true);
+    }
+    if let (Some(kpi_params), Some(route)) = (&params.kpi, target.temp_route) {
+        log::info(format_args!(
+            "KPI probe: {} requests, {} at a time, over {}",
+            kpi_params.requests,
+            kpi_params.concurrency,
+            kpi_params.paths.join(", ")
+        ));
+        let production = match (kpi_params.max_p95_ratio, target.production_route) {
+            (Some(_), Some(prod)) => {
+                let stats = kpi::probe(target.client, prod, kpi_params).await;
+                log::detail(format_args!("production ({prod}): {}", stats.summary()));
+                Some(stats)
+            }
+            _ => None,
+        };
+        let candidate = kpi::probe(target.client, route, kpi_params).await;
+        log::detail(format_args!("candidate ({route}): {}", candidate.summary()));
+        let verdict = kpi::evaluate(kpi_params, &candidate, production.as_ref());
+        report.candidate = Some(candidate);
+        report.production = production;
+        if let Err(why) = verdict {
+            bail!("KPI gate failed: {why}");
+        }
+        log::detail("KPI gates passed");
+    }
+    Ok(report)
+}

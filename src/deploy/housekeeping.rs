@@ -1,0 +1,73 @@
+//! Phase 7: the renames, with no moment where two apps share a name — blue is stopped and becomes
+//! `<app>-previous` (replacing an older one) or is deleted, then the candidate becomes `<app>`, its journal
+//! cleared and the audit trail written in the same request. Every step checks first, so recovery can run it
+//! again after a crash half-way.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::audit::Audit;
+use super::journal::{self, ROLE_LABEL};
+use crate::cf::CfClient;
+use crate::cf::apps::{App, AppState, AppUpdate};
+use crate::cf::types::MetadataPatch;
+use crate::config::AppNames;
+use crate::log;
+
+/// What happens to the version that was in production.
+pub struct Retire<'a> {
+    pub blue: &'a App,
+    /// The `<app>-previous` that exists now, if any (replaced when blue is kept).
+    pub previous: Option<&'a App>,
+    pub keep: bool,
+}
+
+/// Stops blue and keeps it as `<app>-previous`, or deletes it.
+pub async fn retire(cf: &CfClient, names: &AppNames, retire: Retire<'_>, job_timeout: Duration) -> Result<()> {
+    let blue = retire.blue;
+    if blue.state != AppState::Stopped {
+        cf.apps().stop(&blue.guid).await.with_context(|| format!("stopping {}", blue.name))?;
+        log::detail(format_args!("stopped {}", blue.name));
+    }
+    if !retire.keep {
+        cf.apps().delete_within(&blue.guid, job_timeout).await.with_context(|| format!("deleting {}", blue.name))?;
+        log::detail(format_args!("deleted {}", blue.name));
+        return Ok(());
+    }
+    let previous_name = names.previous();
+    if let Some(older) = retire.previous.filter(|p| p.guid != blue.guid) {
+        cf.apps()
+            .delete_within(&older.guid, job_timeout)
+            .await
+            .with_context(|| format!("deleting the older {previous_name}"))?;
+        log::detail(format_args!("deleted the older {previous_name} ({})", older.guid));
+    }
+    if blue.name != previous_name {
+        cf.apps()
+            .rename(&blue.guid, &previous_name)
+            .await
+            .with_context(|| format!("renaming {} to {previous_name}", blue.name))?;
+        log::detail(format_args!("renamed {} to {previous_name} (kept stopped for rollback)", blue.name));
+    }
+    Ok(())
+}
+
+/// Renames the candidate to the production name, clears its journal and candidate label, and records `audit`.
+pub async fn promote(cf: &CfClient, names: &AppNames, candidate: &App, audit: &Audit) -> Result<App> {
+    let mut annotations: BTreeMap<String, Option<String>> = journal::cleared();
+    annotations.extend(audit.to_annotations());
+    let update = AppUpdate {
+        name: Some(names.production.clone()),
+        metadata: Some(MetadataPatch { labels: BTreeMap::from([(ROLE_LABEL.to_owned(), None)]), annotations }),
+        ..AppUpdate::default()
+    };
+    let app = cf
+        .apps()
+        .update(&candidate.guid, &update)
+        .await
+        .with_context(|| format!("renaming {} to {}", candidate.name, names.production))?;
+    log::detail(format_args!("renamed {} to {}", candidate.name, names.production));
+    Ok(app)
+}

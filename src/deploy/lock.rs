@@ -1,0 +1,191 @@
+//! The deploy lock: `<app>-green` exists only while a deploy runs, and app names are unique per space, so
+//! whoever creates it (or renames `<app>-previous` to it, for a rollback) holds the lock. Its journal
+//! annotations say who holds it; the holder renews its lease while it works. Another deploy waits, naming the
+//! holder, until the lock is released, its lease goes stale (then the stale deploy is recovered first), or
+//! `lock_timeout` runs out.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Result, anyhow, bail};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+use super::journal::{CANDIDATE_ROLE, Journal, ROLE_LABEL};
+use crate::cf::apps::{App, AppUpdate, NewApp};
+use crate::cf::types::MetadataPatch;
+use crate::cf::{CfClient, Error};
+use crate::log;
+
+/// A held lock: the candidate app, its journal, and the task renewing the lease.
+pub struct Lock {
+    cf: CfClient,
+    pub app: App,
+    journal: Arc<Mutex<Journal>>,
+    renewer: JoinHandle<()>,
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
+impl Lock {
+    /// Changes the journal and writes it to the candidate at once (renewing the lease too). The journal stays
+    /// locked until the write is done, so a renewal can never write an older phase over a newer one.
+    pub async fn record(&self, change: impl FnOnce(&mut Journal)) -> Result<()> {
+        let mut journal = self.journal.lock().await;
+        change(&mut journal);
+        renew(&self.cf, &self.app.guid, &mut journal).await
+    }
+
+    pub async fn journal(&self) -> Journal {
+        self.journal.lock().await.clone()
+    }
+
+    /// Stops renewing, waiting for a renewal in flight, so nothing rewrites the journal afterwards: the lock
+    /// then goes with the candidate's name (renamed to production, deleted, or kept as failed).
+    pub async fn stop_renewing(&self) {
+        let _no_write_in_flight = self.journal.lock().await;
+        self.renewer.abort();
+    }
+}
+
+async fn renew(cf: &CfClient, guid: &str, journal: &mut Journal) -> Result<()> {
+    journal.renewed_at = SystemTime::now();
+    let patch = MetadataPatch { labels: BTreeMap::new(), annotations: journal.to_annotations() };
+    cf.apps().update_metadata(guid, &patch).await.map_err(|e| anyhow!("writing the deploy journal: {e}"))?;
+    Ok(())
+}
+
+/// The label and journal annotations a candidate is created (or renamed) with.
+pub fn candidate_metadata(journal: &Journal) -> MetadataPatch {
+    MetadataPatch {
+        labels: BTreeMap::from([(ROLE_LABEL.to_owned(), Some(CANDIDATE_ROLE.to_owned()))]),
+        annotations: journal.to_annotations().into_iter().filter(|(_, v)| v.is_some()).collect(),
+    }
+}
+
+/// How a deploy takes the lock.
+pub enum Take {
+    /// A deploy: create the candidate app.
+    Create(NewApp),
+    /// A rollback: rename this app (`<app>-previous`) to the candidate's name.
+    Rename(App),
+}
+
+/// Takes the lock, waiting for (or recovering from) another deploy that holds it. `recover` is called with
+/// the candidate of a deploy whose lease went stale, and must leave no `<app>-green` behind.
+pub async fn acquire<R, F>(
+    cf: &CfClient,
+    space_guid: &str,
+    green_name: &str,
+    journal: Journal,
+    take: Take,
+    lock_timeout: Duration,
+    mut recover: R,
+) -> Result<Lock>
+where
+    R: FnMut(App, Journal) -> F,
+    F: Future<Output = Result<()>>,
+{
+    let started = Instant::now();
+    let mut last_notice: Option<Instant> = None;
+    let poll = (journal.lease / 4).clamp(Duration::from_millis(500), Duration::from_secs(5));
+    loop {
+        if let Some(app) = try_take(cf, green_name, &journal, &take).await? {
+            log::detail(format_args!("holding the deploy lock: {} ({})", app.name, app.guid));
+            return Ok(start_renewing(cf, app, journal));
+        }
+        let Some(holder) = cf.apps().by_name(space_guid, green_name).await? else {
+            continue;
+        };
+        let theirs = match Journal::from_annotations(&holder.metadata.annotations) {
+            None => bail!(
+                "{green_name} exists but was not created by this resource (it has no deploy journal); rename or delete it, then run the deploy again"
+            ),
+            Some(parsed) => parsed.map_err(|e| anyhow!("{green_name} has a damaged deploy journal: {e}"))?,
+        };
+        if theirs.is_stale(SystemTime::now()) {
+            log::warn(format_args!(
+                "the deploy lock held by {} was last renewed {} ago (lease {}): that deploy died; recovering from its {} phase",
+                theirs.describe_holder(),
+                log::human_duration(SystemTime::now().duration_since(theirs.renewed_at).unwrap_or_default()),
+                log::human_duration(theirs.lease),
+                theirs.phase
+            ));
+            recover(holder, theirs).await?;
+            continue;
+        }
+        if started.elapsed() >= lock_timeout {
+            bail!(
+                "timed out after {} waiting for the deploy lock on {green_name}, held by {} (phase {})",
+                log::human_duration(started.elapsed()),
+                theirs.describe_holder(),
+                theirs.phase
+            );
+        }
+        if last_notice.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+            log::info(format_args!(
+                "waiting for the deploy lock: {green_name} is held by {} (phase {}, waited {})",
+                theirs.describe_holder(),
+                theirs.phase,
+                log::human_duration(started.elapsed())
+            ));
+            last_notice = Some(Instant::now());
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// One attempt: `Some(app)` when we now hold the lock, `None` when someone else does.
+async fn try_take(cf: &CfClient, green_name: &str, journal: &Journal, take: &Take) -> Result<Option<App>> {
+    let outcome = match take {
+        Take::Create(new_app) => {
+            let new_app =
+                NewApp { name: green_name.to_owned(), metadata: candidate_metadata(journal), ..new_app.clone() };
+            cf.apps().create(&new_app).await
+        }
+        Take::Rename(previous) => {
+            let update = AppUpdate {
+                name: Some(green_name.to_owned()),
+                metadata: Some(candidate_metadata(journal)),
+                ..AppUpdate::default()
+            };
+            cf.apps().update(&previous.guid, &update).await
+        }
+    };
+    match outcome {
+        // After a lost answer the client finds the app by name: it is ours only if it carries our journal.
+        Ok(app)
+            if Journal::from_annotations(&app.metadata.annotations)
+                .and_then(Result::ok)
+                .is_some_and(|j| j.deploy_id == journal.deploy_id) =>
+        {
+            Ok(Some(app))
+        }
+        Ok(_) => Ok(None),
+        Err(Error::Cf(e)) if e.title == "CF-UniquenessError" || e.detail.contains("must be unique") => Ok(None),
+        Err(e) => Err(anyhow!("creating {green_name} (the deploy lock): {e}")),
+    }
+}
+
+fn start_renewing(cf: &CfClient, app: App, journal: Journal) -> Lock {
+    let every = (journal.lease / 4).max(Duration::from_millis(250));
+    let journal = Arc::new(Mutex::new(journal));
+    let renewer = {
+        let (cf, guid, journal) = (cf.clone(), app.guid.clone(), journal.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = renew(&cf, &guid, &mut *journal.lock().await).await {
+                    log::warn(format_args!("could not renew the deploy lock's lease: {e:#}"));
+                }
+            }
+        })
+    };
+    Lock { cf: cf.clone(), app, journal, renewer }
+}

@@ -1,0 +1,237 @@
+//! Pushing the candidate: CF's own `apply_manifest` with the rewritten manifest, then the bits (uploaded with
+//! resource matching and staged with its output streamed, a droplet uploaded as is, a docker image, or
+//! production's droplet copied), the droplet set, inherited scale applied, and the app started and waited
+//! for until every instance is running and routable.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use super::local::Bits;
+use super::plan::Plan;
+use crate::bits::{gather, match_cached, write_zip};
+use crate::cf::builds::NewBuild;
+use crate::cf::processes::{InstanceState, Scale};
+use crate::cf::{CfClient, Poll, Wait};
+use crate::config::Timeouts;
+use crate::log;
+
+/// What pushing produced.
+#[derive(Debug, Clone, Default)]
+pub struct Pushed {
+    pub droplet_guid: String,
+    /// SHA-256 of the uploaded package, when bits were uploaded.
+    pub package_checksum: Option<String>,
+    pub temp_route_guid: Option<String>,
+    /// Running instances per process type once healthy.
+    pub instances: BTreeMap<String, u32>,
+    /// Memory per instance of the web process, in MB.
+    pub memory_mb: Option<u64>,
+    pub stack: Option<String>,
+    pub buildpacks: Vec<String>,
+}
+
+/// Applies the candidate's manifest and finds its temporary route.
+pub async fn apply_manifest(
+    cf: &CfClient,
+    space_guid: &str,
+    green_guid: &str,
+    plan: &Plan,
+    timeout: Duration,
+) -> Result<Option<String>> {
+    log::info("applying the manifest (name, routes, env, services, processes, health checks)");
+    cf.manifests().apply(space_guid, &plan.candidate_manifest, timeout).await.context("applying the manifest")?;
+    let Some(url) = &plan.temp_route else { return Ok(None) };
+    let routes = cf.routes().for_app(green_guid).await?;
+    let route = routes
+        .into_iter()
+        .find(|r| super::routes::normalize(&r.url) == super::routes::normalize(url))
+        .ok_or_else(|| anyhow!("the temporary route {url} was not mapped by apply_manifest"))?;
+    log::detail(format_args!("temporary route {url}"));
+    Ok(Some(route.guid))
+}
+
+/// Gets the candidate a droplet, sets it, applies inherited scale.
+pub async fn droplet(
+    cf: &CfClient,
+    green_guid: &str,
+    green_name: &str,
+    plan: &Plan,
+    timeouts: &Timeouts,
+) -> Result<Pushed> {
+    let mut pushed = Pushed::default();
+    pushed.droplet_guid = match &plan.bits {
+        Bits::App(bits) => {
+            let started = Instant::now();
+            let gathered = {
+                let bits = bits.clone();
+                tokio::task::spawn_blocking(move || gather(&bits)).await??
+            };
+            let files = gathered.iter().filter(|r| r.is_match_candidate()).count();
+            let total: u64 = gathered.iter().map(|r| r.size).sum();
+            log::info(format_args!(
+                "packaging {} ({} files, {}, hashed in {})",
+                bits.param(),
+                files,
+                log::human_bytes(total),
+                log::human_duration(started.elapsed())
+            ));
+            let (cached, matched) = match_cached(cf, &gathered).await?;
+            let cached_bytes: u64 = gathered.iter().filter(|r| r.is_cached(&cached)).map(|r| r.size).sum();
+            log::detail(format_args!(
+                "{} of {} files ({}) already in Cloud Foundry's cache",
+                matched.len(),
+                files,
+                log::human_bytes(cached_bytes)
+            ));
+            let zip = {
+                let bits = bits.clone();
+                tokio::task::spawn_blocking(move || write_zip(&bits, &gathered, &cached)).await??
+            };
+            let package = cf.packages().create_bits(green_guid).await?;
+            let zip_path = (!zip.is_empty()).then(|| zip.path());
+            if let Some(path) = zip_path {
+                log::info(format_args!("uploading {} ({} zipped)", path.display(), log::human_bytes(zip.len())));
+            } else {
+                log::info("uploading nothing new: every file is cached");
+            }
+            cf.packages().upload(&package.guid, zip_path, &matched).await.context("uploading the app bits")?;
+            let package = cf.packages().wait_ready(&package.guid, timeouts.staging).await?;
+            pushed.package_checksum = package.data.checksum.and_then(|c| c.value);
+            stage(cf, green_guid, green_name, &package.guid, timeouts.staging).await?
+        }
+        Bits::Docker { image, username, password } => {
+            log::info(format_args!("using docker image {image}"));
+            let package =
+                cf.packages().create_docker(green_guid, image, username.as_deref(), password.as_deref()).await?;
+            stage(cf, green_guid, green_name, &package.guid, timeouts.staging).await?
+        }
+        Bits::Droplet { tgz, process_types } => {
+            let size = std::fs::metadata(tgz).map(|m| m.len()).unwrap_or(0);
+            log::info(format_args!("uploading droplet {} ({}) — no staging", tgz.display(), log::human_bytes(size)));
+            let droplet = cf.droplets().create(green_guid, process_types).await?;
+            cf.droplets().upload(&droplet.guid, tgz, timeouts.staging).await.context("uploading the droplet")?;
+            droplet.guid
+        }
+        Bits::Production => {
+            let blue = plan.blue.as_ref().ok_or_else(|| {
+                anyhow!("nothing to deploy: give params.path, params.droplet or params.docker_image (there is no production app to redeploy)")
+            })?;
+            let current = blue.app.current_droplet_guid().ok_or_else(|| {
+                anyhow!("nothing to deploy: {} has no droplet to copy; give params.path, params.droplet or params.docker_image", blue.app.name)
+            })?;
+            log::info(format_args!("copying {}'s current droplet {current} — no staging", blue.app.name));
+            let copy = cf.droplets().copy(current, green_guid).await?;
+            cf.droplets().wait_staged(&copy.guid, timeouts.staging).await?.guid
+        }
+    };
+    cf.apps().set_current_droplet(green_guid, &pushed.droplet_guid).await?;
+    let droplet = cf.droplets().get(&pushed.droplet_guid).await?;
+    pushed.stack = droplet.stack.clone();
+    pushed.buildpacks =
+        droplet.buildpacks.iter().flatten().filter_map(|b| b.buildpack_name.clone().or(b.name.clone())).collect();
+    scale_like_production(cf, green_guid, plan).await?;
+    Ok(pushed)
+}
+
+/// Stages the package, streaming the staging output into the build log as it arrives.
+async fn stage(cf: &CfClient, app_guid: &str, app_name: &str, package_guid: &str, timeout: Duration) -> Result<String> {
+    log::info(format_args!("staging {app_name}"));
+    let start = crate::cf::logs::now_ns();
+    let build = cf.builds().create(package_guid, &NewBuild::default()).await?;
+    let waited = cf
+        .logs()
+        .follow_while(app_guid, start, cf.builds().wait_staged(&build.guid, timeout, |_, _| {}), |line| {
+            if line.is_staging() {
+                log::output(&line.message);
+            }
+        })
+        .await;
+    let build = waited.map_err(|e| anyhow!("staging {app_name} failed: {e}"))?;
+    build
+        .droplet_guid()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("staging {app_name} succeeded but CF named no droplet"))
+}
+
+/// Scales the process types production runs (and the manifest does not mention) like production.
+async fn scale_like_production(cf: &CfClient, green_guid: &str, plan: &Plan) -> Result<()> {
+    if plan.scale_after_droplet.is_empty() {
+        return Ok(());
+    }
+    let processes = cf.processes().for_app(green_guid).await?;
+    for wanted in &plan.scale_after_droplet {
+        let Some(process) = processes.iter().find(|p| p.kind == wanted.kind) else {
+            log::warn(format_args!(
+                "production runs {} instance(s) of '{}', but the new droplet has no such process type",
+                wanted.instances.unwrap_or(0),
+                wanted.kind
+            ));
+            continue;
+        };
+        let scale = Scale {
+            instances: wanted.instances,
+            memory_in_mb: wanted.memory_mb(),
+            disk_in_mb: wanted.disk_mb(),
+            ..Scale::default()
+        };
+        cf.processes().scale(&process.guid, &scale).await?;
+        log::detail(format_args!(
+            "scaled '{}' like production: {} instance(s)",
+            wanted.kind,
+            wanted.instances.unwrap_or(0)
+        ));
+    }
+    Ok(())
+}
+
+/// Starts the candidate and waits until every instance of every process is running and routable. A crashed
+/// instance fails at once (its logs are shown by the caller).
+pub async fn start_and_wait(
+    cf: &CfClient,
+    green_guid: &str,
+    green_name: &str,
+    pushed: &mut Pushed,
+    timeout: Duration,
+) -> Result<()> {
+    cf.apps().start(green_guid).await.with_context(|| format!("starting {green_name}"))?;
+    let processes = cf.processes().for_app(green_guid).await?;
+    for process in processes.iter().filter(|p| p.instances > 0) {
+        let wanted = process.instances;
+        let kind = process.kind.clone();
+        let last_ready = std::sync::Mutex::new(None);
+        Wait::new(format!("{green_name} '{kind}' instances to run"), timeout)
+            .until(|| async {
+                let stats = cf.processes().stats(&process.guid).await?;
+                if let Some(crashed) = stats.resources.iter().find(|i| i.state == InstanceState::Crashed) {
+                    return Err(crate::cf::Error::Failed(format!(
+                        "instance {} of '{kind}' crashed{}",
+                        crashed.index,
+                        crashed.details.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
+                    )));
+                }
+                let ready = stats.resources.iter().filter(|i| i.is_ready()).count() as u32;
+                if last_ready.lock().expect("never poisoned").replace(ready) != Some(ready) {
+                    log::detail(format_args!(
+                        "waiting for {ready}/{wanted} instances of '{kind}' to be running and routable"
+                    ));
+                }
+                Ok(if stats.all_ready(wanted) { Poll::Ready(()) } else { Poll::Pending })
+            })
+            .await
+            .map_err(|e| anyhow!("{green_name} did not start: {e}"))?;
+        pushed.instances.insert(kind.clone(), wanted);
+        if kind == "web" {
+            pushed.memory_mb = process.memory_in_mb;
+        }
+    }
+    if processes.iter().all(|p| p.instances == 0) {
+        bail!("{green_name} has no instances to start (every process is scaled to 0)");
+    }
+    log::success(format_args!(
+        "{green_name} is running: {}",
+        pushed.instances.iter().map(|(k, n)| format!("{n} × {k}")).collect::<Vec<_>>().join(", ")
+    ));
+    Ok(())
+}

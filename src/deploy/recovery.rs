@@ -1,0 +1,176 @@
+//! Recovering a deploy that died holding the lock, from its journal, so the foundation is consistent before
+//! the next deploy starts (the recovery table of the deploy design):
+//!
+//! - pushing / verifying: production is only on blue → remove the candidate and its temporary route;
+//! - swapping, verified and healthy: finish the swap, then housekeeping;
+//! - swapping otherwise: give every production route back to blue, remove the candidate;
+//! - swapped / housekeeping: production is on the candidate → finish housekeeping (renames are idempotent).
+//!
+//! Throughout, every production route keeps a healthy destination: routes are mapped before anything is
+//! unmapped, and blue is stopped only once the candidate serves all its routes.
+
+use anyhow::{Context as _, Result};
+
+use super::audit::Audit;
+use super::housekeeping::{self, Retire};
+use super::journal::{Journal, Phase};
+use super::plan::Apps;
+use super::{Context, JOB_TIMEOUT, cleanup, swap};
+use crate::cf::CfClient;
+use crate::cf::apps::App;
+use crate::cf::processes::ProcessStats;
+use crate::log;
+
+/// What recovery will do with a dead deploy's candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    RemoveCandidate,
+    FinishSwap,
+    GiveBack,
+    FinishHousekeeping,
+}
+
+impl Action {
+    pub fn decide(journal: &Journal, candidate_healthy: bool) -> Action {
+        match journal.phase {
+            Phase::Pushing | Phase::Verifying => Action::RemoveCandidate,
+            Phase::Swapping if journal.verified && candidate_healthy => Action::FinishSwap,
+            Phase::Swapping => Action::GiveBack,
+            Phase::Swapped | Phase::Housekeeping => Action::FinishHousekeeping,
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Action::RemoveCandidate => {
+                "remove the unfinished candidate and its temporary route (production was never touched)"
+            }
+            Action::FinishSwap => "finish moving production to the verified, healthy candidate, then the housekeeping",
+            Action::GiveBack => "give every production route back to the previous version and remove the candidate",
+            Action::FinishHousekeeping => "finish the housekeeping: production already runs on the candidate",
+        }
+    }
+}
+
+/// Whether every instance of every scaled process of `app` is running and routable, right now.
+pub async fn is_healthy(cf: &CfClient, app: &App) -> Result<bool> {
+    for process in cf.processes().for_app(&app.guid).await?.iter().filter(|p| p.instances > 0) {
+        let stats: ProcessStats = cf.processes().stats(&process.guid).await?;
+        if !stats.all_ready(process.instances) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Brings the foundation back to a consistent state after the deploy recorded in `journal` died.
+pub async fn recover(ctx: &Context, candidate: App, journal: Journal) -> Result<()> {
+    let cf = &ctx.cf;
+    let healthy = journal.phase == Phase::Swapping && is_healthy(cf, &candidate).await?;
+    let action = Action::decide(&journal, healthy);
+    log::info(format_args!("recovery: {}", action.describe()));
+    let names = &ctx.source.names;
+    let apps = Apps::read(cf, &ctx.target.space.guid, names).await?;
+    let blue = match &journal.blue_guid {
+        Some(guid) => cf.apps().find(guid).await?,
+        None => None,
+    };
+    match action {
+        Action::RemoveCandidate => {
+            cleanup::show_recent_logs(cf, &candidate).await;
+            remove(ctx, &candidate, &journal).await?;
+        }
+        Action::GiveBack => {
+            if let Some(blue) = &blue {
+                swap::give_back(cf, &journal.prod_routes, &candidate.guid, &blue.guid).await?;
+            } else {
+                for route in &journal.prod_routes {
+                    cf.routes().unmap_app(route, &candidate.guid).await?;
+                }
+            }
+            remove(ctx, &candidate, &journal).await?;
+        }
+        Action::FinishSwap => {
+            for route in &journal.prod_routes {
+                cf.routes().map_app(route, &candidate.guid).await?;
+            }
+            if let Some(blue) = &blue {
+                for route in &journal.prod_routes {
+                    cf.routes().unmap_app(route, &blue.guid).await?;
+                }
+            }
+            finish_housekeeping(ctx, &candidate, &journal, blue.as_ref(), &apps).await?;
+        }
+        Action::FinishHousekeeping => finish_housekeeping(ctx, &candidate, &journal, blue.as_ref(), &apps).await?,
+    }
+    log::success("recovered: the foundation is consistent again");
+    Ok(())
+}
+
+async fn remove(ctx: &Context, candidate: &App, journal: &Journal) -> Result<()> {
+    cleanup::abandon(
+        &ctx.cf,
+        &ctx.source.names,
+        candidate,
+        journal.temp_route.as_deref(),
+        ctx.params.on_failure,
+        journal.rollback,
+        JOB_TIMEOUT,
+    )
+    .await
+    .context("removing the dead deploy's candidate")
+}
+
+async fn finish_housekeeping(
+    ctx: &Context,
+    candidate: &App,
+    journal: &Journal,
+    blue: Option<&App>,
+    apps: &Apps,
+) -> Result<()> {
+    let cf = &ctx.cf;
+    if let Some(route) = &journal.temp_route {
+        swap::remove_temporary_route(cf, route, JOB_TIMEOUT).await?;
+    }
+    let names = &ctx.source.names;
+    if let Some(blue) = blue {
+        let retire = Retire { blue, previous: apps.previous.as_ref(), keep: ctx.params.keep_previous };
+        housekeeping::retire(cf, names, retire, JOB_TIMEOUT).await?;
+    }
+    let droplet = candidate.current_droplet_guid().unwrap_or_default().to_owned();
+    let audit = Audit {
+        deployed_at: Some(std::time::SystemTime::now()),
+        deploy_id: Some(journal.deploy_id.clone()),
+        build_url: journal.build_url.clone(),
+        droplet_guid: Some(droplet),
+        ..Audit::default()
+    };
+    housekeeping::promote(cf, names, candidate, &audit).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::protocol::BuildEnv;
+
+    fn journal(phase: Phase, verified: bool) -> Journal {
+        let mut journal = Journal::new(&BuildEnv::default(), Duration::from_secs(60));
+        journal.phase = phase;
+        journal.verified = verified;
+        journal
+    }
+
+    #[test]
+    fn decisions_follow_the_recovery_table() {
+        assert_eq!(Action::decide(&journal(Phase::Pushing, false), false), Action::RemoveCandidate);
+        assert_eq!(Action::decide(&journal(Phase::Verifying, false), true), Action::RemoveCandidate);
+        assert_eq!(Action::decide(&journal(Phase::Swapping, true), true), Action::FinishSwap);
+        assert_eq!(Action::decide(&journal(Phase::Swapping, true), false), Action::GiveBack);
+        assert_eq!(Action::decide(&journal(Phase::Swapping, false), true), Action::GiveBack);
+        assert_eq!(Action::decide(&journal(Phase::Swapped, true), false), Action::FinishHousekeeping);
+        assert_eq!(Action::decide(&journal(Phase::Housekeeping, true), true), Action::FinishHousekeeping);
+    }
+}

@@ -1,0 +1,89 @@
+//! Phase 6: blue keeps running, unrouted, for `drain` — routers learn route changes asynchronously and
+//! requests in flight must finish. With `watch`, production is probed meanwhile (like a post-promotion
+//! analysis); if a gate fails, production is swapped back to blue, which is still running.
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use tokio::time::Instant;
+
+use super::journal::Phase;
+use super::lock::Lock;
+use super::plan::Plan;
+use super::{Context, JOB_TIMEOUT, cleanup, swap};
+use crate::config::Kpi;
+use crate::log;
+use crate::verify::kpi;
+use crate::verify::route_client::RouteClient;
+
+/// Requests per watch round; rounds repeat until the watch is over.
+const ROUND_REQUESTS: u32 = 40;
+
+pub async fn drain_and_watch(
+    ctx: &Context,
+    client: &RouteClient,
+    plan: &Plan,
+    route_guids: &[String],
+    lock: &Lock,
+) -> Result<()> {
+    let Some(blue) = &plan.blue else { return Ok(()) };
+    let started = Instant::now();
+    let hold = ctx.params.drain.max(ctx.params.watch.unwrap_or_default());
+    let (Some(watch), Some(gates)) = (ctx.params.watch, ctx.params.kpi.as_ref()) else {
+        log::info(format_args!(
+            "{} keeps running, unrouted, for {} so requests in flight finish",
+            blue.app.name,
+            log::human_duration(hold)
+        ));
+        tokio::time::sleep(hold).await;
+        return Ok(());
+    };
+    log::info(format_args!(
+        "watching production for {} ({} keeps running to swap back to)",
+        log::human_duration(watch),
+        blue.app.name
+    ));
+    let urls: Vec<String> =
+        plan.prod_routes.iter().flat_map(|route| gates.paths.iter().map(|path| client.url(&route.url, path))).collect();
+    let watch_gates = Kpi { max_p95_ratio: None, ..gates.clone() };
+    let mut rounds = 0;
+    while started.elapsed() < watch {
+        let stats = kpi::probe_urls(client, &urls, ROUND_REQUESTS, gates.concurrency.min(ROUND_REQUESTS)).await;
+        rounds += 1;
+        if let Err(why) = kpi::evaluate(&watch_gates, &stats, None) {
+            log::warn(format_args!("watch round {rounds} failed: {why}"));
+            return swap_back(ctx, plan, route_guids, lock, &why).await;
+        }
+        log::detail(format_args!("watch round {rounds}: {}", stats.summary()));
+        tokio::time::sleep(Duration::from_secs(1).min(watch.saturating_sub(started.elapsed()))).await;
+    }
+    log::detail(format_args!("production passed {rounds} watch round(s)"));
+    tokio::time::sleep(hold.saturating_sub(started.elapsed())).await;
+    Ok(())
+}
+
+/// Gives production back to blue and removes the candidate, then fails the put.
+async fn swap_back(ctx: &Context, plan: &Plan, route_guids: &[String], lock: &Lock, why: &str) -> Result<()> {
+    let Some(blue) = &plan.blue else { bail!("watch failed: {why}") };
+    // If this process dies half-way, recovery must give production back too, not finish the promotion.
+    lock.record(|j| {
+        j.phase = Phase::Swapping;
+        j.verified = false;
+    })
+    .await?;
+    swap::give_back(&ctx.cf, route_guids, &lock.app.guid, &blue.app.guid).await?;
+    log::info(format_args!("production is back on {}", blue.app.name));
+    cleanup::show_recent_logs(&ctx.cf, &lock.app).await;
+    lock.stop_renewing().await;
+    cleanup::abandon(
+        &ctx.cf,
+        &ctx.source.names,
+        &lock.app,
+        None,
+        ctx.params.on_failure,
+        ctx.params.rollback,
+        JOB_TIMEOUT,
+    )
+    .await?;
+    bail!("watch failed after the swap: {why}; production was swapped back to {}", blue.app.name)
+}

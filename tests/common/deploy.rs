@@ -1,0 +1,164 @@
+//! Deploying with the real `out` binary against a cf-sim: a put directory holding the sample app and a
+//! manifest (as a pipeline's inputs would), Concourse-style requests and env, and looks at the result through
+//! the sim's router and state.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cf_sim::Sim;
+use serde_json::{Value, json};
+
+use super::sim::{out_request, sample_app_bin, source};
+use super::{Run, run_resource};
+
+/// The env Concourse gives a put step.
+pub const BUILD_ENV: &[(&str, &str)] = &[
+    ("BUILD_ID", "101"),
+    ("BUILD_NAME", "7"),
+    ("BUILD_JOB_NAME", "deploy"),
+    ("BUILD_PIPELINE_NAME", "shop"),
+    ("BUILD_TEAM_NAME", "main"),
+    ("ATC_EXTERNAL_URL", "https://ci.example.com"),
+    ("BUILD_URL", "https://ci.example.com/teams/main/pipelines/shop/jobs/deploy/builds/7"),
+];
+
+/// A put directory: `app/` (the sample app and its Procfile) and `ci/manifest.yml`.
+pub struct PutDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl PutDir {
+    pub fn new() -> PutDir {
+        let dir = tempfile::Builder::new().prefix("put-").tempdir().unwrap();
+        let app = dir.path().join("app");
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::copy(sample_app_bin(), app.join("sample-app")).unwrap();
+        std::fs::write(app.join("Procfile"), "web: ./sample-app\n").unwrap();
+        PutDir { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `text` to `rel` inside the put directory (making parents), returning the path.
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Writes an executable script to `rel`.
+    pub fn script(&self, rel: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.write(rel, &format!("#!/bin/sh\n{body}\n"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+}
+
+/// The manifest of the sample app `name` with `instances`, an HTTP health check on `/healthcheck`, one route
+/// per entry of `routes` (`host` or `host/path` on the sim's domain, or `no-route` when empty), and `env`.
+pub fn manifest(sim: &Sim, name: &str, instances: u32, routes: &[&str], env: &[(&str, &str)]) -> String {
+    let domain = &sim.info().domain;
+    let mut app = json!({
+        "name": name,
+        "instances": instances,
+        "memory": "64M",
+        "disk_quota": "256M",
+        "health-check-type": "http",
+        "health-check-http-endpoint": "/healthcheck",
+    });
+    if routes.is_empty() {
+        app["no-route"] = json!(true);
+    } else {
+        app["routes"] = routes
+            .iter()
+            .map(|r| match r.split_once('/') {
+                Some((host, path)) => json!({"route": format!("{host}.{domain}/{path}")}),
+                None => json!({"route": format!("{r}.{domain}")}),
+            })
+            .collect();
+    }
+    if !env.is_empty() {
+        app["env"] = env.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+    }
+    serde_norway::to_string(&json!({"applications": [app]})).unwrap()
+}
+
+/// Runs `out` for `app` with `params` on the put directory, with the build env of a Concourse put.
+pub fn out(sim: &Sim, put: &PutDir, app: &str, params: Value) -> Run {
+    let run =
+        run_resource("out", &[put.path().to_str().unwrap()], &out_request(&source(sim, app), Some(params)), BUILD_ENV);
+    eprintln!("---- out ({}) exited {}\n{}", app, run.status, run.stderr);
+    run
+}
+
+/// Runs `out` and asserts it succeeded; returns the version it printed.
+pub fn deploy(sim: &Sim, put: &PutDir, app: &str, params: Value) -> Value {
+    let run = out(sim, put, app, params);
+    assert_eq!(run.status, 0, "out failed: {}", run.last_line());
+    let answer: Value = serde_json::from_str(&run.stdout).expect("out prints JSON");
+    answer["version"].clone()
+}
+
+/// `GET http://<host>.<domain><path>` through the sim's router: (status, body).
+pub fn get(sim: &Sim, host: &str, path: &str) -> (u16, String) {
+    let router = sim.info().router.trim_start_matches("http://").to_owned();
+    let host = format!("{host}.{}", sim.info().domain);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = super::http_client()
+            .resolve(&host, router.parse().unwrap())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        match client.get(format!("http://{host}{path}")).send().await {
+            Ok(response) => (response.status().as_u16(), response.text().await.unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    })
+}
+
+/// The apps in the sim: name → (state, guid), sorted by name.
+pub fn apps(sim: &Sim) -> Vec<(String, String)> {
+    let state = sim.state_dump();
+    let mut apps: Vec<(String, String)> = state["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["name"].as_str().unwrap().to_owned(), a["state"].as_str().unwrap().to_owned()))
+        .collect();
+    apps.sort();
+    apps
+}
+
+/// The URLs of every route in the sim, sorted.
+pub fn routes(sim: &Sim) -> Vec<String> {
+    let state = sim.state_dump();
+    let mut routes: Vec<String> =
+        state["routes"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap_or_default().to_owned()).collect();
+    routes.sort();
+    routes
+}
+
+/// Every route in the sim with the guids of the apps it is mapped to, sorted.
+pub fn route_destinations(sim: &Sim) -> Vec<(String, Vec<String>)> {
+    let state = sim.state_dump();
+    let mut routes: Vec<(String, Vec<String>)> = state["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let mut apps: Vec<String> =
+                r["destinations"].as_array().unwrap().iter().map(|d| d["app"].as_str().unwrap().to_owned()).collect();
+            apps.sort();
+            (r["name"].as_str().unwrap_or_default().to_owned(), apps)
+        })
+        .collect();
+    routes.sort();
+    routes
+}

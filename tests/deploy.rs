@@ -1,0 +1,288 @@
+//! `out` end to end against cf-sim with the real binary, Concourse-style stdin and env, and the sample app:
+//! a first deploy; v1 → v2 under load with route propagation delay and not one failed request; every failure
+//! before the swap leaving production serving; routes, workers, vars, inherited scale, services and
+//! `keep_previous`; and the check → in round trip of what was deployed.
+
+mod common;
+
+use std::time::Duration;
+
+use cf_sim::Sim;
+use common::deploy::{PutDir, apps, deploy, get, manifest, out, route_destinations, routes};
+use common::load::{self, LoadConfig};
+use common::run_resource;
+use common::sim::{check_request, connect, home_space, in_request, source, start_sim_with};
+use serde_json::{Value, json};
+
+fn sim_with_delay(propagation_ms: u64) -> Sim {
+    start_sim_with(|c| {
+        c.route_propagation_delay_ms = propagation_ms;
+        c.stop_grace_ms = 3000;
+    })
+}
+
+fn params(version: &str) -> Value {
+    json!({"path": "app", "manifest": "ci/manifest.yml", "environment_variables": {"APP_VERSION": version}, "drain": "2s"})
+}
+
+fn app_names(sim: &Sim) -> Vec<String> {
+    apps(sim).into_iter().map(|(name, _)| name).collect()
+}
+
+#[test]
+fn first_deploy_then_v1_to_v2_under_load_without_a_failed_request() {
+    let sim = sim_with_delay(600);
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 2, &["myapp"], &[]));
+
+    let v1 = deploy(&sim, &put, "myapp", params("v1"));
+    assert_eq!(apps(&sim), [("myapp".to_owned(), "STARTED".to_owned())]);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(get(&sim, "myapp", "/version"), (200, "v1".to_owned()));
+
+    let mut config = LoadConfig::new(&sim.info().router, &format!("myapp.{}", sim.info().domain));
+    config.requests_per_second = 60;
+    config.slow_every = 10;
+    config.new_connection_every = 3;
+    let load = load::start(config);
+    std::thread::sleep(Duration::from_secs(1));
+    let v2 = deploy(&sim, &put, "myapp", params("v2"));
+    std::thread::sleep(Duration::from_secs(2));
+    let report = load.stop();
+
+    eprintln!("load: {} requests, versions {:?}", report.total(), report.versions());
+    assert!(report.total() > 200, "the load ran ({} requests)", report.total());
+    assert!(report.failures().is_empty(), "failed requests during the deploy:\n{}", report.describe_failures());
+    assert_eq!(report.versions(), ["v1", "v2"], "responses switch from v1 to v2");
+
+    assert_ne!(v1["app_guid"], v2["app_guid"]);
+    assert_eq!(
+        apps(&sim),
+        [("myapp".to_owned(), "STARTED".to_owned()), ("myapp-previous".to_owned(), "STOPPED".to_owned())]
+    );
+    let domain = &sim.info().domain;
+    assert_eq!(routes(&sim), [format!("myapp.{domain}")], "the temporary route is gone");
+
+    // check reports what out emitted, and in (the implicit get after the put) fetches it.
+    let check = run_resource("check", &[], &check_request(&source(&sim, "myapp"), None), &[]);
+    assert_eq!(serde_json::from_str::<Value>(&check.stdout).unwrap(), json!([v2]), "{}", check.stderr);
+    let get_dir = tempfile::tempdir().unwrap();
+    let fetched =
+        run_resource("in", &[get_dir.path().to_str().unwrap()], &in_request(&source(&sim, "myapp"), &v2, None), &[]);
+    assert_eq!(fetched.status, 0, "{}", fetched.stderr);
+    let metadata: Value =
+        serde_json::from_str(&std::fs::read_to_string(get_dir.path().join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(metadata["build"]["pipeline"], json!("shop"), "in reads back the build that deployed: {metadata:#}");
+    assert_eq!(std::fs::read_to_string(get_dir.path().join("app_guid")).unwrap(), v2["app_guid"].as_str().unwrap());
+}
+
+/// Runs `out` expecting a failure before the swap; production must keep serving v1 throughout.
+fn assert_fails_before_swap(sim: &Sim, put: &PutDir, params: Value, expected: &str) -> String {
+    let mut config = LoadConfig::new(&sim.info().router, &format!("myapp.{}", sim.info().domain));
+    config.requests_per_second = 30;
+    let load = load::start(config);
+    let run = out(sim, put, "myapp", params);
+    let report = load.stop();
+    run.assert_clean_failure(expected);
+    assert!(report.failures().is_empty(), "production dropped requests:\n{}", report.describe_failures());
+    assert_eq!(report.versions(), ["v1"], "production stayed on v1");
+    assert!(run.stderr.contains("production is untouched"), "{}", run.stderr);
+    run.stderr
+}
+
+#[test]
+fn every_failure_before_the_swap_leaves_production_serving() {
+    let sim = sim_with_delay(200);
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    deploy(&sim, &put, "myapp", params("v1"));
+    let prod_only = ["myapp".to_owned()];
+
+    // Staging fails: an app directory nothing can run.
+    put.write("broken/readme.txt", "no Procfile here");
+    let stderr = assert_fails_before_swap(
+        &sim,
+        &put,
+        json!({"path": "broken", "manifest": "ci/manifest.yml"}),
+        "deploy failed in phase push: staging myapp-green failed",
+    );
+    assert!(stderr.contains("NoAppDetectedError"), "the staging error is shown: {stderr}");
+    assert_eq!(app_names(&sim), prod_only);
+
+    // Crash on start: its logs are shown before it is deleted.
+    let mut crash = params("v2");
+    crash["environment_variables"]["CRASH_ON_START"] = json!("true");
+    let stderr = assert_fails_before_swap(&sim, &put, crash, "myapp-green did not start: instance");
+    assert!(stderr.contains("crashing on start as configured"), "the app's own output is shown: {stderr}");
+    assert_eq!(app_names(&sim), prod_only);
+
+    // A health check that never passes: kept stopped as myapp-failed for debugging.
+    let mut unhealthy = params("v2");
+    unhealthy["environment_variables"]["HEALTHY"] = json!("false");
+    unhealthy["health_check"] = json!({"type": "http", "endpoint": "/healthcheck", "timeout": 2});
+    unhealthy["startup_timeout"] = json!("20s");
+    unhealthy["on_failure"] = json!("keep");
+    assert_fails_before_swap(&sim, &put, unhealthy, "deploy failed in phase push");
+    assert_eq!(
+        apps(&sim),
+        [("myapp".to_owned(), "STARTED".to_owned()), ("myapp-failed".to_owned(), "STOPPED".to_owned())]
+    );
+
+    // An HTTP check that fails.
+    let mut checked = params("v2");
+    checked["verify"] = json!([{"path": "/version", "body_contains": "v9"}]);
+    checked["verify_timeout"] = json!("2s");
+    assert_fails_before_swap(&sim, &put, checked, "deploy failed in phase verify: HTTP check GET /version");
+
+    // A smoke test that fails, with its output streamed.
+    put.script("ci/smoke.sh", "echo \"smoking $GREEN_URL\"; exit 3");
+    let mut smoked = params("v2");
+    smoked["smoke_test"] = json!({"path": "ci/smoke.sh"});
+    let stderr = assert_fails_before_swap(&sim, &put, smoked, "failed with exit status 3");
+    assert!(stderr.contains(&format!("smoking http://myapp-green.{}", sim.info().domain)), "{stderr}");
+
+    let domain = &sim.info().domain;
+    assert_eq!(routes(&sim), [format!("myapp.{domain}")], "no temporary route is left over");
+    assert_eq!(get(&sim, "myapp", "/version"), (200, "v1".to_owned()));
+}
+
+#[test]
+fn routes_with_several_hosts_and_a_path_all_move_to_the_new_version() {
+    let sim = sim_with_delay(0);
+    let put = PutDir::new();
+    let routes_v1 = ["myapp", "www-myapp"];
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &routes_v1, &[]));
+    deploy(&sim, &put, "myapp", params("v1"));
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp", "www-myapp", "myapp/api"], &[]));
+    let v2 = deploy(&sim, &put, "myapp", params("v2"));
+    for host in ["myapp", "www-myapp"] {
+        assert_eq!(get(&sim, host, "/version"), (200, "v2".to_owned()), "{host}");
+    }
+    let domain = &sim.info().domain;
+    let production = [v2["app_guid"].as_str().unwrap().to_owned()];
+    assert_eq!(
+        route_destinations(&sim),
+        [
+            (format!("myapp.{domain}"), production.to_vec()),
+            (format!("myapp.{domain}/api"), production.to_vec()),
+            (format!("www-myapp.{domain}"), production.to_vec()),
+        ],
+        "every production route reaches only the new version"
+    );
+}
+
+#[test]
+fn a_worker_without_routes_is_swapped_by_instance_health() {
+    let sim = sim_with_delay(0);
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "worker", 1, &[], &[]));
+    deploy(&sim, &put, "worker", params("v1"));
+    deploy(&sim, &put, "worker", params("v2"));
+    assert_eq!(
+        apps(&sim),
+        [("worker".to_owned(), "STARTED".to_owned()), ("worker-previous".to_owned(), "STOPPED".to_owned())]
+    );
+    assert!(routes(&sim).is_empty(), "{:?}", routes(&sim));
+}
+
+#[test]
+fn vars_files_and_vars_fill_the_manifest_and_scale_is_inherited() {
+    let sim = sim_with_delay(0);
+    let put = PutDir::new();
+    let domain = sim.info().domain.clone();
+    put.write(
+        "ci/manifest.yml",
+        &format!(
+            "applications:\n- name: myapp\n  instances: ((instances))\n  memory: 64M\n  routes:\n  - route: ((host)).{domain}\n  env:\n    APP_VERSION: ((version))\n"
+        ),
+    );
+    put.write("ci/vars.yml", "host: myapp\nversion: from-vars-file\n");
+    let first = json!({"path": "app", "manifest": "ci/manifest.yml", "vars_files": ["ci/vars.yml"],
+                       "vars": {"instances": 3}, "drain": "1s"});
+    deploy(&sim, &put, "myapp", first);
+    assert_eq!(get(&sim, "myapp", "/version"), (200, "from-vars-file".to_owned()));
+
+    // The next manifest leaves instances unset: production's 3 carry over.
+    put.write(
+        "ci/manifest.yml",
+        &format!("applications:\n- name: myapp\n  memory: 64M\n  routes:\n  - route: myapp.{domain}\n"),
+    );
+    let version = deploy(&sim, &put, "myapp", json!({"path": "app", "manifest": "ci/manifest.yml", "drain": "1s"}));
+    let state = sim.state_dump();
+    let app = state["apps"].as_array().unwrap().iter().find(|a| a["guid"] == version["app_guid"]).unwrap();
+    assert_eq!(app["processes"][0]["instances"], json!(3), "{app:#}");
+    assert_eq!(
+        app["environment_variables"]["APP_VERSION"],
+        json!("from-vars-file"),
+        "env set by hand or manifest before survives"
+    );
+
+    let run = out(&sim, &put, "myapp", json!({"path": "app", "vars": {"unused": 1}}));
+    run.assert_clean_failure("params.vars and params.vars_files fill in a manifest");
+    put.write("ci/manifest.yml", "applications:\n- name: myapp\n  instances: ((count))\n  memory: ((mem))\n");
+    let run = out(&sim, &put, "myapp", json!({"path": "app", "manifest": "ci/manifest.yml"}));
+    run.assert_clean_failure("manifest ci/manifest.yml uses vars that have no value: count, mem");
+}
+
+#[test]
+fn a_user_provided_service_from_the_manifest_is_bound_to_the_new_version() {
+    let sim = sim_with_delay(0);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let cf = connect(&sim).await;
+        let space = home_space(&cf, &sim).await;
+        let credentials = [("uri".to_owned(), json!("mysql://db.example.com/shop"))].into();
+        cf.service_instances().create_user_provided(&space.guid, "shop-db", &credentials).await.unwrap();
+    });
+    let put = PutDir::new();
+    let domain = sim.info().domain.clone();
+    put.write(
+        "ci/manifest.yml",
+        &format!("applications:\n- name: myapp\n  memory: 64M\n  routes:\n  - route: myapp.{domain}\n  services:\n  - shop-db\n"),
+    );
+    deploy(&sim, &put, "myapp", params("v1"));
+    let (status, body) = get(&sim, "myapp", "/env");
+    assert_eq!(status, 200);
+    let env: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(env["services"], json!(["shop-db"]), "{env}");
+    assert!(!body.contains("db.example.com"), "the app lists names, never credentials");
+}
+
+#[test]
+fn keep_previous_false_deletes_the_old_version() {
+    let sim = sim_with_delay(0);
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    deploy(&sim, &put, "myapp", params("v1"));
+    let mut second = params("v2");
+    second["keep_previous"] = json!(false);
+    deploy(&sim, &put, "myapp", second);
+    assert_eq!(apps(&sim), [("myapp".to_owned(), "STARTED".to_owned())]);
+    assert_eq!(get(&sim, "myapp", "/version"), (200, "v2".to_owned()));
+}
+
+#[test]
+fn a_droplet_from_one_foundation_deploys_to_another_without_staging() {
+    let staging = sim_with_delay(0);
+    let production = sim_with_delay(0);
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&staging, "myapp", 1, &["myapp"], &[]));
+    let version = deploy(&staging, &put, "myapp", params("v7"));
+
+    // get with download_droplet into the put directory, as a pipeline's get step would.
+    let fetched = put.path().join("staged");
+    let run = run_resource(
+        "in",
+        &[fetched.to_str().unwrap()],
+        &in_request(&source(&staging, "myapp"), &version, Some(json!({"download_droplet": true}))),
+        &[],
+    );
+    assert_eq!(run.status, 0, "{}", run.stderr);
+
+    put.write("ci/prod-manifest.yml", &manifest(&production, "myapp", 1, &["myapp"], &[("APP_VERSION", "v7")]));
+    production.reset_request_log();
+    deploy(&production, &put, "myapp", json!({"droplet": "staged/droplet.tgz", "manifest": "ci/prod-manifest.yml"}));
+    let staged: Vec<_> = production.request_log().into_iter().filter(|r| r.path == "/v3/builds").collect();
+    assert!(staged.is_empty(), "no staging on the second foundation");
+    assert_eq!(get(&production, "myapp", "/version"), (200, "v7".to_owned()));
+}
