@@ -6,7 +6,7 @@
 #   put v1 (first deploy) → put v2 (blue-green) → the production route serves v2 → check reports the version out
 #   emitted → in fetches it
 #
-# Until `out` is implemented it answers "not implemented yet"; the deploy is then skipped with a line saying so.
+# A build whose `out` (or check, or in) still answers "not implemented yet" skips that part with a line saying so.
 
 : "${image:?}" "${state:?}"
 deploy_app=image-ci
