@@ -5,19 +5,21 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use cf_blue_green_resource::cf::CfClient;
 use cf_blue_green_resource::cf::apps::NewApp;
-use cf_sim::{RequestRecord, Sim};
+use cf_sim::{Fault, FaultAction, RequestRecord, Sim};
 use common::deploy::{
     PutDir, annotation, app_named, build_url, deploy, get, logged, manifest, out, out_as, route_destinations,
     spawn_out, wait_for,
 };
 use common::load::{self, LoadConfig, LoadHandle, LoadReport};
-use common::sim::{connect, home_space, start_sim_with};
+use common::run_resource;
+use common::sim::{check_request, connect, home_space, source, start_sim_with};
 use serde_json::{Value, json};
 
+const PHASE: &str = "blue-green/phase";
 const DRAIN: &str = "1500ms";
 const DEPLOY_ID: &str = "blue-green/deploy-id";
 /// The longest one put may take here.
@@ -42,6 +44,11 @@ fn params(version: &str) -> Value {
         "drain": DRAIN,
         "lock_lease": "3s",
     })
+}
+
+fn with_env(mut params: Value, name: &str, value: &str) -> Value {
+    params["environment_variables"][name] = json!(value);
+    params
 }
 
 /// A sim with `myapp` v1 in production (one instance, route `myapp.<domain>`).
@@ -124,6 +131,10 @@ fn destination_changes(sim: &Sim) -> Vec<RequestRecord> {
         .into_iter()
         .filter(|r| r.listener == "api" && r.path.contains("/destinations") && r.method != "GET" && r.status < 300)
         .collect()
+}
+
+fn timestamp(record: &RequestRecord) -> SystemTime {
+    humantime::parse_rfc3339(&record.timestamp).unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -214,4 +225,232 @@ fn a_green_app_made_by_hand_is_refused_and_left_alone() {
     );
     assert_eq!(sim.state_dump(), before, "nothing changed");
     assert_eq!(app_named(&sim, "myapp-green").unwrap()["guid"], json!(green.guid));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Recovery after a put was killed
+
+/// Starts a put as build `build` and SIGKILLs it once its candidate's journal says `phase` and `ready` (given
+/// the sim and the candidate) agrees. Returns the candidate as it was.
+fn kill_in(
+    sim: &Sim,
+    put: &PutDir,
+    params: Value,
+    build: &str,
+    phase: &str,
+    mut ready: impl FnMut(&Sim, &Value) -> bool,
+) -> Value {
+    let mut running = spawn_out(sim, put, "myapp", params, build);
+    let candidate = wait_for(&format!("build {build} to reach phase {phase}"), PUT_LIMIT, || {
+        assert!(!running.exited(), "build {build} ended before phase {phase}:\n{}", running.stderr());
+        app_named(sim, "myapp-green")
+            .filter(|g| annotation(g, DEPLOY_ID) == Some(&build_url(build)) && annotation(g, PHASE) == Some(phase))
+            .filter(|g| ready(sim, g))
+    });
+    logged(&format!("out build {build}, killed in phase {phase}"), running.kill());
+    candidate
+}
+
+/// The next put (build `build`) takes over the dead put's lock, recovers as `action` says, and deploys.
+fn recover_and_deploy(sim: &Sim, put: &PutDir, params: Value, build: &str, phase: &str, action: &str) -> Value {
+    let run = out_as(sim, put, "myapp", params, build);
+    assert_eq!(run.status, 0, "{}", run.last_line());
+    let died = format!("that deploy died; recovering from its {phase} phase");
+    assert!(run.stderr.contains(&died), "the log says {died:?}:\n{}", run.stderr);
+    assert!(run.stderr.contains(&format!("recovery: {action}")), "the log says what recovery did:\n{}", run.stderr);
+    assert!(run.stderr.contains("recovered: the foundation is consistent again"), "{}", run.stderr);
+    serde_json::from_str::<Value>(&run.stdout).unwrap()["version"].clone()
+}
+
+fn state_of(sim: &Sim, guid: &str) -> Option<String> {
+    sim.state_dump()["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["guid"] == guid)
+        .map(|a| a["state"].as_str().unwrap().to_owned())
+}
+
+#[test]
+fn a_put_killed_before_the_swap_is_cleaned_up_by_the_next_one() {
+    let (sim, put, _v1) = production_v1();
+    let load = start_load(&sim);
+
+    // Killed while pushing: its candidate takes 5 s to start.
+    let slow_start = with_env(params("v2"), "STARTUP_DELAY_MS", "5000");
+    kill_in(&sim, &put, slow_start, "8", "pushing", |_, g| g["state"] == "STARTED");
+    let v2 = recover_and_deploy(
+        &sim,
+        &put,
+        params("v3"),
+        "9",
+        "pushing",
+        "remove the unfinished candidate and its temporary route",
+    );
+    wait_serving(&sim, "v3");
+    let v1_guid = app_named(&sim, "myapp-previous").unwrap()["guid"].as_str().unwrap().to_owned();
+    assert_settled(&sim, &v2, &v1_guid);
+
+    // Killed while verifying: its smoke test takes 5 s.
+    put.script("ci/slow-smoke.sh", "sleep 5");
+    let mut smoked = params("v4");
+    smoked["smoke_test"] = json!({"path": "ci/slow-smoke.sh"});
+    kill_in(&sim, &put, smoked, "10", "verifying", |_, _| true);
+    let v5 = recover_and_deploy(
+        &sim,
+        &put,
+        params("v5"),
+        "11",
+        "verifying",
+        "remove the unfinished candidate and its temporary route",
+    );
+    wait_serving(&sim, "v5");
+    assert_settled(&sim, &v5, &guid(&v2));
+
+    let report = load.stop();
+    assert_no_failures(&report);
+    assert_eq!(report.versions(), ["v1", "v3", "v5"], "the killed candidates never served production");
+}
+
+#[test]
+fn a_put_killed_mid_swap_is_finished_or_given_back_by_the_next_one() {
+    let (sim, put, v1) = production_v1();
+    let load = start_load(&sim);
+    // Unmapping the old version hangs, so the put is killed with both versions on the production route.
+    let hang_unmap = || {
+        sim.add_fault(Fault {
+            method: Some("DELETE".into()),
+            path: "/v3/routes/*/destinations/*".into(),
+            nth: 1,
+            times: 1,
+            action: FaultAction::Delay { ms: 60_000 },
+        })
+    };
+    let on_production_route = |sim: &Sim, green: &Value| {
+        let domain = &sim.info().domain;
+        route_destinations(sim).iter().any(|(route, apps)| {
+            *route == format!("myapp.{domain}") && apps.contains(&green["guid"].as_str().unwrap().to_owned())
+        })
+    };
+
+    // Verified and healthy: recovery finishes the swap, drains the old version, then housekeeping.
+    let fault = hang_unmap();
+    let green = kill_in(&sim, &put, params("v2"), "8", "swapping", on_production_route);
+    sim.remove_fault(fault);
+    sim.reset_request_log();
+    let v3 = recover_and_deploy(
+        &sim,
+        &put,
+        params("v3"),
+        "9",
+        "swapping",
+        "finish moving production to the verified, healthy candidate, then the housekeeping",
+    );
+    wait_serving(&sim, "v3");
+    assert_settled(&sim, &v3, green["guid"].as_str().unwrap());
+    let log = sim.request_log();
+    let unmapped = log
+        .iter()
+        .find(|r| r.method == "DELETE" && r.path.contains("/destinations/") && r.status < 300)
+        .expect("recovery unmapped v1");
+    let stopped = log
+        .iter()
+        .find(|r| r.method == "POST" && r.path == format!("/v3/apps/{}/actions/stop", guid(&v1)))
+        .expect("recovery stopped v1");
+    let drained = timestamp(stopped).duration_since(timestamp(unmapped)).unwrap_or_default();
+    assert!(drained >= Duration::from_millis(1450), "v1 was stopped {drained:?} after it was unmapped (drain {DRAIN})");
+
+    // Not healthy any more (stopped by hand after the put died): recovery gives production back.
+    let fault = hang_unmap();
+    let green = kill_in(&sim, &put, params("v4"), "10", "swapping", on_production_route);
+    sim.remove_fault(fault);
+    let green_guid = green["guid"].as_str().unwrap().to_owned();
+    run_async(async |cf| cf.apps().stop(&green_guid).await.unwrap(), &sim);
+    sim.reset_request_log();
+    let v5 = recover_and_deploy(
+        &sim,
+        &put,
+        params("v5"),
+        "11",
+        "swapping",
+        "give every production route back to the previous version and remove the candidate",
+    );
+    wait_serving(&sim, "v5");
+    assert_settled(&sim, &v5, &guid(&v3));
+    assert_eq!(state_of(&sim, &green_guid), None, "the candidate that was given back is deleted");
+    let log = sim.request_log();
+    let unmapped = log
+        .iter()
+        .find(|r| r.method == "DELETE" && r.path.contains("/destinations/") && r.status < 300)
+        .expect("recovery unmapped the candidate");
+    let deleted = log
+        .iter()
+        .find(|r| r.method == "DELETE" && r.path == format!("/v3/apps/{green_guid}"))
+        .expect("recovery deleted the candidate");
+    let drained = timestamp(deleted).duration_since(timestamp(unmapped)).unwrap_or_default();
+    assert!(drained >= Duration::from_millis(1450), "the candidate was deleted {drained:?} after it was unmapped");
+
+    let report = load.stop();
+    assert_no_failures(&report);
+    assert_eq!(report.versions().first().map(String::as_str), Some("v1"));
+    assert_eq!(report.samples.iter().max_by_key(|s| s.sent_at).unwrap().outcome.as_deref(), Ok("v5"));
+}
+
+#[test]
+fn a_put_killed_after_the_swap_is_finished_by_the_next_one() {
+    let (sim, put, _v1) = production_v1();
+    let load = start_load(&sim);
+
+    // Killed while draining the old version: production already runs the candidate.
+    let mut draining = params("v2");
+    draining["drain"] = json!("30s");
+    let v2_green = kill_in(&sim, &put, draining, "8", "swapped", |_, _| true);
+    let v3 = recover_and_deploy(
+        &sim,
+        &put,
+        params("v3"),
+        "9",
+        "swapped",
+        "finish the housekeeping: production already runs on the candidate",
+    );
+    wait_serving(&sim, "v3");
+    assert_settled(&sim, &v3, v2_green["guid"].as_str().unwrap());
+
+    // Killed in housekeeping while renaming the old version, and that rename lands after all: no app is
+    // called myapp for a while.
+    let fault = sim.add_fault(Fault {
+        method: Some("PATCH".into()),
+        path: format!("/v3/apps/{}", guid(&v3)),
+        nth: 1,
+        times: 1,
+        action: FaultAction::Delay { ms: 60_000 },
+    });
+    let v4_green = kill_in(&sim, &put, params("v4"), "10", "housekeeping", |sim, _| {
+        state_of(sim, &guid(&v3)).as_deref() == Some("STOPPED")
+            && state_of(sim, v2_green["guid"].as_str().unwrap()).is_none()
+    });
+    sim.remove_fault(fault);
+    let v3_guid = guid(&v3);
+    run_async(async |cf| cf.apps().rename(&v3_guid, "myapp-previous").await.unwrap(), &sim);
+    assert!(app_named(&sim, "myapp").is_none());
+
+    // check reports the candidate that was swapped in, never a missing app.
+    let check = run_resource("check", &[], &check_request(&source(&sim, "myapp"), None), &[]);
+    let reported: Value = serde_json::from_str(&check.stdout).unwrap_or_else(|_| panic!("{}", check.stderr));
+    assert_eq!(reported[0]["app_guid"], v4_green["guid"], "{}", check.stderr);
+
+    let v5 = recover_and_deploy(
+        &sim,
+        &put,
+        params("v5"),
+        "11",
+        "housekeeping",
+        "finish the housekeeping: production already runs on the candidate",
+    );
+    wait_serving(&sim, "v5");
+    assert_settled(&sim, &v5, v4_green["guid"].as_str().unwrap());
+
+    let report = load.stop();
+    assert_no_failures(&report);
+    assert_eq!(report.versions(), ["v1", "v2", "v3", "v4", "v5"]);
 }
