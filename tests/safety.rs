@@ -11,7 +11,7 @@ use cf_blue_green_resource::cf::CfClient;
 use cf_blue_green_resource::cf::apps::NewApp;
 use cf_sim::{Fault, FaultAction, RequestRecord, Sim};
 use common::deploy::{
-    PutDir, annotation, app_named, build_url, deploy, get, logged, manifest, out, out_as, route_destinations,
+    PutDir, annotation, app_named, build_url, deploy, get, logged, manifest, out, out_as, route_destinations, routes,
     spawn_out, wait_for,
 };
 use common::load::{self, LoadConfig, LoadHandle, LoadReport};
@@ -453,4 +453,81 @@ fn a_put_killed_after_the_swap_is_finished_by_the_next_one() {
     let report = load.stop();
     assert_no_failures(&report);
     assert_eq!(report.versions(), ["v1", "v2", "v3", "v4", "v5"]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Rollback
+
+#[test]
+fn rollback_brings_the_previous_version_back_in_seconds_and_again_rolls_forward() {
+    let (sim, put, v1) = production_v1();
+    let v2 = deploy(&sim, &put, "myapp", params("v2"));
+    let load = start_load(&sim);
+
+    let started = Instant::now();
+    let back = deploy(&sim, &put, "myapp", json!({"rollback": true, "drain": DRAIN}));
+    let took = started.elapsed();
+    assert_eq!(back, v1, "production is v1's app and droplet again");
+    assert!(took < Duration::from_secs(20), "a rollback takes seconds, not a deploy ({took:?})");
+    wait_serving(&sim, "v1");
+    assert_settled(&sim, &v1, &guid(&v2));
+
+    let forward = deploy(&sim, &put, "myapp", json!({"rollback": true, "drain": DRAIN}));
+    assert_eq!(forward, v2, "a second rollback rolls forward");
+    wait_serving(&sim, "v2");
+    assert_settled(&sim, &v2, &guid(&v1));
+
+    // A rollback started while a deploy of v3 runs waits for it, then rolls back from v3 to v2 (the
+    // myapp-previous it saw first, v1, is deleted by that deploy's housekeeping).
+    let mut v3_params = params("v3");
+    v3_params["drain"] = json!("3s");
+    let deploying = spawn_out(&sim, &put, "myapp", v3_params, "8");
+    wait_for("build 8 to hold the lock", PUT_LIMIT, || {
+        app_named(&sim, "myapp-green").filter(|g| annotation(g, DEPLOY_ID) == Some(&build_url("8")))
+    });
+    let rollback = out_as(&sim, &put, "myapp", json!({"rollback": true, "drain": DRAIN}), "9");
+    let deployed = logged("out build 8", deploying.wait(PUT_LIMIT));
+    assert_eq!(deployed.status, 0, "{}", deployed.last_line());
+    let v3: Value = serde_json::from_str::<Value>(&deployed.stdout).unwrap()["version"].clone();
+    assert_eq!(rollback.status, 0, "{}", rollback.last_line());
+    assert!(rollback.stderr.contains("waiting for the deploy lock"), "{}", rollback.stderr);
+    let back: Value = serde_json::from_str::<Value>(&rollback.stdout).unwrap()["version"].clone();
+    assert_eq!(back, v2, "rolled back from v3 to v2");
+    wait_serving(&sim, "v2");
+    assert_settled(&sim, &v2, &guid(&v3));
+
+    // The swap fails half-way (mapping the production route is refused): production stays on v2 and v3 is
+    // myapp-previous again, stopped.
+    let refuse_mapping = sim.add_fault(Fault {
+        method: Some("POST".into()),
+        path: "/v3/routes/*/destinations".into(),
+        nth: 2, // the first maps the temporary route
+        times: 1,
+        action: FaultAction::Status {
+            status: 422,
+            code: Some(10008),
+            title: Some("CF-UnprocessableEntity".into()),
+            detail: Some("refused for the test".into()),
+        },
+    });
+    let run = out(&sim, &put, "myapp", json!({"rollback": true, "drain": DRAIN}));
+    sim.remove_fault(refuse_mapping);
+    run.assert_clean_failure("rollback failed in phase swap: mapping myapp.");
+    assert_settled(&sim, &v2, &guid(&v3));
+    assert_eq!(routes(&sim), [format!("myapp.{}", sim.info().domain)], "no temporary route is left");
+
+    let report = load.stop();
+    assert_no_failures(&report);
+    assert_eq!(report.versions(), ["v2", "v1", "v3"], "v2, then v1, then v2 again, v3, and v2 once more");
+    let last = report.samples.iter().max_by_key(|s| s.sent_at).unwrap();
+    assert_eq!(last.outcome.as_deref(), Ok("v2"));
+
+    // An app that was deployed once has nothing to roll back to.
+    put.write("ci/solo.yml", &manifest(&sim, "solo", 1, &["solo"], &[]));
+    deploy(&sim, &put, "solo", json!({"path": "app", "manifest": "ci/solo.yml", "drain": "0s"}));
+    let before = sim.state_dump();
+    let run = out(&sim, &put, "solo", json!({"rollback": true}));
+    run.assert_clean_failure("rollback: there is no solo-previous to roll back to");
+    assert_eq!(run.stderr.lines().filter(|l| l.starts_with("error")).count(), 1, "one error line");
+    assert_eq!(sim.state_dump(), before, "nothing changed");
 }
