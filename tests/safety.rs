@@ -11,8 +11,8 @@ use cf_blue_green_resource::cf::CfClient;
 use cf_blue_green_resource::cf::apps::NewApp;
 use cf_sim::{Fault, FaultAction, RequestRecord, Sim};
 use common::deploy::{
-    PutDir, annotation, app_named, build_url, deploy, get, logged, manifest, out, out_as, route_destinations, routes,
-    spawn_out, wait_for,
+    PutDir, annotation, app_named, apps, build_url, deploy, get, logged, manifest, out, out_as, route_destinations,
+    routes, spawn_out, wait_for,
 };
 use common::load::{self, LoadConfig, LoadHandle, LoadReport};
 use common::run_resource;
@@ -530,4 +530,76 @@ fn rollback_brings_the_previous_version_back_in_seconds_and_again_rolls_forward(
     run.assert_clean_failure("rollback: there is no solo-previous to roll back to");
     assert_eq!(run.stderr.lines().filter(|l| l.starts_with("error")).count(), 1, "one error line");
     assert_eq!(sim.state_dump(), before, "nothing changed");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// KPI gate and watch
+
+#[test]
+fn a_candidate_failing_after_the_swap_is_swapped_back_by_the_watch() {
+    let (sim, put, v1) = production_v1();
+
+    for on_failure in ["delete", "keep"] {
+        let load = start_load(&sim);
+        let mut failing = with_env(params("v2"), "FAIL_AFTER_SECS", "5");
+        failing["kpi"] = json!({"requests": 40, "concurrency": 4, "paths": ["/version"], "max_error_rate": 0.05});
+        failing["watch"] = json!("20s");
+        failing["on_failure"] = json!(on_failure);
+        let started = Instant::now();
+        sim.reset_request_log();
+        let run = out(&sim, &put, "myapp", failing);
+        run.assert_clean_failure("watch failed after the swap: error rate");
+        assert!(run.last_line().contains("production was swapped back to myapp"), "{}", run.last_line());
+        assert!(started.elapsed() < Duration::from_secs(40), "the watch stops at the first failed round");
+        let back_at = load.elapsed();
+        wait_serving(&sim, "v1");
+        std::thread::sleep(Duration::from_secs(1));
+        let report = load.stop();
+        // The candidate served production until the watch caught it; from the swap back on, v1 serves all.
+        let after: Vec<_> =
+            report.samples.iter().filter(|s| s.sent_at > back_at + Duration::from_millis(600)).collect();
+        assert!(!after.is_empty());
+        assert!(after.iter().all(|s| s.outcome.as_deref() == Ok("v1")), "after the swap back: {after:?}");
+        assert!(report.versions().contains(&"v2".to_owned()), "v2 was in production for a while");
+
+        let domain = &sim.info().domain;
+        assert_eq!(route_destinations(&sim), [(format!("myapp.{domain}"), vec![guid(&v1)])]);
+        let expected = match on_failure {
+            "delete" => vec![("myapp".to_owned(), "STARTED".to_owned())],
+            _ => vec![("myapp".to_owned(), "STARTED".to_owned()), ("myapp-failed".to_owned(), "STOPPED".to_owned())],
+        };
+        assert_eq!(apps(&sim), expected, "on_failure: {on_failure}");
+        assert!(app_named(&sim, "myapp").is_some_and(|a| a["guid"] == json!(guid(&v1))));
+
+        // The candidate served production: it goes only once `drain` has passed since it was unmapped.
+        let log = sim.request_log();
+        let unmapped = destination_changes(&sim).into_iter().rfind(|r| r.method == "DELETE").unwrap();
+        let removed = log
+            .iter()
+            .find(|r| match on_failure {
+                "delete" => r.method == "DELETE" && r.path.starts_with("/v3/apps/"),
+                _ => r.method == "POST" && r.path.ends_with("/actions/stop"),
+            })
+            .expect("the candidate was removed");
+        let drained = timestamp(removed).duration_since(timestamp(&unmapped)).unwrap_or_default();
+        assert!(drained >= Duration::from_millis(1450), "the candidate went {drained:?} after it was unmapped");
+    }
+}
+
+#[test]
+fn a_watched_rollback_of_a_worker_without_routes_goes_by_instance_health() {
+    let sim = sim();
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "worker", 1, &[], &[]));
+    deploy(&sim, &put, "worker", params("v1"));
+    let v2 = deploy(&sim, &put, "worker", params("v2"));
+    // A deploy refuses a KPI probe for a no-route manifest; a rollback has no manifest to tell.
+    let watched =
+        json!({"rollback": true, "drain": "1s", "kpi": {"requests": 20, "max_error_rate": 0.01}, "watch": "2s"});
+    let run = out(&sim, &put, "worker", watched);
+    assert_eq!(run.status, 0, "{}", run.last_line());
+    assert!(run.stderr.contains("nothing to watch: production has no routes"), "{}", run.stderr);
+    let previous = app_named(&sim, "worker-previous").unwrap();
+    assert_eq!((previous["guid"].as_str(), previous["state"].as_str()), (Some(guid(&v2).as_str()), Some("STOPPED")));
+    assert_eq!(app_named(&sim, "worker").unwrap()["state"], "STARTED");
 }
