@@ -603,3 +603,54 @@ fn a_watched_rollback_of_a_worker_without_routes_goes_by_instance_health() {
     assert_eq!((previous["guid"].as_str(), previous["state"].as_str()), (Some(guid(&v2).as_str()), Some("STOPPED")));
     assert_eq!(app_named(&sim, "worker").unwrap()["state"], "STARTED");
 }
+
+#[test]
+fn the_kpi_gate_rejects_errors_and_slowness_and_passes_a_healthy_candidate() {
+    let sim = sim();
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    deploy(&sim, &put, "myapp", with_env(params("v1"), "LATENCY_MS", "50"));
+    let load = start_load(&sim);
+
+    // 5% errors against a 1% gate.
+    let mut erring = with_env(with_env(params("v2"), "ERROR_RATE", "0.05"), "LATENCY_MS", "50");
+    erring["kpi"] = json!({"requests": 100, "concurrency": 10, "max_error_rate": 0.01});
+    let run = out(&sim, &put, "myapp", erring);
+    run.assert_clean_failure(
+        "deploy failed in phase verify: KPI gate failed: error rate 5.0% is above max_error_rate 1.0%",
+    );
+    assert!(run.stderr.contains("100 requests, 5.0% errors"), "the probe's figures are logged:\n{}", run.stderr);
+
+    // Three times production's latency against a ratio of 2.
+    let mut slow = with_env(params("v2"), "LATENCY_MS", "150");
+    slow["kpi"] = json!({"requests": 60, "concurrency": 6, "paths": ["/version"], "max_p95_ratio": 2});
+    let run = out(&sim, &put, "myapp", slow);
+    run.assert_clean_failure("KPI gate failed: p95 latency");
+    assert!(run.last_line().contains("above max_p95_ratio 2"), "{}", run.last_line());
+    assert!(run.stderr.contains("production (myapp."), "production was measured in the same run:\n{}", run.stderr);
+    assert_eq!(apps(&sim), [("myapp".to_owned(), "STARTED".to_owned())], "the rejected candidates are gone");
+
+    // A healthy candidate passes every gate; its figures and production's are in the metadata.
+    let mut healthy = with_env(params("v2"), "LATENCY_MS", "50");
+    healthy["kpi"] =
+        json!({"requests": 60, "concurrency": 6, "max_error_rate": 0.01, "max_p95_ratio": 2, "max_p95_ms": 2000});
+    let run = out(&sim, &put, "myapp", healthy);
+    assert_eq!(run.status, 0, "{}", run.last_line());
+    assert!(run.stderr.contains("KPI gates passed"), "{}", run.stderr);
+    let answer: Value = serde_json::from_str(&run.stdout).unwrap();
+    let metadata: Vec<(String, String)> = answer["metadata"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap().to_owned(), m["value"].as_str().unwrap().to_owned()))
+        .collect();
+    let field = |name: &str| metadata.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let candidate = field("kpi_candidate").unwrap_or_else(|| panic!("no kpi_candidate in {metadata:?}"));
+    assert!(candidate.starts_with("60 requests, 0.0% errors, p50 "), "{candidate}");
+    let production = field("kpi_production").unwrap_or_else(|| panic!("no kpi_production in {metadata:?}"));
+    assert!(production.starts_with("60 requests, 0.0% errors, p50 "), "{production}");
+
+    let report = load.stop();
+    assert_no_failures(&report);
+    assert_eq!(report.versions(), ["v1", "v2"], "production stayed on v1 until the healthy candidate");
+}
