@@ -9,6 +9,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use cf_blue_green_resource::cf::CfClient;
 use cf_blue_green_resource::cf::apps::NewApp;
+use cf_blue_green_resource::deploy::journal::{Journal, Phase};
+use cf_blue_green_resource::deploy::lock::candidate_metadata;
+use cf_blue_green_resource::protocol::BuildEnv;
 use cf_sim::{Fault, FaultAction, RequestRecord, Sim};
 use common::deploy::{
     PutDir, annotation, app_named, apps, build_url, deploy, get, logged, manifest, out, out_as, route_destinations,
@@ -653,4 +656,107 @@ fn the_kpi_gate_rejects_errors_and_slowness_and_passes_a_healthy_candidate() {
     let report = load.stop();
     assert_no_failures(&report);
     assert_eq!(report.versions(), ["v1", "v2"], "production stayed on v1 until the healthy candidate");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Dry run
+
+/// Requests of a run that could have changed anything (all but reads and getting a token).
+fn writes(sim: &Sim) -> Vec<String> {
+    sim.request_log()
+        .into_iter()
+        .filter(|r| !r.admin && r.method != "GET" && !(r.listener == "uaa" && r.path == "/oauth/token"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+#[test]
+fn a_dry_run_changes_nothing_prints_the_plan_and_what_recovery_would_do() {
+    let sim = sim();
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 2, &["myapp"], &[]));
+    deploy(&sim, &put, "myapp", params("v1"));
+    let v2 = deploy(&sim, &put, "myapp", params("v2"));
+    // The next manifest leaves the scale to production and adds a route.
+    let domain = sim.info().domain.clone();
+    put.write(
+        "ci/next.yml",
+        &format!("applications:\n- name: myapp\n  routes:\n  - route: myapp.{domain}\n  - route: shop.{domain}\n"),
+    );
+    let dry = || {
+        let mut params = params("v3");
+        params["manifest"] = json!("ci/next.yml");
+        params["dry_run"] = json!(true);
+        out(&sim, &put, "myapp", params)
+    };
+
+    let before = sim.state_dump();
+    let pids = sim.instance_pids();
+    sim.reset_request_log();
+    let run = dry();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let answer: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(answer["version"], v2, "the version in production now");
+    for line in [
+        "Dry run: nothing is changed".to_owned(),
+        format!("production: myapp ({})", guid(&v2)),
+        "create myapp-green from".to_owned(),
+        "scale: web 2 instance(s) of 64M, inherited from production".to_owned(),
+        format!("verify myapp-green on its temporary route myapp-green.{domain}"),
+        format!("map myapp.{domain} to myapp-green"),
+        format!("map shop.{domain} (new route) to myapp-green"),
+        "unmap myapp from those routes, then let it drain".to_owned(),
+        "stop myapp and keep it as myapp-previous".to_owned(),
+        "delete the older myapp-previous".to_owned(),
+        format!("delete the temporary route myapp-green.{domain}"),
+        "rename myapp-green to myapp".to_owned(),
+    ] {
+        assert!(run.stderr.contains(&line), "the plan says {line:?}:\n{}", run.stderr);
+    }
+    assert_eq!(writes(&sim), Vec::<String>::new(), "a dry run only reads");
+    assert_eq!(sim.state_dump(), before, "nothing changed");
+    // (The old version's instance may still be on its way out.)
+    let started: Vec<u32> = sim.instance_pids().into_iter().filter(|p| !pids.contains(p)).collect();
+    assert!(started.is_empty(), "no instance was started or restarted: {started:?}");
+
+    // A deploy died mid-swap and left its journal: the dry run says what recovery would do.
+    let mut journal = Journal::new(
+        &BuildEnv {
+            team_name: Some("main".into()),
+            pipeline_name: Some("shop".into()),
+            job_name: Some("deploy".into()),
+            name: Some("5".into()),
+            url: Some(build_url("5")),
+            ..BuildEnv::default()
+        },
+        Duration::from_secs(60),
+    );
+    journal.phase = Phase::Swapping;
+    journal.verified = true;
+    journal.blue_guid = Some(guid(&v2));
+    journal.renewed_at = SystemTime::now() - Duration::from_secs(600);
+    run_async(
+        async |cf| {
+            let space = home_space(&cf, &sim).await;
+            let app = NewApp {
+                name: "myapp-green".into(),
+                space_guid: space.guid,
+                metadata: candidate_metadata(&journal),
+                ..NewApp::default()
+            };
+            cf.apps().create(&app).await.unwrap();
+        },
+        &sim,
+    );
+    let before = sim.state_dump();
+    sim.reset_request_log();
+    let run = dry();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let expected = format!(
+        "a deploy by main/shop/deploy #5 ({}) died in its swapping phase; recovery would give every production route back to the previous version and remove the candidate",
+        build_url("5")
+    );
+    assert!(run.stderr.contains(&expected), "{}", run.stderr);
+    assert_eq!(writes(&sim), Vec::<String>::new(), "a dry run only reads");
+    assert_eq!(sim.state_dump(), before, "nothing changed");
 }

@@ -114,7 +114,7 @@ async fn deploy(ctx: &mut Context, prepared: local::Prepared) -> Result<VersionR
         Err(e) => return Err(fail_before_swap(ctx, &lock, None, e).await),
     };
     log::info("plan:");
-    for line in plan.describe(&names, ctx.params.keep_previous) {
+    for line in plan.describe(&names, ctx.params.keep_previous, apps.previous.as_ref()) {
         log::detail(line);
     }
     lock.record(|j| {

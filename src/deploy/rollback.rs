@@ -121,6 +121,7 @@ pub async fn run(ctx: &mut Context) -> Result<VersionResult> {
         candidate_manifest: String::new(),
         docker: false,
         scale_after_droplet: Vec::new(),
+        scales: Vec::new(),
     };
     if let Some(blue) = &plan.blue {
         ctx.phases.start("drain", &format!("Draining {}", blue.app.name));
