@@ -149,14 +149,20 @@ fn concurrent_puts_take_turns_and_a_short_lock_timeout_names_the_holder() {
     sim.reset_request_log();
     let load = start_load(&sim);
 
+    // A lease long enough that a busy machine never makes a live holder look dead.
+    let leased = |version: &str| {
+        let mut params = params(version);
+        params["lock_lease"] = json!("8s");
+        params
+    };
     // Build 8 deploys v2 (draining 3 s); build 9 starts while 8 holds the lock.
-    let mut first = params("v2");
+    let mut first = leased("v2");
     first["drain"] = json!("3s");
     let eight = spawn_out(&sim, &put, "myapp", first, "8");
     wait_for("build 8 to hold the lock", PUT_LIMIT, || {
         app_named(&sim, "myapp-green").filter(|g| annotation(g, DEPLOY_ID) == Some(&build_url("8")))
     });
-    let nine = spawn_out(&sim, &put, "myapp", params("v3"), "9");
+    let nine = spawn_out(&sim, &put, "myapp", leased("v3"), "9");
     let eight = logged("out build 8", eight.wait(PUT_LIMIT));
     let nine = logged("out build 9", nine.wait(PUT_LIMIT));
     assert_eq!(eight.status, 0, "{}", eight.last_line());
@@ -164,6 +170,7 @@ fn concurrent_puts_take_turns_and_a_short_lock_timeout_names_the_holder() {
     let waited =
         format!("waiting for the deploy lock: myapp-green is held by main/shop/deploy #8 ({})", build_url("8"));
     assert!(nine.stderr.contains(&waited), "build 9 names the holder and its build URL:\n{}", nine.stderr);
+    assert!(!nine.stderr.contains("recovering"), "build 8 was alive all along:\n{}", nine.stderr);
 
     // One swap after the other: build 8 maps v2 and unmaps v1, then build 9 maps v3 and unmaps v2.
     let changes: Vec<String> = destination_changes(&sim).iter().map(|r| r.method.clone()).collect();
@@ -174,7 +181,7 @@ fn concurrent_puts_take_turns_and_a_short_lock_timeout_names_the_holder() {
     assert_settled(&sim, &v3, &guid(&v2));
 
     // Build 10 holds the lock for a while; build 11 gives up after its lock_timeout of 2 s, naming build 10.
-    let mut slow = params("v4");
+    let mut slow = leased("v4");
     slow["drain"] = json!("5s");
     let ten = spawn_out(&sim, &put, "myapp", slow, "10");
     wait_for("build 10 to hold the lock", PUT_LIMIT, || {
@@ -544,16 +551,17 @@ fn a_candidate_failing_after_the_swap_is_swapped_back_by_the_watch() {
 
     for on_failure in ["delete", "keep"] {
         let load = start_load(&sim);
-        let mut failing = with_env(params("v2"), "FAIL_AFTER_SECS", "5");
+        // Time enough to pass the gate and be swapped in, even on a busy machine.
+        let mut failing = with_env(params("v2"), "FAIL_AFTER_SECS", "8");
         failing["kpi"] = json!({"requests": 40, "concurrency": 4, "paths": ["/version"], "max_error_rate": 0.05});
-        failing["watch"] = json!("20s");
+        failing["watch"] = json!("30s");
         failing["on_failure"] = json!(on_failure);
         let started = Instant::now();
         sim.reset_request_log();
         let run = out(&sim, &put, "myapp", failing);
         run.assert_clean_failure("watch failed after the swap: error rate");
         assert!(run.last_line().contains("production was swapped back to myapp"), "{}", run.last_line());
-        assert!(started.elapsed() < Duration::from_secs(40), "the watch stops at the first failed round");
+        assert!(started.elapsed() < Duration::from_secs(50), "the watch stops at the first failed round");
         let back_at = load.elapsed();
         wait_serving(&sim, "v1");
         std::thread::sleep(Duration::from_secs(1));
@@ -612,11 +620,11 @@ fn the_kpi_gate_rejects_errors_and_slowness_and_passes_a_healthy_candidate() {
     let sim = sim();
     let put = PutDir::new();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
-    deploy(&sim, &put, "myapp", with_env(params("v1"), "LATENCY_MS", "50"));
+    deploy(&sim, &put, "myapp", with_env(params("v1"), "LATENCY_MS", "100"));
     let load = start_load(&sim);
 
     // 5% errors against a 1% gate.
-    let mut erring = with_env(with_env(params("v2"), "ERROR_RATE", "0.05"), "LATENCY_MS", "50");
+    let mut erring = with_env(with_env(params("v2"), "ERROR_RATE", "0.05"), "LATENCY_MS", "100");
     erring["kpi"] = json!({"requests": 100, "concurrency": 10, "max_error_rate": 0.01});
     let run = out(&sim, &put, "myapp", erring);
     run.assert_clean_failure(
@@ -625,7 +633,8 @@ fn the_kpi_gate_rejects_errors_and_slowness_and_passes_a_healthy_candidate() {
     assert!(run.stderr.contains("100 requests, 5.0% errors"), "the probe's figures are logged:\n{}", run.stderr);
 
     // Three times production's latency against a ratio of 2.
-    let mut slow = with_env(params("v2"), "LATENCY_MS", "150");
+    // (Production's p95 would have to be 50 ms off to hide it.)
+    let mut slow = with_env(params("v2"), "LATENCY_MS", "300");
     slow["kpi"] = json!({"requests": 60, "concurrency": 6, "paths": ["/version"], "max_p95_ratio": 2});
     let run = out(&sim, &put, "myapp", slow);
     run.assert_clean_failure("KPI gate failed: p95 latency");
@@ -634,7 +643,7 @@ fn the_kpi_gate_rejects_errors_and_slowness_and_passes_a_healthy_candidate() {
     assert_eq!(apps(&sim), [("myapp".to_owned(), "STARTED".to_owned())], "the rejected candidates are gone");
 
     // A healthy candidate passes every gate; its figures and production's are in the metadata.
-    let mut healthy = with_env(params("v2"), "LATENCY_MS", "50");
+    let mut healthy = with_env(params("v2"), "LATENCY_MS", "100");
     healthy["kpi"] =
         json!({"requests": 60, "concurrency": 6, "max_error_rate": 0.01, "max_p95_ratio": 2, "max_p95_ms": 2000});
     let run = out(&sim, &put, "myapp", healthy);
