@@ -336,12 +336,7 @@ async fn undo_partial_swap(
         if let Some(blue) = blue {
             swap::give_back(&ctx.cf, &mapped, &lock.app.guid, &blue.guid).await?;
             log::info(format_args!("production is back on {}", blue.name));
-            log::detail(format_args!(
-                "{} keeps running, unrouted, for {} so requests in flight finish",
-                lock.app.name,
-                log::human_duration(ctx.params.drain)
-            ));
-            tokio::time::sleep(ctx.params.drain).await;
+            let_drain(&lock.app.name, ctx.params.drain).await;
         }
         anyhow::Ok(())
     };
@@ -355,4 +350,17 @@ async fn undo_partial_swap(
             error.context(format!("{what} failed in phase swap"))
         }
     }
+}
+
+/// Keeps `app_name` running, unrouted, for `duration` before it is stopped or deleted: routers learn of an
+/// unmapping late, and requests in flight finish.
+async fn let_drain(app_name: &str, duration: Duration) {
+    if duration.is_zero() {
+        return;
+    }
+    log::detail(format_args!(
+        "{app_name} keeps running, unrouted, for {} so requests in flight finish",
+        log::human_duration(duration)
+    ));
+    tokio::time::sleep(duration).await;
 }

@@ -19,7 +19,7 @@ use super::audit::Audit;
 use super::housekeeping::{self, Retire};
 use super::journal::{Journal, Phase};
 use super::plan::Apps;
-use super::{Context, JOB_TIMEOUT, cleanup, swap};
+use super::{Context, JOB_TIMEOUT, cleanup, let_drain, swap};
 use crate::cf::CfClient;
 use crate::cf::apps::App;
 use crate::cf::processes::ProcessStats;
@@ -131,15 +131,7 @@ pub async fn recover(ctx: &Context, candidate: App, journal: Journal) -> Result<
 /// (when it is known to have been unmapped already) or from now.
 async fn drain(ctx: &Context, app_name: &str, unmapped_by: Option<SystemTime>) {
     let already = unmapped_by.and_then(|t| SystemTime::now().duration_since(t).ok()).unwrap_or_default();
-    let left = ctx.params.drain.saturating_sub(already);
-    if left.is_zero() {
-        return;
-    }
-    log::detail(format_args!(
-        "{app_name} keeps running, unrouted, for {} so requests in flight finish",
-        log::human_duration(left)
-    ));
-    tokio::time::sleep(left).await;
+    let_drain(app_name, ctx.params.drain.saturating_sub(already)).await;
 }
 
 async fn remove(ctx: &Context, candidate: &App, journal: &Journal) -> Result<()> {

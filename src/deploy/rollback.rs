@@ -13,6 +13,7 @@ use super::push::{self, Pushed};
 use super::report::Outcome;
 use super::routes::{self, RouteTarget};
 use super::{Context, JOB_TIMEOUT, fail_before_swap, gate, route_client, swap, take_lock, undo_partial_swap, watch};
+use crate::cf::apps::App;
 use crate::log;
 use crate::protocol::VersionResult;
 
@@ -23,7 +24,7 @@ pub async fn run(ctx: &mut Context) -> Result<VersionResult> {
     let previous = apps.previous.clone().ok_or_else(|| {
         anyhow!("rollback: there is no {previous_name} to roll back to (a deploy with keep_previous: true leaves one)")
     })?;
-    no_droplet_check(&previous, &previous_name)?;
+    droplet_of(&previous, &previous_name)?;
 
     ctx.phases.start("lock", &format!("Taking the deploy lock (renaming {previous_name} to {green_name})"));
     let mut journal = Journal::new(&ctx.build, ctx.params.lock_lease);
@@ -38,7 +39,7 @@ pub async fn run(ctx: &mut Context) -> Result<VersionResult> {
             lock.app.guid
         ));
     }
-    let droplet = match no_droplet_check(&lock.app, &green_name) {
+    let droplet = match droplet_of(&lock.app, &green_name) {
         Ok(droplet) => droplet,
         Err(e) => return Err(fail_before_swap(ctx, &lock, None, e).await),
     };
@@ -155,8 +156,8 @@ pub async fn run(ctx: &mut Context) -> Result<VersionResult> {
     Ok(outcome.result())
 }
 
-/// The droplet `app` would run; an error naming it when it has none.
-fn no_droplet_check(app: &crate::cf::apps::App, name: &str) -> Result<String> {
+/// The droplet `app` (called `name`) would run; an error naming it when it has none.
+fn droplet_of(app: &App, name: &str) -> Result<String> {
     app.current_droplet_guid().map(str::to_owned).ok_or_else(|| anyhow!("rollback: {name} has no droplet to run"))
 }
 

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::journal::Phase;
 use super::lock::Lock;
 use super::plan::Plan;
-use super::{Context, JOB_TIMEOUT, cleanup, swap};
+use super::{Context, JOB_TIMEOUT, cleanup, let_drain, swap};
 use crate::config::Kpi;
 use crate::log;
 use crate::verify::kpi;
@@ -83,14 +83,8 @@ async fn swap_back(ctx: &Context, plan: &Plan, route_guids: &[String], lock: &Lo
     swap::give_back(&ctx.cf, route_guids, &lock.app.guid, &blue.app.guid).await?;
     log::info(format_args!("production is back on {}", blue.app.name));
     cleanup::show_recent_logs(&ctx.cf, &lock.app).await;
-    // The candidate served production until just now: routers learn of the unmapping late, and requests in
-    // flight finish, before it goes.
-    log::detail(format_args!(
-        "{} keeps running, unrouted, for {} so requests in flight finish",
-        lock.app.name,
-        log::human_duration(ctx.params.drain)
-    ));
-    tokio::time::sleep(ctx.params.drain).await;
+    // The candidate served production until just now.
+    let_drain(&lock.app.name, ctx.params.drain).await;
     lock.stop_renewing().await;
     cleanup::abandon(
         &ctx.cf,
