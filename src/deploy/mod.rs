@@ -36,8 +36,9 @@ use self::phases::Phases;
 use self::plan::{Apps, Blue, Plan, Target};
 use self::push::Pushed;
 use self::report::Outcome;
+use self::routes::RouteTarget;
 use crate::cf::CfClient;
-use crate::cf::apps::NewApp;
+use crate::cf::apps::{App, NewApp};
 use crate::cf::types::Lifecycle;
 use crate::config::{OutParams, Source};
 use crate::log;
@@ -113,7 +114,7 @@ async fn deploy(ctx: &mut Context, prepared: local::Prepared) -> Result<VersionR
         Err(e) => return Err(fail_before_swap(ctx, &lock, None, e).await),
     };
     log::info("plan:");
-    for line in plan.describe(&names, ctx.params.keep_previous) {
+    for line in plan.describe(&names, ctx.params.keep_previous, apps.previous.as_ref()) {
         log::detail(line);
     }
     lock.record(|j| {
@@ -154,7 +155,10 @@ async fn deploy(ctx: &mut Context, prepared: local::Prepared) -> Result<VersionR
     .await
     {
         Ok(guids) => guids,
-        Err(e) => return Err(undo_partial_swap(ctx, &lock, &plan, temp_route_guid.as_deref(), e).await),
+        Err(e) => {
+            let blue = plan.blue.as_ref().map(|b| &b.app);
+            return Err(undo_partial_swap(ctx, &lock, blue, &plan.prod_routes, temp_route_guid.as_deref(), e).await);
+        }
     };
     lock.record(|j| {
         j.prod_routes = route_guids.clone();
@@ -315,28 +319,48 @@ async fn fail_before_swap(
     error.context(format!("{what} failed in phase {phase}"))
 }
 
-/// A failure half-way through the swap: production goes back to blue wherever the candidate got it, then the
-/// candidate is cleaned up like any failure before the swap.
+/// A failure half-way through the swap: production goes back to blue wherever the candidate got it, and once
+/// routers have caught up (`drain`), the candidate is cleaned up like any failure before the swap.
 async fn undo_partial_swap(
     ctx: &Context,
     lock: &Lock,
-    plan: &Plan,
+    blue: Option<&App>,
+    prod_routes: &[RouteTarget],
     temp_route_guid: Option<&str>,
     error: anyhow::Error,
 ) -> anyhow::Error {
-    let mapped: Vec<String> =
-        plan.prod_routes.iter().filter_map(|r| r.route.as_ref().map(|r| r.guid.clone())).collect();
-    let restored = match &plan.blue {
-        Some(blue) => swap::give_back(&ctx.cf, &mapped, &lock.app.guid, &blue.app.guid).await,
-        None => Ok(()),
+    let mapped: Vec<String> = prod_routes.iter().filter_map(|r| r.route.as_ref().map(|r| r.guid.clone())).collect();
+    let restored = async {
+        // Should this process die half-way, recovery must give production back too, not finish the swap.
+        lock.record(|j| j.verified = false).await?;
+        if let Some(blue) = blue {
+            swap::give_back(&ctx.cf, &mapped, &lock.app.guid, &blue.guid).await?;
+            log::info(format_args!("production is back on {}", blue.name));
+            let_drain(&lock.app.name, ctx.params.drain).await;
+        }
+        anyhow::Ok(())
     };
-    match restored {
+    match restored.await {
         Ok(()) => fail_before_swap(ctx, lock, temp_route_guid, error).await,
         Err(restore_error) => {
             log::warn(format_args!(
                 "could not give production back to the previous version ({restore_error:#}); the next deploy recovers it from the journal"
             ));
-            error.context("deploy failed in phase swap")
+            let what = if ctx.params.rollback { "rollback" } else { "deploy" };
+            error.context(format!("{what} failed in phase swap"))
         }
     }
+}
+
+/// Keeps `app_name` running, unrouted, for `duration` before it is stopped or deleted: routers learn of an
+/// unmapping late, and requests in flight finish.
+async fn let_drain(app_name: &str, duration: Duration) {
+    if duration.is_zero() {
+        return;
+    }
+    log::detail(format_args!(
+        "{app_name} keeps running, unrouted, for {} so requests in flight finish",
+        log::human_duration(duration)
+    ));
+    tokio::time::sleep(duration).await;
 }

@@ -95,6 +95,37 @@ pub struct Plan {
     pub docker: bool,
     /// Non-web process types to scale like production once the droplet is set.
     pub scale_after_droplet: Vec<ProcessScale>,
+    /// The scale the candidate will run at, process by process, and where it comes from.
+    pub scales: Vec<PlannedScale>,
+}
+
+/// The scale of one of the candidate's process types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedScale {
+    pub scale: ProcessScale,
+    /// `None`: the user's manifest sets it.
+    pub from_production: Option<Inherited>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inherited {
+    /// The manifest leaves (some of) it unset; production's values fill in.
+    Unset,
+    /// There is no user manifest: the candidate is made from production's own manifest.
+    WholeManifest,
+}
+
+impl PlannedScale {
+    fn describe(&self) -> Option<String> {
+        let instances = self.scale.instances?;
+        let memory = self.scale.memory.as_deref().map(|m| format!(" of {m}")).unwrap_or_default();
+        let origin = match self.from_production {
+            Some(Inherited::Unset) => ", inherited from production",
+            Some(Inherited::WholeManifest) => ", as production runs now",
+            None => "",
+        };
+        Some(format!("scale: {} {instances} instance(s){memory}{origin}", self.scale.kind))
+    }
 }
 
 impl Plan {
@@ -133,7 +164,7 @@ impl Plan {
         let inherit = user_manifest.is_some().then_some(blue.as_ref()).flatten();
         let blue_scales = inherit.map(|b| b.manifest.process_scales()).unwrap_or_default();
         let inherited_web_scale = blue_scales.iter().find(|s| s.kind == "web").cloned();
-        let scale_after_droplet = blue_scales
+        let scale_after_droplet: Vec<ProcessScale> = blue_scales
             .iter()
             .filter(|s| s.kind != "web" && s.instances.is_some_and(|n| n > 0) && !base.sets(&s.kind, "instances"))
             .cloned()
@@ -155,12 +186,34 @@ impl Plan {
             docker_username,
             drop_docker: !docker,
         };
+        let web_inherits = candidate.inherited_web_scale.as_ref().is_some_and(|s| {
+            (s.instances.is_some() && !base.sets("web", "instances"))
+                || (s.memory.is_some() && !base.sets("web", "memory"))
+        });
         let candidate_manifest = base.for_candidate(&candidate);
-        Ok(Plan { bits, blue, prod_routes, temp_route, candidate_manifest, docker, scale_after_droplet })
+        let origin = |kind: &str| match (&user_manifest, &blue) {
+            (None, Some(_)) => Some(Inherited::WholeManifest),
+            _ if kind == "web" && web_inherits => Some(Inherited::Unset),
+            _ => None,
+        };
+        let mut scales: Vec<PlannedScale> =
+            AppManifest::parse("the candidate's manifest", &candidate_manifest, &Vars::default(), &green_name)
+                .map(|m| m.process_scales())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|scale| PlannedScale { from_production: origin(&scale.kind), scale })
+                .collect();
+        scales.extend(
+            scale_after_droplet
+                .iter()
+                .map(|scale| PlannedScale { scale: scale.clone(), from_production: Some(Inherited::Unset) }),
+        );
+        Ok(Plan { bits, blue, prod_routes, temp_route, candidate_manifest, docker, scale_after_droplet, scales })
     }
 
-    /// The plan as lines for the build log (and the dry run).
-    pub fn describe(&self, names: &AppNames, keep_previous: bool) -> Vec<String> {
+    /// The plan as lines for the build log (and the dry run). `older_previous` is the `<app>-previous` that
+    /// exists now (replaced when blue is kept).
+    pub fn describe(&self, names: &AppNames, keep_previous: bool, older_previous: Option<&App>) -> Vec<String> {
         let mut lines = Vec::new();
         let green = names.green();
         match &self.blue {
@@ -168,6 +221,7 @@ impl Plan {
             None => lines.push(format!("production: none yet — this is the first deploy of {}", names.production)),
         }
         lines.push(format!("create {green} from {}", self.bits.describe()));
+        lines.extend(self.scales.iter().filter_map(PlannedScale::describe));
         match &self.temp_route {
             Some(route) => lines.push(format!("verify {green} on its temporary route {route}")),
             None => lines.push(format!("verify {green} by instance health (no-route app)")),
@@ -181,6 +235,9 @@ impl Plan {
                 lines.push(format!("unmap {} from those routes, then let it drain", blue.app.name));
             }
             if keep_previous {
+                if let Some(older) = older_previous.filter(|p| p.guid != blue.app.guid) {
+                    lines.push(format!("delete the older {} ({})", older.name, older.guid));
+                }
                 lines.push(format!("stop {} and keep it as {}", blue.app.name, names.previous()));
             } else {
                 lines.push(format!("stop and delete {}", blue.app.name));

@@ -12,7 +12,8 @@ use super::plan::{Apps, Blue};
 use super::push::{self, Pushed};
 use super::report::Outcome;
 use super::routes::{self, RouteTarget};
-use super::{Context, JOB_TIMEOUT, fail_before_swap, gate, route_client, swap, take_lock, watch};
+use super::{Context, JOB_TIMEOUT, fail_before_swap, gate, route_client, swap, take_lock, undo_partial_swap, watch};
+use crate::cf::apps::App;
 use crate::log;
 use crate::protocol::VersionResult;
 
@@ -23,15 +24,25 @@ pub async fn run(ctx: &mut Context) -> Result<VersionResult> {
     let previous = apps.previous.clone().ok_or_else(|| {
         anyhow!("rollback: there is no {previous_name} to roll back to (a deploy with keep_previous: true leaves one)")
     })?;
-    let droplet = previous
-        .current_droplet_guid()
-        .ok_or_else(|| anyhow!("rollback: {previous_name} has no droplet to run"))?
-        .to_owned();
+    droplet_of(&previous, &previous_name)?;
 
     ctx.phases.start("lock", &format!("Taking the deploy lock (renaming {previous_name} to {green_name})"));
     let mut journal = Journal::new(&ctx.build, ctx.params.lock_lease);
     journal.rollback = true;
-    let lock = take_lock(ctx, journal, Take::Rename(previous)).await?;
+    let take = Take::Rename { space_guid: ctx.target.space.guid.clone(), previous_name: previous_name.clone() };
+    let lock = take_lock(ctx, journal, take).await?;
+    // The app renamed may not be the one found above: a deploy the rollback waited for replaces the previous
+    // version, and rolling back means going back from that deploy.
+    if lock.app.guid != previous.guid {
+        log::info(format_args!(
+            "{previous_name} changed while waiting for the lock: rolling back to {} instead",
+            lock.app.guid
+        ));
+    }
+    let droplet = match droplet_of(&lock.app, &green_name) {
+        Ok(droplet) => droplet,
+        Err(e) => return Err(fail_before_swap(ctx, &lock, None, e).await),
+    };
     let apps = Apps::read(&ctx.cf, &ctx.target.space.guid, &names).await?;
     let blue = match apps.production {
         Some(app) => Some(Blue::read(&ctx.cf, app).await?),
@@ -86,8 +97,15 @@ pub async fn run(ctx: &mut Context) -> Result<VersionResult> {
     .await?;
     let blue_guid = blue.as_ref().map(|b| b.app.guid.clone());
     let route_guids =
-        swap::take_over(&ctx.cf, &ctx.target.space.guid, &lock.app.guid, blue_guid.as_deref(), &mut prod_routes)
-            .await?;
+        match swap::take_over(&ctx.cf, &ctx.target.space.guid, &lock.app.guid, blue_guid.as_deref(), &mut prod_routes)
+            .await
+        {
+            Ok(guids) => guids,
+            Err(e) => {
+                let blue_app = blue.as_ref().map(|b| &b.app);
+                return Err(undo_partial_swap(ctx, &lock, blue_app, &prod_routes, temp_route_guid.as_deref(), e).await);
+            }
+        };
     lock.record(|j| {
         j.prod_routes = route_guids.clone();
         j.phase = Phase::Swapped;
@@ -104,6 +122,7 @@ pub async fn run(ctx: &mut Context) -> Result<VersionResult> {
         candidate_manifest: String::new(),
         docker: false,
         scale_after_droplet: Vec::new(),
+        scales: Vec::new(),
     };
     if let Some(blue) = &plan.blue {
         ctx.phases.start("drain", &format!("Draining {}", blue.app.name));
@@ -135,6 +154,11 @@ pub async fn run(ctx: &mut Context) -> Result<VersionResult> {
     };
     outcome.print_summary();
     Ok(outcome.result())
+}
+
+/// The droplet `app` (called `name`) would run; an error naming it when it has none.
+fn droplet_of(app: &App, name: &str) -> Result<String> {
+    app.current_droplet_guid().map(str::to_owned).ok_or_else(|| anyhow!("rollback: {name} has no droplet to run"))
 }
 
 /// Maps a temporary route to the rolled-back app and starts it.

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::journal::Phase;
 use super::lock::Lock;
 use super::plan::Plan;
-use super::{Context, JOB_TIMEOUT, cleanup, swap};
+use super::{Context, JOB_TIMEOUT, cleanup, let_drain, swap};
 use crate::config::Kpi;
 use crate::log;
 use crate::verify::kpi;
@@ -45,6 +45,15 @@ pub async fn drain_and_watch(
     ));
     let urls: Vec<String> =
         plan.prod_routes.iter().flat_map(|route| gates.paths.iter().map(|path| client.url(&route.url, path))).collect();
+    if urls.is_empty() {
+        log::info(format_args!(
+            "nothing to watch: production has no routes; {} keeps running for {}",
+            blue.app.name,
+            log::human_duration(hold)
+        ));
+        tokio::time::sleep(hold).await;
+        return Ok(());
+    }
     let watch_gates = Kpi { max_p95_ratio: None, ..gates.clone() };
     let mut rounds = 0;
     while started.elapsed() < watch {
@@ -74,6 +83,8 @@ async fn swap_back(ctx: &Context, plan: &Plan, route_guids: &[String], lock: &Lo
     swap::give_back(&ctx.cf, route_guids, &lock.app.guid, &blue.app.guid).await?;
     log::info(format_args!("production is back on {}", blue.app.name));
     cleanup::show_recent_logs(&ctx.cf, &lock.app).await;
+    // The candidate served production until just now.
+    let_drain(&lock.app.name, ctx.params.drain).await;
     lock.stop_renewing().await;
     cleanup::abandon(
         &ctx.cf,
