@@ -197,7 +197,7 @@ impl Plan {
             _ => None,
         };
         let mut scales: Vec<PlannedScale> =
-            AppManifest::parse("the candidate's manifest", &candidate_manifest, &Vars::default(), &green_name)
+            AppManifest::generated("the candidate's manifest", &candidate_manifest, &green_name)
                 .map(|m| m.process_scales())
                 .unwrap_or_default()
                 .into_iter()
