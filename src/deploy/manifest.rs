@@ -88,9 +88,10 @@ impl AppManifest {
         AppManifest::select(origin, doc, app_name)
     }
 
-    /// Parses a manifest Cloud Foundry generated for an app (`GET /v3/apps/:guid/manifest`). Its values are
-    /// final — an env value may well contain `((` — so nothing is interpolated.
-    pub fn generated(origin: &str, text: &str, app_name: &str) -> Result<AppManifest> {
+    /// Parses a manifest whose values are final — one Cloud Foundry generated for an app
+    /// (`GET /v3/apps/:guid/manifest`), or the candidate's own — so nothing is interpolated (an env value may
+    /// well contain `((`).
+    pub fn literal(origin: &str, text: &str, app_name: &str) -> Result<AppManifest> {
         let doc: Value = serde_norway::from_str(text).map_err(|e| anyhow!("{origin} is not valid YAML: {e}"))?;
         AppManifest::select(origin, doc, app_name)
     }
@@ -766,9 +767,9 @@ mod tests {
     }
 
     #[test]
-    fn generated_manifests_are_taken_literally() {
+    fn final_manifests_are_taken_literally() {
         let text = "applications:\n- name: myapp\n  env:\n    TEMPLATE: \"((not-a-var))\"\n";
-        let manifest = AppManifest::generated("the manifest of myapp", text, "myapp").unwrap();
+        let manifest = AppManifest::literal("the manifest of myapp", text, "myapp").unwrap();
         assert_eq!(manifest.env()["TEMPLATE"], "((not-a-var))");
         assert!(parse(text).is_err(), "a user's manifest resolves vars");
     }

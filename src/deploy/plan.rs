@@ -73,7 +73,7 @@ pub struct Blue {
 impl Blue {
     pub async fn read(cf: &CfClient, app: App) -> Result<Blue> {
         let yaml = cf.apps().manifest(&app.guid).await?;
-        let manifest = AppManifest::generated(&format!("the manifest of {}", app.name), &yaml, &app.name)
+        let manifest = AppManifest::literal(&format!("the manifest of {}", app.name), &yaml, &app.name)
             .with_context(|| format!("reading the current manifest of {}", app.name))?;
         let routes = cf.routes().for_app(&app.guid).await?;
         Ok(Blue { app, routes, manifest })
@@ -197,7 +197,7 @@ impl Plan {
             _ => None,
         };
         let mut scales: Vec<PlannedScale> =
-            AppManifest::generated("the candidate's manifest", &candidate_manifest, &green_name)
+            AppManifest::literal("the candidate's manifest", &candidate_manifest, &green_name)
                 .map(|m| m.process_scales())
                 .unwrap_or_default()
                 .into_iter()
