@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use cf_sim::Sim;
-use common::deploy::{PutDir, apps, deploy, get, manifest, out, route_destinations, routes};
+use common::deploy::{PutDir, apps, deploy, get, manifest, out, route_destinations, routes, wait_until_serving};
 use common::load::{self, LoadConfig};
 use common::run_resource;
 use common::sim::{check_request, connect, home_space, in_request, source, start_sim_with};
@@ -37,8 +37,7 @@ fn first_deploy_then_v1_to_v2_under_load_without_a_failed_request() {
 
     let v1 = deploy(&sim, &put, "myapp", params("v1"));
     assert_eq!(apps(&sim), [("myapp".to_owned(), "STARTED".to_owned())]);
-    std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(get(&sim, "myapp", "/version"), (200, "v1".to_owned()));
+    wait_until_serving(&sim, "myapp", "v1");
 
     let mut config = LoadConfig::new(&sim.info().router, &format!("myapp.{}", sim.info().domain));
     config.requests_per_second = 60;
@@ -96,6 +95,7 @@ fn every_failure_before_the_swap_leaves_production_serving() {
     let put = PutDir::new();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
     deploy(&sim, &put, "myapp", params("v1"));
+    wait_until_serving(&sim, "myapp", "v1");
     let prod_only = ["myapp".to_owned()];
 
     // Staging fails: an app directory nothing can run.

@@ -14,8 +14,8 @@ use cf_blue_green_resource::deploy::lock::candidate_metadata;
 use cf_blue_green_resource::protocol::BuildEnv;
 use cf_sim::{Fault, FaultAction, RequestRecord, Sim};
 use common::deploy::{
-    PutDir, annotation, app_named, apps, build_url, deploy, get, logged, manifest, out, out_as, route_destinations,
-    routes, spawn_out, wait_for,
+    PutDir, annotation, app_named, apps, build_url, deploy, logged, manifest, out, out_as, route_destinations, routes,
+    spawn_out, wait_for, wait_until_serving,
 };
 use common::load::{self, LoadConfig, LoadHandle, LoadReport};
 use common::run_resource;
@@ -60,6 +60,7 @@ fn production_v1() -> (Sim, PutDir, Value) {
     let put = PutDir::new();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
     let v1 = deploy(&sim, &put, "myapp", params("v1"));
+    wait_until_serving(&sim, "myapp", "v1");
     (sim, put, v1)
 }
 
@@ -121,13 +122,6 @@ fn assert_settled(sim: &Sim, production: &Value, previous: &str) {
     assert!(annotation(&production_app, DEPLOY_ID).is_none(), "the journal is cleared: {production_app:#}");
 }
 
-/// Waits (bounded) until the router sends production's requests to `version`.
-fn wait_serving(sim: &Sim, version: &str) {
-    wait_for(&format!("production to serve {version}"), Duration::from_secs(10), || {
-        (get(sim, "myapp", "/version") == (200, version.to_owned())).then_some(())
-    });
-}
-
 /// The requests that changed a route's destinations (map: POST, unmap: DELETE, replace: PATCH).
 fn destination_changes(sim: &Sim) -> Vec<RequestRecord> {
     sim.request_log()
@@ -177,7 +171,7 @@ fn concurrent_puts_take_turns_and_a_short_lock_timeout_names_the_holder() {
     assert_eq!(changes, ["POST", "DELETE", "POST", "DELETE"], "the swaps never interleave");
     let v2: Value = serde_json::from_str::<Value>(&eight.stdout).unwrap()["version"].clone();
     let v3: Value = serde_json::from_str::<Value>(&nine.stdout).unwrap()["version"].clone();
-    wait_serving(&sim, "v3");
+    wait_until_serving(&sim, "myapp", "v3");
     assert_settled(&sim, &v3, &guid(&v2));
 
     // Build 10 holds the lock for a while; build 11 gives up after its lock_timeout of 2 s, naming build 10.
@@ -297,7 +291,7 @@ fn a_put_killed_before_the_swap_is_cleaned_up_by_the_next_one() {
         "pushing",
         "remove the unfinished candidate and its temporary route",
     );
-    wait_serving(&sim, "v3");
+    wait_until_serving(&sim, "myapp", "v3");
     let v1_guid = app_named(&sim, "myapp-previous").unwrap()["guid"].as_str().unwrap().to_owned();
     assert_settled(&sim, &v2, &v1_guid);
 
@@ -314,7 +308,7 @@ fn a_put_killed_before_the_swap_is_cleaned_up_by_the_next_one() {
         "verifying",
         "remove the unfinished candidate and its temporary route",
     );
-    wait_serving(&sim, "v5");
+    wait_until_serving(&sim, "myapp", "v5");
     assert_settled(&sim, &v5, &guid(&v2));
 
     let report = load.stop();
@@ -356,7 +350,7 @@ fn a_put_killed_mid_swap_is_finished_or_given_back_by_the_next_one() {
         "swapping",
         "finish moving production to the verified, healthy candidate, then the housekeeping",
     );
-    wait_serving(&sim, "v3");
+    wait_until_serving(&sim, "myapp", "v3");
     assert_settled(&sim, &v3, green["guid"].as_str().unwrap());
     let log = sim.request_log();
     let unmapped = log
@@ -385,7 +379,7 @@ fn a_put_killed_mid_swap_is_finished_or_given_back_by_the_next_one() {
         "swapping",
         "give every production route back to the previous version and remove the candidate",
     );
-    wait_serving(&sim, "v5");
+    wait_until_serving(&sim, "myapp", "v5");
     assert_settled(&sim, &v5, &guid(&v3));
     assert_eq!(state_of(&sim, &green_guid), None, "the candidate that was given back is deleted");
     let log = sim.request_log();
@@ -423,7 +417,7 @@ fn a_put_killed_after_the_swap_is_finished_by_the_next_one() {
         "swapped",
         "finish the housekeeping: production already runs on the candidate",
     );
-    wait_serving(&sim, "v3");
+    wait_until_serving(&sim, "myapp", "v3");
     assert_settled(&sim, &v3, v2_green["guid"].as_str().unwrap());
 
     // Killed in housekeeping while renaming the old version, and that rename lands after all: no app is
@@ -457,7 +451,7 @@ fn a_put_killed_after_the_swap_is_finished_by_the_next_one() {
         "housekeeping",
         "finish the housekeeping: production already runs on the candidate",
     );
-    wait_serving(&sim, "v5");
+    wait_until_serving(&sim, "myapp", "v5");
     assert_settled(&sim, &v5, v4_green["guid"].as_str().unwrap());
 
     let report = load.stop();
@@ -479,12 +473,12 @@ fn rollback_brings_the_previous_version_back_in_seconds_and_again_rolls_forward(
     let took = started.elapsed();
     assert_eq!(back, v1, "production is v1's app and droplet again");
     assert!(took < Duration::from_secs(20), "a rollback takes seconds, not a deploy ({took:?})");
-    wait_serving(&sim, "v1");
+    wait_until_serving(&sim, "myapp", "v1");
     assert_settled(&sim, &v1, &guid(&v2));
 
     let forward = deploy(&sim, &put, "myapp", json!({"rollback": true, "drain": DRAIN}));
     assert_eq!(forward, v2, "a second rollback rolls forward");
-    wait_serving(&sim, "v2");
+    wait_until_serving(&sim, "myapp", "v2");
     assert_settled(&sim, &v2, &guid(&v1));
 
     // A rollback started while a deploy of v3 runs waits for it, then rolls back from v3 to v2 (the
@@ -503,7 +497,7 @@ fn rollback_brings_the_previous_version_back_in_seconds_and_again_rolls_forward(
     assert!(rollback.stderr.contains("waiting for the deploy lock"), "{}", rollback.stderr);
     let back: Value = serde_json::from_str::<Value>(&rollback.stdout).unwrap()["version"].clone();
     assert_eq!(back, v2, "rolled back from v3 to v2");
-    wait_serving(&sim, "v2");
+    wait_until_serving(&sim, "myapp", "v2");
     assert_settled(&sim, &v2, &guid(&v3));
 
     // The swap fails half-way (mapping the production route is refused): production stays on v2 and v3 is
@@ -563,7 +557,7 @@ fn a_candidate_failing_after_the_swap_is_swapped_back_by_the_watch() {
         assert!(run.last_line().contains("production was swapped back to myapp"), "{}", run.last_line());
         assert!(started.elapsed() < Duration::from_secs(50), "the watch stops at the first failed round");
         let back_at = load.elapsed();
-        wait_serving(&sim, "v1");
+        wait_until_serving(&sim, "myapp", "v1");
         std::thread::sleep(Duration::from_secs(1));
         let report = load.stop();
         // The candidate served production until the watch caught it; from the swap back on, v1 serves all.
@@ -621,6 +615,7 @@ fn the_kpi_gate_rejects_errors_and_slowness_and_passes_a_healthy_candidate() {
     let put = PutDir::new();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
     deploy(&sim, &put, "myapp", with_env(params("v1"), "LATENCY_MS", "100"));
+    wait_until_serving(&sim, "myapp", "v1");
     let load = start_load(&sim);
 
     // 5% errors against a 1% gate.

@@ -268,7 +268,12 @@ async fn production_routes(
         }
         return Ok(vec![routes::default_route(cf, &target.org.guid, &target.space.guid, &names.production).await?]);
     };
-    let mut targets = routes::resolve_manifest_routes(cf, &target.space.guid, &urls).await?;
+    // Routes production already has need no lookup: usually that is all of them.
+    let known = |url: &String| blue_routes.iter().find(|r| r.url == routes::normalize(url)).cloned();
+    let mut targets = match urls.iter().map(known).collect::<Option<Vec<_>>>() {
+        Some(targets) => targets,
+        None => routes::resolve_manifest_routes(cf, &target.space.guid, &urls).await?,
+    };
     // An app that serves a route keeps serving it until another does: routes blue has beyond the manifest's
     // move to the candidate too (CF's own pushes never unmap routes either).
     for route in blue_routes {

@@ -186,6 +186,14 @@ pub fn get(sim: &Sim, host: &str, path: &str) -> (u16, String) {
     })
 }
 
+/// Waits (at most 10 s) until `host` answers `/version` with `version` through the router: a new route reaches
+/// the router only after the sim's propagation delay.
+pub fn wait_until_serving(sim: &Sim, host: &str, version: &str) {
+    wait_for(&format!("{host} to serve {version}"), Duration::from_secs(10), || {
+        (get(sim, host, "/version") == (200, version.to_owned())).then_some(())
+    });
+}
+
 /// The apps in the sim: name → (state, guid), sorted by name.
 pub fn apps(sim: &Sim) -> Vec<(String, String)> {
     let state = sim.state_dump();
