@@ -286,3 +286,23 @@ fn a_droplet_from_one_foundation_deploys_to_another_without_staging() {
     assert!(staged.is_empty(), "no staging on the second foundation");
     assert_eq!(get(&production, "myapp", "/version"), (200, "v7".to_owned()));
 }
+
+#[test]
+fn the_overall_timeout_bounds_the_whole_put() {
+    let sim = sim_with_delay(0);
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    deploy(&sim, &put, "myapp", params("v1"));
+    let mut slow = params("v2");
+    slow["environment_variables"]["STARTUP_DELAY_MS"] = json!("60000");
+    slow["timeout"] = json!("4s");
+    let started = std::time::Instant::now();
+    let run = out(&sim, &put, "myapp", slow);
+    run.assert_clean_failure("deploy failed in phase push");
+    assert!(run.last_line().contains("timed out"), "{}", run.last_line());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the put gave up at its timeout, not the 5 minute startup timeout"
+    );
+    assert_eq!(app_names(&sim), ["myapp"], "the candidate is cleaned up");
+}
