@@ -306,3 +306,18 @@ fn the_overall_timeout_bounds_the_whole_put() {
     );
     assert_eq!(app_names(&sim), ["myapp"], "the candidate is cleaned up");
 }
+
+#[test]
+fn a_dry_run_never_prints_the_env_values_production_has() {
+    let sim = sim_with_delay(0);
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    let mut first = params("v1");
+    first["secret_environment_variables"] = json!({"API_KEY": "set-once-7c1f9e"});
+    deploy(&sim, &put, "myapp", first);
+    // This put knows nothing of the value: the candidate inherits it from production's env.
+    let run = out(&sim, &put, "myapp", json!({"path": "app", "manifest": "ci/manifest.yml", "dry_run": true}));
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("API_KEY"), "the plan shows the variable: {}", run.stderr);
+    assert!(!run.stderr.contains("set-once-7c1f9e"), "but never its value: {}", run.stderr);
+}

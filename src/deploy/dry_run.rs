@@ -54,8 +54,8 @@ pub async fn run(ctx: &Context, prepared: Prepared) -> Result<VersionResult> {
     for line in plan.describe(names, ctx.params.keep_previous, apps.previous.as_ref()) {
         log::detail(line);
     }
-    log::detail("the candidate's manifest:");
-    for line in plan.candidate_manifest.lines() {
+    log::detail("the candidate's manifest (values that may be secret hidden):");
+    for line in crate::manifest::masked(&plan.candidate_manifest).lines() {
         log::output(line);
     }
     let production = apps.production.ok_or_else(|| {

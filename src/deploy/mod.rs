@@ -13,7 +13,6 @@ pub mod housekeeping;
 pub mod journal;
 pub mod local;
 pub mod lock;
-pub mod manifest;
 pub mod phases;
 pub mod plan;
 pub mod promotion;

@@ -5,7 +5,6 @@
 use anyhow::{Context, Result, anyhow};
 
 use super::local::{Bits, Prepared};
-use super::manifest::{AppManifest, Candidate, ProcessScale};
 use super::routes::{self, RouteTarget};
 use crate::cf::CfClient;
 use crate::cf::apps::{App, AppFilter};
@@ -14,6 +13,7 @@ use crate::cf::routes::Route;
 use crate::cf::spaces::Space;
 use crate::config::{AppNames, OutParams, Source};
 use crate::log;
+use crate::manifest::{AppManifest, Candidate, ProcessScale};
 
 /// The org and space the app lives in.
 #[derive(Debug, Clone)]
