@@ -92,7 +92,15 @@ impl LoadReport {
         self.failures()
             .iter()
             .take(20)
-            .map(|s| format!("at {:?}: {}", s.sent_at, s.outcome.as_ref().unwrap_err()))
+            .map(|s| {
+                let kind = if s.slow { "slow request" } else { "request" };
+                format!(
+                    "{kind} sent at {:?}, failed after {:?}: {}",
+                    s.sent_at,
+                    s.latency,
+                    s.outcome.as_ref().unwrap_err()
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -100,11 +108,17 @@ impl LoadReport {
 
 /// A running load; [`LoadHandle::stop`] ends it and returns the report.
 pub struct LoadHandle {
+    started: Instant,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<LoadReport>>,
 }
 
 impl LoadHandle {
+    /// Time since the load started (the origin of every sample's `sent_at`), give or take the thread start.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
     pub fn stop(mut self) -> LoadReport {
         self.stop.store(true, Ordering::SeqCst);
         self.thread.take().expect("joined once").join().expect("the load thread does not panic")
@@ -129,7 +143,7 @@ pub fn start(config: LoadConfig) -> LoadHandle {
             .expect("a runtime for the load");
         runtime.block_on(run(config, stopping))
     });
-    LoadHandle { stop, thread: Some(thread) }
+    LoadHandle { started: Instant::now(), stop, thread: Some(thread) }
 }
 
 async fn run(config: LoadConfig, stop: Arc<AtomicBool>) -> LoadReport {

@@ -7,9 +7,11 @@ pub mod deploy;
 pub mod load;
 pub mod sim;
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The binary `name` (check, in or out): from `RESOURCE_BIN_DIR` when set (e.g. `/opt/resource` inside the
 /// image), else the one cargo built for this test run.
@@ -51,9 +53,10 @@ impl Run {
     }
 }
 
-/// Runs a resource binary with `stdin` as its request, `args` as argv[1..], a minimal environment plus `env`,
-/// and a working directory that is not the put/get directory (Concourse leaves it undefined).
-pub fn run_resource(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
+/// The command that runs a resource binary the way Concourse does: `args` as argv[1..], a minimal environment
+/// plus `env`, piped stdio, and a working directory that is not the put/get directory (Concourse leaves it
+/// undefined).
+pub fn resource_command(name: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(resource_bin(name));
     command
         .args(args)
@@ -67,7 +70,12 @@ pub fn run_resource(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]
     for (key, value) in env {
         command.env(key, value);
     }
-    let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    command
+}
+
+/// Runs a resource binary with `stdin` as its request (see [`resource_command`]) and waits for it.
+pub fn run_resource(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
+    let mut child = resource_command(name, args, env).spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
     // The binary may exit before reading stdin (e.g. a bad argument); a broken pipe here is expected then.
     let _ = child.stdin.take().expect("piped stdin").write_all(stdin.as_bytes());
     let Output { status, stdout, stderr } = child.wait_with_output().expect("wait for resource binary");
@@ -75,6 +83,81 @@ pub fn run_resource(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]
         status: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// A resource binary running in the background: its output is collected as it comes, so a test can watch
+/// the log, wait for the run with a time limit, or SIGKILL it mid-way.
+pub struct Background {
+    name: String,
+    child: std::process::Child,
+    stdout: std::thread::JoinHandle<String>,
+    stderr: Arc<Mutex<String>>,
+    stderr_reader: std::thread::JoinHandle<()>,
+}
+
+/// Starts a resource binary with `stdin` as its request and returns at once.
+pub fn spawn_resource(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Background {
+    let mut child = resource_command(name, args, env).spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    let _ = child.stdin.take().expect("piped stdin").write_all(stdin.as_bytes());
+    let mut out = child.stdout.take().expect("piped stdout");
+    let stdout = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = out.read_to_string(&mut text);
+        text
+    });
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let err = child.stderr.take().expect("piped stderr");
+    let collected = stderr.clone();
+    let stderr_reader = std::thread::spawn(move || {
+        for line in BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            let mut text = collected.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
+    Background { name: name.to_owned(), child, stdout, stderr, stderr_reader }
+}
+
+impl Background {
+    /// The log written so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Whether it has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_some()
+    }
+
+    /// Waits for it to exit by itself, at most `limit` (then it is killed and the test fails).
+    pub fn wait(mut self, limit: Duration) -> Run {
+        let deadline = Instant::now() + limit;
+        while self.child.try_wait().expect("try_wait").is_none() {
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let name = self.name.clone();
+                let run = self.collect();
+                panic!("{name} did not finish within {limit:?}; its log:\n{}", run.stderr);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.collect()
+    }
+
+    /// SIGKILLs it, as a crashed worker or a cancelled build would leave it: no clean-up of any kind.
+    pub fn kill(mut self) -> Run {
+        let _ = self.child.kill();
+        self.collect()
+    }
+
+    fn collect(mut self) -> Run {
+        let status = self.child.wait().expect("wait for resource binary");
+        let stdout = self.stdout.join().expect("stdout reader");
+        self.stderr_reader.join().expect("stderr reader");
+        let stderr = self.stderr.lock().unwrap().clone();
+        Run { status: status.code().unwrap_or(-1), stdout, stderr }
     }
 }
 

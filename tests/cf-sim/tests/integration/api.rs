@@ -488,6 +488,20 @@ async fn the_state_dump_is_deterministic_and_the_request_log_counts_calls() {
     api.patch(&format!("/v3/apps/{app}"), json!({"name": "changed"})).await;
     assert_ne!(sim.state_dump(), before);
 
+    // Whatever a manifest can set on a process shows: its log rate limit and its readiness check's timing.
+    let web = api.get(&format!("/v3/apps/{app}/processes/web")).await.json()["guid"].as_str().unwrap().to_owned();
+    let scaled = sim.state_dump();
+    let rate = api
+        .post(&format!("/v3/processes/{web}/actions/scale"), json!({"log_rate_limit_in_bytes_per_second": 1024}))
+        .await;
+    assert_eq!(rate.status, 202);
+    let limited = sim.state_dump();
+    assert_ne!(limited, scaled, "the log rate limit is in the dump");
+    assert_eq!(limited["apps"][0]["processes"][0]["log_rate_limit_in_bytes_per_second"], json!(1024));
+    let readiness = json!({"readiness_health_check": {"type": "port", "data": {"interval": 7}}});
+    assert_eq!(api.patch(&format!("/v3/processes/{web}"), readiness).await.status, 200);
+    assert_eq!(sim.state_dump()["apps"][0]["processes"][0]["readiness_health_check"]["interval"], json!(7));
+
     let counters = sim.counters();
     assert_eq!(counters.get("GET /v3/apps/:guid"), Some(&1));
     assert_eq!(counters.get("POST /v3/apps"), Some(&2));
