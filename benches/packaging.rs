@@ -9,10 +9,13 @@ use std::fs;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cf_blue_green_resource::bits::{AppBits, gather, write_zip};
+
+#[path = "measure.rs"]
+mod measure;
 
 const ROUNDS: usize = 3;
 const RSS_LIMIT_MB: f64 = 64.0;
@@ -130,30 +133,17 @@ struct PackRun {
     max_rss_kb: i64,
 }
 
-#[expect(clippy::zombie_processes, reason = "the child is reaped with wait4, which also yields its rusage")]
 fn run_packer(tree: &Path) -> PackRun {
     let exe = std::env::current_exe().expect("current exe");
-    let t = Instant::now();
-    let child = Command::new(exe).arg("--pack").arg(tree).stdout(Stdio::piped()).spawn().expect("spawn packer");
-    let pid = child.id() as libc::pid_t;
-    let mut stdout = child.stdout.expect("stdout");
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut out).expect("read packer output");
-    // Reap this child alone, so its own peak RSS is what we read.
-    let mut status = 0;
-    // SAFETY: rusage is plain old data, and wait4 fills it for the child we spawned and have not reaped.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let wall = t.elapsed();
-    assert_eq!(reaped, pid, "wait4 failed");
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "packer failed: {out}");
-    let fields: Vec<f64> = out.split_whitespace().map(|f| f.parse().expect("number")).collect();
+    let child = measure::run(Command::new(exe).arg("--pack").arg(tree), "");
+    assert_eq!(child.exit_code, 0, "packer failed: {}{}", child.stdout, child.stderr);
+    let fields: Vec<f64> = child.stdout.split_whitespace().map(|f| f.parse().expect("number")).collect();
     PackRun {
-        wall,
+        wall: child.wall,
         gather: Duration::from_secs_f64(fields[0]),
         write: Duration::from_secs_f64(fields[1]),
         zip_bytes: fields[2] as u64,
-        max_rss_kb: usage.ru_maxrss,
+        max_rss_kb: child.max_rss_kb,
     }
 }
 

@@ -20,10 +20,10 @@ use crate::cf::spaces::Space;
 use crate::cf::types::Checksum;
 use crate::cf::{CfClient, Error};
 use crate::config::Source;
-use crate::inspect::app_manifest::AppManifest;
 use crate::inspect::details::{Details, Observed, audit_of};
 use crate::inspect::production::same_name;
 use crate::log;
+use crate::manifest::AppManifest;
 use crate::protocol::{InRequest, Version, VersionResult};
 
 /// The file the droplet is downloaded to with `download_droplet: true`.
@@ -68,8 +68,8 @@ pub async fn run(request: InRequest) -> Result<VersionResult> {
             app.guid
         );
     }
-    let manifest =
-        AppManifest::parse(&manifest.with_context(|| format!("cannot read the manifest of app '{}'", app.name))?)?;
+    let manifest = manifest.with_context(|| format!("cannot read the manifest of app '{}'", app.name))?;
+    let manifest = AppManifest::literal(&format!("the manifest of app '{}'", app.name), &manifest, &app.name)?;
     let package_checksum = package_checksum(&cf, &app, &droplet).await?;
 
     let details = Details::new(Observed {

@@ -11,6 +11,7 @@ pub mod deploy;
 pub mod get;
 pub mod inspect;
 pub mod log;
+pub mod manifest;
 pub mod protocol;
 pub mod redact;
 pub mod verify;

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use cf_sim::Sim;
-use common::deploy::{PutDir, apps, deploy, get, manifest, out, route_destinations, routes};
+use common::deploy::{PutDir, apps, deploy, get, manifest, out, route_destinations, routes, wait_until_serving};
 use common::load::{self, LoadConfig};
 use common::run_resource;
 use common::sim::{check_request, connect, home_space, in_request, source, start_sim_with};
@@ -37,8 +37,7 @@ fn first_deploy_then_v1_to_v2_under_load_without_a_failed_request() {
 
     let v1 = deploy(&sim, &put, "myapp", params("v1"));
     assert_eq!(apps(&sim), [("myapp".to_owned(), "STARTED".to_owned())]);
-    std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(get(&sim, "myapp", "/version"), (200, "v1".to_owned()));
+    wait_until_serving(&sim, "myapp", "v1");
 
     let mut config = LoadConfig::new(&sim.info().router, &format!("myapp.{}", sim.info().domain));
     config.requests_per_second = 60;
@@ -96,6 +95,7 @@ fn every_failure_before_the_swap_leaves_production_serving() {
     let put = PutDir::new();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
     deploy(&sim, &put, "myapp", params("v1"));
+    wait_until_serving(&sim, "myapp", "v1");
     let prod_only = ["myapp".to_owned()];
 
     // Staging fails: an app directory nothing can run.
@@ -285,4 +285,39 @@ fn a_droplet_from_one_foundation_deploys_to_another_without_staging() {
     let staged: Vec<_> = production.request_log().into_iter().filter(|r| r.path == "/v3/builds").collect();
     assert!(staged.is_empty(), "no staging on the second foundation");
     assert_eq!(get(&production, "myapp", "/version"), (200, "v7".to_owned()));
+}
+
+#[test]
+fn the_overall_timeout_bounds_the_whole_put() {
+    let sim = sim_with_delay(0);
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    deploy(&sim, &put, "myapp", params("v1"));
+    let mut slow = params("v2");
+    slow["environment_variables"]["STARTUP_DELAY_MS"] = json!("60000");
+    slow["timeout"] = json!("4s");
+    let started = std::time::Instant::now();
+    let run = out(&sim, &put, "myapp", slow);
+    run.assert_clean_failure("deploy failed in phase push");
+    assert!(run.last_line().contains("timed out"), "{}", run.last_line());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the put gave up at its timeout, not the 5 minute startup timeout"
+    );
+    assert_eq!(app_names(&sim), ["myapp"], "the candidate is cleaned up");
+}
+
+#[test]
+fn a_dry_run_never_prints_the_env_values_production_has() {
+    let sim = sim_with_delay(0);
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    let mut first = params("v1");
+    first["secret_environment_variables"] = json!({"API_KEY": "set-once-7c1f9e"});
+    deploy(&sim, &put, "myapp", first);
+    // This put knows nothing of the value: the candidate inherits it from production's env.
+    let run = out(&sim, &put, "myapp", json!({"path": "app", "manifest": "ci/manifest.yml", "dry_run": true}));
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("API_KEY"), "the plan shows the variable: {}", run.stderr);
+    assert!(!run.stderr.contains("set-once-7c1f9e"), "but never its value: {}", run.stderr);
 }

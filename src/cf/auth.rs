@@ -142,6 +142,10 @@ struct Token {
     refresh: Option<String>,
     /// Epoch seconds after which the token is refreshed before use; `None` if its expiry is unknown.
     refresh_at: Option<i64>,
+    /// Epoch seconds when it was obtained.
+    obtained_at: i64,
+    /// Seconds from issue to expiry, when known.
+    lifetime: Option<i64>,
 }
 
 impl Token {
@@ -153,11 +157,15 @@ impl Token {
         let claims = decode_jwt_claims(&response.access_token);
         let expires_at =
             claims.as_ref().and_then(|c| c.exp).or_else(|| response.expires_in.map(|secs| now + secs as i64));
-        let refresh_at = expires_at.map(|exp| {
-            let issued = claims.as_ref().and_then(|c| c.iat).unwrap_or(now).min(now);
-            exp - refresh_margin(exp - issued)
-        });
-        Token { access: response.access_token, refresh: response.refresh_token, refresh_at }
+        let issued = claims.as_ref().and_then(|c| c.iat).unwrap_or(now).min(now);
+        let refresh_at = expires_at.map(|exp| exp - refresh_margin(exp - issued));
+        Token {
+            access: response.access_token,
+            refresh: response.refresh_token,
+            refresh_at,
+            obtained_at: now,
+            lifetime: expires_at.map(|exp| exp - issued),
+        }
     }
 
     fn needs_refresh(&self, now: i64) -> bool {
@@ -213,8 +221,17 @@ impl Auth {
         Ok(())
     }
 
-    pub(crate) async fn refresh_now(&self, core: &Core) -> Result<()> {
+    /// Gets a fresh token unless the current one is younger than `max_age` and than a third of its life (a
+    /// token that new is as good as a refreshed one).
+    pub(crate) async fn refresh_if_older_than(&self, core: &Core, max_age: Duration) -> Result<()> {
         let mut state = self.state.lock().await;
+        let fresh = |t: &Token| {
+            let limit = t.lifetime.map_or(max_age.as_secs() as i64, |life| (max_age.as_secs() as i64).min(life / 3));
+            now_epoch() - t.obtained_at < limit
+        };
+        if state.as_ref().is_some_and(fresh) {
+            return Ok(());
+        }
         let token = self.renew(core, state.as_ref()).await?;
         *state = Some(token);
         Ok(())

@@ -184,6 +184,9 @@ pub(crate) struct FilePart<'a> {
 }
 
 /// The HTTP machinery without authentication: TLS, proxies, retries, tracing, errors.
+/// A token younger than this is not refreshed before an upload.
+const FRESH_TOKEN: Duration = Duration::from_secs(60);
+
 pub(crate) struct Core {
     http: reqwest::Client,
     /// The trust configuration, shared with other HTTP clients of the run (app routes).
@@ -405,7 +408,7 @@ impl CfClient {
 
     /// Gets a fresh access token now (before a long upload, so it cannot expire half-way).
     pub async fn refresh_now(&self) -> Result<()> {
-        self.inner.auth.refresh_now(&self.inner.core).await
+        self.inner.auth.refresh_if_older_than(&self.inner.core, Duration::ZERO).await
     }
 
     /// The current access token (refreshed first if it is about to expire). For callers that talk to other
@@ -520,7 +523,8 @@ impl CfClient {
     }
 
     /// Uploads a multipart form whose file part is streamed from disk with an exact `Content-Length`, printing
-    /// progress lines and failing if no byte moves for `timeouts.idle`. The token is refreshed first.
+    /// progress lines and failing if no byte moves for `timeouts.idle`. The token is refreshed first, unless it
+    /// was obtained within the last minute, so a long upload starts with all of the token's life ahead.
     pub(crate) async fn upload_multipart(
         &self,
         path: &str,
@@ -528,7 +532,7 @@ impl CfClient {
         file: Option<FilePart<'_>>,
         label: &str,
     ) -> Result<Answer> {
-        self.refresh_now().await?;
+        self.inner.auth.refresh_if_older_than(&self.inner.core, FRESH_TOKEN).await?;
         let sent = Arc::new(AtomicU64::new(0));
         let (factory, total) = multipart_factory(fields, file, sent.clone())?;
         let mut req = Req::path(Method::POST, path);

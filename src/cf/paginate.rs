@@ -1,7 +1,7 @@
 //! The generic layer over CF's conventions: list queries ([`ListParams`]), paginate-all (following
 //! `pagination.next.href` and merging `included`), wait-for-job (202 + `Location` → `GET /v3/jobs/:guid` until
 //! COMPLETE or FAILED) and the bounded [`Wait`] poller every state wait uses (staging, starting, package
-//! processing): polls start at ~250 ms, back off to ~3 s, and always end at a deadline.
+//! processing): polls start at 100 ms, back off to 3 s, and always end at a deadline.
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -190,8 +190,9 @@ pub enum Poll<T> {
 
 type OnPoll<'a> = Box<dyn FnMut(u32, Duration) + Send + 'a>;
 
-/// A bounded poll loop: checks at once, then after ~250 ms, backing off by half each time to ~3 s, and gives
-/// up with [`Error::Timeout`] at the deadline. Never waits without one.
+/// A bounded poll loop: checks at once, then after 100 ms, backing off by a quarter each time to 3 s (so
+/// short waits end promptly and long ones settle at the CLI's interval), and gives up with
+/// [`Error::Timeout`] at the deadline. Never waits without one.
 pub struct Wait<'a> {
     what: String,
     timeout: Duration,
@@ -206,7 +207,7 @@ impl<'a> Wait<'a> {
         Wait {
             what: what.into(),
             timeout,
-            initial: Duration::from_millis(250),
+            initial: Duration::from_millis(100),
             max: Duration::from_secs(3),
             on_poll: None,
         }
@@ -249,7 +250,7 @@ impl<'a> Wait<'a> {
                 return Err(Error::Timeout { what: self.what, after: self.timeout });
             }
             tokio::time::sleep(delay.min(deadline - now)).await;
-            delay = (delay * 3 / 2).min(self.max);
+            delay = (delay * 5 / 4).min(self.max);
         }
     }
 }
@@ -372,7 +373,8 @@ mod tests {
         let err = result.unwrap_err();
         assert_eq!(err.to_string(), "timed out after 10.0s waiting for the thing");
         let gaps: Vec<Duration> = polls.windows(2).map(|w| w[1] - w[0]).collect();
-        assert_eq!(gaps[0], Duration::from_millis(250));
+        assert_eq!(gaps[0], Duration::from_millis(100));
+        assert_eq!(gaps[1], Duration::from_millis(125));
         assert!(gaps.windows(2).all(|w| w[1] >= w[0] || w[1] < Duration::from_secs(3)), "{gaps:?}");
         assert!(gaps.iter().all(|g| *g <= Duration::from_secs(3)), "{gaps:?}");
         assert!(started.elapsed() <= Duration::from_secs(10) + Duration::from_millis(1));

@@ -32,6 +32,12 @@ pub async fn run(ctx: &Context, prepared: Prepared) -> Result<VersionResult> {
                     journal.phase,
                     action.describe()
                 ));
+                if matches!(action, Action::FinishSwap | Action::FinishHousekeeping) {
+                    log::detail(format_args!(
+                        "{} ({}) would then be production as {}; the plan below starts from the foundation as it is now",
+                        green.name, green.guid, names.production
+                    ));
+                }
             }
             Some(Ok(journal)) => log::info(format_args!(
                 "a deploy by {} holds the lock (phase {}); a real deploy would wait for it",
@@ -45,11 +51,11 @@ pub async fn run(ctx: &Context, prepared: Prepared) -> Result<VersionResult> {
         None => None,
     };
     let plan = Plan::make(&ctx.cf, &ctx.target, names, &ctx.params, prepared, blue).await?;
-    for line in plan.describe(names, ctx.params.keep_previous) {
+    for line in plan.describe(names, ctx.params.keep_previous, apps.previous.as_ref()) {
         log::detail(line);
     }
-    log::detail("the candidate's manifest:");
-    for line in plan.candidate_manifest.lines() {
+    log::detail("the candidate's manifest (values that may be secret hidden):");
+    for line in crate::manifest::masked(&plan.candidate_manifest).lines() {
         log::output(line);
     }
     let production = apps.production.ok_or_else(|| {

@@ -52,17 +52,19 @@ pub struct GateTarget<'a> {
     pub put_dir: &'a Path,
 }
 
-pub async fn verify(target: &GateTarget<'_>, params: &OutParams) -> Result<GateReport> {
+/// Runs every check the params ask for; `time_limit` bounds the HTTP checks and (unless it sets its own) the
+/// smoke test.
+pub async fn verify(target: &GateTarget<'_>, params: &OutParams, time_limit: Duration) -> Result<GateReport> {
     let mut report = GateReport::default();
     if let Some(route) = target.temp_route {
         let checks = if params.verify.is_empty() { vec![http_checks::default_check()] } else { params.verify.clone() };
         log::info(format_args!("HTTP checks on {route}"));
-        let deadline = Instant::now() + params.timeouts.verify;
+        let deadline = Instant::now() + time_limit;
         report.checks = http_checks::run(target.client, route, &checks, deadline, Duration::from_secs(1)).await?;
     }
     if let (Some(program), Some(smoke)) = (target.smoke_test, &params.smoke_test) {
         log::info(format_args!("smoke test {}", smoke.path));
-        let timeout = smoke.timeout.unwrap_or(params.timeouts.verify);
+        let timeout = smoke.timeout.unwrap_or(time_limit);
         smoke::run(program, &smoke.args, target.put_dir, &target.smoke_env, timeout).await?;
         log::detail("smoke test passed");
         report.smoke_test_passed = Some(true);

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::manifest::{AppManifest, Vars};
 use crate::bits::{AppBits, find_input};
 use crate::config::AppSource;
+use crate::manifest::{AppManifest, Vars};
 use crate::protocol::OutRequest;
 use crate::verify::smoke;
 

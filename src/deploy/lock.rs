@@ -73,8 +73,9 @@ pub fn candidate_metadata(journal: &Journal) -> MetadataPatch {
 pub enum Take {
     /// A deploy: create the candidate app.
     Create(NewApp),
-    /// A rollback: rename this app (`<app>-previous`) to the candidate's name.
-    Rename(App),
+    /// A rollback: rename the app called `previous_name` in `space_guid` to the candidate's name. It is looked
+    /// up at every attempt: a deploy the rollback waited for replaces `<app>-previous`.
+    Rename { space_guid: String, previous_name: String },
 }
 
 /// Takes the lock, waiting for (or recovering from) another deploy that holds it. `recover` is called with
@@ -140,7 +141,8 @@ where
             ));
             last_notice = Some(Instant::now());
         }
-        tokio::time::sleep(poll).await;
+        // Never sleep past the timeout: `lock_timeout: 2s` gives up after 2 s, not after the next poll.
+        tokio::time::sleep(poll.min(lock_timeout.saturating_sub(started.elapsed()))).await;
     }
 }
 
@@ -152,13 +154,20 @@ async fn try_take(cf: &CfClient, green_name: &str, journal: &Journal, take: &Tak
                 NewApp { name: green_name.to_owned(), metadata: candidate_metadata(journal), ..new_app.clone() };
             cf.apps().create(&new_app).await
         }
-        Take::Rename(previous) => {
+        Take::Rename { space_guid, previous_name } => {
+            let Some(previous) = cf.apps().by_name(space_guid, previous_name).await? else {
+                bail!("rollback: there is no {previous_name} to roll back to any more");
+            };
             let update = AppUpdate {
                 name: Some(green_name.to_owned()),
                 metadata: Some(candidate_metadata(journal)),
                 ..AppUpdate::default()
             };
-            cf.apps().update(&previous.guid, &update).await
+            match cf.apps().update(&previous.guid, &update).await {
+                // Deleted since the lookup (by a deploy finishing its housekeeping): look again.
+                Err(Error::Cf(e)) if e.status == Some(404) => return Ok(None),
+                outcome => outcome,
+            }
         }
     };
     match outcome {

@@ -13,9 +13,9 @@ pub mod housekeeping;
 pub mod journal;
 pub mod local;
 pub mod lock;
-pub mod manifest;
 pub mod phases;
 pub mod plan;
+pub mod promotion;
 pub mod push;
 pub mod recovery;
 pub mod report;
@@ -27,17 +27,17 @@ pub mod watch;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use tokio::time::Instant;
 
-use self::audit::Audit;
 use self::gate::{GateReport, GateTarget};
 use self::journal::{Journal, Phase};
 use self::lock::{Lock, Take};
 use self::phases::Phases;
 use self::plan::{Apps, Blue, Plan, Target};
 use self::push::Pushed;
-use self::report::Outcome;
+use self::routes::RouteTarget;
 use crate::cf::CfClient;
-use crate::cf::apps::NewApp;
+use crate::cf::apps::{App, NewApp};
 use crate::cf::types::Lifecycle;
 use crate::config::{OutParams, Source};
 use crate::log;
@@ -57,9 +57,23 @@ pub struct Context {
     pub build: BuildEnv,
     pub target: Target,
     pub phases: Phases,
+    /// When the put's overall `timeout` runs out.
+    pub deadline: Instant,
+}
+
+impl Context {
+    /// `limit`, cut to what is left of the put's overall timeout; an error once nothing is left.
+    pub fn within(&self, limit: Duration) -> Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            anyhow::bail!("the put's overall timeout ({}) ran out", log::human_duration(self.params.timeouts.overall));
+        }
+        Ok(limit.min(left))
+    }
 }
 
 pub async fn run(request: OutRequest) -> Result<VersionResult> {
+    let deadline = Instant::now() + request.params.timeouts.overall;
     let mut phases = Phases::new(if request.params.rollback { 6 } else { 7 });
     phases.start("validate", "Checking the request");
     let prepared = if request.params.rollback { None } else { Some(local::prepare(&request)?) };
@@ -70,7 +84,7 @@ pub async fn run(request: OutRequest) -> Result<VersionResult> {
     let target = Target::resolve(&cf, &request.source).await?;
     log::detail(format_args!("target: {} / {} on {}", target.org.name, target.space.name, request.source.api));
     let OutRequest { source, params, dir, build } = request;
-    let mut ctx = Context { cf, source, params, put_dir: dir, build, target, phases };
+    let mut ctx = Context { cf, source, params, put_dir: dir, build, target, phases, deadline };
 
     match prepared {
         None => rollback::run(&mut ctx).await,
@@ -103,7 +117,7 @@ async fn deploy(ctx: &mut Context, prepared: local::Prepared) -> Result<VersionR
     // Planned under the lock: whatever an earlier deploy left is settled by now. From here on, every failure
     // before the swap releases the lock (fail_before_swap), so the next deploy need not wait for the lease.
     let smoke_test = prepared.smoke_test.clone();
-    let (apps, mut plan) = match plan_under_lock(ctx, &lock, prepared).await {
+    let (apps, plan) = match plan_under_lock(ctx, prepared).await {
         Ok(planned) => planned,
         Err(e) => return Err(fail_before_swap(ctx, &lock, None, e).await),
     };
@@ -111,7 +125,7 @@ async fn deploy(ctx: &mut Context, prepared: local::Prepared) -> Result<VersionR
     ctx.phases.start("push", &format!("Pushing {green_name}"));
     let mut temp_route_guid = None;
     let pushed = push_candidate(ctx, &lock, &plan, &mut temp_route_guid).await;
-    let mut pushed = match pushed {
+    let pushed = match pushed {
         Ok(pushed) => pushed,
         Err(e) => return Err(fail_before_swap(ctx, &lock, temp_route_guid.as_deref(), e).await),
     };
@@ -127,85 +141,27 @@ async fn deploy(ctx: &mut Context, prepared: local::Prepared) -> Result<VersionR
         Err(e) => return Err(fail_before_swap(ctx, &lock, temp_route_guid.as_deref(), e).await),
     };
 
-    ctx.phases.start("swap", "Swapping production routes");
-    let swapping = lock.record(|j| {
-        j.phase = Phase::Swapping;
-        j.verified = true;
-    });
-    if let Err(e) = swapping.await {
-        return Err(fail_before_swap(ctx, &lock, temp_route_guid.as_deref(), e).await);
-    }
-    let blue_guid = plan.blue.as_ref().map(|b| b.app.guid.clone());
-    let route_guids = match swap::take_over(
-        &ctx.cf,
-        &ctx.target.space.guid,
-        &lock.app.guid,
-        blue_guid.as_deref(),
-        &mut plan.prod_routes,
-    )
-    .await
-    {
-        Ok(guids) => guids,
-        Err(e) => return Err(undo_partial_swap(ctx, &lock, &plan, temp_route_guid.as_deref(), e).await),
+    let Plan { blue, prod_routes, .. } = plan;
+    let keep = ctx.params.keep_previous;
+    let retirement = promotion::Retirement {
+        older_previous: apps.previous.as_ref(),
+        keep,
+        summary: if keep { format!("kept stopped as {}", names.previous()) } else { "deleted".into() },
     };
-    log::success(format_args!("production routes now reach {green_name}"));
-    lock.record(|j| {
-        j.prod_routes = route_guids.clone();
-        j.phase = Phase::Swapped;
-    })
-    .await
-    .map_err(|e| after_swap(ctx, e))?;
-    if let Some(route) = &temp_route_guid {
-        swap::remove_temporary_route(&ctx.cf, route, JOB_TIMEOUT).await.map_err(|e| after_swap(ctx, e))?;
-    }
-
-    if let Some(blue) = &plan.blue {
-        ctx.phases.start("drain", &format!("Draining {}", blue.app.name));
-        watch::drain_and_watch(ctx, &routes_client, &plan, &route_guids, &lock).await?;
-    }
-
-    ctx.phases.start("housekeeping", "Housekeeping");
-    lock.record(|j| j.phase = Phase::Housekeeping).await.map_err(|e| after_swap(ctx, e))?;
-    let previous = match &plan.blue {
-        Some(blue) => {
-            let retire = housekeeping::Retire {
-                blue: &blue.app,
-                previous: apps.previous.as_ref(),
-                keep: ctx.params.keep_previous,
-            };
-            housekeeping::retire(&ctx.cf, &names, retire, JOB_TIMEOUT).await.map_err(|e| after_swap(ctx, e))?;
-            Some(if ctx.params.keep_previous {
-                format!("kept stopped as {}", names.previous())
-            } else {
-                "deleted".into()
-            })
-        }
-        None => None,
+    let verified = promotion::Verified {
+        lock: &lock,
+        blue: blue.as_ref().map(|b| &b.app),
+        prod_routes,
+        temp_route_guid,
+        client: &routes_client,
+        pushed,
+        gate,
     };
-    lock.stop_renewing().await;
-    let audit =
-        Audit::new(&ctx.build, &lock.journal().await.deploy_id, &pushed.droplet_guid, pushed.package_checksum.clone());
-    let production = housekeeping::promote(&ctx.cf, &names, &lock.app, &audit).await.map_err(|e| after_swap(ctx, e))?;
-    ctx.phases.finish();
-    pushed.droplet_guid = production.current_droplet_guid().unwrap_or(&pushed.droplet_guid).to_owned();
-
-    let outcome = Outcome {
-        production: &production,
-        pushed: &pushed,
-        prod_routes: plan.prod_routes.iter().map(|r| r.url.clone()).collect(),
-        scheme: ctx.source.route_scheme,
-        gate: &gate,
-        phases: &ctx.phases,
-        build: &ctx.build,
-        previous,
-    };
-    outcome.print_summary();
-    Ok(outcome.result())
+    promotion::swap_in(ctx, verified, retirement).await
 }
 
-/// Reads what the foundation looks like now (under the lock), makes the plan, prints it and journals what the
-/// deploy will touch.
-async fn plan_under_lock(ctx: &Context, lock: &Lock, prepared: local::Prepared) -> Result<(Apps, Plan)> {
+/// Reads what the foundation looks like now (under the lock), makes the plan and prints it.
+async fn plan_under_lock(ctx: &Context, prepared: local::Prepared) -> Result<(Apps, Plan)> {
     let names = &ctx.source.names;
     let apps = Apps::read(&ctx.cf, &ctx.target.space.guid, names).await?;
     let blue = match apps.production.clone() {
@@ -214,27 +170,10 @@ async fn plan_under_lock(ctx: &Context, lock: &Lock, prepared: local::Prepared) 
     };
     let plan = Plan::make(&ctx.cf, &ctx.target, names, &ctx.params, prepared, blue).await?;
     log::info("plan:");
-    for line in plan.describe(names, ctx.params.keep_previous) {
+    for line in plan.describe(names, ctx.params.keep_previous, apps.previous.as_ref()) {
         log::detail(line);
     }
-    lock.record(|j| {
-        j.blue_guid = plan.blue.as_ref().map(|b| b.app.guid.clone());
-        j.prod_routes = plan.prod_routes.iter().filter_map(|r| r.route.as_ref().map(|r| r.guid.clone())).collect();
-    })
-    .await?;
     Ok((apps, plan))
-}
-
-/// A failure once production runs on the candidate: nothing is undone (production is healthy on the new
-/// version); the journal lets the next deploy finish the housekeeping. The error says so.
-fn after_swap(ctx: &Context, error: anyhow::Error) -> anyhow::Error {
-    let phase = ctx.phases.current().unwrap_or("swap");
-    error.context(format!(
-        "deploy failed in phase {phase} after the swap: production already runs {}, and the next deploy finishes \
-         the housekeeping once this deploy's lock lease ({}) has run out",
-        ctx.source.names.green(),
-        log::human_duration(ctx.params.lock_lease)
-    ))
 }
 
 /// Takes the lock, recovering any deploy that died holding it.
@@ -246,7 +185,7 @@ async fn take_lock(ctx: &Context, journal: Journal, take: Take) -> Result<Lock> 
         &names.green(),
         journal,
         take,
-        ctx.params.timeouts.lock,
+        ctx.within(ctx.params.timeouts.lock)?,
         |app, theirs| recovery::recover(ctx, app, theirs),
     )
     .await
@@ -268,9 +207,17 @@ async fn push_candidate(
             return Err(e);
         }
     };
-    lock.record(|j| j.temp_route = temp_route_guid.clone()).await?;
-    let mut pushed = push::droplet(&ctx.cf, &green.guid, &green.name, plan, &ctx.params.timeouts).await?;
-    push::start_and_wait(&ctx.cf, &green.guid, &green.name, &mut pushed, ctx.params.timeouts.startup).await?;
+    // One journal write for all the plan settled: what recovery needs to undo or finish this deploy.
+    lock.record(|j| {
+        j.temp_route = temp_route_guid.clone();
+        j.blue_guid = plan.blue.as_ref().map(|b| b.app.guid.clone());
+        j.prod_routes = plan.prod_routes.iter().filter_map(|r| r.route.as_ref().map(|r| r.guid.clone())).collect();
+    })
+    .await?;
+    let staging = ctx.within(ctx.params.timeouts.staging)?;
+    let mut pushed = push::droplet(&ctx.cf, &green.guid, &green.name, plan, staging).await?;
+    let startup = ctx.within(ctx.params.timeouts.startup)?;
+    push::start_and_wait(&ctx.cf, &green.guid, &green.name, &mut pushed, startup).await?;
     pushed.temp_route_guid = temp_route_guid.clone();
     Ok(pushed)
 }
@@ -313,7 +260,7 @@ async fn verify_candidate(
         smoke_env,
         put_dir: &ctx.put_dir,
     };
-    gate::verify(&target, &ctx.params).await
+    gate::verify(&target, &ctx.params, ctx.within(ctx.params.timeouts.verify)?).await
 }
 
 /// A failure before the swap: production was never touched. Shows the candidate's logs, removes it (or keeps it
@@ -350,28 +297,48 @@ async fn fail_before_swap(
     error.context(format!("{what} failed in phase {phase}"))
 }
 
-/// A failure half-way through the swap: production goes back to blue wherever the candidate got it, then the
-/// candidate is cleaned up like any failure before the swap.
+/// A failure half-way through the swap: production goes back to blue wherever the candidate got it, and once
+/// routers have caught up (`drain`), the candidate is cleaned up like any failure before the swap.
 async fn undo_partial_swap(
     ctx: &Context,
     lock: &Lock,
-    plan: &Plan,
+    blue: Option<&App>,
+    prod_routes: &[RouteTarget],
     temp_route_guid: Option<&str>,
     error: anyhow::Error,
 ) -> anyhow::Error {
-    let mapped: Vec<String> =
-        plan.prod_routes.iter().filter_map(|r| r.route.as_ref().map(|r| r.guid.clone())).collect();
-    let restored = match &plan.blue {
-        Some(blue) => swap::give_back(&ctx.cf, &mapped, &lock.app.guid, &blue.app.guid).await,
-        None => Ok(()),
+    let mapped: Vec<String> = prod_routes.iter().filter_map(|r| r.route.as_ref().map(|r| r.guid.clone())).collect();
+    let restored = async {
+        // Should this process die half-way, recovery must give production back too, not finish the swap.
+        lock.record(|j| j.verified = false).await?;
+        if let Some(blue) = blue {
+            swap::give_back(&ctx.cf, &mapped, &lock.app.guid, &blue.guid).await?;
+            log::info(format_args!("production is back on {}", blue.name));
+            let_drain(&lock.app.name, ctx.params.drain).await;
+        }
+        anyhow::Ok(())
     };
-    match restored {
+    match restored.await {
         Ok(()) => fail_before_swap(ctx, lock, temp_route_guid, error).await,
         Err(restore_error) => {
             log::warn(format_args!(
                 "could not give production back to the previous version ({restore_error:#}); the next deploy recovers it from the journal"
             ));
-            error.context("deploy failed in phase swap")
+            let what = if ctx.params.rollback { "rollback" } else { "deploy" };
+            error.context(format!("{what} failed in phase swap"))
         }
     }
+}
+
+/// Keeps `app_name` running, unrouted, for `duration` before it is stopped or deleted: routers learn of an
+/// unmapping late, and requests in flight finish.
+async fn let_drain(app_name: &str, duration: Duration) {
+    if duration.is_zero() {
+        return;
+    }
+    log::detail(format_args!(
+        "{app_name} keeps running, unrouted, for {} so requests in flight finish",
+        log::human_duration(duration)
+    ));
+    tokio::time::sleep(duration).await;
 }

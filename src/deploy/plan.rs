@@ -5,7 +5,6 @@
 use anyhow::{Context, Result, anyhow};
 
 use super::local::{Bits, Prepared};
-use super::manifest::{AppManifest, Candidate, ProcessScale, Vars};
 use super::routes::{self, RouteTarget};
 use crate::cf::CfClient;
 use crate::cf::apps::{App, AppFilter};
@@ -14,6 +13,7 @@ use crate::cf::routes::Route;
 use crate::cf::spaces::Space;
 use crate::config::{AppNames, OutParams, Source};
 use crate::log;
+use crate::manifest::{AppManifest, Candidate, ProcessScale};
 
 /// The org and space the app lives in.
 #[derive(Debug, Clone)]
@@ -73,7 +73,7 @@ pub struct Blue {
 impl Blue {
     pub async fn read(cf: &CfClient, app: App) -> Result<Blue> {
         let yaml = cf.apps().manifest(&app.guid).await?;
-        let manifest = AppManifest::parse(&format!("the manifest of {}", app.name), &yaml, &Vars::default(), &app.name)
+        let manifest = AppManifest::literal(&format!("the manifest of {}", app.name), &yaml, &app.name)
             .with_context(|| format!("reading the current manifest of {}", app.name))?;
         let routes = cf.routes().for_app(&app.guid).await?;
         Ok(Blue { app, routes, manifest })
@@ -95,6 +95,37 @@ pub struct Plan {
     pub docker: bool,
     /// Non-web process types to scale like production once the droplet is set.
     pub scale_after_droplet: Vec<ProcessScale>,
+    /// The scale the candidate will run at, process by process, and where it comes from.
+    pub scales: Vec<PlannedScale>,
+}
+
+/// The scale of one of the candidate's process types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedScale {
+    pub scale: ProcessScale,
+    /// `None`: the user's manifest sets it.
+    pub from_production: Option<Inherited>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inherited {
+    /// The manifest leaves (some of) it unset; production's values fill in.
+    Unset,
+    /// There is no user manifest: the candidate is made from production's own manifest.
+    WholeManifest,
+}
+
+impl PlannedScale {
+    fn describe(&self) -> Option<String> {
+        let instances = self.scale.instances?;
+        let memory = self.scale.memory.as_deref().map(|m| format!(" of {m}")).unwrap_or_default();
+        let origin = match self.from_production {
+            Some(Inherited::Unset) => ", inherited from production",
+            Some(Inherited::WholeManifest) => ", as production runs now",
+            None => "",
+        };
+        Some(format!("scale: {} {instances} instance(s){memory}{origin}", self.scale.kind))
+    }
 }
 
 impl Plan {
@@ -133,7 +164,7 @@ impl Plan {
         let inherit = user_manifest.is_some().then_some(blue.as_ref()).flatten();
         let blue_scales = inherit.map(|b| b.manifest.process_scales()).unwrap_or_default();
         let inherited_web_scale = blue_scales.iter().find(|s| s.kind == "web").cloned();
-        let scale_after_droplet = blue_scales
+        let scale_after_droplet: Vec<ProcessScale> = blue_scales
             .iter()
             .filter(|s| s.kind != "web" && s.instances.is_some_and(|n| n > 0) && !base.sets(&s.kind, "instances"))
             .cloned()
@@ -155,12 +186,34 @@ impl Plan {
             docker_username,
             drop_docker: !docker,
         };
+        let web_inherits = candidate.inherited_web_scale.as_ref().is_some_and(|s| {
+            (s.instances.is_some() && !base.sets("web", "instances"))
+                || (s.memory.is_some() && !base.sets("web", "memory"))
+        });
         let candidate_manifest = base.for_candidate(&candidate);
-        Ok(Plan { bits, blue, prod_routes, temp_route, candidate_manifest, docker, scale_after_droplet })
+        let origin = |kind: &str| match (&user_manifest, &blue) {
+            (None, Some(_)) => Some(Inherited::WholeManifest),
+            _ if kind == "web" && web_inherits => Some(Inherited::Unset),
+            _ => None,
+        };
+        let mut scales: Vec<PlannedScale> =
+            AppManifest::literal("the candidate's manifest", &candidate_manifest, &green_name)
+                .map(|m| m.process_scales())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|scale| PlannedScale { from_production: origin(&scale.kind), scale })
+                .collect();
+        scales.extend(
+            scale_after_droplet
+                .iter()
+                .map(|scale| PlannedScale { scale: scale.clone(), from_production: Some(Inherited::Unset) }),
+        );
+        Ok(Plan { bits, blue, prod_routes, temp_route, candidate_manifest, docker, scale_after_droplet, scales })
     }
 
-    /// The plan as lines for the build log (and the dry run).
-    pub fn describe(&self, names: &AppNames, keep_previous: bool) -> Vec<String> {
+    /// The plan as lines for the build log (and the dry run). `older_previous` is the `<app>-previous` that
+    /// exists now (replaced when blue is kept).
+    pub fn describe(&self, names: &AppNames, keep_previous: bool, older_previous: Option<&App>) -> Vec<String> {
         let mut lines = Vec::new();
         let green = names.green();
         match &self.blue {
@@ -168,6 +221,7 @@ impl Plan {
             None => lines.push(format!("production: none yet — this is the first deploy of {}", names.production)),
         }
         lines.push(format!("create {green} from {}", self.bits.describe()));
+        lines.extend(self.scales.iter().filter_map(PlannedScale::describe));
         match &self.temp_route {
             Some(route) => lines.push(format!("verify {green} on its temporary route {route}")),
             None => lines.push(format!("verify {green} by instance health (no-route app)")),
@@ -181,6 +235,9 @@ impl Plan {
                 lines.push(format!("unmap {} from those routes, then let it drain", blue.app.name));
             }
             if keep_previous {
+                if let Some(older) = older_previous.filter(|p| p.guid != blue.app.guid) {
+                    lines.push(format!("delete the older {} ({})", older.name, older.guid));
+                }
                 lines.push(format!("stop {} and keep it as {}", blue.app.name, names.previous()));
             } else {
                 lines.push(format!("stop and delete {}", blue.app.name));
@@ -211,7 +268,12 @@ async fn production_routes(
         }
         return Ok(vec![routes::default_route(cf, &target.org.guid, &target.space.guid, &names.production).await?]);
     };
-    let mut targets = routes::resolve_manifest_routes(cf, &target.space.guid, &urls).await?;
+    // Routes production already has need no lookup: usually that is all of them.
+    let known = |url: &String| blue_routes.iter().find(|r| r.url == routes::normalize(url)).cloned();
+    let mut targets = match urls.iter().map(known).collect::<Option<Vec<_>>>() {
+        Some(targets) => targets,
+        None => routes::resolve_manifest_routes(cf, &target.space.guid, &urls).await?,
+    };
     // An app that serves a route keeps serving it until another does: routes blue has beyond the manifest's
     // move to the candidate too (CF's own pushes never unmap routes either).
     for route in blue_routes {

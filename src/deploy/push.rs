@@ -14,7 +14,6 @@ use crate::bits::{gather, match_cached, write_zip};
 use crate::cf::builds::NewBuild;
 use crate::cf::processes::{InstanceState, Scale};
 use crate::cf::{CfClient, Poll, Wait};
-use crate::config::Timeouts;
 use crate::log;
 
 /// What pushing produced.
@@ -66,7 +65,7 @@ pub async fn droplet(
     green_guid: &str,
     green_name: &str,
     plan: &Plan,
-    timeouts: &Timeouts,
+    staging_timeout: Duration,
 ) -> Result<Pushed> {
     let mut pushed = Pushed::default();
     pushed.droplet_guid = match &plan.bits {
@@ -105,21 +104,21 @@ pub async fn droplet(
                 log::info("uploading nothing new: every file is cached");
             }
             cf.packages().upload(&package.guid, zip_path, &matched).await.context("uploading the app bits")?;
-            let package = cf.packages().wait_ready(&package.guid, timeouts.staging).await?;
+            let package = cf.packages().wait_ready(&package.guid, staging_timeout).await?;
             pushed.package_checksum = package.data.checksum.and_then(|c| c.value);
-            stage(cf, green_guid, green_name, &package.guid, timeouts.staging).await?
+            stage(cf, green_guid, green_name, &package.guid, staging_timeout).await?
         }
         Bits::Docker { image, username, password } => {
             log::info(format_args!("using docker image {image}"));
             let package =
                 cf.packages().create_docker(green_guid, image, username.as_deref(), password.as_deref()).await?;
-            stage(cf, green_guid, green_name, &package.guid, timeouts.staging).await?
+            stage(cf, green_guid, green_name, &package.guid, staging_timeout).await?
         }
         Bits::Droplet { tgz, process_types } => {
             let size = std::fs::metadata(tgz).map(|m| m.len()).unwrap_or(0);
             log::info(format_args!("uploading droplet {} ({}) — no staging", tgz.display(), log::human_bytes(size)));
             let droplet = cf.droplets().create(green_guid, process_types).await?;
-            cf.droplets().upload(&droplet.guid, tgz, timeouts.staging).await.context("uploading the droplet")?;
+            cf.droplets().upload(&droplet.guid, tgz, staging_timeout).await.context("uploading the droplet")?;
             droplet.guid
         }
         Bits::Production => {
@@ -131,7 +130,7 @@ pub async fn droplet(
             })?;
             log::info(format_args!("copying {}'s current droplet {current} — no staging", blue.app.name));
             let copy = cf.droplets().copy(current, green_guid).await?;
-            cf.droplets().wait_staged(&copy.guid, timeouts.staging).await?.guid
+            cf.droplets().wait_staged(&copy.guid, staging_timeout).await?.guid
         }
     };
     cf.apps().set_current_droplet(green_guid, &pushed.droplet_guid).await?;

@@ -7,7 +7,11 @@
 //! - swapped / housekeeping: production is on the candidate → finish housekeeping (renames are idempotent).
 //!
 //! Throughout, every production route keeps a healthy destination: routes are mapped before anything is
-//! unmapped, and blue is stopped only once the candidate serves all its routes.
+//! unmapped, and an app that served production is stopped or deleted only once another serves all its routes
+//! and `drain` has passed since it was unmapped (routers learn of the unmapping late; requests in flight
+//! finish).
+
+use std::time::SystemTime;
 
 use anyhow::{Context as _, Result};
 
@@ -15,7 +19,7 @@ use super::audit::Audit;
 use super::housekeeping::{self, Retire};
 use super::journal::{Journal, Phase};
 use super::plan::Apps;
-use super::{Context, JOB_TIMEOUT, cleanup, swap};
+use super::{Context, JOB_TIMEOUT, cleanup, let_drain, swap};
 use crate::cf::CfClient;
 use crate::cf::apps::App;
 use crate::cf::processes::ProcessStats;
@@ -81,30 +85,53 @@ pub async fn recover(ctx: &Context, candidate: App, journal: Journal) -> Result<
             remove(ctx, &candidate, &journal).await?;
         }
         Action::GiveBack => {
+            let routes = journal.prod_routes.len();
             if let Some(blue) = &blue {
                 swap::give_back(cf, &journal.prod_routes, &candidate.guid, &blue.guid).await?;
+                log::detail(format_args!("mapped {} back to the {routes} production route(s)", blue.name));
             } else {
                 for route in &journal.prod_routes {
                     cf.routes().unmap_app(route, &candidate.guid).await?;
                 }
             }
+            log::detail(format_args!("unmapped {} from the {routes} production route(s)", candidate.name));
+            // The candidate may have served production until just now.
+            drain(ctx, &candidate.name, None).await;
             remove(ctx, &candidate, &journal).await?;
         }
         Action::FinishSwap => {
+            let routes = journal.prod_routes.len();
             for route in &journal.prod_routes {
                 cf.routes().map_app(route, &candidate.guid).await?;
             }
+            log::detail(format_args!("mapped {} to the {routes} production route(s)", candidate.name));
             if let Some(blue) = &blue {
                 for route in &journal.prod_routes {
                     cf.routes().unmap_app(route, &blue.guid).await?;
                 }
+                log::detail(format_args!("unmapped {} from them", blue.name));
+                drain(ctx, &blue.name, None).await;
             }
             finish_housekeeping(ctx, &candidate, &journal, blue.as_ref(), &apps).await?;
         }
-        Action::FinishHousekeeping => finish_housekeeping(ctx, &candidate, &journal, blue.as_ref(), &apps).await?,
+        Action::FinishHousekeeping => {
+            // Swapped: blue was unmapped before the journal's last renewal; drain what is left of `drain` since
+            // then. Housekeeping: the dead deploy had drained blue already.
+            if let Some(blue) = blue.as_ref().filter(|_| journal.phase == Phase::Swapped) {
+                drain(ctx, &blue.name, Some(journal.renewed_at)).await;
+            }
+            finish_housekeeping(ctx, &candidate, &journal, blue.as_ref(), &apps).await?
+        }
     }
     log::success("recovered: the foundation is consistent again");
     Ok(())
+}
+
+/// Waits `drain` (of this put) for an app that production routes no longer reach, counting from `unmapped_by`
+/// (when it is known to have been unmapped already) or from now.
+async fn drain(ctx: &Context, app_name: &str, unmapped_by: Option<SystemTime>) {
+    let already = unmapped_by.and_then(|t| SystemTime::now().duration_since(t).ok()).unwrap_or_default();
+    let_drain(app_name, ctx.params.drain.saturating_sub(already)).await;
 }
 
 async fn remove(ctx: &Context, candidate: &App, journal: &Journal) -> Result<()> {

@@ -57,6 +57,12 @@ impl Outcome<'_> {
             metadata.push(MetadataField::new("previous", previous));
         }
         metadata.push(MetadataField::new("verification", self.gate.summary()));
+        if let Some(candidate) = &self.gate.candidate {
+            metadata.push(MetadataField::new("kpi_candidate", candidate.summary()));
+        }
+        if let Some(production) = &self.gate.production {
+            metadata.push(MetadataField::new("kpi_production", production.summary()));
+        }
         for (key, took) in self.phases.durations() {
             metadata.push(MetadataField::new(format!("duration_{key}"), log::human_duration(*took)));
         }

@@ -4,15 +4,13 @@
 
 use anyhow::{Result, anyhow};
 
-use super::audit::Audit;
-use super::housekeeping::{self, Retire};
 use super::journal::{Journal, Phase};
 use super::lock::{Lock, Take};
 use super::plan::{Apps, Blue};
 use super::push::{self, Pushed};
-use super::report::Outcome;
 use super::routes::{self, RouteTarget};
-use super::{Context, JOB_TIMEOUT, fail_before_swap, gate, route_client, swap, take_lock, watch};
+use super::{Context, fail_before_swap, gate, promotion, route_client, take_lock};
+use crate::cf::apps::App;
 use crate::log;
 use crate::protocol::VersionResult;
 
@@ -23,21 +21,31 @@ pub async fn run(ctx: &mut Context) -> Result<VersionResult> {
     let previous = apps.previous.clone().ok_or_else(|| {
         anyhow!("rollback: there is no {previous_name} to roll back to (a deploy with keep_previous: true leaves one)")
     })?;
-    let droplet = previous
-        .current_droplet_guid()
-        .ok_or_else(|| anyhow!("rollback: {previous_name} has no droplet to run"))?
-        .to_owned();
+    droplet_of(&previous, &previous_name)?;
 
     ctx.phases.start("lock", &format!("Taking the deploy lock (renaming {previous_name} to {green_name})"));
     let mut journal = Journal::new(&ctx.build, ctx.params.lock_lease);
     journal.rollback = true;
-    let lock = take_lock(ctx, journal, Take::Rename(previous)).await?;
+    let take = Take::Rename { space_guid: ctx.target.space.guid.clone(), previous_name: previous_name.clone() };
+    let lock = take_lock(ctx, journal, take).await?;
+    // The app renamed may not be the one found above: a deploy the rollback waited for replaces the previous
+    // version, and rolling back means going back from that deploy.
+    if lock.app.guid != previous.guid {
+        log::info(format_args!(
+            "{previous_name} changed while waiting for the lock: rolling back to {} instead",
+            lock.app.guid
+        ));
+    }
+    let droplet = match droplet_of(&lock.app, &green_name) {
+        Ok(droplet) => droplet,
+        Err(e) => return Err(fail_before_swap(ctx, &lock, None, e).await),
+    };
     let apps = Apps::read(&ctx.cf, &ctx.target.space.guid, &names).await?;
     let blue = match apps.production {
         Some(app) => Some(Blue::read(&ctx.cf, app).await?),
         None => None,
     };
-    let mut prod_routes = match &blue {
+    let prod_routes = match &blue {
         Some(blue) => routes::from_routes(&blue.routes),
         None => {
             vec![routes::default_route(&ctx.cf, &ctx.target.org.guid, &ctx.target.space.guid, &names.production).await?]
@@ -73,68 +81,31 @@ pub async fn run(ctx: &mut Context) -> Result<VersionResult> {
         smoke_env: Default::default(),
         put_dir: &ctx.put_dir,
     };
-    let gate = match gate::verify(&target, &ctx.params).await {
+    let gate = match gate::verify(&target, &ctx.params, ctx.within(ctx.params.timeouts.verify)?).await {
         Ok(gate) => gate,
         Err(e) => return Err(fail_before_swap(ctx, &lock, temp_route_guid.as_deref(), e).await),
     };
 
-    ctx.phases.start("swap", "Swapping production routes");
-    lock.record(|j| {
-        j.phase = Phase::Swapping;
-        j.verified = true;
-    })
-    .await?;
-    let blue_guid = blue.as_ref().map(|b| b.app.guid.clone());
-    let route_guids =
-        swap::take_over(&ctx.cf, &ctx.target.space.guid, &lock.app.guid, blue_guid.as_deref(), &mut prod_routes)
-            .await?;
-    lock.record(|j| {
-        j.prod_routes = route_guids.clone();
-        j.phase = Phase::Swapped;
-    })
-    .await?;
-    if let Some(route) = &temp_route_guid {
-        swap::remove_temporary_route(&ctx.cf, route, JOB_TIMEOUT).await?;
-    }
-    let plan = super::plan::Plan {
-        bits: super::local::Bits::Production,
-        blue,
+    let retirement = promotion::Retirement {
+        older_previous: None,
+        keep: true,
+        summary: format!("kept stopped as {previous_name} (roll back again to return to it)"),
+    };
+    let verified = promotion::Verified {
+        lock: &lock,
+        blue: blue.as_ref().map(|b| &b.app),
         prod_routes,
-        temp_route: temp_url,
-        candidate_manifest: String::new(),
-        docker: false,
-        scale_after_droplet: Vec::new(),
+        temp_route_guid,
+        client: &client,
+        pushed,
+        gate,
     };
-    if let Some(blue) = &plan.blue {
-        ctx.phases.start("drain", &format!("Draining {}", blue.app.name));
-        watch::drain_and_watch(ctx, &client, &plan, &route_guids, &lock).await?;
-    }
+    promotion::swap_in(ctx, verified, retirement).await
+}
 
-    ctx.phases.start("housekeeping", "Housekeeping");
-    lock.record(|j| j.phase = Phase::Housekeeping).await?;
-    if let Some(blue) = &plan.blue {
-        housekeeping::retire(&ctx.cf, &names, Retire { blue: &blue.app, previous: None, keep: true }, JOB_TIMEOUT)
-            .await?;
-    }
-    lock.stop_renewing().await;
-    let audit = Audit::new(&ctx.build, &lock.journal().await.deploy_id, &pushed.droplet_guid, None);
-    let production = housekeeping::promote(&ctx.cf, &names, &lock.app, &audit).await?;
-    ctx.phases.finish();
-    let outcome = Outcome {
-        production: &production,
-        pushed: &pushed,
-        prod_routes: plan.prod_routes.iter().map(|r| r.url.clone()).collect(),
-        scheme: ctx.source.route_scheme,
-        gate: &gate,
-        phases: &ctx.phases,
-        build: &ctx.build,
-        previous: plan
-            .blue
-            .as_ref()
-            .map(|_| format!("kept stopped as {previous_name} (roll back again to return to it)")),
-    };
-    outcome.print_summary();
-    Ok(outcome.result())
+/// The droplet `app` (called `name`) would run; an error naming it when it has none.
+fn droplet_of(app: &App, name: &str) -> Result<String> {
+    app.current_droplet_guid().map(str::to_owned).ok_or_else(|| anyhow!("rollback: {name} has no droplet to run"))
 }
 
 /// Maps a temporary route to the rolled-back app and starts it.
@@ -153,6 +124,7 @@ async fn start_candidate(
         lock.record(|j| j.temp_route = temp_route_guid.clone()).await?;
     }
     let mut pushed = Pushed::default();
-    push::start_and_wait(&ctx.cf, &lock.app.guid, &lock.app.name, &mut pushed, ctx.params.timeouts.startup).await?;
+    let startup = ctx.within(ctx.params.timeouts.startup)?;
+    push::start_and_wait(&ctx.cf, &lock.app.guid, &lock.app.name, &mut pushed, startup).await?;
     Ok(pushed)
 }

@@ -9,8 +9,9 @@ use tokio::time::Instant;
 
 use super::journal::Phase;
 use super::lock::Lock;
-use super::plan::Plan;
-use super::{Context, JOB_TIMEOUT, cleanup, swap};
+use super::routes::RouteTarget;
+use super::{Context, JOB_TIMEOUT, cleanup, let_drain, swap};
+use crate::cf::apps::App;
 use crate::config::Kpi;
 use crate::log;
 use crate::verify::kpi;
@@ -22,17 +23,17 @@ const ROUND_REQUESTS: u32 = 40;
 pub async fn drain_and_watch(
     ctx: &Context,
     client: &RouteClient,
-    plan: &Plan,
+    blue: &App,
+    prod_routes: &[RouteTarget],
     route_guids: &[String],
     lock: &Lock,
 ) -> Result<()> {
-    let Some(blue) = &plan.blue else { return Ok(()) };
     let started = Instant::now();
     let hold = ctx.params.drain.max(ctx.params.watch.unwrap_or_default());
     let (Some(watch), Some(gates)) = (ctx.params.watch, ctx.params.kpi.as_ref()) else {
         log::info(format_args!(
             "{} keeps running, unrouted, for {} so requests in flight finish",
-            blue.app.name,
+            blue.name,
             log::human_duration(hold)
         ));
         tokio::time::sleep(hold).await;
@@ -41,10 +42,19 @@ pub async fn drain_and_watch(
     log::info(format_args!(
         "watching production for {} ({} keeps running to swap back to)",
         log::human_duration(watch),
-        blue.app.name
+        blue.name
     ));
     let urls: Vec<String> =
-        plan.prod_routes.iter().flat_map(|route| gates.paths.iter().map(|path| client.url(&route.url, path))).collect();
+        prod_routes.iter().flat_map(|route| gates.paths.iter().map(|path| client.url(&route.url, path))).collect();
+    if urls.is_empty() {
+        log::info(format_args!(
+            "nothing to watch: production has no routes; {} keeps running for {}",
+            blue.name,
+            log::human_duration(hold)
+        ));
+        tokio::time::sleep(hold).await;
+        return Ok(());
+    }
     let watch_gates = Kpi { max_p95_ratio: None, ..gates.clone() };
     let mut rounds = 0;
     while started.elapsed() < watch {
@@ -52,7 +62,7 @@ pub async fn drain_and_watch(
         rounds += 1;
         if let Err(why) = kpi::evaluate(&watch_gates, &stats, None) {
             log::warn(format_args!("watch round {rounds} failed: {why}"));
-            return swap_back(ctx, plan, route_guids, lock, &why).await;
+            return swap_back(ctx, blue, route_guids, lock, &why).await;
         }
         log::detail(format_args!("watch round {rounds}: {}", stats.summary()));
         tokio::time::sleep(Duration::from_secs(1).min(watch.saturating_sub(started.elapsed()))).await;
@@ -63,17 +73,18 @@ pub async fn drain_and_watch(
 }
 
 /// Gives production back to blue and removes the candidate, then fails the put.
-async fn swap_back(ctx: &Context, plan: &Plan, route_guids: &[String], lock: &Lock, why: &str) -> Result<()> {
-    let Some(blue) = &plan.blue else { bail!("watch failed: {why}") };
+async fn swap_back(ctx: &Context, blue: &App, route_guids: &[String], lock: &Lock, why: &str) -> Result<()> {
     // If this process dies half-way, recovery must give production back too, not finish the promotion.
     lock.record(|j| {
         j.phase = Phase::Swapping;
         j.verified = false;
     })
     .await?;
-    swap::give_back(&ctx.cf, route_guids, &lock.app.guid, &blue.app.guid).await?;
-    log::info(format_args!("production is back on {}", blue.app.name));
+    swap::give_back(&ctx.cf, route_guids, &lock.app.guid, &blue.guid).await?;
+    log::info(format_args!("production is back on {}", blue.name));
     cleanup::show_recent_logs(&ctx.cf, &lock.app).await;
+    // The candidate served production until just now.
+    let_drain(&lock.app.name, ctx.params.drain).await;
     lock.stop_renewing().await;
     cleanup::abandon(
         &ctx.cf,
@@ -85,5 +96,5 @@ async fn swap_back(ctx: &Context, plan: &Plan, route_guids: &[String], lock: &Lo
         JOB_TIMEOUT,
     )
     .await?;
-    bail!("watch failed after the swap: {why}; production was swapped back to {}", blue.app.name)
+    bail!("watch failed after the swap: {why}; production was swapped back to {}", blue.name)
 }

@@ -11,7 +11,7 @@ use crate::cf::droplets::Droplet;
 use crate::cf::types::Checksum;
 use crate::config::RouteScheme;
 use crate::deploy::audit::Audit;
-use crate::inspect::app_manifest::{AppManifest, ProcessScale};
+use crate::manifest::{AppManifest, ProcessScale};
 use crate::protocol::{MetadataField, Version};
 
 /// What CF said, gathered by `in`.
@@ -104,7 +104,12 @@ impl Details {
     pub fn new(seen: Observed<'_>) -> Details {
         let Observed { version, app, organization, space, droplet, manifest, package_checksum, route_scheme } = seen;
         let audit = audit_of(app, &droplet.guid);
-        let main = manifest.main_process();
+        let mut processes = manifest.process_scales();
+        processes.sort_by(|a, b| a.kind.cmp(&b.kind));
+        let main = processes.iter().find(|p| p.kind == "web").or_else(|| processes.first()).cloned();
+        let routes = manifest.routes().unwrap_or_default();
+        let mut services = manifest.services();
+        services.sort();
         let buildpacks = match droplet.buildpacks.as_deref() {
             Some(used) if !used.is_empty() => used
                 .iter()
@@ -113,7 +118,7 @@ impl Details {
                     Some(Buildpack { name, version: b.version.clone().filter(|v| !v.is_empty()) })
                 })
                 .collect(),
-            _ => manifest.buildpacks.iter().map(|name| Buildpack { name: name.clone(), version: None }).collect(),
+            _ => manifest.buildpacks().into_iter().map(|name| Buildpack { name, version: None }).collect(),
         };
         let build = audit.as_ref().map(|a| Build {
             team: a.team.clone(),
@@ -129,11 +134,11 @@ impl Details {
             organization: organization.map(str::to_owned),
             space: space.map(str::to_owned),
             state: upper_case(&app.state),
-            instances: main.and_then(|p| p.instances),
-            memory: main.and_then(|p| p.memory.clone()),
-            disk_quota: main.and_then(|p| p.disk_quota.clone()),
-            processes: manifest.processes.clone(),
-            stack: droplet.stack.clone().filter(|s| !s.is_empty()).or_else(|| manifest.stack.clone()),
+            instances: main.as_ref().and_then(|p| p.instances),
+            memory: main.as_ref().and_then(|p| p.memory.clone()),
+            disk_quota: main.and_then(|p| p.disk_quota),
+            processes,
+            stack: droplet.stack.clone().filter(|s| !s.is_empty()).or_else(|| manifest.stack().map(str::to_owned)),
             buildpacks,
             droplet_guid: version.droplet_guid.clone(),
             droplet_state: upper_case(&droplet.state),
@@ -141,10 +146,10 @@ impl Details {
             droplet_checksum: droplet.checksum.clone().filter(|c| c.value.is_some()),
             package_checksum,
             process_types: droplet.process_types.clone(),
-            routes: manifest.routes.clone(),
-            urls: manifest.routes.iter().map(|route| format!("{}://{route}", route_scheme.as_str())).collect(),
-            env_names: manifest.env_names.clone(),
-            services: manifest.services.clone(),
+            urls: routes.iter().map(|route| format!("{}://{route}", route_scheme.as_str())).collect(),
+            routes,
+            env_names: manifest.env().into_keys().collect(),
+            services,
             staged_at: droplet.created_at.clone(),
             deployed_at: audit
                 .as_ref()
@@ -248,8 +253,10 @@ mod tests {
     }
 
     fn manifest() -> AppManifest {
-        AppManifest::parse(
+        AppManifest::literal(
+            "the manifest of shop",
             "applications:\n- name: shop\n  env: {TOKEN: x}\n  routes:\n  - route: shop.example.com\n  - route: www.example.com\n  processes:\n  - type: web\n    instances: 2\n    memory: 256M\n    disk_quota: 1G\n",
+            "shop",
         )
         .unwrap()
     }
@@ -288,7 +295,9 @@ mod tests {
     #[test]
     fn an_older_droplet_of_the_app_is_not_current_and_a_routeless_app_has_an_empty_url() {
         let app = app(json!({}));
-        let manifest = AppManifest::parse("applications:\n- name: shop\n  no-route: true\n").unwrap();
+        let manifest =
+            AppManifest::literal("the manifest of shop", "applications:\n- name: shop\n  no-route: true\n", "shop")
+                .unwrap();
         let details = details(&app, &droplet("d-1"), &manifest);
         assert!(!details.droplet_is_current);
         assert_eq!(details.url(), "");

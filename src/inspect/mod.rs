@@ -1,9 +1,7 @@
 //! Reading what is deployed, without changing anything: the code `check` and `in` share.
 //!
 //! - [`production`]: which app serves production, found in one app list (journal-aware during a deploy).
-//! - [`app_manifest`]: the manifest CF generates for an app, reduced to facts that hold no secrets.
 //! - [`details`]: what `in` reports about a version: `metadata.json`, the one-value files and the UI metadata.
 
-pub mod app_manifest;
 pub mod details;
 pub mod production;

@@ -56,6 +56,9 @@ pub async fn probe(client: &RouteClient, route: &str, kpi: &Kpi) -> ProbeStats {
 
 /// The load loop behind [`probe`]: a fixed number of requests, so it always ends.
 pub async fn probe_urls(client: &RouteClient, urls: &[String], requests: u32, concurrency: u32) -> ProbeStats {
+    if urls.is_empty() {
+        return Samples::default().stats();
+    }
     let next = Arc::new(AtomicU32::new(0));
     let samples = Arc::new(Mutex::new(Samples::default()));
     let urls: Arc<[String]> = urls.into();

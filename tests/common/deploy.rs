@@ -11,7 +11,7 @@ use cf_sim::Sim;
 use serde_json::{Value, json};
 
 use super::sim::{out_request, sample_app_bin, source};
-use super::{Run, run_resource};
+use super::{Background, Run, run_resource, spawn_resource};
 
 /// The env Concourse gives a put step.
 pub const BUILD_ENV: &[(&str, &str)] = &[
@@ -97,6 +97,69 @@ pub fn out(sim: &Sim, put: &PutDir, app: &str, params: Value) -> Run {
     run
 }
 
+/// The env of a put by build `build` of the same job as [`BUILD_ENV`]: its own build name and URL, so
+/// concurrent puts name distinct lock holders.
+pub fn build_env(build: &str) -> Vec<(&'static str, String)> {
+    BUILD_ENV
+        .iter()
+        .map(|(key, value)| match *key {
+            "BUILD_NAME" => (*key, build.to_owned()),
+            "BUILD_ID" => (*key, format!("10{build}")),
+            "BUILD_URL" => (*key, build_url(build)),
+            _ => (*key, (*value).to_owned()),
+        })
+        .collect()
+}
+
+/// The build URL of build `build` in [`build_env`].
+pub fn build_url(build: &str) -> String {
+    format!("https://ci.example.com/teams/main/pipelines/shop/jobs/deploy/builds/{build}")
+}
+
+/// Runs `out` as build `build` (see [`build_env`]).
+pub fn out_as(sim: &Sim, put: &PutDir, app: &str, params: Value, build: &str) -> Run {
+    let env = build_env(build);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = run_resource("out", &[put.path().to_str().unwrap()], &out_request(&source(sim, app), Some(params)), &env);
+    eprintln!("---- out ({app}, build {build}) exited {}\n{}", run.status, run.stderr);
+    run
+}
+
+/// Starts `out` as build `build` in the background.
+pub fn spawn_out(sim: &Sim, put: &PutDir, app: &str, params: Value, build: &str) -> Background {
+    let env = build_env(build);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    spawn_resource("out", &[put.path().to_str().unwrap()], &out_request(&source(sim, app), Some(params)), &env)
+}
+
+/// Prints a finished background run's log (shown when a test fails) and returns it.
+pub fn logged(what: &str, run: Run) -> Run {
+    eprintln!("---- {what} exited {}\n{}", run.status, run.stderr);
+    run
+}
+
+/// The app called `name` in the sim's state dump, if any.
+pub fn app_named(sim: &Sim, name: &str) -> Option<Value> {
+    sim.state_dump()["apps"].as_array().unwrap().iter().find(|a| a["name"] == name).cloned()
+}
+
+/// One of an app's annotations (from the state dump).
+pub fn annotation<'a>(app: &'a Value, key: &str) -> Option<&'a str> {
+    app["metadata"]["annotations"][key].as_str()
+}
+
+/// Polls `ready` every 50 ms until it returns `Some`, for at most `limit`; panics naming `what` otherwise.
+pub fn wait_for<T>(what: &str, limit: Duration, mut ready: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = ready() {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Runs `out` and asserts it succeeded; returns the version it printed.
 pub fn deploy(sim: &Sim, put: &PutDir, app: &str, params: Value) -> Value {
     let run = out(sim, put, app, params);
@@ -121,6 +184,14 @@ pub fn get(sim: &Sim, host: &str, path: &str) -> (u16, String) {
             Err(e) => (0, e.to_string()),
         }
     })
+}
+
+/// Waits (at most 10 s) until `host` answers `/version` with `version` through the router: a new route reaches
+/// the router only after the sim's propagation delay.
+pub fn wait_until_serving(sim: &Sim, host: &str, version: &str) {
+    wait_for(&format!("{host} to serve {version}"), Duration::from_secs(10), || {
+        (get(sim, host, "/version") == (200, version.to_owned())).then_some(())
+    });
 }
 
 /// The apps in the sim: name → (state, guid), sorted by name.

@@ -145,9 +145,14 @@ impl LoadReport {
             .iter()
             .take(20)
             .map(|s| {
-                let kind = if s.slow { "slow" } else { "fast" };
-                let conn = if s.new_connection { "new connection" } else { "kept-alive" };
-                format!("at {:?} ({kind}, {conn}): {}", s.sent_at, s.outcome.as_ref().unwrap_err())
+                let kind = if s.slow { "slow request" } else { "request" };
+                let conn = if s.new_connection { "new connection" } else { "kept-alive connection" };
+                format!(
+                    "{kind} on a {conn} sent at {:?}, failed after {:?}: {}",
+                    s.sent_at,
+                    s.latency,
+                    s.outcome.as_ref().unwrap_err()
+                )
             })
             .collect();
         if failures.len() > 20 {
@@ -180,7 +185,7 @@ pub struct LoadHandle {
 }
 
 impl LoadHandle {
-    /// Time since the load started (to mark events in its timeline).
+    /// Time since the load started (the origin of every sample's `sent_at`): to mark events in its timeline.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }

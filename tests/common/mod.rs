@@ -9,9 +9,12 @@ pub mod secrets;
 pub mod sim;
 pub mod summary;
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The binary `name` (check, in or out): from `RESOURCE_BIN_DIR` when set (e.g. `/opt/resource` inside the
 /// image), else the one cargo built for this test run.
@@ -53,48 +56,10 @@ impl Run {
     }
 }
 
-/// Runs a resource binary with `stdin` as its request, `args` as argv[1..], a minimal environment plus `env`,
-/// and a working directory that is not the put/get directory (Concourse leaves it undefined). Its output is
-/// scanned for secrets (see [`secrets`]): a leak fails the test.
-pub fn run_resource(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
-    spawn_resource(name, args, stdin, env).wait()
-}
-
-/// A resource binary running in the background (so a test can kill it).
-pub struct Running {
-    name: String,
-    stdin: String,
-    env: Vec<(String, String)>,
-    child: std::process::Child,
-    stdout: std::thread::JoinHandle<String>,
-    stderr: std::thread::JoinHandle<String>,
-    /// Every stderr line so far, as it arrives.
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    /// Killed on a stderr line ([`spawn_resource_killed_on`]).
-    killed: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-/// Starts a resource binary like [`run_resource`] without waiting for it.
-pub fn spawn_resource(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Running {
-    spawn_with(name, args, stdin, env, None)
-}
-
-/// Like [`spawn_resource`], and SIGKILLs the binary the moment it writes a stderr line matching `kill_on`
-/// (from the thread reading its stderr, so it has gone at most a few instructions further).
-pub fn spawn_resource_killed_on(
-    name: &str,
-    args: &[&str],
-    stdin: &str,
-    env: &[(&str, &str)],
-    kill_on: impl Fn(&str) -> bool + Send + 'static,
-) -> Running {
-    spawn_with(name, args, stdin, env, Some(Box::new(kill_on)))
-}
-
-type LineTrigger = Box<dyn Fn(&str) -> bool + Send>;
-
-fn spawn_with(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)], kill_on: Option<LineTrigger>) -> Running {
-    use std::io::{BufRead, Read};
+/// The command that runs a resource binary the way Concourse does: `args` as argv[1..], a minimal environment
+/// plus `env`, piped stdio, and a working directory that is not the put/get directory (Concourse leaves it
+/// undefined).
+pub fn resource_command(name: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(resource_bin(name));
     command
         .args(args)
@@ -108,7 +73,60 @@ fn spawn_with(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)], kill
     for (key, value) in env {
         command.env(key, value);
     }
-    let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    command
+}
+
+/// Runs a resource binary with `stdin` as its request (see [`resource_command`]) and waits for it. Its output is
+/// scanned for secrets (see [`secrets`]): a leak fails the test.
+pub fn run_resource(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
+    let mut running = spawn_resource(name, args, stdin, env);
+    let _ = running.child.wait();
+    running.collect()
+}
+
+/// A resource binary running in the background: its output is collected as it comes, so a test can watch
+/// the log, wait for the run with a time limit, or SIGKILL it mid-way. When it ends, its output is scanned for
+/// secrets like [`run_resource`]'s.
+pub struct Background {
+    name: String,
+    stdin: String,
+    env: Vec<(String, String)>,
+    child: std::process::Child,
+    stdout: std::thread::JoinHandle<String>,
+    /// Every stderr line so far, as it arrives.
+    lines: Arc<Mutex<Vec<String>>>,
+    stderr_reader: std::thread::JoinHandle<()>,
+    /// Killed on a stderr line ([`spawn_resource_killed_on`]).
+    killed_on_line: Arc<AtomicBool>,
+}
+
+type LineTrigger = Box<dyn Fn(&str) -> bool + Send>;
+
+/// Starts a resource binary with `stdin` as its request and returns at once.
+pub fn spawn_resource(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Background {
+    spawn_with(name, args, stdin, env, None)
+}
+
+/// Like [`spawn_resource`], and SIGKILLs the binary the moment it writes a stderr line matching `kill_on`
+/// (from the thread reading its stderr, so it has gone at most a few instructions further).
+pub fn spawn_resource_killed_on(
+    name: &str,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+    kill_on: impl Fn(&str) -> bool + Send + 'static,
+) -> Background {
+    spawn_with(name, args, stdin, env, Some(Box::new(kill_on)))
+}
+
+fn spawn_with(
+    name: &str,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+    kill_on: Option<LineTrigger>,
+) -> Background {
+    let mut child = resource_command(name, args, env).spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
     // The binary may exit before reading stdin (e.g. a bad argument); a broken pipe here is expected then.
     let _ = child.stdin.take().expect("piped stdin").write_all(stdin.as_bytes());
     let mut out = child.stdout.take().expect("piped stdout");
@@ -117,43 +135,37 @@ fn spawn_with(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)], kill
         let _ = out.read_to_end(&mut bytes);
         String::from_utf8_lossy(&bytes).into_owned()
     });
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let err = std::io::BufReader::new(child.stderr.take().expect("piped stderr"));
-    let seen = lines.clone();
-    let killed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (pid, killing) = (child.id(), killed.clone());
-    let stderr = std::thread::spawn(move || {
-        let mut all = String::new();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let killed_on_line = Arc::new(AtomicBool::new(false));
+    let err = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let (collected, killing, pid) = (lines.clone(), killed_on_line.clone(), child.id());
+    let stderr_reader = std::thread::spawn(move || {
         for line in err.split(b'\n') {
             let Ok(line) = line else { break };
             let line = String::from_utf8_lossy(&line).into_owned();
-            if kill_on.as_ref().is_some_and(|matches| matches(&line))
-                && !killing.swap(true, std::sync::atomic::Ordering::SeqCst)
-            {
+            if kill_on.as_ref().is_some_and(|matches| matches(&line)) && !killing.swap(true, Ordering::SeqCst) {
                 // SAFETY: kill(2) on our own child, which has not been waited for (its stderr is still open).
                 unsafe { libc::kill(pid as i32, libc::SIGKILL) };
             }
-            all.push_str(&line);
-            all.push('\n');
-            seen.lock().unwrap().push(line);
+            collected.lock().unwrap().push(line);
         }
-        all
     });
-    Running {
+    Background {
         name: name.to_owned(),
         stdin: stdin.to_owned(),
         env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
         child,
         stdout,
-        stderr,
         lines,
-        killed,
+        stderr_reader,
+        killed_on_line,
     }
 }
 
-impl Running {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+impl Background {
+    /// The log written so far.
+    pub fn stderr(&self) -> String {
+        self.lines.lock().unwrap().iter().map(|line| format!("{line}\n")).collect()
     }
 
     /// The stderr lines written so far.
@@ -161,12 +173,13 @@ impl Running {
         self.lines.lock().unwrap().clone()
     }
 
-    /// Waits (polling, at most `timeout`) until a stderr line satisfies `wanted`; false if the binary exited or
-    /// the time ran out first.
-    pub fn wait_for_line(&mut self, timeout: std::time::Duration, wanted: impl Fn(&str) -> bool) -> bool {
-        let deadline = std::time::Instant::now() + timeout;
+    /// Waits (polling, at most `limit`) until a stderr line satisfies `wanted`; false if the binary exited or the
+    /// time ran out first.
+    pub fn wait_for_line(&mut self, limit: Duration, wanted: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + limit;
         let mut checked = 0;
         loop {
+            let exited = Instant::now() >= deadline || self.exited();
             {
                 let lines = self.lines.lock().unwrap();
                 if lines[checked..].iter().any(|l| wanted(l)) {
@@ -174,34 +187,49 @@ impl Running {
                 }
                 checked = lines.len();
             }
-            if std::time::Instant::now() >= deadline || self.child.try_wait().ok().flatten().is_some() {
-                let lines = self.lines.lock().unwrap();
-                return lines[checked..].iter().any(|l| wanted(l));
+            if exited {
+                return false;
             }
-            std::thread::sleep(std::time::Duration::from_millis(2));
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
-    /// Whether it was killed on a stderr line.
+    /// Whether it was killed on a stderr line ([`spawn_resource_killed_on`]).
     pub fn killed_on_line(&self) -> bool {
-        self.killed.load(std::sync::atomic::Ordering::SeqCst)
+        self.killed_on_line.load(Ordering::SeqCst)
     }
 
     /// Whether it has exited.
     pub fn exited(&mut self) -> bool {
-        self.child.try_wait().ok().flatten().is_some()
+        self.child.try_wait().expect("try_wait").is_some()
     }
 
-    /// SIGKILL, as a crashed worker or an OOM kill would end it.
-    pub fn kill(&mut self) {
+    /// Waits for it to exit by itself, at most `limit` (then it is killed and the test fails).
+    pub fn wait(mut self, limit: Duration) -> Run {
+        let deadline = Instant::now() + limit;
+        while self.child.try_wait().expect("try_wait").is_none() {
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let name = self.name.clone();
+                let run = self.collect();
+                panic!("{name} did not finish within {limit:?}; its log:\n{}", run.stderr);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.collect()
+    }
+
+    /// SIGKILLs it, as a crashed worker or a cancelled build would leave it: no clean-up of any kind.
+    pub fn kill(mut self) -> Run {
         let _ = self.child.kill();
+        self.collect()
     }
 
-    /// Waits for the exit, collects the output and scans it for secrets.
-    pub fn wait(mut self) -> Run {
+    fn collect(mut self) -> Run {
         let status = self.child.wait().expect("wait for resource binary");
         let stdout = self.stdout.join().expect("stdout reader");
-        let stderr = self.stderr.join().expect("stderr reader");
+        self.stderr_reader.join().expect("stderr reader");
+        let stderr: String = self.lines.lock().unwrap().iter().map(|line| format!("{line}\n")).collect();
         let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         secrets::scan(&self.name, &self.stdin, &env, &stdout, &stderr);
         Run { status: status.code().unwrap_or(-1), stdout, stderr }

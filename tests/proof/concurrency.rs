@@ -38,7 +38,7 @@ fn simultaneous_puts(count: usize) {
         assert!(Instant::now() < deadline, "the puts did not all finish");
         for (i, slot) in running.iter_mut().enumerate() {
             if slot.as_mut().is_some_and(|r| r.exited()) {
-                finished.push((i, slot.take().unwrap().wait(), started.elapsed()));
+                finished.push((i, slot.take().unwrap().wait(Lane::PUT_LIMIT), started.elapsed()));
             }
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -15,7 +15,7 @@ use crate::common::deploy::{BUILD_ENV, PutDir, apps, get, manifest, route_destin
 use crate::common::load::{self, LoadConfig, LoadHandle, LoadReport};
 use crate::common::sim::{out_request, source, start_sim_with};
 use crate::common::summary;
-use crate::common::{Run, Running, run_resource, spawn_resource, spawn_resource_killed_on};
+use crate::common::{Background, Run, run_resource, spawn_resource, spawn_resource_killed_on};
 
 /// `PROOF_FULL=1`: run every case of the slow matrices, not the seeded subset.
 pub fn full() -> bool {
@@ -224,7 +224,7 @@ impl Lane {
     }
 
     /// Starts `out` deploying `version` without waiting for it.
-    pub fn spawn_out(&self, version: &str, env: &[(&str, &str)]) -> Running {
+    pub fn spawn_out(&self, version: &str, env: &[(&str, &str)]) -> Background {
         spawn_resource(
             "out",
             &[self.put.path().to_str().unwrap()],
@@ -234,7 +234,7 @@ impl Lane {
     }
 
     /// Starts `out` deploying `version`, SIGKILLed the moment it prints a line matching `kill_on`.
-    pub fn spawn_out_killed_on(&self, version: &str, kill_on: impl Fn(&str) -> bool + Send + 'static) -> Running {
+    pub fn spawn_out_killed_on(&self, version: &str, kill_on: impl Fn(&str) -> bool + Send + 'static) -> Background {
         spawn_resource_killed_on(
             "out",
             &[self.put.path().to_str().unwrap()],
@@ -243,6 +243,9 @@ impl Lane {
             kill_on,
         )
     }
+
+    /// How long any one put may take here before the test gives up on it.
+    pub const PUT_LIMIT: Duration = Duration::from_secs(180);
 
     /// Runs `out` deploying `version` and asserts it succeeds.
     pub fn deploy(&mut self, version: &str) -> Value {

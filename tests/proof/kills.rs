@@ -80,8 +80,7 @@ fn kill_and_recover(lane: &mut Lane, point: &Point) -> String {
     };
     let killed_at = started.elapsed();
     let finished_first = matches!(point, Point::After(_)) && running.exited();
-    running.kill();
-    let killed = running.wait();
+    let killed = running.kill();
     assert!(reached, "{point}: the deploy never got there:\n{}", killed.stderr);
     let last_step = killed.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_owned();
 

@@ -150,7 +150,7 @@ fn a_deploy_that_waited_longer_than_its_lease_holds_a_fresh_lock() {
         journal.renewed_at,
         journal.lease
     );
-    let run = running.wait();
+    let run = running.wait(Lane::PUT_LIMIT);
     if let Outcome::Failed(line) = assert_clean_outcome(&run, "the deploy that waited") {
         panic!("{line}\n{}", run.stderr);
     }

@@ -31,6 +31,8 @@ pub struct RequestRecord {
     pub fault: Option<String>,
     /// The connection was dropped instead of answering.
     pub dropped: bool,
+    /// The request body's declared size (`Content-Length`), when it had one: what a client uploaded.
+    pub request_bytes: Option<u64>,
 }
 
 #[derive(Default)]
@@ -98,6 +100,11 @@ pub async fn record(State((ctx, listener)): State<(Ctx, &'static str)>, request:
         let method = request.method().to_string();
         let path = request.uri().path().to_string();
         let query = request.uri().query().map(str::to_string);
+        let request_bytes = request
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let admin = path.starts_with("/_sim") || (listener == "api" && path == "/");
         let response = next.run(request).await;
         ctx.requests.push(RequestRecord {
@@ -112,6 +119,7 @@ pub async fn record(State((ctx, listener)): State<(Ctx, &'static str)>, request:
             admin,
             fault: response.extensions().get::<FaultApplied>().map(|f| f.0.clone()),
             dropped: response.extensions().get::<DropConnection>().is_some(),
+            request_bytes,
         });
         response
     });

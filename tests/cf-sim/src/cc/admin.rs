@@ -91,10 +91,11 @@ pub fn dump_state(state: &CcState) -> Value {
                 .app_processes(&a.common.guid)
                 .map(|p| json!({
                     "guid": p.common.guid, "type": p.kind, "command": p.command, "instances": p.instances,
-                    "memory_in_mb": p.memory_in_mb, "disk_in_mb": p.disk_in_mb,
+                    "memory_in_mb": p.memory_in_mb, "disk_in_mb": p.disk_in_mb, "log_rate_limit_in_bytes_per_second": p.log_rate_limit,
                     "health_check": {"type": p.health_check.kind, "endpoint": p.health_check.endpoint, "timeout": p.health_check.timeout,
                                      "invocation_timeout": p.health_check.invocation_timeout, "interval": p.health_check.interval},
-                    "readiness_health_check": {"type": p.readiness_check.kind, "endpoint": p.readiness_check.endpoint},
+                    "readiness_health_check": {"type": p.readiness_check.kind, "endpoint": p.readiness_check.endpoint,
+                                               "invocation_timeout": p.readiness_check.invocation_timeout, "interval": p.readiness_check.interval},
                     "metadata": p.common.metadata,
                 }))
                 .collect();
@@ -109,14 +110,15 @@ pub fn dump_state(state: &CcState) -> Value {
         .values()
         .map(|p| {
             json!({"guid": p.common.guid, "app": p.app_guid, "type": if p.docker.is_some() { "docker" } else { "bits" },
-                         "state": p.state.as_str(), "checksum": p.checksum, "metadata": p.common.metadata})
+                         "state": p.state.as_str(), "checksum": p.checksum, "error": p.error, "metadata": p.common.metadata})
         })
         .collect();
     let droplets = state
         .droplets
         .values()
-        .map(|d| json!({"guid": d.common.guid, "app": d.app_guid, "package": d.package_guid, "state": d.state.as_str(),
-                         "process_types": d.process_types, "checksum": d.checksum, "image": d.image, "metadata": d.common.metadata}))
+        .map(|d| json!({"guid": d.common.guid, "app": d.app_guid, "package": d.package_guid, "state": d.state.as_str(), "error": d.error,
+                         "process_types": d.process_types, "checksum": d.checksum, "image": d.image, "stack": d.stack,
+                         "buildpacks": d.buildpacks, "metadata": d.common.metadata}))
         .collect();
     let builds = state
         .builds

@@ -488,12 +488,28 @@ async fn the_state_dump_is_deterministic_and_the_request_log_counts_calls() {
     api.patch(&format!("/v3/apps/{app}"), json!({"name": "changed"})).await;
     assert_ne!(sim.state_dump(), before);
 
+    // Whatever a manifest can set on a process shows: its log rate limit and its readiness check's timing.
+    let web = api.get(&format!("/v3/apps/{app}/processes/web")).await.json()["guid"].as_str().unwrap().to_owned();
+    let scaled = sim.state_dump();
+    let rate = api
+        .post(&format!("/v3/processes/{web}/actions/scale"), json!({"log_rate_limit_in_bytes_per_second": 1024}))
+        .await;
+    assert_eq!(rate.status, 202);
+    let limited = sim.state_dump();
+    assert_ne!(limited, scaled, "the log rate limit is in the dump");
+    assert_eq!(limited["apps"][0]["processes"][0]["log_rate_limit_in_bytes_per_second"], json!(1024));
+    let readiness = json!({"readiness_health_check": {"type": "port", "data": {"interval": 7}}});
+    assert_eq!(api.patch(&format!("/v3/processes/{web}"), readiness).await.status, 200);
+    assert_eq!(sim.state_dump()["apps"][0]["processes"][0]["readiness_health_check"]["interval"], json!(7));
+
     let counters = sim.counters();
     assert_eq!(counters.get("GET /v3/apps/:guid"), Some(&1));
     assert_eq!(counters.get("POST /v3/apps"), Some(&2));
     let log = sim.request_log();
     let record = log.iter().find(|r| r.method == "PATCH").unwrap();
     assert_eq!((record.status, record.listener, record.admin), (200, "api", false));
+    let body_len = json!({"name": "changed"}).to_string().len() as u64;
+    assert_eq!(record.request_bytes, Some(body_len), "the log records what the client sent");
     assert!(log.iter().any(|r| r.path == "/_sim/state" && r.admin));
     sim.reset_request_log();
     assert!(sim.request_log().is_empty());

@@ -1,5 +1,6 @@
-//! The app manifest: loading it, resolving `((vars))`, picking our app, checking what can be checked locally,
-//! and writing the rewritten copy the candidate is created from.
+//! The app manifest: a user's (loaded, `((vars))` resolved, our app picked, checked locally), or one Cloud
+//! Foundry generated for an app; what it says (routes, scale, env names, services, buildpacks); the rewritten
+//! copy a deploy's candidate is created from; and a copy safe to print.
 //!
 //! The candidate gets CF's own `apply_manifest`, so every manifest feature CF supports works; we only change
 //! what blue-green needs: the name, the routes (the temporary route only, or none), env and health-check
@@ -9,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::config::{HealthCheck, HealthCheckType};
@@ -85,6 +87,20 @@ impl AppManifest {
                 names.join(", ")
             );
         }
+        let manifest = AppManifest::select(origin, doc, app_name)?;
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    /// Parses a manifest whose values are final — one Cloud Foundry generated for an app
+    /// (`GET /v3/apps/:guid/manifest`), or the candidate's own — so nothing is interpolated (an env value may
+    /// well contain `((`).
+    pub fn literal(origin: &str, text: &str, app_name: &str) -> Result<AppManifest> {
+        let doc: Value = serde_norway::from_str(text).map_err(|e| anyhow!("{origin} is not valid YAML: {e}"))?;
+        AppManifest::select(origin, doc, app_name)
+    }
+
+    fn select(origin: &str, mut doc: Value, app_name: &str) -> Result<AppManifest> {
         let Some(Value::Array(apps)) = doc.get_mut("applications").map(Value::take) else {
             bail!("{origin} has no 'applications' list");
         };
@@ -111,9 +127,7 @@ impl AppManifest {
                 apps.swap_remove(index)
             }
         };
-        let manifest = AppManifest { origin: origin.to_owned(), app };
-        manifest.check()?;
-        Ok(manifest)
+        Ok(AppManifest { origin: origin.to_owned(), app })
     }
 
     /// The name the manifest gives the app.
@@ -142,6 +156,17 @@ impl AppManifest {
         self.app.get("docker")?.get("image")?.as_str()
     }
 
+    /// The stack the manifest asks for.
+    pub fn stack(&self) -> Option<&str> {
+        self.app.get("stack").and_then(Value::as_str)
+    }
+
+    /// The buildpacks the manifest asks for (also the deprecated singular `buildpack`); empty: detected.
+    pub fn buildpacks(&self) -> Vec<String> {
+        let listed = self.app.get("buildpacks").and_then(Value::as_array).into_iter().flatten();
+        listed.chain(self.app.get("buildpack")).filter_map(Value::as_str).map(str::to_owned).collect()
+    }
+
     /// The docker registry user the manifest names, if any.
     pub fn docker_username(&self) -> Option<&str> {
         self.app.get("docker")?.get("username")?.as_str()
@@ -158,8 +183,9 @@ impl AppManifest {
         let scale_of = |kind: &str, entry: &Map<String, Value>| ProcessScale {
             kind: kind.to_owned(),
             instances: entry.get("instances").and_then(Value::as_u64).map(|n| n as u32),
-            memory: entry.get("memory").and_then(Value::as_str).map(str::to_owned),
-            disk_quota: ["disk_quota", "disk-quota"].iter().find_map(|k| entry.get(*k)?.as_str()).map(str::to_owned),
+            memory: entry.get("memory").map(scalar_text),
+            disk_quota: ["disk_quota", "disk-quota"].iter().find_map(|k| entry.get(*k)).map(scalar_text),
+            command: entry.get("command").and_then(Value::as_str).map(str::to_owned),
         };
         let mut scales = vec![scale_of("web", &self.app)];
         let processes = self.app.get("processes").and_then(Value::as_array).into_iter().flatten();
@@ -341,7 +367,7 @@ impl AppManifest {
         if let Some(Value::Object(metadata)) = app.get_mut("metadata") {
             for section in ["labels", "annotations"] {
                 if let Some(Value::Object(entries)) = metadata.get_mut(section) {
-                    entries.retain(|key, _| !key.starts_with(super::journal::PREFIX));
+                    entries.retain(|key, _| !key.starts_with(crate::deploy::journal::PREFIX));
                 }
             }
         }
@@ -351,13 +377,17 @@ impl AppManifest {
     }
 }
 
-/// How many instances of a process type run, and how big each is (manifest notation: `256M`, `1G`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// How many instances of a process type run, how big each is (manifest notation: `256M`, `1G`), and a start
+/// command set on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ProcessScale {
+    #[serde(rename = "type")]
     pub kind: String,
     pub instances: Option<u32>,
     pub memory: Option<String>,
     pub disk_quota: Option<String>,
+    /// A start command set on the process (else the droplet's process type runs).
+    pub command: Option<String>,
 }
 
 impl ProcessScale {
@@ -376,7 +406,26 @@ impl ProcessScale {
         self.instances = other.instances.or(self.instances);
         self.memory = other.memory.or(self.memory.take());
         self.disk_quota = other.disk_quota.or(self.disk_quota.take());
+        self.command = other.command.or(self.command.take());
     }
+}
+
+/// `yaml` (a manifest) with every value that may be secret — env values, service binding parameters — replaced,
+/// so it can be printed.
+pub fn masked(yaml: &str) -> String {
+    const HIDDEN: &str = "(hidden)";
+    let Ok(mut doc) = serde_norway::from_str::<Value>(yaml) else { return "(the manifest cannot be shown)".into() };
+    for app in doc.get_mut("applications").and_then(Value::as_array_mut).into_iter().flatten() {
+        if let Some(Value::Object(env)) = app.get_mut("env") {
+            env.values_mut().for_each(|v| *v = Value::String(HIDDEN.into()));
+        }
+        for service in app.get_mut("services").and_then(Value::as_array_mut).into_iter().flatten() {
+            if let Some(parameters) = service.get_mut("parameters") {
+                *parameters = Value::String(HIDDEN.into());
+            }
+        }
+    }
+    serde_norway::to_string(&doc).expect("a JSON value always serializes to YAML")
 }
 
 /// What the candidate's manifest is made from, besides the user's manifest.
@@ -720,8 +769,18 @@ mod tests {
         assert_eq!(
             manifest.process_scales(),
             vec![
-                ProcessScale { kind: "web".into(), instances: Some(4), memory: Some("512M".into()), disk_quota: None },
-                ProcessScale { kind: "worker".into(), instances: Some(2), memory: None, disk_quota: Some("1G".into()) },
+                ProcessScale {
+                    kind: "web".into(),
+                    instances: Some(4),
+                    memory: Some("512M".into()),
+                    ..ProcessScale::default()
+                },
+                ProcessScale {
+                    kind: "worker".into(),
+                    instances: Some(2),
+                    disk_quota: Some("1G".into()),
+                    ..ProcessScale::default()
+                },
             ]
         );
     }
@@ -734,6 +793,7 @@ mod tests {
             instances: Some(10),
             memory: Some("256M".into()),
             disk_quota: Some("2G".into()),
+            ..ProcessScale::default()
         };
         let app = &candidate_yaml(
             &manifest,
@@ -752,5 +812,76 @@ mod tests {
         .unwrap();
         let app = &candidate_yaml(&manifest, Candidate { name: "g", ..Default::default() })["applications"][0];
         assert_eq!(app["metadata"], json!({"labels": {"team": "a"}, "annotations": {"note": "keep"}}));
+    }
+
+    #[test]
+    fn final_manifests_are_taken_literally() {
+        let text = "applications:\n- name: myapp\n  env:\n    TEMPLATE: \"((not-a-var))\"\n";
+        let manifest = AppManifest::literal("the manifest of myapp", text, "myapp").unwrap();
+        assert_eq!(manifest.env()["TEMPLATE"], "((not-a-var))");
+        assert!(parse(text).is_err(), "a user's manifest resolves vars");
+    }
+
+    /// The shape cloud_controller_ng generates (AppManifestPresenter), with secret values.
+    const GENERATED: &str = r#"---
+applications:
+- name: shop
+  stack: cflinuxfs4
+  buildpacks:
+  - ruby_buildpack
+  env:
+    SECRET_TOKEN: hunter2-do-not-print
+    RAILS_ENV: production
+  routes:
+  - route: shop.example.com
+    protocol: http1
+  - route: example.com/shop
+  services:
+  - redis
+  - name: db
+    binding_name: primary
+    parameters:
+      password: also-secret
+  processes:
+  - type: worker
+    instances: 1
+    memory: 128M
+    disk_quota: 512M
+    command: bundle exec work
+  - type: web
+    instances: 3
+    memory: 1G
+    disk_quota: 1024M
+    health-check-type: http
+    health-check-http-endpoint: /health
+"#;
+
+    #[test]
+    fn a_generated_manifest_tells_scale_routes_services_and_env_names() {
+        let manifest = AppManifest::literal("the manifest of shop", GENERATED, "shop").unwrap();
+        assert_eq!(manifest.stack(), Some("cflinuxfs4"));
+        assert_eq!(manifest.buildpacks(), ["ruby_buildpack"]);
+        assert_eq!(manifest.env().into_keys().collect::<Vec<_>>(), ["RAILS_ENV", "SECRET_TOKEN"]);
+        assert_eq!(manifest.routes().unwrap(), ["shop.example.com", "example.com/shop"]);
+        assert_eq!(manifest.services(), ["redis", "db"]);
+        let scales = manifest.process_scales();
+        let web = scales.iter().find(|p| p.kind == "web").unwrap();
+        assert_eq!((web.instances, web.memory.as_deref()), (Some(3), Some("1G")));
+        let worker = scales.iter().find(|p| p.kind == "worker").unwrap();
+        assert_eq!(worker.command.as_deref(), Some("bundle exec work"));
+    }
+
+    #[test]
+    fn bare_numbers_are_kept_as_written() {
+        let text = "applications:\n- name: worker\n  no-route: true\n  processes:\n  - type: worker\n    memory: 256\n";
+        let manifest = AppManifest::literal("the manifest of worker", text, "worker").unwrap();
+        assert_eq!(manifest.process_scales()[1].memory.as_deref(), Some("256"));
+    }
+
+    #[test]
+    fn masked_manifests_show_no_env_values_or_binding_parameters() {
+        let shown = masked(GENERATED);
+        assert!(!shown.contains("hunter2") && !shown.contains("also-secret"), "{shown}");
+        assert!(shown.contains("SECRET_TOKEN") && shown.contains("binding_name"), "{shown}");
     }
 }

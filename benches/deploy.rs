@@ -1,0 +1,328 @@
+//! Deploy benchmarks against cf-sim with the real (release) `out`, `check` and `in` binaries:
+//!
+//! - overhead: `out`'s wall time minus what cf-sim is configured to spend (staging, app start, drain) for a
+//!   10 MB app — target < 1 s;
+//! - API requests per deploy (polls excluded), per check, per in — targets ≤ 30, ≤ 3, ≤ 5;
+//! - a redeploy of a 200 MB app with one changed file: bytes uploaded — target < 1 % of the app;
+//! - scale: 20 routes, 50 instances, 2000 apps in the space — requests grow with routes, not apps;
+//! - peak RSS of `out` during a 1 GB upload — target < 64 MB.
+//!
+//! `cargo bench --bench deploy` (all), or name sections: `cargo bench --bench deploy -- overhead requests`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "measure.rs"]
+mod measure;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+use cf_sim::{RequestRecord, Sim, SimConfig};
+use common::deploy::{BUILD_ENV, PutDir, manifest};
+use common::sim::{check_request, in_request, out_request, resource_requests, source};
+use serde_json::{Value, json};
+
+const STAGING_MS: u64 = 500;
+const APP_START_MS: u64 = 500;
+const DRAIN_MS: u64 = 1000;
+
+fn main() {
+    let sections: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let wanted = |name: &str| sections.is_empty() || sections.iter().any(|s| s == name);
+    println!("machine: {} cores, {}", cores(), cpu_model());
+    if wanted("overhead") {
+        overhead();
+    }
+    if wanted("requests") {
+        requests();
+    }
+    if wanted("redeploy") {
+        redeploy_one_changed_file();
+    }
+    if wanted("scale") {
+        scale();
+    }
+    if wanted("rss") {
+        upload_rss();
+    }
+}
+
+fn sim(adjust: impl FnOnce(&mut SimConfig)) -> Sim {
+    let mut config = SimConfig { staging_delay_ms: 20, job_delay_ms: 10, stop_grace_ms: 2000, ..SimConfig::default() };
+    adjust(&mut config);
+    Sim::start(config).expect("cf-sim starts")
+}
+
+/// Runs `out` measured; panics with its log if it fails.
+fn out(sim: &Sim, put: &PutDir, app: &str, params: Value) -> measure::Measured {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_out"));
+    command.arg(put.path()).env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("NO_COLOR", "1");
+    for (k, v) in BUILD_ENV {
+        command.env(k, v);
+    }
+    let run = measure::run(&mut command, &out_request(&source(sim, app), Some(params)));
+    assert_eq!(run.exit_code, 0, "out failed:\n{}", run.stderr);
+    run
+}
+
+fn version(run: &measure::Measured) -> Value {
+    serde_json::from_str::<Value>(&run.stdout).expect("out prints JSON")["version"].clone()
+}
+
+/// Writes `bytes` of pseudo-random (incompressible) data to `path`.
+fn random_file(path: &Path, bytes: u64, seed: u64) {
+    let mut state = seed | 1;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut block = vec![0u8; 1 << 16];
+    let mut written = 0;
+    while written < bytes {
+        for chunk in block.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+        }
+        let n = (bytes - written).min(block.len() as u64) as usize;
+        file.write_all(&block[..n]).unwrap();
+        written += n as u64;
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn verdict(pass: bool) -> &'static str {
+    if pass { "PASS" } else { "FAIL" }
+}
+
+fn overhead() {
+    println!("\n== Deploy overhead: a 10 MB app ==");
+    let sim = sim(|c| c.staging_delay_ms = STAGING_MS);
+    let put = PutDir::new();
+    put.write(
+        "ci/manifest.yml",
+        &manifest(&sim, "myapp", 1, &["myapp"], &[("STARTUP_DELAY_MS", &APP_START_MS.to_string())]),
+    );
+    let params = json!({"path": "app", "manifest": "ci/manifest.yml", "drain": format!("{DRAIN_MS}ms")});
+    let app_size = |put: &PutDir| -> u64 {
+        std::fs::read_dir(put.path().join("app")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
+    };
+    random_file(&put.path().join("app/assets.bin"), 9_000_000, 1);
+    out(&sim, &put, "myapp", params.clone());
+    let mut walls = Vec::new();
+    for round in 0..3 {
+        // New bits every time, so each redeploy really uploads and stages them.
+        random_file(&put.path().join("app/assets.bin"), 9_000_000, 100 + round);
+        walls.push(out(&sim, &put, "myapp", params.clone()).wall.as_secs_f64());
+    }
+    let configured = (STAGING_MS + APP_START_MS + DRAIN_MS) as f64 / 1000.0;
+    let wall = median(walls.clone());
+    let overhead = wall - configured;
+    println!(
+        "app {:.1} MB; cf-sim staging {STAGING_MS} ms, app start {APP_START_MS} ms, drain {DRAIN_MS} ms",
+        app_size(&put) as f64 / 1e6
+    );
+    println!(
+        "out wall time (median of {:?}): {wall:.2} s; overhead {overhead:.2} s — target < 1 s: {}",
+        walls,
+        verdict(overhead < 1.0)
+    );
+}
+
+/// A request that waits for something (a job, staging, a package, instances, logs) rather than doing something.
+fn is_poll(r: &RequestRecord) -> bool {
+    let p = r.path.as_str();
+    r.method == "GET"
+        && (p.starts_with("/v3/jobs/")
+            || p.starts_with("/v3/builds/")
+            || (p.starts_with("/v3/packages/") && !p.ends_with("/download"))
+            || p.ends_with("/stats")
+            || p.starts_with("/api/v1/read/"))
+}
+
+fn count(records: &[RequestRecord]) -> (usize, usize) {
+    (records.len(), records.iter().filter(|r| !is_poll(r)).count())
+}
+
+fn requests() {
+    println!("\n== API requests ==");
+    let sim = sim(|_| {});
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 2, &["myapp"], &[]));
+    let params = json!({"path": "app", "manifest": "ci/manifest.yml", "drain": "0s"});
+    sim.reset_request_log();
+    out(&sim, &put, "myapp", params.clone());
+    let (first_total, first) = count(&all_requests(&sim));
+    sim.reset_request_log();
+    std::fs::write(put.path().join("app/changed.txt"), "a change").unwrap();
+    let run = out(&sim, &put, "myapp", params);
+    let redeploy_records = all_requests(&sim);
+    let (redeploy_total, redeploy) = count(&redeploy_records);
+    println!("first deploy: {first} requests ({first_total} with polls)");
+    println!(
+        "redeploy:     {redeploy} requests ({redeploy_total} with polls) — target ≤ 30: {}",
+        verdict(redeploy <= 30)
+    );
+    for r in redeploy_records.iter().filter(|r| !is_poll(r)) {
+        println!("    {} {}", r.method, cf_sim::request_log::path_template(&r.path));
+    }
+
+    let version = version(&run);
+    sim.reset_request_log();
+    let check = measure::run(
+        Command::new(env!("CARGO_BIN_EXE_check")).env("NO_COLOR", "1"),
+        &check_request(&source(&sim, "myapp"), None),
+    );
+    assert_eq!(check.exit_code, 0, "{}", check.stderr);
+    let checks = resource_requests(&sim).len();
+    sim.reset_request_log();
+    let dir = tempfile::tempdir().unwrap();
+    let fetched = measure::run(
+        Command::new(env!("CARGO_BIN_EXE_in")).arg(dir.path()).env("NO_COLOR", "1"),
+        &in_request(&source(&sim, "myapp"), &version, None),
+    );
+    assert_eq!(fetched.exit_code, 0, "{}", fetched.stderr);
+    let ins = resource_requests(&sim).len();
+    println!("check: {checks} requests — target ≤ 3: {}", verdict(checks <= 3));
+    println!("in:    {ins} requests — target ≤ 5: {}", verdict(ins <= 5));
+}
+
+/// The requests a deploy sent to CC, UAA and Log Cache.
+fn all_requests(sim: &Sim) -> Vec<RequestRecord> {
+    sim.request_log().into_iter().filter(|r| !r.admin).collect()
+}
+
+fn uploaded_bytes(sim: &Sim) -> u64 {
+    sim.request_log().iter().filter(|r| r.path.ends_with("/upload")).filter_map(|r| r.request_bytes).sum()
+}
+
+fn redeploy_one_changed_file() {
+    println!("\n== Redeploy of a 200 MB app with one changed file ==");
+    let sim = sim(|_| {});
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    let data = put.path().join("app/data");
+    std::fs::create_dir_all(&data).unwrap();
+    for i in 0..2000u64 {
+        random_file(&data.join(format!("file-{i:04}.bin")), 70_000 + (i * 37) % 30_000, i + 7);
+    }
+    for i in 0..4u64 {
+        random_file(&data.join(format!("large-{i}.bin")), 12_500_000, 9000 + i);
+    }
+    let app_bytes: u64 = walk_size(&put.path().join("app"));
+    let params = json!({"path": "app", "manifest": "ci/manifest.yml", "drain": "0s"});
+    sim.reset_request_log();
+    out(&sim, &put, "myapp", params.clone());
+    let first = uploaded_bytes(&sim);
+    random_file(&data.join("file-0042.bin"), 80_000, 424242);
+    sim.reset_request_log();
+    out(&sim, &put, "myapp", params);
+    let second = uploaded_bytes(&sim);
+    let share = second as f64 / app_bytes as f64 * 100.0;
+    println!(
+        "app {:.1} MB; first upload {:.1} MB; redeploy upload {:.1} KB = {share:.3}% of the app — target < 1%: {}",
+        app_bytes as f64 / 1e6,
+        first as f64 / 1e6,
+        second as f64 / 1e3,
+        verdict(share < 1.0)
+    );
+}
+
+fn walk_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() { walk_size(&e.path()) } else { e.metadata().unwrap().len() }
+        })
+        .sum()
+}
+
+fn scale() {
+    println!("\n== Scale: requests per redeploy as routes, instances and apps in the space grow ==");
+    let cases: [(&str, usize, u32, usize); 4] = [
+        ("baseline: 1 route, 1 instance", 1, 1, 0),
+        ("20 routes", 20, 1, 0),
+        ("50 instances", 1, 50, 0),
+        ("2000 apps in the space", 1, 1, 2000),
+    ];
+    for (label, routes, instances, other_apps) in cases {
+        let sim = sim(|_| {});
+        if other_apps > 0 {
+            fill_space(&sim, other_apps);
+        }
+        let put = PutDir::new();
+        let hosts: Vec<String> =
+            (0..routes).map(|i| if i == 0 { "myapp".into() } else { format!("myapp-{i}") }).collect();
+        let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        put.write("ci/manifest.yml", &manifest(&sim, "myapp", instances, &hosts, &[]));
+        let params = json!({"path": "app", "manifest": "ci/manifest.yml", "drain": "0s", "startup_timeout": "5m"});
+        out(&sim, &put, "myapp", params.clone());
+        sim.reset_request_log();
+        let run = out(&sim, &put, "myapp", params);
+        let (total, without_polls) = count(&all_requests(&sim));
+        println!("{label:<32} {without_polls:>3} requests ({total} with polls), {:.1} s", run.wall.as_secs_f64());
+    }
+}
+
+/// Creates `n` stopped apps in the sim's space, straight through its API.
+fn fill_space(sim: &Sim, n: usize) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let cf = common::sim::connect(sim).await;
+        let space = common::sim::home_space(&cf, sim).await;
+        for i in 0..n {
+            let app = cf_blue_green_resource::cf::apps::NewApp {
+                name: format!("other-{i:04}"),
+                space_guid: space.guid.clone(),
+                ..Default::default()
+            };
+            cf.apps().create(&app).await.unwrap();
+        }
+    });
+}
+
+fn upload_rss() {
+    println!("\n== Peak RSS of out during a 1 GB upload ==");
+    let sim = sim(|c| c.max_package_size = 2 << 30);
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    for i in 0..4u64 {
+        random_file(&put.path().join(format!("app/blob-{i}.bin")), 250_000_000, 77 + i);
+    }
+    let app_bytes = walk_size(&put.path().join("app"));
+    sim.reset_request_log();
+    let run = out(
+        &sim,
+        &put,
+        "myapp",
+        json!({"path": "app", "manifest": "ci/manifest.yml", "drain": "0s", "staging_timeout": "30m"}),
+    );
+    let uploaded = uploaded_bytes(&sim);
+    let rss_mb = run.max_rss_kb as f64 / 1024.0;
+    println!(
+        "app {:.2} GB, uploaded {:.2} GB in a {:.1} s deploy; out peak RSS {rss_mb:.1} MB — target < 64 MB: {}",
+        app_bytes as f64 / 1e9,
+        uploaded as f64 / 1e9,
+        run.wall.as_secs_f64(),
+        verdict(rss_mb < 64.0)
+    );
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}

@@ -1,0 +1,384 @@
+//! Keeps `pipeline-examples/` valid: every example pipeline is parsed, and each `source` of a resource of this
+//! type, each put's `params` and `get_params`, and each get's `params` goes through the resource's own strict
+//! parsing (`Source::parse`, `OutParams::parse`, `InParams::parse`), so an unknown or misspelt key, a wrong type
+//! or a combination the resource rejects fails this test. `((var))` placeholders are first replaced with
+//! plausible values. Each example must also have a job that uses the resource.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use cf_blue_green_resource::config::{InParams, OutParams, Source};
+use serde_json::{Value, json};
+
+/// The image `resource_types` point at; a resource type whose `source.repository` ends with it is this resource.
+const IMAGE: &str = "cf-blue-green-resource";
+
+/// Values for the `((vars))` that must be more than any string: URLs, certificates, numbers. Every other var
+/// becomes the string `<name>-value`.
+fn var_value(name: &str) -> Value {
+    match name {
+        "cf-prod.api" => json!("https://api.sys.prod.example.com"),
+        "cf.ca_cert" | "cf-prod.ca_cert" => {
+            json!("-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUexample\n-----END CERTIFICATE-----\n")
+        }
+        other => json!(format!("{other}-value")),
+    }
+}
+
+/// What checking one pipeline found.
+#[derive(Debug, Default)]
+struct Checked {
+    /// Names of the resources of this type.
+    resources: BTreeSet<String>,
+    /// Names of the jobs with a get or put of one of them.
+    jobs: BTreeSet<String>,
+    /// Every key used in a put's params, get's params or get_params of one of them (top level only).
+    param_keys: BTreeSet<String>,
+    /// Every `((var))` placeholder the pipeline uses.
+    vars: BTreeSet<String>,
+}
+
+/// Parses a pipeline and checks every use of this resource in it; returns every problem found.
+fn check_pipeline(yaml: &str) -> Result<Checked, Vec<String>> {
+    let mut pipeline: serde_norway::Value = serde_norway::from_str(yaml).map_err(|e| vec![format!("YAML: {e}")])?;
+    pipeline.apply_merge().map_err(|e| vec![format!("YAML merge keys: {e}")])?;
+    let mut pipeline: Value = serde_json::to_value(pipeline).map_err(|e| vec![format!("YAML to JSON: {e}")])?;
+    let mut checked = Checked::default();
+    interpolate(&mut pipeline, &mut checked.vars);
+
+    let mut problems = Vec::new();
+    let types: BTreeSet<&str> = list(&pipeline, "resource_types")
+        .iter()
+        .filter(|t| t.pointer("/source/repository").and_then(Value::as_str).is_some_and(|r| r.ends_with(IMAGE)))
+        .filter_map(|t| t.get("name").and_then(Value::as_str))
+        .collect();
+    if types.is_empty() {
+        problems.push(format!("no resource_types entry has a source.repository ending in {IMAGE}"));
+    }
+    for resource in list(&pipeline, "resources") {
+        let name = resource.get("name").and_then(Value::as_str).unwrap_or("?");
+        if resource.get("type").and_then(Value::as_str).is_some_and(|t| types.contains(t)) {
+            checked.resources.insert(name.to_owned());
+            let source = resource.get("source").cloned().unwrap_or(Value::Null);
+            if let Err(err) = Source::parse(source) {
+                problems.push(format!("resource {name}: {err}"));
+            }
+        }
+    }
+    if checked.resources.is_empty() {
+        problems.push("no resource of this type".into());
+    }
+
+    for job in list(&pipeline, "jobs") {
+        let job_name = job.get("name").and_then(Value::as_str).unwrap_or("?");
+        let mut uses = 0;
+        let mut steps = Vec::new();
+        for (i, step) in list(job, "plan").iter().enumerate() {
+            collect_steps(step, format!("plan[{i}]"), &mut steps);
+        }
+        for hook in ["on_success", "on_failure", "on_error", "on_abort", "ensure"] {
+            if let Some(step) = job.get(hook) {
+                collect_steps(step, hook.to_owned(), &mut steps);
+            }
+        }
+        for (at, step) in steps {
+            let (kind, name) = match (step.get("get"), step.get("put")) {
+                (Some(Value::String(name)), _) => ("get", name),
+                (_, Some(Value::String(name))) => ("put", name),
+                _ => continue,
+            };
+            let resource = step.get("resource").and_then(Value::as_str).unwrap_or(name);
+            if !checked.resources.contains(resource) {
+                continue;
+            }
+            uses += 1;
+            let at = format!("job {job_name}, {at} ({kind}: {name})");
+            let sections: &[(&str, Parser)] = if kind == "put" {
+                &[("params", out_params), ("get_params", in_params)]
+            } else {
+                &[("params", in_params)]
+            };
+            for (section, parse) in sections {
+                let value = step.get(*section).cloned().unwrap_or(Value::Null);
+                if let Some(keys) = value.as_object() {
+                    checked.param_keys.extend(keys.keys().cloned());
+                }
+                if let Err(err) = parse(value) {
+                    problems.push(format!("{at} {section}: {err}"));
+                }
+            }
+        }
+        if uses > 0 {
+            checked.jobs.insert(job_name.to_owned());
+        }
+    }
+    if checked.jobs.is_empty() && !checked.resources.is_empty() {
+        problems.push("no job gets or puts a resource of this type".into());
+    }
+    if problems.is_empty() { Ok(checked) } else { Err(problems) }
+}
+
+/// How one section of a step is checked.
+type Parser = fn(Value) -> anyhow::Result<()>;
+
+fn out_params(value: Value) -> anyhow::Result<()> {
+    OutParams::parse(value).map(drop)
+}
+
+fn in_params(value: Value) -> anyhow::Result<()> {
+    InParams::parse(value).map(drop)
+}
+
+fn list<'a>(value: &'a Value, key: &str) -> &'a [Value] {
+    value.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+}
+
+/// Every step in `step`, itself included, through `do`, `in_parallel`, `aggregate`, `try` and the step hooks.
+fn collect_steps<'a>(step: &'a Value, at: String, out: &mut Vec<(String, &'a Value)>) {
+    for key in ["do", "aggregate"] {
+        for (i, inner) in list(step, key).iter().enumerate() {
+            collect_steps(inner, format!("{at}.{key}[{i}]"), out);
+        }
+    }
+    if let Some(parallel) = step.get("in_parallel") {
+        let steps = match parallel {
+            Value::Array(steps) => steps.as_slice(),
+            other => list(other, "steps"),
+        };
+        for (i, inner) in steps.iter().enumerate() {
+            collect_steps(inner, format!("{at}.in_parallel[{i}]"), out);
+        }
+    }
+    for key in ["try", "on_success", "on_failure", "on_error", "on_abort", "ensure"] {
+        if let Some(inner) = step.get(key) {
+            collect_steps(inner, format!("{at}.{key}"), out);
+        }
+    }
+    out.push((at, step));
+}
+
+/// Replaces Concourse `((var))` placeholders: a value that is exactly one placeholder becomes the var's (typed)
+/// value; placeholders inside a longer string are replaced by the value's text.
+fn interpolate(value: &mut Value, vars: &mut BTreeSet<String>) {
+    match value {
+        Value::String(text) => {
+            let trimmed = text.trim();
+            if let Some(name) = trimmed.strip_prefix("((").and_then(|t| t.strip_suffix("))"))
+                && !name.contains("((")
+            {
+                let name = name.trim().to_owned();
+                *value = var_value(&name);
+                vars.insert(name);
+                return;
+            }
+            while let Some(start) = text.find("((") {
+                let Some(len) = text[start..].find("))") else { break };
+                let name = text[start + 2..start + len].trim().to_owned();
+                let replacement = match var_value(&name) {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                text.replace_range(start..start + len + 2, &replacement);
+                vars.insert(name);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| interpolate(item, vars)),
+        Value::Object(map) => map.values_mut().for_each(|item| interpolate(item, vars)),
+        _ => {}
+    }
+}
+
+fn examples() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipeline-examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yml" || ext == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_example_pipeline_is_valid() {
+    let files = examples();
+    assert!(files.len() >= 4, "expected the example pipelines in pipeline-examples/, found {files:?}");
+    let mut failures = Vec::new();
+    for file in &files {
+        let name = file.file_name().unwrap().to_string_lossy();
+        let yaml = std::fs::read_to_string(file).unwrap();
+        match check_pipeline(&yaml) {
+            Ok(checked) => eprintln!(
+                "{name}: resources {:?}, jobs {:?}, params {:?}",
+                checked.resources, checked.jobs, checked.param_keys
+            ),
+            Err(problems) => failures.extend(problems.into_iter().map(|p| format!("{name}: {p}"))),
+        }
+    }
+    assert!(failures.is_empty(), "invalid example pipelines:\n{}", failures.join("\n"));
+}
+
+/// The examples show what the README promises: gates, rollback, build once deploy many, credentials from vars.
+#[test]
+fn examples_cover_the_documented_features() {
+    let mut keys = BTreeSet::new();
+    for file in examples() {
+        let yaml = std::fs::read_to_string(&file).unwrap();
+        let checked = check_pipeline(&yaml).unwrap_or_default();
+        keys.extend(checked.param_keys);
+        // Credentials only ever come from ((vars)), never written into an example.
+        let pipeline: Value = serde_norway::from_str(&yaml).unwrap();
+        for resource in list(&pipeline, "resources") {
+            if !checked.resources.contains(resource["name"].as_str().unwrap_or_default()) {
+                continue;
+            }
+            for secret in ["password", "client_secret"] {
+                if let Some(text) = resource["source"].get(secret).and_then(Value::as_str) {
+                    assert!(
+                        text.starts_with("((") && text.ends_with("))"),
+                        "{}: source.{secret} of {} must be a ((var))",
+                        file.display(),
+                        resource["name"]
+                    );
+                }
+            }
+        }
+    }
+    for key in ["path", "manifest", "verify", "smoke_test", "kpi", "watch", "rollback", "droplet", "download_droplet"] {
+        assert!(keys.contains(key), "no example uses `{key}`; keys used: {keys:?}");
+    }
+}
+
+// The checker itself: deliberately broken pipelines must fail, each with a message naming the problem.
+
+const TYPES: &str = "
+resource_types:
+- name: cf-blue-green
+  type: registry-image
+  source: {repository: example/cf-blue-green-resource}
+";
+
+fn pipeline(resources_and_jobs: &str) -> String {
+    format!("{TYPES}{resources_and_jobs}")
+}
+
+const PROD: &str = "
+resources:
+- name: prod
+  type: cf-blue-green
+  source:
+    api: https://api.sys.example.com
+    username: ((cf.username))
+    password: ((cf.password))
+    organization: o
+    space: s
+    app: myapp
+";
+
+fn problems(yaml: &str) -> String {
+    match check_pipeline(yaml) {
+        Ok(checked) => panic!("expected the checker to reject this pipeline; it found {checked:?}"),
+        Err(problems) => problems.join("\n"),
+    }
+}
+
+#[test]
+fn checker_accepts_a_valid_pipeline_and_replaces_vars() {
+    let yaml = pipeline(&format!("{PROD}jobs:\n- name: deploy\n  plan:\n  - put: prod\n    params: {{path: app}}\n"));
+    let checked = check_pipeline(&yaml).unwrap();
+    assert_eq!(checked.jobs, BTreeSet::from(["deploy".to_owned()]));
+    assert_eq!(checked.vars, BTreeSet::from(["cf.password".to_owned(), "cf.username".to_owned()]));
+}
+
+#[test]
+fn checker_rejects_an_unknown_source_key() {
+    let yaml = pipeline(&format!(
+        "{}jobs:\n- name: deploy\n  plan:\n  - put: prod\n",
+        PROD.replace("organization: o", "organisation: o")
+    ));
+    let found = problems(&yaml);
+    assert!(
+        found.contains("resource prod: source.organisation is not a known key; did you mean organization?"),
+        "{found}"
+    );
+}
+
+#[test]
+fn checker_rejects_an_unknown_put_param_nested_in_steps() {
+    let yaml = pipeline(&format!(
+        "{PROD}jobs:
+- name: deploy
+  plan:
+  - in_parallel:
+      steps:
+      - do:
+        - put: prod
+          params:
+            path: app
+            manfest: app/manifest.yml
+"
+    ));
+    let found = problems(&yaml);
+    assert!(
+        found.contains(
+            "job deploy, plan[0].in_parallel[0].do[0] (put: prod) params: params.manfest is not a known key; \
+             did you mean manifest?"
+        ),
+        "{found}"
+    );
+}
+
+#[test]
+fn checker_rejects_unknown_get_params_and_get_step_params() {
+    let yaml = pipeline(&format!(
+        "{PROD}jobs:
+- name: deploy
+  plan:
+  - put: prod
+    params: {{path: app}}
+    get_params: {{download_dropplet: true}}
+- name: fetch
+  plan:
+  - get: current
+    resource: prod
+    params: {{droplet: true}}
+"
+    ));
+    let found = problems(&yaml);
+    assert!(found.contains("(put: prod) get_params: params.download_dropplet is not a known key"), "{found}");
+    assert!(found.contains("job fetch, plan[0] (get: current) params: params.droplet is not a known key"), "{found}");
+}
+
+#[test]
+fn checker_rejects_wrong_types_and_invalid_combinations() {
+    let yaml = pipeline(&format!(
+        "{PROD}jobs:
+- name: deploy
+  plan:
+  - put: prod
+    params: {{path: app, droplet: d/droplet.tgz, drain: soon}}
+"
+    ));
+    let found = problems(&yaml);
+    assert!(found.contains("params.drain"), "{found}");
+    let yaml =
+        pipeline(&format!("{PROD}jobs:\n- name: d\n  plan:\n  - put: prod\n    params: {{rollback: true, path: a}}\n"));
+    assert!(problems(&yaml).contains("params.rollback redeploys the previous app"));
+}
+
+#[test]
+fn checker_rejects_a_pipeline_without_a_job_using_the_resource() {
+    let yaml = pipeline(&format!("{PROD}jobs:\n- name: unrelated\n  plan:\n  - task: t\n    file: x/t.yml\n"));
+    assert!(problems(&yaml).contains("no job gets or puts a resource of this type"));
+    assert!(problems(&pipeline("resources: []\njobs: []\n")).contains("no resource of this type"));
+}
+
+#[test]
+fn typed_vars_and_placeholders_inside_strings() {
+    let mut value = json!({"api": "((cf-prod.api))", "note": "deployed to ((cf.space)) by ((cf.user))", "n": 1});
+    let mut vars = BTreeSet::new();
+    interpolate(&mut value, &mut vars);
+    assert_eq!(value["api"], "https://api.sys.prod.example.com");
+    assert_eq!(value["note"], "deployed to cf.space-value by cf.user-value");
+    assert_eq!(vars.len(), 3);
+}

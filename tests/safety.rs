@@ -1,0 +1,766 @@
+//! The safety features of `out` end to end, with the real binary against cf-sim: the deploy lock shared by
+//! concurrent puts, recovery after a put was SIGKILLed in each phase, one-step rollback, the KPI gate before
+//! the swap, the watch after it, the dry run, and a `<app>-green` this resource did not make. Production
+//! serves every request of a load loop wherever a deploy promises it.
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use cf_blue_green_resource::cf::CfClient;
+use cf_blue_green_resource::cf::apps::NewApp;
+use cf_blue_green_resource::deploy::journal::{Journal, Phase};
+use cf_blue_green_resource::deploy::lock::candidate_metadata;
+use cf_blue_green_resource::protocol::BuildEnv;
+use cf_sim::{Fault, FaultAction, RequestRecord, Sim};
+use common::deploy::{
+    PutDir, annotation, app_named, apps, build_url, deploy, logged, manifest, out, out_as, route_destinations, routes,
+    spawn_out, wait_for, wait_until_serving,
+};
+use common::load::{self, LoadConfig, LoadHandle, LoadReport};
+use common::run_resource;
+use common::sim::{check_request, connect, home_space, source, start_sim_with};
+use serde_json::{Value, json};
+
+const PHASE: &str = "blue-green/phase";
+const DRAIN: &str = "1500ms";
+const DEPLOY_ID: &str = "blue-green/deploy-id";
+/// The longest one put may take here.
+const PUT_LIMIT: Duration = Duration::from_secs(120);
+
+/// A sim whose router learns route changes 300 ms late, as real routers do.
+fn sim() -> Sim {
+    start_sim_with(|c| {
+        c.route_propagation_delay_ms = 300;
+        c.stop_grace_ms = 3000;
+    })
+}
+
+/// Put params deploying the sample app as `version`, with a short lease (a killed put's lock is taken over
+/// after 3 s) and a drain just long enough for the router to learn of a swap and the load's 1 s requests to
+/// finish.
+fn params(version: &str) -> Value {
+    json!({
+        "path": "app",
+        "manifest": "ci/manifest.yml",
+        "environment_variables": {"APP_VERSION": version},
+        "drain": DRAIN,
+        "lock_lease": "3s",
+    })
+}
+
+fn with_env(mut params: Value, name: &str, value: &str) -> Value {
+    params["environment_variables"][name] = json!(value);
+    params
+}
+
+/// A sim with `myapp` v1 in production (one instance, route `myapp.<domain>`).
+fn production_v1() -> (Sim, PutDir, Value) {
+    let sim = sim();
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    let v1 = deploy(&sim, &put, "myapp", params("v1"));
+    wait_until_serving(&sim, "myapp", "v1");
+    (sim, put, v1)
+}
+
+fn start_load(sim: &Sim) -> LoadHandle {
+    let mut config = LoadConfig::new(&sim.info().router, &format!("myapp.{}", sim.info().domain));
+    config.requests_per_second = 30;
+    config.slow_every = 15;
+    let load = load::start(config);
+    std::thread::sleep(Duration::from_millis(500));
+    load
+}
+
+fn assert_no_failures(report: &LoadReport) {
+    eprintln!("load: {} requests, versions {:?}", report.total(), report.versions());
+    assert!(report.total() > 30, "the load ran ({} requests)", report.total());
+    assert!(report.failures().is_empty(), "production dropped requests:\n{}", report.describe_failures());
+}
+
+fn guid(version: &Value) -> String {
+    version["app_guid"].as_str().unwrap().to_owned()
+}
+
+fn run_async<T>(work: impl AsyncFnOnce(CfClient) -> T, sim: &Sim) -> T {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let cf = connect(sim).await;
+        work(cf).await
+    })
+}
+
+/// Production is `production` (started, alone on its route), the version before it is kept stopped as
+/// `myapp-previous`, and nothing else is left: no candidate, no temporary route, no duplicate.
+fn assert_settled(sim: &Sim, production: &Value, previous: &str) {
+    let state = sim.state_dump();
+    let mut found: Vec<(String, String, String)> = state["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap().to_owned(),
+                a["guid"].as_str().unwrap().to_owned(),
+                a["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("myapp".to_owned(), guid(production), "STARTED".to_owned()),
+            ("myapp-previous".to_owned(), previous.to_owned(), "STOPPED".to_owned())
+        ],
+        "apps left"
+    );
+    let domain = &sim.info().domain;
+    assert_eq!(route_destinations(sim), [(format!("myapp.{domain}"), vec![guid(production)])], "routes left");
+    let production_app = app_named(sim, "myapp").unwrap();
+    assert!(annotation(&production_app, DEPLOY_ID).is_none(), "the journal is cleared: {production_app:#}");
+}
+
+/// The requests that changed a route's destinations (map: POST, unmap: DELETE, replace: PATCH).
+fn destination_changes(sim: &Sim) -> Vec<RequestRecord> {
+    sim.request_log()
+        .into_iter()
+        .filter(|r| r.listener == "api" && r.path.contains("/destinations") && r.method != "GET" && r.status < 300)
+        .collect()
+}
+
+fn timestamp(record: &RequestRecord) -> SystemTime {
+    humantime::parse_rfc3339(&record.timestamp).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The lock
+
+#[test]
+fn concurrent_puts_take_turns_and_a_short_lock_timeout_names_the_holder() {
+    let (sim, put, _v1) = production_v1();
+    sim.reset_request_log();
+    let load = start_load(&sim);
+
+    // A lease long enough that a busy machine never makes a live holder look dead.
+    let leased = |version: &str| {
+        let mut params = params(version);
+        params["lock_lease"] = json!("8s");
+        params
+    };
+    // Build 8 deploys v2 (draining 3 s); build 9 starts while 8 holds the lock.
+    let mut first = leased("v2");
+    first["drain"] = json!("3s");
+    let eight = spawn_out(&sim, &put, "myapp", first, "8");
+    wait_for("build 8 to hold the lock", PUT_LIMIT, || {
+        app_named(&sim, "myapp-green").filter(|g| annotation(g, DEPLOY_ID) == Some(&build_url("8")))
+    });
+    let nine = spawn_out(&sim, &put, "myapp", leased("v3"), "9");
+    let eight = logged("out build 8", eight.wait(PUT_LIMIT));
+    let nine = logged("out build 9", nine.wait(PUT_LIMIT));
+    assert_eq!(eight.status, 0, "{}", eight.last_line());
+    assert_eq!(nine.status, 0, "{}", nine.last_line());
+    let waited =
+        format!("waiting for the deploy lock: myapp-green is held by main/shop/deploy #8 ({})", build_url("8"));
+    assert!(nine.stderr.contains(&waited), "build 9 names the holder and its build URL:\n{}", nine.stderr);
+    assert!(!nine.stderr.contains("recovering"), "build 8 was alive all along:\n{}", nine.stderr);
+
+    // One swap after the other: build 8 maps v2 and unmaps v1, then build 9 maps v3 and unmaps v2.
+    let changes: Vec<String> = destination_changes(&sim).iter().map(|r| r.method.clone()).collect();
+    assert_eq!(changes, ["POST", "DELETE", "POST", "DELETE"], "the swaps never interleave");
+    let v2: Value = serde_json::from_str::<Value>(&eight.stdout).unwrap()["version"].clone();
+    let v3: Value = serde_json::from_str::<Value>(&nine.stdout).unwrap()["version"].clone();
+    wait_until_serving(&sim, "myapp", "v3");
+    assert_settled(&sim, &v3, &guid(&v2));
+
+    // Build 10 holds the lock for a while; build 11 gives up after its lock_timeout of 2 s, naming build 10.
+    let mut slow = leased("v4");
+    slow["drain"] = json!("5s");
+    let ten = spawn_out(&sim, &put, "myapp", slow, "10");
+    wait_for("build 10 to hold the lock", PUT_LIMIT, || {
+        app_named(&sim, "myapp-green").filter(|g| annotation(g, DEPLOY_ID) == Some(&build_url("10")))
+    });
+    // With the default lease of 2 minutes the lock is polled every 5 s; the timeout still holds.
+    let mut impatient = params("v5");
+    impatient.as_object_mut().unwrap().remove("lock_lease");
+    impatient["lock_timeout"] = json!("2s");
+    let started = Instant::now();
+    let eleven = out_as(&sim, &put, "myapp", impatient, "11");
+    let waited = started.elapsed();
+    eleven.assert_clean_failure(&format!(
+        "waiting for the deploy lock on myapp-green, held by main/shop/deploy #10 ({})",
+        build_url("10")
+    ));
+    assert!(eleven.last_line().contains("timed out after 2"), "{}", eleven.last_line());
+    assert!(waited < Duration::from_secs(5), "lock_timeout 2s is kept (gave up after {waited:?})");
+    let ten = logged("out build 10", ten.wait(PUT_LIMIT));
+    assert_eq!(ten.status, 0, "{}", ten.last_line());
+    let v4: Value = serde_json::from_str::<Value>(&ten.stdout).unwrap()["version"].clone();
+
+    let report = load.stop();
+    assert_no_failures(&report);
+    assert_eq!(report.versions(), ["v1", "v2", "v3", "v4"]);
+    assert_settled(&sim, &v4, &guid(&v3));
+}
+
+#[test]
+fn a_green_app_made_by_hand_is_refused_and_left_alone() {
+    let (sim, put, _v1) = production_v1();
+    let green = run_async(
+        async |cf| {
+            let space = home_space(&cf, &sim).await;
+            let app = NewApp { name: "myapp-green".into(), space_guid: space.guid, ..NewApp::default() };
+            cf.apps().create(&app).await.unwrap()
+        },
+        &sim,
+    );
+    let before = sim.state_dump();
+    let run = out(&sim, &put, "myapp", params("v2"));
+    run.assert_clean_failure(
+        "myapp-green exists but was not created by this resource (it has no deploy journal); rename or delete it",
+    );
+    let dry = out(&sim, &put, "myapp", json!({"path": "app", "manifest": "ci/manifest.yml", "dry_run": true}));
+    assert_eq!(dry.status, 0, "{}", dry.stderr);
+    assert!(
+        dry.stderr.contains("myapp-green exists without a deploy journal: a real deploy would refuse to touch it"),
+        "{}",
+        dry.stderr
+    );
+    assert_eq!(sim.state_dump(), before, "nothing changed");
+    assert_eq!(app_named(&sim, "myapp-green").unwrap()["guid"], json!(green.guid));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Recovery after a put was killed
+
+/// Starts a put as build `build` and SIGKILLs it once its candidate's journal says `phase` and `ready` (given
+/// the sim and the candidate) agrees. Returns the candidate as it was.
+fn kill_in(
+    sim: &Sim,
+    put: &PutDir,
+    params: Value,
+    build: &str,
+    phase: &str,
+    mut ready: impl FnMut(&Sim, &Value) -> bool,
+) -> Value {
+    let mut running = spawn_out(sim, put, "myapp", params, build);
+    let candidate = wait_for(&format!("build {build} to reach phase {phase}"), PUT_LIMIT, || {
+        assert!(!running.exited(), "build {build} ended before phase {phase}:\n{}", running.stderr());
+        app_named(sim, "myapp-green")
+            .filter(|g| annotation(g, DEPLOY_ID) == Some(&build_url(build)) && annotation(g, PHASE) == Some(phase))
+            .filter(|g| ready(sim, g))
+    });
+    logged(&format!("out build {build}, killed in phase {phase}"), running.kill());
+    candidate
+}
+
+/// The next put (build `build`) takes over the dead put's lock, recovers as `action` says, and deploys.
+fn recover_and_deploy(sim: &Sim, put: &PutDir, params: Value, build: &str, phase: &str, action: &str) -> Value {
+    let run = out_as(sim, put, "myapp", params, build);
+    assert_eq!(run.status, 0, "{}", run.last_line());
+    let died = format!("that deploy died; recovering from its {phase} phase");
+    assert!(run.stderr.contains(&died), "the log says {died:?}:\n{}", run.stderr);
+    assert!(run.stderr.contains(&format!("recovery: {action}")), "the log says what recovery did:\n{}", run.stderr);
+    assert!(run.stderr.contains("recovered: the foundation is consistent again"), "{}", run.stderr);
+    serde_json::from_str::<Value>(&run.stdout).unwrap()["version"].clone()
+}
+
+fn state_of(sim: &Sim, guid: &str) -> Option<String> {
+    sim.state_dump()["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["guid"] == guid)
+        .map(|a| a["state"].as_str().unwrap().to_owned())
+}
+
+#[test]
+fn a_put_killed_before_the_swap_is_cleaned_up_by_the_next_one() {
+    let (sim, put, _v1) = production_v1();
+    let load = start_load(&sim);
+
+    // Killed while pushing: its candidate takes 5 s to start.
+    let slow_start = with_env(params("v2"), "STARTUP_DELAY_MS", "5000");
+    kill_in(&sim, &put, slow_start, "8", "pushing", |_, g| g["state"] == "STARTED");
+    let v2 = recover_and_deploy(
+        &sim,
+        &put,
+        params("v3"),
+        "9",
+        "pushing",
+        "remove the unfinished candidate and its temporary route",
+    );
+    wait_until_serving(&sim, "myapp", "v3");
+    let v1_guid = app_named(&sim, "myapp-previous").unwrap()["guid"].as_str().unwrap().to_owned();
+    assert_settled(&sim, &v2, &v1_guid);
+
+    // Killed while verifying: its smoke test takes 5 s.
+    put.script("ci/slow-smoke.sh", "sleep 5");
+    let mut smoked = params("v4");
+    smoked["smoke_test"] = json!({"path": "ci/slow-smoke.sh"});
+    kill_in(&sim, &put, smoked, "10", "verifying", |_, _| true);
+    let v5 = recover_and_deploy(
+        &sim,
+        &put,
+        params("v5"),
+        "11",
+        "verifying",
+        "remove the unfinished candidate and its temporary route",
+    );
+    wait_until_serving(&sim, "myapp", "v5");
+    assert_settled(&sim, &v5, &guid(&v2));
+
+    let report = load.stop();
+    assert_no_failures(&report);
+    assert_eq!(report.versions(), ["v1", "v3", "v5"], "the killed candidates never served production");
+}
+
+#[test]
+fn a_put_killed_mid_swap_is_finished_or_given_back_by_the_next_one() {
+    let (sim, put, v1) = production_v1();
+    let load = start_load(&sim);
+    // Unmapping the old version hangs, so the put is killed with both versions on the production route.
+    let hang_unmap = || {
+        sim.add_fault(Fault {
+            method: Some("DELETE".into()),
+            path: "/v3/routes/*/destinations/*".into(),
+            nth: 1,
+            times: 1,
+            action: FaultAction::Delay { ms: 60_000 },
+        })
+    };
+    let on_production_route = |sim: &Sim, green: &Value| {
+        let domain = &sim.info().domain;
+        route_destinations(sim).iter().any(|(route, apps)| {
+            *route == format!("myapp.{domain}") && apps.contains(&green["guid"].as_str().unwrap().to_owned())
+        })
+    };
+
+    // Verified and healthy: recovery finishes the swap, drains the old version, then housekeeping.
+    let fault = hang_unmap();
+    let green = kill_in(&sim, &put, params("v2"), "8", "swapping", on_production_route);
+    sim.remove_fault(fault);
+    sim.reset_request_log();
+    let v3 = recover_and_deploy(
+        &sim,
+        &put,
+        params("v3"),
+        "9",
+        "swapping",
+        "finish moving production to the verified, healthy candidate, then the housekeeping",
+    );
+    wait_until_serving(&sim, "myapp", "v3");
+    assert_settled(&sim, &v3, green["guid"].as_str().unwrap());
+    let log = sim.request_log();
+    let unmapped = log
+        .iter()
+        .find(|r| r.method == "DELETE" && r.path.contains("/destinations/") && r.status < 300)
+        .expect("recovery unmapped v1");
+    let stopped = log
+        .iter()
+        .find(|r| r.method == "POST" && r.path == format!("/v3/apps/{}/actions/stop", guid(&v1)))
+        .expect("recovery stopped v1");
+    let drained = timestamp(stopped).duration_since(timestamp(unmapped)).unwrap_or_default();
+    assert!(drained >= Duration::from_millis(1450), "v1 was stopped {drained:?} after it was unmapped (drain {DRAIN})");
+
+    // Not healthy any more (stopped by hand after the put died): recovery gives production back.
+    let fault = hang_unmap();
+    let green = kill_in(&sim, &put, params("v4"), "10", "swapping", on_production_route);
+    sim.remove_fault(fault);
+    let green_guid = green["guid"].as_str().unwrap().to_owned();
+    run_async(async |cf| cf.apps().stop(&green_guid).await.unwrap(), &sim);
+    sim.reset_request_log();
+    let v5 = recover_and_deploy(
+        &sim,
+        &put,
+        params("v5"),
+        "11",
+        "swapping",
+        "give every production route back to the previous version and remove the candidate",
+    );
+    wait_until_serving(&sim, "myapp", "v5");
+    assert_settled(&sim, &v5, &guid(&v3));
+    assert_eq!(state_of(&sim, &green_guid), None, "the candidate that was given back is deleted");
+    let log = sim.request_log();
+    let unmapped = log
+        .iter()
+        .find(|r| r.method == "DELETE" && r.path.contains("/destinations/") && r.status < 300)
+        .expect("recovery unmapped the candidate");
+    let deleted = log
+        .iter()
+        .find(|r| r.method == "DELETE" && r.path == format!("/v3/apps/{green_guid}"))
+        .expect("recovery deleted the candidate");
+    let drained = timestamp(deleted).duration_since(timestamp(unmapped)).unwrap_or_default();
+    assert!(drained >= Duration::from_millis(1450), "the candidate was deleted {drained:?} after it was unmapped");
+
+    let report = load.stop();
+    assert_no_failures(&report);
+    assert_eq!(report.versions().first().map(String::as_str), Some("v1"));
+    assert_eq!(report.samples.iter().max_by_key(|s| s.sent_at).unwrap().outcome.as_deref(), Ok("v5"));
+}
+
+#[test]
+fn a_put_killed_after_the_swap_is_finished_by_the_next_one() {
+    let (sim, put, _v1) = production_v1();
+    let load = start_load(&sim);
+
+    // Killed while draining the old version: production already runs the candidate.
+    let mut draining = params("v2");
+    draining["drain"] = json!("30s");
+    let v2_green = kill_in(&sim, &put, draining, "8", "swapped", |_, _| true);
+    let v3 = recover_and_deploy(
+        &sim,
+        &put,
+        params("v3"),
+        "9",
+        "swapped",
+        "finish the housekeeping: production already runs on the candidate",
+    );
+    wait_until_serving(&sim, "myapp", "v3");
+    assert_settled(&sim, &v3, v2_green["guid"].as_str().unwrap());
+
+    // Killed in housekeeping while renaming the old version, and that rename lands after all: no app is
+    // called myapp for a while.
+    let fault = sim.add_fault(Fault {
+        method: Some("PATCH".into()),
+        path: format!("/v3/apps/{}", guid(&v3)),
+        nth: 1,
+        times: 1,
+        action: FaultAction::Delay { ms: 60_000 },
+    });
+    let v4_green = kill_in(&sim, &put, params("v4"), "10", "housekeeping", |sim, _| {
+        state_of(sim, &guid(&v3)).as_deref() == Some("STOPPED")
+            && state_of(sim, v2_green["guid"].as_str().unwrap()).is_none()
+    });
+    sim.remove_fault(fault);
+    let v3_guid = guid(&v3);
+    run_async(async |cf| cf.apps().rename(&v3_guid, "myapp-previous").await.unwrap(), &sim);
+    assert!(app_named(&sim, "myapp").is_none());
+
+    // check reports the candidate that was swapped in, never a missing app.
+    let check = run_resource("check", &[], &check_request(&source(&sim, "myapp"), None), &[]);
+    let reported: Value = serde_json::from_str(&check.stdout).unwrap_or_else(|_| panic!("{}", check.stderr));
+    assert_eq!(reported[0]["app_guid"], v4_green["guid"], "{}", check.stderr);
+
+    let v5 = recover_and_deploy(
+        &sim,
+        &put,
+        params("v5"),
+        "11",
+        "housekeeping",
+        "finish the housekeeping: production already runs on the candidate",
+    );
+    wait_until_serving(&sim, "myapp", "v5");
+    assert_settled(&sim, &v5, v4_green["guid"].as_str().unwrap());
+
+    let report = load.stop();
+    assert_no_failures(&report);
+    assert_eq!(report.versions(), ["v1", "v2", "v3", "v4", "v5"]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Rollback
+
+#[test]
+fn rollback_brings_the_previous_version_back_in_seconds_and_again_rolls_forward() {
+    let (sim, put, v1) = production_v1();
+    let v2 = deploy(&sim, &put, "myapp", params("v2"));
+    let load = start_load(&sim);
+
+    let started = Instant::now();
+    let back = deploy(&sim, &put, "myapp", json!({"rollback": true, "drain": DRAIN}));
+    let took = started.elapsed();
+    assert_eq!(back, v1, "production is v1's app and droplet again");
+    assert!(took < Duration::from_secs(20), "a rollback takes seconds, not a deploy ({took:?})");
+    wait_until_serving(&sim, "myapp", "v1");
+    assert_settled(&sim, &v1, &guid(&v2));
+
+    let forward = deploy(&sim, &put, "myapp", json!({"rollback": true, "drain": DRAIN}));
+    assert_eq!(forward, v2, "a second rollback rolls forward");
+    wait_until_serving(&sim, "myapp", "v2");
+    assert_settled(&sim, &v2, &guid(&v1));
+
+    // A rollback started while a deploy of v3 runs waits for it, then rolls back from v3 to v2 (the
+    // myapp-previous it saw first, v1, is deleted by that deploy's housekeeping).
+    let mut v3_params = params("v3");
+    v3_params["drain"] = json!("3s");
+    let deploying = spawn_out(&sim, &put, "myapp", v3_params, "8");
+    wait_for("build 8 to hold the lock", PUT_LIMIT, || {
+        app_named(&sim, "myapp-green").filter(|g| annotation(g, DEPLOY_ID) == Some(&build_url("8")))
+    });
+    let rollback = out_as(&sim, &put, "myapp", json!({"rollback": true, "drain": DRAIN}), "9");
+    let deployed = logged("out build 8", deploying.wait(PUT_LIMIT));
+    assert_eq!(deployed.status, 0, "{}", deployed.last_line());
+    let v3: Value = serde_json::from_str::<Value>(&deployed.stdout).unwrap()["version"].clone();
+    assert_eq!(rollback.status, 0, "{}", rollback.last_line());
+    assert!(rollback.stderr.contains("waiting for the deploy lock"), "{}", rollback.stderr);
+    let back: Value = serde_json::from_str::<Value>(&rollback.stdout).unwrap()["version"].clone();
+    assert_eq!(back, v2, "rolled back from v3 to v2");
+    wait_until_serving(&sim, "myapp", "v2");
+    assert_settled(&sim, &v2, &guid(&v3));
+
+    // The swap fails half-way (mapping the production route is refused): production stays on v2 and v3 is
+    // myapp-previous again, stopped.
+    let refuse_mapping = sim.add_fault(Fault {
+        method: Some("POST".into()),
+        path: "/v3/routes/*/destinations".into(),
+        nth: 2, // the first maps the temporary route
+        times: 1,
+        action: FaultAction::Status {
+            status: 422,
+            code: Some(10008),
+            title: Some("CF-UnprocessableEntity".into()),
+            detail: Some("refused for the test".into()),
+        },
+    });
+    let run = out(&sim, &put, "myapp", json!({"rollback": true, "drain": DRAIN}));
+    sim.remove_fault(refuse_mapping);
+    run.assert_clean_failure("rollback failed in phase swap: mapping myapp.");
+    assert_settled(&sim, &v2, &guid(&v3));
+    assert_eq!(routes(&sim), [format!("myapp.{}", sim.info().domain)], "no temporary route is left");
+
+    let report = load.stop();
+    assert_no_failures(&report);
+    assert_eq!(report.versions(), ["v2", "v1", "v3"], "v2, then v1, then v2 again, v3, and v2 once more");
+    let last = report.samples.iter().max_by_key(|s| s.sent_at).unwrap();
+    assert_eq!(last.outcome.as_deref(), Ok("v2"));
+
+    // An app that was deployed once has nothing to roll back to.
+    put.write("ci/solo.yml", &manifest(&sim, "solo", 1, &["solo"], &[]));
+    deploy(&sim, &put, "solo", json!({"path": "app", "manifest": "ci/solo.yml", "drain": "0s"}));
+    let before = sim.state_dump();
+    let run = out(&sim, &put, "solo", json!({"rollback": true}));
+    run.assert_clean_failure("rollback: there is no solo-previous to roll back to");
+    assert_eq!(run.stderr.lines().filter(|l| l.starts_with("error")).count(), 1, "one error line");
+    assert_eq!(sim.state_dump(), before, "nothing changed");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// KPI gate and watch
+
+#[test]
+fn a_candidate_failing_after_the_swap_is_swapped_back_by_the_watch() {
+    let (sim, put, v1) = production_v1();
+
+    for on_failure in ["delete", "keep"] {
+        let load = start_load(&sim);
+        // Time enough to pass the gate and be swapped in, even on a busy machine.
+        let mut failing = with_env(params("v2"), "FAIL_AFTER_SECS", "8");
+        failing["kpi"] = json!({"requests": 40, "concurrency": 4, "paths": ["/version"], "max_error_rate": 0.05});
+        failing["watch"] = json!("30s");
+        failing["on_failure"] = json!(on_failure);
+        let started = Instant::now();
+        sim.reset_request_log();
+        let run = out(&sim, &put, "myapp", failing);
+        run.assert_clean_failure("watch failed after the swap: error rate");
+        assert!(run.last_line().contains("production was swapped back to myapp"), "{}", run.last_line());
+        assert!(started.elapsed() < Duration::from_secs(50), "the watch stops at the first failed round");
+        let back_at = load.elapsed();
+        wait_until_serving(&sim, "myapp", "v1");
+        std::thread::sleep(Duration::from_secs(1));
+        let report = load.stop();
+        // The candidate served production until the watch caught it; from the swap back on, v1 serves all.
+        let after: Vec<_> =
+            report.samples.iter().filter(|s| s.sent_at > back_at + Duration::from_millis(600)).collect();
+        assert!(!after.is_empty());
+        assert!(after.iter().all(|s| s.outcome.as_deref() == Ok("v1")), "after the swap back: {after:?}");
+        assert!(report.versions().contains(&"v2".to_owned()), "v2 was in production for a while");
+
+        let domain = &sim.info().domain;
+        assert_eq!(route_destinations(&sim), [(format!("myapp.{domain}"), vec![guid(&v1)])]);
+        let expected = match on_failure {
+            "delete" => vec![("myapp".to_owned(), "STARTED".to_owned())],
+            _ => vec![("myapp".to_owned(), "STARTED".to_owned()), ("myapp-failed".to_owned(), "STOPPED".to_owned())],
+        };
+        assert_eq!(apps(&sim), expected, "on_failure: {on_failure}");
+        assert!(app_named(&sim, "myapp").is_some_and(|a| a["guid"] == json!(guid(&v1))));
+
+        // The candidate served production: it goes only once `drain` has passed since it was unmapped.
+        let log = sim.request_log();
+        let unmapped = destination_changes(&sim).into_iter().rfind(|r| r.method == "DELETE").unwrap();
+        let removed = log
+            .iter()
+            .find(|r| match on_failure {
+                "delete" => r.method == "DELETE" && r.path.starts_with("/v3/apps/"),
+                _ => r.method == "POST" && r.path.ends_with("/actions/stop"),
+            })
+            .expect("the candidate was removed");
+        let drained = timestamp(removed).duration_since(timestamp(&unmapped)).unwrap_or_default();
+        assert!(drained >= Duration::from_millis(1450), "the candidate went {drained:?} after it was unmapped");
+    }
+}
+
+#[test]
+fn a_watched_rollback_of_a_worker_without_routes_goes_by_instance_health() {
+    let sim = sim();
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "worker", 1, &[], &[]));
+    deploy(&sim, &put, "worker", params("v1"));
+    let v2 = deploy(&sim, &put, "worker", params("v2"));
+    // A deploy refuses a KPI probe for a no-route manifest; a rollback has no manifest to tell.
+    let watched =
+        json!({"rollback": true, "drain": "1s", "kpi": {"requests": 20, "max_error_rate": 0.01}, "watch": "2s"});
+    let run = out(&sim, &put, "worker", watched);
+    assert_eq!(run.status, 0, "{}", run.last_line());
+    assert!(run.stderr.contains("nothing to watch: production has no routes"), "{}", run.stderr);
+    let previous = app_named(&sim, "worker-previous").unwrap();
+    assert_eq!((previous["guid"].as_str(), previous["state"].as_str()), (Some(guid(&v2).as_str()), Some("STOPPED")));
+    assert_eq!(app_named(&sim, "worker").unwrap()["state"], "STARTED");
+}
+
+#[test]
+fn the_kpi_gate_rejects_errors_and_slowness_and_passes_a_healthy_candidate() {
+    let sim = sim();
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    deploy(&sim, &put, "myapp", with_env(params("v1"), "LATENCY_MS", "100"));
+    wait_until_serving(&sim, "myapp", "v1");
+    let load = start_load(&sim);
+
+    // 5% errors against a 1% gate.
+    let mut erring = with_env(with_env(params("v2"), "ERROR_RATE", "0.05"), "LATENCY_MS", "100");
+    erring["kpi"] = json!({"requests": 100, "concurrency": 10, "max_error_rate": 0.01});
+    let run = out(&sim, &put, "myapp", erring);
+    run.assert_clean_failure(
+        "deploy failed in phase verify: KPI gate failed: error rate 5.0% is above max_error_rate 1.0%",
+    );
+    assert!(run.stderr.contains("100 requests, 5.0% errors"), "the probe's figures are logged:\n{}", run.stderr);
+
+    // Three times production's latency against a ratio of 2.
+    // (Production's p95 would have to be 50 ms off to hide it.)
+    let mut slow = with_env(params("v2"), "LATENCY_MS", "300");
+    slow["kpi"] = json!({"requests": 60, "concurrency": 6, "paths": ["/version"], "max_p95_ratio": 2});
+    let run = out(&sim, &put, "myapp", slow);
+    run.assert_clean_failure("KPI gate failed: p95 latency");
+    assert!(run.last_line().contains("above max_p95_ratio 2"), "{}", run.last_line());
+    assert!(run.stderr.contains("production (myapp."), "production was measured in the same run:\n{}", run.stderr);
+    assert_eq!(apps(&sim), [("myapp".to_owned(), "STARTED".to_owned())], "the rejected candidates are gone");
+
+    // A healthy candidate passes every gate; its figures and production's are in the metadata.
+    let mut healthy = with_env(params("v2"), "LATENCY_MS", "100");
+    healthy["kpi"] =
+        json!({"requests": 60, "concurrency": 6, "max_error_rate": 0.01, "max_p95_ratio": 2, "max_p95_ms": 2000});
+    let run = out(&sim, &put, "myapp", healthy);
+    assert_eq!(run.status, 0, "{}", run.last_line());
+    assert!(run.stderr.contains("KPI gates passed"), "{}", run.stderr);
+    let answer: Value = serde_json::from_str(&run.stdout).unwrap();
+    let metadata: Vec<(String, String)> = answer["metadata"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap().to_owned(), m["value"].as_str().unwrap().to_owned()))
+        .collect();
+    let field = |name: &str| metadata.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let candidate = field("kpi_candidate").unwrap_or_else(|| panic!("no kpi_candidate in {metadata:?}"));
+    assert!(candidate.starts_with("60 requests, 0.0% errors, p50 "), "{candidate}");
+    let production = field("kpi_production").unwrap_or_else(|| panic!("no kpi_production in {metadata:?}"));
+    assert!(production.starts_with("60 requests, 0.0% errors, p50 "), "{production}");
+
+    let report = load.stop();
+    assert_no_failures(&report);
+    assert_eq!(report.versions(), ["v1", "v2"], "production stayed on v1 until the healthy candidate");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Dry run
+
+/// Requests of a run that could have changed anything (all but reads and getting a token).
+fn writes(sim: &Sim) -> Vec<String> {
+    sim.request_log()
+        .into_iter()
+        .filter(|r| !r.admin && r.method != "GET" && !(r.listener == "uaa" && r.path == "/oauth/token"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+#[test]
+fn a_dry_run_changes_nothing_prints_the_plan_and_what_recovery_would_do() {
+    let sim = sim();
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 2, &["myapp"], &[]));
+    deploy(&sim, &put, "myapp", params("v1"));
+    let v2 = deploy(&sim, &put, "myapp", params("v2"));
+    // The next manifest leaves the scale to production and adds a route.
+    let domain = sim.info().domain.clone();
+    put.write(
+        "ci/next.yml",
+        &format!("applications:\n- name: myapp\n  routes:\n  - route: myapp.{domain}\n  - route: shop.{domain}\n"),
+    );
+    let dry = || {
+        let mut params = params("v3");
+        params["manifest"] = json!("ci/next.yml");
+        params["dry_run"] = json!(true);
+        out(&sim, &put, "myapp", params)
+    };
+
+    let before = sim.state_dump();
+    let pids = sim.instance_pids();
+    sim.reset_request_log();
+    let run = dry();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let answer: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(answer["version"], v2, "the version in production now");
+    for line in [
+        "Dry run: nothing is changed".to_owned(),
+        format!("production: myapp ({})", guid(&v2)),
+        "create myapp-green from".to_owned(),
+        "scale: web 2 instance(s) of 64M, inherited from production".to_owned(),
+        format!("verify myapp-green on its temporary route myapp-green.{domain}"),
+        format!("map myapp.{domain} to myapp-green"),
+        format!("map shop.{domain} (new route) to myapp-green"),
+        "unmap myapp from those routes, then let it drain".to_owned(),
+        "stop myapp and keep it as myapp-previous".to_owned(),
+        "delete the older myapp-previous".to_owned(),
+        format!("delete the temporary route myapp-green.{domain}"),
+        "rename myapp-green to myapp".to_owned(),
+    ] {
+        assert!(run.stderr.contains(&line), "the plan says {line:?}:\n{}", run.stderr);
+    }
+    assert_eq!(writes(&sim), Vec::<String>::new(), "a dry run only reads");
+    assert_eq!(sim.state_dump(), before, "nothing changed");
+    // (The old version's instance may still be on its way out.)
+    let started: Vec<u32> = sim.instance_pids().into_iter().filter(|p| !pids.contains(p)).collect();
+    assert!(started.is_empty(), "no instance was started or restarted: {started:?}");
+
+    // A deploy died mid-swap and left its journal: the dry run says what recovery would do.
+    let mut journal = Journal::new(
+        &BuildEnv {
+            team_name: Some("main".into()),
+            pipeline_name: Some("shop".into()),
+            job_name: Some("deploy".into()),
+            name: Some("5".into()),
+            url: Some(build_url("5")),
+            ..BuildEnv::default()
+        },
+        Duration::from_secs(60),
+    );
+    journal.phase = Phase::Swapping;
+    journal.verified = true;
+    journal.blue_guid = Some(guid(&v2));
+    journal.renewed_at = SystemTime::now() - Duration::from_secs(600);
+    run_async(
+        async |cf| {
+            let space = home_space(&cf, &sim).await;
+            let app = NewApp {
+                name: "myapp-green".into(),
+                space_guid: space.guid,
+                metadata: candidate_metadata(&journal),
+                ..NewApp::default()
+            };
+            cf.apps().create(&app).await.unwrap();
+        },
+        &sim,
+    );
+    let before = sim.state_dump();
+    sim.reset_request_log();
+    let run = dry();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let expected = format!(
+        "a deploy by main/shop/deploy #5 ({}) died in its swapping phase; recovery would give every production route back to the previous version and remove the candidate",
+        build_url("5")
+    );
+    assert!(run.stderr.contains(&expected), "{}", run.stderr);
+    assert_eq!(writes(&sim), Vec::<String>::new(), "a dry run only reads");
+    assert_eq!(sim.state_dump(), before, "nothing changed");
+}
