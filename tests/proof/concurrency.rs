@@ -110,9 +110,5 @@ fn two_simultaneous_puts_serialize_through_the_lock() {
 
 #[test]
 fn five_simultaneous_puts_serialize_through_the_lock() {
-    if !harness::full() {
-        eprintln!("5 simultaneous puts run with PROOF_FULL=1 (as .ci/run does)");
-        return;
-    }
     simultaneous_puts(5);
 }
