@@ -66,6 +66,9 @@ def main(path):
         print(f"  sessions: with Redis {s['redis_visits']} visits counted on through the swap; in memory "
               f"{s['memory_last_v1']} on v1, then {s['memory_first_v2']} on v2")
     print(f"  secrets leaked: {leaked} ({runs} runs of the binaries scanned, up to {most_secrets} secrets each)")
+    seeds = by_kind.get("seed", [])
+    if seeds:
+        print("  seeds (PROOF_SEED=<seed> replays): " + ", ".join(f"{s['what']} {s['seed']}" for s in seeds))
     print(
         f"zero-downtime: {failed} failed of {requests}; faults: {len(injected)} injected, {len(survived)} survived; "
         f"kills: {killed}, {recovered} recovered; bad inputs: {bad_cases}, {bad_clean} clean; secrets leaked: {leaked}"

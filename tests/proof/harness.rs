@@ -42,6 +42,7 @@ impl Rng {
             (nanos as u64) ^ u64::from(std::process::id()).rotate_left(32)
         });
         eprintln!("{what}: seed {seed} (PROOF_SEED={seed} replays it)");
+        summary::record("seed", json!({"what": what, "seed": seed.to_string()}));
         Rng { state: seed, seed }
     }
 
