@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 pub mod deploy;
-pub mod load;
 pub mod sim;
 
 use std::io::{BufRead, BufReader, Read, Write};
