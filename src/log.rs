@@ -53,6 +53,9 @@ enum Style {
 }
 
 fn paint(style: Style, text: &str) -> String {
+    if text.is_empty() {
+        return String::new();
+    }
     let code = match style {
         Style::Plain => return text.to_owned(),
         Style::Bold => "1",

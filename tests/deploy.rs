@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use cf_sim::Sim;
+use cf_sim::load::{self, LoadConfig};
 use common::deploy::{PutDir, apps, deploy, get, manifest, out, route_destinations, routes, wait_until_serving};
-use common::load::{self, LoadConfig};
 use common::run_resource;
 use common::sim::{check_request, connect, home_space, in_request, source, start_sim_with};
 use serde_json::{Value, json};

@@ -12,12 +12,12 @@ use cf_blue_green_resource::cf::apps::NewApp;
 use cf_blue_green_resource::deploy::journal::{Journal, Phase};
 use cf_blue_green_resource::deploy::lock::candidate_metadata;
 use cf_blue_green_resource::protocol::BuildEnv;
+use cf_sim::load::{self, LoadConfig, LoadHandle, LoadReport};
 use cf_sim::{Fault, FaultAction, RequestRecord, Sim};
 use common::deploy::{
     PutDir, annotation, app_named, apps, build_url, deploy, logged, manifest, out, out_as, route_destinations, routes,
     spawn_out, wait_for, wait_until_serving,
 };
-use common::load::{self, LoadConfig, LoadHandle, LoadReport};
 use common::run_resource;
 use common::sim::{check_request, connect, home_space, source, start_sim_with};
 use serde_json::{Value, json};

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 pub mod deploy;
-pub mod load;
 pub mod secrets;
 pub mod sim;
 pub mod summary;

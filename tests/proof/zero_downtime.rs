@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::common::deploy::{PutDir, apps, deploy, get, manifest};
-use crate::common::load::{self, LoadConfig};
 use crate::common::sim::start_sim_with;
 use crate::common::summary;
 use crate::harness;
+use cf_sim::load::{self, LoadConfig};
 
 const RATE: u32 = 200;
 const PROPAGATION: Duration = Duration::from_secs(1);

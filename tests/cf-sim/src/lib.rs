@@ -7,6 +7,7 @@ mod clock;
 pub mod config;
 mod diego;
 pub mod faults;
+pub mod load;
 mod log_cache;
 pub mod logs;
 pub mod request_log;

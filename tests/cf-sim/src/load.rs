@@ -1,10 +1,9 @@
-//! A bounded load generator for zero-downtime tests: requests to a production route through the sim's router,
+//! A bounded load generator for zero-downtime tests, benchmarks and the demo: requests to a route through the
+//! sim's router,
 //! on a fixed schedule (request n leaves at n / rate, so a slow moment is caught up and the average rate holds),
 //! a mix of fast requests and slow (1 s) ones, over kept-alive and new connections. It records every failure
 //! (any non-2xx or connection error) and which app version answered when, and always stops by itself: at its
 //! request budget, its time budget, or when stopped. The samples so far can be read while it runs.
-
-#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -145,14 +144,9 @@ impl LoadReport {
             .iter()
             .take(20)
             .map(|s| {
-                let kind = if s.slow { "slow request" } else { "request" };
-                let conn = if s.new_connection { "new connection" } else { "kept-alive connection" };
-                format!(
-                    "{kind} on a {conn} sent at {:?}, failed after {:?}: {}",
-                    s.sent_at,
-                    s.latency,
-                    s.outcome.as_ref().unwrap_err()
-                )
+                let kind = if s.slow { "slow" } else { "fast" };
+                let conn = if s.new_connection { "new connection" } else { "kept-alive" };
+                format!("at {:?} ({kind}, {conn}): {}", s.sent_at, s.outcome.as_ref().unwrap_err())
             })
             .collect();
         if failures.len() > 20 {
@@ -185,7 +179,7 @@ pub struct LoadHandle {
 }
 
 impl LoadHandle {
-    /// Time since the load started (the origin of every sample's `sent_at`): to mark events in its timeline.
+    /// Time since the load started (to mark events in its timeline).
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
@@ -229,9 +223,12 @@ pub fn start(config: LoadConfig) -> LoadHandle {
 }
 
 async fn run(config: LoadConfig, stop: Arc<AtomicBool>, samples: Arc<Mutex<Vec<Sample>>>, started: Instant) {
+    // The router speaks plain HTTP, but a workspace build may give reqwest TLS support, which needs a provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let router: std::net::SocketAddr = config.router.parse().expect("the router address is ip:port");
     let client = |pool: bool| {
-        let mut builder = super::http_client().resolve(&config.host, router).timeout(Duration::from_secs(10));
+        let mut builder =
+            reqwest::Client::builder().no_proxy().resolve(&config.host, router).timeout(Duration::from_secs(10));
         if !pool {
             builder = builder.pool_max_idle_per_host(0);
         }
