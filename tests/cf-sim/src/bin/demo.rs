@@ -129,6 +129,8 @@ fn build() -> Result<Binaries> {
         "out",
         "-p",
         "sample-app",
+        "--bin",
+        "sample-app",
         "--manifest-path",
     ]);
     cargo.arg(&workspace);
