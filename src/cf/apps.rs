@@ -152,12 +152,8 @@ impl Api<App> {
     /// 422 `CF-UniquenessError` (it is the blue-green lock).
     pub async fn create(&self, app: &NewApp) -> Result<App> {
         #[derive(Serialize)]
-        struct SpaceRel {
-            data: GuidRef,
-        }
-        #[derive(Serialize)]
         struct Relationships {
-            space: SpaceRel,
+            space: ToOne,
         }
         #[derive(Serialize)]
         struct Body<'a> {
@@ -172,7 +168,7 @@ impl Api<App> {
         }
         let body = Body {
             name: &app.name,
-            relationships: Relationships { space: SpaceRel { data: GuidRef::new(&app.space_guid) } },
+            relationships: Relationships { space: ToOne::to(&app.space_guid) },
             lifecycle: app.lifecycle.as_ref(),
             environment_variables: &app.environment_variables,
             metadata: &app.metadata,

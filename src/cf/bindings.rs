@@ -11,7 +11,7 @@ use crate::cf::client::{CfClient, Req};
 use crate::cf::error::{Error, Result};
 use crate::cf::paginate::{ListParams, Listed};
 use crate::cf::service_instances::{LastOperation, ServiceInstance};
-use crate::cf::types::{GuidRef, Links, Metadata, MetadataPatch, ToOne};
+use crate::cf::types::{Links, Metadata, MetadataPatch, ToOne};
 
 /// A binding. Fixtures: `service_credential_binding.json`, `service_credential_bindings_list.json`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -115,13 +115,9 @@ impl Api<ServiceCredentialBinding> {
     /// binding of the same pair is returned as it is.
     pub async fn create(&self, binding: &NewBinding, timeout: Duration) -> Result<ServiceCredentialBinding> {
         #[derive(Serialize)]
-        struct Rel {
-            data: GuidRef,
-        }
-        #[derive(Serialize)]
         struct Relationships {
-            app: Rel,
-            service_instance: Rel,
+            app: ToOne,
+            service_instance: ToOne,
         }
         #[derive(Serialize)]
         struct Body<'a> {
@@ -139,8 +135,8 @@ impl Api<ServiceCredentialBinding> {
             kind: "app",
             name: binding.name.as_deref(),
             relationships: Relationships {
-                app: Rel { data: GuidRef::new(&binding.app_guid) },
-                service_instance: Rel { data: GuidRef::new(&binding.service_instance_guid) },
+                app: ToOne::to(&binding.app_guid),
+                service_instance: ToOne::to(&binding.service_instance_guid),
             },
             parameters: binding.parameters.as_ref(),
             metadata: &binding.metadata,

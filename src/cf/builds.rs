@@ -10,7 +10,7 @@ use crate::cf::error::{Error, Result};
 use crate::cf::packages::CREATE_ID_LABEL;
 use crate::cf::paginate::{ListParams, Poll, Wait};
 use crate::cf::retry::create_id;
-use crate::cf::types::{CreatedBy, GuidRef, Lifecycle, Links, Metadata, MetadataPatch, ToOne};
+use crate::cf::types::{AppRelationship, CreatedBy, GuidRef, Lifecycle, Links, Metadata, MetadataPatch};
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -46,7 +46,7 @@ pub struct Build {
     #[serde(default)]
     pub created_by: Option<CreatedBy>,
     #[serde(default)]
-    pub relationships: BuildRelationships,
+    pub relationships: AppRelationship,
     #[serde(default)]
     pub metadata: Metadata,
     #[serde(default)]
@@ -55,12 +55,6 @@ pub struct Build {
     pub updated_at: Option<String>,
     #[serde(default)]
     pub links: Links,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub struct BuildRelationships {
-    #[serde(default)]
-    pub app: ToOne,
 }
 
 impl Build {

@@ -8,7 +8,7 @@ use crate::cf::api::{Api, Resource};
 use crate::cf::client::CfClient;
 use crate::cf::error::Result;
 use crate::cf::paginate::ListParams;
-use crate::cf::types::{GuidRef, Links, Metadata, ToOne};
+use crate::cf::types::{AppRelationship, GuidRef, Links, Metadata};
 
 /// A deployment. Fixture: `deployment.json`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -28,7 +28,7 @@ pub struct Deployment {
     #[serde(default)]
     pub revision: Option<serde_json::Value>,
     #[serde(default)]
-    pub relationships: DeploymentRelationships,
+    pub relationships: AppRelationship,
     #[serde(default)]
     pub metadata: Metadata,
     #[serde(default)]
@@ -48,12 +48,6 @@ pub struct DeploymentStatus {
     pub reason: Option<String>,
     #[serde(default)]
     pub details: Option<serde_json::Value>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub struct DeploymentRelationships {
-    #[serde(default)]
-    pub app: ToOne,
 }
 
 impl Resource for Deployment {

@@ -13,7 +13,7 @@ use crate::cf::error::{Error, Result};
 use crate::cf::packages::CREATE_ID_LABEL;
 use crate::cf::paginate::{ListParams, Poll, Wait};
 use crate::cf::retry::create_id;
-use crate::cf::types::{Checksum, GuidRef, Lifecycle, Links, Metadata, MetadataPatch, ToOne, null_as_default};
+use crate::cf::types::{AppRelationship, Checksum, Lifecycle, Links, Metadata, MetadataPatch, null_as_default};
 use crate::log;
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub struct Droplet {
     #[serde(default)]
     pub image: Option<String>,
     #[serde(default)]
-    pub relationships: DropletRelationships,
+    pub relationships: AppRelationship,
     #[serde(default)]
     pub metadata: Metadata,
     #[serde(default)]
@@ -76,15 +76,9 @@ pub struct DropletBuildpack {
     pub version: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub struct DropletRelationships {
-    #[serde(default)]
-    pub app: ToOne,
-}
-
 impl Droplet {
     pub fn app_guid(&self) -> Option<&str> {
-        self.relationships.app.guid()
+        self.relationships.app_guid()
     }
 }
 
@@ -94,20 +88,6 @@ impl Resource for Droplet {
     fn guid(&self) -> &str {
         &self.guid
     }
-}
-
-#[derive(Serialize)]
-struct AppRel {
-    app: AppData,
-}
-
-#[derive(Serialize)]
-struct AppData {
-    data: GuidRef,
-}
-
-fn app_rel(app_guid: &str) -> AppRel {
-    AppRel { app: AppData { data: GuidRef::new(app_guid) } }
 }
 
 impl CfClient {
@@ -128,10 +108,13 @@ impl Api<Droplet> {
     pub async fn copy(&self, source_guid: &str, app_guid: &str) -> Result<Droplet> {
         #[derive(Serialize)]
         struct Body {
-            relationships: AppRel,
+            relationships: AppRelationship,
         }
         self.cf
-            .post(&format!("{}?source_guid={source_guid}", Droplet::PATH), &Body { relationships: app_rel(app_guid) })
+            .post(
+                &format!("{}?source_guid={source_guid}", Droplet::PATH),
+                &Body { relationships: AppRelationship::to(app_guid) },
+            )
             .await
     }
 
@@ -164,14 +147,14 @@ impl Api<Droplet> {
     pub async fn create(&self, app_guid: &str, process_types: &BTreeMap<String, String>) -> Result<Droplet> {
         #[derive(Serialize)]
         struct Body<'a> {
-            relationships: AppRel,
+            relationships: AppRelationship,
             #[serde(skip_serializing_if = "BTreeMap::is_empty")]
             process_types: &'a BTreeMap<String, String>,
             metadata: MetadataPatch,
         }
         let id = create_id();
         let body = Body {
-            relationships: app_rel(app_guid),
+            relationships: AppRelationship::to(app_guid),
             process_types,
             metadata: MetadataPatch::new().label(CREATE_ID_LABEL, &id),
         };

@@ -12,7 +12,7 @@ use crate::cf::error::{Error, Result};
 use crate::cf::paginate::{ListParams, Poll, Wait};
 use crate::cf::resource_matches::FileResource;
 use crate::cf::retry::create_id;
-use crate::cf::types::{Checksum, GuidRef, Links, Metadata, MetadataPatch, ToOne};
+use crate::cf::types::{AppRelationship, Checksum, Links, Metadata, MetadataPatch};
 use crate::{log, redact};
 
 /// The label that makes a package, build or droplet this client created findable after a lost response.
@@ -42,7 +42,7 @@ pub struct Package {
     pub data: PackageData,
     pub state: PackageState,
     #[serde(default)]
-    pub relationships: PackageRelationships,
+    pub relationships: AppRelationship,
     #[serde(default)]
     pub metadata: Metadata,
     #[serde(default)]
@@ -68,15 +68,9 @@ pub struct PackageData {
     pub password: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub struct PackageRelationships {
-    #[serde(default)]
-    pub app: ToOne,
-}
-
 impl Package {
     pub fn app_guid(&self) -> Option<&str> {
-        self.relationships.app.guid()
+        self.relationships.app_guid()
     }
 }
 
@@ -86,20 +80,6 @@ impl Resource for Package {
     fn guid(&self) -> &str {
         &self.guid
     }
-}
-
-#[derive(Serialize)]
-struct AppRel {
-    app: AppData,
-}
-
-#[derive(Serialize)]
-struct AppData {
-    data: GuidRef,
-}
-
-fn app_rel(app_guid: &str) -> AppRel {
-    AppRel { app: AppData { data: GuidRef::new(app_guid) } }
 }
 
 impl CfClient {
@@ -140,12 +120,12 @@ impl Api<Package> {
         struct Body {
             #[serde(rename = "type")]
             kind: &'static str,
-            relationships: AppRel,
+            relationships: AppRelationship,
             metadata: MetadataPatch,
         }
         self.create_labelled(app_guid, "bits package", |metadata| Body {
             kind: "bits",
-            relationships: app_rel(app_guid),
+            relationships: AppRelationship::to(app_guid),
             metadata,
         })
         .await
@@ -174,13 +154,13 @@ impl Api<Package> {
         struct Body<'a> {
             #[serde(rename = "type")]
             kind: &'static str,
-            relationships: AppRel,
+            relationships: AppRelationship,
             data: Data<'a>,
             metadata: MetadataPatch,
         }
         self.create_labelled(app_guid, "docker package", |metadata| Body {
             kind: "docker",
-            relationships: app_rel(app_guid),
+            relationships: AppRelationship::to(app_guid),
             data: Data { image, username, password },
             metadata,
         })
@@ -247,10 +227,13 @@ impl Api<Package> {
     pub async fn copy(&self, source_guid: &str, app_guid: &str) -> Result<Package> {
         #[derive(Serialize)]
         struct Body {
-            relationships: AppRel,
+            relationships: AppRelationship,
         }
         self.cf
-            .post(&format!("{}?source_guid={source_guid}", Package::PATH), &Body { relationships: app_rel(app_guid) })
+            .post(
+                &format!("{}?source_guid={source_guid}", Package::PATH),
+                &Body { relationships: AppRelationship::to(app_guid) },
+            )
             .await
     }
 

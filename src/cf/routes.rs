@@ -217,13 +217,9 @@ impl Api<Route> {
     /// it is created again.
     pub async fn create(&self, route: &NewRoute) -> Result<Route> {
         #[derive(Serialize)]
-        struct Rel {
-            data: crate::cf::types::GuidRef,
-        }
-        #[derive(Serialize)]
         struct Relationships {
-            domain: Rel,
-            space: Rel,
+            domain: ToOne,
+            space: ToOne,
         }
         #[derive(Serialize)]
         struct Body<'a> {
@@ -241,10 +237,7 @@ impl Api<Route> {
             host: route.host.as_deref(),
             path: route.path.as_deref(),
             port: route.port,
-            relationships: Relationships {
-                domain: Rel { data: crate::cf::types::GuidRef::new(&route.domain_guid) },
-                space: Rel { data: crate::cf::types::GuidRef::new(&route.space_guid) },
-            },
+            relationships: Relationships { domain: ToOne::to(&route.domain_guid), space: ToOne::to(&route.space_guid) },
             metadata: &route.metadata,
         };
         let host = route.host.clone().unwrap_or_default();

@@ -9,7 +9,7 @@ use crate::cf::api::{Api, Resource};
 use crate::cf::client::CfClient;
 use crate::cf::error::Result;
 use crate::cf::paginate::ListParams;
-use crate::cf::types::{GuidRef, Links, Metadata, ToOne};
+use crate::cf::types::{Links, Metadata, ToOne};
 
 /// A service instance (managed or user-provided).
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -86,12 +86,8 @@ impl Api<ServiceInstance> {
         credentials: &BTreeMap<String, serde_json::Value>,
     ) -> Result<ServiceInstance> {
         #[derive(Serialize)]
-        struct SpaceRel {
-            data: GuidRef,
-        }
-        #[derive(Serialize)]
         struct Relationships {
-            space: SpaceRel,
+            space: ToOne,
         }
         #[derive(Serialize)]
         struct Body<'a> {
@@ -105,7 +101,7 @@ impl Api<ServiceInstance> {
             kind: "user-provided",
             name,
             credentials,
-            relationships: Relationships { space: SpaceRel { data: GuidRef::new(space_guid) } },
+            relationships: Relationships { space: ToOne::to(space_guid) },
         };
         self.cf
             .create_or_find(

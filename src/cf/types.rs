@@ -97,6 +97,24 @@ impl ToOne {
     }
 }
 
+/// The `relationships` of a resource that belongs to an app (package, droplet, build, deployment):
+/// `{"app": {"data": {"guid": "..."}}}`, read from CF and sent when creating one.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct AppRelationship {
+    #[serde(default)]
+    pub app: ToOne,
+}
+
+impl AppRelationship {
+    pub fn to(app_guid: impl Into<String>) -> Self {
+        AppRelationship { app: ToOne::to(app_guid) }
+    }
+
+    pub fn app_guid(&self) -> Option<&str> {
+        self.app.guid()
+    }
+}
+
 /// A to-many relationship: `{"data": [{"guid": "..."}, …]}`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct ToMany {
