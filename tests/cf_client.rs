@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use cf_blue_green_resource::cf::apps::{AppFilter, AppState, NewApp};
+use cf_blue_green_resource::cf::apps::{App, AppFilter, AppState, NewApp};
 use cf_blue_green_resource::cf::bindings::NewBinding;
 use cf_blue_green_resource::cf::builds::NewBuild;
 use cf_blue_green_resource::cf::droplets::DropletState;
@@ -64,6 +64,11 @@ fn new_app(space: &Space, name: &str) -> NewApp {
 }
 
 /// A zip of `files` (path, contents, mode) written to `dest`; returns the file resources of its entries.
+/// The apps of that name (all spaces).
+async fn apps_named(cf: &CfClient, name: &str) -> Vec<App> {
+    cf.apps().list_filtered(&AppFilter { names: vec![name.into()], ..AppFilter::default() }).await.unwrap()
+}
+
 fn write_zip(dest: &Path, files: &[(&str, Vec<u8>, u32)]) -> Vec<FileResource> {
     let file = std::fs::File::create(dest).unwrap();
     let mut zip = zip::ZipWriter::new(file);
@@ -355,14 +360,7 @@ async fn rate_limits_and_server_errors_are_retried_then_surfaced() {
     });
     let app = cf.apps().create(&new_app(&space, "after-500")).await.unwrap();
     assert_eq!(app.name, "after-500");
-    assert_eq!(
-        cf.apps()
-            .list_filtered(&AppFilter { names: vec!["after-500".into()], ..AppFilter::default() })
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(apps_named(&cf, "after-500").await.len(), 1);
 }
 
 /// A tiny CC that answers `GET /` (pointing at the sim's UAA) and `GET /v3/info` with 429 + `Retry-After: 1`
@@ -436,11 +434,7 @@ async fn creates_whose_answer_is_lost_are_not_duplicated() {
 
     sim.add_fault(drop_after("/v3/apps"));
     let app = cf.apps().create(&new_app(&space, "lost-answer")).await.unwrap();
-    let same = cf
-        .apps()
-        .list_filtered(&AppFilter { names: vec!["lost-answer".into()], ..AppFilter::default() })
-        .await
-        .unwrap();
+    let same = apps_named(&cf, "lost-answer").await;
     assert_eq!(same.len(), 1, "exactly one app");
     assert_eq!(same[0].guid, app.guid);
     assert!(sim.request_log().iter().any(|r| r.path == "/v3/apps" && r.method == "POST" && r.dropped));
@@ -469,14 +463,7 @@ async fn creates_whose_answer_is_lost_are_not_duplicated() {
     // The connection dropped before the request was processed: looked up, absent, created once.
     sim.add_fault(Fault { action: FaultAction::DropBefore, ..drop_after("/v3/apps") });
     cf.apps().create(&new_app(&space, "dropped-before")).await.unwrap();
-    assert_eq!(
-        cf.apps()
-            .list_filtered(&AppFilter { names: vec!["dropped-before".into()], ..AppFilter::default() })
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(apps_named(&cf, "dropped-before").await.len(), 1);
 }
 
 #[tokio::test]

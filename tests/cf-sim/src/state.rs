@@ -384,6 +384,13 @@ impl State {
         self.apps.get(guid).ok_or_else(|| ApiError::not_found("App"))
     }
 
+    /// The app a new package or droplet is to belong to: 422, as CC answers, when it does not exist.
+    pub fn owning_app(&self, guid: &str) -> ApiResult<&App> {
+        self.apps
+            .get(guid)
+            .ok_or_else(|| ApiError::unprocessable("App is invalid. Ensure it exists and you have access to it."))
+    }
+
     pub fn space(&self, guid: &str) -> ApiResult<&Space> {
         self.spaces.get(guid).ok_or_else(|| ApiError::not_found("Space"))
     }

@@ -173,8 +173,7 @@ async fn create(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(StatusCode, Js
     let name = body::string_field(&map, "name")?
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::unprocessable("Name can't be blank"))?;
-    let space_guid = body::relationship_guid(&map, "space")
-        .ok_or_else(|| ApiError::unprocessable("Relationships Space can't be blank"))?;
+    let space_guid = body::required_relationship(&map, "space")?;
     let lifecycle = parse_lifecycle(map.get("lifecycle"), None)?
         .unwrap_or(Lifecycle::Buildpack { buildpacks: Vec::new(), stack: DEFAULT_STACK.into() });
     let env = env_changes(map.get("environment_variables"))?;

@@ -60,6 +60,13 @@ pub fn relationship_guid(map: &Map<String, Value>, name: &str) -> Option<String>
     map.get("relationships")?.get(name)?.get("data")?.get("guid")?.as_str().map(str::to_string)
 }
 
+/// A relationship the message requires: 422 "Relationships Service instance can't be blank" when it is missing.
+pub fn required_relationship(map: &Map<String, Value>, name: &str) -> ApiResult<String> {
+    relationship_guid(map, name).ok_or_else(|| {
+        ApiError::unprocessable(format!("Relationships {} can't be blank", capitalize(&name.replace('_', " "))))
+    })
+}
+
 /// A string field, `None` when absent or null; 422 when it has another type.
 pub fn string_field(map: &Map<String, Value>, key: &str) -> ApiResult<Option<String>> {
     match map.get(key) {

@@ -156,14 +156,9 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let q = ListQuery::parse(raw.as_deref(), &["source_guid"], ctx.default_per_page())?;
     let map = body::object(&request)?;
-    let app_guid = body::relationship_guid(&map, "app")
-        .ok_or_else(|| ApiError::unprocessable("Relationships App can't be blank"))?;
+    let app_guid = body::required_relationship(&map, "app")?;
     let mut state = ctx.state();
-    let app = state
-        .apps
-        .get(&app_guid)
-        .ok_or_else(|| ApiError::unprocessable("App is invalid. Ensure it exists and you have access to it."))?
-        .clone();
+    let app = state.owning_app(&app_guid)?.clone();
     let common = state.common();
     let guid = common.guid.clone();
     if let Some(source_guid) = q.get("source_guid") {

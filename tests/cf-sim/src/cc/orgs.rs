@@ -80,8 +80,7 @@ async fn create_space(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(StatusCo
     let map = body::object(&raw)?;
     body::only_keys(&map, &["name", "relationships", "metadata"])?;
     let name = body::string_field(&map, "name")?.ok_or_else(|| ApiError::unprocessable("Name can't be blank"))?;
-    let org_guid = body::relationship_guid(&map, "organization")
-        .ok_or_else(|| ApiError::unprocessable("Relationships Organization can't be blank"))?;
+    let org_guid = body::required_relationship(&map, "organization")?;
     let mut state = ctx.state();
     if !state.orgs.contains_key(&org_guid) {
         return Err(ApiError::unprocessable(

@@ -209,10 +209,8 @@ async fn create(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(StatusCode, Js
     body::only_keys(&map, &["host", "path", "port", "relationships", "options", "metadata"])?;
     let host = body::string_field(&map, "host")?.unwrap_or_default();
     let path = body::string_field(&map, "path")?.unwrap_or_default();
-    let domain = body::relationship_guid(&map, "domain")
-        .ok_or_else(|| ApiError::unprocessable("Relationships Domain can't be blank"))?;
-    let space = body::relationship_guid(&map, "space")
-        .ok_or_else(|| ApiError::unprocessable("Relationships Space can't be blank"))?;
+    let domain = body::required_relationship(&map, "domain")?;
+    let space = body::required_relationship(&map, "space")?;
     let lb = loadbalancing(&map)?;
     let mut metadata = crate::cc::metadata::Metadata::default();
     metadata.apply(map.get("metadata"))?;

@@ -103,8 +103,7 @@ async fn create_instance(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(Statu
     let name = body::string_field(&map, "name")?
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::unprocessable("Name can't be blank"))?;
-    let space_guid = body::relationship_guid(&map, "space")
-        .ok_or_else(|| ApiError::unprocessable("Relationships Space can't be blank"))?;
+    let space_guid = body::required_relationship(&map, "space")?;
     let mut state = ctx.state();
     if !state.spaces.contains_key(&space_guid) {
         return Err(ApiError::unprocessable(
@@ -212,10 +211,8 @@ async fn create_binding(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(Status
             "Binding parameters are not supported for user-provided service instances",
         ));
     }
-    let app = body::relationship_guid(&map, "app")
-        .ok_or_else(|| ApiError::unprocessable("Relationships App can't be blank"))?;
-    let instance = body::relationship_guid(&map, "service_instance")
-        .ok_or_else(|| ApiError::unprocessable("Relationships Service instance can't be blank"))?;
+    let app = body::required_relationship(&map, "app")?;
+    let instance = body::required_relationship(&map, "service_instance")?;
     let name = body::string_field(&map, "name")?;
     let mut metadata = crate::cc::metadata::Metadata::default();
     metadata.apply(map.get("metadata"))?;
