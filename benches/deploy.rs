@@ -249,6 +249,7 @@ fn scale() {
         ("50 instances", 1, 50, 0),
         ("2000 apps in the space", 1, 1, 2000),
     ];
+    let mut counts = Vec::new();
     for (label, routes, instances, other_apps) in cases {
         let sim = sim(|_| {});
         if other_apps > 0 {
@@ -265,7 +266,19 @@ fn scale() {
         let run = out(&sim, &put, "myapp", params);
         let (total, without_polls) = count(&all_requests(&sim));
         println!("{label:<32} {without_polls:>3} requests ({total} with polls), {:.1} s", run.wall.as_secs_f64());
+        counts.push(without_polls);
     }
+    let [baseline, routes, instances, apps] = counts[..] else { unreachable!("four cases") };
+    let per_route = (routes as f64 - baseline as f64) / 19.0;
+    println!(
+        "each extra route adds {per_route:.1} requests; 50 instances add {}; 2000 apps in the space add {}",
+        instances as i64 - baseline as i64,
+        apps as i64 - baseline as i64
+    );
+    println!(
+        "requests grow with routes, not with instances or apps in the space: {}",
+        verdict(instances == baseline && apps == baseline && routes > baseline)
+    );
 }
 
 /// Creates `n` stopped apps in the sim's space, straight through its API.
