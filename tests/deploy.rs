@@ -1,7 +1,8 @@
 //! `out` end to end against cf-sim with the real binary, Concourse-style stdin and env, and the sample app:
 //! a first deploy; v1 → v2 under load with route propagation delay and not one failed request; every failure
 //! before the swap leaving production serving; routes, workers, vars, inherited scale, services and
-//! `keep_previous`; and the check → in round trip of what was deployed.
+//! `keep_previous`; a temporary route on another domain; a docker image; and the check → in round trip of what
+//! was deployed.
 
 mod common;
 
@@ -9,7 +10,9 @@ use std::time::Duration;
 
 use cf_sim::Sim;
 use cf_sim::load::{self, LoadConfig};
-use common::deploy::{PutDir, apps, deploy, get, manifest, out, route_destinations, routes, wait_until_serving};
+use common::deploy::{
+    PutDir, app_named, apps, deploy, get, manifest, out, route_destinations, routes, wait_until_serving,
+};
 use common::run_resource;
 use common::sim::{check_request, connect, home_space, in_request, source, start_sim_with};
 use serde_json::{Value, json};
@@ -320,4 +323,70 @@ fn a_dry_run_never_prints_the_env_values_production_has() {
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert!(run.stderr.contains("API_KEY"), "the plan shows the variable: {}", run.stderr);
     assert!(!run.stderr.contains("set-once-7c1f9e"), "but never its value: {}", run.stderr);
+}
+
+#[test]
+fn green_route_puts_the_candidate_on_the_host_and_domain_given() {
+    let sim = start_sim_with(|c| c.extra_domains = vec!["test.sim.internal".into()]);
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    deploy(&sim, &put, "myapp", params("v1"));
+
+    let mut unknown = params("v2");
+    unknown["green_route"] = json!({"domain": "nowhere.internal"});
+    let before = (apps(&sim), route_destinations(&sim));
+    out(&sim, &put, "myapp", unknown)
+        .assert_clean_failure("params.green_route.domain 'nowhere.internal' is not a domain of this Cloud Foundry");
+    assert_eq!((apps(&sim), route_destinations(&sim)), before, "an unknown domain changes nothing");
+
+    let mut candidate_route = params("v2");
+    candidate_route["green_route"] = json!({"host": "myapp-candidate", "domain": "test.sim.internal"});
+    // The check can only pass on the candidate's own route: production still answers v1.
+    candidate_route["verify"] = json!([{"path": "/version", "body_contains": "v2"}]);
+    let run = out(&sim, &put, "myapp", candidate_route);
+    assert_eq!(run.status, 0, "{}", run.last_line());
+    assert!(run.stderr.contains("temporary route myapp-candidate.test.sim.internal"), "{}", run.stderr);
+    assert!(run.stderr.contains("HTTP checks on myapp-candidate.test.sim.internal"), "{}", run.stderr);
+    assert_eq!(routes(&sim), [format!("myapp.{}", sim.info().domain)], "the temporary route is gone");
+    assert_eq!(get(&sim, "myapp", "/version"), (200, "v2".to_owned()));
+}
+
+#[test]
+fn a_docker_image_deploys_blue_green_and_its_password_is_never_printed() {
+    let image_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(common::sim::sample_app_bin(), image_dir.path().join("sample-app")).unwrap();
+    std::fs::write(image_dir.path().join("Procfile"), "web: ./sample-app\n").unwrap();
+    let image = "registry.example.com/shop/myapp:2.0";
+    let sim = start_sim_with(|c| c.docker_images = vec![format!("{image}={}", image_dir.path().display())]);
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    let password = "docker-registry-password-4711";
+    let docker = |version: &str| {
+        let mut params = params(version);
+        params.as_object_mut().unwrap().remove("path");
+        params["docker_image"] = json!(image);
+        params["docker_username"] = json!("shop-ci");
+        params["docker_password"] = json!(password);
+        params
+    };
+    deploy(&sim, &put, "myapp", docker("v1"));
+    wait_until_serving(&sim, "myapp", "v1");
+    let run = out(&sim, &put, "myapp", docker("v2"));
+    assert_eq!(run.status, 0, "{}", run.last_line());
+    assert!(run.stderr.contains(&format!("using docker image {image}")), "{}", run.stderr);
+    for output in [&run.stdout, &run.stderr] {
+        assert!(!output.contains(password), "the docker password was printed:\n{output}");
+    }
+    assert_eq!(get(&sim, "myapp", "/version"), (200, "v2".to_owned()));
+
+    let production = app_named(&sim, "myapp").unwrap()["guid"].clone();
+    let state = sim.state_dump();
+    let packages: Vec<&Value> =
+        state["packages"].as_array().unwrap().iter().filter(|p| p["app"] == production).collect();
+    assert_eq!(packages.len(), 1, "{state:#}");
+    assert_eq!(packages[0]["type"], "docker", "the new version runs from a docker package: {state:#}");
+    assert_eq!(
+        apps(&sim),
+        [("myapp".to_owned(), "STARTED".to_owned()), ("myapp-previous".to_owned(), "STOPPED".to_owned())]
+    );
 }

@@ -27,6 +27,9 @@ pub struct SimConfig {
     /// The shared default app domain.
     #[arg(long, default_value = "apps.sim.internal")]
     pub domain: String,
+    /// More shared domains, e.g. a test-only domain for temporary routes. Repeatable.
+    #[arg(long = "extra-domain", value_name = "DOMAIN")]
+    pub extra_domains: Vec<String>,
     /// The organization created at start.
     #[arg(long, default_value = "sim-org")]
     pub organization: String,

@@ -91,5 +91,8 @@ pub fn orgs_and_domains(state: &mut crate::state::State, config: &crate::config:
         orgs::insert_space(state, &org, space_name)?;
     }
     domains::insert_domain(state, &config.domain, None, false)?;
+    for domain in &config.extra_domains {
+        domains::insert_domain(state, domain, None, false)?;
+    }
     Ok(())
 }
