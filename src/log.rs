@@ -137,7 +137,9 @@ pub fn heading(message: impl Display) {
 
 /// The final line of a failed run. Newlines inside the message are folded so it stays one line.
 pub fn error(message: impl Display) {
-    let one_line = message.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+    // Masked before folding, so a secret with line breaks in it is still recognised.
+    let message = message.to_string();
+    let one_line = redact(&message).split_whitespace().collect::<Vec<_>>().join(" ");
     emit("", Style::Red, &format!("error: {one_line}"));
 }
 

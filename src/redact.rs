@@ -12,8 +12,12 @@ pub const MASK: &str = "[redacted]";
 
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
-/// Remembers `secret` so that it, and the forms it takes inside JSON strings and URL-encoded bodies, are masked
-/// in all later output. Empty values are ignored: there is nothing to hide and they would match everywhere.
+/// Lines of a multi-line secret (a PEM key, a JSON blob) at least this long are masked on their own too.
+const MIN_LINE: usize = 8;
+
+/// Remembers `secret` so that it, and the forms it takes inside JSON strings, URL-encoded and form-encoded
+/// bodies, and text folded onto one line, are masked in all later output. Empty values are ignored: there is
+/// nothing to hide and they would match everywhere.
 pub fn register(secret: &str) {
     if secret.is_empty() {
         return;
@@ -21,8 +25,12 @@ pub fn register(secret: &str) {
     let json_escaped = serde_json::to_string(secret).expect("a string always serializes");
     let json_escaped = json_escaped[1..json_escaped.len() - 1].to_owned();
     let url_encoded = percent_encode(secret);
+    let form_encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let folded = secret.split_whitespace().collect::<Vec<_>>().join(" ");
+    let lines = secret.lines().map(str::trim).filter(|line| line.len() >= MIN_LINE && *line != secret);
     let mut secrets = SECRETS.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-    for form in [secret.to_owned(), json_escaped, url_encoded] {
+    let forms = [secret.to_owned(), json_escaped, url_encoded, form_encoded, folded].into_iter();
+    for form in forms.chain(lines.map(str::to_owned)).filter(|form| !form.is_empty()) {
         if !secrets.contains(&form) {
             secrets.push(form);
         }
@@ -31,16 +39,35 @@ pub fn register(secret: &str) {
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
 }
 
-/// `text` with every registered secret replaced by [`MASK`].
+/// `text` with every registered secret replaced by [`MASK`]. All matches are found in the original text and
+/// overlapping ones merged, so one secret never matches inside another's mask or a mask's own letters.
 pub fn redact(text: &str) -> Cow<'_, str> {
     let secrets = SECRETS.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let mut out = Cow::Borrowed(text);
-    for secret in secrets.iter() {
-        if out.contains(secret.as_str()) {
-            out = Cow::Owned(out.replace(secret.as_str(), MASK));
-        }
+    let mut spans: Vec<(usize, usize)> = secrets
+        .iter()
+        .flat_map(|secret| text.match_indices(secret.as_str()).map(|(start, s)| (start, start + s.len())))
+        .collect();
+    if spans.is_empty() {
+        return Cow::Borrowed(text);
     }
-    out
+    spans.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut spans = spans.into_iter().peekable();
+    while let Some((start, mut end)) = spans.next() {
+        while let Some(&(next_start, next_end)) = spans.peek() {
+            if next_start > end {
+                break;
+            }
+            end = end.max(next_end);
+            spans.next();
+        }
+        out.push_str(&text[copied..start]);
+        out.push_str(MASK);
+        copied = end;
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
 }
 
 fn percent_encode(text: &str) -> String {
@@ -58,6 +85,29 @@ fn percent_encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masks_form_encoded_folded_and_line_by_line_forms() {
+        register("pass word*~");
+        assert_eq!(redact("username=u&password=pass+word*%7E"), format!("username=u&password={MASK}"));
+        register("-----BEGIN KEY-----\nAAAAsecretline1\n  BBBBsecretline2\n-----END KEY-----");
+        assert_eq!(
+            redact("error: -----BEGIN KEY----- AAAAsecretline1 BBBBsecretline2 -----END KEY-----"),
+            format!("error: {MASK}")
+        );
+        assert_eq!(redact("…cretline1 BBBBsecretline2 -----EN…"), format!("…cretline1 {MASK} -----EN…"));
+    }
+
+    #[test]
+    fn a_short_secret_never_matches_inside_a_mask_and_overlaps_merge() {
+        // `dact` is part of the mask's own text.
+        register("ctd-long-secret");
+        register("dact");
+        assert_eq!(redact("x ctd-long-secret y"), format!("x {MASK} y"));
+        register("ab12cd");
+        register("cd34ef");
+        assert_eq!(redact("-ab12cd34ef-"), format!("-{MASK}-"));
+    }
 
     #[test]
     fn masks_plain_json_and_url_encoded_forms() {

@@ -271,7 +271,8 @@ impl Core {
                 method: method.clone(),
                 host: host_port(&url),
                 path: url.path().to_owned(),
-                query: url.query().map(str::to_owned),
+                // A full URL is a blobstore redirect, whose query is a signature (a credential): never shown.
+                query: matches!(req.target, Target::Path(_)).then(|| url.query().map(str::to_owned)).flatten(),
                 status: None,
                 elapsed,
                 attempt,
@@ -609,7 +610,7 @@ impl CfClient {
             let next = resp.url().join(&location).map_err(|e| Error::Decode {
                 method: "GET".into(),
                 path: path.to_owned(),
-                message: format!("bad redirect Location {location}: {e}"),
+                message: format!("bad redirect Location ({e})"),
             })?;
             let mut hop = Req::new(Method::GET, Target::Url(next.clone()));
             hop.accept = "*/*";

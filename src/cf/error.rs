@@ -85,8 +85,9 @@ impl CfError {
         }
         err.title =
             reqwest::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("error").to_owned();
+        // Masked before it is folded and cut, which could hide a secret from the mask.
         let text = String::from_utf8_lossy(body);
-        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let text = crate::redact::redact(&text).split_whitespace().collect::<Vec<_>>().join(" ");
         err.detail = truncate(&text, 300);
         err
     }

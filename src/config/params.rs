@@ -187,8 +187,10 @@ struct RawOutParams {
     vars_files: Vec<String>,
     #[serde(default)]
     environment_variables: BTreeMap<String, EnvValue>,
+    /// Strings only: a secret is masked wherever it appears in the output, and a `1` or `true` would mask every
+    /// such character sequence in the build log.
     #[serde(default)]
-    secret_environment_variables: BTreeMap<String, EnvValue>,
+    secret_environment_variables: BTreeMap<String, String>,
     health_check: Option<HealthCheck>,
     green_route: Option<GreenRoute>,
     #[serde(default)]
@@ -288,7 +290,20 @@ impl OutParams {
             problems.push(format!("params.{} cannot be combined; give one of them", given.join(" and params.")));
         }
         if raw.rollback {
-            for key in given.iter().copied().chain(raw.manifest.as_ref().map(|_| "manifest")) {
+            // A rollback restarts the previous version exactly as it ran: nothing that builds or configures a new
+            // one applies, and it always keeps the version it replaces (a second rollback rolls forward again).
+            let unused = [
+                ("manifest", raw.manifest.is_some()),
+                ("vars", !raw.vars.is_empty()),
+                ("vars_files", !raw.vars_files.is_empty()),
+                ("environment_variables", !raw.environment_variables.is_empty()),
+                ("secret_environment_variables", !raw.secret_environment_variables.is_empty()),
+                ("health_check", raw.health_check.is_some()),
+                ("keep_previous", raw.keep_previous == Some(false)),
+                ("dry_run", raw.dry_run),
+            ];
+            let unused = unused.into_iter().filter(|(_, set)| *set).map(|(key, _)| key);
+            for key in given.iter().copied().chain(unused) {
                 problems
                     .push(format!("params.rollback redeploys the previous app; params.{key} cannot be used with it"));
             }
@@ -335,7 +350,6 @@ impl OutParams {
         let mut environment_variables: BTreeMap<String, String> =
             raw.environment_variables.into_iter().map(|(k, v)| (k, v.into_string())).collect();
         for (name, value) in raw.secret_environment_variables {
-            let value = value.into_string();
             redact::register(&value);
             environment_variables.insert(name, value);
         }
@@ -374,10 +388,22 @@ fn register_secrets_in(value: &Value) {
         redact::register(password);
     }
     if let Some(secrets) = value.get("secret_environment_variables").and_then(Value::as_object) {
-        for secret in secrets.values() {
-            match secret {
-                Value::String(text) => redact::register(text),
-                other => redact::register(&other.to_string()),
+        for secret in secrets.values().filter_map(Value::as_str) {
+            redact::register(secret);
+        }
+    }
+    // Credentials the HTTP checks send (`Authorization: Bearer …`, an API key, a cookie).
+    let checks = value.get("verify").and_then(Value::as_array).into_iter().flatten();
+    for headers in checks.filter_map(|check| check.get("headers").and_then(Value::as_object)) {
+        for (name, header_value) in headers {
+            let name = name.to_ascii_lowercase();
+            let credential = ["auth", "token", "key", "secret", "password", "cookie"].iter().any(|k| name.contains(k));
+            if let (true, Some(text)) = (credential, header_value.as_str()) {
+                let (_scheme, bare) = text.split_once(' ').unwrap_or(("", text));
+                // A value this short is no credential, and masking it would garble the log.
+                for value in [text, bare.trim()].into_iter().filter(|v| v.len() >= 4) {
+                    redact::register(value);
+                }
             }
         }
     }
@@ -416,6 +442,15 @@ fn validate_http_check(index: usize, check: &HttpCheck, problems: &mut Vec<Strin
     };
     if let Some(bad) = codes.iter().find(|c| !(100..=599).contains(*c)) {
         problems.push(format!("{at}.status {bad} is not an HTTP status code"));
+    }
+    for (name, value) in &check.headers {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            problems.push(format!("{at}.headers: '{name}' is not a valid HTTP header name"));
+        } else if reqwest::header::HeaderValue::from_str(value).is_err() {
+            problems.push(format!(
+                "{at}.headers.{name} is not a valid HTTP header value (no line breaks or control characters)"
+            ));
+        }
     }
     if let Some(pattern) = &check.body_matches
         && let Err(err) = regex::Regex::new(pattern)
@@ -524,6 +559,34 @@ mod tests {
             message.contains("params.rollback redeploys the previous app; params.path cannot be used"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn rollback_excludes_what_builds_or_configures_a_new_version_and_a_dry_run() {
+        let message = err(json!({"rollback": true, "dry_run": true, "environment_variables": {"A": "b"}}));
+        assert!(message.contains("params.dry_run cannot be used with it"), "{message}");
+        assert!(message.contains("params.environment_variables cannot be used with it"), "{message}");
+        let rollback =
+            OutParams::parse(json!({"rollback": true, "smoke_test": {"path": "ci/smoke.sh"}, "keep_previous": true}))
+                .unwrap();
+        assert!(rollback.rollback && rollback.smoke_test.is_some());
+    }
+
+    #[test]
+    fn http_check_headers_must_be_valid_and_credentials_in_them_are_masked() {
+        let message = err(json!({"verify": [{"headers": {"X Token": "a", "X-Ok": "line\nbreak"}}]}));
+        assert!(message.contains("params.verify[0].headers: 'X Token' is not a valid HTTP header name"), "{message}");
+        assert!(message.contains("params.verify[0].headers.X-Ok is not a valid HTTP header value"), "{message}");
+        OutParams::parse(json!({"verify": [{"headers": {"Authorization": "Bearer hdr-credential-77"}}]})).unwrap();
+        assert_eq!(redact::redact("sent Bearer hdr-credential-77"), format!("sent {}", redact::MASK));
+        assert_eq!(redact::redact("token hdr-credential-77"), format!("token {}", redact::MASK));
+    }
+
+    #[test]
+    fn secret_env_values_are_strings_and_a_wrong_one_is_not_shown() {
+        let message = err(json!({"secret_environment_variables": {"PIN": 4711}}));
+        assert!(message.contains("params.secret_environment_variables.PIN"), "{message}");
+        assert!(!message.contains("4711"), "{message}");
     }
 
     #[test]

@@ -114,7 +114,20 @@ impl Source {
 
         if !api.is_empty() {
             match url::Url::parse(&api) {
+                Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+                    if let Some(password) = url.password() {
+                        redact::register(password);
+                    }
+                    problems.push(
+                        "source.api must not contain a user name or password; give source.username and source.password (or a client) instead"
+                            .into(),
+                    );
+                }
                 Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+                // It may carry credentials the parser could not make out: not echoed.
+                _ if api.contains('@') => {
+                    problems.push("source.api is not an http(s) URL (e.g. https://api.sys.example.com)".into())
+                }
                 _ => problems
                     .push(format!("source.api '{api}' is not an http(s) URL (e.g. https://api.sys.example.com)")),
             }
@@ -268,6 +281,17 @@ mod tests {
         assert_eq!(source.names.previous(), "myapp-previous");
         assert_eq!(source.names.failed(), "myapp-failed");
         assert!(!source.skip_cert_check);
+    }
+
+    #[test]
+    fn credentials_inside_the_api_url_are_refused_without_being_shown() {
+        for api in ["https://admin:url-pw-not-shown-9@api.example.com", "https://admin@api.example.com"] {
+            let mut source = valid();
+            source["api"] = json!(api);
+            let err = Source::parse(source).unwrap_err().to_string();
+            assert!(err.contains("source.api must not contain a user name or password"), "{err}");
+            assert!(!err.contains("url-pw-not-shown-9") && !err.contains("admin"), "{err}");
+        }
     }
 
     #[test]

@@ -99,10 +99,15 @@ pub async fn run(program: &Path, args: &[String], work_dir: &Path, env: &SmokeEn
     }
 }
 
+/// Relays the program's output line by line; bytes that are not UTF-8 are shown replaced, and the relay goes
+/// on (stopping would close the pipe and kill a test that passes).
 async fn relay_lines(stream: impl AsyncRead + Unpin) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        log::output(&line);
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    while reader.read_until(b'\n', &mut line).await.is_ok_and(|read| read > 0) {
+        let text = String::from_utf8_lossy(&line);
+        log::output(text.trim_end_matches(['\n', '\r']));
+        line.clear();
     }
 }
 
@@ -168,6 +173,15 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert!(!marker.exists(), "a child of the smoke test outlived the timeout");
+    }
+
+    #[tokio::test]
+    async fn output_that_is_not_utf8_is_relayed_and_the_test_still_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        // After the bad line, enough output to fill a pipe nobody reads any more.
+        let body = "printf 'bad \\377 byte\\n'; i=0; while [ $i -lt 5000 ]; do echo 'line after line after line'; i=$((i+1)); done";
+        let program = script(dir.path(), "smoke.sh", body);
+        run(&program, &[], dir.path(), &env(), Duration::from_secs(20)).await.unwrap();
     }
 
     #[test]
