@@ -536,6 +536,35 @@ fn rollback_brings_the_previous_version_back_in_seconds_and_again_rolls_forward(
     assert_eq!(sim.state_dump(), before, "nothing changed");
 }
 
+#[test]
+fn a_rollback_killed_before_the_swap_is_given_back_by_the_next_rollback_which_runs_its_smoke_test() {
+    let (sim, put, v1) = production_v1();
+    let v2 = deploy(&sim, &put, "myapp", params("v2"));
+    let load = start_load(&sim);
+
+    // Killed while verifying (its smoke test takes 5 s): myapp-previous is the rollback's candidate now.
+    put.script("ci/slow-smoke.sh", "sleep 5");
+    let slow =
+        json!({"rollback": true, "drain": DRAIN, "lock_lease": "3s", "smoke_test": {"path": "ci/slow-smoke.sh"}});
+    kill_in(&sim, &put, slow, "8", "verifying", |_, _| true);
+    assert!(app_named(&sim, "myapp-previous").is_none(), "the killed rollback holds v1 as myapp-green");
+
+    put.script("ci/smoke.sh", "echo \"smoking $GREEN_URL\"");
+    let again = json!({"rollback": true, "drain": DRAIN, "smoke_test": {"path": "ci/smoke.sh"}});
+    let run = out_as(&sim, &put, "myapp", again, "9");
+    assert_eq!(run.status, 0, "{}", run.last_line());
+    assert!(run.stderr.contains("that deploy died; recovering from its verifying phase"), "{}", run.stderr);
+    assert!(run.stderr.contains("smoking http://myapp-green."), "the rollback ran its smoke test:\n{}", run.stderr);
+    let back: Value = serde_json::from_str::<Value>(&run.stdout).unwrap()["version"].clone();
+    assert_eq!(back, v1);
+    wait_until_serving(&sim, "myapp", "v1");
+    assert_settled(&sim, &v1, &guid(&v2));
+
+    let report = load.stop();
+    assert_no_failures(&report);
+    assert_eq!(report.versions(), ["v2", "v1"]);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // KPI gate and watch
 

@@ -62,7 +62,9 @@ pub async fn abandon(
         OnFailure::Keep => {
             cf.apps().stop(&candidate.guid).await.with_context(|| format!("stopping {}", candidate.name))?;
             let failed = names.failed();
-            if let Some(older) = cf.apps().by_name(candidate.space_guid().unwrap_or_default(), &failed).await? {
+            let older = cf.apps().by_name(candidate.space_guid().unwrap_or_default(), &failed).await?;
+            // Already renamed by an earlier attempt at this same cleanup: that is the candidate itself.
+            if let Some(older) = older.filter(|older| older.guid != candidate.guid) {
                 cf.apps()
                     .delete_within(&older.guid, job_timeout)
                     .await

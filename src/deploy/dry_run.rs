@@ -24,8 +24,7 @@ pub async fn run(ctx: &Context, prepared: Prepared) -> Result<VersionResult> {
             )),
             Some(Err(e)) => log::warn(format_args!("{} has a damaged deploy journal: {e}", green.name)),
             Some(Ok(journal)) if journal.is_stale(std::time::SystemTime::now()) => {
-                let healthy = recovery::is_healthy(&ctx.cf, green).await?;
-                let action = Action::decide(&journal, healthy);
+                let (action, _) = recovery::assess(&ctx.cf, green, &journal).await?;
                 log::info(format_args!(
                     "a deploy by {} died in its {} phase; recovery would {}",
                     journal.describe_holder(),

@@ -50,6 +50,8 @@ pub struct GateTarget<'a> {
     pub smoke_test: Option<&'a Path>,
     pub smoke_env: SmokeEnv,
     pub put_dir: &'a Path,
+    /// What is left of the put's overall `timeout`: a smoke test's own timeout cannot go past it.
+    pub put_time_left: Duration,
 }
 
 /// Runs every check the params ask for; `time_limit` bounds the HTTP checks and (unless it sets its own) the
@@ -64,7 +66,7 @@ pub async fn verify(target: &GateTarget<'_>, params: &OutParams, time_limit: Dur
     }
     if let (Some(program), Some(smoke)) = (target.smoke_test, &params.smoke_test) {
         log::info(format_args!("smoke test {}", smoke.path));
-        let timeout = smoke.timeout.unwrap_or(time_limit);
+        let timeout = smoke.timeout.map_or(time_limit, |own| own.min(target.put_time_left));
         smoke::run(program, &smoke.args, target.put_dir, &target.smoke_env, timeout).await?;
         log::detail("smoke test passed");
         report.smoke_test_passed = Some(true);

@@ -43,7 +43,6 @@ pub struct Prepared {
     pub bits: Bits,
     /// The user's manifest, vars resolved, our app selected.
     pub manifest: Option<AppManifest>,
-    pub smoke_test: Option<PathBuf>,
 }
 
 /// Checks the put's inputs; nothing here talks to Cloud Foundry.
@@ -100,8 +99,12 @@ pub fn prepare(request: &OutRequest) -> Result<Prepared> {
             bail!("params.kpi probes the candidate's route, but the manifest says no-route");
         }
     }
-    let smoke_test = params.smoke_test.as_ref().map(|s| smoke::resolve(dir, &s.path)).transpose()?;
-    Ok(Prepared { bits, manifest, smoke_test })
+    Ok(Prepared { bits, manifest })
+}
+
+/// The smoke-test program in the put's inputs, if the params name one (a deploy and a rollback both run it).
+pub fn smoke_test(request: &OutRequest) -> Result<Option<PathBuf>> {
+    request.params.smoke_test.as_ref().map(|s| smoke::resolve(&request.dir, &s.path)).transpose()
 }
 
 /// The process types of a droplet tarball: from the `metadata.json` a `get` with `download_droplet` wrote next

@@ -36,10 +36,14 @@ impl Drop for Lock {
 impl Lock {
     /// Changes the journal and writes it to the candidate at once (renewing the lease too). The journal stays
     /// locked until the write is done, so a renewal can never write an older phase over a newer one.
+    /// A change whose write fails is not kept, so no later renewal can publish it.
     pub async fn record(&self, change: impl FnOnce(&mut Journal)) -> Result<()> {
         let mut journal = self.journal.lock().await;
-        change(&mut journal);
-        renew(&self.cf, &self.app.guid, &mut journal).await
+        let mut changed = journal.clone();
+        change(&mut changed);
+        renew(&self.cf, &self.app.guid, &mut changed).await?;
+        *journal = changed;
+        Ok(())
     }
 
     pub async fn journal(&self) -> Journal {
@@ -54,7 +58,8 @@ impl Lock {
     }
 }
 
-async fn renew(cf: &CfClient, guid: &str, journal: &mut Journal) -> Result<()> {
+/// Writes `journal` to the candidate `guid`, renewing its lease.
+pub(super) async fn renew(cf: &CfClient, guid: &str, journal: &mut Journal) -> Result<()> {
     journal.renewed_at = SystemTime::now();
     let patch = MetadataPatch { labels: BTreeMap::new(), annotations: journal.to_annotations() };
     cf.apps().update_metadata(guid, &patch).await.map_err(|e| anyhow!("writing the deploy journal: {e}"))?;
@@ -156,6 +161,10 @@ async fn try_take(cf: &CfClient, green_name: &str, journal: &Journal, take: &Tak
         }
         Take::Rename { space_guid, previous_name } => {
             let Some(previous) = cf.apps().by_name(space_guid, previous_name).await? else {
+                // Whoever holds the lock may give it back (a rollback that died is renamed back to it): wait.
+                if cf.apps().by_name(space_guid, green_name).await?.is_some() {
+                    return Ok(None);
+                }
                 bail!("rollback: there is no {previous_name} to roll back to any more");
             };
             let update = AppUpdate {

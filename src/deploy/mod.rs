@@ -24,6 +24,7 @@ pub mod routes;
 pub mod swap;
 pub mod watch;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -53,9 +54,13 @@ pub struct Context {
     pub cf: CfClient,
     pub source: Source,
     pub params: OutParams,
-    pub put_dir: std::path::PathBuf,
+    pub put_dir: PathBuf,
     pub build: BuildEnv,
     pub target: Target,
+    /// How verification and probes reach app routes (through `source.router_address` when given).
+    pub routes: RouteClient,
+    /// The smoke-test program in the put's inputs.
+    pub smoke_test: Option<PathBuf>,
     pub phases: Phases,
     /// When the put's overall `timeout` runs out.
     pub deadline: Instant,
@@ -76,6 +81,7 @@ pub async fn run(request: OutRequest) -> Result<VersionResult> {
     let deadline = Instant::now() + request.params.timeouts.overall;
     let mut phases = Phases::new(if request.params.rollback { 6 } else { 7 });
     phases.start("validate", "Checking the request");
+    let smoke_test = local::smoke_test(&request)?;
     let prepared = if request.params.rollback { None } else { Some(local::prepare(&request)?) };
     if let Some(prepared) = &prepared {
         log::detail(format_args!("deploying {} as {}", prepared.bits.describe(), request.source.names.production));
@@ -83,8 +89,11 @@ pub async fn run(request: OutRequest) -> Result<VersionResult> {
     let cf = CfClient::connect(request.source.client_settings()?).await.context("connecting to Cloud Foundry")?;
     let target = Target::resolve(&cf, &request.source).await?;
     log::detail(format_args!("target: {} / {} on {}", target.org.name, target.space.name, request.source.api));
+    // The last checks that need the API or DNS, still before anything is changed.
+    let routes = route_client(&request.source, &cf).await?;
+    routes::check_green_route(&cf, &request.params.green_route).await?;
     let OutRequest { source, params, dir, build } = request;
-    let mut ctx = Context { cf, source, params, put_dir: dir, build, target, phases, deadline };
+    let mut ctx = Context { cf, source, params, put_dir: dir, build, target, phases, deadline, routes, smoke_test };
 
     match prepared {
         None => rollback::run(&mut ctx).await,
@@ -116,7 +125,6 @@ async fn deploy(ctx: &mut Context, prepared: local::Prepared) -> Result<VersionR
 
     // Planned under the lock: whatever an earlier deploy left is settled by now. From here on, every failure
     // before the swap releases the lock (fail_before_swap), so the next deploy need not wait for the lease.
-    let smoke_test = prepared.smoke_test.clone();
     let (apps, plan) = match plan_under_lock(ctx, prepared).await {
         Ok(planned) => planned,
         Err(e) => return Err(fail_before_swap(ctx, &lock, None, e).await),
@@ -131,13 +139,10 @@ async fn deploy(ctx: &mut Context, prepared: local::Prepared) -> Result<VersionR
     };
 
     ctx.phases.start("verify", &format!("Verifying {green_name}"));
-    let verified = async {
-        let routes_client = route_client(ctx).await?;
-        let gate = verify_candidate(ctx, &lock, &plan, &routes_client, smoke_test.as_deref()).await?;
-        Ok::<_, anyhow::Error>((routes_client, gate))
-    };
-    let (routes_client, gate) = match verified.await {
-        Ok(verified) => verified,
+    let production_route = plan.blue.as_ref().and(plan.prod_routes.first()).map(|r| r.url.as_str());
+    let verified = verify_candidate(ctx, &lock, plan.temp_route.as_deref(), &plan.prod_routes, production_route).await;
+    let gate = match verified {
+        Ok(gate) => gate,
         Err(e) => return Err(fail_before_swap(ctx, &lock, temp_route_guid.as_deref(), e).await),
     };
 
@@ -153,7 +158,6 @@ async fn deploy(ctx: &mut Context, prepared: local::Prepared) -> Result<VersionR
         blue: blue.as_ref().map(|b| &b.app),
         prod_routes,
         temp_route_guid,
-        client: &routes_client,
         pushed,
         gate,
     };
@@ -198,15 +202,16 @@ async fn push_candidate(
     temp_route_guid: &mut Option<String>,
 ) -> Result<Pushed> {
     let green = &lock.app;
-    *temp_route_guid = match push::apply_manifest(&ctx.cf, &ctx.target.space.guid, &green.guid, plan, JOB_TIMEOUT).await
-    {
-        Ok(guid) => guid,
-        Err(e) => {
-            // CF may have created the temporary route before the failure: find it, so the cleanup removes it.
-            *temp_route_guid = push::existing_temporary_route(&ctx.cf, &ctx.target.space.guid, plan).await;
-            return Err(e);
-        }
-    };
+    let apply_within = ctx.within(JOB_TIMEOUT)?;
+    *temp_route_guid =
+        match push::apply_manifest(&ctx.cf, &ctx.target.space.guid, &green.guid, plan, apply_within).await {
+            Ok(guid) => guid,
+            Err(e) => {
+                // CF may have created the temporary route before the failure: find it, so the cleanup removes it.
+                *temp_route_guid = push::existing_temporary_route(&ctx.cf, &ctx.target.space.guid, plan).await;
+                return Err(e);
+            }
+        };
     // One journal write for all the plan settled: what recovery needs to undo or finish this deploy.
     lock.record(|j| {
         j.temp_route = temp_route_guid.clone();
@@ -222,43 +227,41 @@ async fn push_candidate(
     Ok(pushed)
 }
 
-async fn route_client(ctx: &Context) -> Result<RouteClient> {
-    RouteClient::new(
-        ctx.source.route_scheme,
-        ctx.source.router_address.as_deref(),
-        ctx.cf.tls_config(),
-        Duration::from_secs(30),
-    )
-    .await
+/// The client for app routes; resolving `source.router_address` here makes a bad one fail before any change.
+async fn route_client(source: &Source, cf: &CfClient) -> Result<RouteClient> {
+    RouteClient::new(source.route_scheme, source.router_address.as_deref(), cf.tls_config(), Duration::from_secs(30))
+        .await
 }
 
+/// Phase verify, for a deploy and a rollback alike: HTTP checks, smoke test and KPI probe against the candidate
+/// on its temporary route. `production_route` is there to compare with, when production runs.
 async fn verify_candidate(
     ctx: &Context,
     lock: &Lock,
-    plan: &Plan,
-    client: &RouteClient,
-    smoke_test: Option<&std::path::Path>,
+    temp_route: Option<&str>,
+    prod_routes: &[RouteTarget],
+    production_route: Option<&str>,
 ) -> Result<GateReport> {
     lock.record(|j| j.phase = Phase::Verifying).await?;
     let scheme = ctx.source.route_scheme.as_str();
     let smoke_env = SmokeEnv {
-        green_url: plan.temp_route.as_ref().map(|r| format!("{scheme}://{r}")).unwrap_or_default(),
+        green_url: temp_route.map(|r| format!("{scheme}://{r}")).unwrap_or_default(),
         green_app: lock.app.name.clone(),
         green_app_guid: lock.app.guid.clone(),
-        prod_urls: plan.prod_routes.iter().map(|r| format!("{scheme}://{}", r.url)).collect(),
+        prod_urls: prod_routes.iter().map(|r| format!("{scheme}://{}", r.url)).collect(),
         cf_api: ctx.source.api.clone(),
         cf_org: ctx.target.org.name.clone(),
         cf_space: ctx.target.space.name.clone(),
         router_address: ctx.source.router_address.clone(),
     };
-    let production_route = plan.blue.as_ref().and(plan.prod_routes.first()).map(|r| r.url.as_str());
     let target = GateTarget {
-        client,
-        temp_route: plan.temp_route.as_deref(),
+        client: &ctx.routes,
+        temp_route,
         production_route,
-        smoke_test,
+        smoke_test: ctx.smoke_test.as_deref(),
         smoke_env,
         put_dir: &ctx.put_dir,
+        put_time_left: ctx.within(ctx.params.timeouts.overall)?,
     };
     gate::verify(&target, &ctx.params, ctx.within(ctx.params.timeouts.verify)?).await
 }
@@ -297,22 +300,21 @@ async fn fail_before_swap(
     error.context(format!("{what} failed in phase {phase}"))
 }
 
-/// A failure half-way through the swap: production goes back to blue wherever the candidate got it, and once
+/// A failure half-way through the swap: blue gets back the routes it had before the swap, and once
 /// routers have caught up (`drain`), the candidate is cleaned up like any failure before the swap.
 async fn undo_partial_swap(
     ctx: &Context,
     lock: &Lock,
     blue: Option<&App>,
-    prod_routes: &[RouteTarget],
+    existing_routes: &[String],
     temp_route_guid: Option<&str>,
     error: anyhow::Error,
 ) -> anyhow::Error {
-    let mapped: Vec<String> = prod_routes.iter().filter_map(|r| r.route.as_ref().map(|r| r.guid.clone())).collect();
     let restored = async {
         // Should this process die half-way, recovery must give production back too, not finish the swap.
         lock.record(|j| j.verified = false).await?;
         if let Some(blue) = blue {
-            swap::give_back(&ctx.cf, &mapped, &lock.app.guid, &blue.guid).await?;
+            swap::give_back(&ctx.cf, existing_routes, &lock.app.guid, &blue.guid).await?;
             log::info(format_args!("production is back on {}", blue.name));
             let_drain(&lock.app.name, ctx.params.drain).await;
         }

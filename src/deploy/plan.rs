@@ -156,7 +156,7 @@ impl Plan {
         let temp_route = if base.no_route() {
             None
         } else {
-            routes::temporary_route(cf, &params.green_route, &green_name, &prod_routes).await?
+            routes::temporary_route(&params.green_route, &green_name, &prod_routes)
         };
 
         // With the user's manifest, what it leaves unset comes from production; with production's own

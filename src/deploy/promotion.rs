@@ -16,7 +16,6 @@ use super::{Context, JOB_TIMEOUT, fail_before_swap, swap, undo_partial_swap, wat
 use crate::cf::apps::App;
 use crate::log;
 use crate::protocol::VersionResult;
-use crate::verify::route_client::RouteClient;
 
 /// A candidate that passed verification, and what production looks like.
 pub struct Verified<'a> {
@@ -25,7 +24,6 @@ pub struct Verified<'a> {
     pub blue: Option<&'a App>,
     pub prod_routes: Vec<RouteTarget>,
     pub temp_route_guid: Option<String>,
-    pub client: &'a RouteClient,
     pub pushed: Pushed,
     pub gate: GateReport,
 }
@@ -40,7 +38,7 @@ pub struct Retirement<'a> {
 }
 
 pub async fn swap_in(ctx: &mut Context, verified: Verified<'_>, retirement: Retirement<'_>) -> Result<VersionResult> {
-    let Verified { lock, blue, mut prod_routes, temp_route_guid, client, mut pushed, gate } = verified;
+    let Verified { lock, blue, mut prod_routes, temp_route_guid, mut pushed, gate } = verified;
     let names = ctx.source.names.clone();
     ctx.phases.start("swap", "Swapping production routes");
     let swapping = lock.record(|j| {
@@ -50,6 +48,10 @@ pub async fn swap_in(ctx: &mut Context, verified: Verified<'_>, retirement: Reti
     if let Err(e) = swapping.await {
         return Err(fail_before_swap(ctx, lock, temp_route_guid.as_deref(), e).await);
     }
+    // What production had before the swap, and is given back should it fail half-way: a route the swap creates
+    // never served the previous version.
+    let existing_routes: Vec<String> =
+        prod_routes.iter().filter_map(|r| r.route.as_ref().map(|r| r.guid.clone())).collect();
     let taken = swap::take_over(
         &ctx.cf,
         &ctx.target.space.guid,
@@ -60,7 +62,9 @@ pub async fn swap_in(ctx: &mut Context, verified: Verified<'_>, retirement: Reti
     .await;
     let route_guids = match taken {
         Ok(guids) => guids,
-        Err(e) => return Err(undo_partial_swap(ctx, lock, blue, &prod_routes, temp_route_guid.as_deref(), e).await),
+        Err(e) => {
+            return Err(undo_partial_swap(ctx, lock, blue, &existing_routes, temp_route_guid.as_deref(), e).await);
+        }
     };
     log::success(format_args!("production routes now reach {}", lock.app.name));
     lock.record(|j| {
@@ -82,7 +86,7 @@ pub async fn swap_in(ctx: &mut Context, verified: Verified<'_>, retirement: Reti
             let ctx = &*ctx;
             let (removed, watched) = tokio::join!(
                 remove_temporary_route,
-                watch::drain_and_watch(ctx, client, blue, &prod_routes, &route_guids, lock)
+                watch::drain_and_watch(ctx, &ctx.routes, blue, &prod_routes, &route_guids, lock)
             );
             watched?;
             removed.map_err(|e| after_swap(ctx, e))?;

@@ -3,6 +3,8 @@
 //!
 //! - pushing / verifying: production is only on blue → remove the candidate and its temporary route;
 //! - swapping, verified and healthy: finish the swap, then housekeeping;
+//! - swapping, with blue there but no longer running (a recovery before got as far as stopping it): finish the
+//!   swap, as the candidate is all that can serve production;
 //! - swapping otherwise: give every production route back to blue, remove the candidate;
 //! - swapped / housekeeping: production is on the candidate → finish housekeeping (renames are idempotent).
 //!
@@ -19,9 +21,9 @@ use super::audit::Audit;
 use super::housekeeping::{self, Retire};
 use super::journal::{Journal, Phase};
 use super::plan::Apps;
-use super::{Context, JOB_TIMEOUT, cleanup, let_drain, swap};
+use super::{Context, JOB_TIMEOUT, cleanup, let_drain, lock, swap};
 use crate::cf::CfClient;
-use crate::cf::apps::App;
+use crate::cf::apps::{App, AppState};
 use crate::cf::processes::ProcessStats;
 use crate::log;
 
@@ -34,11 +36,22 @@ pub enum Action {
     FinishHousekeeping,
 }
 
+/// The version the dead deploy was replacing, as it is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlueNow {
+    /// A first deploy: there was none.
+    None,
+    Running,
+    /// It exists but is stopped: production can no longer be given back to it.
+    NotRunning,
+}
+
 impl Action {
-    pub fn decide(journal: &Journal, candidate_healthy: bool) -> Action {
+    pub fn decide(journal: &Journal, candidate_healthy: bool, blue: BlueNow) -> Action {
         match journal.phase {
             Phase::Pushing | Phase::Verifying => Action::RemoveCandidate,
             Phase::Swapping if journal.verified && candidate_healthy => Action::FinishSwap,
+            Phase::Swapping if blue == BlueNow::NotRunning => Action::FinishSwap,
             Phase::Swapping => Action::GiveBack,
             Phase::Swapped | Phase::Housekeeping => Action::FinishHousekeeping,
         }
@@ -57,7 +70,7 @@ impl Action {
 }
 
 /// Whether every instance of every scaled process of `app` is running and routable, right now.
-pub async fn is_healthy(cf: &CfClient, app: &App) -> Result<bool> {
+async fn is_healthy(cf: &CfClient, app: &App) -> Result<bool> {
     for process in cf.processes().for_app(&app.guid).await?.iter().filter(|p| p.instances > 0) {
         let stats: ProcessStats = cf.processes().stats(&process.guid).await?;
         if !stats.all_ready(process.instances) {
@@ -67,18 +80,28 @@ pub async fn is_healthy(cf: &CfClient, app: &App) -> Result<bool> {
     Ok(true)
 }
 
-/// Brings the foundation back to a consistent state after the deploy recorded in `journal` died.
-pub async fn recover(ctx: &Context, candidate: App, journal: Journal) -> Result<()> {
-    let cf = &ctx.cf;
-    let healthy = journal.phase == Phase::Swapping && is_healthy(cf, &candidate).await?;
-    let action = Action::decide(&journal, healthy);
-    log::info(format_args!("recovery: {}", action.describe()));
-    let names = &ctx.source.names;
-    let apps = Apps::read(cf, &ctx.target.space.guid, names).await?;
+/// What recovery would do with `candidate` now, and the version its deploy was replacing (if it still exists).
+pub async fn assess(cf: &CfClient, candidate: &App, journal: &Journal) -> Result<(Action, Option<App>)> {
+    let healthy = journal.phase == Phase::Swapping && is_healthy(cf, candidate).await?;
     let blue = match &journal.blue_guid {
         Some(guid) => cf.apps().find(guid).await?,
         None => None,
     };
+    let blue_now = match &blue {
+        None => BlueNow::None,
+        Some(app) if app.state == AppState::Started => BlueNow::Running,
+        Some(_) => BlueNow::NotRunning,
+    };
+    Ok((Action::decide(journal, healthy, blue_now), blue))
+}
+
+/// Brings the foundation back to a consistent state after the deploy recorded in `journal` died.
+pub async fn recover(ctx: &Context, candidate: App, mut journal: Journal) -> Result<()> {
+    let cf = &ctx.cf;
+    let (action, blue) = assess(cf, &candidate, &journal).await?;
+    log::info(format_args!("recovery: {}", action.describe()));
+    let names = &ctx.source.names;
+    let apps = Apps::read(cf, &ctx.target.space.guid, names).await?;
     match action {
         Action::RemoveCandidate => {
             cleanup::show_recent_logs(cf, &candidate).await;
@@ -110,9 +133,13 @@ pub async fn recover(ctx: &Context, candidate: App, journal: Journal) -> Result<
                     cf.routes().unmap_app(route, &blue.guid).await?;
                 }
                 log::detail(format_args!("unmapped {} from them", blue.name));
+            }
+            // Should this put die too, the next one finishes from here instead of deciding again.
+            record(cf, &candidate, &mut journal, Phase::Swapped).await?;
+            if let Some(blue) = &blue {
                 drain(ctx, &blue.name, None).await;
             }
-            finish_housekeeping(ctx, &candidate, &journal, blue.as_ref(), &apps).await?;
+            finish_housekeeping(ctx, &candidate, &mut journal, blue.as_ref(), &apps).await?;
         }
         Action::FinishHousekeeping => {
             // Swapped: blue was unmapped before the journal's last renewal; drain what is left of `drain` since
@@ -120,7 +147,7 @@ pub async fn recover(ctx: &Context, candidate: App, journal: Journal) -> Result<
             if let Some(blue) = blue.as_ref().filter(|_| journal.phase == Phase::Swapped) {
                 drain(ctx, &blue.name, Some(journal.renewed_at)).await;
             }
-            finish_housekeeping(ctx, &candidate, &journal, blue.as_ref(), &apps).await?
+            finish_housekeeping(ctx, &candidate, &mut journal, blue.as_ref(), &apps).await?
         }
     }
     log::success("recovered: the foundation is consistent again");
@@ -132,6 +159,12 @@ pub async fn recover(ctx: &Context, candidate: App, journal: Journal) -> Result<
 async fn drain(ctx: &Context, app_name: &str, unmapped_by: Option<SystemTime>) {
     let already = unmapped_by.and_then(|t| SystemTime::now().duration_since(t).ok()).unwrap_or_default();
     let_drain(app_name, ctx.params.drain.saturating_sub(already)).await;
+}
+
+/// Writes the recovery's progress to the candidate's journal (renewing the lease, as the recovery now holds it).
+async fn record(cf: &CfClient, candidate: &App, journal: &mut Journal, phase: Phase) -> Result<()> {
+    journal.phase = phase;
+    lock::renew(cf, &candidate.guid, journal).await
 }
 
 async fn remove(ctx: &Context, candidate: &App, journal: &Journal) -> Result<()> {
@@ -151,17 +184,22 @@ async fn remove(ctx: &Context, candidate: &App, journal: &Journal) -> Result<()>
 async fn finish_housekeeping(
     ctx: &Context,
     candidate: &App,
-    journal: &Journal,
+    journal: &mut Journal,
     blue: Option<&App>,
     apps: &Apps,
 ) -> Result<()> {
     let cf = &ctx.cf;
+    if journal.phase != Phase::Housekeeping {
+        record(cf, candidate, journal, Phase::Housekeeping).await?;
+    }
     if let Some(route) = &journal.temp_route {
         swap::remove_temporary_route(cf, route, JOB_TIMEOUT).await?;
     }
     let names = &ctx.source.names;
     if let Some(blue) = blue {
-        let retire = Retire { blue, previous: apps.previous.as_ref(), keep: ctx.params.keep_previous };
+        // A rollback always keeps the version it replaced (rolling back again returns to it).
+        let keep = journal.rollback || ctx.params.keep_previous;
+        let retire = Retire { blue, previous: apps.previous.as_ref(), keep };
         housekeeping::retire(cf, names, retire, JOB_TIMEOUT).await?;
     }
     let droplet = candidate.current_droplet_guid().unwrap_or_default().to_owned();
@@ -192,12 +230,25 @@ mod tests {
 
     #[test]
     fn decisions_follow_the_recovery_table() {
-        assert_eq!(Action::decide(&journal(Phase::Pushing, false), false), Action::RemoveCandidate);
-        assert_eq!(Action::decide(&journal(Phase::Verifying, false), true), Action::RemoveCandidate);
-        assert_eq!(Action::decide(&journal(Phase::Swapping, true), true), Action::FinishSwap);
-        assert_eq!(Action::decide(&journal(Phase::Swapping, true), false), Action::GiveBack);
-        assert_eq!(Action::decide(&journal(Phase::Swapping, false), true), Action::GiveBack);
-        assert_eq!(Action::decide(&journal(Phase::Swapped, true), false), Action::FinishHousekeeping);
-        assert_eq!(Action::decide(&journal(Phase::Housekeeping, true), true), Action::FinishHousekeeping);
+        use BlueNow::Running;
+        let decide = Action::decide;
+        assert_eq!(decide(&journal(Phase::Pushing, false), false, Running), Action::RemoveCandidate);
+        assert_eq!(decide(&journal(Phase::Verifying, false), true, Running), Action::RemoveCandidate);
+        assert_eq!(decide(&journal(Phase::Swapping, true), true, Running), Action::FinishSwap);
+        assert_eq!(decide(&journal(Phase::Swapping, true), false, Running), Action::GiveBack);
+        assert_eq!(decide(&journal(Phase::Swapping, false), true, Running), Action::GiveBack);
+        assert_eq!(decide(&journal(Phase::Swapping, false), false, BlueNow::None), Action::GiveBack);
+        assert_eq!(decide(&journal(Phase::Swapped, true), false, Running), Action::FinishHousekeeping);
+        assert_eq!(decide(&journal(Phase::Housekeeping, true), true, Running), Action::FinishHousekeeping);
+    }
+
+    #[test]
+    fn production_is_never_given_back_to_a_version_that_no_longer_runs() {
+        for verified in [true, false] {
+            for healthy in [true, false] {
+                let action = Action::decide(&journal(Phase::Swapping, verified), healthy, BlueNow::NotRunning);
+                assert_eq!(action, Action::FinishSwap, "verified {verified}, healthy {healthy}");
+            }
+        }
     }
 }

@@ -2,14 +2,14 @@
 //! (atomically taking the lock), started, verified on a temporary route and swapped in; the version that was in
 //! production becomes `<app>-previous`, so a second rollback rolls forward again. No staging: seconds.
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 
-use super::journal::{Journal, Phase};
+use super::journal::Journal;
 use super::lock::{Lock, Take};
 use super::plan::{Apps, Blue};
 use super::push::{self, Pushed};
 use super::routes::{self, RouteTarget};
-use super::{Context, fail_before_swap, gate, promotion, route_client, take_lock};
+use super::{Context, fail_before_swap, promotion, take_lock, verify_candidate};
 use crate::cf::apps::App;
 use crate::log;
 use crate::protocol::VersionResult;
@@ -18,10 +18,14 @@ pub async fn run(ctx: &mut Context) -> Result<VersionResult> {
     let names = ctx.source.names.clone();
     let (green_name, previous_name) = (names.green(), names.previous());
     let apps = Apps::read(&ctx.cf, &ctx.target.space.guid, &names).await?;
-    let previous = apps.previous.clone().ok_or_else(|| {
-        anyhow!("rollback: there is no {previous_name} to roll back to (a deploy with keep_previous: true leaves one)")
-    })?;
-    droplet_of(&previous, &previous_name)?;
+    // With no previous version but a lock held, the holder may yet leave one (a rollback that died is given
+    // back as it was): the lock decides.
+    if apps.previous.is_none() && apps.green.is_none() {
+        bail!("rollback: there is no {previous_name} to roll back to (a deploy with keep_previous: true leaves one)");
+    }
+    if let Some(previous) = &apps.previous {
+        droplet_of(previous, &previous_name)?;
+    }
 
     ctx.phases.start("lock", &format!("Taking the deploy lock (renaming {previous_name} to {green_name})"));
     let mut journal = Journal::new(&ctx.build, ctx.params.lock_lease);
@@ -30,37 +34,18 @@ pub async fn run(ctx: &mut Context) -> Result<VersionResult> {
     let lock = take_lock(ctx, journal, take).await?;
     // The app renamed may not be the one found above: a deploy the rollback waited for replaces the previous
     // version, and rolling back means going back from that deploy.
-    if lock.app.guid != previous.guid {
+    if apps.previous.as_ref().is_some_and(|previous| previous.guid != lock.app.guid) {
         log::info(format_args!(
             "{previous_name} changed while waiting for the lock: rolling back to {} instead",
             lock.app.guid
         ));
     }
-    let droplet = match droplet_of(&lock.app, &green_name) {
-        Ok(droplet) => droplet,
+    // From here every failure before the swap gives the lock back (the app is renamed back, stopped).
+    let (droplet, blue, prod_routes) = match plan_under_lock(ctx, &lock).await {
+        Ok(planned) => planned,
         Err(e) => return Err(fail_before_swap(ctx, &lock, None, e).await),
     };
-    let apps = Apps::read(&ctx.cf, &ctx.target.space.guid, &names).await?;
-    let blue = match apps.production {
-        Some(app) => Some(Blue::read(&ctx.cf, app).await?),
-        None => None,
-    };
-    let prod_routes = match &blue {
-        Some(blue) => routes::from_routes(&blue.routes),
-        None => {
-            vec![routes::default_route(&ctx.cf, &ctx.target.org.guid, &ctx.target.space.guid, &names.production).await?]
-        }
-    };
-    let temp_url = routes::temporary_route(&ctx.cf, &ctx.params.green_route, &green_name, &prod_routes).await?;
-    log::detail(format_args!(
-        "rolling back to droplet {droplet}; production {}",
-        blue.as_ref().map(|b| format!("{} ({})", b.app.name, b.app.guid)).unwrap_or_else(|| "has no app".into())
-    ));
-    lock.record(|j| {
-        j.blue_guid = blue.as_ref().map(|b| b.app.guid.clone());
-        j.prod_routes = prod_routes.iter().filter_map(|r| r.route.as_ref().map(|r| r.guid.clone())).collect();
-    })
-    .await?;
+    let temp_url = routes::temporary_route(&ctx.params.green_route, &green_name, &prod_routes);
 
     ctx.phases.start("start", &format!("Starting {green_name}"));
     let mut temp_route_guid = None;
@@ -71,17 +56,8 @@ pub async fn run(ctx: &mut Context) -> Result<VersionResult> {
     };
 
     ctx.phases.start("verify", &format!("Verifying {green_name}"));
-    lock.record(|j| j.phase = Phase::Verifying).await?;
-    let client = route_client(ctx).await?;
-    let target = gate::GateTarget {
-        client: &client,
-        temp_route: temp_url.as_deref(),
-        production_route: blue.as_ref().and(prod_routes.first()).map(|r| r.url.as_str()),
-        smoke_test: None,
-        smoke_env: Default::default(),
-        put_dir: &ctx.put_dir,
-    };
-    let gate = match gate::verify(&target, &ctx.params, ctx.within(ctx.params.timeouts.verify)?).await {
+    let production_route = blue.as_ref().and(prod_routes.first()).map(|r| r.url.as_str());
+    let gate = match verify_candidate(ctx, &lock, temp_url.as_deref(), &prod_routes, production_route).await {
         Ok(gate) => gate,
         Err(e) => return Err(fail_before_swap(ctx, &lock, temp_route_guid.as_deref(), e).await),
     };
@@ -96,11 +72,37 @@ pub async fn run(ctx: &mut Context) -> Result<VersionResult> {
         blue: blue.as_ref().map(|b| &b.app),
         prod_routes,
         temp_route_guid,
-        client: &client,
         pushed,
         gate,
     };
     promotion::swap_in(ctx, verified, retirement).await
+}
+
+/// Under the lock: the droplet to roll back to, production as it is now and its routes, written to the journal.
+async fn plan_under_lock(ctx: &Context, lock: &Lock) -> Result<(String, Option<Blue>, Vec<RouteTarget>)> {
+    let names = &ctx.source.names;
+    let droplet = droplet_of(&lock.app, &names.green())?;
+    let apps = Apps::read(&ctx.cf, &ctx.target.space.guid, names).await?;
+    let blue = match apps.production {
+        Some(app) => Some(Blue::read(&ctx.cf, app).await?),
+        None => None,
+    };
+    let prod_routes = match &blue {
+        Some(blue) => routes::from_routes(&blue.routes),
+        None => {
+            vec![routes::default_route(&ctx.cf, &ctx.target.org.guid, &ctx.target.space.guid, &names.production).await?]
+        }
+    };
+    log::detail(format_args!(
+        "rolling back to droplet {droplet}; production {}",
+        blue.as_ref().map(|b| format!("{} ({})", b.app.name, b.app.guid)).unwrap_or_else(|| "has no app".into())
+    ));
+    lock.record(|j| {
+        j.blue_guid = blue.as_ref().map(|b| b.app.guid.clone());
+        j.prod_routes = prod_routes.iter().filter_map(|r| r.route.as_ref().map(|r| r.guid.clone())).collect();
+    })
+    .await?;
+    Ok((droplet, blue, prod_routes))
 }
 
 /// The droplet `app` (called `name`) would run; an error naming it when it has none.

@@ -154,27 +154,24 @@ pub async fn default_route(cf: &CfClient, org_guid: &str, space_guid: &str, app:
 }
 
 /// `host.domain` of the candidate's temporary route: `green_route` where given, else the candidate's name on
-/// the domain of the first production route.
-pub async fn temporary_route(
-    cf: &CfClient,
-    green_route: &GreenRoute,
-    candidate_name: &str,
-    prod_routes: &[RouteTarget],
-) -> Result<Option<String>> {
+/// the domain of the first production route; `None` with neither a green_route domain nor a production route.
+pub fn temporary_route(green_route: &GreenRoute, candidate_name: &str, prod_routes: &[RouteTarget]) -> Option<String> {
     let host = green_route.host.clone().unwrap_or_else(|| candidate_name.to_ascii_lowercase());
     let domain = match &green_route.domain {
-        Some(name) => {
-            let domain: Option<Domain> = cf.domains().by_name(name).await?;
-            domain
-                .ok_or_else(|| anyhow!("params.green_route.domain '{name}' is not a domain of this Cloud Foundry"))?
-                .name
-        }
-        None => match prod_routes.first() {
-            Some(first) => first.domain_name.clone(),
-            None => return Ok(None),
-        },
+        Some(name) => name.to_ascii_lowercase(),
+        None => prod_routes.first()?.domain_name.clone(),
     };
-    Ok(Some(format!("{host}.{domain}")))
+    Some(format!("{host}.{domain}"))
+}
+
+/// Fails unless `params.green_route.domain`, when given, is a domain of this Cloud Foundry: checked before the
+/// deploy changes anything.
+pub async fn check_green_route(cf: &CfClient, green_route: &GreenRoute) -> Result<()> {
+    if let Some(name) = &green_route.domain {
+        let domain: Option<Domain> = cf.domains().by_name(name).await?;
+        domain.ok_or_else(|| anyhow!("params.green_route.domain '{name}' is not a domain of this Cloud Foundry"))?;
+    }
+    Ok(())
 }
 
 /// `a.b.example.com` → `a.b.example.com`, `b.example.com`, `example.com`, `com`.
