@@ -4,6 +4,7 @@
 //! restarted with backoff; stopping sends SIGTERM to the group and SIGKILL after the grace period.
 
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -424,6 +425,20 @@ fn group_has_live_process(pgid: u32) -> bool {
         })
 }
 
+/// Instance ports, like Diego's, come from a range of their own: below Linux's ephemeral range (32768–60999),
+/// so no outgoing connection can take a port between this check and the app's bind, and handed out in turn, so
+/// instances starting together never get the same one. Each process starts at its own offset.
+const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
+
 fn free_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(PORT_RANGE.end - PORT_RANGE.start);
+    let _ = NEXT.compare_exchange(u32::MAX, std::process::id() % span, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..span {
+        let port = PORT_RANGE.start + (NEXT.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
