@@ -18,8 +18,8 @@ use common::deploy::{
     PutDir, annotation, app_named, apps, build_url, deploy, logged, manifest, out, out_as, route_destinations, routes,
     spawn_out, wait_for, wait_until_serving,
 };
-use common::run_resource;
 use common::sim::{check_request, connect, home_space, source, start_sim_with};
+use common::{Run, run_resource};
 use serde_json::{Value, json};
 
 const PHASE: &str = "blue-green/phase";
@@ -314,6 +314,41 @@ fn a_put_killed_before_the_swap_is_cleaned_up_by_the_next_one() {
     let report = load.stop();
     assert_no_failures(&report);
     assert_eq!(report.versions(), ["v1", "v3", "v5"], "the killed candidates never served production");
+}
+
+#[test]
+fn of_two_puts_waiting_on_a_dead_lock_only_one_recovers_it_then_both_deploy_in_turn() {
+    let (sim, put, _v1) = production_v1();
+    let load = start_load(&sim);
+    put.script("ci/slow-smoke.sh", "sleep 5");
+    let mut smoked = params("v2");
+    smoked["smoke_test"] = json!({"path": "ci/slow-smoke.sh"});
+    kill_in(&sim, &put, smoked, "8", "verifying", |_, _| true);
+    // Both look after the dead deploy's 3 s lease has run out, so both find it stale at once.
+    std::thread::sleep(Duration::from_secs(4));
+    let nine = spawn_out(&sim, &put, "myapp", params("v3"), "9");
+    let ten = spawn_out(&sim, &put, "myapp", params("v4"), "10");
+    let runs = [logged("out build 9", nine.wait(PUT_LIMIT)), logged("out build 10", ten.wait(PUT_LIMIT))];
+    for run in &runs {
+        assert_eq!(run.status, 0, "{}", run.last_line());
+    }
+    let recovered: Vec<&Run> =
+        runs.iter().filter(|r| r.stderr.contains("recovered: the foundation is consistent again")).collect();
+    assert_eq!(recovered.len(), 1, "exactly one of the two recovers the dead deploy");
+    let recoveries = runs.iter().map(|r| r.stderr.matches("recovery: ").count()).sum::<usize>();
+    assert_eq!(recoveries, 1, "the other never starts a recovery of its own");
+
+    let report = load.stop();
+    assert_no_failures(&report);
+    let last = report.versions().last().cloned().unwrap();
+    assert!(last == "v3" || last == "v4", "{:?}", report.versions());
+    let production: Value = runs
+        .iter()
+        .map(|r| serde_json::from_str::<Value>(&r.stdout).unwrap()["version"].clone())
+        .find(|v| app_named(&sim, "myapp").is_some_and(|a| a["guid"] == v["app_guid"]))
+        .expect("one of the two is production");
+    let previous = app_named(&sim, "myapp-previous").unwrap()["guid"].as_str().unwrap().to_owned();
+    assert_settled(&sim, &production, &previous);
 }
 
 #[test]

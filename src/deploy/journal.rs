@@ -29,9 +29,22 @@ const BLUE: &str = "blue-green/blue-app";
 const PROD_ROUTES: &str = "blue-green/prod-routes";
 const TEMP_ROUTE: &str = "blue-green/temp-route";
 const ROLLBACK: &str = "blue-green/rollback";
+const RECOVERED_BY: &str = "blue-green/recovered-by";
 
-const JOURNAL_KEYS: &[&str] =
-    &[DEPLOY_ID, HOLDER, BUILD_URL, PHASE, VERIFIED, RENEWED_AT, LEASE, BLUE, PROD_ROUTES, TEMP_ROUTE, ROLLBACK];
+const JOURNAL_KEYS: &[&str] = &[
+    DEPLOY_ID,
+    HOLDER,
+    BUILD_URL,
+    PHASE,
+    VERIFIED,
+    RENEWED_AT,
+    LEASE,
+    BLUE,
+    PROD_ROUTES,
+    TEMP_ROUTE,
+    ROLLBACK,
+    RECOVERED_BY,
+];
 
 /// How far a deploy got. The order is the order of the deploy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -92,6 +105,8 @@ pub struct Journal {
     pub temp_route: Option<String>,
     /// The candidate is `<app>-previous` being rolled back to: undoing means renaming it back, never deleting.
     pub rollback: bool,
+    /// The deploy that claimed this dead deploy's lock to recover it (it renews the lease meanwhile).
+    pub recovered_by: Option<String>,
 }
 
 impl Journal {
@@ -109,6 +124,7 @@ impl Journal {
             prod_routes: Vec::new(),
             temp_route: None,
             rollback: false,
+            recovered_by: None,
         }
     }
 
@@ -142,6 +158,7 @@ impl Journal {
             prod_routes: get(PROD_ROUTES).map(|r| r.split(',').map(str::to_owned).collect()).unwrap_or_default(),
             temp_route: get(TEMP_ROUTE).cloned(),
             rollback: get(ROLLBACK).is_some_and(|v| v == "true"),
+            recovered_by: get(RECOVERED_BY).cloned(),
         })
     }
 
@@ -160,6 +177,7 @@ impl Journal {
             (PROD_ROUTES.into(), (!self.prod_routes.is_empty()).then(|| self.prod_routes.join(","))),
             (TEMP_ROUTE.into(), self.temp_route.clone()),
             (ROLLBACK.into(), self.rollback.then(|| "true".to_owned())),
+            (RECOVERED_BY.into(), self.recovered_by.clone()),
         ])
     }
 

@@ -59,7 +59,7 @@ impl Lock {
 }
 
 /// Writes `journal` to the candidate `guid`, renewing its lease.
-pub(super) async fn renew(cf: &CfClient, guid: &str, journal: &mut Journal) -> Result<()> {
+async fn renew(cf: &CfClient, guid: &str, journal: &mut Journal) -> Result<()> {
     journal.renewed_at = SystemTime::now();
     let patch = MetadataPatch { labels: BTreeMap::new(), annotations: journal.to_annotations() };
     cf.apps().update_metadata(guid, &patch).await.map_err(|e| anyhow!("writing the deploy journal: {e}"))?;
@@ -83,8 +83,13 @@ pub enum Take {
     Rename { space_guid: String, previous_name: String },
 }
 
-/// Takes the lock, waiting for (or recovering from) another deploy that holds it. `recover` is called with
-/// the candidate of a deploy whose lease went stale, and must leave no `<app>-green` behind.
+/// How long a deploy that claimed a dead deploy's lock waits before reading the claim back: another waiter
+/// that saw the lock stale at the same time has written its own claim by then, and the last one written wins.
+const CLAIM_SETTLE: Duration = Duration::from_secs(2);
+
+/// Takes the lock, waiting for (or recovering from) another deploy that holds it. `recover` is called with the
+/// lock of a deploy whose lease went stale, claimed by this one (so no other waiter recovers it too), and must
+/// leave no `<app>-green` behind.
 pub async fn acquire<R, F>(
     cf: &CfClient,
     space_guid: &str,
@@ -95,7 +100,7 @@ pub async fn acquire<R, F>(
     mut recover: R,
 ) -> Result<Lock>
 where
-    R: FnMut(App, Journal) -> F,
+    R: FnMut(Lock) -> F,
     F: Future<Output = Result<()>>,
 {
     let started = Instant::now();
@@ -126,7 +131,10 @@ where
                 log::human_duration(theirs.lease),
                 theirs.phase
             ));
-            recover(holder, theirs).await?;
+            match claim(cf, holder, theirs, &journal.deploy_id).await? {
+                Some(claimed) => recover(claimed).await?,
+                None => log::info("another deploy claimed it first and is recovering it; waiting for that"),
+            }
             continue;
         }
         if started.elapsed() >= lock_timeout {
@@ -138,10 +146,12 @@ where
             );
         }
         if last_notice.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+            let recovering = theirs.recovered_by.as_ref().map(|by| format!(", being recovered by {by}"));
             log::info(format_args!(
-                "waiting for the deploy lock: {green_name} is held by {} (phase {}, waited {})",
+                "waiting for the deploy lock: {green_name} is held by {} (phase {}{}, waited {})",
                 theirs.describe_holder(),
                 theirs.phase,
+                recovering.unwrap_or_default(),
                 log::human_duration(started.elapsed())
             ));
             last_notice = Some(Instant::now());
@@ -149,6 +159,26 @@ where
         // Never sleep past the timeout: `lock_timeout: 2s` gives up after 2 s, not after the next poll.
         tokio::time::sleep(poll.min(lock_timeout.saturating_sub(started.elapsed()))).await;
     }
+}
+
+/// Claims the lock of the dead deploy whose candidate is `holder`: writes `ours` into its journal as the
+/// recoverer (renewing its lease, so deploys that look now see it held), waits [`CLAIM_SETTLE`] and reads it
+/// back. Of several waiters that saw it stale together, only the last to write finds its own id: it alone
+/// recovers, renewing the lease while it does.
+async fn claim(cf: &CfClient, holder: App, mut theirs: Journal, ours: &str) -> Result<Option<Lock>> {
+    theirs.recovered_by = Some(ours.to_owned());
+    match renew(cf, &holder.guid, &mut theirs).await {
+        Ok(()) => {}
+        // Removed by whoever recovered it meanwhile.
+        Err(_) if cf.apps().find(&holder.guid).await?.is_none() => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    tokio::time::sleep(CLAIM_SETTLE).await;
+    let Some(now) = cf.apps().find(&holder.guid).await? else {
+        return Ok(None);
+    };
+    let journal = Journal::from_annotations(&now.metadata.annotations).and_then(Result::ok);
+    Ok(journal.filter(|j| j.recovered_by.as_deref() == Some(ours)).map(|journal| start_renewing(cf, now, journal)))
 }
 
 /// One attempt: `Some(app)` when we now hold the lock, `None` when someone else does.

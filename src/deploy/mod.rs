@@ -190,7 +190,7 @@ async fn take_lock(ctx: &Context, journal: Journal, take: Take) -> Result<Lock> 
         journal,
         take,
         ctx.within(ctx.params.timeouts.lock)?,
-        |app, theirs| recovery::recover(ctx, app, theirs),
+        |claimed| recovery::recover(ctx, claimed),
     )
     .await
 }

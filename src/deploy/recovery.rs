@@ -20,8 +20,9 @@ use anyhow::{Context as _, Result};
 use super::audit::Audit;
 use super::housekeeping::{self, Retire};
 use super::journal::{Journal, Phase};
+use super::lock::Lock;
 use super::plan::Apps;
-use super::{Context, JOB_TIMEOUT, cleanup, let_drain, lock, swap};
+use super::{Context, JOB_TIMEOUT, cleanup, let_drain, swap};
 use crate::cf::CfClient;
 use crate::cf::apps::{App, AppState};
 use crate::cf::processes::ProcessStats;
@@ -95,9 +96,12 @@ pub async fn assess(cf: &CfClient, candidate: &App, journal: &Journal) -> Result
     Ok((Action::decide(journal, healthy, blue_now), blue))
 }
 
-/// Brings the foundation back to a consistent state after the deploy recorded in `journal` died.
-pub async fn recover(ctx: &Context, candidate: App, mut journal: Journal) -> Result<()> {
+/// Brings the foundation back to a consistent state after a deploy died; `claimed` is its lock, now held (and
+/// renewed) by this put, with the dead deploy's journal.
+pub async fn recover(ctx: &Context, claimed: Lock) -> Result<()> {
     let cf = &ctx.cf;
+    let candidate = claimed.app.clone();
+    let journal = claimed.journal().await;
     let (action, blue) = assess(cf, &candidate, &journal).await?;
     log::info(format_args!("recovery: {}", action.describe()));
     let names = &ctx.source.names;
@@ -105,7 +109,7 @@ pub async fn recover(ctx: &Context, candidate: App, mut journal: Journal) -> Res
     match action {
         Action::RemoveCandidate => {
             cleanup::show_recent_logs(cf, &candidate).await;
-            remove(ctx, &candidate, &journal).await?;
+            remove(ctx, &claimed, &journal).await?;
         }
         Action::GiveBack => {
             let routes = journal.prod_routes.len();
@@ -120,7 +124,7 @@ pub async fn recover(ctx: &Context, candidate: App, mut journal: Journal) -> Res
             log::detail(format_args!("unmapped {} from the {routes} production route(s)", candidate.name));
             // The candidate may have served production until just now.
             drain(ctx, &candidate.name, None).await;
-            remove(ctx, &candidate, &journal).await?;
+            remove(ctx, &claimed, &journal).await?;
         }
         Action::FinishSwap => {
             let routes = journal.prod_routes.len();
@@ -135,19 +139,19 @@ pub async fn recover(ctx: &Context, candidate: App, mut journal: Journal) -> Res
                 log::detail(format_args!("unmapped {} from them", blue.name));
             }
             // Should this put die too, the next one finishes from here instead of deciding again.
-            record(cf, &candidate, &mut journal, Phase::Swapped).await?;
+            claimed.record(|j| j.phase = Phase::Swapped).await?;
             if let Some(blue) = &blue {
                 drain(ctx, &blue.name, None).await;
             }
-            finish_housekeeping(ctx, &candidate, &mut journal, blue.as_ref(), &apps).await?;
+            finish_housekeeping(ctx, &claimed, blue.as_ref(), &apps).await?;
         }
         Action::FinishHousekeeping => {
-            // Swapped: blue was unmapped before the journal's last renewal; drain what is left of `drain` since
-            // then. Housekeeping: the dead deploy had drained blue already.
+            // Swapped: blue was unmapped before the journal's last renewal by the dead deploy; drain what is left
+            // of `drain` since then. Housekeeping: the dead deploy had drained blue already.
             if let Some(blue) = blue.as_ref().filter(|_| journal.phase == Phase::Swapped) {
                 drain(ctx, &blue.name, Some(journal.renewed_at)).await;
             }
-            finish_housekeeping(ctx, &candidate, &mut journal, blue.as_ref(), &apps).await?
+            finish_housekeeping(ctx, &claimed, blue.as_ref(), &apps).await?
         }
     }
     log::success("recovered: the foundation is consistent again");
@@ -161,17 +165,13 @@ async fn drain(ctx: &Context, app_name: &str, unmapped_by: Option<SystemTime>) {
     let_drain(app_name, ctx.params.drain.saturating_sub(already)).await;
 }
 
-/// Writes the recovery's progress to the candidate's journal (renewing the lease, as the recovery now holds it).
-async fn record(cf: &CfClient, candidate: &App, journal: &mut Journal, phase: Phase) -> Result<()> {
-    journal.phase = phase;
-    lock::renew(cf, &candidate.guid, journal).await
-}
-
-async fn remove(ctx: &Context, candidate: &App, journal: &Journal) -> Result<()> {
+async fn remove(ctx: &Context, claimed: &Lock, journal: &Journal) -> Result<()> {
+    // No renewal may write the journal back onto the app once it is renamed.
+    claimed.stop_renewing().await;
     cleanup::abandon(
         &ctx.cf,
         &ctx.source.names,
-        candidate,
+        &claimed.app,
         journal.temp_route.as_deref(),
         ctx.params.on_failure,
         journal.rollback,
@@ -181,17 +181,11 @@ async fn remove(ctx: &Context, candidate: &App, journal: &Journal) -> Result<()>
     .context("removing the dead deploy's candidate")
 }
 
-async fn finish_housekeeping(
-    ctx: &Context,
-    candidate: &App,
-    journal: &mut Journal,
-    blue: Option<&App>,
-    apps: &Apps,
-) -> Result<()> {
+async fn finish_housekeeping(ctx: &Context, claimed: &Lock, blue: Option<&App>, apps: &Apps) -> Result<()> {
     let cf = &ctx.cf;
-    if journal.phase != Phase::Housekeeping {
-        record(cf, candidate, journal, Phase::Housekeeping).await?;
-    }
+    claimed.record(|j| j.phase = Phase::Housekeeping).await?;
+    let journal = claimed.journal().await;
+    let candidate = &claimed.app;
     if let Some(route) = &journal.temp_route {
         swap::remove_temporary_route(cf, route, JOB_TIMEOUT).await?;
     }
@@ -202,6 +196,7 @@ async fn finish_housekeeping(
         let retire = Retire { blue, previous: apps.previous.as_ref(), keep };
         housekeeping::retire(cf, names, retire, JOB_TIMEOUT).await?;
     }
+    claimed.stop_renewing().await;
     let droplet = candidate.current_droplet_guid().unwrap_or_default().to_owned();
     let audit = Audit {
         deployed_at: Some(std::time::SystemTime::now()),
