@@ -50,6 +50,19 @@ impl Lock {
         self.journal.lock().await.clone()
     }
 
+    /// Fails when the lease was last renewed longer ago than it lasts (the API was out of reach): another deploy
+    /// may have taken this one for dead and be recovering it, so this one must not move production.
+    pub async fn ensure_held(&self) -> Result<()> {
+        let journal = self.journal.lock().await;
+        if journal.is_stale(SystemTime::now()) {
+            bail!(
+                "the deploy lock's lease ({}) ran out while Cloud Foundry could not be reached; another deploy may be recovering this one",
+                log::human_duration(journal.lease)
+            );
+        }
+        Ok(())
+    }
+
     /// Stops renewing, waiting for a renewal in flight, so nothing rewrites the journal afterwards: the lock
     /// then goes with the candidate's name (renamed to production, deleted, or kept as failed).
     pub async fn stop_renewing(&self) {
@@ -58,11 +71,13 @@ impl Lock {
     }
 }
 
-/// Writes `journal` to the candidate `guid`, renewing its lease.
+/// Writes `journal` to the candidate `guid`, renewing its lease; `renewed_at` moves only when the write succeeds.
 async fn renew(cf: &CfClient, guid: &str, journal: &mut Journal) -> Result<()> {
-    journal.renewed_at = SystemTime::now();
-    let patch = MetadataPatch { labels: BTreeMap::new(), annotations: journal.to_annotations() };
+    let mut renewed = journal.clone();
+    renewed.renewed_at = SystemTime::now();
+    let patch = MetadataPatch { labels: BTreeMap::new(), annotations: renewed.to_annotations() };
     cf.apps().update_metadata(guid, &patch).await.map_err(|e| anyhow!("writing the deploy journal: {e}"))?;
+    *journal = renewed;
     Ok(())
 }
 

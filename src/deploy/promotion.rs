@@ -41,10 +41,14 @@ pub async fn swap_in(ctx: &mut Context, verified: Verified<'_>, retirement: Reti
     let Verified { lock, blue, mut prod_routes, temp_route_guid, mut pushed, gate } = verified;
     let names = ctx.source.names.clone();
     ctx.phases.start("swap", "Swapping production routes");
-    let swapping = lock.record(|j| {
-        j.phase = Phase::Swapping;
-        j.verified = true;
-    });
+    let swapping = async {
+        lock.ensure_held().await?;
+        lock.record(|j| {
+            j.phase = Phase::Swapping;
+            j.verified = true;
+        })
+        .await
+    };
     if let Err(e) = swapping.await {
         return Err(fail_before_swap(ctx, lock, temp_route_guid.as_deref(), e).await);
     }
