@@ -810,6 +810,11 @@ async fn routes_map_and_unmap_apps_and_are_deleted_by_job() {
         .unwrap();
     assert_eq!(replaced.len(), 1);
     assert_eq!(replaced[0].app.guid, blue.guid);
+    // Removing a destination that is gone already (a retry after a lost answer) is not an error.
+    cf.routes().remove_destination(&route.guid, &replaced[0].guid).await.unwrap();
+    cf.routes().remove_destination(&route.guid, &replaced[0].guid).await.unwrap();
+    assert!(cf.routes().destinations(&route.guid).await.unwrap().is_empty());
+    cf.routes().map_app(&route.guid, &blue.guid).await.unwrap();
 
     cf.routes().delete(&route.guid).await.unwrap();
     assert!(cf.routes().find(&route.guid).await.unwrap().is_none());

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cf::api::{Api, Resource};
 use crate::cf::client::CfClient;
-use crate::cf::error::Result;
+use crate::cf::error::{Error, Result};
 use crate::cf::paginate::ListParams;
 use crate::cf::types::{Links, Metadata, MetadataPatch, ToOne, null_as_default};
 
@@ -284,9 +284,18 @@ impl Api<Route> {
         self.insert_destinations(route_guid, &[NewDestination::app(app_guid)]).await
     }
 
-    /// `DELETE /v3/routes/:guid/destinations/:destination_guid` (takes effect at once). Already gone is fine.
+    /// `DELETE /v3/routes/:guid/destinations/:destination_guid` (takes effect at once). Already gone is fine: CC
+    /// answers that with 422 "Ensure the route has a destination with this guid", e.g. when a retry follows a
+    /// removal whose answer was lost.
     pub async fn remove_destination(&self, route_guid: &str, destination_guid: &str) -> Result<()> {
-        self.cf.delete(&format!("{}/destinations/{destination_guid}", self.path_of(route_guid))).await.map(drop)
+        match self.cf.delete(&format!("{}/destinations/{destination_guid}", self.path_of(route_guid))).await {
+            Err(Error::Cf(e))
+                if e.status == Some(422) && e.detail.contains("Ensure the route has a destination with this guid") =>
+            {
+                Ok(())
+            }
+            outcome => outcome.map(drop),
+        }
     }
 
     /// Removes every destination of the route that points at `app_guid`; returns how many there were.
