@@ -41,8 +41,7 @@ impl Lock {
         let mut journal = self.journal.lock().await;
         let mut changed = journal.clone();
         change(&mut changed);
-        renew(&self.cf, &self.app.guid, &mut changed).await?;
-        *journal = changed;
+        *journal = renew(&self.cf, &self.app.guid, &changed).await?;
         Ok(())
     }
 
@@ -71,14 +70,13 @@ impl Lock {
     }
 }
 
-/// Writes `journal` to the candidate `guid`, renewing its lease; `renewed_at` moves only when the write succeeds.
-async fn renew(cf: &CfClient, guid: &str, journal: &mut Journal) -> Result<()> {
-    let mut renewed = journal.clone();
-    renewed.renewed_at = SystemTime::now();
+/// Writes `journal` to the candidate `guid` with its lease renewed, and returns what was written: the caller
+/// keeps it only when the write succeeded.
+async fn renew(cf: &CfClient, guid: &str, journal: &Journal) -> Result<Journal> {
+    let renewed = Journal { renewed_at: SystemTime::now(), ..journal.clone() };
     let patch = MetadataPatch { labels: BTreeMap::new(), annotations: renewed.to_annotations() };
     cf.apps().update_metadata(guid, &patch).await.map_err(|e| anyhow!("writing the deploy journal: {e}"))?;
-    *journal = renewed;
-    Ok(())
+    Ok(renewed)
 }
 
 /// The label and journal annotations a candidate is created (or renamed) with.
@@ -180,10 +178,10 @@ where
 /// recoverer (renewing its lease, so deploys that look now see it held), waits [`CLAIM_SETTLE`] and reads it
 /// back. Of several waiters that saw it stale together, only the last to write finds its own id: it alone
 /// recovers, renewing the lease while it does.
-async fn claim(cf: &CfClient, holder: App, mut theirs: Journal, ours: &str) -> Result<Option<Lock>> {
-    theirs.recovered_by = Some(ours.to_owned());
-    match renew(cf, &holder.guid, &mut theirs).await {
-        Ok(()) => {}
+async fn claim(cf: &CfClient, holder: App, theirs: Journal, ours: &str) -> Result<Option<Lock>> {
+    let theirs = Journal { recovered_by: Some(ours.to_owned()), ..theirs };
+    match renew(cf, &holder.guid, &theirs).await {
+        Ok(_) => {}
         // Removed by whoever recovered it meanwhile.
         Err(_) if cf.apps().find(&holder.guid).await?.is_none() => return Ok(None),
         Err(e) => return Err(e),
@@ -247,8 +245,10 @@ fn start_renewing(cf: &CfClient, app: App, journal: Journal) -> Lock {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                if let Err(e) = renew(&cf, &guid, &mut *journal.lock().await).await {
-                    log::warn(format_args!("could not renew the deploy lock's lease: {e:#}"));
+                let mut journal = journal.lock().await;
+                match renew(&cf, &guid, &journal).await {
+                    Ok(renewed) => *journal = renewed,
+                    Err(e) => log::warn(format_args!("could not renew the deploy lock's lease: {e:#}")),
                 }
             }
         })

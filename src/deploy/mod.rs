@@ -139,8 +139,8 @@ async fn deploy(ctx: &mut Context, prepared: local::Prepared) -> Result<VersionR
     };
 
     ctx.phases.start("verify", &format!("Verifying {green_name}"));
-    let production_route = plan.blue.as_ref().and(plan.prod_routes.first()).map(|r| r.url.as_str());
-    let verified = verify_candidate(ctx, &lock, plan.temp_route.as_deref(), &plan.prod_routes, production_route).await;
+    let verified =
+        verify_candidate(ctx, &lock, plan.temp_route.as_deref(), &plan.prod_routes, plan.blue.is_some()).await;
     let gate = match verified {
         Ok(gate) => gate,
         Err(e) => return Err(fail_before_swap(ctx, &lock, temp_route_guid.as_deref(), e).await),
@@ -234,13 +234,13 @@ async fn route_client(source: &Source, cf: &CfClient) -> Result<RouteClient> {
 }
 
 /// Phase verify, for a deploy and a rollback alike: HTTP checks, smoke test and KPI probe against the candidate
-/// on its temporary route. `production_route` is there to compare with, when production runs.
+/// on its temporary route; with `production_runs`, the first production route is what the KPI probe compares with.
 async fn verify_candidate(
     ctx: &Context,
     lock: &Lock,
     temp_route: Option<&str>,
     prod_routes: &[RouteTarget],
-    production_route: Option<&str>,
+    production_runs: bool,
 ) -> Result<GateReport> {
     lock.record(|j| j.phase = Phase::Verifying).await?;
     let scheme = ctx.source.route_scheme.as_str();
@@ -257,7 +257,7 @@ async fn verify_candidate(
     let target = GateTarget {
         client: &ctx.routes,
         temp_route,
-        production_route,
+        production_route: prod_routes.first().filter(|_| production_runs).map(|r| r.url.as_str()),
         smoke_test: ctx.smoke_test.as_deref(),
         smoke_env,
         put_dir: &ctx.put_dir,

@@ -90,7 +90,7 @@ pub async fn swap_in(ctx: &mut Context, verified: Verified<'_>, retirement: Reti
             let ctx = &*ctx;
             let (removed, watched) = tokio::join!(
                 remove_temporary_route,
-                watch::drain_and_watch(ctx, &ctx.routes, blue, &prod_routes, &route_guids, lock)
+                watch::drain_and_watch(ctx, blue, &prod_routes, &route_guids, lock)
             );
             watched?;
             removed.map_err(|e| after_swap(ctx, e))?;

@@ -56,8 +56,7 @@ pub async fn run(ctx: &mut Context) -> Result<VersionResult> {
     };
 
     ctx.phases.start("verify", &format!("Verifying {green_name}"));
-    let production_route = blue.as_ref().and(prod_routes.first()).map(|r| r.url.as_str());
-    let gate = match verify_candidate(ctx, &lock, temp_url.as_deref(), &prod_routes, production_route).await {
+    let gate = match verify_candidate(ctx, &lock, temp_url.as_deref(), &prod_routes, blue.is_some()).await {
         Ok(gate) => gate,
         Err(e) => return Err(fail_before_swap(ctx, &lock, temp_route_guid.as_deref(), e).await),
     };

@@ -15,14 +15,12 @@ use crate::cf::apps::App;
 use crate::config::Kpi;
 use crate::log;
 use crate::verify::kpi;
-use crate::verify::route_client::RouteClient;
 
 /// Requests per watch round; rounds repeat until the watch is over.
 const ROUND_REQUESTS: u32 = 40;
 
 pub async fn drain_and_watch(
     ctx: &Context,
-    client: &RouteClient,
     blue: &App,
     prod_routes: &[RouteTarget],
     route_guids: &[String],
@@ -45,7 +43,7 @@ pub async fn drain_and_watch(
         blue.name
     ));
     let urls: Vec<String> =
-        prod_routes.iter().flat_map(|route| gates.paths.iter().map(|path| client.url(&route.url, path))).collect();
+        prod_routes.iter().flat_map(|route| gates.paths.iter().map(|path| ctx.routes.url(&route.url, path))).collect();
     if urls.is_empty() {
         log::info(format_args!(
             "nothing to watch: production has no routes; {} keeps running for {}",
@@ -58,7 +56,7 @@ pub async fn drain_and_watch(
     let watch_gates = Kpi { max_p95_ratio: None, ..gates.clone() };
     let mut rounds = 0;
     while started.elapsed() < watch {
-        let stats = kpi::probe_urls(client, &urls, ROUND_REQUESTS, gates.concurrency.min(ROUND_REQUESTS)).await;
+        let stats = kpi::probe_urls(&ctx.routes, &urls, ROUND_REQUESTS, gates.concurrency.min(ROUND_REQUESTS)).await;
         rounds += 1;
         if let Err(why) = kpi::evaluate(&watch_gates, &stats, None) {
             log::warn(format_args!("watch round {rounds} failed: {why}"));
