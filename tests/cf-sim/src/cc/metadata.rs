@@ -1,5 +1,9 @@
 //! `metadata.labels` / `metadata.annotations`: validation, PATCH merge (a `null` value deletes the key) and
 //! `label_selector` matching (`k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`), as CC does them.
+//!
+//! Validation follows cloud_controller_ng's `app/messages/validators/metadata_validator.rb` and
+//! `app/messages/metadata_validator_helper.rb` word for word: every problem is collected, in CC's order, as the
+//! `full_messages` CC joins with ", " into one 422 CF-UnprocessableEntity.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +11,15 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
+
+/// `MetadataValidatorHelper::MAX_METADATA_KEY_SIZE` and `MAX_LABEL_VALUE_SIZE`.
+const MAX_NAME_SIZE: usize = 63;
+/// `MetadataValidatorHelper::MAX_METADATA_PREFIX_SIZE`.
+const MAX_PREFIX_SIZE: usize = 253;
+/// `MetadataValidator::MAX_ANNOTATION_VALUE_SIZE`.
+const MAX_ANNOTATION_VALUE_SIZE: usize = 5000;
+/// `MetadataValidatorHelper::RESERVED_DOMAIN`.
+const RESERVED_DOMAIN: &str = "cloudfoundry.org";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Metadata {
@@ -19,117 +32,164 @@ impl Metadata {
         json!({"labels": self.labels, "annotations": self.annotations})
     }
 
-    /// Merges a request's `metadata` object into this one. Validates everything before changing anything.
+    /// Merges a request's `metadata` (`None` when the request has no such key) into this one. Validates everything
+    /// before changing anything; a present `metadata` that is not an object (`null` included) is refused, as CC's
+    /// `MetadataBaseMessage` validates whatever was requested.
     pub fn apply(&mut self, patch: Option<&Value>) -> ApiResult<()> {
         let Some(patch) = patch else { return Ok(()) };
-        if patch.is_null() {
-            return Ok(());
+        let errors = errors(patch);
+        if !errors.is_empty() {
+            return Err(ApiError::unprocessable(errors.join(", ")));
         }
-        let obj = patch.as_object().ok_or_else(|| ApiError::unprocessable("Metadata must be an object"))?;
-        for key in obj.keys() {
-            if key != "labels" && key != "annotations" {
-                return Err(ApiError::unprocessable(format!("Metadata has unexpected field(s): '{key}'")));
-            }
-        }
-        let labels = changes(obj.get("labels"), "label")?;
-        let annotations = changes(obj.get("annotations"), "annotation")?;
-        for (key, value) in &labels {
-            validate_key(key, "label")?;
-            if let Some(value) = value {
-                validate_label_value(value)?;
-            }
-        }
-        for (key, value) in &annotations {
-            validate_key(key, "annotation")?;
-            if value.as_ref().is_some_and(|v| v.chars().count() > 5000) {
-                return Err(ApiError::unprocessable(format!(
-                    "Metadata annotations error: value for key '{key}' is greater than 5000 characters"
-                )));
-            }
-        }
-        merge(&mut self.labels, labels);
-        merge(&mut self.annotations, annotations);
+        merge(&mut self.labels, patch.get("labels"));
+        merge(&mut self.annotations, patch.get("annotations"));
         Ok(())
     }
 }
 
-fn changes(value: Option<&Value>, what: &str) -> ApiResult<Vec<(String, Option<String>)>> {
-    let Some(value) = value else { return Ok(Vec::new()) };
-    if value.is_null() {
-        return Ok(Vec::new());
+/// The `full_messages` of CC's `MetadataValidator` for a request's `metadata`, in CC's order; empty when valid.
+pub(crate) fn errors(metadata: &Value) -> Vec<String> {
+    let Some(obj) = metadata.as_object() else { return vec!["Metadata must be an object".to_string()] };
+    let mut errors = Vec::new();
+    let unexpected: Vec<String> =
+        obj.keys().filter(|k| *k != "labels" && *k != "annotations").map(|k| format!("'{k}'")).collect();
+    if !unexpected.is_empty() {
+        errors.push(format!("Metadata has unexpected field(s): {}", unexpected.join(" ")));
     }
-    let obj =
-        value.as_object().ok_or_else(|| ApiError::unprocessable(format!("Metadata {what}s must be an object")))?;
-    obj.iter()
-        .map(|(key, value)| match value {
-            Value::Null => Ok((key.clone(), None)),
-            Value::String(s) => Ok((key.clone(), Some(s.clone()))),
-            _ => Err(ApiError::unprocessable(format!("Metadata {what} values must be strings or null: '{key}'"))),
-        })
-        .collect()
+    match obj.get("labels") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(labels)) => {
+            for (key, value) in labels {
+                if let Err(e) = key_error(key) {
+                    errors.push(format!("Metadata label key error: {e}"));
+                }
+                if let Err(e) = label_value_error(&ruby_to_s(value)) {
+                    errors.push(format!("Metadata label value error: {e}"));
+                }
+            }
+        }
+        Some(_) => errors.push("Metadata 'labels' is not an object".to_string()),
+    }
+    match obj.get("annotations") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(annotations)) => {
+            for (key, value) in annotations {
+                let text = ruby_to_s(value);
+                // `annotation_value.present?`: the key of a removal (null) or of an empty value is not checked.
+                if !text.trim().is_empty()
+                    && let Err(e) = key_error(key)
+                {
+                    errors.push(format!("Metadata annotation key error: {e}"));
+                }
+                if text.chars().count() > MAX_ANNOTATION_VALUE_SIZE {
+                    errors.push(format!(
+                        "Metadata annotation value error: '{}...' is greater than {MAX_ANNOTATION_VALUE_SIZE} characters",
+                        first_chars(&text)
+                    ));
+                }
+            }
+        }
+        Some(_) => errors.push("Metadata 'annotations' is not an object".to_string()),
+    }
+    errors
 }
 
-fn merge(target: &mut BTreeMap<String, String>, changes: Vec<(String, Option<String>)>) {
+/// Ruby's `to_s` of a JSON value as CC's helper sees it (`nil.to_s` is "").
+fn ruby_to_s(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Sets or (for `null`) removes each key of a validated `labels` / `annotations` object.
+fn merge(target: &mut BTreeMap<String, String>, changes: Option<&Value>) {
+    let Some(Value::Object(changes)) = changes else { return };
     for (key, value) in changes {
         match value {
-            Some(value) => target.insert(key, value),
-            None => target.remove(&key),
+            Value::Null => target.remove(key),
+            other => target.insert(key.clone(), ruby_to_s(other)),
         };
     }
 }
 
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+/// `name[0...8]`, as CC quotes an overlong key or value.
+fn first_chars(text: &str) -> String {
+    text.chars().take(8).collect()
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name.chars().all(is_name_char)
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+/// `INVALID_CHAR_REGEX = /[^\w\-.]/`: Ruby's `\w` is ASCII letters, digits and `_`.
+fn valid_characters(text: &str) -> bool {
+    text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
-fn validate_key(key: &str, what: &str) -> ApiResult<()> {
+/// `ALPHANUMERIC_START_END_REGEX = /\A(?=[a-zA-Z\d]).*[a-zA-Z\d]\z/`.
+fn start_end_alphanumeric(text: &str) -> bool {
+    text.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && text.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+/// `CloudController::DomainDecorator::DOMAIN_REGEX` (lib/cloud_controller/domain_decorator.rb): two or more
+/// dot-separated labels of 1–63 letters, digits and inner hyphens.
+fn is_domain(prefix: &str) -> bool {
+    let labels: Vec<&str> = prefix.split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|label| {
+            (1..=63).contains(&label.len())
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && start_end_alphanumeric(label)
+        })
+}
+
+/// `MetadataValidatorHelper#key_error`: the first problem of a key, in CC's order.
+fn key_error(key: &str) -> Result<(), String> {
+    if key.trim().is_empty() {
+        return Err("key cannot be empty string".to_string());
+    }
+    if key.matches('/').count() > 1 {
+        return Err("key has more than one '/'".to_string());
+    }
+    // `MetadataHelpers.extract_prefix`: Ruby's `split('/')` drops a trailing empty part.
     let (prefix, name) = match key.split_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
+        Some((prefix, name)) if !(prefix.is_empty() && name.is_empty()) => (Some(prefix), name),
+        Some(_) => (None, ""),
         None => (None, key),
     };
-    let error = |reason: String| Err(ApiError::unprocessable(format!("Metadata {what} key error: {reason}")));
-    if name.contains('/') {
-        return error("key has more than one '/'".to_string());
-    }
     if let Some(prefix) = prefix {
-        if prefix.len() > 253 || prefix.split('.').any(|part| !valid_name(part) || part.contains('_')) {
-            return error(format!("prefix '{prefix}' must be in valid DNS format"));
+        if !is_domain(prefix) {
+            return Err(format!("prefix '{prefix}' must be in valid dns format"));
         }
-        if prefix.eq_ignore_ascii_case("cloudfoundry.org") {
-            return error("Cloudfoundry.org is a reserved domain".to_string());
+        if prefix.chars().count() > MAX_PREFIX_SIZE {
+            return Err(format!("prefix '{}...' is greater than {MAX_PREFIX_SIZE} characters", first_chars(prefix)));
+        }
+        if prefix.to_lowercase() == RESERVED_DOMAIN {
+            return Err(format!("prefix '{RESERVED_DOMAIN}' is reserved"));
         }
     }
-    if name.is_empty() {
-        return error("key cannot be empty string".to_string());
+    if name.trim().is_empty() {
+        return Err("key cannot be empty string".to_string());
     }
-    if name.len() > 63 {
-        return error(format!("'{}...' is greater than 63 characters", &name[..8]));
+    name_error(name)
+}
+
+/// The character, start/end and size rules keys' names and label values share.
+fn name_error(text: &str) -> Result<(), String> {
+    if !valid_characters(text) {
+        return Err(format!("'{text}' contains invalid characters"));
     }
-    if !valid_name(name) {
-        return error(format!("'{name}' contains invalid characters"));
+    if !start_end_alphanumeric(text) {
+        return Err(format!("'{text}' starts or ends with invalid characters"));
+    }
+    if text.chars().count() > MAX_NAME_SIZE {
+        return Err(format!("'{}...' is greater than {MAX_NAME_SIZE} characters", first_chars(text)));
     }
     Ok(())
 }
 
-fn validate_label_value(value: &str) -> ApiResult<()> {
-    if value.is_empty() || valid_name(value) {
-        Ok(())
-    } else if value.len() > 63 {
-        Err(ApiError::unprocessable(format!(
-            "Metadata label value error: '{}...' is greater than 63 characters",
-            &value[..8]
-        )))
-    } else {
-        Err(ApiError::unprocessable(format!("Metadata label value error: '{value}' contains invalid characters")))
-    }
+/// `MetadataValidatorHelper#value_error`: an empty value (or a removal) is always valid.
+fn label_value_error(value: &str) -> Result<(), String> {
+    if value.is_empty() { Ok(()) } else { name_error(value) }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -242,10 +302,12 @@ mod tests {
     #[test]
     fn patch_merges_and_null_deletes() {
         let mut metadata = Metadata::default();
-        metadata.apply(Some(&json!({"labels": {"a": "1", "b": "2"}, "annotations": {"x/y": "long text"}}))).unwrap();
+        metadata
+            .apply(Some(&json!({"labels": {"a": "1", "b": "2"}, "annotations": {"example.com/y": "long text"}})))
+            .unwrap();
         metadata.apply(Some(&json!({"labels": {"a": null, "c": "3"}}))).unwrap();
         assert_eq!(metadata.labels, labels(&[("b", "2"), ("c", "3")]));
-        assert_eq!(metadata.annotations["x/y"], "long text");
+        assert_eq!(metadata.annotations["example.com/y"], "long text");
     }
 
     #[test]
@@ -254,6 +316,95 @@ mod tests {
         let err = metadata.apply(Some(&json!({"labels": {"ok": "1", "bad key": "2"}}))).unwrap_err();
         assert_eq!(err.code, 10008);
         assert!(metadata.labels.is_empty());
+    }
+
+    fn label_errors(labels: Value) -> Vec<String> {
+        errors(&json!({ "labels": labels }))
+    }
+
+    /// Cases of cloud_controller_ng's spec/unit/messages/validators/metadata_validator_spec.rb.
+    #[test]
+    fn key_prefixes_must_be_dns_names_with_a_dot() {
+        assert_eq!(
+            label_errors(json!({"onlycom/key4": "value5"})),
+            ["Metadata label key error: prefix 'onlycom' must be in valid dns format"]
+        );
+        assert_eq!(
+            label_errors(json!({"blue-green/lock": null})),
+            ["Metadata label key error: prefix 'blue-green' must be in valid dns format"],
+            "a removal's key is validated too"
+        );
+        for prefix in ["-a", "a%a.com", "a..com"] {
+            assert_eq!(
+                label_errors(json!({ format!("{prefix}/k"): "v" })),
+                [format!("Metadata label key error: prefix '{prefix}' must be in valid dns format")]
+            );
+        }
+        assert!(label_errors(json!({"cf-blue-green-resource.concourse/lock": "held"})).is_empty());
+        assert!(label_errors(json!({"capi.ci.cf-app.com/dashboard": "green"})).is_empty());
+        assert_eq!(
+            label_errors(json!({"cloudfoundry.org/k": "v"})),
+            ["Metadata label key error: prefix 'cloudfoundry.org' is reserved"]
+        );
+        let long = format!("{}.com", vec!["a".repeat(63); 4].join("."));
+        assert_eq!(
+            label_errors(json!({ format!("{long}/k"): "v" })),
+            ["Metadata label key error: prefix 'aaaaaaaa...' is greater than 253 characters"]
+        );
+        assert_eq!(label_errors(json!({"a/b/c": "v"})), ["Metadata label key error: key has more than one '/'"]);
+        assert_eq!(
+            label_errors(json!({"": "v", "example.com/": "empty"})),
+            ["Metadata label key error: key cannot be empty string"; 2]
+        );
+    }
+
+    #[test]
+    fn names_and_label_values_follow_cc_character_rules() {
+        assert_eq!(
+            label_errors(json!({"potato mashed": "v", "-a": "a-"})),
+            [
+                "Metadata label key error: '-a' starts or ends with invalid characters",
+                "Metadata label value error: 'a-' starts or ends with invalid characters",
+                "Metadata label key error: 'potato mashed' contains invalid characters",
+            ]
+        );
+        assert_eq!(
+            label_errors(json!({ "b".repeat(64): "c".repeat(64) })),
+            [
+                "Metadata label key error: 'bbbbbbbb...' is greater than 63 characters",
+                "Metadata label value error: 'cccccccc...' is greater than 63 characters",
+            ]
+        );
+        assert!(label_errors(json!({ "b".repeat(63): "" })).is_empty());
+    }
+
+    #[test]
+    fn annotation_keys_are_checked_only_with_a_value() {
+        let errors = errors(&json!({"annotations": {"blue-green/journal": null, "x y": "", "bad key": "v"}}));
+        assert_eq!(errors, ["Metadata annotation key error: 'bad key' contains invalid characters"]);
+        let errors = super::errors(&json!({"annotations": {"example.com/k": "a".repeat(5001)}}));
+        assert_eq!(errors, ["Metadata annotation value error: 'aaaaaaaa...' is greater than 5000 characters"]);
+        assert!(super::errors(&json!({"annotations": {"example.com/k": "a".repeat(5000)}})).is_empty());
+    }
+
+    #[test]
+    fn metadata_shape_errors_are_cc_messages_joined_into_one_422() {
+        assert_eq!(errors(&Value::Null), ["Metadata must be an object"]);
+        assert_eq!(
+            errors(&json!({"labels": [], "annotations": "x", "other": {}, "extra": 1})),
+            [
+                "Metadata has unexpected field(s): 'extra' 'other'",
+                "Metadata 'labels' is not an object",
+                "Metadata 'annotations' is not an object",
+            ]
+        );
+        let err = Metadata::default().apply(Some(&json!({"labels": {"-a": "b-"}}))).unwrap_err();
+        assert_eq!((err.status.as_u16(), err.code, err.title.as_str()), (422, 10008, "CF-UnprocessableEntity"));
+        assert_eq!(
+            err.detail,
+            "Metadata label key error: '-a' starts or ends with invalid characters, \
+             Metadata label value error: 'b-' starts or ends with invalid characters"
+        );
     }
 
     #[test]
