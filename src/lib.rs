@@ -13,5 +13,6 @@ pub mod inspect;
 pub mod log;
 pub mod manifest;
 pub mod protocol;
+pub mod record;
 pub mod redact;
 pub mod verify;

@@ -271,6 +271,18 @@ impl AppManifest {
             {
                 problems.push(format!("{scope}health-check-http-endpoint {endpoint} must be a path starting with /"));
             }
+            if let Some(timeout) = entries.get("timeout") {
+                let max = crate::config::MAX_HEALTH_CHECK_TIMEOUT;
+                match timeout.as_u64() {
+                    Some(t) if t > u64::from(max) => problems.push(format!(
+                        "{scope}timeout {timeout} is above {max} seconds, the most Cloud Foundry allows by default"
+                    )),
+                    Some(1..) => {}
+                    _ => {
+                        problems.push(format!("{scope}timeout {timeout} must be a whole number of seconds, at least 1"))
+                    }
+                }
+            }
             if let Some(instances) = entries.get("instances")
                 && !instances.is_u64()
             {
@@ -367,7 +379,7 @@ impl AppManifest {
         if let Some(Value::Object(metadata)) = app.get_mut("metadata") {
             for section in ["labels", "annotations"] {
                 if let Some(Value::Object(entries)) = metadata.get_mut(section) {
-                    entries.retain(|key, _| !key.starts_with(crate::deploy::journal::PREFIX));
+                    entries.retain(|key, _| !key.starts_with(crate::record::PREFIX));
                 }
             }
         }
@@ -647,6 +659,17 @@ mod tests {
     }
 
     #[test]
+    fn a_health_check_timeout_cloud_foundry_refuses_is_refused_locally() {
+        let err = parse("applications:\n- name: myapp\n  timeout: 600\n").unwrap_err().to_string();
+        assert!(err.contains("timeout 600 is above 180 seconds"), "{err}");
+        let err = parse("applications:\n- name: myapp\n  processes:\n  - type: web\n    timeout: 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("processes[]: timeout 0 must be a whole number"), "{err}");
+        assert!(parse("applications:\n- name: myapp\n  timeout: 180\n").is_ok());
+    }
+
+    #[test]
     fn no_route_with_routes_is_rejected() {
         let err =
             parse("applications:\n- name: myapp\n  no-route: true\n  routes: [{route: a.example.com}]\n").unwrap_err();
@@ -807,7 +830,7 @@ mod tests {
     #[test]
     fn our_own_metadata_is_not_copied_to_the_candidate() {
         let manifest = parse(
-            "applications:\n- name: myapp\n  metadata:\n    labels: {team: a, blue-green/role: candidate}\n    annotations: {blue-green/deployed-at: x, note: keep}\n",
+            "applications:\n- name: myapp\n  metadata:\n    labels: {team: a, cf-blue-green-resource.concourse/role: candidate}\n    annotations: {cf-blue-green-resource.concourse/deployed-at: x, note: keep}\n",
         )
         .unwrap();
         let app = &candidate_yaml(&manifest, Candidate { name: "g", ..Default::default() })["applications"][0];

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use cf_blue_green_resource::cf::CfClient;
 use cf_blue_green_resource::cf::types::MetadataPatch;
-use cf_blue_green_resource::deploy::journal::{self, Journal, Phase};
 use cf_blue_green_resource::protocol::BuildEnv;
+use cf_blue_green_resource::record::{Journal, Phase, journal};
 use cf_sim::Sim;
 use common::run_resource;
 use common::sim::{

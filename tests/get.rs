@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use cf_blue_green_resource::cf::CfClient;
 use cf_blue_green_resource::cf::bindings::NewBinding;
 use cf_blue_green_resource::cf::types::MetadataPatch;
-use cf_blue_green_resource::deploy::audit::Audit;
 use cf_blue_green_resource::protocol::BuildEnv;
+use cf_blue_green_resource::record::Audit;
 use cf_sim::{RequestRecord, Sim};
 use common::sim::{
     Pushed, connect, describe_requests, home_space, in_request, push, resource_requests, restage, sample_app_dir,

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use cf_blue_green_resource::cf::CfClient;
 use cf_blue_green_resource::cf::apps::NewApp;
-use cf_blue_green_resource::deploy::journal::{Journal, Phase};
 use cf_blue_green_resource::deploy::lock::candidate_metadata;
 use cf_blue_green_resource::protocol::BuildEnv;
+use cf_blue_green_resource::record::journal::{DEPLOY_ID, PHASE};
+use cf_blue_green_resource::record::{Journal, Phase};
 use cf_sim::load::{self, LoadConfig, LoadHandle, LoadReport};
 use cf_sim::{Fault, FaultAction, RequestRecord, Sim};
 use common::deploy::{
@@ -22,9 +23,7 @@ use common::sim::{check_request, connect, home_space, source, start_sim_with};
 use common::{Run, run_resource};
 use serde_json::{Value, json};
 
-const PHASE: &str = "blue-green/phase";
 const DRAIN: &str = "1500ms";
-const DEPLOY_ID: &str = "blue-green/deploy-id";
 /// The longest one put may take here.
 const PUT_LIMIT: Duration = Duration::from_secs(120);
 

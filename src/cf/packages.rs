@@ -13,10 +13,8 @@ use crate::cf::paginate::{ListParams, Poll, Wait};
 use crate::cf::resource_matches::FileResource;
 use crate::cf::retry::create_id;
 use crate::cf::types::{AppRelationship, Checksum, Links, Metadata, MetadataPatch};
+use crate::record::CREATE_ID_LABEL;
 use crate::{log, redact};
-
-/// The label that makes a package, build or droplet this client created findable after a lost response.
-pub const CREATE_ID_LABEL: &str = "bg-create-id";
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

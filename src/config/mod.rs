@@ -9,8 +9,8 @@ mod source;
 mod strict;
 
 pub use params::{
-    AppSource, ExpectedStatus, GreenRoute, HealthCheck, HealthCheckType, HttpCheck, InParams, Kpi, OnFailure,
-    OutParams, SmokeTest, Timeouts,
+    AppSource, ExpectedStatus, GreenRoute, HealthCheck, HealthCheckType, HttpCheck, InParams, Kpi,
+    MAX_HEALTH_CHECK_TIMEOUT, OnFailure, OutParams, SmokeTest, Timeouts,
 };
 pub use source::{AppNames, Credentials, RouteScheme, Source};
 pub use strict::{closest, json_kind};

@@ -409,6 +409,11 @@ fn register_secrets_in(value: &Value) {
     }
 }
 
+/// The longest health-check timeout the Cloud Controller accepts unless its operator raised it
+/// (`maximum_health_check_timeout: 180` in `config/cloud_controller.yml`, enforced by
+/// `base_health_check_policy.rb`). Checked before the lock, so it fails before anything changes.
+pub const MAX_HEALTH_CHECK_TIMEOUT: u32 = 180;
+
 fn validate_health_check(check: &HealthCheck, problems: &mut Vec<String>) {
     if let Some(endpoint) = &check.endpoint {
         if check.check_type.is_some_and(|t| t != HealthCheckType::Http) {
@@ -418,8 +423,12 @@ fn validate_health_check(check: &HealthCheck, problems: &mut Vec<String>) {
             problems.push(format!("params.health_check.endpoint '{endpoint}' must start with /"));
         }
     }
-    if check.timeout == Some(0) {
-        problems.push("params.health_check.timeout must be at least 1 second".into());
+    match check.timeout {
+        Some(0) => problems.push("params.health_check.timeout must be at least 1 second".into()),
+        Some(t) if t > MAX_HEALTH_CHECK_TIMEOUT => problems.push(format!(
+            "params.health_check.timeout {t} is above {MAX_HEALTH_CHECK_TIMEOUT} seconds, the most Cloud Foundry allows by default"
+        )),
+        _ => {}
     }
     if check.invocation_timeout == Some(0) {
         problems.push("params.health_check.invocation_timeout must be at least 1 second".into());
@@ -598,6 +607,13 @@ mod tests {
         assert!(message.contains("params.health_check.endpoint only applies to type http"), "{message}");
         assert!(message.contains("must start with /"), "{message}");
         assert!(message.contains("params.verify[0].body_matches is not a valid regular expression"), "{message}");
+    }
+
+    #[test]
+    fn a_health_check_timeout_above_the_cloud_controllers_maximum_is_refused_locally() {
+        let message = err(json!({"health_check": {"type": "http", "endpoint": "/h", "timeout": 181}}));
+        assert!(message.contains("params.health_check.timeout 181 is above 180 seconds"), "{message}");
+        assert!(OutParams::parse(json!({"health_check": {"type": "port", "timeout": 180}})).is_ok());
     }
 
     #[test]

@@ -245,7 +245,19 @@ fn check_host_port(address: &str, problems: &mut Vec<String>) {
     }
 }
 
+/// The longest app name the Cloud Controller takes (`app/messages/app_create_message.rb`, `app_update_message.rb`:
+/// `length: { maximum: 255 }`).
+const MAX_APP_NAME: usize = 255;
+
 fn check_suffixes(names: &AppNames, problems: &mut Vec<String>) {
+    let longest = [names.green(), names.previous(), names.failed()].into_iter().max_by_key(|n| n.chars().count());
+    if let Some(longest) = longest.filter(|n| n.chars().count() > MAX_APP_NAME) {
+        problems.push(format!(
+            "source.app with its suffixes makes app names up to {} characters ({}…); Cloud Foundry allows {MAX_APP_NAME}",
+            longest.chars().count(),
+            longest.chars().take(24).collect::<String>()
+        ));
+    }
     let suffixes = [
         ("green_suffix", &names.green_suffix),
         ("previous_suffix", &names.previous_suffix),
@@ -292,6 +304,16 @@ mod tests {
             assert!(err.contains("source.api must not contain a user name or password"), "{err}");
             assert!(!err.contains("url-pw-not-shown-9") && !err.contains("admin"), "{err}");
         }
+    }
+
+    #[test]
+    fn app_names_with_suffixes_stay_within_the_cloud_controllers_limit() {
+        let mut source = valid();
+        source["app"] = json!("a".repeat(246));
+        assert!(Source::parse(source.clone()).is_ok(), "246 + '-previous' is 255");
+        source["app"] = json!("a".repeat(247));
+        let err = Source::parse(source).unwrap_err().to_string();
+        assert!(err.contains("makes app names up to 256 characters") && err.contains("allows 255"), "{err}");
     }
 
     #[test]

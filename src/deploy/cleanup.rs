@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::journal::{self, ROLE_LABEL};
 use crate::cf::CfClient;
-use crate::cf::apps::{App, AppUpdate};
-use crate::cf::types::MetadataPatch;
+use crate::cf::apps::App;
 use crate::config::{AppNames, OnFailure};
 use crate::log;
+use crate::record;
 
 /// How many of the candidate's log lines a failure shows.
 const RECENT_LINES: u32 = 50;
@@ -79,16 +78,8 @@ pub async fn abandon(
 
 /// Renames the candidate, dropping its journal and candidate label: it no longer holds the lock.
 async fn rename_clearing_journal(cf: &CfClient, candidate: &App, name: &str) -> Result<()> {
-    let update = AppUpdate {
-        name: Some(name.to_owned()),
-        metadata: Some(MetadataPatch {
-            labels: BTreeMap::from([(ROLE_LABEL.to_owned(), None)]),
-            annotations: journal::cleared(),
-        }),
-        ..AppUpdate::default()
-    };
     cf.apps()
-        .update(&candidate.guid, &update)
+        .update(&candidate.guid, &record::release(name, BTreeMap::new()))
         .await
         .with_context(|| format!("renaming {} to {name}", candidate.name))?;
     Ok(())

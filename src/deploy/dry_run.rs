@@ -5,12 +5,12 @@
 use anyhow::{Result, anyhow};
 
 use super::Context;
-use super::journal::Journal;
 use super::local::Prepared;
 use super::plan::{Apps, Blue, Plan};
 use super::recovery::{self, Action};
 use crate::log;
 use crate::protocol::{MetadataField, Version, VersionResult};
+use crate::record::Journal;
 
 pub async fn run(ctx: &Context, prepared: Prepared) -> Result<VersionResult> {
     let names = &ctx.source.names;

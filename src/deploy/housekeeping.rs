@@ -8,13 +8,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::audit::Audit;
-use super::journal::{self, ROLE_LABEL};
 use crate::cf::CfClient;
-use crate::cf::apps::{App, AppState, AppUpdate};
-use crate::cf::types::MetadataPatch;
+use crate::cf::apps::{App, AppState};
 use crate::config::AppNames;
 use crate::log;
+use crate::record;
+use crate::record::Audit;
 
 /// What happens to the version that was in production.
 pub struct Retire<'a> {
@@ -47,13 +46,8 @@ pub async fn retire(cf: &CfClient, names: &AppNames, retire: Retire<'_>, job_tim
     if blue.name != previous_name {
         // Also drops any journal keys a journal write that CF processed after the client gave up on it left on
         // the app (it was the candidate of the deploy before): a kept version carries no journal.
-        let update = AppUpdate {
-            name: Some(previous_name.clone()),
-            metadata: Some(MetadataPatch { labels: BTreeMap::new(), annotations: journal::cleared() }),
-            ..AppUpdate::default()
-        };
         cf.apps()
-            .update(&blue.guid, &update)
+            .update(&blue.guid, &record::release(&previous_name, BTreeMap::new()))
             .await
             .with_context(|| format!("renaming {} to {previous_name}", blue.name))?;
         log::detail(format_args!("renamed {} to {previous_name} (kept stopped for rollback)", blue.name));
@@ -63,16 +57,9 @@ pub async fn retire(cf: &CfClient, names: &AppNames, retire: Retire<'_>, job_tim
 
 /// Renames the candidate to the production name, clears its journal and candidate label, and records `audit`.
 pub async fn promote(cf: &CfClient, names: &AppNames, candidate: &App, audit: &Audit) -> Result<App> {
-    let mut annotations: BTreeMap<String, Option<String>> = journal::cleared();
-    annotations.extend(audit.to_annotations());
-    let update = AppUpdate {
-        name: Some(names.production.clone()),
-        metadata: Some(MetadataPatch { labels: BTreeMap::from([(ROLE_LABEL.to_owned(), None)]), annotations }),
-        ..AppUpdate::default()
-    };
     let app = cf
         .apps()
-        .update(&candidate.guid, &update)
+        .update(&candidate.guid, &record::release(&names.production, audit.to_annotations()))
         .await
         .with_context(|| format!("renaming {} to {}", candidate.name, names.production))?;
     log::detail(format_args!("renamed {} to {}", candidate.name, names.production));

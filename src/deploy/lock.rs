@@ -13,11 +13,11 @@ use anyhow::{Result, anyhow, bail};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use super::journal::{CANDIDATE_ROLE, Journal, ROLE_LABEL};
 use crate::cf::apps::{App, AppUpdate, NewApp};
 use crate::cf::types::MetadataPatch;
 use crate::cf::{CfClient, Error};
 use crate::log;
+use crate::record::{Journal, candidate_metadata};
 
 /// A held lock: the candidate app, its journal, and the task renewing the lease.
 pub struct Lock {
@@ -77,14 +77,6 @@ async fn renew(cf: &CfClient, guid: &str, journal: &Journal) -> Result<Journal> 
     let patch = MetadataPatch { labels: BTreeMap::new(), annotations: renewed.to_annotations() };
     cf.apps().update_metadata(guid, &patch).await.map_err(|e| anyhow!("writing the deploy journal: {e}"))?;
     Ok(renewed)
-}
-
-/// The label and journal annotations a candidate is created (or renamed) with.
-pub fn candidate_metadata(journal: &Journal) -> MetadataPatch {
-    MetadataPatch {
-        labels: BTreeMap::from([(ROLE_LABEL.to_owned(), Some(CANDIDATE_ROLE.to_owned()))]),
-        annotations: journal.to_annotations().into_iter().filter(|(_, v)| v.is_some()).collect(),
-    }
 }
 
 /// How a deploy takes the lock.

@@ -5,12 +5,10 @@
 //! before the swap leaves production untouched and the candidate deleted or kept as `<app>-failed`; a deploy
 //! that died is recovered by the next one from its journal. `rollback` and `dry_run` are variations.
 
-pub mod audit;
 pub mod cleanup;
 pub mod dry_run;
 pub mod gate;
 pub mod housekeeping;
-pub mod journal;
 pub mod local;
 pub mod lock;
 pub mod phases;
@@ -31,7 +29,6 @@ use anyhow::{Context as _, Result};
 use tokio::time::Instant;
 
 use self::gate::{GateReport, GateTarget};
-use self::journal::{Journal, Phase};
 use self::lock::{Lock, Take};
 use self::phases::Phases;
 use self::plan::{Apps, Blue, Plan, Target};
@@ -43,6 +40,7 @@ use crate::cf::types::Lifecycle;
 use crate::config::{OutParams, Source};
 use crate::log;
 use crate::protocol::{BuildEnv, OutRequest, VersionResult};
+use crate::record::{Journal, Phase};
 use crate::verify::route_client::RouteClient;
 use crate::verify::smoke::SmokeEnv;
 

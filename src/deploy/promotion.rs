@@ -4,10 +4,8 @@
 
 use anyhow::Result;
 
-use super::audit::Audit;
 use super::gate::GateReport;
 use super::housekeeping::{self, Retire};
-use super::journal::Phase;
 use super::lock::Lock;
 use super::push::Pushed;
 use super::report::Outcome;
@@ -16,6 +14,8 @@ use super::{Context, JOB_TIMEOUT, fail_before_swap, swap, undo_partial_swap, wat
 use crate::cf::apps::App;
 use crate::log;
 use crate::protocol::VersionResult;
+use crate::record::Audit;
+use crate::record::Phase;
 
 /// A candidate that passed verification, and what production looks like.
 pub struct Verified<'a> {

@@ -17,9 +17,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context as _, Result};
 
-use super::audit::Audit;
 use super::housekeeping::{self, Retire};
-use super::journal::{Journal, Phase};
 use super::lock::Lock;
 use super::plan::Apps;
 use super::{Context, JOB_TIMEOUT, cleanup, let_drain, swap};
@@ -27,6 +25,8 @@ use crate::cf::CfClient;
 use crate::cf::apps::{App, AppState};
 use crate::cf::processes::ProcessStats;
 use crate::log;
+use crate::record::Audit;
+use crate::record::{Journal, Phase};
 
 /// What recovery will do with a dead deploy's candidate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

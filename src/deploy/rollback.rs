@@ -4,7 +4,6 @@
 
 use anyhow::{Result, anyhow, bail};
 
-use super::journal::Journal;
 use super::lock::{Lock, Take};
 use super::plan::{Apps, Blue};
 use super::push::{self, Pushed};
@@ -13,6 +12,7 @@ use super::{Context, fail_before_swap, promotion, take_lock, verify_candidate};
 use crate::cf::apps::App;
 use crate::log;
 use crate::protocol::VersionResult;
+use crate::record::Journal;
 
 pub async fn run(ctx: &mut Context) -> Result<VersionResult> {
     let names = ctx.source.names.clone();

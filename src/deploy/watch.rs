@@ -7,13 +7,13 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use tokio::time::Instant;
 
-use super::journal::Phase;
 use super::lock::Lock;
 use super::routes::RouteTarget;
 use super::{Context, JOB_TIMEOUT, cleanup, let_drain, swap};
 use crate::cf::apps::App;
 use crate::config::Kpi;
 use crate::log;
+use crate::record::Phase;
 use crate::verify::kpi;
 
 /// Requests per watch round; rounds repeat until the watch is over.

@@ -10,9 +10,9 @@ use crate::cf::apps::App;
 use crate::cf::droplets::Droplet;
 use crate::cf::types::Checksum;
 use crate::config::RouteScheme;
-use crate::deploy::audit::Audit;
 use crate::manifest::{AppManifest, ProcessScale};
 use crate::protocol::{MetadataField, Version};
+use crate::record::Audit;
 
 /// What CF said, gathered by `in`.
 pub struct Observed<'a> {

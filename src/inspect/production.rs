@@ -15,7 +15,7 @@ use crate::cf::orgs::Organization;
 use crate::cf::spaces::Space;
 use crate::cf::{Error, ListParams, Listed, Result};
 use crate::config::Source;
-use crate::deploy::journal::{Journal, Phase};
+use crate::record::{Journal, Phase};
 
 /// CF's largest page: the names filter matches a handful of apps, so one page holds them all.
 const PER_PAGE: u32 = 5000;
@@ -244,7 +244,7 @@ mod tests {
         assert!(why.contains("has no deploy journal"), "{why}");
 
         let mut damaged = journal(Phase::Housekeeping);
-        damaged["blue-green/phase"] = json!("exploding");
+        damaged[crate::record::journal::PHASE] = json!("exploding");
         let damaged = listed(vec![app("green", "shop-green", "s-prod", damaged)]);
         let Production::Nothing(why) = find(&damaged, &source()).unwrap() else { panic!() };
         assert!(why.contains("cannot be read") && why.contains("exploding"), "{why}");

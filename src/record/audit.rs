@@ -5,16 +5,17 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use crate::protocol::BuildEnv;
+use crate::record::prefix;
 
-const DEPLOYED_AT: &str = "blue-green/deployed-at";
-const DEPLOY_ID: &str = "blue-green/deployed-by-deploy";
-const TEAM: &str = "blue-green/build-team";
-const PIPELINE: &str = "blue-green/build-pipeline";
-const JOB: &str = "blue-green/build-job";
-const BUILD: &str = "blue-green/build-name";
-const BUILD_URL: &str = "blue-green/build-url-deployed";
-const DROPLET: &str = "blue-green/droplet";
-const PACKAGE_CHECKSUM: &str = "blue-green/package-checksum";
+const DEPLOYED_AT: &str = concat!(prefix!(), "deployed-at");
+const DEPLOY_ID: &str = concat!(prefix!(), "deployed-by-deploy");
+const TEAM: &str = concat!(prefix!(), "build-team");
+const PIPELINE: &str = concat!(prefix!(), "build-pipeline");
+const JOB: &str = concat!(prefix!(), "build-job");
+const BUILD: &str = concat!(prefix!(), "build-name");
+const BUILD_URL: &str = concat!(prefix!(), "build-url-deployed");
+const DROPLET: &str = concat!(prefix!(), "droplet");
+const PACKAGE_CHECKSUM: &str = concat!(prefix!(), "package-checksum");
 
 /// Who deployed the production app and with what.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

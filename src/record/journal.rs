@@ -11,27 +11,25 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Result, anyhow};
 
 use crate::protocol::BuildEnv;
+use crate::record::prefix;
 
-/// The prefix of every annotation and label this resource writes.
-pub const PREFIX: &str = "blue-green/";
-/// The label that marks a candidate, for `label_selector` lookups.
-pub const ROLE_LABEL: &str = "blue-green/role";
-pub const CANDIDATE_ROLE: &str = "candidate";
+/// The deploy id: the key whose presence makes an app's annotations a journal.
+pub const DEPLOY_ID: &str = concat!(prefix!(), "deploy-id");
+const HOLDER: &str = concat!(prefix!(), "holder");
+const BUILD_URL: &str = concat!(prefix!(), "build-url");
+/// How far the deploy got ([`Phase`]).
+pub const PHASE: &str = concat!(prefix!(), "phase");
+const VERIFIED: &str = concat!(prefix!(), "verified");
+const RENEWED_AT: &str = concat!(prefix!(), "renewed-at");
+const LEASE: &str = concat!(prefix!(), "lease-seconds");
+const BLUE: &str = concat!(prefix!(), "blue-app");
+const PROD_ROUTES: &str = concat!(prefix!(), "prod-routes");
+const TEMP_ROUTE: &str = concat!(prefix!(), "temp-route");
+const ROLLBACK: &str = concat!(prefix!(), "rollback");
+const RECOVERED_BY: &str = concat!(prefix!(), "recovered-by");
 
-const DEPLOY_ID: &str = "blue-green/deploy-id";
-const HOLDER: &str = "blue-green/holder";
-const BUILD_URL: &str = "blue-green/build-url";
-const PHASE: &str = "blue-green/phase";
-const VERIFIED: &str = "blue-green/verified";
-const RENEWED_AT: &str = "blue-green/renewed-at";
-const LEASE: &str = "blue-green/lease-seconds";
-const BLUE: &str = "blue-green/blue-app";
-const PROD_ROUTES: &str = "blue-green/prod-routes";
-const TEMP_ROUTE: &str = "blue-green/temp-route";
-const ROLLBACK: &str = "blue-green/rollback";
-const RECOVERED_BY: &str = "blue-green/recovered-by";
-
-const JOURNAL_KEYS: &[&str] = &[
+/// Every key of a journal.
+pub const KEYS: &[&str] = &[
     DEPLOY_ID,
     HOLDER,
     BUILD_URL,
@@ -197,7 +195,7 @@ impl Journal {
 
 /// Annotations that remove the whole journal (when the candidate becomes production).
 pub fn cleared() -> BTreeMap<String, Option<String>> {
-    JOURNAL_KEYS.iter().map(|k| ((*k).to_owned(), None)).collect()
+    KEYS.iter().map(|k| ((*k).to_owned(), None)).collect()
 }
 
 fn holder(build: &BuildEnv) -> String {

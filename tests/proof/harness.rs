@@ -8,6 +8,7 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use cf_blue_green_resource::record::{ROLE_LABEL, journal};
 use cf_sim::{Sim, SimConfig};
 use serde_json::{Value, json};
 
@@ -138,19 +139,6 @@ pub struct Lane {
 }
 
 pub const APP: &str = "myapp";
-
-/// The annotations of a deploy journal (on `<app>-green` only while a deploy runs).
-const JOURNAL_KEYS: &[&str] = &[
-    "blue-green/deploy-id",
-    "blue-green/holder",
-    "blue-green/phase",
-    "blue-green/verified",
-    "blue-green/renewed-at",
-    "blue-green/lease-seconds",
-    "blue-green/blue-app",
-    "blue-green/prod-routes",
-    "blue-green/temp-route",
-];
 
 impl Lane {
     /// Starts the sim, deploys `v0` with `out` (over a first version), and starts the probe load once the
@@ -346,7 +334,7 @@ impl Lane {
                 .into_iter()
                 .flatten()
                 .map(|(key, _)| key)
-                .filter(|key| JOURNAL_KEYS.contains(&key.as_str()))
+                .filter(|key| journal::KEYS.contains(&key.as_str()))
                 .collect();
             if late_journal_on_production && app["name"] == APP && !journal.is_empty() {
                 late_journal = true;
@@ -354,7 +342,7 @@ impl Lane {
             }
             assert!(journal.is_empty(), "{context}: {} still carries deploy journal keys {journal:?}", app["name"]);
             assert!(
-                metadata["labels"].get("blue-green/role").is_none_or(Value::is_null),
+                metadata["labels"].get(ROLE_LABEL).is_none_or(Value::is_null),
                 "{context}: {} is still labelled a candidate",
                 app["name"]
             );
