@@ -111,6 +111,19 @@ pub struct SimConfig {
     /// Log envelopes kept per source (app) in Log Cache.
     #[arg(long, default_value_t = 10_000)]
     pub log_buffer_size: usize,
+    /// Memory limit of the default organization quota every org has, in MB (default: unlimited).
+    #[arg(long)]
+    pub org_memory_limit_mb: Option<u64>,
+    /// Memory limit of a space quota applied to `--space`, in MB (default: no space quota).
+    #[arg(long)]
+    pub space_memory_limit_mb: Option<u64>,
+    /// The CC API version to present, as `X.Y.Z`: shown in `GET /` and `GET /v3`, and the answers take that
+    /// version's shapes (e.g. no `relationships.current_droplet` of apps before 3.175.0).
+    #[arg(long, default_value = "3.228.0", value_parser = CcApiVersion::parse)]
+    pub cc_api_version: CcApiVersion,
+    /// CC's `maximum_health_check_timeout` in seconds (config/cloud_controller.yml sets 180).
+    #[arg(long, default_value_t = 180)]
+    pub maximum_health_check_timeout: u64,
     /// Where to find the files of a docker image, as `IMAGE=DIR`; the image then runs like a droplet. Repeatable.
     #[arg(long = "docker-image", value_name = "IMAGE=DIR")]
     pub docker_images: Vec<String>,
@@ -128,4 +141,54 @@ pub(crate) fn split_pair<'a>(value: &'a str, sep: char, what: &str) -> anyhow::R
         .split_once(sep)
         .filter(|(a, _)| !a.is_empty())
         .ok_or_else(|| anyhow::anyhow!("{what} must look like A{sep}B, got {value:?}"))
+}
+
+/// A Cloud Controller v3 API version (`config/version` of cloud_controller_ng), ordered as versions are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CcApiVersion(pub u32, pub u32, pub u32);
+
+impl CcApiVersion {
+    /// The version of cloud_controller_ng commit 3bbba906, which cf-sim follows.
+    pub const LATEST: CcApiVersion = CcApiVersion(3, 228, 0);
+
+    /// Parses `X.Y.Z` (or `X.Y`, patch 0); a v2 or older version is refused.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let parts: Vec<u32> = text
+            .split('.')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|_| anyhow::anyhow!("a CC API version looks like 3.228.0, got {text:?}"))?;
+        match parts[..] {
+            [3, minor, patch] => Ok(CcApiVersion(3, minor, patch)),
+            [3, minor] => Ok(CcApiVersion(3, minor, 0)),
+            _ => anyhow::bail!("a CC API version looks like 3.228.0, got {text:?}"),
+        }
+    }
+
+    /// Whether this version is `other` or newer.
+    pub fn at_least(self, other: CcApiVersion) -> bool {
+        self >= other
+    }
+}
+
+impl std::fmt::Display for CcApiVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cc_api_versions_parse_and_order() {
+        assert_eq!(SimConfig::default().cc_api_version, CcApiVersion::LATEST);
+        assert_eq!(CcApiVersion::parse("3.174.0").unwrap().to_string(), "3.174.0");
+        assert!(CcApiVersion::parse("3.99").unwrap() < CcApiVersion::parse("3.175.0").unwrap());
+        assert!(CcApiVersion::parse("2.200.0").is_err());
+        assert!(CcApiVersion::parse("three").is_err());
+        let config = SimConfig::parse_from(["cf-sim", "--cc-api-version", "3.160.0"]);
+        assert_eq!(config.cc_api_version, CcApiVersion(3, 160, 0));
+    }
 }

@@ -51,16 +51,81 @@ pub enum FaultAction {
     },
     /// Wait, then process the request normally.
     Delay { ms: u64 },
+    /// Refuse the request as CC's rate limiters do (see [`rate_limited`]).
+    RateLimited {
+        /// Seconds until the user's window resets: `Retry-After`, and `X-RateLimit-Reset` is now plus this. CC's
+        /// window is `reset_interval_in_minutes` (60 by default), so up to an hour.
+        retry_after_secs: u64,
+        #[serde(default)]
+        limiter: Limiter,
+        /// The global limit reported in `X-RateLimit-Limit` (CC's default `global_general_limit` is 20000).
+        #[serde(default = "default_global_limit")]
+        limit: u64,
+    },
     /// Close the connection without processing the request.
     DropBefore,
     /// Process the request (state changes), then close the connection without answering.
     DropAfter,
 }
 
+/// Which of CC's rate limiters refuses the request.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Limiter {
+    /// `middleware/rate_limiter.rb` for a user token: 10013 CF-RateLimitExceeded.
+    #[default]
+    General,
+    /// The same limiter for a request without a user token: 10014 CF-IPBasedRateLimitExceeded.
+    Unauthenticated,
+    /// `middleware/service_broker_rate_limiter.rb` (v3: `GET …/parameters` of service instances and bindings):
+    /// 10016 CF-ServiceBrokerRateLimitExceeded, `Retry-After` only.
+    ServiceBroker,
+}
+
+fn default_global_limit() -> u64 {
+    20_000
+}
+
+/// A 429 as CC's `too_many_requests!` builds it (`middleware/base_rate_limiter.rb`, `service_broker_rate_limiter.rb`):
+/// `Retry-After` in seconds, the `X-RateLimit-Limit/Reset/Remaining` headers (general limiter only; remaining is 0
+/// once the limit is exceeded), `Content-Type: text/plain; charset=utf-8` and the v3 error body as its text.
+pub(crate) fn rate_limited(limiter: Limiter, retry_after_secs: u64, limit: u64) -> Response {
+    let error = match limiter {
+        Limiter::General => ApiError::new(429, 10013, "CF-RateLimitExceeded", "Rate Limit Exceeded"),
+        Limiter::Unauthenticated => ApiError::new(
+            429,
+            10014,
+            "CF-IPBasedRateLimitExceeded",
+            "Rate Limit Exceeded: Unauthenticated requests from this IP address have exceeded the limit. Please log in.",
+        ),
+        Limiter::ServiceBroker => ApiError::new(
+            429,
+            10016,
+            "CF-ServiceBrokerRateLimitExceeded",
+            "Service broker concurrent request limit exceeded",
+        ),
+    };
+    let body = json!({"errors": [error.to_json()]}).to_string();
+    let mut headers =
+        vec![("retry-after", retry_after_secs.to_string()), ("content-type", "text/plain; charset=utf-8".to_string())];
+    if limiter != Limiter::ServiceBroker {
+        let reset = crate::clock::unix_seconds() + retry_after_secs;
+        headers.push(("x-ratelimit-limit", limit.to_string()));
+        headers.push(("x-ratelimit-reset", reset.to_string()));
+        headers.push(("x-ratelimit-remaining", "0".to_string()));
+    }
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, body).into_response();
+    for (name, value) in headers {
+        response.headers_mut().insert(name, value.parse().expect("a header value"));
+    }
+    response
+}
+
 impl FaultAction {
     fn label(&self) -> String {
         match self {
             FaultAction::Status { status, .. } => format!("status {status}"),
+            FaultAction::RateLimited { retry_after_secs, .. } => format!("rate_limited {retry_after_secs}s"),
             FaultAction::Delay { ms } => format!("delay {ms}ms"),
             FaultAction::DropBefore => "drop_before".into(),
             FaultAction::DropAfter => "drop_after".into(),
@@ -198,6 +263,7 @@ pub async fn inject(State((ctx, listener)): State<(Ctx, &'static str)>, request:
                 .into_response()
             }
         }
+        FaultAction::RateLimited { retry_after_secs, limiter, limit } => rate_limited(limiter, retry_after_secs, limit),
         FaultAction::Delay { ms } => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             next.run(request).await

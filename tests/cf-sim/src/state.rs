@@ -34,6 +34,19 @@ pub struct Space {
     pub common: Common,
     pub name: String,
     pub org_guid: String,
+    /// The space quota applied to it, if any.
+    pub quota_guid: Option<String>,
+}
+
+/// An organization or space quota definition; only the memory limit is modelled, every other limit is unlimited.
+#[derive(Debug, Clone)]
+pub struct Quota {
+    pub common: Common,
+    pub name: String,
+    /// `apps.total_memory_in_mb`; `None` is unlimited (CC's -1).
+    pub memory_limit_mb: Option<u64>,
+    /// The org a space quota belongs to; `None` for an organization quota.
+    pub org_guid: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,8 +66,27 @@ pub struct Destination {
     pub process_type: String,
     pub port: u16,
     pub protocol: String,
+    /// Set only by a replace with weighted destinations.
+    pub weight: Option<u8>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+impl Destination {
+    /// A new unweighted destination created now.
+    pub fn new(app_guid: &str, process_type: &str, port: u16, protocol: &str) -> Self {
+        let now = now_iso();
+        Destination {
+            guid: new_guid(),
+            app_guid: app_guid.to_string(),
+            process_type: process_type.to_string(),
+            port,
+            protocol: protocol.to_string(),
+            weight: None,
+            created_at: now.clone(),
+            updated_at: now,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -323,6 +355,8 @@ pub struct State {
     pub jobs: BTreeMap<String, Job>,
     pub service_instances: BTreeMap<String, ServiceInstance>,
     pub bindings: BTreeMap<String, Binding>,
+    pub org_quotas: BTreeMap<String, Quota>,
+    pub space_quotas: BTreeMap<String, Quota>,
     /// Apps whose next staging the admin API made fail.
     pub fail_next_staging: HashSet<String>,
 }
@@ -350,6 +384,7 @@ listable! {
     Build => |_b| None,
     Droplet => |_d| None,
     ServiceInstance => |s| Some(s.name.as_str()),
+    Quota => |q| Some(q.name.as_str()),
     Binding => |b| b.name.as_deref(),
 }
 

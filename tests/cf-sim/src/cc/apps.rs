@@ -34,6 +34,9 @@ pub fn routes() -> Router<Ctx> {
 
 pub const DEFAULT_STACK: &str = "cflinuxfs4";
 
+/// AppCreateMessage / AppUpdateMessage: `length: { maximum: 255 }`.
+pub(crate) const MAX_APP_NAME: usize = 255;
+
 /// Parses a request's `lifecycle`; `current` is the app's lifecycle when updating.
 pub fn parse_lifecycle(value: Option<&Value>, current: Option<&Lifecycle>) -> ApiResult<Option<Lifecycle>> {
     let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(None) };
@@ -41,7 +44,10 @@ pub fn parse_lifecycle(value: Option<&Value>, current: Option<&Lifecycle>) -> Ap
     if let Some(current) = current
         && current.type_name() != kind
     {
-        return Err(ApiError::unprocessable("Lifecycle type cannot be changed"));
+        return Err(ApiError::unprocessable(format!(
+            "Lifecycle type cannot be changed from {} to {kind}",
+            current.type_name()
+        )));
     }
     let data = value.get("data").ok_or_else(|| ApiError::unprocessable("Lifecycle data must be an object"))?;
     match kind {
@@ -152,7 +158,7 @@ async fn list(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json
                 .is_none_or(|orgs| state.spaces.get(&a.space_guid).is_some_and(|s| orgs.contains(&s.org_guid)))
     }));
     let page: Vec<&App> = selected.iter().skip((q.page - 1) * q.per_page).take(q.per_page).copied().collect();
-    let items = selected.iter().map(|a| present::app(&ctx.urls.api, a)).collect();
+    let items = selected.iter().map(|a| render(&ctx, a)).collect();
     let mut body = q.paginate(&ctx.urls.api, "/v3/apps", items);
     include_spaces(&ctx, &state, &mut body, &page, &q.includes());
     Ok(Json(body))
@@ -162,54 +168,87 @@ async fn get_one(State(ctx): State<Ctx>, Path(guid): Path<String>, RawQuery(raw)
     let q = ListQuery::parse(raw.as_deref(), &["include"], ctx.default_per_page())?;
     let state = ctx.state();
     let app = state.app(&guid)?;
-    let mut body = present::app(&ctx.urls.api, app);
+    let mut body = render(&ctx, app);
     include_spaces(&ctx, &state, &mut body, &[app], &q.includes());
     Ok(Json(body))
 }
 
+/// `name` of AppCreateMessage / AppUpdateMessage: a string (required on create) of at most 255 characters.
+fn app_name(map: &Map<String, Value>, required: bool) -> ApiResult<Option<String>> {
+    match map.get("name") {
+        None | Some(Value::Null) if !required => Ok(None),
+        Some(Value::String(name)) if name.chars().count() > MAX_APP_NAME => {
+            Err(ApiError::unprocessable(format!("Name is too long (maximum is {MAX_APP_NAME} characters)")))
+        }
+        Some(Value::String(name)) => Ok(Some(name.clone())),
+        _ => Err(ApiError::unprocessable("Name must be a string")),
+    }
+}
+
+/// `AppModel` strips the name and validates its presence; Sequel words the error "name is not present".
+fn stored_name(name: &str) -> ApiResult<String> {
+    let name = name.trim();
+    if name.is_empty() { Err(ApiError::unprocessable("name is not present")) } else { Ok(name.to_string()) }
+}
+
+/// The app as the configured CC version renders it.
+pub(crate) fn render(ctx: &Ctx, app: &App) -> Value {
+    present::app_at(&ctx.urls.api, ctx.config.cc_api_version, app)
+}
+
+/// `POST /v3/apps`: app_create_message.rb, apps_controller.rb#create, app_create.rb (a taken name is the v3
+/// CF-UniquenessError).
 async fn create(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
     let map = body::object(&raw)?;
-    body::only_keys(&map, &["name", "relationships", "lifecycle", "environment_variables", "metadata"])?;
-    let name = body::string_field(&map, "name")?
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::unprocessable("Name can't be blank"))?;
-    let space_guid = body::required_relationship(&map, "space")?;
-    let lifecycle = parse_lifecycle(map.get("lifecycle"), None)?
-        .unwrap_or(Lifecycle::Buildpack { buildpacks: Vec::new(), stack: DEFAULT_STACK.into() });
-    let env = env_changes(map.get("environment_variables"))?;
+    let mut errors = body::Errors::default();
+    errors.metadata(&map);
+    errors.unknown_keys(&map, &["name", "environment_variables", "relationships", "lifecycle", "metadata"]);
+    let space_guid = errors.to_one_relationships(&map, &["space"], &["space"]).remove(0);
+    let lifecycle = errors.check(parse_lifecycle(map.get("lifecycle"), None));
+    let name = errors.check(app_name(&map, true));
+    let env = errors.check(env_changes(map.get("environment_variables")));
+    errors.finish()?;
     let mut metadata = crate::cc::metadata::Metadata::default();
     metadata.apply(map.get("metadata"))?;
     let mut state = ctx.state();
-    if !state.spaces.contains_key(&space_guid) {
-        return Err(ApiError::unprocessable("Invalid space. Ensure that the space exists and you have access to it."));
-    }
+    let space_guid = space_guid.filter(|g| state.spaces.contains_key(g)).ok_or_else(|| {
+        ApiError::unprocessable("Invalid space. Ensure that the space exists and you have access to it.")
+    })?;
+    let name = stored_name(&name.flatten().unwrap_or_default())?;
+    let lifecycle =
+        lifecycle.flatten().unwrap_or(Lifecycle::Buildpack { buildpacks: Vec::new(), stack: DEFAULT_STACK.into() });
     let guid = state.create_app(&name, &space_guid, lifecycle)?;
     let app = state.apps.get_mut(&guid).expect("just created");
-    apply_env(app, env);
+    apply_env(app, env.unwrap_or_default());
     app.common.metadata = metadata;
-    Ok((StatusCode::CREATED, Json(present::app(&ctx.urls.api, app))))
+    Ok((StatusCode::CREATED, Json(render(&ctx, app))))
 }
 
+/// `PATCH /v3/apps/:guid`: app_update_message.rb, app_update.rb; a name taken in the space is the model's
+/// validation error, which AppUpdate answers as CF-UnprocessableEntity (not CF-UniquenessError, which only
+/// app_create.rb raises).
 async fn update(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) -> ApiResult<Json<Value>> {
     let map = body::object(&raw)?;
-    body::only_keys(&map, &["name", "lifecycle", "metadata"])?;
+    let mut errors = body::Errors::default();
+    errors.metadata(&map);
+    errors.unknown_keys(&map, &["name", "lifecycle", "metadata"]);
+    let name = errors.check(app_name(&map, false)).flatten();
+    errors.finish()?;
     let mut state = ctx.state();
     let mut app = state.app(&guid)?.clone();
-    if let Some(name) = body::string_field(&map, "name")? {
-        if name.is_empty() {
-            return Err(ApiError::unprocessable("Name can't be blank"));
-        }
-        if state.app_name_taken(&app.space_guid, &name, Some(&guid)) {
-            return Err(ApiError::uniqueness(format!("App with the name '{name}' already exists.")));
-        }
-        app.name = name;
-    }
     if let Some(lifecycle) = parse_lifecycle(map.get("lifecycle"), Some(&app.lifecycle))? {
         app.lifecycle = lifecycle;
     }
+    if let Some(name) = name {
+        let name = stored_name(&name)?;
+        if state.app_name_taken(&app.space_guid, &name, Some(&guid)) {
+            return Err(ApiError::unprocessable(format!("App with the name '{name}' already exists.")));
+        }
+        app.name = name;
+    }
     app.common.metadata.apply(map.get("metadata"))?;
     state.touch(&mut app.common);
-    let body = present::app(&ctx.urls.api, &app);
+    let body = render(&ctx, &app);
     state.apps.insert(guid, app);
     Ok(Json(body))
 }
@@ -271,6 +310,7 @@ pub fn set_app_state(ctx: &Ctx, guid: &str, desired: AppState, restart: bool) ->
             if !staged {
                 return Err(ApiError::unprocessable("Assign a droplet before starting this app."));
             }
+            super::quotas::check_app_start(&state, guid)?;
         }
         let new_version = desired == AppState::Started && (restart || app.state == AppState::Stopped);
         if new_version {
@@ -283,7 +323,7 @@ pub fn set_app_state(ctx: &Ctx, guid: &str, desired: AppState, restart: bool) ->
         }
         app.state = desired;
         state.touch(&mut app.common);
-        let body = present::app(&ctx.urls.api, &app);
+        let body = render(ctx, &app);
         state.apps.insert(guid.to_string(), app);
         body
     };
@@ -369,9 +409,15 @@ fn droplet_relationship(ctx: &Ctx, app: &App) -> Value {
     })
 }
 
+/// `GET /v3/apps/:guid/relationships/current_droplet`: 404 "Droplet not found" when the app has none
+/// (apps_controller.rb#current_droplet_relationship).
 async fn get_current_droplet(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
     let state = ctx.state();
-    Ok(Json(droplet_relationship(&ctx, state.app(&guid)?)))
+    let app = state.app(&guid)?;
+    if app.droplet_guid.as_ref().is_none_or(|d| !state.droplets.contains_key(d)) {
+        return Err(ApiError::not_found("Droplet"));
+    }
+    Ok(Json(droplet_relationship(&ctx, app)))
 }
 
 /// Makes a droplet the app's current one and creates the processes its `process_types` name.

@@ -38,6 +38,103 @@ pub fn only_keys(map: &Map<String, Value>, allowed: &[&str]) -> ApiResult<()> {
     }
 }
 
+/// A message's validation errors in CC's order, answered as one 422 CF-UnprocessableEntity whose detail joins them
+/// with ", ", as `unprocessable!(message.errors.full_messages)` does (app/controllers/v3/application_controller.rb,
+/// lib/cloud_controller/errors/api_error.rb).
+#[derive(Debug, Default)]
+pub(crate) struct Errors(Vec<String>);
+
+impl Errors {
+    pub(crate) fn add(&mut self, error: impl Into<String>) {
+        self.0.push(error.into());
+    }
+
+    /// Records the detail of a failed check; gives the value of a passed one.
+    pub(crate) fn check<T>(&mut self, result: ApiResult<T>) -> Option<T> {
+        result.map_err(|e| self.add(e.detail)).ok()
+    }
+
+    /// `MetadataValidator`, run when the body has `metadata` (`MetadataBaseMessage`).
+    pub(crate) fn metadata(&mut self, map: &Map<String, Value>) {
+        if let Some(metadata) = map.get("metadata") {
+            self.0.extend(super::metadata::errors(metadata));
+        }
+    }
+
+    /// `NoAdditionalKeysValidator`.
+    pub(crate) fn unknown_keys(&mut self, map: &Map<String, Value>, allowed: &[&str]) {
+        self.check(only_keys(map, allowed));
+    }
+
+    /// `RelationshipValidator` over a `Relationships` message of to-one relationships (`ToOneRelationshipValidator`,
+    /// app/messages/validators.rb); `required` are validated for presence. Gives each named relationship's guid.
+    pub(crate) fn to_one_relationships(
+        &mut self,
+        map: &Map<String, Value>,
+        allowed: &[&str],
+        required: &[&str],
+    ) -> Vec<Option<String>> {
+        let none = vec![None; allowed.len()];
+        let relationships = match map.get("relationships") {
+            Some(Value::Object(r)) => r,
+            _ => {
+                self.add("Relationships 'relationships' is not an object");
+                return none;
+            }
+        };
+        if relationships.is_empty() {
+            self.add("Relationships 'relationships' must include one or more valid relationships");
+            return none;
+        }
+        let mut nested = Errors::default();
+        nested.unknown_keys(relationships, allowed);
+        let guids = allowed.iter().map(|name| nested.to_one(relationships.get(*name), name, required.contains(name)));
+        let guids = guids.collect();
+        self.0.extend(nested.0.into_iter().map(|e| format!("Relationships {e}")));
+        guids
+    }
+
+    fn to_one(&mut self, relationship: Option<&Value>, name: &str, required: bool) -> Option<String> {
+        let label = capitalize(&name.replace('_', " "));
+        let relationship = match relationship {
+            None | Some(Value::Null) if !required => return None,
+            None | Some(Value::Null) => {
+                self.add(format!("{label} can't be blank"));
+                None
+            }
+            Some(value) => Some(value),
+        };
+        let data = relationship.and_then(Value::as_object).filter(|r| r.len() == 1).and_then(|r| r.get("data"));
+        let guid = match data {
+            Some(Value::Null) => return None,
+            Some(Value::Object(data)) if data.len() == 1 && data.contains_key("guid") => &data["guid"],
+            _ => {
+                self.add(format!(
+                    "{label} must be structured like this: \"{name}: {{\"data\": {{\"guid\": \"valid-guid\"}}}}\""
+                ));
+                return None;
+            }
+        };
+        match guid.as_str() {
+            Some(guid) if (1..=200).contains(&guid.chars().count()) => Some(guid.to_string()),
+            Some(_) => {
+                self.add(format!("{label} guid must be between 1 and 200 characters"));
+                None
+            }
+            None => {
+                self.add(format!("{label} guid must be a string"));
+                self.add(format!("{label} guid must be between 1 and 200 characters"));
+                None
+            }
+        }
+    }
+
+    /// Ok when nothing was recorded.
+    pub(crate) fn finish(self) -> ApiResult<()> {
+        if self.0.is_empty() { Ok(()) } else { Err(ApiError::unprocessable(self.0.join(", "))) }
+    }
+}
+
 fn shape_error(message: &str) -> ApiError {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let field = rest.split('`').next().unwrap_or(rest);

@@ -99,16 +99,46 @@ async fn current(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<
     Ok(Json(present::droplet(&ctx.urls.api, droplet)))
 }
 
+/// `PATCH /v3/droplets/:guid`: DropletUpdateMessage (metadata and `image`) and droplet_update.rb.
 async fn update(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) -> ApiResult<Json<Value>> {
     let map = body::object(&raw)?;
-    body::only_keys(&map, &["metadata", "image"])?;
+    let mut errors = body::Errors::default();
+    errors.metadata(&map);
+    let image =
+        errors.check(body::string_field(&map, "image").map_err(|_| ApiError::unprocessable("Image must be a string")));
+    errors.unknown_keys(&map, &["metadata", "image"]);
+    errors.finish()?;
     let mut state = ctx.state();
     let mut droplet = state.droplet(&guid)?.clone();
+    if map.contains_key("image") {
+        if droplet.state != DropletState::Staged {
+            return Err(ApiError::unprocessable("Droplet image can only be updated on staged droplets"));
+        }
+        if droplet.lifecycle_type != "docker" {
+            return Err(ApiError::unprocessable("Images can only be updated for docker droplets"));
+        }
+        droplet.image = image.flatten();
+    }
     droplet.common.metadata.apply(map.get("metadata"))?;
     state.touch(&mut droplet.common);
     let body = present::droplet(&ctx.urls.api, &droplet);
     state.droplets.insert(guid, droplet);
     Ok(Json(body))
+}
+
+/// DropletCreateMessage's `process_types`: an object of non-empty keys and string values.
+fn process_types(value: Option<&Value>) -> ApiResult<std::collections::BTreeMap<String, String>> {
+    let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(Default::default()) };
+    let map = value.as_object().ok_or_else(|| ApiError::unprocessable("Process types must be an object"))?;
+    let mut errors = body::Errors::default();
+    if map.keys().any(String::is_empty) {
+        errors.add("Process types key must not be empty");
+    }
+    if map.values().any(|v| !v.is_string()) {
+        errors.add("Process types value must be a string");
+    }
+    errors.finish()?;
+    Ok(map.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
 }
 
 async fn delete_droplet(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Response> {
@@ -156,13 +186,35 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let q = ListQuery::parse(raw.as_deref(), &["source_guid"], ctx.default_per_page())?;
     let map = body::object(&request)?;
-    let app_guid = body::required_relationship(&map, "app")?;
+    let mut errors = body::Errors::default();
+    let (app_guid, process_types) = if q.get("source_guid").is_some() {
+        // DropletCopyMessage: only `relationships.app`.
+        errors.unknown_keys(&map, &["relationships"]);
+        (errors.to_one_relationships(&map, &["app"], &["app"]).remove(0), Default::default())
+    } else {
+        // DropletCreateMessage: `relationships` and `process_types` only; labels need a later PATCH.
+        errors.unknown_keys(&map, &["relationships", "process_types"]);
+        let app = errors.to_one_relationships(&map, &["app"], &["app"]).remove(0);
+        (app, errors.check(process_types(map.get("process_types"))).unwrap_or_default())
+    };
+    errors.finish()?;
+    let app_guid = app_guid.unwrap_or_default();
     let mut state = ctx.state();
-    let app = state.owning_app(&app_guid)?.clone();
+    if let Some(source_guid) = q.get("source_guid") {
+        state.droplet(source_guid)?;
+    }
+    let app = match state.apps.get(&app_guid) {
+        Some(app) => app.clone(),
+        None if q.get("source_guid").is_some() => return Err(ApiError::not_found("App")),
+        None => {
+            return Err(ApiError::unprocessable(format!(
+                "App with guid \"{app_guid}\" does not exist, or you do not have access to it."
+            )));
+        }
+    };
     let common = state.common();
     let guid = common.guid.clone();
     if let Some(source_guid) = q.get("source_guid") {
-        body::only_keys(&map, &["relationships"])?;
         let source = state.droplet(source_guid)?.clone();
         if source.state != DropletState::Staged {
             return Err(ApiError::unprocessable("Source droplet is not staged."));
@@ -184,14 +236,6 @@ async fn create(
         });
         return Ok((StatusCode::CREATED, Json(body)));
     }
-    body::only_keys(&map, &["relationships", "process_types", "metadata"])?;
-    let process_types = match map.get("process_types") {
-        None | Some(Value::Null) => Default::default(),
-        Some(v) => serde_json::from_value(v.clone())
-            .map_err(|_| ApiError::unprocessable("Process types must be a map of strings"))?,
-    };
-    let mut common = common;
-    common.metadata.apply(map.get("metadata"))?;
     let droplet = Droplet {
         common,
         app_guid,

@@ -100,6 +100,11 @@ impl ApiError {
         Self::new(403, 330002, "CF-FeatureDisabled", format!("Feature Disabled: {feature}"))
     }
 
+    /// An exception no controller rescues: `V3ErrorHasher`'s `UNKNOWN_ERROR_HASH`, whose title has no `CF-` prefix.
+    pub fn unhandled() -> Self {
+        Self::new(500, 10001, "UnknownError", "An unknown error occurred.")
+    }
+
     pub fn unknown_error() -> Self {
         Self::new(500, 10001, "CF-UnknownError", "An unknown error occurred.")
     }

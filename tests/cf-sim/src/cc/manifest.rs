@@ -440,16 +440,7 @@ fn apply_app(ctx: &Ctx, space_guid: &str, spec: AppSpec) -> ApiResult<()> {
                 };
                 let route = state.routes.get_mut(&route_guid).expect("route exists");
                 if !route.destinations.iter().any(|d| d.app_guid == app_guid && d.process_type == "web") {
-                    let now = crate::clock::now_iso();
-                    route.destinations.push(crate::state::Destination {
-                        guid: crate::clock::new_guid(),
-                        app_guid: app_guid.clone(),
-                        process_type: "web".into(),
-                        port: 8080,
-                        protocol: "http1".into(),
-                        created_at: now.clone(),
-                        updated_at: now,
-                    });
+                    route.destinations.push(crate::state::Destination::new(&app_guid, "web", 8080, "http1"));
                 }
             }
         }

@@ -17,6 +17,7 @@ mod orgs;
 mod packages;
 pub mod present;
 mod processes;
+mod quotas;
 mod root;
 mod routes;
 mod services;
@@ -44,6 +45,7 @@ pub fn router(ctx: Ctx) -> Router {
         .merge(jobs::routes())
         .merge(services::routes())
         .merge(manifest::routes())
+        .merge(quotas::routes())
         .route_layer(from_fn_with_state(ctx.clone(), auth::require_token));
     Router::new()
         .merge(protected)
@@ -94,5 +96,5 @@ pub fn orgs_and_domains(state: &mut crate::state::State, config: &crate::config:
     for domain in &config.extra_domains {
         domains::insert_domain(state, domain, None, false)?;
     }
-    Ok(())
+    quotas::configure(state, config)
 }

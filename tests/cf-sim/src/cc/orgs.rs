@@ -50,7 +50,8 @@ pub fn insert_org(state: &mut CcState, name: &str) -> ApiResult<String> {
     }
     let common = state.common();
     let guid = common.guid.clone();
-    state.orgs.insert(guid.clone(), Org { common, name: name.to_string(), quota_guid: crate::clock::new_guid() });
+    let quota_guid = super::quotas::default_org_quota(state);
+    state.orgs.insert(guid.clone(), Org { common, name: name.to_string(), quota_guid });
     Ok(guid)
 }
 
@@ -61,7 +62,10 @@ pub fn insert_space(state: &mut CcState, org_guid: &str, name: &str) -> ApiResul
     }
     let common = state.common();
     let guid = common.guid.clone();
-    state.spaces.insert(guid.clone(), Space { common, name: name.to_string(), org_guid: org_guid.to_string() });
+    state.spaces.insert(
+        guid.clone(),
+        Space { common, name: name.to_string(), org_guid: org_guid.to_string(), quota_guid: None },
+    );
     Ok(guid)
 }
 

@@ -2,6 +2,8 @@
 
 use serde_json::{Value, json};
 
+use crate::config::CcApiVersion;
+
 use crate::state::{
     App, Binding, Build, Destination, Domain, Droplet, Job, Lifecycle, Org, Package, Process, Route, ServiceInstance,
     Space, State,
@@ -52,13 +54,13 @@ pub fn org(base: &str, org: &Org) -> Value {
 
 pub fn space(base: &str, space: &Space) -> Value {
     let g = &space.common.guid;
-    json!({
+    let mut body = json!({
         "guid": g,
         "created_at": space.common.created_at,
         "updated_at": space.common.updated_at,
         "name": space.name,
         "suspended": false,
-        "relationships": {"organization": to_one(Some(&space.org_guid)), "quota": to_one(None)},
+        "relationships": {"organization": to_one(Some(&space.org_guid)), "quota": to_one(space.quota_guid.as_deref())},
         "metadata": space.common.metadata.to_json(),
         "links": {
             "self": link(base, &format!("/v3/spaces/{g}")),
@@ -66,7 +68,11 @@ pub fn space(base: &str, space: &Space) -> Value {
             "organization": link(base, &format!("/v3/organizations/{}", space.org_guid)),
             "apply_manifest": link_method(base, &format!("/v3/spaces/{g}/actions/apply_manifest"), "POST"),
         },
-    })
+    });
+    if let Some(quota) = &space.quota_guid {
+        body["links"]["quota"] = link(base, &format!("/v3/space_quotas/{quota}"));
+    }
+    body
 }
 
 pub fn domain(base: &str, domain: &Domain) -> Value {
@@ -102,7 +108,7 @@ pub fn destination(d: &Destination) -> Value {
     json!({
         "guid": d.guid,
         "app": {"guid": d.app_guid, "process": {"type": d.process_type}},
-        "weight": null,
+        "weight": d.weight,
         "port": d.port,
         "protocol": d.protocol,
         "created_at": d.created_at,
@@ -145,9 +151,24 @@ pub fn route(base: &str, state: &State, route: &Route) -> Value {
     })
 }
 
+/// The first CC API version whose apps carry `relationships.current_droplet` (cloud_controller_ng commit
+/// d543a66688; `config/version` was bumped to 3.174.0 before it and to 3.175.0 after it). Without a droplet CC
+/// renders `{"data": {"guid": null}}` (app/presenters/v3/app_presenter.rb, spec/request/apps_spec.rb).
+pub(crate) const CURRENT_DROPLET_SINCE: CcApiVersion = CcApiVersion(3, 175, 0);
+
+/// An app as the newest CC renders it.
 pub fn app(base: &str, app: &App) -> Value {
+    app_at(base, CcApiVersion::LATEST, app)
+}
+
+/// An app as CC `version` renders it (app/presenters/v3/app_presenter.rb).
+pub(crate) fn app_at(base: &str, version: CcApiVersion, app: &App) -> Value {
     let g = &app.common.guid;
     let path = |suffix: &str| format!("/v3/apps/{g}{suffix}");
+    let mut relationships = json!({"space": to_one(Some(&app.space_guid))});
+    if version.at_least(CURRENT_DROPLET_SINCE) {
+        relationships["current_droplet"] = json!({"data": {"guid": app.droplet_guid}});
+    }
     json!({
         "guid": g,
         "name": app.name,
@@ -155,10 +176,7 @@ pub fn app(base: &str, app: &App) -> Value {
         "created_at": app.common.created_at,
         "updated_at": app.common.updated_at,
         "lifecycle": lifecycle(&app.lifecycle),
-        "relationships": {
-            "space": to_one(Some(&app.space_guid)),
-            "current_droplet": to_one(app.droplet_guid.as_deref()),
-        },
+        "relationships": relationships,
         "metadata": app.common.metadata.to_json(),
         "links": {
             "self": link(base, &path("")),
@@ -171,6 +189,7 @@ pub fn app(base: &str, app: &App) -> Value {
             "tasks": link(base, &path("/tasks")),
             "start": link_method(base, &path("/actions/start"), "POST"),
             "stop": link_method(base, &path("/actions/stop"), "POST"),
+            "clear_buildpack_cache": link_method(base, &path("/actions/clear_buildpack_cache"), "POST"),
             "revisions": link(base, &path("/revisions")),
             "deployed_revisions": link(base, &path("/revisions/deployed")),
             "features": link(base, &path("/features")),

@@ -207,6 +207,7 @@ pub fn apply_scale(ctx: &Ctx, process_guid: &str, scale: Scale) -> ApiResult<Str
         if let Some(rate) = scale.log_rate_limit {
             process.log_rate_limit = rate;
         }
+        super::quotas::check_scale(&state, state.process(process_guid)?, &process)?;
         state.touch(&mut process.common);
         let app_guid = process.app_guid.clone();
         state.processes.insert(process_guid.to_string(), process);

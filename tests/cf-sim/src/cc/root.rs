@@ -1,5 +1,6 @@
-//! Discovery: `GET /` (links to UAA, Log Cache and the v3 API with its version), `GET /v3` and `GET /v3/info`,
-//! all anonymous as in CC.
+//! Discovery: `GET /` (links to UAA, Log Cache and the v3 API with its version, `--cc-api-version`), `GET /v3`
+//! and `GET /v3/info`, all anonymous as in CC (app/controllers/runtime/root_controller.rb,
+//! app/controllers/v3/root_controller.rb; only `GET /` names the version).
 
 use axum::Json;
 use axum::Router;
@@ -8,9 +9,6 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::shared::Ctx;
-
-/// The v3 API version the sim follows (cloud_controller_ng's `config/version`).
-pub const API_VERSION: &str = "3.228.0";
 
 pub fn routes() -> Router<Ctx> {
     Router::new().route("/", get(root)).route("/v3", get(v3_root)).route("/v3/info", get(info))
@@ -23,7 +21,7 @@ async fn root(State(ctx): State<Ctx>) -> Json<Value> {
             "self": {"href": api},
             "bits_service": null,
             "cloud_controller_v2": {"href": format!("{api}/v2"), "meta": {"version": "2.263.0"}},
-            "cloud_controller_v3": {"href": format!("{api}/v3"), "meta": {"version": API_VERSION}},
+            "cloud_controller_v3": {"href": format!("{api}/v3"), "meta": {"version": ctx.config.cc_api_version.to_string()}},
             "network_policy_v0": {"href": format!("{api}/networking/v0/external")},
             "network_policy_v1": {"href": format!("{api}/networking/v1/external")},
             "login": {"href": ctx.urls.uaa},

@@ -15,7 +15,7 @@ use super::error::{ApiError, ApiResult};
 use super::jobs;
 use super::list::{ListQuery, matches_any};
 use super::present;
-use crate::clock::{new_guid, now_iso};
+
 use crate::shared::Ctx;
 use crate::state::{Destination, Route, State as CcState};
 
@@ -167,11 +167,15 @@ pub fn insert_route(
         .values()
         .any(|r| r.domain_guid == domain_guid && r.host.eq_ignore_ascii_case(host) && r.path == path);
     if exists {
-        let path_part = if path.is_empty() { String::new() } else { format!(" and path '{path}'") };
-        return Err(ApiError::uniqueness(format!(
-            "Route already exists with host '{host}'{path_part} for domain '{}'.",
-            domain.name
-        )));
+        // app/actions/route_create.rb validation_error_host! / validation_error_path!: a RouteCreate::Error, which
+        // routes_controller.rb answers as 422 CF-UnprocessableEntity.
+        let what = match (host.is_empty(), path.is_empty()) {
+            (true, true) => String::new(),
+            (false, true) => format!(" with host '{host}'"),
+            (true, false) => format!(" with path '{path}'"),
+            (false, false) => format!(" with host '{host}' and path '{path}'"),
+        };
+        return Err(ApiError::unprocessable(format!("Route already exists{what} for domain '{}'.", domain.name)));
     }
     let common = state.common();
     let guid = common.guid.clone();
@@ -279,49 +283,119 @@ async fn delete_unmapped(
     ))
 }
 
-async fn get_destinations(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
+/// `route_destinations_list_message.rb`: `guids` and `app_guids`; the controller answers an invalid query with 422.
+async fn get_destinations(
+    State(ctx): State<Ctx>,
+    Path(guid): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let params: Vec<(String, String)> =
+        form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()).map(|(k, v)| (k.into(), v.into())).collect();
+    let unknown: Vec<&str> =
+        params.iter().map(|(k, _)| k.as_str()).filter(|k| *k != "guids" && *k != "app_guids").collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::unprocessable(format!(
+            "Unknown query parameter(s): '{}'. Valid parameters are: 'guids', 'app_guids'",
+            unknown.join("', '")
+        )));
+    }
+    let filter = |key: &str| {
+        params.iter().find(|(k, _)| k == key).map(|(_, v)| v.split(',').map(str::to_string).collect::<Vec<_>>())
+    };
+    let (guids, apps) = (filter("guids"), filter("app_guids"));
     let state = ctx.state();
-    Ok(Json(present::destinations(&ctx.urls.api, state.route(&guid)?)))
+    let mut route = state.route(&guid)?.clone();
+    route.destinations.retain(|d| matches_any(&guids, &d.guid, false) && matches_any(&apps, &d.app_guid, false));
+    Ok(Json(present::destinations(&ctx.urls.api, &route)))
 }
 
-/// The requested destinations, validated against the route's space.
-fn requested_destinations(state: &CcState, route: &Route, raw: &Bytes) -> ApiResult<Vec<Destination>> {
-    let map = body::object(raw)?;
-    body::only_keys(&map, &["destinations"])?;
-    let list = map
-        .get("destinations")
-        .and_then(Value::as_array)
-        .ok_or_else(|| ApiError::unprocessable("Destinations must be an array"))?;
-    let mut missing = Vec::new();
-    let mut destinations = Vec::new();
-    for item in list {
-        let app_guid = item["app"]["guid"].as_str().map(str::to_string);
-        let Some(app_guid) = app_guid else {
-            return Err(ApiError::unprocessable("Destinations[0]: must have an 'app' with a 'guid'"));
-        };
-        let Some(app) = state.apps.get(&app_guid) else {
-            missing.push(app_guid);
+/// `RouteUpdateDestinationsMessage#destinations_valid?` (`app/messages/route_update_destinations_message.rb`):
+/// every problem of the body, in CC's words. `replace` allows an empty list and weights.
+fn destination_errors(list: Option<&Value>, replace: bool) -> Vec<String> {
+    let minimum = usize::from(!replace);
+    let Some(list) = list.and_then(Value::as_array).filter(|l| (minimum..=100).contains(&l.len())) else {
+        return vec![format!(
+            "Destinations must be an array containing between {minimum} and 100 destination objects."
+        )];
+    };
+    let mut errors = Vec::new();
+    let mut ports_per_app: Vec<(&Value, usize)> = Vec::new();
+    for (index, item) in list.iter().enumerate() {
+        let mut error = |message: &str| errors.push(format!("Destinations[{index}]: {message}"));
+        let Some(dst) = item.as_object() else {
+            error("must be an object.");
             continue;
         };
-        if app.space_guid != route.space_guid {
-            return Err(ApiError::unprocessable("Routes cannot be mapped to destinations in different spaces."));
+        let Some(app) = dst.get("app") else {
+            error("must have an \"app\".");
+            continue;
+        };
+        if dst.keys().any(|k| !["app", "weight", "port", "protocol"].contains(&k.as_str())) {
+            error("must have only \"app\" and optionally \"weight\", \"port\" or \"protocol\".");
+            continue;
         }
-        let process_type = item["app"]["process"]["type"].as_str().unwrap_or("web").to_string();
-        let port = item.get("port").and_then(Value::as_u64).unwrap_or(8080) as u16;
-        let protocol = item.get("protocol").and_then(Value::as_str).unwrap_or("http1").to_string();
-        if protocol != "http1" && protocol != "http2" {
-            return Err(ApiError::unprocessable("Destinations[0]: protocol must be 'http1' or 'http2'.".to_string()));
+        let guid_ok = app["guid"].as_str().is_some_and(|g| (1..200).contains(&g.len()));
+        if !app.is_object() || !guid_ok {
+            error("app must have the structure {\"guid\": \"app_guid\"}");
+        } else if let Some(process) = app.get("process").filter(|p| !p.is_null()) {
+            let valid = process
+                .as_object()
+                .is_some_and(|p| p.len() == 1 && p.get("type").and_then(Value::as_str).is_some_and(|t| !t.is_empty()));
+            if !valid {
+                error("process must have the structure {\"type\": \"process_type\"}");
+            }
         }
-        let now = now_iso();
-        destinations.push(Destination {
-            guid: new_guid(),
-            app_guid,
-            process_type,
-            port,
-            protocol,
-            created_at: now.clone(),
-            updated_at: now,
-        });
+        if let Some(weight) = dst.get("weight").filter(|w| !w.is_null()) {
+            if !replace {
+                error("weighted destinations can only be used when replacing all destinations.");
+            } else if !weight.as_u64().is_some_and(|w| (1..=100).contains(&w)) {
+                error("weight must be a positive integer between 1 and 100.");
+            }
+        }
+        if dst.get("port").is_some_and(|p| !p.is_null() && !p.as_u64().is_some_and(|p| (1024..=65_535).contains(&p))) {
+            error("port must be a positive integer between 1024 and 65535 inclusive.");
+        }
+        let protocol = dst.get("protocol").filter(|p| !p.is_null());
+        if protocol.is_some_and(|p| !p.as_str().is_some_and(|p| ["http1", "http2", "tcp"].contains(&p))) {
+            error("protocol must be 'http1', 'http2' or 'tcp'.");
+        }
+        match ports_per_app.iter_mut().find(|(a, _)| *a == app) {
+            Some((_, count)) => *count += 1,
+            None => ports_per_app.push((app, 1)),
+        }
+    }
+    if ports_per_app.iter().any(|(_, count)| *count > 10) {
+        errors.push("Process must have at most 10 exposed ports.".into());
+    }
+    if errors.is_empty() {
+        let weights: Vec<bool> = list.iter().map(|d| d.get("weight").is_some_and(|w| !w.is_null())).collect();
+        if weights.contains(&true) {
+            if weights.contains(&false) {
+                errors.push("Destinations cannot contain both weighted and unweighted destinations.".into());
+            } else if list.iter().filter_map(|d| d["weight"].as_u64()).sum::<u64>() != 100 {
+                errors.push("Destinations must have weights that sum to 100.".into());
+            }
+        }
+    }
+    errors
+}
+
+/// The requested destinations: the message's rules, then the controller's (the apps exist and are in the route's
+/// space), with the action's defaults (`app/actions/update_route_destinations.rb`: port 8080 and the route
+/// protocol's default, http1).
+fn requested_destinations(state: &CcState, route: &Route, raw: &Bytes, replace: bool) -> ApiResult<Vec<Destination>> {
+    let map = body::object(raw)?;
+    body::only_keys(&map, &["destinations"])?;
+    let errors = destination_errors(map.get("destinations"), replace);
+    if !errors.is_empty() {
+        return Err(ApiError::unprocessable(errors.join(", ")));
+    }
+    let list = map["destinations"].as_array().expect("validated");
+    let mut missing: Vec<&str> = Vec::new();
+    for guid in list.iter().filter_map(|d| d["app"]["guid"].as_str()) {
+        if !state.apps.contains_key(guid) && !missing.contains(&guid) {
+            missing.push(guid);
+        }
     }
     if !missing.is_empty() {
         return Err(ApiError::unprocessable(format!(
@@ -329,73 +403,143 @@ fn requested_destinations(state: &CcState, route: &Route, raw: &Bytes) -> ApiRes
             missing.join("\", \"")
         )));
     }
-    Ok(destinations)
+    if list.iter().any(|d| {
+        d["app"]["guid"].as_str().and_then(|g| state.apps.get(g)).is_some_and(|a| a.space_guid != route.space_guid)
+    }) {
+        return Err(ApiError::unprocessable(
+            "Routes destinations must be in either the route's space or the route's shared spaces",
+        ));
+    }
+    Ok(list
+        .iter()
+        .map(|item| {
+            let process_type = item["app"]["process"]["type"].as_str().unwrap_or("web");
+            let port = item["port"].as_u64().map_or(8080, |p| p as u16);
+            let protocol = item["protocol"].as_str().unwrap_or("http1");
+            let mut destination =
+                Destination::new(item["app"]["guid"].as_str().unwrap_or(""), process_type, port, protocol);
+            destination.weight = item["weight"].as_u64().map(|w| w as u8);
+            destination
+        })
+        .collect())
 }
 
-fn same_target(a: &Destination, b: &Destination) -> bool {
-    a.app_guid == b.app_guid && a.process_type == b.process_type && a.port == b.port && a.protocol == b.protocol
+/// CC's mapping identity (app, process type, port), which its database keeps unique per route.
+fn same_mapping(a: &Destination, b: &Destination) -> bool {
+    a.app_guid == b.app_guid && a.process_type == b.process_type && a.port == b.port
 }
 
+/// Two destinations CC's action compares as equal hashes (mapping, protocol and weight).
+fn same_destination(a: &Destination, b: &Destination) -> bool {
+    same_mapping(a, b) && a.protocol == b.protocol && a.weight == b.weight
+}
+
+/// `validate_unique!`: equal entries in one request.
+fn has_duplicates(requested: &[Destination]) -> bool {
+    requested.iter().enumerate().any(|(i, a)| requested[i + 1..].iter().any(|b| same_destination(a, b)))
+}
+
+/// `validate_protocol_matches!`: the sim's routes are all HTTP routes, which take http1 and http2.
+fn protocol_error(requested: &[Destination]) -> Option<String> {
+    requested
+        .iter()
+        .find(|d| d.protocol == "tcp")
+        .map(|d| format!("Cannot use '{}' protocol for http routes; valid options are: [http1, http2].", d.protocol))
+}
+
+/// Stores the route's new destinations and publishes them to the router.
+fn save_destinations(ctx: &Ctx, mut state: std::sync::MutexGuard<'_, CcState>, route: Route) {
+    state.routes.insert(route.common.guid.clone(), route);
+    drop(state);
+    ctx.routing.publish(ctx);
+}
+
+/// Saves the route and answers its destinations, as insert and replace do.
+fn answer_destinations(ctx: &Ctx, state: std::sync::MutexGuard<'_, CcState>, route: Route) -> Json<Value> {
+    let body = present::destinations(&ctx.urls.api, &route);
+    save_destinations(ctx, state, route);
+    Json(body)
+}
+
+/// `UpdateRouteDestinations.add`: keeps the existing destinations; an equal one is skipped, one that differs only
+/// in protocol is refused, and nothing can be added beside weighted destinations. Errors of the action are 422,
+/// except duplicates within the request (`DuplicateDestinationError`), which `insert_destinations` does not rescue.
 async fn add_destinations(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) -> ApiResult<Json<Value>> {
-    let body = {
-        let mut state = ctx.state();
-        let route = state.route(&guid)?.clone();
-        let requested = requested_destinations(&state, &route, &raw)?;
-        let mut route = route;
-        for destination in requested {
-            if !route.destinations.iter().any(|d| same_target(d, &destination)) {
-                route.destinations.push(destination);
+    let state = ctx.state();
+    let mut route = state.route(&guid)?.clone();
+    let requested = requested_destinations(&state, &route, &raw, false)?;
+    if route.destinations.len() + requested.len() > 100 {
+        return Err(ApiError::unprocessable("Routes can be mapped to at most 100 destinations."));
+    }
+    if has_duplicates(&requested) {
+        return Err(ApiError::unhandled());
+    }
+    if route.destinations.iter().any(|d| d.weight.is_some()) {
+        return Err(ApiError::unprocessable(
+            "Destinations cannot be inserted when there are weighted destinations already configured.",
+        ));
+    }
+    let mut to_add = Vec::new();
+    for destination in requested {
+        match route.destinations.iter().find(|d| same_mapping(d, &destination)) {
+            Some(existing) if existing.protocol != destination.protocol => {
+                return Err(ApiError::unprocessable(format!(
+                    "Cannot add destination with protocol: {}. Destination already exists for route: {}, app: {}, \
+                     process: {}, and protocol: {}.",
+                    destination.protocol,
+                    state.route_url(&route),
+                    destination.app_guid,
+                    destination.process_type,
+                    existing.protocol
+                )));
             }
+            Some(_) => {}
+            None => to_add.push(destination),
         }
-        if route.destinations.len() > 100 {
-            return Err(ApiError::unprocessable("Routes can be mapped to at most 100 destinations."));
-        }
-        let body = present::destinations(&ctx.urls.api, &route);
-        state.routes.insert(guid, route);
-        body
-    };
-    ctx.routing.publish(&ctx);
-    Ok(Json(body))
+    }
+    if let Some(error) = protocol_error(&to_add) {
+        return Err(ApiError::unprocessable(error));
+    }
+    route.destinations.extend(to_add);
+    Ok(answer_destinations(&ctx, state, route))
 }
 
+/// `UpdateRouteDestinations.replace`: destinations equal to an existing one keep it (and its guid), the others are
+/// created. `replace_destinations` rescues only duplicates (422); the action's other errors are a 500.
 async fn replace_destinations(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) -> ApiResult<Json<Value>> {
-    let body = {
-        let mut state = ctx.state();
-        let mut route = state.route(&guid)?.clone();
-        let requested = requested_destinations(&state, &route, &raw)?;
-        let mut kept: Vec<Destination> = Vec::new();
-        for destination in requested {
-            if kept.iter().any(|d| same_target(d, &destination)) {
-                continue;
-            }
-            kept.push(route.destinations.iter().find(|d| same_target(d, &destination)).cloned().unwrap_or(destination));
-        }
-        route.destinations = kept;
-        let body = present::destinations(&ctx.urls.api, &route);
-        state.routes.insert(guid, route);
-        body
-    };
-    ctx.routing.publish(&ctx);
-    Ok(Json(body))
+    let state = ctx.state();
+    let mut route = state.route(&guid)?.clone();
+    let requested = requested_destinations(&state, &route, &raw, true)?;
+    if has_duplicates(&requested) {
+        return Err(ApiError::unprocessable("Destinations cannot contain duplicate entries"));
+    }
+    if protocol_error(&requested).is_some() {
+        return Err(ApiError::unhandled());
+    }
+    route.destinations = requested
+        .into_iter()
+        .map(|wanted| route.destinations.iter().find(|d| same_destination(d, &wanted)).cloned().unwrap_or(wanted))
+        .collect();
+    Ok(answer_destinations(&ctx, state, route))
 }
 
+/// `destroy_destination`: 422 when the route has no such destination; a weighted one cannot be removed alone.
 async fn remove_destination(
     State(ctx): State<Ctx>,
     Path((guid, destination)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    {
-        let mut state = ctx.state();
-        let route = state.routes.get_mut(&guid).ok_or_else(|| ApiError::not_found("Route"))?;
-        let before = route.destinations.len();
-        route.destinations.retain(|d| d.guid != destination);
-        if route.destinations.len() == before {
-            return Err(ApiError::unprocessable(
-                "Unable to unmap route from destination. Ensure the route has a destination with this guid."
-                    .to_string(),
-            ));
-        }
+    let state = ctx.state();
+    let mut route = state.route(&guid)?.clone();
+    let found = route.destinations.iter().find(|d| d.guid == destination).ok_or_else(|| {
+        ApiError::unprocessable(
+            "Unable to unmap route from destination. Ensure the route has a destination with this guid.",
+        )
+    })?;
+    if found.weight.is_some() {
+        return Err(ApiError::unprocessable("Weighted destinations cannot be deleted individually."));
     }
-    ctx.routing.publish(&ctx);
+    route.destinations.retain(|d| d.guid != destination);
+    save_destinations(&ctx, state, route);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -113,8 +113,10 @@ async fn names_are_unique_per_space_and_errors_look_like_cc() {
     assert_eq!((clash.status, clash.cf_error()), (422, (10016, "CF-UniquenessError".into())));
     assert_eq!(clash.json()["errors"][0]["detail"], "App with the name 'UNIQUE' already exists.");
     let other = api.create_app("other").await;
+    // A rename to a taken name is the model's validation error, CF-UnprocessableEntity (app/actions/app_update.rb).
     let rename = api.patch(&format!("/v3/apps/{other}"), json!({"name": "unique"})).await;
-    assert_eq!((rename.status, rename.cf_error().0), (422, 10016));
+    assert_eq!((rename.status, rename.cf_error()), (422, (10008, "CF-UnprocessableEntity".into())));
+    assert_eq!(rename.json()["errors"][0]["detail"], "App with the name 'unique' already exists.");
     assert_eq!(api.patch(&format!("/v3/apps/{first}"), json!({"name": "renamed"})).await.status, 200);
     assert_eq!(api.patch(&format!("/v3/apps/{other}"), json!({"name": "unique"})).await.status, 200);
 
@@ -136,8 +138,10 @@ async fn names_are_unique_per_space_and_errors_look_like_cc() {
     let domain = api.first_guid("/v3/domains").await;
     let route = json!({"host": "dup", "relationships": {"domain": {"data": {"guid": domain}}, "space": {"data": {"guid": space}}}});
     assert_eq!(api.post("/v3/routes", route.clone()).await.status, 201);
+    // app/actions/route_create.rb raises RouteCreate::Error, which routes_controller.rb answers as
+    // CF-UnprocessableEntity (not CF-UniquenessError).
     let again = api.post("/v3/routes", route).await;
-    assert_eq!((again.status, again.cf_error().0), (422, 10016));
+    assert_eq!((again.status, again.cf_error()), (422, (10008, "CF-UnprocessableEntity".into())));
     assert!(again.json()["errors"][0]["detail"].as_str().unwrap().starts_with("Route already exists with host 'dup'"));
     sim.stop();
 }

@@ -1,0 +1,387 @@
+//! Conformance with the Cloud Controller's source (cloud_controller_ng at CC API 3.228) for routes, destinations,
+//! quotas, usage summaries and rate limiting: each test names the upstream files whose rules it pins.
+
+use serde_json::{Value, json};
+
+use crate::common::{Api, Response, app_zip, test_config};
+use cf_sim::faults::Limiter;
+use cf_sim::{Fault, FaultAction, Sim, SimConfig};
+
+/// A route on the default domain in the default space; returns its guid.
+async fn create_route(api: &Api, host: &str, path: &str) -> Response {
+    let space = api.space_guid().await;
+    let domain = api.first_guid("/v3/domains").await;
+    api.post(
+        "/v3/routes",
+        json!({"host": host, "path": path, "relationships": {"domain": {"data": {"guid": domain}}, "space": {"data": {"guid": space}}}}),
+    )
+    .await
+}
+
+async fn route_guid(api: &Api, host: &str) -> String {
+    let route = create_route(api, host, "").await;
+    assert_eq!(route.status, 201, "{}", route.text());
+    route.json()["guid"].as_str().unwrap().to_string()
+}
+
+fn detail(response: &Response) -> String {
+    response.json()["errors"][0]["detail"].as_str().unwrap_or("").to_string()
+}
+
+/// `app/actions/route_create.rb` (`validation_error_host!`, `validation_error_path!`) raises `RouteCreate::Error`,
+/// which `routes_controller.rb#create` answers as 422 CF-UnprocessableEntity, never CF-UniquenessError.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_route_is_unprocessable_entity_with_route_creates_detail() {
+    let sim = Sim::start(test_config()).unwrap();
+    let api = Api::login(&sim).await;
+    assert_eq!(create_route(&api, "taken", "/api").await.status, 201);
+    let again = create_route(&api, "taken", "/api").await;
+    assert_eq!((again.status, again.cf_error()), (422, (10008, "CF-UnprocessableEntity".into())));
+    assert_eq!(
+        detail(&again),
+        "Route already exists with host 'taken' and path '/api' for domain 'apps.sim.internal'."
+    );
+    assert_eq!(create_route(&api, "taken", "").await.status, 201, "another path is another route");
+    let host_only = create_route(&api, "taken", "").await;
+    assert_eq!(detail(&host_only), "Route already exists with host 'taken' for domain 'apps.sim.internal'.");
+    sim.stop();
+}
+
+/// `app/messages/route_update_destinations_message.rb` keeps `port` and `protocol`;
+/// `app/actions/update_route_destinations.rb` defaults them to 8080 and the route protocol's http1;
+/// `app/presenters/v3/route_destination_presenter.rb` renders guid, app {guid, process {type}}, weight (null),
+/// port and protocol. `route_destinations_list_message.rb` filters by `guids`/`app_guids` and the controller
+/// answers any other parameter with 422.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destinations_keep_protocol_and_port_and_render_like_cc() {
+    let sim = Sim::start(test_config()).unwrap();
+    let api = Api::login(&sim).await;
+    let (grpc, plain) = (api.create_app("grpc").await, api.create_app("plain").await);
+    let route = route_guid(&api, "dest").await;
+    let path = format!("/v3/routes/{route}/destinations");
+    let inserted = api
+        .post(
+            &path,
+            json!({"destinations": [
+                {"app": {"guid": grpc, "process": {"type": "web"}}, "port": 9090, "protocol": "http2"},
+                {"app": {"guid": plain}},
+            ]}),
+        )
+        .await;
+    assert_eq!(inserted.status, 200, "{}", inserted.text());
+    let body = inserted.json();
+    let of = |app: &str| -> Value {
+        body["destinations"].as_array().unwrap().iter().find(|d| d["app"]["guid"] == app).cloned().unwrap()
+    };
+    let grpc_dest = of(&grpc);
+    assert_eq!(
+        (&grpc_dest["app"]["process"]["type"], &grpc_dest["port"], &grpc_dest["protocol"], &grpc_dest["weight"]),
+        (&json!("web"), &json!(9090), &json!("http2"), &Value::Null)
+    );
+    let plain_dest = of(&plain);
+    assert_eq!((&plain_dest["port"], &plain_dest["protocol"]), (&json!(8080), &json!("http1")));
+    assert!(body["links"]["route"]["href"].as_str().unwrap().ends_with(&format!("/v3/routes/{route}")));
+
+    let filtered = api.get(&format!("{path}?app_guids={grpc}")).await.json();
+    assert_eq!(filtered["destinations"].as_array().unwrap().len(), 1);
+    assert_eq!(filtered["destinations"][0]["protocol"], "http2");
+    let bad = api.get(&format!("{path}?hosts=x")).await;
+    assert_eq!((bad.status, bad.cf_error().0), (422, 10008));
+    assert_eq!(detail(&bad), "Unknown query parameter(s): 'hosts'. Valid parameters are: 'guids', 'app_guids'");
+
+    let again = api.post(&path, json!({"destinations": [{"app": {"guid": plain}}]})).await;
+    assert_eq!(again.json()["destinations"].as_array().unwrap().len(), 2, "an equal destination is skipped");
+    let other_protocol =
+        api.post(&path, json!({"destinations": [{"app": {"guid": plain}, "protocol": "http2"}]})).await;
+    assert_eq!(other_protocol.status, 422);
+    assert_eq!(
+        detail(&other_protocol),
+        format!(
+            "Cannot add destination with protocol: http2. Destination already exists for route: \
+             dest.apps.sim.internal, app: {plain}, process: web, and protocol: http1."
+        )
+    );
+    sim.stop();
+}
+
+/// The rules of `route_update_destinations_message.rb` (422, all problems joined), the controller's app checks
+/// (`routes_controller.rb#apps_hash`) and the action's (`update_route_destinations.rb`): an http route takes
+/// http1/http2 only, and duplicates within one request are a 422 on replace but an unrescued 500 on insert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destination_requests_follow_the_message_controller_and_action() {
+    let sim = Sim::start(SimConfig { extra_spaces: vec!["sim-org/elsewhere".into()], ..test_config() }).unwrap();
+    let api = Api::login(&sim).await;
+    let app = api.create_app("target").await;
+    let route = route_guid(&api, "rules").await;
+    let path = format!("/v3/routes/{route}/destinations");
+    let app_ref = json!({"guid": app});
+    let cases = [
+        (
+            json!({"destinations": []}),
+            "Destinations must be an array containing between 1 and 100 destination objects.",
+        ),
+        (
+            json!({"destinations": {}}),
+            "Destinations must be an array containing between 1 and 100 destination objects.",
+        ),
+        (json!({"destinations": [7]}), "Destinations[0]: must be an object."),
+        (json!({"destinations": [{"port": 8080}]}), "Destinations[0]: must have an \"app\"."),
+        (
+            json!({"destinations": [{"app": app_ref, "route": "x"}]}),
+            "Destinations[0]: must have only \"app\" and optionally \"weight\", \"port\" or \"protocol\".",
+        ),
+        (
+            json!({"destinations": [{"app": {"id": "x"}}]}),
+            "Destinations[0]: app must have the structure {\"guid\": \"app_guid\"}",
+        ),
+        (
+            json!({"destinations": [{"app": {"guid": app, "process": {"type": ""}}}]}),
+            "Destinations[0]: process must have the structure {\"type\": \"process_type\"}",
+        ),
+        (
+            json!({"destinations": [{"app": app_ref, "port": 80, "protocol": "h3"}]}),
+            "Destinations[0]: port must be a positive integer between 1024 and 65535 inclusive., \
+             Destinations[0]: protocol must be 'http1', 'http2' or 'tcp'.",
+        ),
+        (
+            json!({"destinations": [{"app": app_ref, "weight": 100}]}),
+            "Destinations[0]: weighted destinations can only be used when replacing all destinations.",
+        ),
+        (json!({"destinations": [{"app": app_ref}], "extra": 1}), "Unknown field(s): 'extra'"),
+        (
+            json!({"destinations": [{"app": {"guid": "nope"}}]}),
+            "App(s) with guid(s) \"nope\" do not exist or you do not have access.",
+        ),
+        (
+            json!({"destinations": [{"app": app_ref, "protocol": "tcp"}]}),
+            "Cannot use 'tcp' protocol for http routes; valid options are: [http1, http2].",
+        ),
+    ];
+    for (body, expected) in cases {
+        let answer = api.post(&path, body.clone()).await;
+        assert_eq!((answer.status, answer.cf_error().0), (422, 10008), "{body}: {}", answer.text());
+        assert_eq!(detail(&answer), expected, "{body}");
+    }
+
+    let elsewhere = api.get("/v3/spaces?names=elsewhere").await.json()["resources"][0]["guid"].clone();
+    let stranger = api
+        .post("/v3/apps", json!({"name": "stranger", "relationships": {"space": {"data": {"guid": elsewhere}}}}))
+        .await;
+    let stranger = stranger.json()["guid"].as_str().unwrap().to_string();
+    let across = api.post(&path, json!({"destinations": [{"app": {"guid": stranger}}]})).await;
+    assert_eq!(detail(&across), "Routes destinations must be in either the route's space or the route's shared spaces");
+
+    let twice = json!({"destinations": [{"app": app_ref}, {"app": app_ref}]});
+    let inserted = api.post(&path, twice.clone()).await;
+    assert_eq!((inserted.status, inserted.cf_error()), (500, (10001, "UnknownError".into())));
+    let replaced = api.patch(&path, twice).await;
+    assert_eq!((replaced.status, detail(&replaced)), (422, "Destinations cannot contain duplicate entries".into()));
+    let tcp = api.patch(&path, json!({"destinations": [{"app": app_ref, "protocol": "tcp"}]})).await;
+    assert_eq!(tcp.status, 500, "replace_destinations rescues only DuplicateDestinationError");
+    let emptied = api.patch(&path, json!({"destinations": []})).await;
+    assert_eq!(emptied.status, 200, "a replace may empty the route: {}", emptied.text());
+    sim.stop();
+}
+
+/// Weighted destinations (`route_update_destinations_message.rb#validate_weights`,
+/// `update_route_destinations.rb#add` and `#delete`): only a replace sets them, they sum to 100 and are not mixed
+/// with unweighted ones; while a route has them, inserts and single removals are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_destinations_refuse_inserts_and_single_removals() {
+    let sim = Sim::start(test_config()).unwrap();
+    let api = Api::login(&sim).await;
+    let (blue, green) = (api.create_app("blue").await, api.create_app("green").await);
+    let route = route_guid(&api, "weights").await;
+    let path = format!("/v3/routes/{route}/destinations");
+    let mixed = api
+        .patch(&path, json!({"destinations": [{"app": {"guid": blue}, "weight": 50}, {"app": {"guid": green}}]}))
+        .await;
+    assert_eq!(detail(&mixed), "Destinations cannot contain both weighted and unweighted destinations.");
+    let short = api
+        .patch(
+            &path,
+            json!({"destinations": [{"app": {"guid": blue}, "weight": 50}, {"app": {"guid": green}, "weight": 40}]}),
+        )
+        .await;
+    assert_eq!(detail(&short), "Destinations must have weights that sum to 100.");
+    let out_of_range = api.patch(&path, json!({"destinations": [{"app": {"guid": blue}, "weight": 0}]})).await;
+    assert_eq!(detail(&out_of_range), "Destinations[0]: weight must be a positive integer between 1 and 100.");
+
+    let weighted = api
+        .patch(
+            &path,
+            json!({"destinations": [{"app": {"guid": blue}, "weight": 70}, {"app": {"guid": green}, "weight": 30}]}),
+        )
+        .await;
+    assert_eq!(weighted.status, 200, "{}", weighted.text());
+    let destinations = api.get(&path).await.json()["destinations"].clone();
+    let mut weights: Vec<u64> =
+        destinations.as_array().unwrap().iter().map(|d| d["weight"].as_u64().unwrap()).collect();
+    weights.sort();
+    assert_eq!(weights, [30, 70]);
+    let route_body = api.get(&format!("/v3/routes/{route}")).await.json();
+    assert!(route_body["destinations"].as_array().unwrap().iter().all(|d| d["weight"].is_u64()), "{route_body}");
+
+    let insert = api.post(&path, json!({"destinations": [{"app": {"guid": green}, "port": 9000}]})).await;
+    assert_eq!(
+        (insert.status, detail(&insert)),
+        (422, "Destinations cannot be inserted when there are weighted destinations already configured.".into())
+    );
+    let one = destinations[0]["guid"].as_str().unwrap();
+    let removed = api.delete(&format!("{path}/{one}")).await;
+    assert_eq!(
+        (removed.status, detail(&removed)),
+        (422, "Weighted destinations cannot be deleted individually.".into())
+    );
+
+    assert_eq!(api.patch(&path, json!({"destinations": [{"app": {"guid": blue}}]})).await.status, 200);
+    assert_eq!(api.post(&path, json!({"destinations": [{"app": {"guid": green}}]})).await.status, 200);
+    sim.stop();
+}
+
+/// Every list message is a `NoAdditionalParamsValidator`: an unknown query parameter is 400 CF-BadQueryParameter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_query_parameters_are_bad_query_parameters() {
+    let sim = Sim::start(test_config()).unwrap();
+    let api = Api::login(&sim).await;
+    for path in [
+        "/v3/routes",
+        "/v3/domains",
+        "/v3/organizations",
+        "/v3/spaces",
+        "/v3/service_instances",
+        "/v3/service_credential_bindings",
+        "/v3/organization_quotas",
+        "/v3/space_quotas",
+    ] {
+        let answer = api.get(&format!("{path}?bogus=1")).await;
+        assert_eq!((answer.status, answer.cf_error()), (400, (10005, "CF-BadQueryParameter".into())), "{path}");
+    }
+    sim.stop();
+}
+
+/// `organization_quota_presenter.rb` / `space_quota_presenter.rb` (unlimited -1 → null), the org's and space's
+/// quota relationship (`organization_presenter.rb`, `space_presenter.rb`: `data: null` and no `links.quota`
+/// without a space quota), and the usage summaries of `config/routes.rb`
+/// (`organization_usage_summary_presenter.rb`, `space_usage_summary_presenter.rb`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_and_usage_summaries_render_like_cc() {
+    let sim = Sim::start(test_config()).unwrap();
+    let api = Api::login(&sim).await;
+    let org = api.first_guid("/v3/organizations").await;
+    let quota =
+        api.get(&format!("/v3/organizations/{org}")).await.json()["relationships"]["quota"]["data"]["guid"].clone();
+    let quota = api.get(&format!("/v3/organization_quotas/{}", quota.as_str().unwrap())).await.json();
+    assert_eq!(quota["name"], "default");
+    assert_eq!(
+        quota["apps"],
+        json!({"total_memory_in_mb": null, "per_process_memory_in_mb": null, "total_instances": null, "per_app_tasks": null, "log_rate_limit_in_bytes_per_second": null})
+    );
+    assert_eq!(quota["relationships"]["organizations"]["data"], json!([{"guid": org}]));
+    assert_eq!(quota["domains"], json!({"total_domains": null}));
+    let space = api.get(&format!("/v3/spaces/{}", api.space_guid().await)).await.json();
+    assert_eq!(space["relationships"]["quota"], json!({"data": null}));
+    assert!(space["links"].get("quota").is_none(), "{space}");
+    assert_eq!(api.get("/v3/space_quotas/nope").await.status, 404);
+    sim.stop();
+
+    let sim =
+        Sim::start(SimConfig { org_memory_limit_mb: Some(2048), space_memory_limit_mb: Some(1536), ..test_config() })
+            .unwrap();
+    let api = Api::login(&sim).await;
+    let org = api.first_guid("/v3/organizations").await;
+    let space_guid = api.space_guid().await;
+    let quotas = api.get(&format!("/v3/organization_quotas?organization_guids={org}")).await.json();
+    assert_eq!(quotas["resources"][0]["apps"]["total_memory_in_mb"], 2048);
+    let space = api.get(&format!("/v3/spaces/{space_guid}")).await.json();
+    let space_quota = space["relationships"]["quota"]["data"]["guid"].as_str().unwrap().to_string();
+    assert!(space["links"]["quota"]["href"].as_str().unwrap().ends_with(&format!("/v3/space_quotas/{space_quota}")));
+    let space_quota = api.get(&format!("/v3/space_quotas/{space_quota}")).await.json();
+    assert_eq!(space_quota["apps"]["total_memory_in_mb"], 1536);
+    assert_eq!(space_quota["relationships"]["organization"]["data"]["guid"], org);
+    assert_eq!(space_quota["relationships"]["spaces"]["data"], json!([{"guid": space_guid}]));
+    let listed = api.get(&format!("/v3/space_quotas?space_guids={space_guid}")).await.json();
+    assert_eq!(listed["pagination"]["total_results"], 1);
+
+    let usage = api.get(&format!("/v3/spaces/{space_guid}/usage_summary")).await.json();
+    assert_eq!(usage["usage_summary"]["memory_in_mb"], 0);
+    assert!(usage["links"]["space"]["href"].as_str().unwrap().ends_with(&format!("/v3/spaces/{space_guid}")));
+    let app = api.push("counted", app_zip()).await;
+    let usage = api.get(&format!("/v3/organizations/{org}/usage_summary")).await.json();
+    assert_eq!(
+        usage["usage_summary"],
+        json!({"started_instances": 1, "memory_in_mb": 1024, "routes": 0, "service_instances": 0, "reserved_ports": 0, "domains": 0, "per_app_tasks": 0, "service_keys": 0})
+    );
+    assert!(usage["links"]["organization"]["href"].as_str().unwrap().ends_with(&format!("/v3/organizations/{org}")));
+    assert_eq!(api.post(&format!("/v3/apps/{app}/actions/stop"), json!({})).await.status, 200);
+    let usage = api.get(&format!("/v3/spaces/{space_guid}/usage_summary")).await.json();
+    assert_eq!(usage["usage_summary"]["memory_in_mb"], 0, "a stopped app uses no quota");
+    sim.stop();
+}
+
+/// `AppMaxMemoryPolicy` (`app/models/runtime/constraints/max_memory_policy.rb`, `process_model.rb`: space quota
+/// first, then the org's) fails the process validation; `AppStart` and `ProcessScale` turn it into 422
+/// CF-UnprocessableEntity "memory space_quota_exceeded" / "memory quota_exceeded" (`apps_controller.rb#start`,
+/// `processes_controller.rb#scale`; the detail spec/request/deployments_spec.rb matches).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_or_scaling_beyond_the_memory_quota_is_refused() {
+    let sim =
+        Sim::start(SimConfig { org_memory_limit_mb: Some(1536), space_memory_limit_mb: Some(1024), ..test_config() })
+            .unwrap();
+    let api = Api::login(&sim).await;
+    let app = api.push("fits", app_zip()).await;
+    let scaled = api.post(&format!("/v3/apps/{app}/processes/web/actions/scale"), json!({"instances": 2})).await;
+    assert_eq!((scaled.status, scaled.cf_error().0), (422, 10008));
+    assert_eq!(detail(&scaled), "memory space_quota_exceeded, memory quota_exceeded");
+    let smaller = api.post(&format!("/v3/apps/{app}/processes/web/actions/scale"), json!({"memory_in_mb": 512})).await;
+    assert_eq!(smaller.status, 202, "{}", smaller.text());
+
+    let second = api.create_app("second").await;
+    let package = api.upload_package(&second, app_zip()).await;
+    let droplet = api.stage(&package).await["droplet"]["guid"].clone();
+    let set = api
+        .patch(&format!("/v3/apps/{second}/relationships/current_droplet"), json!({"data": {"guid": droplet}}))
+        .await;
+    assert_eq!(set.status, 200, "{}", set.text());
+    let start = api.post(&format!("/v3/apps/{second}/actions/start"), json!({})).await;
+    assert_eq!((start.status, detail(&start)), (422, "memory space_quota_exceeded".into()));
+    assert_eq!(api.get(&format!("/v3/apps/{second}")).await.json()["state"], "STOPPED");
+    sim.stop();
+}
+
+/// A rate-limited request as `middleware/base_rate_limiter.rb#too_many_requests!` answers it (`rate_limiter.rb`:
+/// 10013 for a user, 10014 without a token), and as `service_broker_rate_limiter.rb` does (10016, `Retry-After`
+/// only): 429, `Retry-After` in seconds, `X-RateLimit-*`, a text/plain body holding the v3 error JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limited_requests_answer_like_ccs_rate_limiters() {
+    let sim = Sim::start(test_config()).unwrap();
+    let api = Api::login(&sim).await;
+    let limited = |limiter| Fault {
+        method: Some("GET".into()),
+        path: "/v3/apps".into(),
+        nth: 1,
+        times: 1,
+        action: FaultAction::RateLimited { retry_after_secs: 3599, limiter, limit: 20_000 },
+    };
+    sim.add_fault(limited(Limiter::General));
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let answer = api.get("/v3/apps").await;
+    assert_eq!((answer.status, answer.cf_error()), (429, (10013, "CF-RateLimitExceeded".into())));
+    assert_eq!(detail(&answer), "Rate Limit Exceeded");
+    assert_eq!(answer.header("retry-after").as_deref(), Some("3599"));
+    assert_eq!(answer.header("content-type").as_deref(), Some("text/plain; charset=utf-8"));
+    assert_eq!(answer.header("x-ratelimit-limit").as_deref(), Some("20000"));
+    assert_eq!(answer.header("x-ratelimit-remaining").as_deref(), Some("0"));
+    let reset: u64 = answer.header("x-ratelimit-reset").unwrap().parse().unwrap();
+    assert!((before + 3599..=before + 3601).contains(&reset), "{reset}");
+    assert_eq!(api.get("/v3/apps").await.status, 200);
+
+    sim.add_fault(limited(Limiter::Unauthenticated));
+    assert_eq!(api.get("/v3/apps").await.cf_error(), (10014, "CF-IPBasedRateLimitExceeded".into()));
+    sim.add_fault(limited(Limiter::ServiceBroker));
+    let broker = api.get("/v3/apps").await;
+    assert_eq!(broker.cf_error(), (10016, "CF-ServiceBrokerRateLimitExceeded".into()));
+    assert_eq!(broker.header("retry-after").as_deref(), Some("3599"));
+    assert!(broker.header("x-ratelimit-limit").is_none());
+    sim.stop();
+}
