@@ -106,6 +106,34 @@ impl ListQuery {
         self.list("include").unwrap_or_default()
     }
 
+    /// `include=a,b` checked as CC's `IncludeParamValidator` (app/messages/base_message.rb) does against the values
+    /// the list accepts: 400 naming an invalid or a repeated value.
+    pub fn includes_of(&self, valid: &[&str]) -> ApiResult<Vec<String>> {
+        let includes = self.includes();
+        let mut problems = Vec::new();
+        for (i, include) in includes.iter().enumerate() {
+            if !valid.contains(&include.as_str()) {
+                problems.push(format!(
+                    "Invalid included resource: '{include}'. Valid included resources are: '{}'",
+                    valid.join("', '")
+                ));
+            } else if includes[..i].iter().filter(|earlier| *earlier == include).count() == 1 {
+                problems.push(format!("Duplicate included resource: '{include}'"));
+            }
+        }
+        if problems.is_empty() { Ok(includes) } else { Err(ApiError::bad_query(problems.join(", "))) }
+    }
+
+    /// A single-valued filter with an `inclusion` validation: 400 "<Key> must be one of 'a', 'b'".
+    pub fn one_of(&self, key: &str, allowed: &[&str]) -> ApiResult<Option<&str>> {
+        match self.get(key) {
+            Some(value) if !allowed.contains(&value) => {
+                Err(ApiError::bad_query(format!("{} must be one of '{}'", title(key), allowed.join("', '"))))
+            }
+            value => Ok(value),
+        }
+    }
+
     /// Applies the common filters (guids, label_selector) and the order; returns the items in list order.
     pub fn select<'a, T: Listable>(&self, items: impl IntoIterator<Item = &'a T>) -> Vec<&'a T> {
         let guids = self.list("guids");
@@ -197,6 +225,22 @@ mod tests {
         assert_eq!(body["pagination"]["next"]["href"], "http://127.0.0.1:1/v3/apps?page=2&names=a%2Cb&per_page=2");
         assert_eq!(body["pagination"]["previous"], Value::Null);
         assert_eq!(body["resources"], json!([0, 1]));
+    }
+
+    /// `IncludeParamValidator` and an `inclusion` validation of a single-valued filter, as list messages have them.
+    #[test]
+    fn includes_and_single_values_are_validated_like_cc() {
+        let q = ListQuery::parse(Some("include=space,bogus,space&type=key"), &["include", "type"], 50).unwrap();
+        let err = q.includes_of(&["domain", "space"]).unwrap_err();
+        assert_eq!((err.code, err.status.as_u16()), (10005, 400));
+        assert_eq!(
+            err.detail,
+            "The query parameter is invalid: Invalid included resource: 'bogus'. Valid included resources are: \
+             'domain', 'space', Duplicate included resource: 'space'"
+        );
+        assert_eq!(q.one_of("type", &["app", "key"]).unwrap(), Some("key"));
+        let err = q.one_of("type", &["managed", "user-provided"]).unwrap_err();
+        assert_eq!(err.detail, "The query parameter is invalid: Type must be one of 'managed', 'user-provided'");
     }
 
     #[test]

@@ -97,9 +97,12 @@ async fn create_space(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(StatusCo
     Ok((StatusCode::CREATED, Json(present::space(&ctx.urls.api, space))))
 }
 
-/// `include=organization` for spaces.
+/// `include=organization` (or its alias `org`) for spaces, as `spaces_list_message.rb` / `space_show_message.rb`
+/// accept it.
+const SPACE_INCLUDES: &[&str] = &["org", "organization"];
+
 fn with_included_orgs(ctx: &Ctx, state: &CcState, mut body: Value, spaces: &[&Space], includes: &[String]) -> Value {
-    if includes.iter().any(|i| i == "organization") {
+    if !includes.is_empty() {
         let mut guids: Vec<&String> = spaces.iter().map(|s| &s.org_guid).collect();
         guids.sort();
         guids.dedup();
@@ -120,7 +123,7 @@ async fn list_spaces(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResu
     let page: Vec<&Space> = selected.iter().skip((q.page - 1) * q.per_page).take(q.per_page).copied().collect();
     let items = selected.iter().map(|s| present::space(&ctx.urls.api, s)).collect();
     let body = q.paginate(&ctx.urls.api, "/v3/spaces", items);
-    Ok(Json(with_included_orgs(&ctx, &state, body, &page, &q.includes())))
+    Ok(Json(with_included_orgs(&ctx, &state, body, &page, &q.includes_of(SPACE_INCLUDES)?)))
 }
 
 async fn get_space(
@@ -132,7 +135,7 @@ async fn get_space(
     let state = ctx.state();
     let space = state.space(&guid)?;
     let body = present::space(&ctx.urls.api, space);
-    Ok(Json(with_included_orgs(&ctx, &state, body, &[space], &q.includes())))
+    Ok(Json(with_included_orgs(&ctx, &state, body, &[space], &q.includes_of(SPACE_INCLUDES)?)))
 }
 
 async fn org_domains(

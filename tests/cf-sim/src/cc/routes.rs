@@ -32,10 +32,13 @@ pub fn routes() -> Router<Ctx> {
         .route("/v3/spaces/{guid}/routes", delete(delete_unmapped))
 }
 
+/// The includes of `routes_list_message.rb` the sim renders (`route_policies` is not modelled).
+const ROUTE_INCLUDES: &[&str] = &["domain", "space", "space.organization"];
+
 const FILTERS: &[&str] =
     &["hosts", "paths", "domain_guids", "space_guids", "app_guids", "organization_guids", "ports", "include"];
 
-fn list_body(ctx: &Ctx, state: &CcState, q: &ListQuery, routes: Vec<&Route>, path: &str) -> Value {
+fn list_body(ctx: &Ctx, state: &CcState, q: &ListQuery, routes: Vec<&Route>, path: &str) -> ApiResult<Value> {
     let (hosts, paths, domains, spaces, apps, orgs) = (
         q.list("hosts"),
         q.list("paths"),
@@ -53,12 +56,14 @@ fn list_body(ctx: &Ctx, state: &CcState, q: &ListQuery, routes: Vec<&Route>, pat
             && orgs
                 .as_ref()
                 .is_none_or(|orgs| state.spaces.get(&r.space_guid).is_some_and(|s| orgs.contains(&s.org_guid)))
+            // Every route in the sim is an HTTP route, whose port is null: a `ports` filter matches none.
+            && q.get("ports").is_none()
     });
     let selected = q.select(filtered);
     let page: Vec<&Route> = selected.iter().skip((q.page - 1) * q.per_page).take(q.per_page).copied().collect();
     let items = selected.iter().map(|r| present::route(&ctx.urls.api, state, r)).collect();
     let mut body = q.paginate(&ctx.urls.api, path, items);
-    let includes = q.includes();
+    let includes = q.includes_of(ROUTE_INCLUDES)?;
     if !includes.is_empty() {
         let mut included = Map::new();
         if includes.iter().any(|i| i == "domain") {
@@ -95,13 +100,13 @@ fn list_body(ctx: &Ctx, state: &CcState, q: &ListQuery, routes: Vec<&Route>, pat
         }
         body["included"] = Value::Object(included);
     }
-    body
+    Ok(body)
 }
 
 async fn list(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
     let q = ListQuery::parse(raw.as_deref(), FILTERS, ctx.default_per_page())?;
     let state = ctx.state();
-    Ok(Json(list_body(&ctx, &state, &q, state.routes.values().collect(), "/v3/routes")))
+    Ok(Json(list_body(&ctx, &state, &q, state.routes.values().collect(), "/v3/routes")?))
 }
 
 async fn app_routes(
@@ -113,7 +118,7 @@ async fn app_routes(
     let state = ctx.state();
     state.app(&guid)?;
     let routes = state.app_routes(&guid).collect();
-    Ok(Json(list_body(&ctx, &state, &q, routes, &format!("/v3/apps/{guid}/routes"))))
+    Ok(Json(list_body(&ctx, &state, &q, routes, &format!("/v3/apps/{guid}/routes"))?))
 }
 
 async fn get_one(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {

@@ -33,13 +33,17 @@ async fn list_instances(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiR
         &["names", "space_guids", "type", "organization_guids"],
         ctx.default_per_page(),
     )?;
-    let (names, spaces, types) = (q.list("names"), q.list("space_guids"), q.list("type"));
+    let (names, spaces, orgs) = (q.list("names"), q.list("space_guids"), q.list("organization_guids"));
+    let kind = q.one_of("type", &["managed", "user-provided"])?;
     let state = ctx.state();
     let items = q
         .select(state.service_instances.values().filter(|s| {
             matches_any(&names, &s.name, false)
                 && matches_any(&spaces, &s.space_guid, false)
-                && matches_any(&types, "user-provided", false)
+                && kind.is_none_or(|k| k == "user-provided")
+                && orgs.as_ref().is_none_or(|orgs| {
+                    state.spaces.get(&s.space_guid).is_some_and(|space| orgs.contains(&space.org_guid))
+                })
         }))
         .into_iter()
         .map(|s| present::service_instance(&ctx.urls.api, s))
@@ -188,7 +192,8 @@ pub fn insert_binding(
         && state.bindings.values().any(|b| b.app_guid == app_guid && b.name.as_ref() == Some(name))
     {
         return Err(ApiError::unprocessable(format!(
-            "The binding name is invalid. App binding names must be unique. The app already has a binding with name '{name}'."
+            "The binding name is invalid. Binding names must be unique for a given service instance and app. The app \
+             already has a binding with name '{name}'."
         )));
     }
     let common = state.common();
@@ -200,28 +205,65 @@ pub fn insert_binding(
     Ok(guid)
 }
 
+/// `service_credential_bindings_controller.rb#create`: the generic then the app message
+/// (`service_credential_binding_create_message.rb`, `service_credential_app_binding_create_message.rb`), the service
+/// instance (422 when unknown), `check_parameters_support` (a user-provided instance refuses any `parameters` key,
+/// even `{}`), the app, then `ServiceCredentialBindingAppCreate`'s rules. Every instance in the sim is
+/// user-provided, so a `key` binding is refused as `service_credential_binding_key_create.rb` refuses it.
 async fn create_binding(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
     let map = body::object(&raw)?;
-    body::only_keys(&map, &["type", "name", "relationships", "parameters", "metadata", "strategy"])?;
-    if body::string_field(&map, "type")?.as_deref() != Some("app") {
-        return Err(ApiError::unprocessable("Type must be 'app' or 'key'"));
+    body::only_keys(&map, &["type", "strategy", "name", "relationships", "parameters", "metadata"])?;
+    let kind = map.get("type").and_then(Value::as_str).filter(|t| *t == "app" || *t == "key");
+    let mut errors = Vec::new();
+    if map.get("parameters").is_some_and(|p| !p.is_null() && !p.is_object()) {
+        errors.push("Parameters must be an object".to_string());
     }
-    if map.get("parameters").is_some_and(|p| !p.is_null() && p.as_object().is_none_or(|o| !o.is_empty())) {
-        return Err(ApiError::unprocessable(
-            "Binding parameters are not supported for user-provided service instances",
-        ));
+    if kind.is_none() {
+        errors.push("Type must be 'app' or 'key'".to_string());
     }
-    let app = body::required_relationship(&map, "app")?;
+    if body::relationship_guid(&map, "service_instance").is_none() {
+        errors.push("Relationships Service instance can't be blank".to_string());
+    }
+    if kind == Some("app") {
+        let strategy = map.get("strategy").filter(|s| !s.is_null());
+        if strategy.is_some_and(|s| s != "single" && s != "multiple") {
+            errors.push("Strategy must be 'single' or 'multiple'".to_string());
+        }
+        if body::relationship_guid(&map, "app").is_none() {
+            errors.push("Relationships App can't be blank".to_string());
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::unprocessable(errors.join(", ")));
+    }
     let instance = body::required_relationship(&map, "service_instance")?;
     let name = body::string_field(&map, "name")?;
     let mut metadata = crate::cc::metadata::Metadata::default();
     metadata.apply(map.get("metadata"))?;
     let mut state = ctx.state();
+    if !state.service_instances.contains_key(&instance) {
+        return Err(ApiError::unprocessable(format!("The service instance could not be found: '{instance}'")));
+    }
+    if map.contains_key("parameters") {
+        return Err(ApiError::unprocessable(
+            "Binding parameters are not supported for user-provided service instances",
+        ));
+    }
+    if kind == Some("key") {
+        return Err(ApiError::unprocessable(
+            "Service credential bindings of type 'key' are not supported for user-provided service instances.",
+        ));
+    }
+    let app = body::required_relationship(&map, "app")?;
     let guid = insert_binding(&mut state, &app, &instance, name)?;
     let binding = state.bindings.get_mut(&guid).expect("just created");
     binding.common.metadata = metadata;
     Ok((StatusCode::CREATED, Json(present::binding(&ctx.urls.api, binding))))
 }
+
+/// The binding list's filters on a service plan or offering (`service_credential_binding_list_message.rb`).
+const PLAN_FILTERS: &[&str] =
+    &["service_plan_guids", "service_plan_names", "service_offering_guids", "service_offering_names"];
 
 async fn list_bindings(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
     let q = ListQuery::parse(
@@ -235,23 +277,28 @@ async fn list_bindings(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiRe
             "type",
             "include",
             "service_plan_guids",
+            "service_plan_names",
             "service_offering_guids",
+            "service_offering_names",
         ],
         ctx.default_per_page(),
     )?;
-    let (apps, instances, instance_names, app_names, names, types) = (
+    let (apps, instances, instance_names, app_names, names) = (
         q.list("app_guids"),
         q.list("service_instance_guids"),
         q.list("service_instance_names"),
         q.list("app_names"),
         q.list("names"),
-        q.list("type"),
     );
+    let kind = q.one_of("type", &["app", "key"])?;
+    let includes = q.includes_of(&["app", "service_instance"])?;
     let state = ctx.state();
     let selected = q.select(state.bindings.values().filter(|b| {
         matches_any(&apps, &b.app_guid, false)
             && matches_any(&instances, &b.service_instance_guid, false)
-            && matches_any(&types, "app", false)
+            && kind.is_none_or(|k| k == "app")
+            // A user-provided instance has no plan or offering, so filters on them match no binding.
+            && PLAN_FILTERS.iter().all(|f| q.get(f).is_none())
             && names.as_ref().is_none_or(|n| b.name.as_ref().is_some_and(|name| n.contains(name)))
             && instance_names.as_ref().is_none_or(|n| {
                 state.service_instances.get(&b.service_instance_guid).is_some_and(|s| n.contains(&s.name))
@@ -261,7 +308,6 @@ async fn list_bindings(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiRe
     let page: Vec<&Binding> = selected.iter().skip((q.page - 1) * q.per_page).take(q.per_page).copied().collect();
     let items = selected.iter().map(|b| present::binding(&ctx.urls.api, b)).collect();
     let mut body = q.paginate(&ctx.urls.api, "/v3/service_credential_bindings", items);
-    let includes = q.includes();
     if !includes.is_empty() {
         let mut included = Map::new();
         if includes.iter().any(|i| i == "app") {

@@ -385,3 +385,102 @@ async fn rate_limited_requests_answer_like_ccs_rate_limiters() {
     assert!(broker.header("x-ratelimit-limit").is_none());
     sim.stop();
 }
+
+/// `service_credential_bindings_controller.rb#create` for app bindings: the messages
+/// (`service_credential_binding_create_message.rb`, `service_credential_app_binding_create_message.rb`), an unknown
+/// instance or app (422 "could not be found"), `check_parameters_support` (any `parameters` key, even `{}`, on a
+/// user-provided instance), keys on user-provided instances (`service_credential_binding_key_create.rb`), and
+/// `service_credential_binding_app_create.rb`'s name rule. The list's `type` and `include` are validated as
+/// `service_credential_binding_list_message.rb` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_bindings_follow_the_controller_messages_and_action() {
+    let sim = Sim::start(test_config()).unwrap();
+    let api = Api::login(&sim).await;
+    let space = api.space_guid().await;
+    let instance = |name: &str| json!({"type": "user-provided", "name": name, "relationships": {"space": {"data": {"guid": space}}}});
+    let db = api.post("/v3/service_instances", instance("db")).await.json()["guid"].as_str().unwrap().to_string();
+    let cache = api.post("/v3/service_instances", instance("cache")).await.json()["guid"].as_str().unwrap().to_string();
+    let app = api.create_app("bound").await;
+    let binding = |instance: &str, extra: Value| {
+        let mut body = json!({"type": "app", "relationships": {"app": {"data": {"guid": app}}, "service_instance": {"data": {"guid": instance}}}});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let cases = [
+        (
+            binding(&db, json!({"parameters": {}})),
+            "Binding parameters are not supported for user-provided service instances",
+        ),
+        (binding("nope", json!({"parameters": {}})), "The service instance could not be found: 'nope'"),
+        (binding(&db, json!({"parameters": []})), "Parameters must be an object"),
+        (binding(&db, json!({"type": null})), "Type must be 'app' or 'key'"),
+        (binding(&db, json!({"strategy": "all"})), "Strategy must be 'single' or 'multiple'"),
+        (
+            binding(&db, json!({"type": "key"})),
+            "Service credential bindings of type 'key' are not supported for user-provided service instances.",
+        ),
+        (
+            json!({"type": "app", "relationships": {"app": {"data": {"guid": "ghost"}}, "service_instance": {"data": {"guid": db}}}}),
+            "The app could not be found: 'ghost'",
+        ),
+    ];
+    for (body, expected) in cases {
+        let answer = api.post("/v3/service_credential_bindings", body.clone()).await;
+        assert_eq!((answer.status, answer.cf_error().0), (422, 10008), "{body}: {}", answer.text());
+        assert_eq!(detail(&answer), expected, "{body}");
+    }
+    let created = api.post("/v3/service_credential_bindings", binding(&db, json!({"name": "primary"}))).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(created.json()["name"], "primary");
+    let twice = api.post("/v3/service_credential_bindings", binding(&db, json!({"name": "primary"}))).await;
+    assert_eq!(detail(&twice), "The app is already bound to the service instance");
+    let same_name = api.post("/v3/service_credential_bindings", binding(&cache, json!({"name": "primary"}))).await;
+    assert_eq!(
+        detail(&same_name),
+        "The binding name is invalid. Binding names must be unique for a given service instance and app. The app \
+         already has a binding with name 'primary'."
+    );
+
+    let listed =
+        api.get(&format!("/v3/service_credential_bindings?app_guids={app}&type=app&include=service_instance")).await;
+    assert_eq!(listed.json()["included"]["service_instances"][0]["guid"], db.as_str());
+    let bad_type = api.get("/v3/service_credential_bindings?type=apps").await;
+    assert_eq!(
+        (bad_type.status, detail(&bad_type)),
+        (400, "The query parameter is invalid: Type must be one of 'app', 'key'".into())
+    );
+    let bad_include = api.get("/v3/service_credential_bindings?include=route").await;
+    assert_eq!(bad_include.cf_error().0, 10005);
+    let by_plan = api.get("/v3/service_credential_bindings?service_plan_guids=x").await.json();
+    assert_eq!(by_plan["pagination"]["total_results"], 0, "a user-provided instance has no plan");
+    let managed = api.get("/v3/service_instances?type=managed").await.json();
+    assert_eq!(managed["pagination"]["total_results"], 0);
+    assert_eq!(api.get("/v3/service_instances?type=upsi").await.status, 400);
+    sim.stop();
+}
+
+/// `IncludeParamValidator` on the route and space lists (`routes_list_message.rb`, `spaces_list_message.rb`,
+/// `space_show_message.rb`, where `org` is an alias of `organization`), and the `ports` filter, which no HTTP route
+/// (port null) matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_includes_and_filters_follow_the_list_messages() {
+    let sim = Sim::start(test_config()).unwrap();
+    let api = Api::login(&sim).await;
+    route_guid(&api, "listed").await;
+    let bad = api.get("/v3/routes?include=app").await;
+    assert_eq!((bad.status, bad.cf_error().0), (400, 10005));
+    assert_eq!(
+        detail(&bad),
+        "The query parameter is invalid: Invalid included resource: 'app'. Valid included resources are: 'domain', \
+         'space', 'space.organization'"
+    );
+    let included = api.get("/v3/routes?include=domain,space.organization").await.json();
+    assert_eq!(included["included"]["organizations"].as_array().unwrap().len(), 1);
+    assert_eq!(api.get("/v3/routes?ports=1024").await.json()["pagination"]["total_results"], 0);
+    assert_eq!(api.get("/v3/routes?hosts=listed").await.json()["pagination"]["total_results"], 1);
+    let space = api.space_guid().await;
+    let with_org = api.get(&format!("/v3/spaces/{space}?include=org")).await.json();
+    assert_eq!(with_org["included"]["organizations"].as_array().unwrap().len(), 1);
+    assert_eq!(api.get("/v3/spaces?include=space").await.status, 400);
+    sim.stop();
+}
