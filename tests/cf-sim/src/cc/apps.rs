@@ -203,7 +203,7 @@ async fn create(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(StatusCode, Js
     let mut errors = body::Errors::default();
     errors.metadata(&map);
     errors.unknown_keys(&map, &["name", "environment_variables", "relationships", "lifecycle", "metadata"]);
-    let space_guid = errors.to_one_relationships(&map, &["space"], &["space"]).remove(0);
+    let space_guid = errors.relationships(&map, &["space"], &["space"]).remove(0);
     let lifecycle = errors.check(parse_lifecycle(map.get("lifecycle"), None));
     let name = errors.check(app_name(&map, true));
     let env = errors.check(env_changes(map.get("environment_variables")));

@@ -68,7 +68,7 @@ impl Errors {
 
     /// `RelationshipValidator` over a `Relationships` message of to-one relationships (`ToOneRelationshipValidator`,
     /// app/messages/validators.rb); `required` are validated for presence. Gives each named relationship's guid.
-    pub(crate) fn to_one_relationships(
+    pub(crate) fn relationships(
         &mut self,
         map: &Map<String, Value>,
         allowed: &[&str],
@@ -88,13 +88,14 @@ impl Errors {
         }
         let mut nested = Errors::default();
         nested.unknown_keys(relationships, allowed);
-        let guids = allowed.iter().map(|name| nested.to_one(relationships.get(*name), name, required.contains(name)));
+        let guids =
+            allowed.iter().map(|name| nested.one_relationship(relationships.get(*name), name, required.contains(name)));
         let guids = guids.collect();
         self.0.extend(nested.0.into_iter().map(|e| format!("Relationships {e}")));
         guids
     }
 
-    fn to_one(&mut self, relationship: Option<&Value>, name: &str, required: bool) -> Option<String> {
+    fn one_relationship(&mut self, relationship: Option<&Value>, name: &str, required: bool) -> Option<String> {
         let label = capitalize(&name.replace('_', " "));
         let relationship = match relationship {
             None | Some(Value::Null) if !required => return None,
@@ -132,6 +133,19 @@ impl Errors {
     /// Ok when nothing was recorded.
     pub(crate) fn finish(self) -> ApiResult<()> {
         if self.0.is_empty() { Ok(()) } else { Err(ApiError::unprocessable(self.0.join(", "))) }
+    }
+}
+
+/// Fields CC accepts that cf-sim does not model: a clear 422 naming them instead of silently ignoring them.
+pub(crate) fn not_modelled(map: &Map<String, Value>, fields: &[&str]) -> ApiResult<()> {
+    let present: Vec<&str> = fields.iter().copied().filter(|f| map.contains_key(*f)).collect();
+    if present.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::unprocessable(format!(
+            "cf-sim does not model field(s): '{}' (Cloud Controller accepts them)",
+            present.join("', '")
+        )))
     }
 }
 

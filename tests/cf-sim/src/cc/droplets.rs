@@ -190,11 +190,11 @@ async fn create(
     let (app_guid, process_types) = if q.get("source_guid").is_some() {
         // DropletCopyMessage: only `relationships.app`.
         errors.unknown_keys(&map, &["relationships"]);
-        (errors.to_one_relationships(&map, &["app"], &["app"]).remove(0), Default::default())
+        (errors.relationships(&map, &["app"], &["app"]).remove(0), Default::default())
     } else {
         // DropletCreateMessage: `relationships` and `process_types` only; labels need a later PATCH.
         errors.unknown_keys(&map, &["relationships", "process_types"]);
-        let app = errors.to_one_relationships(&map, &["app"], &["app"]).remove(0);
+        let app = errors.relationships(&map, &["app"], &["app"]).remove(0);
         (app, errors.check(process_types(map.get("process_types"))).unwrap_or_default())
     };
     errors.finish()?;

@@ -1,6 +1,11 @@
 //! Manifests: `POST /v3/spaces/:guid/actions/apply_manifest` (YAML, a 202 `space.apply_manifest` job) with the keys
 //! a single-app push uses and CC's semantics (creates the app, additive env/routes/services, routes created from
 //! `route:` strings against known domains), and the generated manifest of `GET /v3/apps/:guid/manifest`.
+//!
+//! Follows app_manifest_message.rb (what is refused before the job), space_manifests_controller.rb (lifecycle
+//! mismatches refused at once), app_apply_manifest.rb and space_apply_manifest_action_job.rb (errors of the job,
+//! "For application '…': …"), and app_manifest_presenter.rb with app_manifest_presenters/* (the generated form).
+//! A key CC accepts that cf-sim does not model is refused with a 422 naming it, never silently dropped.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -10,11 +15,26 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
+use super::body;
 use super::error::{ApiError, ApiResult};
 use super::jobs;
 use super::processes::{Scale, apply_health_check, apply_scale};
+use crate::config::CcApiVersion;
 use crate::shared::Ctx;
 use crate::state::{Lifecycle, State as CcState};
+
+/// The first CC API version whose generated manifests name the `lifecycle` (commit 6ba8491370, released in 3.169.0).
+const MANIFEST_LIFECYCLE_SINCE: CcApiVersion = CcApiVersion(3, 169, 0);
+/// The first CC API version whose generated manifests carry `features` (commit d04c8c7a41, released in 3.197.0).
+const MANIFEST_FEATURES_SINCE: CcApiVersion = CcApiVersion(3, 197, 0);
+/// cf-sim's app features: CC's defaults (`default_app_ssh_access: true`, revisions on, the others off), which
+/// cf-sim cannot change (app/models/helpers/app_features.rb names them).
+const FEATURES: [(&str, bool); 4] =
+    [("ssh", true), ("revisions", true), ("service-binding-k8s", false), ("file-based-vcap-services", false)];
+/// App-level keys of AppManifestMessage cf-sim does not model.
+const UNMODELLED_APP_KEYS: [&str; 2] = ["sidecars", "cnb-credentials"];
+/// Keys of ManifestProcessUpdateMessage cf-sim does not model.
+const UNMODELLED_PROCESS_KEYS: [&str; 1] = ["user"];
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -35,6 +55,11 @@ struct ProcessSpec {
 #[derive(Debug, Clone, Default)]
 struct AppSpec {
     name: String,
+    /// The lifecycle the manifest asks for: `docker` with a `docker` key, `buildpack` with `lifecycle: buildpack`.
+    lifecycle_type: Option<&'static str>,
+    /// `Buildpacks` or `Buildpack` when the manifest names buildpacks (the controller's wording).
+    buildpack_key: Option<&'static str>,
+    docker: bool,
     lifecycle: Option<Lifecycle>,
     env: Vec<(String, Option<Value>)>,
     processes: Vec<ProcessSpec>,
@@ -78,6 +103,59 @@ fn megabytes(value: &Value, label: &str) -> ApiResult<u64> {
         }
     };
     Ok(mb)
+}
+
+/// `log-rate-limit-per-second`: -1 (unlimited) or a byte quantity such as `1M`, in bytes per second.
+fn log_rate(value: &Value) -> ApiResult<i64> {
+    let label = "Log rate limit per second";
+    if value.as_i64() == Some(-1) || value.as_str().map(str::trim) == Some("-1") {
+        return Ok(-1);
+    }
+    let text = value.as_str().map(|s| s.trim().to_ascii_uppercase()).unwrap_or_default();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit_error =
+        || ApiError::unprocessable(format!("{label} must use a supported unit: B, K, KB, M, MB, G, GB, T, or TB"));
+    let number: i64 = number.parse().map_err(|_| unit_error())?;
+    let scale: i64 = match unit {
+        "B" => 1,
+        "K" | "KB" => 1 << 10,
+        "M" | "MB" => 1 << 20,
+        "G" | "GB" => 1 << 30,
+        "T" | "TB" => 1 << 40,
+        _ => return Err(unit_error()),
+    };
+    Ok(number * scale)
+}
+
+/// Refuses keys (either spelling, `a-b` or `a_b`) CC accepts but cf-sim does not model.
+fn not_modelled(map: &Map<String, Value>, keys: &[&str]) -> ApiResult<()> {
+    let present: Vec<&str> = keys.iter().copied().filter(|k| field(map, k).is_some()).collect();
+    if present.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::unprocessable(format!(
+        "cf-sim does not model the manifest key(s) '{}' (Cloud Controller accepts them)",
+        present.join("', '")
+    )))
+}
+
+/// `features:` (ManifestFeaturesUpdateMessage): cf-sim's features are fixed at CC's defaults, so only those
+/// values are accepted.
+fn check_features(value: &Value) -> ApiResult<()> {
+    let map = value
+        .as_object()
+        .ok_or_else(|| ApiError::unprocessable("Features must be a map of feature names to booleans"))?;
+    for (name, enabled) in map {
+        let fixed = FEATURES.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+        if fixed.is_none() || enabled.as_bool() != fixed {
+            return Err(ApiError::unprocessable(format!(
+                "cf-sim does not model app features: '{name}: {enabled}' (its features are fixed at {})",
+                FEATURES.iter().map(|(n, v)| format!("{n}: {v}")).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn health_value(map: &Map<String, Value>, prefix: &str, readiness: bool) -> ApiResult<Option<Value>> {
@@ -124,8 +202,10 @@ fn process_spec(map: &Map<String, Value>, kind: &str) -> ApiResult<ProcessSpec> 
             _ => return Err(ApiError::unprocessable("Instances must be greater than or equal to 0")),
         },
     };
+    not_modelled(map, &UNMODELLED_PROCESS_KEYS)?;
     let memory = field(map, "memory").map(|v| megabytes(v, "Memory")).transpose()?;
     let disk = field(map, "disk_quota").map(|v| megabytes(v, "Disk quota")).transpose()?;
+    let log_rate_limit = field(map, "log-rate-limit-per-second").map(log_rate).transpose()?;
     let command = match field(map, "command") {
         None => None,
         Some(Value::String(c)) => Some(c.clone()),
@@ -133,17 +213,17 @@ fn process_spec(map: &Map<String, Value>, kind: &str) -> ApiResult<ProcessSpec> 
     };
     let health_check = health_value(map, "", false)?;
     let readiness_check = health_value(map, "readiness-", true)?;
-    // Validate the checks now so a bad manifest is a 422, not a failed job.
+    // The message's own checks make a bad manifest a 422; the maximum timeout is the process model's, in the job.
     let default = crate::state::HealthCheck::of_kind(if kind == "web" { "port" } else { "process" });
     if let Some(check) = &health_check {
-        apply_health_check(&default, check, false)?;
+        apply_health_check(&default, check, false, u64::MAX)?;
     }
     if let Some(check) = &readiness_check {
-        apply_health_check(&crate::state::HealthCheck::of_kind("process"), check, true)?;
+        apply_health_check(&crate::state::HealthCheck::of_kind("process"), check, true, u64::MAX)?;
     }
     Ok(ProcessSpec {
         kind: kind.to_string(),
-        scale: Scale { instances, memory_in_mb: memory, disk_in_mb: disk, log_rate_limit: None },
+        scale: Scale { instances, memory_in_mb: memory, disk_in_mb: disk, log_rate_limit },
         command,
         health_check,
         readiness_check,
@@ -158,6 +238,35 @@ fn app_spec(map: &Map<String, Value>) -> ApiResult<AppSpec> {
         .to_string();
     let context = |e: ApiError| ApiError::unprocessable(format!("For application '{name}': {}", e.detail));
     let spec = (|| {
+        not_modelled(map, &UNMODELLED_APP_KEYS)?;
+        let docker = field(map, "docker").is_some();
+        let buildpack_key = if field(map, "buildpacks").is_some() {
+            Some("Buildpacks")
+        } else {
+            field(map, "buildpack").map(|_| "Buildpack")
+        };
+        let mut errors = body::Errors::default();
+        if field(map, "buildpack").is_some() && field(map, "buildpacks").is_some() {
+            errors.add("Buildpack and Buildpacks fields cannot be used together.");
+        }
+        if docker && buildpack_key.is_some() {
+            errors.add("Cannot specify both buildpack(s) and docker keys");
+        }
+        errors.finish()?;
+        let lifecycle_type = match field(map, "lifecycle").and_then(Value::as_str) {
+            _ if docker => Some("docker"),
+            Some("buildpack") => Some("buildpack"),
+            Some("cnb") => {
+                return Err(ApiError::unprocessable(
+                    "cf-sim does not model the cnb lifecycle (Cloud Controller accepts 'lifecycle: cnb')",
+                ));
+            }
+            // AppManifestMessage#app_lifecycle_hash ignores any other value.
+            _ => None,
+        };
+        if let Some(features) = field(map, "features") {
+            check_features(features)?;
+        }
         let mut buildpacks: Option<Vec<String>> = field(map, "buildpacks")
             .map(|b| {
                 serde_json::from_value(b.clone())
@@ -168,7 +277,7 @@ fn app_spec(map: &Map<String, Value>) -> ApiResult<AppSpec> {
             buildpacks = Some(vec![b.clone()]);
         }
         let stack = field(map, "stack").and_then(Value::as_str).map(str::to_string);
-        let lifecycle = if field(map, "docker").is_some() {
+        let lifecycle = if docker {
             Some(Lifecycle::Docker)
         } else if buildpacks.is_some() || stack.is_some() {
             Some(Lifecycle::Buildpack {
@@ -246,6 +355,9 @@ fn app_spec(map: &Map<String, Value>) -> ApiResult<AppSpec> {
         }
         Ok(AppSpec {
             name: name.clone(),
+            lifecycle_type,
+            buildpack_key,
+            docker,
             lifecycle,
             env,
             processes,
@@ -287,7 +399,7 @@ async fn apply(
         .get("applications")
         .and_then(Value::as_array)
         .filter(|a| !a.is_empty())
-        .ok_or_else(|| ApiError::unprocessable("Applications must be an array with at least one application"))?;
+        .ok_or_else(|| ApiError::unprocessable("Cannot parse manifest with no 'applications' field."))?;
     let specs = applications
         .iter()
         .map(|a| {
@@ -296,6 +408,7 @@ async fn apply(
                 .and_then(app_spec)
         })
         .collect::<ApiResult<Vec<AppSpec>>>()?;
+    check_lifecycles(&ctx.state(), &space_guid, &specs)?;
     let space = space_guid.clone();
     Ok(jobs::enqueue(
         &ctx,
@@ -308,6 +421,29 @@ async fn apply(
             Ok(Vec::new())
         }),
     ))
+}
+
+/// space_manifests_controller.rb refuses, before any job, buildpacks for an existing docker app and `docker` for an
+/// existing buildpack app.
+fn check_lifecycles(state: &CcState, space_guid: &str, specs: &[AppSpec]) -> ApiResult<()> {
+    for spec in specs {
+        let Some(app) = existing_app(state, space_guid, &spec.name) else { continue };
+        let refused = match (&app.lifecycle, spec.buildpack_key) {
+            (Lifecycle::Docker, Some(key)) => Some(format!("{key} cannot be configured for a docker lifecycle app.")),
+            (Lifecycle::Buildpack { .. }, _) if spec.docker => {
+                Some("Docker cannot be configured for a buildpack lifecycle app.".to_string())
+            }
+            _ => None,
+        };
+        if let Some(detail) = refused {
+            return Err(ApiError::unprocessable(format!("For application '{}': {detail}", spec.name)));
+        }
+    }
+    Ok(())
+}
+
+fn existing_app<'a>(state: &'a CcState, space_guid: &str, name: &str) -> Option<&'a crate::state::App> {
+    state.apps.values().find(|a| a.space_guid == space_guid && a.name.eq_ignore_ascii_case(name))
 }
 
 /// Splits `host.domain/path` against the domains the space can use; the longest matching domain wins.
@@ -335,14 +471,11 @@ fn resolve_route(state: &CcState, org_guid: &str, route: &str) -> Option<(String
 
 fn apply_app(ctx: &Ctx, space_guid: &str, spec: AppSpec) -> ApiResult<()> {
     let fail = |detail: String| ApiError::unprocessable(format!("For application '{}': {detail}", spec.name));
+    let max_timeout = ctx.config.maximum_health_check_timeout;
     let app_guid = {
         let mut state = ctx.state();
         let org_guid = state.space(space_guid)?.org_guid.clone();
-        let existing = state
-            .apps
-            .values()
-            .find(|a| a.space_guid == space_guid && a.name.eq_ignore_ascii_case(&spec.name))
-            .map(|a| a.common.guid.clone());
+        let existing = existing_app(&state, space_guid, &spec.name).map(|a| a.common.guid.clone());
         let app_guid = match existing {
             Some(guid) => guid,
             None => {
@@ -354,6 +487,12 @@ fn apply_app(ctx: &Ctx, space_guid: &str, spec: AppSpec) -> ApiResult<()> {
             }
         };
         let mut app = state.app(&app_guid)?.clone();
+        // AppUpdate#validate_not_changing_lifecycle_type! (app/actions/app_update.rb), an error of the job.
+        if let Some(kind) = spec.lifecycle_type
+            && kind != app.lifecycle.type_name()
+        {
+            return Err(fail(format!("Lifecycle type cannot be changed from {} to {kind}", app.lifecycle.type_name())));
+        }
         if let Some(lifecycle) = &spec.lifecycle
             && lifecycle.type_name() == app.lifecycle.type_name()
         {
@@ -394,11 +533,11 @@ fn apply_app(ctx: &Ctx, space_guid: &str, spec: AppSpec) -> ApiResult<()> {
             }
             if let Some(check) = &process.health_check {
                 stored.health_check =
-                    apply_health_check(&stored.health_check, check, false).map_err(|e| fail(e.detail))?;
+                    apply_health_check(&stored.health_check, check, false, max_timeout).map_err(|e| fail(e.detail))?;
             }
             if let Some(check) = &process.readiness_check {
-                stored.readiness_check =
-                    apply_health_check(&stored.readiness_check, check, true).map_err(|e| fail(e.detail))?;
+                stored.readiness_check = apply_health_check(&stored.readiness_check, check, true, max_timeout)
+                    .map_err(|e| fail(e.detail))?;
             }
             state.processes.insert(guid, stored);
         }
@@ -459,93 +598,143 @@ fn apply_app(ctx: &Ctx, space_guid: &str, spec: AppSpec) -> ApiResult<()> {
 /// `GET /v3/apps/:guid/manifest`: the app as a manifest.
 async fn generated(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Response> {
     let state = ctx.state();
-    let document = app_manifest(&state, &guid)?;
+    let document = app_manifest(&state, &guid, ctx.config.cc_api_version)?;
     let yaml = serde_norway::to_string(&document).map_err(|_| ApiError::unknown_error())?;
     Ok(([(header::CONTENT_TYPE, "application/x-yaml")], yaml).into_response())
 }
 
-fn app_manifest(state: &CcState, guid: &str) -> ApiResult<Value> {
+type Yaml = serde_norway::Value;
+
+fn yaml(value: Value) -> Yaml {
+    serde_norway::to_value(value).unwrap_or(Yaml::Null)
+}
+
+/// A hash in CC's key order with its nil values dropped (`.compact`).
+fn ordered(pairs: Vec<(&str, Yaml)>) -> Yaml {
+    let mut mapping = serde_norway::Mapping::new();
+    for (key, value) in pairs {
+        if !value.is_null() {
+            mapping.insert(Yaml::String(key.to_string()), value);
+        }
+    }
+    Yaml::Mapping(mapping)
+}
+
+/// `presence`: an empty list is no key at all.
+fn presence(items: Vec<Yaml>) -> Yaml {
+    if items.is_empty() { Yaml::Null } else { Yaml::Sequence(items) }
+}
+
+/// ByteConverter#human_readable_byte_value: the largest unit that divides the value; -1 stays the integer -1.
+fn human_bytes(bytes: i64) -> Yaml {
+    if bytes == -1 {
+        return yaml(json!(-1));
+    }
+    let units = ["T", "G", "M", "K", "B"];
+    let (power, unit) = units
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (4 - i as u32, *u))
+        .find(|(power, _)| bytes % 1024_i64.pow(*power) == 0)
+        .unwrap_or((0, "B"));
+    yaml(json!(format!("{}{unit}", bytes / 1024_i64.pow(power))))
+}
+
+/// The presenters of app_manifest_presenter.rb, in its order: name and env, lifecycle (3.169.0 on), docker or
+/// buildpacks and stack, features (3.197.0 on), services by name, routes, metadata, processes.
+fn app_manifest(state: &CcState, guid: &str, version: CcApiVersion) -> ApiResult<Yaml> {
     let app = state.app(guid)?;
-    let mut entry = Map::new();
-    entry.insert("name".into(), json!(app.name));
+    let mut entry = vec![
+        ("name", yaml(json!(app.name))),
+        ("env", if app.env.is_empty() { Yaml::Null } else { yaml(json!(app.env)) }),
+    ];
+    if version.at_least(MANIFEST_LIFECYCLE_SINCE) {
+        entry.push(("lifecycle", yaml(json!(app.lifecycle.type_name()))));
+    }
     match &app.lifecycle {
-        Lifecycle::Buildpack { buildpacks, stack } => {
-            if !buildpacks.is_empty() {
-                entry.insert("buildpacks".into(), json!(buildpacks));
-            }
-            entry.insert("stack".into(), json!(stack));
-        }
         Lifecycle::Docker => {
-            let image = app.droplet_guid.as_ref().and_then(|d| state.droplets.get(d)).and_then(|d| d.image.clone());
-            entry.insert("docker".into(), json!({"image": image}));
+            // DockerPresenter: the image (and user name) of the app's newest package.
+            let package = state
+                .packages
+                .values()
+                .filter(|p| p.app_guid == guid)
+                .max_by(|a, b| a.common.created_at.cmp(&b.common.created_at));
+            if let Some(docker) = package.and_then(|p| p.docker.as_ref()) {
+                let docker =
+                    ordered(vec![("image", yaml(json!(docker.image))), ("username", yaml(json!(docker.username)))]);
+                entry.push(("docker", docker));
+            }
+        }
+        Lifecycle::Buildpack { buildpacks, stack } => {
+            let buildpacks = buildpacks.iter().map(|b| yaml(json!(b))).collect();
+            entry.push(("buildpacks", presence(buildpacks)));
+            entry.push(("stack", yaml(json!(stack))));
         }
     }
-    if !app.env.is_empty() {
-        entry.insert("env".into(), json!(app.env));
+    if version.at_least(MANIFEST_FEATURES_SINCE) {
+        entry.push(("features", ordered(FEATURES.iter().map(|(name, on)| (*name, yaml(json!(on)))).collect())));
     }
-    let routes: Vec<Value> =
-        state.app_routes(guid).map(|r| json!({"route": state.route_url(r), "protocol": "http1"})).collect();
-    if routes.is_empty() {
-        entry.insert("no-route".into(), json!(true));
-    } else {
-        entry.insert("routes".into(), json!(routes));
-    }
-    let mut services: Vec<Value> = state
+    // ServicesPropertiesPresenter: instance names only, alphabetized ignoring case.
+    let mut services: Vec<String> = state
         .bindings
         .values()
         .filter(|b| b.app_guid == guid)
-        .filter_map(|b| {
-            let instance = state.service_instances.get(&b.service_instance_guid)?;
-            Some(match &b.name {
-                Some(name) => json!({"name": instance.name, "binding_name": name}),
-                None => json!(instance.name),
+        .filter_map(|b| state.service_instances.get(&b.service_instance_guid).map(|i| i.name.clone()))
+        .collect();
+    services.sort_by_key(|name| name.to_lowercase());
+    entry.push(("services", presence(services.into_iter().map(|n| yaml(json!(n))).collect())));
+    // RoutePropertiesPresenter: one entry per mapping, with its protocol and the route's options; none at all
+    // (never `no-route`) for an app without routes.
+    let mut routes: Vec<(String, Yaml)> = state
+        .routes
+        .values()
+        .flat_map(|route| {
+            let url = state.route_url(route);
+            route.destinations.iter().filter(|d| d.app_guid == guid).map(move |d| {
+                let options = ordered(vec![("loadbalancing", yaml(json!(route.loadbalancing)))]);
+                let entry = ordered(vec![
+                    ("route", yaml(json!(url))),
+                    ("protocol", yaml(json!(d.protocol))),
+                    ("options", options),
+                ]);
+                (url.to_lowercase(), entry)
             })
         })
         .collect();
-    services.sort_by_key(|s| s.to_string());
-    if !services.is_empty() {
-        entry.insert("services".into(), json!(services));
-    }
+    routes.sort_by(|a, b| a.0.cmp(&b.0));
+    entry.push(("routes", presence(routes.into_iter().map(|(_, r)| r).collect())));
     let metadata = &app.common.metadata;
-    if !metadata.labels.is_empty() || !metadata.annotations.is_empty() {
-        entry.insert("metadata".into(), metadata.to_json());
-    }
-    let mut processes: Vec<Value> = state
-        .app_processes(guid)
-        .map(|p| {
-            let mut process = Map::new();
-            process.insert("type".into(), json!(p.kind));
-            process.insert("instances".into(), json!(p.instances));
-            process.insert("memory".into(), json!(format!("{}M", p.memory_in_mb)));
-            process.insert("disk_quota".into(), json!(format!("{}M", p.disk_in_mb)));
-            process.insert(
-                "log-rate-limit-per-second".into(),
-                json!(if p.log_rate_limit < 0 { "-1".to_string() } else { format!("{}B", p.log_rate_limit) }),
-            );
-            if let Some(command) = &p.command {
-                process.insert("command".into(), json!(command));
-            }
-            process.insert("health-check-type".into(), json!(p.health_check.kind));
-            if let Some(endpoint) = &p.health_check.endpoint {
-                process.insert("health-check-http-endpoint".into(), json!(endpoint));
-            }
-            if let Some(timeout) = p.health_check.timeout {
-                process.insert("timeout".into(), json!(timeout));
-            }
-            if let Some(t) = p.health_check.invocation_timeout {
-                process.insert("health-check-invocation-timeout".into(), json!(t));
-            }
-            if let Some(t) = p.health_check.interval {
-                process.insert("health-check-interval".into(), json!(t));
-            }
-            process.insert("readiness-health-check-type".into(), json!(p.readiness_check.kind));
-            if let Some(endpoint) = &p.readiness_check.endpoint {
-                process.insert("readiness-health-check-http-endpoint".into(), json!(endpoint));
-            }
-            Value::Object(process)
-        })
-        .collect();
-    processes.sort_by(|a, b| a["type"].as_str().cmp(&b["type"].as_str()));
-    entry.insert("processes".into(), json!(processes));
-    Ok(json!({"applications": [entry]}))
+    let metadata = ordered(vec![
+        ("labels", if metadata.labels.is_empty() { Yaml::Null } else { yaml(json!(metadata.labels)) }),
+        ("annotations", if metadata.annotations.is_empty() { Yaml::Null } else { yaml(json!(metadata.annotations)) }),
+    ]);
+    let metadata_empty = metadata.as_mapping().is_some_and(|m| m.is_empty());
+    entry.push(("metadata", if metadata_empty { Yaml::Null } else { metadata }));
+    let mut processes: Vec<&crate::state::Process> = state.app_processes(guid).collect();
+    processes.sort_by(|a, b| a.kind.cmp(&b.kind));
+    let processes = processes.into_iter().map(process_manifest).collect();
+    entry.push(("processes", presence(processes)));
+    Ok(ordered(vec![("applications", Yaml::Sequence(vec![ordered(entry)]))]))
+}
+
+/// ProcessPropertiesPresenter#process_hash, compacted.
+fn process_manifest(p: &crate::state::Process) -> Yaml {
+    let (live, ready) = (&p.health_check, &p.readiness_check);
+    ordered(vec![
+        ("type", yaml(json!(p.kind))),
+        ("instances", yaml(json!(p.instances))),
+        ("memory", yaml(json!(format!("{}M", p.memory_in_mb)))),
+        ("disk_quota", yaml(json!(format!("{}M", p.disk_in_mb)))),
+        ("log-rate-limit-per-second", human_bytes(p.log_rate_limit)),
+        ("command", yaml(json!(p.command))),
+        ("health-check-type", yaml(json!(live.kind))),
+        ("health-check-http-endpoint", yaml(json!(live.endpoint))),
+        ("health-check-invocation-timeout", yaml(json!(live.invocation_timeout))),
+        ("health-check-interval", yaml(json!(live.interval))),
+        ("readiness-health-check-type", yaml(json!(ready.kind))),
+        ("readiness-health-check-http-endpoint", yaml(json!(ready.endpoint))),
+        ("readiness-health-check-invocation-timeout", yaml(json!(ready.invocation_timeout))),
+        ("readiness-health-check-interval", yaml(json!(ready.interval))),
+        ("timeout", yaml(json!(live.timeout))),
+    ])
 }

@@ -83,19 +83,36 @@ async fn get_for_app(State(ctx): State<Ctx>, Path((guid, kind)): Path<(String, S
     Ok(Json(present::process(&ctx.urls.api, &state, state.process(&process)?, false)))
 }
 
+/// ActiveModel's `numericality: { only_integer: true, greater_than_or_equal_to: 1, less_than_or_equal_to: MAX_DB_INT }`
+/// of a health check's `data.<key>` (process_update_message.rb); `label` is the humanized attribute.
 fn seconds(data: &Map<String, Value>, key: &str, label: &str, current: Option<u64>) -> ApiResult<Option<u64>> {
+    let error = |rule: &str| Err(ApiError::unprocessable(format!("{label} {rule}")));
     match data.get(key) {
         None => Ok(current),
         Some(Value::Null) => Ok(None),
-        Some(v) => match v.as_u64() {
-            Some(n) if n >= 1 => Ok(Some(n)),
-            _ => Err(ApiError::unprocessable(format!("{label} must be greater than or equal to 1"))),
+        Some(Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
+            (Some(n), _) if n < 1 => error("must be greater than or equal to 1"),
+            (Some(n), _) if n > MAX_DB_INT => error(&format!("must be less than or equal to {MAX_DB_INT}")),
+            (Some(n), _) => Ok(Some(n as u64)),
+            (None, Some(f)) if f.fract() != 0.0 => error("must be an integer"),
+            _ => error(&format!("must be less than or equal to {MAX_DB_INT}")),
         },
+        Some(_) => error("is not a number"),
     }
 }
 
+/// `BaseMessage::MAX_DB_INT`, the upper bound of CC's integer fields.
+const MAX_DB_INT: i64 = (1 << 31) - 1;
+
 /// Applies a `health_check` / `readiness_health_check` request object to a check.
-pub fn apply_health_check(current: &HealthCheck, value: &Value, readiness: bool) -> ApiResult<HealthCheck> {
+/// `max_timeout` is CC's `maximum_health_check_timeout`, which the process model enforces
+/// (app/models/runtime/constraints/base_health_check_policy.rb) after the message's own checks.
+pub fn apply_health_check(
+    current: &HealthCheck,
+    value: &Value,
+    readiness: bool,
+    max_timeout: u64,
+) -> ApiResult<HealthCheck> {
     let prefix = if readiness { "Readiness health check" } else { "Health check" };
     let obj = value.as_object().ok_or_else(|| ApiError::unprocessable(format!("{prefix} must be an object")))?;
     let kind = match obj.get("type") {
@@ -132,22 +149,28 @@ pub fn apply_health_check(current: &HealthCheck, value: &Value, readiness: bool)
             )));
         }
     };
-    let timeout = if readiness { None } else { seconds(data, "timeout", "Timeout", current.timeout)? };
-    if timeout.is_some_and(|t| t > 600) {
-        return Err(ApiError::unprocessable("Timeout must be less than or equal to 600"));
+    let timeout =
+        if readiness { None } else { seconds(data, "timeout", &format!("{prefix} timeout"), current.timeout)? };
+    let invocation_timeout =
+        seconds(data, "invocation_timeout", &format!("{prefix} invocation timeout"), current.invocation_timeout)?;
+    let interval = seconds(data, "interval", &format!("{prefix} interval"), current.interval)?;
+    if let Some(timeout) = timeout
+        && timeout > max_timeout
+    {
+        // A Sequel validation error: the attribute, unhumanized, then the policy's message.
+        return Err(ApiError::unprocessable(format!("health_check_timeout Maximum exceeded: max {max_timeout}s")));
     }
-    Ok(HealthCheck {
-        kind,
-        endpoint,
-        timeout,
-        invocation_timeout: seconds(data, "invocation_timeout", "Invocation timeout", current.invocation_timeout)?,
-        interval: seconds(data, "interval", "Interval", current.interval)?,
-    })
+    Ok(HealthCheck { kind, endpoint, timeout, invocation_timeout, interval })
 }
 
 fn update_process(ctx: &Ctx, guid: &str, raw: &Bytes) -> ApiResult<Value> {
     let map = body::object(raw)?;
-    body::only_keys(&map, &["command", "health_check", "readiness_health_check", "metadata"])?;
+    let mut errors = body::Errors::default();
+    errors.metadata(&map);
+    errors.unknown_keys(&map, &["command", "user", "health_check", "readiness_health_check", "metadata"]);
+    errors.finish()?;
+    body::not_modelled(&map, &["user"])?;
+    let max_timeout = ctx.config.maximum_health_check_timeout;
     let mut state = ctx.state();
     let mut process = state.process(guid)?.clone();
     match map.get("command") {
@@ -157,10 +180,10 @@ fn update_process(ctx: &Ctx, guid: &str, raw: &Bytes) -> ApiResult<Value> {
         Some(_) => return Err(ApiError::unprocessable("Command must be between 1 and 4096 characters")),
     }
     if let Some(check) = map.get("health_check") {
-        process.health_check = apply_health_check(&process.health_check, check, false)?;
+        process.health_check = apply_health_check(&process.health_check, check, false, max_timeout)?;
     }
     if let Some(check) = map.get("readiness_health_check") {
-        process.readiness_check = apply_health_check(&process.readiness_check, check, true)?;
+        process.readiness_check = apply_health_check(&process.readiness_check, check, true, max_timeout)?;
     }
     process.common.metadata.apply(map.get("metadata"))?;
     state.touch(&mut process.common);
@@ -220,22 +243,34 @@ pub fn apply_scale(ctx: &Ctx, process_guid: &str, scale: Scale) -> ApiResult<Str
 fn parse_scale(raw: &Bytes) -> ApiResult<Scale> {
     let map = body::object(raw)?;
     body::only_keys(&map, &["instances", "memory_in_mb", "disk_in_mb", "log_rate_limit_in_bytes_per_second"])?;
-    let int = |key: &str, min: i64, label: &str| -> ApiResult<Option<i64>> {
+    // ProcessScaleMessage: integers, instances ≥ 0, memory and disk > 0, log rate ≥ -1, all ≤ MAX_DB_INT (the
+    // log rate ≤ MAX_DB_BIGINT).
+    let int = |key: &str, min: i64, max: i64, label: &str| -> ApiResult<Option<i64>> {
+        let error = |rule: String| Err(ApiError::unprocessable(format!("{label} {rule}")));
         match map.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => match v.as_i64() {
-                Some(n) if n >= min => Ok(Some(n)),
-                Some(_) => Err(ApiError::unprocessable(format!("{label} must be greater than or equal to {min}"))),
-                None => Err(ApiError::unprocessable(format!("{label} is not a number"))),
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(n) if n < min && min == 1 => error("must be greater than 0".into()),
+                Some(n) if n < min => error(format!("must be greater than or equal to {min}")),
+                Some(n) if n > max => error(format!("must be less than or equal to {max}")),
+                Some(n) => Ok(Some(n)),
+                None if n.as_f64().is_some_and(|f| f.fract() != 0.0) => error("must be an integer".into()),
+                None => error(format!("must be less than or equal to {max}")),
             },
+            Some(_) => error("is not a number".into()),
         }
     };
-    Ok(Scale {
-        instances: int("instances", 0, "Instances")?.map(|n| n as u32),
-        memory_in_mb: int("memory_in_mb", 1, "Memory in mb")?.map(|n| n as u64),
-        disk_in_mb: int("disk_in_mb", 1, "Disk in mb")?.map(|n| n as u64),
-        log_rate_limit: int("log_rate_limit_in_bytes_per_second", -1, "Log rate limit in bytes per second")?,
-    })
+    let mut errors = body::Errors::default();
+    let scale = Scale {
+        instances: errors.check(int("instances", 0, MAX_DB_INT, "Instances")).flatten().map(|n| n as u32),
+        memory_in_mb: errors.check(int("memory_in_mb", 1, MAX_DB_INT, "Memory in mb")).flatten().map(|n| n as u64),
+        disk_in_mb: errors.check(int("disk_in_mb", 1, MAX_DB_INT, "Disk in mb")).flatten().map(|n| n as u64),
+        log_rate_limit: errors
+            .check(int("log_rate_limit_in_bytes_per_second", -1, i64::MAX, "Log rate limit in bytes per second"))
+            .flatten(),
+    };
+    errors.finish()?;
+    Ok(scale)
 }
 
 async fn scale(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
