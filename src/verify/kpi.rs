@@ -1,6 +1,7 @@
 //! The KPI probe: a bounded burst of requests (count, concurrency and paths from `params.kpi`) measuring the
 //! error rate and latency percentiles of a route, and the gates a candidate must pass — absolute ones, and a
-//! relative one comparing the candidate with production measured in the same run.
+//! relative one comparing the candidate with production measured in the same run. Redirects count the way the
+//! HTTP checks see them: followed on the route's host, a failure when they lead elsewhere.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -8,15 +9,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-use super::http_checks::describe_transport_error;
-use super::route_client::RouteClient;
+use super::route_client::{RouteClient, RouteRequest, https_expected};
 use crate::config::Kpi;
 
 /// What one probe measured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeStats {
     pub requests: u32,
-    /// Requests that got no response or a status outside 2xx/3xx.
+    /// Requests that got no response, a redirect to another host, or (after redirects on the route's host) a
+    /// status outside 2xx/3xx.
     pub errors: u32,
     pub p50_ms: f64,
     pub p95_ms: f64,
@@ -73,13 +74,19 @@ pub async fn probe_urls(client: &RouteClient, urls: &[String], requests: u32, co
                     }
                     let url = &urls[n as usize % urls.len()];
                     let started = Instant::now();
-                    let outcome = match client.http().get(url).send().await {
+                    let outcome = match client.send(RouteRequest::get(url)).await {
                         Ok(response) if response.status().is_success() || response.status().is_redirection() => {
                             // Reading the body is part of the latency a user sees.
-                            response.bytes().await.map(|_| ()).map_err(|e| describe_transport_error(&e))
+                            let final_url = response.url().clone();
+                            response.bytes().await.map(|_| ()).map_err(|e| client.describe_error(&final_url, &e))
                         }
-                        Ok(response) => Err(format!("{url} answered {}", response.status().as_u16())),
-                        Err(err) => Err(format!("{url}: {}", describe_transport_error(&err))),
+                        Ok(response) => {
+                            let (final_url, status) = (response.url().clone(), response.status());
+                            let body = response.text().await.unwrap_or_default();
+                            Err(https_expected(&final_url, status, &body)
+                                .unwrap_or_else(|| format!("{url} answered {}", status.as_u16())))
+                        }
+                        Err(why) => Err(why),
                     };
                     samples.lock().await.record(started.elapsed(), outcome.err());
                 }
@@ -170,7 +177,7 @@ mod tests {
     use super::*;
     use crate::config::RouteScheme;
     use crate::verify::route_client::test_support::plain_tls;
-    use crate::verify::test_server::TestServer;
+    use crate::verify::test_server::{Reply, TestServer};
 
     fn kpi() -> Kpi {
         Kpi {
@@ -220,6 +227,31 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let stats = probe(&client, "a.example.com", &Kpi { requests: 4, ..kpi() }).await;
         assert_eq!(stats.errors, 4);
+    }
+
+    fn redirect(location: &str) -> Reply {
+        Reply { status: 302, headers: vec![("Location".into(), location.into())], body: String::new() }
+    }
+
+    #[tokio::test]
+    async fn redirects_on_the_route_host_are_followed_and_the_app_answer_counts() {
+        let server = TestServer::start(|r| match r.path.as_str() {
+            "/" | "/version" => redirect("/app"),
+            _ => Reply::from((500, String::new())),
+        })
+        .await;
+        let stats = probe(&client(&server).await, "a.example.com", &Kpi { requests: 10, ..kpi() }).await;
+        assert_eq!(server.served(), 20);
+        assert_eq!(stats.errors, 10, "the app's 500 behind the redirect is what counts");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_to_another_host_is_an_error_naming_its_location() {
+        let server = TestServer::start(|_| redirect("https://sso.example.org/login")).await;
+        let stats = probe(&client(&server).await, "a.example.com", &Kpi { requests: 4, ..kpi() }).await;
+        assert_eq!(stats.errors, 4);
+        let first = stats.first_error.unwrap();
+        assert!(first.contains("to another host: Location https://sso.example.org/login"), "{first}");
     }
 
     fn stats(errors: u32, p95_ms: f64) -> ProbeStats {
