@@ -126,7 +126,32 @@ async fn get_one(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<
     Ok(Json(present::route(&ctx.urls.api, &state, state.route(&guid)?)))
 }
 
-/// Validates and creates a route; shared with apply_manifest.
+/// `route_create_message.rb`'s rules for host and path, every problem in CC's words.
+fn route_message_errors(host: &str, path: &str) -> Vec<String> {
+    let mut errors = Vec::new();
+    if host.len() > 63 {
+        errors.push("Host is too long (maximum is 63 characters)".to_string());
+    }
+    if !(host == "*" || host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')) {
+        errors.push("Host must be either \"*\" or contain only alphanumeric characters, \"_\", or \"-\"".to_string());
+    }
+    if path.len() > 128 {
+        errors.push("Path is too long (maximum is 128 characters)".to_string());
+    }
+    if !path.is_empty() && !path.starts_with('/') {
+        errors.push("Path must begin with /".to_string());
+    }
+    if path.contains('?') {
+        errors.push("Path cannot contain ?".to_string());
+    }
+    if path == "/" {
+        errors.push("Path cannot be exactly /".to_string());
+    }
+    errors
+}
+
+/// Validates and creates a route; shared with apply_manifest. The message's rules, then the controller's space and
+/// domain lookups, then `app/actions/route_create.rb`'s errors in its order (domain, host, path); each is a 422.
 pub fn insert_route(
     state: &mut CcState,
     host: &str,
@@ -134,46 +159,44 @@ pub fn insert_route(
     domain_guid: &str,
     space_guid: &str,
 ) -> ApiResult<String> {
+    let errors = route_message_errors(host, path);
+    if !errors.is_empty() {
+        return Err(ApiError::unprocessable(errors.join(", ")));
+    }
     let space = state.spaces.get(space_guid).ok_or_else(|| {
         ApiError::unprocessable("Invalid space. Ensure that the space exists and you have access to it.")
     })?;
-    let domain =
-        state.domains.get(domain_guid).filter(|d| state.domain_visible_in_org(d, &space.org_guid)).ok_or_else(
-            || ApiError::unprocessable("Invalid domain. Ensure that the domain exists and you have access to it."),
-        )?;
-    let valid_host =
-        host == "*" || (host.len() <= 63 && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
-    if !valid_host {
-        return Err(ApiError::unprocessable(
-            "Host must be either \"*\" or contain only alphanumeric characters, \"_\", or \"-\"",
-        ));
+    let domain = state.domains.get(domain_guid).ok_or_else(|| {
+        ApiError::unprocessable("Invalid domain. Ensure that the domain exists and you have access to it.")
+    })?;
+    if !state.domain_visible_in_org(domain, &space.org_guid) {
+        let org = state.orgs.get(&space.org_guid).map_or("", |o| o.name.as_str());
+        return Err(ApiError::unprocessable(format!(
+            "Invalid domain. Domain '{}' is not available in organization '{org}'.",
+            domain.name
+        )));
     }
-    if domain.org_guid.is_none() && host.is_empty() {
-        return Err(ApiError::unprocessable("Missing host. Routes in shared domains must have a host defined."));
+    let fqdn = if host.is_empty() { domain.name.clone() } else { format!("{host}.{}", domain.name) };
+    let route_error = if !host.is_empty() && state.domains.values().any(|d| d.name.eq_ignore_ascii_case(&fqdn)) {
+        Some(format!("Route conflicts with domain '{fqdn}'."))
+    } else if domain.internal && host == "*" {
+        Some("Wildcard hosts are not supported for internal domains.".to_string())
+    } else if domain.org_guid.is_none() && host.is_empty() {
+        Some("Missing host. Routes in shared domains must have a host defined.".to_string())
+    } else if fqdn.len() > 253 {
+        Some("Host combined with domain name must be no more than 253 characters.".to_string())
+    } else if domain.internal && !path.is_empty() {
+        Some("Paths are not supported for internal domains.".to_string())
+    } else {
+        None
+    };
+    if let Some(error) = route_error {
+        return Err(ApiError::unprocessable(error));
     }
-    if !path.is_empty() {
-        let problem = if !path.starts_with('/') {
-            Some("Path must begin with /")
-        } else if path == "/" {
-            Some("Path cannot be exactly /")
-        } else if path.contains('?') {
-            Some("Path cannot contain ?")
-        } else if path.len() > 128 {
-            Some("Path is too long (maximum is 128 characters)")
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
-            return Err(ApiError::unprocessable(problem));
-        }
-    }
-    let exists = state
-        .routes
-        .values()
-        .any(|r| r.domain_guid == domain_guid && r.host.eq_ignore_ascii_case(host) && r.path == path);
-    if exists {
-        // app/actions/route_create.rb validation_error_host! / validation_error_path!: a RouteCreate::Error, which
-        // routes_controller.rb answers as 422 CF-UnprocessableEntity.
+    let same_host = |r: &&Route| r.domain_guid == domain_guid && r.host.eq_ignore_ascii_case(host);
+    if state.routes.values().filter(same_host).any(|r| r.path == path) {
+        // validation_error_host! / validation_error_path!: a RouteCreate::Error, which routes_controller.rb answers
+        // as 422 CF-UnprocessableEntity.
         let what = match (host.is_empty(), path.is_empty()) {
             (true, true) => String::new(),
             (false, true) => format!(" with host '{host}'"),
@@ -181,6 +204,11 @@ pub fn insert_route(
             (false, false) => format!(" with host '{host}' and path '{path}'"),
         };
         return Err(ApiError::unprocessable(format!("Route already exists{what} for domain '{}'.", domain.name)));
+    }
+    // Route#validate_host_and_domain_in_different_space: on a shared domain a host belongs to one space, whatever
+    // the path. No RouteCreate error names it, so CC answers Sequel's own message.
+    if domain.org_guid.is_none() && state.routes.values().filter(same_host).any(|r| r.space_guid != space_guid) {
+        return Err(ApiError::unprocessable("domain_id and host host_and_domain_taken_different_space"));
     }
     let common = state.common();
     let guid = common.guid.clone();
@@ -199,20 +227,37 @@ pub fn insert_route(
     Ok(guid)
 }
 
+/// `route_options_message.rb` with the `hash_based_routing` feature flag at its default (off): `loadbalancing`
+/// is round-robin or least-connection, and the hash options are unknown fields. The problems are reported under
+/// `Options`, as `OptionsValidator` adds them.
 fn loadbalancing(map: &Map<String, Value>) -> ApiResult<Option<String>> {
-    let Some(options) = map.get("options").filter(|o| !o.is_null()) else { return Ok(None) };
-    let options = options.as_object().ok_or_else(|| ApiError::unprocessable("Options must be an object"))?;
-    match options.get("loadbalancing") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(lb)) if lb == "round-robin" || lb == "least-connection" || lb == "hash" => {
-            Ok(Some(lb.clone()))
-        }
-        Some(other) => Err(ApiError::unprocessable(format!(
-            "Options Loadbalancing must be one of 'round-robin, least-connection, hash' if present: {other}"
-        ))),
+    let Some(options) = map.get("options") else { return Ok(None) };
+    let Some(options) = options.as_object() else {
+        return Err(ApiError::unprocessable("Options 'options' is not a valid object"));
+    };
+    let mut errors = Vec::new();
+    let unknown: Vec<&str> = options
+        .iter()
+        .filter(|(k, v)| k.as_str() != "loadbalancing" && !v.is_null() && v.as_str() != Some(""))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if !unknown.is_empty() {
+        errors.push(format!("Options Unknown field(s): '{}'", unknown.join("', '")));
     }
+    let lb = match options.get("loadbalancing") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(lb)) if lb.is_empty() => None,
+        Some(Value::String(lb)) if lb == "round-robin" || lb == "least-connection" => Some(lb.clone()),
+        Some(_) => {
+            errors.push("Options Loadbalancing must be one of 'round-robin, least-connection' if present".into());
+            None
+        }
+    };
+    if errors.is_empty() { Ok(lb) } else { Err(ApiError::unprocessable(errors.join(", "))) }
 }
 
+/// `POST /v3/routes` (`routes_controller.rb#create`). Every route in the sim is an HTTP route, so a port is
+/// refused as `validation_error_port!` refuses it.
 async fn create(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
     let map = body::object(&raw)?;
     body::only_keys(&map, &["host", "path", "port", "relationships", "options", "metadata"])?;
@@ -221,9 +266,30 @@ async fn create(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(StatusCode, Js
     let domain = body::required_relationship(&map, "domain")?;
     let space = body::required_relationship(&map, "space")?;
     let lb = loadbalancing(&map)?;
+    let port = map.get("port").filter(|p| !p.is_null());
+    // ActiveModel's numericality (only_integer, 0..=65535) in its own words.
+    let port_error = port.and_then(|port| match (port.as_i64(), port.as_f64()) {
+        (Some(p), _) if p < 0 => Some("Port must be greater than or equal to 0"),
+        (Some(p), _) if p > 65_535 => Some("Port must be less than or equal to 65535"),
+        (Some(_), _) => None,
+        (None, Some(_)) => Some("Port must be an integer"),
+        (None, None) => Some("Port is not a number"),
+    });
+    if let Some(error) = port_error {
+        return Err(ApiError::unprocessable(error));
+    }
     let mut metadata = crate::cc::metadata::Metadata::default();
     metadata.apply(map.get("metadata"))?;
     let mut state = ctx.state();
+    if port.is_some() {
+        state.space(&space).map_err(|_| {
+            ApiError::unprocessable("Invalid space. Ensure that the space exists and you have access to it.")
+        })?;
+        state.domain(&domain).map_err(|_| {
+            ApiError::unprocessable("Invalid domain. Ensure that the domain exists and you have access to it.")
+        })?;
+        return Err(ApiError::unprocessable("Routes with protocol 'http' do not support ports."));
+    }
     let guid = insert_route(&mut state, &host, &path, &domain, &space)?;
     let route = state.routes.get_mut(&guid).expect("just created");
     route.common.metadata = metadata;

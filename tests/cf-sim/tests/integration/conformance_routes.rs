@@ -484,3 +484,69 @@ async fn list_includes_and_filters_follow_the_list_messages() {
     assert_eq!(api.get("/v3/spaces?include=space").await.status, 400);
     sim.stop();
 }
+
+/// `route_create_message.rb` (host and path rules, joined), `routes_controller.rb#create` (unknown space or
+/// domain), `app/actions/route_create.rb` (a domain of another org, a host that names a domain, a port on an HTTP
+/// route), `Route#validate_host_and_domain_in_different_space` (a shared-domain host belongs to one space, whatever
+/// the path) and `route_options_message.rb` with `hash_based_routing` off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_create_follows_the_message_controller_action_and_model() {
+    let sim = Sim::start(SimConfig {
+        extra_spaces: vec!["sim-org/neighbour".into(), "other-org/far".into()],
+        extra_domains: vec!["shop.apps.sim.internal".into()],
+        ..test_config()
+    })
+    .unwrap();
+    let api = Api::login(&sim).await;
+    let space = api.space_guid().await;
+    let domain = api.get("/v3/domains?names=apps.sim.internal").await.json()["resources"][0]["guid"].clone();
+    let other_org = api.get("/v3/organizations?names=other-org").await.json()["resources"][0]["guid"].clone();
+    let private = api
+        .post(
+            "/v3/domains",
+            json!({"name": "private.example.org", "relationships": {"organization": {"data": {"guid": other_org}}}}),
+        )
+        .await;
+    assert_eq!(private.status, 201, "{}", private.text());
+    let private = private.json()["guid"].clone();
+    let route = |host: &str, path: &str, domain: &Value, space: &str, extra: Value| {
+        let mut body = json!({"host": host, "path": path, "relationships": {"domain": {"data": {"guid": domain}}, "space": {"data": {"guid": space}}}});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let long_host = "h".repeat(64);
+    let cases = [
+        (route("a.b", "x?", &domain, &space, json!({})), "Host must be either \"*\" or contain only alphanumeric characters, \"_\", or \"-\", Path must begin with /, Path cannot contain ?".to_string()),
+        (route(&long_host, "", &domain, &space, json!({})), "Host is too long (maximum is 63 characters)".to_string()),
+        (route("x", "/", &domain, &space, json!({})), "Path cannot be exactly /".to_string()),
+        (route("x", "", &json!("nope"), &space, json!({})), "Invalid domain. Ensure that the domain exists and you have access to it.".to_string()),
+        (route("x", "", &domain, "nope", json!({})), "Invalid space. Ensure that the space exists and you have access to it.".to_string()),
+        (route("x", "", &private, &space, json!({})), "Invalid domain. Domain 'private.example.org' is not available in organization 'sim-org'.".to_string()),
+        (route("shop", "", &domain, &space, json!({})), "Route conflicts with domain 'shop.apps.sim.internal'.".to_string()),
+        (route("", "", &domain, &space, json!({})), "Missing host. Routes in shared domains must have a host defined.".to_string()),
+        (route("x", "", &domain, &space, json!({"port": 8080})), "Routes with protocol 'http' do not support ports.".to_string()),
+        (route("x", "", &domain, &space, json!({"port": 1.5})), "Port must be an integer".to_string()),
+        (route("x", "", &domain, &space, json!({"options": {"loadbalancing": "hash"}})), "Options Loadbalancing must be one of 'round-robin, least-connection' if present".to_string()),
+        (route("x", "", &domain, &space, json!({"options": {"hash_header": "X-User"}})), "Options Unknown field(s): 'hash_header'".to_string()),
+    ];
+    for (body, expected) in cases {
+        let answer = api.post("/v3/routes", body.clone()).await;
+        assert_eq!((answer.status, answer.cf_error().0), (422, 10008), "{body}: {}", answer.text());
+        assert_eq!(detail(&answer), expected, "{body}");
+    }
+    let created = api
+        .post("/v3/routes", route("lc", "", &domain, &space, json!({"options": {"loadbalancing": "least-connection"}})))
+        .await;
+    assert_eq!(created.json()["options"], json!({"loadbalancing": "least-connection"}));
+
+    let neighbour =
+        api.get("/v3/spaces?names=neighbour").await.json()["resources"][0]["guid"].as_str().unwrap().to_string();
+    assert_eq!(api.post("/v3/routes", route("shared-host", "/a", &domain, &space, json!({}))).await.status, 201);
+    let elsewhere = api.post("/v3/routes", route("shared-host", "/b", &domain, &neighbour, json!({}))).await;
+    assert_eq!(
+        (elsewhere.status, detail(&elsewhere)),
+        (422, "domain_id and host host_and_domain_taken_different_space".into())
+    );
+    assert_eq!(api.post("/v3/routes", route("shared-host", "/b", &domain, &space, json!({}))).await.status, 201);
+    sim.stop();
+}
