@@ -15,12 +15,14 @@ use cf_blue_green_resource::cf::builds::NewBuild;
 use cf_blue_green_resource::cf::droplets::DropletState;
 use cf_blue_green_resource::cf::packages::PackageState;
 use cf_blue_green_resource::cf::processes::{HealthCheck, InstanceState, ProcessUpdate, Scale};
-use cf_blue_green_resource::cf::routes::NewRoute;
+use cf_blue_green_resource::cf::root::MIN_CC_API_VERSION;
+use cf_blue_green_resource::cf::routes::{NewDestination, NewRoute};
 use cf_blue_green_resource::cf::spaces::Space;
 use cf_blue_green_resource::cf::types::{Lifecycle, MetadataPatch};
 use cf_blue_green_resource::cf::{
     CfClient, Credentials, Error, FileResource, ListParams, Poll, ProxySettings, RetryPolicy, Settings, Wait,
 };
+use cf_sim::config::CcApiVersion;
 use cf_sim::{Fault, FaultAction, Sim, SimConfig};
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -67,6 +69,22 @@ fn new_app(space: &Space, name: &str) -> NewApp {
 /// The apps of that name (all spaces).
 async fn apps_named(cf: &CfClient, name: &str) -> Vec<App> {
     cf.apps().list_filtered(&AppFilter { names: vec![name.into()], ..AppFilter::default() }).await.unwrap()
+}
+
+/// Sends one request by hand over plain HTTP (for what the client deliberately does not do) and returns the
+/// status and body.
+async fn raw_request(api: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    let host = api.trim_start_matches("http://").trim_end_matches('/');
+    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.unwrap();
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, answer)
 }
 
 fn write_zip(dest: &Path, files: &[(&str, Vec<u8>, u32)]) -> Vec<FileResource> {
@@ -151,6 +169,39 @@ async fn logs_in_with_either_grant_and_rejects_bad_credentials_without_leaking_t
     assert!(!text.contains("not-the-password-42"), "{text}");
 }
 
+/// Discovery reads `links.cloud_controller_v3.meta.version` of `GET /`: a Cloud Controller older than the oldest
+/// one supported fails at once, naming both versions; the oldest supported works; a root that names no version
+/// (not a stock CC) is used with a warning.
+#[tokio::test]
+async fn the_cloud_controller_api_version_is_checked_at_discovery() {
+    let older = MIN_CC_API_VERSION.minor - 1;
+    let old = start_sim(|c| c.cc_api_version = CcApiVersion(3, older, 0));
+    let err = CfClient::connect(settings(&old)).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}/ runs Cloud Controller API 3.{older}.0; this resource needs {MIN_CC_API_VERSION} or newer",
+            old.info().api
+        )
+    );
+
+    let oldest = start_sim(|c| c.cc_api_version = CcApiVersion(3, MIN_CC_API_VERSION.minor, 0));
+    let cf = connect(&oldest).await;
+    assert_eq!(cf.endpoints().v3_version.as_deref(), Some(MIN_CC_API_VERSION.to_string().as_str()));
+    home(&cf, &oldest).await;
+
+    let sim = start_sim(|_| {});
+    let api = scripted_api(sim.info().uaa.clone(), None, |_, _| {
+        ("200 OK", String::new(), r#"{"name":"unversioned"}"#.into())
+    })
+    .await;
+    let mut s = settings(&sim);
+    s.api = api;
+    let cf = CfClient::connect(s).await.unwrap();
+    assert!(cf.endpoints().v3_version.is_none());
+    assert_eq!(cf.info().await.unwrap().name.as_deref(), Some("unversioned"));
+}
+
 #[tokio::test]
 async fn orgs_spaces_and_domains_are_found_by_name() {
     let sim = start_sim(|_| {});
@@ -178,15 +229,20 @@ async fn apps_are_created_found_renamed_configured_and_deleted() {
     let space = home(&cf, &sim).await;
     let mut spec = new_app(&space, "shop-green");
     spec.environment_variables.insert("GREETING".into(), "hello".into());
-    spec.metadata = MetadataPatch::new().label("bg-role", "green").annotation("bg/deploy-id", "d-1");
+    spec.metadata =
+        MetadataPatch::new().label("bg-role", "green").annotation("cf-blue-green-resource.concourse/deploy-id", "d-1");
     spec.lifecycle = Some(Lifecycle::buildpack(vec!["binary_buildpack".into()], None));
     let app = cf.apps().create(&spec).await.unwrap();
     assert_eq!(app.state, AppState::Stopped);
     assert_eq!(app.metadata.labels.get("bg-role").map(String::as_str), Some("green"));
 
     let taken = cf.apps().create(&spec).await.unwrap_err();
-    assert!(taken.cf().unwrap().is_uniqueness(), "{taken}");
+    assert!(taken.cf().unwrap().is_name_taken(), "{taken}");
     assert!(taken.to_string().starts_with("POST /v3/apps: 422"), "{taken}");
+    let other = cf.apps().create(&new_app(&space, "shop-blue")).await.unwrap();
+    let rename = cf.apps().rename(&other.guid, "shop-green").await.unwrap_err();
+    assert!(rename.cf().unwrap().is_name_taken(), "{rename}");
+    cf.apps().delete(&other.guid).await.unwrap();
 
     let found = cf.apps().by_name(&space.guid, "shop-green").await.unwrap().unwrap();
     assert_eq!(found.guid, app.guid);
@@ -365,41 +421,55 @@ async fn rate_limits_and_server_errors_are_retried_then_surfaced() {
 
 /// A tiny CC that answers `GET /` (pointing at the sim's UAA) and `GET /v3/info` with 429 + `Retry-After: 1`
 /// the first time and 200 after, to check the client waits as told.
-#[tokio::test]
-async fn retry_after_is_honoured() {
-    let sim = start_sim(|_| {});
+/// What a scripted API answers to one request: status line, extra header lines, body.
+type Scripted = (&'static str, String, String);
+
+/// A scripted Cloud Controller on 127.0.0.1: `GET /` answers a root document whose login link is `uaa` and whose
+/// `cloud_controller_v3` link carries `v3_version` (no `meta` when `None`); every other request is answered by
+/// `answer(request line, body)`. Returns the API URL.
+async fn scripted_api(
+    uaa: String,
+    v3_version: Option<&str>,
+    answer: impl Fn(&str, &str) -> Scripted + Send + Sync + 'static,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let uaa = sim.info().uaa.clone();
-    let infos = Arc::new(AtomicUsize::new(0));
-    let served = infos.clone();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    let meta = v3_version.map_or(String::new(), |v| format!(r#","meta":{{"version":"{v}"}}"#));
+    let root =
+        format!(r#"{{"links":{{"login":{{"href":"{uaa}"}},"cloud_controller_v3":{{"href":"{api}/v3"{meta}}}}}}}"#);
+    let answer = Arc::new(answer);
     tokio::spawn(async move {
-        for _ in 0..20 {
+        for _ in 0..50 {
             let Ok((mut conn, _)) = listener.accept().await else { return };
-            let uaa = uaa.clone();
-            let served = served.clone();
+            let (root, answer) = (root.clone(), answer.clone());
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut read = 0;
-                while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf[read..]).await {
+                let mut buf = Vec::new();
+                let mut chunk = vec![0u8; 8192];
+                let head_end = loop {
+                    if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break at + 4;
+                    }
+                    match conn.read(&mut chunk).await {
                         Ok(0) | Err(_) => return,
-                        Ok(n) => read += n,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(0);
+                while buf.len() < head_end + length {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     }
                 }
-                let head = String::from_utf8_lossy(&buf[..read]).to_string();
-                let (status, extra, body) = if head.starts_with("GET / ") {
-                    ("200 OK", "", format!(r#"{{"links":{{"login":{{"href":"{uaa}"}}}}}}"#))
-                } else if served.fetch_add(1, Ordering::SeqCst) == 0 {
-                    (
-                        "429 Too Many Requests",
-                        "Retry-After: 1\r\n",
-                        r#"{"errors":[{"code":10013,"title":"CF-RateLimitExceeded","detail":"Rate Limit Exceeded"}]}"#
-                            .to_owned(),
-                    )
-                } else {
-                    ("200 OK", "", r#"{"name":"scripted"}"#.to_owned())
-                };
+                let line = head.lines().next().unwrap_or_default().to_owned();
+                let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+                let (status, extra, body) =
+                    if line.starts_with("GET / ") { ("200 OK", String::new(), root) } else { answer(&line, &body) };
                 let response = format!(
                     "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
@@ -408,8 +478,27 @@ async fn retry_after_is_honoured() {
             });
         }
     });
+    api
+}
+
+const RATE_LIMITED: &str =
+    r#"{"errors":[{"code":10013,"title":"CF-RateLimitExceeded","detail":"Rate Limit Exceeded"}]}"#;
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let sim = start_sim(|_| {});
+    let infos = Arc::new(AtomicUsize::new(0));
+    let served = infos.clone();
+    let api = scripted_api(sim.info().uaa.clone(), Some("3.228.0"), move |_, _| {
+        if served.fetch_add(1, Ordering::SeqCst) == 0 {
+            ("429 Too Many Requests", "Retry-After: 1\r\n".into(), RATE_LIMITED.into())
+        } else {
+            ("200 OK", String::new(), r#"{"name":"scripted"}"#.into())
+        }
+    })
+    .await;
     let mut s = settings(&sim);
-    s.api = format!("http://{addr}");
+    s.api = api;
     s.retry = RetryPolicy { max_retry_after: Duration::from_secs(5), ..RetryPolicy::fast() };
     let cf = CfClient::connect(s).await.unwrap();
     let started = Instant::now();
@@ -417,6 +506,70 @@ async fn retry_after_is_honoured() {
     assert_eq!(info.name.as_deref(), Some("scripted"));
     assert!(started.elapsed() >= Duration::from_millis(950), "waited {:?}", started.elapsed());
     assert_eq!(infos.load(Ordering::SeqCst), 2);
+}
+
+/// CC's rate limiter (`middleware/base_rate_limiter.rb`) answers `Retry-After: <seconds until its counter
+/// resets>`, up to an hour: beyond the retry budget the run stops at once with the time it may go on.
+#[tokio::test]
+async fn a_retry_after_beyond_the_budget_fails_at_once_naming_the_time() {
+    let sim = start_sim(|_| {});
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let api = scripted_api(sim.info().uaa.clone(), Some("3.228.0"), move |_, _| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        ("429 Too Many Requests", "Retry-After: 3600\r\n".into(), RATE_LIMITED.into())
+    })
+    .await;
+    let mut s = settings(&sim);
+    s.api = api;
+    s.retry = RetryPolicy { max_retry_after: Duration::from_secs(5), ..RetryPolicy::fast() };
+    let cf = CfClient::connect(s).await.unwrap();
+    let started = Instant::now();
+    let err = cf.info().await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "waited {:?}", started.elapsed());
+    assert!(matches!(err, Error::RateLimited { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.starts_with("GET /v3/info: rate limited by Cloud Controller until "), "{text}");
+    assert!(text.ends_with(" UTC (Retry-After: 3600)"), "{text}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+/// `POST /v3/droplets` takes only `relationships` and `process_types` (`app/messages/droplet_create_message.rb`,
+/// a BaseMessage with `NoAdditionalKeysValidator`): anything else is a 422 "Unknown field(s)".
+#[tokio::test]
+async fn a_droplet_is_created_with_only_the_keys_cc_accepts() {
+    let sim = start_sim(|_| {});
+    let api = scripted_api(sim.info().uaa.clone(), Some("3.228.0"), |line, body| {
+        assert!(line.starts_with("POST /v3/droplets "), "{line}");
+        let sent: serde_json::Value = serde_json::from_str(body).unwrap();
+        let unknown: Vec<_> = sent
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| !["relationships", "process_types"].contains(&k.as_str()))
+            .map(|k| format!("'{k}'"))
+            .collect();
+        if !unknown.is_empty() {
+            let detail = format!("Unknown field(s): {}", unknown.join(", "));
+            let error =
+                serde_json::json!({"errors": [{"code": 10008, "title": "CF-UnprocessableEntity", "detail": detail}]});
+            return ("422 Unprocessable Entity", String::new(), error.to_string());
+        }
+        let droplet = serde_json::json!({
+            "guid": "d-1", "state": "AWAITING_UPLOAD", "process_types": sent["process_types"],
+            "relationships": {"app": {"data": {"guid": sent["relationships"]["app"]["data"]["guid"]}}},
+        });
+        ("201 Created", String::new(), droplet.to_string())
+    })
+    .await;
+    let mut s = settings(&sim);
+    s.api = api;
+    let cf = CfClient::connect(s).await.unwrap();
+    let process_types = BTreeMap::from([("web".to_owned(), "./server".to_owned())]);
+    let droplet = cf.droplets().create("app-1", &process_types).await.unwrap();
+    assert_eq!(droplet.state, DropletState::AwaitingUpload);
+    assert_eq!(droplet.app_guid(), Some("app-1"));
+    assert_eq!(droplet.process_types, process_types);
 }
 
 #[tokio::test]
@@ -459,6 +612,23 @@ async fn creates_whose_answer_is_lost_are_not_duplicated() {
     let routes = cf.routes().list(&ListParams::new().filter("hosts", ["lost-answer"])).await.unwrap();
     assert_eq!(routes.len(), 1, "exactly one route");
     assert_eq!(routes[0].guid, route.guid);
+
+    // A route that exists in the space already is found, not an error (CC answers the create 422 "Route already
+    // exists with host …", app/actions/route_create.rb).
+    let again = NewRoute {
+        space_guid: space.guid.clone(),
+        domain_guid: domain.guid.clone(),
+        host: Some("lost-answer".into()),
+        ..NewRoute::default()
+    };
+    assert_eq!(cf.routes().create(&again).await.unwrap().guid, route.guid);
+
+    // A droplet carries no label to be found by (CC takes no metadata on its create), so it is created again:
+    // the one the lost answer left stays AWAITING_UPLOAD and is never used.
+    sim.add_fault(drop_after("/v3/droplets"));
+    let droplet = cf.droplets().create(&app.guid, &BTreeMap::new()).await.unwrap();
+    assert_eq!(droplet.state, DropletState::AwaitingUpload);
+    assert_eq!(cf.droplets().get(&droplet.guid).await.unwrap().app_guid(), Some(app.guid.as_str()));
 
     // The connection dropped before the request was processed: looked up, absent, created once.
     sim.add_fault(Fault { action: FaultAction::DropBefore, ..drop_after("/v3/apps") });
@@ -803,18 +973,41 @@ async fn routes_map_and_unmap_apps_and_are_deleted_by_job() {
     assert_eq!(left[0].app.guid, green.guid);
     assert!(cf.routes().for_app(&blue.guid).await.unwrap().is_empty());
 
-    let replaced = cf
-        .routes()
-        .replace_destinations(&route.guid, &[cf_blue_green_resource::cf::routes::NewDestination::app(&blue.guid)])
-        .await
-        .unwrap();
-    assert_eq!(replaced.len(), 1);
-    assert_eq!(replaced[0].app.guid, blue.guid);
     // Removing a destination that is gone already (a retry after a lost answer) is not an error.
-    cf.routes().remove_destination(&route.guid, &replaced[0].guid).await.unwrap();
-    cf.routes().remove_destination(&route.guid, &replaced[0].guid).await.unwrap();
+    cf.routes().remove_destination(&route.guid, &left[0].guid).await.unwrap();
+    cf.routes().remove_destination(&route.guid, &left[0].guid).await.unwrap();
     assert!(cf.routes().destinations(&route.guid).await.unwrap().is_empty());
-    cf.routes().map_app(&route.guid, &blue.guid).await.unwrap();
+
+    // Production serves HTTP/2 on port 9000: the candidate mapped like it is reached the same way, where a plain
+    // map gets CC's defaults (http1, 8080) and would lose the traffic.
+    let grpc = NewDestination { port: Some(9000), protocol: Some("http2".into()), ..NewDestination::app(&blue.guid) };
+    let production = cf.routes().insert_destinations(&route.guid, &[grpc]).await.unwrap().remove(0);
+    assert_eq!((production.port, production.protocol.as_deref()), (Some(9000), Some("http2")));
+    let mapped = cf.routes().map_app_like(&route.guid, &green.guid, &production).await.unwrap();
+    let candidate = mapped.iter().find(|d| d.app.guid == green.guid).unwrap();
+    assert_eq!((candidate.port, candidate.protocol.as_deref()), (Some(9000), Some("http2")));
+    assert_eq!(candidate.app.process.as_ref().unwrap().kind, "web");
+    let plain = cf.routes().map_app(&route.guid, &green.guid).await.unwrap();
+    let defaults = plain.iter().find(|d| d.app.guid == green.guid && d.port != Some(9000)).unwrap();
+    assert_eq!((defaults.port, defaults.protocol.as_deref()), (Some(8080), Some("http1")));
+    assert!(!cf.routes().get(&route.guid).await.unwrap().has_weighted_destinations());
+
+    // A route whose traffic is split by weights (set by someone else with a PATCH) refuses inserts and single
+    // removals; the route says so before anything is tried, and CC's refusal is recognised.
+    let token = sim.issued_tokens().into_iter().next().unwrap();
+    let weights = serde_json::json!({"destinations": [
+        {"app": {"guid": blue.guid}, "weight": 60},
+        {"app": {"guid": green.guid}, "weight": 40},
+    ]});
+    let path = format!("/v3/routes/{}/destinations", route.guid);
+    let (status, answer) = raw_request(&sim.info().api, "PATCH", &path, &token, &weights.to_string()).await;
+    assert_eq!(status, 200, "{answer}");
+    let weighted = cf.routes().get(&route.guid).await.unwrap();
+    assert!(weighted.has_weighted_destinations());
+    let refused = cf.routes().map_app_like(&route.guid, &green.guid, &production).await.unwrap_err();
+    assert!(refused.cf().is_some_and(|e| e.is_weighted_destinations()), "{refused}");
+    let refused = cf.routes().unmap_app(&route.guid, &blue.guid).await.unwrap_err();
+    assert!(refused.cf().is_some_and(|e| e.is_weighted_destinations()), "{refused}");
 
     cf.routes().delete(&route.guid).await.unwrap();
     assert!(cf.routes().find(&route.guid).await.unwrap().is_none());

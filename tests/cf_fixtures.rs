@@ -7,7 +7,6 @@ use cf_blue_green_resource::cf::apps::{App, AppState, CurrentDropletRelationship
 use cf_blue_green_resource::cf::auth::{TokenClaims, TokenResponse, decode_jwt_claims};
 use cf_blue_green_resource::cf::bindings::ServiceCredentialBinding;
 use cf_blue_green_resource::cf::builds::{Build, BuildState};
-use cf_blue_green_resource::cf::deployments::Deployment;
 use cf_blue_green_resource::cf::domains::Domain;
 use cf_blue_green_resource::cf::droplets::{Droplet, DropletState};
 use cf_blue_green_resource::cf::error::ErrorBody;
@@ -45,6 +44,51 @@ fn app() {
     assert_eq!(app.space_guid(), Some("2f35885d-0c9d-4423-83ad-fd05066f8576"));
     assert_eq!(app.current_droplet_guid(), Some("585bc3c1-3743-497d-88b0-403ad6b56d16"));
     assert_eq!(app.links["start"].as_ref().unwrap().method.as_deref(), Some("POST"));
+}
+
+/// CC ≥ 3.174 renders an app without a droplet as `current_droplet: {"data": {"guid": null}}`
+/// (`app/presenters/v3/app_presenter.rb`, also the `POST /v3/apps` answer); older CCs `{"data": null}` or no
+/// relationship at all. Every form reads as "no droplet", and a space relationship likewise.
+#[test]
+fn a_relationship_pointing_at_nothing_reads_as_none_in_every_form_cc_sends() {
+    let text =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cf-api/app.json"))
+            .unwrap();
+    let original: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let forms = [
+        Some(serde_json::json!({"data": {"guid": null}})),
+        Some(serde_json::json!({"data": null})),
+        Some(serde_json::json!({"data": {}})),
+        Some(serde_json::json!({})),
+        Some(serde_json::Value::Null),
+        None,
+    ];
+    for form in forms {
+        let mut doc = original.clone();
+        let relationships = doc["relationships"].as_object_mut().unwrap();
+        match &form {
+            Some(value) => relationships.insert("current_droplet".into(), value.clone()),
+            None => relationships.remove("current_droplet"),
+        };
+        let app: App = serde_json::from_value(doc.clone()).unwrap_or_else(|e| panic!("{form:?}: {e}"));
+        assert_eq!(app.current_droplet_guid(), None, "{form:?}");
+        assert_eq!(app.space_guid(), Some("2f35885d-0c9d-4423-83ad-fd05066f8576"));
+        if let Some(value) = form {
+            doc["relationships"]["space"] = value;
+            let app: App = serde_json::from_value(doc).unwrap();
+            assert_eq!(app.space_guid(), None);
+        }
+    }
+    let rel: CurrentDropletRelationship =
+        serde_json::from_value(serde_json::json!({"data": {"guid": null}, "links": {}})).unwrap();
+    assert!(rel.data.is_none());
+    let mut build: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cf-api/build.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    build["droplet"] = serde_json::json!({"guid": null});
+    assert_eq!(serde_json::from_value::<Build>(build).unwrap().droplet_guid(), None);
 }
 
 #[test]
@@ -291,7 +335,7 @@ fn space() {
     let space: Space = fixture("space.json");
     assert_eq!(space.name, "my-space");
     assert_eq!(space.org_guid(), Some("e00705b9-7b42-4561-ae97-2520399d2133"));
-    assert_eq!(space.relationships.quota.unwrap().data, None);
+    assert_eq!(space.relationships.quota.data, None);
 }
 
 #[test]
@@ -339,17 +383,6 @@ fn service_credential_bindings_list() {
     let page: Page<ServiceCredentialBinding> = fixture("service_credential_bindings_list.json");
     assert!(!page.resources.is_empty());
     assert!(page.resources.iter().all(|b| b.service_instance_guid().is_some()));
-}
-
-#[test]
-fn deployment() {
-    let d: Deployment = fixture("deployment.json");
-    assert_eq!(d.guid, "59c3d133-2b83-46f3-960e-7765a129aea4");
-    assert_eq!(d.status.value, "ACTIVE");
-    assert_eq!(d.status.reason.as_deref(), Some("DEPLOYING"));
-    assert_eq!(d.strategy.as_deref(), Some("canary"));
-    assert_eq!(d.droplet.unwrap().guid, "44ccfa61-dbcf-4a0d-82fe-f668e9d2a962");
-    assert_eq!(d.relationships.app.guid(), Some("305cea31-5a44-45ca-b51b-e89c7a8ef8b2"));
 }
 
 #[test]
@@ -450,4 +483,11 @@ fn every_fixture_has_a_test() {
             assert!(this.contains(&format!("fixture(\"{name}\")")), "no test reads {name}");
         }
     }
+}
+#[test]
+fn organization_and_space_name_their_quotas() {
+    let org: Organization = fixture("organization.json");
+    assert!(org.relationships.quota.guid().is_some());
+    let space: Space = fixture("space.json");
+    assert_eq!(space.relationships.quota.guid(), None);
 }

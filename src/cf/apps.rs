@@ -10,7 +10,9 @@ use crate::cf::client::CfClient;
 use crate::cf::droplets::Droplet;
 use crate::cf::error::Result;
 use crate::cf::paginate::ListParams;
-use crate::cf::types::{GuidRef, Lifecycle, Links, Metadata, MetadataPatch, ToOne, lenient_string_map};
+use crate::cf::types::{
+    GuidRef, Lifecycle, Links, Metadata, MetadataPatch, ToOne, guid_ref_or_none, lenient_string_map,
+};
 
 /// The desired state of an app.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -113,7 +115,7 @@ pub struct EnvironmentVariables {
 /// `PATCH/GET /v3/apps/:guid/relationships/current_droplet`. Fixture: `app_current_droplet_relationship.json`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct CurrentDropletRelationship {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "guid_ref_or_none")]
     pub data: Option<GuidRef>,
     #[serde(default)]
     pub links: Links,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cf::client::{Core, Req, ReqBody, Target, decode_json};
 use crate::cf::error::{Error, Result};
-use crate::cf::root::Root;
+use crate::cf::root::{ApiVersion, MIN_CC_API_VERSION, Root};
 use crate::cf::settings::Credentials;
 use crate::{log, redact};
 
@@ -60,7 +60,28 @@ impl Endpoints {
             Some(link) => Some(parse("log_cache", &link.href)?),
             None => None,
         };
-        Ok(Endpoints { api: api.clone(), login, token, log_cache, v3_version: root.v3_version() })
+        let v3_version = root.v3_version();
+        check_api_version(api, v3_version.as_deref())?;
+        Ok(Endpoints { api: api.clone(), login, token, log_cache, v3_version })
+    }
+}
+
+/// Refuses a Cloud Controller older than [`MIN_CC_API_VERSION`]; warns and goes on when the root names no
+/// version it can read (see the constant for why).
+fn check_api_version(api: &Url, found: Option<&str>) -> Result<()> {
+    match found.and_then(ApiVersion::parse) {
+        Some(version) if version < MIN_CC_API_VERSION => Err(Error::Config(format!(
+            "{api} runs Cloud Controller API {version}; this resource needs {MIN_CC_API_VERSION} or newer"
+        ))),
+        Some(_) => Ok(()),
+        None => {
+            log::warn(format_args!(
+                "{api} does not say which Cloud Controller API version it runs (links.cloud_controller_v3.meta.version \
+                 in GET / is {}); this resource needs {MIN_CC_API_VERSION} or newer",
+                found.map_or("missing".to_owned(), |v| format!("'{v}'"))
+            ));
+            Ok(())
+        }
     }
 }
 
@@ -402,5 +423,28 @@ mod tests {
 
         let root: Root = serde_json::from_str(r#"{"links":{}}"#).unwrap();
         assert!(Endpoints::from_root(&api, &root).unwrap_err().to_string().contains("neither a login nor a uaa"));
+    }
+
+    #[test]
+    fn a_cloud_controller_older_than_the_minimum_is_refused_at_discovery() {
+        let api = Url::parse("https://api.example.org").unwrap();
+        let root = |version: &str| -> Root {
+            serde_json::from_value(serde_json::json!({"links": {
+                "login": {"href": "https://login.example.org"},
+                "cloud_controller_v3": {"href": "https://api.example.org/v3", "meta": {"version": version}},
+            }}))
+            .unwrap()
+        };
+        let err = Endpoints::from_root(&api, &root("3.85.0")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "https://api.example.org/ runs Cloud Controller API 3.85.0; this resource needs 3.86.0 or newer"
+        );
+        for ok in ["3.86.0", "3.228.0", "4.0.0", "3.117.0+cf-k8s", "unknown"] {
+            assert!(Endpoints::from_root(&api, &root(ok)).is_ok(), "{ok}");
+        }
+        let unversioned: Root =
+            serde_json::from_str(r#"{"links":{"login":{"href":"https://login.example.org"}}}"#).unwrap();
+        assert!(Endpoints::from_root(&api, &unversioned).unwrap().v3_version.is_none());
     }
 }

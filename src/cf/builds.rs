@@ -7,10 +7,12 @@ use serde::{Deserialize, Serialize};
 use crate::cf::api::{Api, Resource};
 use crate::cf::client::CfClient;
 use crate::cf::error::{Error, Result};
-use crate::cf::packages::CREATE_ID_LABEL;
 use crate::cf::paginate::{ListParams, Poll, Wait};
 use crate::cf::retry::create_id;
-use crate::cf::types::{AppRelationship, CreatedBy, GuidRef, Lifecycle, Links, Metadata, MetadataPatch};
+use crate::cf::types::{
+    AppRelationship, CreatedBy, GuidRef, Lifecycle, Links, Metadata, MetadataPatch, guid_ref_or_none,
+};
+use crate::record::CREATE_ID_LABEL;
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -32,10 +34,10 @@ pub struct Build {
     pub error: Option<String>,
     #[serde(default)]
     pub lifecycle: Option<Lifecycle>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "guid_ref_or_none")]
     pub package: Option<GuidRef>,
     /// Set once STAGED.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "guid_ref_or_none")]
     pub droplet: Option<GuidRef>,
     #[serde(default)]
     pub staging_memory_in_mb: Option<u64>,

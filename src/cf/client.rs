@@ -310,13 +310,17 @@ impl Core {
                         return Ok(resp);
                     }
                     let code = status.as_u16();
+                    let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                    if code == 429
+                        && let Some(limited) = self.retry.rate_limited(&method, url.path(), retry_after.as_deref())
+                    {
+                        return Err(limited);
+                    }
                     // A 429 was refused before any work was done, so even a create may be sent again.
                     let may_retry = is_retryable_status(code) && (req.idempotent || code == 429);
                     if may_retry && attempt < self.retry.max_attempts {
-                        let wait = resp
-                            .headers()
-                            .get(RETRY_AFTER)
-                            .and_then(|v| v.to_str().ok())
+                        let wait = retry_after
+                            .as_deref()
                             .and_then(|v| self.retry.retry_after(v))
                             .unwrap_or_else(|| self.retry.backoff(attempt));
                         log::detail(format_args!(

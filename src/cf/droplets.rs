@@ -10,10 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::cf::api::{Api, Resource};
 use crate::cf::client::{CfClient, FilePart};
 use crate::cf::error::{Error, Result};
-use crate::cf::packages::CREATE_ID_LABEL;
 use crate::cf::paginate::{ListParams, Poll, Wait};
-use crate::cf::retry::create_id;
-use crate::cf::types::{AppRelationship, Checksum, Lifecycle, Links, Metadata, MetadataPatch, null_as_default};
+use crate::cf::types::{AppRelationship, Checksum, Lifecycle, Links, Metadata, null_as_default};
 use crate::log;
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -142,29 +140,20 @@ impl Api<Droplet> {
         self.cf.download_to_file(&format!("{}/download", self.path_of(guid)), dest, "downloading droplet").await
     }
 
-    /// `POST /v3/droplets` for uploading a prebuilt droplet (state AWAITING_UPLOAD). Labelled so a lost answer
-    /// does not create a second one.
+    /// `POST /v3/droplets` for uploading a prebuilt droplet (state AWAITING_UPLOAD). CC takes only
+    /// `relationships` and `process_types` here (`app/messages/droplet_create_message.rb`: `metadata` is an unknown
+    /// field), so the droplet cannot carry a label to be found by after a lost answer; it is created again instead.
+    /// The droplet a lost answer may have left behind stays AWAITING_UPLOAD, never becomes current, and goes with
+    /// the app.
     pub async fn create(&self, app_guid: &str, process_types: &BTreeMap<String, String>) -> Result<Droplet> {
         #[derive(Serialize)]
         struct Body<'a> {
             relationships: AppRelationship,
             #[serde(skip_serializing_if = "BTreeMap::is_empty")]
             process_types: &'a BTreeMap<String, String>,
-            metadata: MetadataPatch,
         }
-        let id = create_id();
-        let body = Body {
-            relationships: AppRelationship::to(app_guid),
-            process_types,
-            metadata: MetadataPatch::new().label(CREATE_ID_LABEL, &id),
-        };
-        let find = || async {
-            let params =
-                ListParams::new().filter("app_guids", [app_guid]).label_selector(format!("{CREATE_ID_LABEL}={id}"));
-            let found = self.list(&params).await?;
-            Ok(found.into_iter().find(|d| d.metadata.labels.get(CREATE_ID_LABEL).is_some_and(|v| *v == id)))
-        };
-        self.cf.create_or_find("droplet", || self.cf.post(Droplet::PATH, &body), find).await
+        let body = Body { relationships: AppRelationship::to(app_guid), process_types };
+        self.cf.create_or_find("droplet", || self.cf.post(Droplet::PATH, &body), || async { Ok(None) }).await
     }
 
     /// `POST /v3/droplets/:guid/upload` with the `bits` file part streamed from `tgz`, then waits for the job

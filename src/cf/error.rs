@@ -2,7 +2,7 @@
 //! failures with messages a pipeline user can act on. No message ever carries a secret or a request body.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -121,11 +121,32 @@ impl CfError {
         self.status == Some(401) && (self.code == Some(1000) || self.title == "CF-InvalidAuthToken")
     }
 
-    /// 422 `CF-UniquenessError` (10016) or a "must be unique" / "already exists" unprocessable entity.
-    pub fn is_uniqueness(&self) -> bool {
-        self.code == Some(10016)
-            || (self.status == Some(422)
-                && (self.detail.contains("already exists") || self.detail.contains("must be unique")))
+    /// A name (app, route host/path/port, label) is already taken, in every form CC answers it with:
+    /// - 422 `CF-UniquenessError` (v3 code 10016 in `errors/v3.yml`; `app/actions/app_create.rb` for a new app);
+    /// - 422 `CF-UnprocessableEntity` (10008) "App with the name '…' already exists." for a rename
+    ///   (`app/actions/app_update.rb` → `apps_controller.rb`), "Route already exists with host '…' for domain
+    ///   '…'." for a route (`app/actions/route_create.rb`), or a "must be unique" validation;
+    /// - the v2 forms (400 `CF-AppNameTaken`, `CF-RouteHostTaken`, `CF-RoutePathTaken`, `CF-RoutePortTaken`).
+    ///
+    /// Code 10016 alone is not enough: in v2's codes it is `ServiceBrokerRateLimitExceeded`, a 429.
+    pub fn is_name_taken(&self) -> bool {
+        const V2_TAKEN: [&str; 4] = ["CF-AppNameTaken", "CF-RouteHostTaken", "CF-RoutePathTaken", "CF-RoutePortTaken"];
+        match self.status {
+            Some(422) => {
+                self.title == "CF-UniquenessError"
+                    || self.detail.contains("already exists")
+                    || self.detail.contains("must be unique")
+            }
+            Some(400) => V2_TAKEN.contains(&self.title.as_str()),
+            _ => false,
+        }
+    }
+
+    /// 422 "Destinations cannot be inserted when there are weighted destinations already configured." or
+    /// "Weighted destinations cannot be deleted individually." (`app/actions/update_route_destinations.rb`): the
+    /// route's traffic is split by weights, which only a replacement of all its destinations can change.
+    pub fn is_weighted_destinations(&self) -> bool {
+        self.status == Some(422) && self.detail.contains("eighted destinations")
     }
 }
 
@@ -175,6 +196,9 @@ pub enum Error {
     /// The response was not what the client expected (path into the JSON included).
     #[error("{method} {path}: unexpected response: {message}")]
     Decode { method: String, path: String, message: String },
+    /// CC's rate limiter answered 429 with a `Retry-After` beyond the retry budget.
+    #[error("{method} {path}: rate limited by Cloud Controller until {} (Retry-After: {retry_after})", utc_clock(*until))]
+    RateLimited { method: String, path: String, until: SystemTime, retry_after: String },
     /// A wait ran into its deadline.
     #[error("timed out after {} waiting for {what}", human_duration(*after))]
     Timeout { what: String, after: Duration },
@@ -232,6 +256,16 @@ impl From<CfError> for Error {
     }
 }
 
+/// `14:05 UTC`, or the full HTTP date when `at` is more than a day away.
+fn utc_clock(at: SystemTime) -> String {
+    let now = SystemTime::now();
+    if at.duration_since(now).unwrap_or_default() > Duration::from_secs(86_400) {
+        return httpdate::fmt_http_date(at);
+    }
+    let secs = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
+    format!("{:02}:{:02} UTC", secs % 86_400 / 3600, secs % 3600 / 60)
+}
+
 fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
@@ -255,8 +289,63 @@ mod tests {
             e.to_string(),
             "POST /v3/apps: 422 CF-UniquenessError (10016): App with the name 'x' already exists."
         );
-        assert!(e.is_uniqueness());
+        assert!(e.is_name_taken());
         assert_eq!(e.request_id.as_deref(), Some("abc::def"));
+    }
+
+    fn cf_error(status: u16, code: i64, title: &str, detail: &str) -> CfError {
+        let body = serde_json::json!({"errors": [{"code": code, "title": title, "detail": detail}]});
+        CfError::from_response("PATCH", "/v3/apps/a", status, None, body.to_string().as_bytes())
+    }
+
+    #[test]
+    fn every_form_cc_answers_a_taken_name_with_is_recognised() {
+        let taken = [
+            cf_error(422, 10016, "CF-UniquenessError", "App with the name 'x' already exists."),
+            cf_error(422, 10008, "CF-UnprocessableEntity", "App with the name 'x' already exists."),
+            cf_error(422, 10008, "CF-UnprocessableEntity", "Route already exists with host 'x' for domain 'd.com'."),
+            cf_error(
+                422,
+                10008,
+                "CF-UnprocessableEntity",
+                "Route already exists with port '1024' for domain 'tcp.d.com'.",
+            ),
+            cf_error(400, 100002, "CF-AppNameTaken", "The app name is taken: x"),
+            cf_error(400, 210003, "CF-RouteHostTaken", "The host is taken: x"),
+        ];
+        for e in &taken {
+            assert!(e.is_name_taken(), "{e}");
+        }
+        let not_taken = [
+            cf_error(
+                429,
+                10016,
+                "CF-ServiceBrokerRateLimitExceeded",
+                "Service broker concurrent request limit exceeded",
+            ),
+            cf_error(422, 10008, "CF-UnprocessableEntity", "Lifecycle type cannot be changed from buildpack to docker"),
+            cf_error(400, 1001, "CF-MessageParseError", "Request invalid due to parse error"),
+        ];
+        for e in &not_taken {
+            assert!(!e.is_name_taken(), "{e}");
+        }
+    }
+
+    #[test]
+    fn weighted_destinations_are_recognised() {
+        let insert = cf_error(
+            422,
+            10008,
+            "CF-UnprocessableEntity",
+            "Destinations cannot be inserted when there are weighted destinations already configured.",
+        );
+        let delete =
+            cf_error(422, 10008, "CF-UnprocessableEntity", "Weighted destinations cannot be deleted individually.");
+        assert!(insert.is_weighted_destinations() && delete.is_weighted_destinations());
+        assert!(
+            !cf_error(422, 10008, "CF-UnprocessableEntity", "Routes can be mapped to at most 100 destinations.")
+                .is_weighted_destinations()
+        );
     }
 
     #[test]

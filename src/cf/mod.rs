@@ -10,7 +10,7 @@
 //! - [`paginate`]: paginate-all, wait-for-job and the bounded `wait_for` poller.
 //! - [`api`]: the generic typed [`Api<K>`] (get/list/delete/metadata) that every resource kind reuses.
 //! - One module per resource kind: [`orgs`], [`spaces`], [`domains`], [`routes`], [`apps`], [`packages`],
-//!   [`resource_matches`], [`builds`], [`droplets`], [`processes`], [`deployments`], [`service_instances`],
+//!   [`resource_matches`], [`builds`], [`droplets`], [`processes`], [`service_instances`],
 //!   [`bindings`], [`manifests`], [`jobs`], [`logs`], plus [`root`] for the discovery documents.
 
 pub mod api;
@@ -19,7 +19,6 @@ pub mod auth;
 pub mod bindings;
 pub mod builds;
 pub mod client;
-pub mod deployments;
 pub mod domains;
 pub mod droplets;
 pub mod error;

@@ -30,8 +30,9 @@ pub struct Organization {
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct OrgRelationships {
+    /// The quota applied; a space often has none.
     #[serde(default)]
-    pub quota: Option<ToOne>,
+    pub quota: ToOne,
 }
 
 impl Resource for Organization {

@@ -10,7 +10,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, SystemTime};
 
 use crate::cf::client::CfClient;
-use crate::cf::error::Result;
+use crate::cf::error::{Error, Result};
 use crate::log;
 
 /// The retry budget. Tests use [`RetryPolicy::fast`] so they don't sleep for seconds.
@@ -60,6 +60,22 @@ impl RetryPolicy {
     /// The wait a `Retry-After` value asks for, bounded by `max_retry_after`.
     pub fn retry_after(&self, header: &str) -> Option<Duration> {
         parse_retry_after(header, SystemTime::now()).map(|d| d.min(self.max_retry_after))
+    }
+
+    /// The error for a 429 whose `Retry-After` asks for a longer wait than `max_retry_after`: CC's rate limiter
+    /// (`middleware/base_rate_limiter.rb`) sends the seconds until its counter resets, which can be most of
+    /// `reset_interval_in_minutes` (an hour by default); waiting that long helps nobody, so the run stops at once.
+    /// `None` when the wait fits the budget (or there is no usable header) and the request is tried again.
+    pub(crate) fn rate_limited(&self, method: &str, path: &str, retry_after: Option<&str>) -> Option<Error> {
+        let value = retry_after?;
+        let now = SystemTime::now();
+        let wait = parse_retry_after(value, now)?;
+        (wait > self.max_retry_after).then(|| Error::RateLimited {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            until: now + wait,
+            retry_after: value.trim().to_owned(),
+        })
     }
 }
 
@@ -157,6 +173,22 @@ mod tests {
         let policy = RetryPolicy { max_retry_after: Duration::from_secs(5), ..RetryPolicy::default() };
         assert_eq!(policy.retry_after("3600"), Some(Duration::from_secs(5)));
         assert_eq!(policy.retry_after("2"), Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn a_retry_after_beyond_the_budget_is_an_error_naming_the_time() {
+        let policy = RetryPolicy { max_retry_after: Duration::from_secs(60), ..RetryPolicy::default() };
+        assert!(policy.rate_limited("GET", "/v3/apps", Some("60")).is_none());
+        assert!(policy.rate_limited("GET", "/v3/apps", Some("soon")).is_none());
+        assert!(policy.rate_limited("GET", "/v3/apps", None).is_none());
+        let err = policy.rate_limited("GET", "/v3/apps", Some("3600")).unwrap();
+        let Error::RateLimited { until, .. } = &err else { panic!("{err:?}") };
+        let secs = until.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+        let clock = format!("{:02}:{:02} UTC", secs % 86_400 / 3600, secs % 3600 / 60);
+        assert_eq!(
+            err.to_string(),
+            format!("GET /v3/apps: rate limited by Cloud Controller until {clock} (Retry-After: 3600)")
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Routes and their destinations: find or create the temporary and production routes, map an app (insert a
-//! destination), unmap it (delete one destination), and delete routes (an async job).
+//! destination, optionally with the protocol and port of another one), unmap it (delete one destination), and
+//! delete routes (an async job).
 
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +57,15 @@ impl Route {
     pub fn destinations_of<'a>(&'a self, app_guid: &'a str) -> impl Iterator<Item = &'a Destination> + 'a {
         self.destinations.iter().filter(move |d| d.app.guid == app_guid)
     }
+
+    /// True when the route splits its traffic by weights. CC refuses to insert a destination into such a route
+    /// or to delete one of its destinations ([`CfError::is_weighted_destinations`]), so a deploy that would map
+    /// or unmap it must refuse before it changes anything.
+    ///
+    /// [`CfError::is_weighted_destinations`]: crate::cf::CfError::is_weighted_destinations
+    pub fn has_weighted_destinations(&self) -> bool {
+        self.destinations.iter().any(|d| d.weight.is_some())
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -73,19 +83,22 @@ pub struct RouteOptions {
     pub loadbalancing: Option<String>,
 }
 
-/// A route's mapping to an app process. Fixture: `route_destinations.json`.
+/// A route's mapping to an app process (`app/presenters/v3/route_destination_presenter.rb`). Fixture:
+/// `route_destinations.json`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Destination {
     /// Needed to unmap.
     #[serde(default)]
     pub guid: String,
     pub app: DestinationApp,
-    /// Deprecated.
+    /// `null` unless the route's traffic is split by weights (see [`Route::has_weighted_destinations`]).
     #[serde(default)]
     pub weight: Option<u32>,
+    /// The app port traffic goes to (CC presents its default, 8080 or the docker image's first port, when none
+    /// was given).
     #[serde(default)]
     pub port: Option<u32>,
-    /// `http1`, `http2` or `tcp`.
+    /// `http1`, `http2` or `tcp`; absent before CC API 3.105.
     #[serde(default)]
     pub protocol: Option<String>,
     #[serde(default)]
@@ -116,7 +129,9 @@ pub struct Destinations {
     pub links: Links,
 }
 
-/// A destination to add. Leave `port` unset for blue-green: a port needs a restart to take effect.
+/// A destination to add. What is left unset CC fills in (`app/actions/update_route_destinations.rb`): the
+/// `web` process, port 8080 for a buildpack app (the docker image's port for a docker app) and the route's
+/// default protocol, `http1` on an http route.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct NewDestination {
     pub app: DestinationApp,
@@ -127,9 +142,20 @@ pub struct NewDestination {
 }
 
 impl NewDestination {
-    /// The app's `web` process on its default port.
+    /// The app's `web` process on its default port and protocol.
     pub fn app(app_guid: impl Into<String>) -> Self {
         NewDestination { app: DestinationApp { guid: app_guid.into(), process: None }, port: None, protocol: None }
+    }
+
+    /// The app, reached the way `like` reaches its app: the same process type, port and protocol (e.g. `http2`
+    /// for a gRPC app, or a port other than 8080), so traffic moved to it arrives as it did before. The app must
+    /// listen on that port; a protocol CC did not present (before CC API 3.105) is left to CC's default.
+    pub fn like(app_guid: impl Into<String>, like: &Destination) -> Self {
+        NewDestination {
+            app: DestinationApp { guid: app_guid.into(), process: like.app.process.clone() },
+            port: like.port,
+            protocol: like.protocol.clone(),
+        }
     }
 }
 
@@ -214,7 +240,9 @@ impl Api<Route> {
     }
 
     /// `POST /v3/routes`; if the response is lost, the route is looked up (host, path, domain, space) before
-    /// it is created again.
+    /// it is created again. A route that already exists in the space is returned as it is; one taken elsewhere
+    /// (CC answers 422 "Route already exists with host …", `app/actions/route_create.rb`) is an error for which
+    /// [`CfError::is_name_taken`](crate::cf::CfError::is_name_taken) holds.
     pub async fn create(&self, route: &NewRoute) -> Result<Route> {
         #[derive(Serialize)]
         struct Relationships {
@@ -243,13 +271,11 @@ impl Api<Route> {
         let host = route.host.clone().unwrap_or_default();
         let path = route.path.clone().unwrap_or_default();
         let what = format!("route {host}{path}");
-        self.cf
-            .create_or_find(
-                &what,
-                || self.cf.post(Route::PATH, &body),
-                || self.find_exact(&route.space_guid, &route.domain_guid, &host, &path),
-            )
-            .await
+        let find = || self.find_exact(&route.space_guid, &route.domain_guid, &host, &path);
+        match self.cf.create_or_find(&what, || self.cf.post(Route::PATH, &body), find).await {
+            Err(Error::Cf(e)) if e.is_name_taken() => find().await?.ok_or(Error::Cf(e)),
+            outcome => outcome,
+        }
     }
 
     /// `GET /v3/apps/:guid/routes`: the routes with a destination pointing at the app.
@@ -279,9 +305,15 @@ impl Api<Route> {
         Ok(d.destinations)
     }
 
-    /// Maps the route to the app's web process (no port, so it takes effect without a restart).
+    /// Maps the route to the app's web process on CC's default port and protocol.
     pub async fn map_app(&self, route_guid: &str, app_guid: &str) -> Result<Vec<Destination>> {
         self.insert_destinations(route_guid, &[NewDestination::app(app_guid)]).await
+    }
+
+    /// Maps the route to the app the way `like` (e.g. production's destination on that route) is mapped: same
+    /// process type, port and protocol (see [`NewDestination::like`]).
+    pub async fn map_app_like(&self, route_guid: &str, app_guid: &str, like: &Destination) -> Result<Vec<Destination>> {
+        self.insert_destinations(route_guid, &[NewDestination::like(app_guid, like)]).await
     }
 
     /// `DELETE /v3/routes/:guid/destinations/:destination_guid` (takes effect at once). Already gone is fine: CC
@@ -306,20 +338,5 @@ impl Api<Route> {
             self.remove_destination(route_guid, &d.guid).await?;
         }
         Ok(mine.len())
-    }
-
-    /// `PATCH /v3/routes/:guid/destinations`: **replaces** all destinations.
-    pub async fn replace_destinations(
-        &self,
-        route_guid: &str,
-        destinations: &[NewDestination],
-    ) -> Result<Vec<Destination>> {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            destinations: &'a [NewDestination],
-        }
-        let d: Destinations =
-            self.cf.patch(&format!("{}/destinations", self.path_of(route_guid)), &Body { destinations }).await?;
-        Ok(d.destinations)
     }
 }

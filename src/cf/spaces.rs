@@ -31,8 +31,9 @@ pub struct Space {
 pub struct SpaceRelationships {
     #[serde(default)]
     pub organization: ToOne,
+    /// The quota applied; a space often has none.
     #[serde(default)]
-    pub quota: Option<ToOne>,
+    pub quota: ToOne,
 }
 
 impl Space {

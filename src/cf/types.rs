@@ -68,7 +68,8 @@ impl MetadataPatch {
     }
 }
 
-/// `{"guid": "..."}`.
+/// `{"guid": "..."}`. Where CC may point at nothing, read it as an `Option<GuidRef>` with
+/// [`guid_ref_or_none`].
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, Hash)]
 pub struct GuidRef {
     pub guid: String,
@@ -80,11 +81,37 @@ impl GuidRef {
     }
 }
 
-/// A to-one relationship: `{"data": {"guid": "..."}}` or `{"data": null}`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+/// Reads a reference that may point at nothing: `null`, `{"guid": null}` (CC ≥ 3.174 renders an app without a
+/// droplet as `current_droplet: {"data": {"guid": null}}`) or
+/// `{}` are all `None`.
+pub(crate) fn guid_ref_or_none<'de, D>(deserializer: D) -> Result<Option<GuidRef>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    struct MaybeGuid {
+        #[serde(default)]
+        guid: Option<String>,
+    }
+    Ok(Option::<MaybeGuid>::deserialize(deserializer)?.and_then(|m| m.guid).map(GuidRef::new))
+}
+
+/// A to-one relationship: `{"data": {"guid": "..."}}`. `{"data": null}`, `{"data": {"guid": null}}`, `{}` and a
+/// `null` relationship all read as pointing at nothing.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct ToOne {
-    #[serde(default)]
     pub data: Option<GuidRef>,
+}
+
+impl<'de> Deserialize<'de> for ToOne {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            #[serde(default, deserialize_with = "guid_ref_or_none")]
+            data: Option<GuidRef>,
+        }
+        Ok(ToOne { data: Option::<Raw>::deserialize(deserializer)?.and_then(|raw| raw.data) })
+    }
 }
 
 impl ToOne {
@@ -97,7 +124,7 @@ impl ToOne {
     }
 }
 
-/// The `relationships` of a resource that belongs to an app (package, droplet, build, deployment):
+/// The `relationships` of a resource that belongs to an app (package, droplet, build):
 /// `{"app": {"data": {"guid": "..."}}}`, read from CF and sent when creating one.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct AppRelationship {
