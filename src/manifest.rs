@@ -57,6 +57,11 @@ pub struct AppManifest {
 }
 
 /// Manifest keys that only the cf CLI reads; CF's apply_manifest must not see them for the candidate.
+/// The lifecycle types of CC (`lib/cloud_controller/diego/lifecycles/lifecycles.rb`).
+pub const BUILDPACK: &str = "buildpack";
+pub const DOCKER: &str = "docker";
+pub const CNB: &str = "cnb";
+
 const CLIENT_SIDE_KEYS: &[&str] =
     &["path", "random-route", "default-route", "no-hostname", "host", "hosts", "domain", "domains"];
 
@@ -167,6 +172,14 @@ impl AppManifest {
         listed.chain(self.app.get("buildpack")).filter_map(Value::as_str).map(str::to_owned).collect()
     }
 
+    /// The lifecycle type the manifest asks for (`lifecycle: buildpack|cnb`, or `docker` with a `docker` key).
+    pub fn lifecycle(&self) -> Option<&str> {
+        if self.app.contains_key("docker") {
+            return Some(DOCKER);
+        }
+        self.app.get("lifecycle")?.as_str()
+    }
+
     /// The docker registry user the manifest names, if any.
     pub fn docker_username(&self) -> Option<&str> {
         self.app.get("docker")?.get("username")?.as_str()
@@ -209,12 +222,24 @@ impl AppManifest {
 
     /// The names of the service instances the manifest binds.
     pub fn services(&self) -> Vec<String> {
-        let Some(Value::Array(services)) = self.app.get("services") else { return Vec::new() };
-        services
-            .iter()
-            .filter_map(|s| s.as_str().or_else(|| s.get("name").and_then(Value::as_str)))
-            .map(str::to_owned)
-            .collect()
+        self.service_entries().iter().filter_map(service_name).map(str::to_owned).collect()
+    }
+
+    /// The manifest's `services` entries as written: a name, or `{name, binding_name, parameters}`.
+    pub fn service_entries(&self) -> &[Value] {
+        self.app.get("services").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// Gives the plain-name entries of `services` the binding names in `binding_names` (instance → binding
+    /// name): CC's generated manifest lists services by instance name only (`services_properties_presenter.rb`),
+    /// so a binding's own name is read from the binding and written back here.
+    pub fn name_bindings(&mut self, binding_names: &BTreeMap<String, String>) {
+        let Some(Value::Array(services)) = self.app.get_mut("services") else { return };
+        for entry in services.iter_mut() {
+            if let Some(binding_name) = entry.as_str().and_then(|name| binding_names.get(name)) {
+                *entry = json!({ "name": entry.as_str(), "binding_name": binding_name });
+            }
+        }
     }
 
     fn process(&self, process_type: &str) -> Option<&Map<String, Value>> {
@@ -335,8 +360,8 @@ impl AppManifest {
         let extra: Vec<Value> = candidate
             .inherited_services
             .iter()
-            .filter(|name| !listed.iter().any(|l| l == *name))
-            .map(|name| Value::String(name.clone()))
+            .filter(|entry| service_name(entry).is_some_and(|name| !listed.iter().any(|l| l == name)))
+            .cloned()
             .collect();
         if !extra.is_empty() {
             let services = app.entry("services").or_insert_with(|| Value::Array(Vec::new()));
@@ -345,8 +370,15 @@ impl AppManifest {
             }
         }
 
-        if candidate.drop_docker {
+        if candidate.lifecycle == DOCKER {
+            for key in ["lifecycle", "buildpack", "buildpacks", "stack", "cnb-credentials"] {
+                app.remove(key);
+            }
+        } else {
             app.remove("docker");
+            if app.contains_key("lifecycle") || candidate.lifecycle == CNB {
+                app.insert("lifecycle".into(), Value::String(candidate.lifecycle.to_owned()));
+            }
         }
         if let Some(image) = candidate.docker_image {
             let docker = app.entry("docker").or_insert_with(|| json!({}));
@@ -422,6 +454,11 @@ impl ProcessScale {
     }
 }
 
+/// The instance name of a `services` entry.
+fn service_name(entry: &Value) -> Option<&str> {
+    entry.as_str().or_else(|| entry.get("name").and_then(Value::as_str))
+}
+
 /// `yaml` (a manifest) with every value that may be secret — env values, service binding parameters — replaced,
 /// so it can be printed.
 pub fn masked(yaml: &str) -> String {
@@ -450,16 +487,19 @@ pub struct Candidate<'a> {
     pub inherited_env: BTreeMap<String, String>,
     /// `params.environment_variables` (and the secret ones): they win over everything.
     pub param_env: BTreeMap<String, String>,
-    /// Service instances production is bound to that the manifest does not list.
-    pub inherited_services: Vec<String>,
+    /// Production's `services` entries (with their binding names); those the manifest does not list are added.
+    pub inherited_services: Vec<Value>,
     /// Production's web scale, for whatever of it the manifest leaves unset (so a 10-instance app never swaps
     /// to 1 instance).
     pub inherited_web_scale: Option<ProcessScale>,
     pub health_check: Option<&'a HealthCheck>,
     pub docker_image: Option<&'a str>,
     pub docker_username: Option<&'a str>,
-    /// The candidate is a buildpack app: a `docker` key (e.g. from a docker production's manifest) goes.
-    pub drop_docker: bool,
+    /// The lifecycle type the candidate app was created with ([`DOCKER`], [`CNB`] or [`BUILDPACK`]): the
+    /// manifest must not ask for another (CC: "Lifecycle type cannot be changed", `app_update.rb`), nor name
+    /// buildpacks or a stack beside `docker` ("Cannot specify both buildpack(s) and docker keys",
+    /// `app_manifest_message.rb`), as CC's generated manifest of the other kind of app would.
+    pub lifecycle: &'a str,
 }
 
 /// The entry health-check keys go to: the web process's `processes` entry if there is one, else the app.
@@ -716,12 +756,23 @@ mod tests {
     fn inherited_services_are_added_once() {
         let manifest =
             parse("applications:\n- name: myapp\n  services: [db, {name: cache, binding_name: c}]\n").unwrap();
-        let inherited = vec!["db".to_owned(), "queue".to_owned()];
+        let inherited = vec![json!("db"), json!({"name": "queue", "binding_name": "q"})];
         let app = &candidate_yaml(
             &manifest,
             Candidate { name: "g", inherited_services: inherited, ..Default::default() },
         )["applications"][0];
-        assert_eq!(app["services"], json!(["db", {"name": "cache", "binding_name": "c"}, "queue"]));
+        assert_eq!(
+            app["services"],
+            json!(["db", {"name": "cache", "binding_name": "c"}, {"name": "queue", "binding_name": "q"}])
+        );
+    }
+
+    #[test]
+    fn binding_names_read_from_the_bindings_go_back_into_a_generated_manifest() {
+        let mut manifest = AppManifest::literal("the manifest of shop", GENERATED, "shop").unwrap();
+        manifest.name_bindings(&BTreeMap::from([("db".to_owned(), "primary".to_owned())]));
+        assert_eq!(manifest.service_entries(), [json!("redis"), json!({"name": "db", "binding_name": "primary"})]);
+        assert_eq!(manifest.services(), ["redis", "db"]);
     }
 
     #[test]
@@ -845,39 +896,82 @@ mod tests {
         assert!(parse(text).is_err(), "a user's manifest resolves vars");
     }
 
-    /// The shape cloud_controller_ng generates (AppManifestPresenter), with secret values.
+    /// The shape cloud_controller_ng generates (`app_manifest_presenter.rb` and its property presenters, key
+    /// order as theirs; `spec/request/app_manifests_spec.rb`), with a secret value: services by name only,
+    /// `lifecycle` and `features` always, routes with their protocol.
     const GENERATED: &str = r#"---
 applications:
 - name: shop
-  stack: cflinuxfs4
-  buildpacks:
-  - ruby_buildpack
   env:
     SECRET_TOKEN: hunter2-do-not-print
     RAILS_ENV: production
+  lifecycle: buildpack
+  buildpacks:
+  - ruby_buildpack
+  stack: cflinuxfs4
+  features:
+    ssh: true
+    revisions: true
+    service-binding-k8s: false
+    file-based-vcap-services: false
+  services:
+  - redis
+  - db
   routes:
   - route: shop.example.com
     protocol: http1
+    options: {}
   - route: example.com/shop
-  services:
-  - redis
-  - name: db
-    binding_name: primary
-    parameters:
-      password: also-secret
+    protocol: http2
+    options: {}
   processes:
   - type: worker
     instances: 1
     memory: 128M
     disk_quota: 512M
+    log-rate-limit-per-second: 1M
     command: bundle exec work
+    health-check-type: process
+    readiness-health-check-type: process
   - type: web
     instances: 3
     memory: 1G
     disk_quota: 1024M
+    log-rate-limit-per-second: 1M
     health-check-type: http
     health-check-http-endpoint: /health
+    readiness-health-check-type: process
 "#;
+
+    #[test]
+    fn a_buildpack_apps_manifest_becomes_a_docker_candidates_without_what_docker_apps_cannot_have() {
+        let manifest = AppManifest::literal("the manifest of shop", GENERATED, "shop").unwrap();
+        let candidate = Candidate { name: "g", lifecycle: DOCKER, docker_image: Some("shop:2"), ..Default::default() };
+        let app = &candidate_yaml(&manifest, candidate)["applications"][0];
+        for gone in ["lifecycle", "buildpacks", "stack"] {
+            assert!(app.get(gone).is_none(), "{gone} must go: {app:#}");
+        }
+        assert_eq!(app["docker"]["image"], json!("shop:2"));
+        assert_eq!(app["features"]["ssh"], json!(true), "features are carried");
+    }
+
+    #[test]
+    fn a_docker_apps_manifest_becomes_a_buildpack_candidates_and_cnb_stays_cnb() {
+        let docker = "applications:\n- name: shop\n  lifecycle: docker\n  docker:\n    image: shop:1\n";
+        let manifest = AppManifest::literal("the manifest of shop", docker, "shop").unwrap();
+        assert_eq!(manifest.lifecycle(), Some(DOCKER));
+        let app = &candidate_yaml(&manifest, Candidate { name: "g", lifecycle: BUILDPACK, ..Default::default() })["applications"]
+            [0];
+        assert!(app.get("docker").is_none(), "{app:#}");
+        assert_eq!(app["lifecycle"], json!("buildpack"));
+
+        let cnb = "applications:\n- name: shop\n  lifecycle: cnb\n  buildpacks: [docker.io/paketobuildpacks/ruby]\n";
+        let manifest = AppManifest::literal("the manifest of shop", cnb, "shop").unwrap();
+        let app = &candidate_yaml(&manifest, Candidate { name: "g", lifecycle: CNB, ..Default::default() })["applications"]
+            [0];
+        assert_eq!(app["lifecycle"], json!("cnb"));
+        assert_eq!(app["buildpacks"], json!(["docker.io/paketobuildpacks/ruby"]));
+    }
 
     #[test]
     fn a_generated_manifest_tells_scale_routes_services_and_env_names() {
@@ -905,6 +999,9 @@ applications:
     fn masked_manifests_show_no_env_values_or_binding_parameters() {
         let shown = masked(GENERATED);
         assert!(!shown.contains("hunter2") && !shown.contains("also-secret"), "{shown}");
-        assert!(shown.contains("SECRET_TOKEN") && shown.contains("binding_name"), "{shown}");
+        assert!(shown.contains("SECRET_TOKEN"), "{shown}");
+        let with_parameters = "applications:\n- name: a\n  services:\n  - name: db\n    binding_name: primary\n    parameters:\n      password: also-secret\n";
+        let shown = masked(with_parameters);
+        assert!(!shown.contains("also-secret") && shown.contains("binding_name"), "{shown}");
     }
 }

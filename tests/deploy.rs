@@ -115,7 +115,7 @@ fn every_failure_before_the_swap_leaves_production_serving() {
     // Crash on start: its logs are shown before it is deleted.
     let mut crash = params("v2");
     crash["environment_variables"]["CRASH_ON_START"] = json!("true");
-    let stderr = assert_fails_before_swap(&sim, &put, crash, "myapp-green did not start: instance");
+    let stderr = assert_fails_before_swap(&sim, &put, crash, "myapp-green did not start: every instance crashed");
     assert!(stderr.contains("crashing on start as configured"), "the app's own output is shown: {stderr}");
     assert_eq!(app_names(&sim), prod_only);
 
@@ -142,7 +142,8 @@ fn every_failure_before_the_swap_leaves_production_serving() {
     let mut smoked = params("v2");
     smoked["smoke_test"] = json!({"path": "ci/smoke.sh"});
     let stderr = assert_fails_before_swap(&sim, &put, smoked, "failed with exit status 3");
-    assert!(stderr.contains(&format!("smoking http://myapp-green.{}", sim.info().domain)), "{stderr}");
+    let smoked = stderr.lines().find_map(|l| l.split("smoking http://").nth(1)).unwrap_or_default();
+    assert!(smoked.starts_with("myapp-green-") && smoked.contains(&sim.info().domain), "{stderr}");
 
     let domain = &sim.info().domain;
     assert_eq!(routes(&sim), [format!("myapp.{domain}")], "no temporary route is left over");
@@ -186,6 +187,24 @@ fn a_worker_without_routes_is_swapped_by_instance_health() {
         [("worker".to_owned(), "STARTED".to_owned()), ("worker-previous".to_owned(), "STOPPED".to_owned())]
     );
     assert!(routes(&sim).is_empty(), "{:?}", routes(&sim));
+    // Without a manifest, production's own is the base, and CC's generated manifest never says `no-route`: a
+    // worker stays a worker, with neither a default route nor a temporary one.
+    deploy(&sim, &put, "worker", json!({"path": "app", "environment_variables": {"APP_VERSION": "v3"}}));
+    assert!(routes(&sim).is_empty(), "{:?}", routes(&sim));
+}
+
+#[test]
+fn one_crashed_instance_among_several_is_waited_out_while_diego_restarts_it() {
+    let sim = sim_with_delay(0);
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 3, &["myapp"], &[]));
+    let marker = tempfile::tempdir().unwrap();
+    let mut p = params("v1");
+    p["environment_variables"]["CRASH_ONCE_MARKER"] = json!(marker.path().join("crashed"));
+    let run = out(&sim, &put, "myapp", p);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("crashed") && run.stderr.contains("Cloud Foundry restarts it"), "{}", run.stderr);
+    assert_eq!(app_names(&sim), ["myapp"]);
 }
 
 #[test]

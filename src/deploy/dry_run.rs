@@ -6,7 +6,7 @@ use anyhow::{Result, anyhow};
 
 use super::Context;
 use super::local::Prepared;
-use super::plan::{Apps, Blue, Plan};
+use super::plan::{self, Apps, Blue, Plan};
 use super::recovery::{self, Action};
 use crate::log;
 use crate::protocol::{MetadataField, Version, VersionResult};
@@ -49,7 +49,8 @@ pub async fn run(ctx: &Context, prepared: Prepared) -> Result<VersionResult> {
         Some(app) => Some(Blue::read(&ctx.cf, app).await?),
         None => None,
     };
-    let plan = Plan::make(&ctx.cf, &ctx.target, names, &ctx.params, prepared, blue).await?;
+    let lifecycle = plan::candidate_lifecycle(&prepared, apps.production.as_ref());
+    let plan = Plan::make(&ctx.cf, &ctx.target, names, &ctx.params, prepared, blue, lifecycle).await?;
     for line in plan.describe(names, ctx.params.keep_previous, apps.previous.as_ref()) {
         log::detail(line);
     }

@@ -224,7 +224,9 @@ async fn try_take(cf: &CfClient, green_name: &str, journal: &Journal, take: &Tak
             Ok(Some(app))
         }
         Ok(_) => Ok(None),
-        Err(Error::Cf(e)) if e.title == "CF-UniquenessError" || e.detail.contains("must be unique") => Ok(None),
+        // Taken: CF-UniquenessError for a create (`app_create.rb`), CF-UnprocessableEntity "already exists" for a
+        // rename (`app_update.rb`); either way another deploy holds the lock.
+        Err(Error::Cf(e)) if e.is_name_taken() => Ok(None),
         Err(e) => Err(anyhow!("creating {green_name} (the deploy lock): {e}")),
     }
 }

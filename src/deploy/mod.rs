@@ -39,6 +39,7 @@ use crate::cf::apps::{App, NewApp};
 use crate::cf::types::Lifecycle;
 use crate::config::{OutParams, Source};
 use crate::log;
+use crate::manifest::BUILDPACK;
 use crate::protocol::{BuildEnv, OutRequest, VersionResult};
 use crate::record::{Journal, Phase};
 use crate::verify::route_client::RouteClient;
@@ -104,18 +105,15 @@ async fn deploy(ctx: &mut Context, prepared: local::Prepared) -> Result<VersionR
     let names = ctx.source.names.clone();
     let green_name = names.green();
     ctx.phases.start("lock", &format!("Taking the deploy lock ({green_name})"));
-    let docker = match &prepared.bits {
-        local::Bits::Docker { .. } => true,
-        local::Bits::Production => Apps::read(&ctx.cf, &ctx.target.space.guid, &names)
-            .await?
-            .production
-            .and_then(|p| p.lifecycle)
-            .is_some_and(|l| l.kind == "docker"),
-        _ => false,
+    let production = if plan::lifecycle_needs_production(&prepared) {
+        Apps::read(&ctx.cf, &ctx.target.space.guid, &names).await?.production
+    } else {
+        None
     };
+    let lifecycle = plan::candidate_lifecycle(&prepared, production.as_ref());
     let new_app = NewApp {
         space_guid: ctx.target.space.guid.clone(),
-        lifecycle: docker.then(|| Lifecycle { kind: "docker".into(), data: Default::default() }),
+        lifecycle: (lifecycle != BUILDPACK).then(|| Lifecycle { kind: lifecycle.into(), data: Default::default() }),
         ..NewApp::default()
     };
     let journal = Journal::new(&ctx.build, ctx.params.lock_lease);
@@ -123,7 +121,7 @@ async fn deploy(ctx: &mut Context, prepared: local::Prepared) -> Result<VersionR
 
     // Planned under the lock: whatever an earlier deploy left is settled by now. From here on, every failure
     // before the swap releases the lock (fail_before_swap), so the next deploy need not wait for the lease.
-    let (apps, plan) = match plan_under_lock(ctx, prepared).await {
+    let (apps, plan) = match plan_under_lock(ctx, prepared, lifecycle).await {
         Ok(planned) => planned,
         Err(e) => return Err(fail_before_swap(ctx, &lock, None, e).await),
     };
@@ -163,14 +161,14 @@ async fn deploy(ctx: &mut Context, prepared: local::Prepared) -> Result<VersionR
 }
 
 /// Reads what the foundation looks like now (under the lock), makes the plan and prints it.
-async fn plan_under_lock(ctx: &Context, prepared: local::Prepared) -> Result<(Apps, Plan)> {
+async fn plan_under_lock(ctx: &Context, prepared: local::Prepared, lifecycle: &str) -> Result<(Apps, Plan)> {
     let names = &ctx.source.names;
     let apps = Apps::read(&ctx.cf, &ctx.target.space.guid, names).await?;
     let blue = match apps.production.clone() {
         Some(app) => Some(Blue::read(&ctx.cf, app).await?),
         None => None,
     };
-    let plan = Plan::make(&ctx.cf, &ctx.target, names, &ctx.params, prepared, blue).await?;
+    let plan = Plan::make(&ctx.cf, &ctx.target, names, &ctx.params, prepared, blue, lifecycle).await?;
     log::info("plan:");
     for line in plan.describe(names, ctx.params.keep_previous, apps.previous.as_ref()) {
         log::detail(line);

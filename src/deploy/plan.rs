@@ -13,7 +13,7 @@ use crate::cf::routes::Route;
 use crate::cf::spaces::Space;
 use crate::config::{AppNames, OutParams, Source};
 use crate::log;
-use crate::manifest::{AppManifest, Candidate, ProcessScale};
+use crate::manifest::{AppManifest, BUILDPACK, CNB, Candidate, DOCKER, ProcessScale};
 
 /// The org and space the app lives in.
 #[derive(Debug, Clone)]
@@ -33,6 +33,25 @@ impl Target {
         })?;
         Ok(Target { org, space })
     }
+}
+
+/// The lifecycle type the candidate is created with: docker for a docker image, else what the user's manifest
+/// asks for, else production's (a redeploy of production's droplet, or a CNB app pushed again), else buildpack.
+/// Cloud Foundry cannot change an app's lifecycle type later (`app_update.rb`).
+pub fn candidate_lifecycle(prepared: &Prepared, production: Option<&App>) -> &'static str {
+    let production_kind = production.and_then(|p| p.lifecycle.as_ref()).map(|l| l.kind.as_str());
+    let asked = prepared.manifest.as_ref().and_then(AppManifest::lifecycle);
+    let kind = match &prepared.bits {
+        Bits::Docker { .. } => Some(DOCKER),
+        Bits::Production => asked.or(production_kind),
+        Bits::App(_) | Bits::Droplet { .. } => asked.or(production_kind.filter(|k| *k == CNB)),
+    };
+    [DOCKER, CNB].into_iter().find(|k| kind == Some(*k)).unwrap_or(BUILDPACK)
+}
+
+/// Whether [`candidate_lifecycle`] needs production's app: only a docker image makes it needless.
+pub fn lifecycle_needs_production(prepared: &Prepared) -> bool {
+    !matches!(prepared.bits, Bits::Docker { .. })
 }
 
 /// The apps a deploy juggles, as they are now (one lookup).
@@ -73,8 +92,19 @@ pub struct Blue {
 impl Blue {
     pub async fn read(cf: &CfClient, app: App) -> Result<Blue> {
         let yaml = cf.apps().manifest(&app.guid).await?;
-        let manifest = AppManifest::literal(&format!("the manifest of {}", app.name), &yaml, &app.name)
+        let mut manifest = AppManifest::literal(&format!("the manifest of {}", app.name), &yaml, &app.name)
             .with_context(|| format!("reading the current manifest of {}", app.name))?;
+        if !manifest.services().is_empty() {
+            let (bindings, instances) = cf.bindings().for_app(&app.guid).await?;
+            let binding_names = bindings
+                .iter()
+                .filter_map(|b| {
+                    let instance = instances.iter().find(|i| Some(i.guid.as_str()) == b.service_instance_guid())?;
+                    Some((instance.name.clone(), b.name.clone()?))
+                })
+                .collect();
+            manifest.name_bindings(&binding_names);
+        }
         let routes = cf.routes().for_app(&app.guid).await?;
         Ok(Blue { app, routes, manifest })
     }
@@ -91,8 +121,6 @@ pub struct Plan {
     pub temp_route: Option<String>,
     /// The YAML given to `apply_manifest` for the candidate.
     pub candidate_manifest: String,
-    /// Create the candidate with the docker lifecycle.
-    pub docker: bool,
     /// Non-web process types to scale like production once the droplet is set.
     pub scale_after_droplet: Vec<ProcessScale>,
     /// The scale the candidate will run at, process by process, and where it comes from.
@@ -136,6 +164,7 @@ impl Plan {
         params: &OutParams,
         prepared: Prepared,
         blue: Option<Blue>,
+        lifecycle: &str,
     ) -> Result<Plan> {
         let Prepared { bits, manifest: user_manifest, .. } = prepared;
         let base = match (&user_manifest, &blue) {
@@ -151,12 +180,16 @@ impl Plan {
             ));
         }
 
-        let prod_routes = production_routes(cf, target, names, &base, blue.as_ref()).await?;
+        // CC's generated manifest never says `no-route` (`route_properties_presenter.rb`): production without
+        // routes is a worker, and stays one unless the manifest gives it routes.
+        let no_route = base.no_route() || base.routes().is_none() && blue.as_ref().is_some_and(|b| b.routes.is_empty());
+        let prod_routes =
+            if no_route { Vec::new() } else { production_routes(cf, target, names, &base, blue.as_ref()).await? };
         let green_name = names.green();
-        let temp_route = if base.no_route() {
+        let temp_route = if no_route {
             None
         } else {
-            routes::temporary_route(&params.green_route, &green_name, &prod_routes)
+            routes::temporary_route(cf, &params.green_route, &green_name, &target.space.guid, &prod_routes).await?
         };
 
         // With the user's manifest, what it leaves unset comes from production; with production's own
@@ -173,18 +206,17 @@ impl Plan {
             Bits::Docker { image, username, .. } => (Some(image.as_str()), username.as_deref()),
             _ => (None, None),
         };
-        let docker = docker_image.is_some() || (matches!(bits, Bits::Production) && base.docker_image().is_some());
         let candidate = Candidate {
             name: &green_name,
             temporary_route: temp_route.as_deref(),
             inherited_env: inherit.map(|b| b.manifest.env()).unwrap_or_default(),
             param_env: params.environment_variables.clone(),
-            inherited_services: inherit.map(|b| b.manifest.services()).unwrap_or_default(),
+            inherited_services: inherit.map(|b| b.manifest.service_entries().to_vec()).unwrap_or_default(),
             inherited_web_scale,
             health_check: params.health_check.as_ref(),
             docker_image,
             docker_username,
-            drop_docker: !docker,
+            lifecycle,
         };
         let web_inherits = candidate.inherited_web_scale.as_ref().is_some_and(|s| {
             (s.instances.is_some() && !base.sets("web", "instances"))
@@ -208,7 +240,7 @@ impl Plan {
                 .iter()
                 .map(|scale| PlannedScale { scale: scale.clone(), from_production: Some(Inherited::Unset) }),
         );
-        Ok(Plan { bits, blue, prod_routes, temp_route, candidate_manifest, docker, scale_after_droplet, scales })
+        Ok(Plan { bits, blue, prod_routes, temp_route, candidate_manifest, scale_after_droplet, scales })
     }
 
     /// The plan as lines for the build log (and the dry run). `older_previous` is the `<app>-previous` that
@@ -258,9 +290,6 @@ async fn production_routes(
     manifest: &AppManifest,
     blue: Option<&Blue>,
 ) -> Result<Vec<RouteTarget>> {
-    if manifest.no_route() {
-        return Ok(Vec::new());
-    }
     let blue_routes = blue.map(|b| routes::from_routes(&b.routes)).unwrap_or_default();
     let Some(urls) = manifest.routes() else {
         if !blue_routes.is_empty() {
@@ -283,4 +312,45 @@ async fn production_routes(
         }
     }
     Ok(targets)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::manifest::Vars;
+
+    fn app(lifecycle: &str) -> App {
+        serde_json::from_value(json!({"guid": "g", "name": "myapp", "state": "STARTED",
+            "lifecycle": {"type": lifecycle, "data": {}}}))
+        .unwrap()
+    }
+
+    fn prepared(bits: Bits, manifest: Option<&str>) -> Prepared {
+        let manifest = manifest.map(|m| AppManifest::parse("m", m, &Vars::default(), "myapp").unwrap());
+        Prepared { bits, manifest }
+    }
+
+    fn droplet() -> Bits {
+        Bits::Droplet { tgz: "d.tgz".into(), process_types: BTreeMap::new() }
+    }
+
+    #[test]
+    fn the_candidate_keeps_the_lifecycle_cloud_foundry_cannot_change() {
+        let docker = Bits::Docker { image: "i".into(), username: None, password: None };
+        assert_eq!(candidate_lifecycle(&prepared(docker, None), Some(&app("buildpack"))), DOCKER);
+        assert_eq!(candidate_lifecycle(&prepared(Bits::Production, None), Some(&app("docker"))), DOCKER);
+        assert_eq!(candidate_lifecycle(&prepared(Bits::Production, None), Some(&app("cnb"))), CNB);
+        assert_eq!(candidate_lifecycle(&prepared(droplet(), None), Some(&app("cnb"))), CNB, "a CNB app stays one");
+        assert_eq!(candidate_lifecycle(&prepared(droplet(), None), Some(&app("docker"))), BUILDPACK);
+        assert_eq!(candidate_lifecycle(&prepared(droplet(), None), None), BUILDPACK);
+        let asks_cnb = "applications:\n- name: myapp\n  lifecycle: cnb\n";
+        assert_eq!(candidate_lifecycle(&prepared(droplet(), Some(asks_cnb)), None), CNB);
+        let asks_buildpack = "applications:\n- name: myapp\n  lifecycle: buildpack\n";
+        assert_eq!(candidate_lifecycle(&prepared(droplet(), Some(asks_buildpack)), Some(&app("cnb"))), BUILDPACK);
+        assert!(lifecycle_needs_production(&prepared(droplet(), None)));
+    }
 }

@@ -3,7 +3,7 @@
 //! production's droplet copied), the droplet set, inherited scale applied, and the app started and waited
 //! for until every instance is running and routable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -12,7 +12,7 @@ use super::local::Bits;
 use super::plan::Plan;
 use crate::bits::{gather, match_cached, write_zip};
 use crate::cf::builds::NewBuild;
-use crate::cf::processes::{InstanceState, Scale};
+use crate::cf::processes::{InstanceState, InstanceStats, Scale};
 use crate::cf::{CfClient, Poll, Wait};
 use crate::log;
 
@@ -193,8 +193,10 @@ async fn scale_like_production(cf: &CfClient, green_guid: &str, plan: &Plan) -> 
     Ok(())
 }
 
-/// Starts the candidate and waits until every instance of every process is running and routable. A crashed
-/// instance fails at once (its logs are shown by the caller).
+/// Starts the candidate and waits until every instance of every process is running and routable. Diego
+/// restarts a crashed instance, so one crash among several instances is reported and waited out (as the cf CLI
+/// does, which fails only once every instance has crashed); every instance of a process crashed fails at once
+/// (its logs are shown by the caller).
 pub async fn start_and_wait(
     cf: &CfClient,
     green_guid: &str,
@@ -207,19 +209,27 @@ pub async fn start_and_wait(
     for process in processes.iter().filter(|p| p.instances > 0) {
         let wanted = process.instances;
         let kind = process.kind.clone();
-        let last_ready = std::sync::Mutex::new(None);
+        let seen = std::sync::Mutex::new((None, BTreeSet::new()));
         Wait::new(format!("{green_name} '{kind}' instances to run"), timeout)
             .until(|| async {
                 let stats = cf.processes().stats(&process.guid).await?;
-                if let Some(crashed) = stats.resources.iter().find(|i| i.state == InstanceState::Crashed) {
-                    return Err(crate::cf::Error::Failed(format!(
-                        "instance {} of '{kind}' crashed{}",
-                        crashed.index,
-                        crashed.details.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
-                    )));
+                let crashed: Vec<_> = stats.resources.iter().filter(|i| i.state == InstanceState::Crashed).collect();
+                let describe = |i: &&InstanceStats| {
+                    let details = i.details.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
+                    format!("instance {} of '{kind}' crashed{details}", i.index)
+                };
+                if !crashed.is_empty() && crashed.len() >= stats.resources.len().max(wanted as usize) {
+                    let all: Vec<String> = crashed.iter().map(describe).collect();
+                    return Err(crate::cf::Error::Failed(format!("every instance crashed: {}", all.join("; "))));
                 }
                 let ready = stats.resources.iter().filter(|i| i.is_ready()).count() as u32;
-                if last_ready.lock().expect("never poisoned").replace(ready) != Some(ready) {
+                let mut seen = seen.lock().expect("never poisoned");
+                for instance in &crashed {
+                    if seen.1.insert(instance.index) {
+                        log::warn(format_args!("{}; Cloud Foundry restarts it, waiting", describe(instance)));
+                    }
+                }
+                if seen.0.replace(ready) != Some(ready) {
                     log::detail(format_args!(
                         "waiting for {ready}/{wanted} instances of '{kind}' to be running and routable"
                     ));

@@ -45,7 +45,18 @@ pub async fn run(ctx: &mut Context) -> Result<VersionResult> {
         Ok(planned) => planned,
         Err(e) => return Err(fail_before_swap(ctx, &lock, None, e).await),
     };
-    let temp_url = routes::temporary_route(&ctx.params.green_route, &green_name, &prod_routes);
+    let temp_url = match routes::temporary_route(
+        &ctx.cf,
+        &ctx.params.green_route,
+        &green_name,
+        &ctx.target.space.guid,
+        &prod_routes,
+    )
+    .await
+    {
+        Ok(url) => url,
+        Err(e) => return Err(fail_before_swap(ctx, &lock, None, e).await),
+    };
 
     ctx.phases.start("start", &format!("Starting {green_name}"));
     let mut temp_route_guid = None;

@@ -153,23 +153,81 @@ pub async fn default_route(cf: &CfClient, org_guid: &str, space_guid: &str, app:
     Ok(targets.remove(0))
 }
 
-/// `host.domain` of the candidate's temporary route: `green_route` where given, else the candidate's name on
-/// the domain of the first production route; `None` with neither a green_route domain nor a production route.
-pub fn temporary_route(green_route: &GreenRoute, candidate_name: &str, prod_routes: &[RouteTarget]) -> Option<String> {
-    let host = green_route.host.clone().unwrap_or_else(|| candidate_name.to_ascii_lowercase());
-    let domain = match &green_route.domain {
-        Some(name) => name.to_ascii_lowercase(),
-        None => prod_routes.first()?.domain_name.clone(),
-    };
-    Some(format!("{host}.{domain}"))
+/// `host.domain` of the candidate's temporary route, `None` without a production route or a `green_route`
+/// domain. The host is `green_route.host`, else [`default_temporary_host`]; the domain is `green_route.domain`
+/// (checked by [`check_green_route`]), else that of the first production route the worker can reach: an
+/// internal domain (`apps.internal`, reached only from app containers) or a TCP domain is passed over, one domain
+/// lookup each, and with nothing else the deploy stops before it pushes.
+pub async fn temporary_route(
+    cf: &CfClient,
+    green_route: &GreenRoute,
+    candidate_name: &str,
+    space_guid: &str,
+    prod_routes: &[RouteTarget],
+) -> Result<Option<String>> {
+    let host = green_route.host.clone().unwrap_or_else(|| default_temporary_host(candidate_name, space_guid));
+    if let Some(name) = &green_route.domain {
+        return Ok(Some(format!("{host}.{}", name.to_ascii_lowercase())));
+    }
+    let mut passed_over = Vec::new();
+    let mut seen = BTreeSet::new();
+    for route in prod_routes.iter().filter(|r| seen.insert(r.domain_guid.clone())) {
+        let domain = cf.domains().get(&route.domain_guid).await?;
+        match unreachable_reason(&domain) {
+            None => return Ok(Some(format!("{host}.{}", domain.name))),
+            Some(why) => passed_over.push(format!("{} ({why})", domain.name)),
+        }
+    }
+    if passed_over.is_empty() {
+        return Ok(None);
+    }
+    bail!(
+        "production's routes are only on domains a Concourse worker cannot reach for verification: {}; set \
+         params.green_route.domain to an HTTP domain the worker reaches",
+        passed_over.join(", ")
+    )
 }
 
-/// Fails unless `params.green_route.domain`, when given, is a domain of this Cloud Foundry: checked before the
-/// deploy changes anything.
+/// `<candidate>-<6 hex digits of the space's guid>`: route hosts are unique per domain across the whole
+/// foundation, so `myapp` in two spaces must not both want `myapp-green`; the same app in the same space always
+/// gets the same host. Characters CC refuses in a host become `-`, and it is cut to CC's 63.
+pub fn default_temporary_host(candidate_name: &str, space_guid: &str) -> String {
+    use sha1::{Digest, Sha1};
+    let digest = Sha1::digest(space_guid.as_bytes());
+    let tag: String = digest.iter().take(3).map(|b| format!("{b:02x}")).collect();
+    let name: String = candidate_name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '-' })
+        .take(MAX_HOST - tag.len() - 1)
+        .collect();
+    format!("{}-{tag}", name.trim_end_matches('-'))
+}
+
+/// The longest route host CC takes (`route_create_message.rb`: `MAXIMUM_DOMAIN_LABEL_LENGTH`).
+const MAX_HOST: usize = 63;
+
+/// Why a worker cannot reach routes of `domain` over HTTP, if it cannot.
+fn unreachable_reason(domain: &Domain) -> Option<&'static str> {
+    if domain.internal {
+        Some("internal: reached only from app containers")
+    } else if domain.is_tcp() {
+        Some("a TCP domain")
+    } else {
+        None
+    }
+}
+
+/// Fails unless `params.green_route.domain`, when given, is an HTTP domain of this Cloud Foundry that a worker
+/// can reach: checked before the deploy changes anything.
 pub async fn check_green_route(cf: &CfClient, green_route: &GreenRoute) -> Result<()> {
     if let Some(name) = &green_route.domain {
         let domain: Option<Domain> = cf.domains().by_name(name).await?;
-        domain.ok_or_else(|| anyhow!("params.green_route.domain '{name}' is not a domain of this Cloud Foundry"))?;
+        let domain = domain
+            .ok_or_else(|| anyhow!("params.green_route.domain '{name}' is not a domain of this Cloud Foundry"))?;
+        if let Some(why) = unreachable_reason(&domain) {
+            bail!("params.green_route.domain '{name}' cannot carry the temporary route: it is {why}");
+        }
     }
     Ok(())
 }
@@ -201,6 +259,31 @@ mod tests {
     #[test]
     fn candidate_domains_are_every_suffix() {
         assert_eq!(domain_candidates("a.b.example.com"), ["a.b.example.com", "b.example.com", "example.com", "com"]);
+    }
+
+    #[test]
+    fn the_default_temporary_host_is_unique_per_space_stable_and_valid() {
+        let a = default_temporary_host("MyApp-green", "space-a");
+        assert_eq!(a, default_temporary_host("MyApp-green", "space-a"));
+        assert_ne!(a, default_temporary_host("MyApp-green", "space-b"));
+        assert!(a.starts_with("myapp-green-") && a.len() == "myapp-green-".len() + 6, "{a}");
+        let long = default_temporary_host(&format!("{}.x y-green", "a".repeat(80)), "s");
+        assert!(long.len() <= 63, "{long}");
+        assert!(long.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{long}");
+        assert_eq!(default_temporary_host("a.b-green", "s").split('-').next(), Some("a"));
+    }
+
+    #[test]
+    fn internal_and_tcp_domains_cannot_carry_the_temporary_route() {
+        let domain = |extra: serde_json::Value| -> Domain {
+            let mut d = serde_json::json!({"guid": "d", "name": "example.com"});
+            d.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(d).unwrap()
+        };
+        assert!(unreachable_reason(&domain(serde_json::json!({}))).is_none());
+        assert!(unreachable_reason(&domain(serde_json::json!({"internal": true}))).unwrap().contains("internal"));
+        let tcp = domain(serde_json::json!({"router_group": {"guid": "rg"}, "supported_protocols": ["tcp"]}));
+        assert_eq!(unreachable_reason(&tcp), Some("a TCP domain"));
     }
 
     #[test]

@@ -18,8 +18,8 @@ use std::time::Duration;
 use cf_blue_green_resource::cf::RetryPolicy;
 use cf_blue_green_resource::cf::apps::NewApp;
 use cf_blue_green_resource::cf::types::MetadataPatch;
-use cf_blue_green_resource::deploy::lock::candidate_metadata;
 use cf_blue_green_resource::protocol::BuildEnv;
+use cf_blue_green_resource::record::candidate_metadata;
 use cf_blue_green_resource::record::{Journal, Phase};
 use cf_sim::{Fault, FaultAction};
 

@@ -18,6 +18,8 @@ pub struct Config {
     pub port: u16,
     pub healthy: bool,
     pub crash_on_start: bool,
+    /// `CRASH_ONCE_MARKER`: the first instance to start creates this file and crashes; every later start runs.
+    pub crash_once_marker: Option<std::path::PathBuf>,
     pub startup_delay: Duration,
     pub latency: Duration,
     pub error_rate: ErrorRate,
@@ -53,6 +55,7 @@ impl Config {
             port: parse_or("PORT", get("PORT"), 8080, |s| s.parse::<u16>().ok())?,
             healthy: parse_or("HEALTHY", get("HEALTHY"), true, parse_bool)?,
             crash_on_start: parse_or("CRASH_ON_START", get("CRASH_ON_START"), false, parse_bool)?,
+            crash_once_marker: get("CRASH_ONCE_MARKER").map(Into::into),
             startup_delay: parse_or("STARTUP_DELAY_MS", get("STARTUP_DELAY_MS"), Duration::ZERO, parse_millis)?,
             latency: parse_or("LATENCY_MS", get("LATENCY_MS"), Duration::ZERO, parse_millis)?,
             error_rate: parse_or("ERROR_RATE", get("ERROR_RATE"), ErrorRate::NEVER, ErrorRate::parse)?,

@@ -28,6 +28,12 @@ fn main() -> ExitCode {
         eprintln!("sample-app: crashing on start as configured (CRASH_ON_START=true)");
         return ExitCode::FAILURE;
     }
+    if let Some(marker) = &config.crash_once_marker
+        && std::fs::OpenOptions::new().write(true).create_new(true).open(marker).is_ok()
+    {
+        eprintln!("sample-app: crashing once as configured (CRASH_ONCE_MARKER {} created)", marker.display());
+        return ExitCode::FAILURE;
+    }
 
     let env_names = env_names();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
