@@ -521,4 +521,35 @@ mod tests {
             )
         );
     }
+
+    #[tokio::test]
+    async fn a_redirect_to_the_other_scheme_goes_to_the_router_host_at_that_scheme_port() {
+        if std::net::TcpStream::connect("127.0.0.1:443").is_ok() {
+            return; // something serves 443 here: the refusal this test relies on cannot happen
+        }
+        let balancer = TestServer::start(|r| redirect(301, &format!("https://a.example.com{}", r.path))).await;
+        let client = client_via(RouteScheme::Http, &balancer.address(), test_support::test_ca_tls()).await;
+        let err = body(&client, "http://a.example.com/").await.unwrap_err();
+        assert_eq!(
+            err,
+            "https://a.example.com/: connection refused by 127.0.0.1:443 (source.router_address's host): nothing \
+             listens there (check source.route_scheme and source.router_address)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_see_other_continues_as_a_get_and_a_307_repeats_the_request() {
+        let server = TestServer::start(|r| match r.path.as_str() {
+            "/form" => redirect(303, "/done"),
+            "/moved" => redirect(307, "/form-v2"),
+            _ => Reply::from((200, format!("{} {} {:?}", r.method, r.path, r.body))),
+        })
+        .await;
+        let client = client_via(RouteScheme::Http, &server.address(), test_support::plain_tls()).await;
+        let post = |url| RouteRequest { method: Method::POST, body: Some("q=1"), ..RouteRequest::get(url) };
+        let answer = client.send(post("http://a.example.com/form")).await.unwrap().text().await.unwrap();
+        assert_eq!(answer, "GET /done \"\"");
+        let answer = client.send(post("http://a.example.com/moved")).await.unwrap().text().await.unwrap();
+        assert_eq!(answer, "POST /form-v2 \"q=1\"");
+    }
 }
