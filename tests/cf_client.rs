@@ -202,6 +202,34 @@ async fn the_cloud_controller_api_version_is_checked_at_discovery() {
     assert_eq!(cf.info().await.unwrap().name.as_deref(), Some("unversioned"));
 }
 
+/// The org quota (`relationships.quota` of the org → `GET /v3/organization_quotas/:guid`), the space quota
+/// (`relationships.quota` of the space → `GET /v3/space_quotas/:guid`) and their usage summaries.
+#[tokio::test]
+async fn memory_quotas_of_the_org_and_the_space_are_read_with_their_usage() {
+    let sim = start_sim(|c| {
+        c.org_memory_limit_mb = Some(4096);
+        c.space_memory_limit_mb = Some(1024);
+    });
+    let cf = connect(&sim).await;
+    let space = home(&cf, &sim).await;
+    let quotas = cf.memory_quotas(&space).await.unwrap();
+    let org = quotas.org.as_ref().unwrap();
+    assert_eq!((org.limit_mb, org.used_mb), (Some(4096), Some(0)));
+    let space_quota = quotas.space.as_ref().unwrap();
+    assert_eq!((space_quota.limit_mb, space_quota.used_mb), (Some(1024), Some(0)));
+    assert_eq!(quotas.shortfall(1024), None);
+    let short = quotas.shortfall(2048).unwrap();
+    assert_eq!((short.scope, short.limit_mb, short.needed_mb), ("space", 1024, 2048));
+
+    let unlimited = start_sim(|_| {});
+    let cf = connect(&unlimited).await;
+    let space = home(&cf, &unlimited).await;
+    let quotas = cf.memory_quotas(&space).await.unwrap();
+    assert_eq!(quotas.org.as_ref().unwrap().limit_mb, None);
+    assert!(quotas.space.is_none());
+    assert_eq!(quotas.shortfall(1 << 20), None);
+}
+
 #[tokio::test]
 async fn orgs_spaces_and_domains_are_found_by_name() {
     let sim = start_sim(|_| {});

@@ -16,6 +16,7 @@ use cf_blue_green_resource::cf::orgs::Organization;
 use cf_blue_green_resource::cf::packages::{Package, PackageState};
 use cf_blue_green_resource::cf::paginate::Page;
 use cf_blue_green_resource::cf::processes::{InstanceState, Process, ProcessStats};
+use cf_blue_green_resource::cf::quotas::{Quota, UsageSummary};
 use cf_blue_green_resource::cf::resource_matches::ResourceList;
 use cf_blue_green_resource::cf::root::{Info, Root, V3Root};
 use cf_blue_green_resource::cf::routes::{Destinations, Route};
@@ -484,6 +485,37 @@ fn every_fixture_has_a_test() {
         }
     }
 }
+
+#[test]
+fn organization_quota() {
+    let quota: Quota = fixture("organization_quota.json");
+    assert_eq!(quota.name.as_deref(), Some("don-quixote"));
+    assert_eq!(quota.apps.total_memory_in_mb, Some(5120));
+    assert_eq!(quota.apps.per_process_memory_in_mb, Some(1024));
+}
+
+#[test]
+fn space_quota() {
+    let quota: Quota = fixture("space_quota.json");
+    assert_eq!(quota.guid, "f919ef8a-e333-472a-8172-baaf2c30d301");
+    assert_eq!(quota.apps.total_memory_in_mb, Some(5120));
+    // The presenters render CC's unlimited (-1) as null.
+    let unlimited: Quota = serde_json::from_value(serde_json::json!({
+        "guid": "q", "name": "default", "apps": {"total_memory_in_mb": null, "per_process_memory_in_mb": null}
+    }))
+    .unwrap();
+    assert_eq!(unlimited.apps.total_memory_in_mb, None);
+}
+
+#[test]
+fn usage_summaries() {
+    let org: UsageSummary = fixture("organization_usage_summary.json");
+    assert_eq!(org.usage_summary.memory_in_mb, Some(50));
+    assert_eq!(org.usage_summary.started_instances, Some(3));
+    let space: UsageSummary = fixture("space_usage_summary.json");
+    assert_eq!(space.usage_summary.memory_in_mb, Some(3072));
+}
+
 #[test]
 fn organization_and_space_name_their_quotas() {
     let org: Organization = fixture("organization.json");

@@ -11,7 +11,7 @@
 //! - [`api`]: the generic typed [`Api<K>`] (get/list/delete/metadata) that every resource kind reuses.
 //! - One module per resource kind: [`orgs`], [`spaces`], [`domains`], [`routes`], [`apps`], [`packages`],
 //!   [`resource_matches`], [`builds`], [`droplets`], [`processes`], [`service_instances`],
-//!   [`bindings`], [`manifests`], [`jobs`], [`logs`], plus [`root`] for the discovery documents.
+//!   [`bindings`], [`manifests`], [`jobs`], [`logs`], [`quotas`], plus [`root`] for the discovery documents.
 
 pub mod api;
 pub mod apps;
@@ -29,6 +29,7 @@ pub mod orgs;
 pub mod packages;
 pub mod paginate;
 pub mod processes;
+pub mod quotas;
 pub mod resource_matches;
 pub mod retry;
 pub mod root;
