@@ -268,6 +268,23 @@ fn a_user_provided_service_from_the_manifest_is_bound_to_the_new_version() {
     let env: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(env["services"], json!(["shop-db"]), "{env}");
     assert!(!body.contains("db.example.com"), "the app lists names, never credentials");
+
+    // Bound under a name of its own, then redeployed without a manifest: CC's generated manifest lists the
+    // instance only, the binding name is carried from production's binding.
+    put.write(
+        "ci/named.yml",
+        &format!("applications:\n- name: myapp\n  memory: 64M\n  routes:\n  - route: myapp.{domain}\n  services:\n  - name: shop-db\n    binding_name: primary\n"),
+    );
+    deploy(&sim, &put, "myapp", json!({"path": "app", "manifest": "ci/named.yml", "drain": "1s"}));
+    deploy(&sim, &put, "myapp", json!({"path": "app", "drain": "1s"}));
+    let names = runtime.block_on(async {
+        let cf = connect(&sim).await;
+        let space = home_space(&cf, &sim).await;
+        let app = cf.apps().by_name(&space.guid, "myapp").await.unwrap().unwrap();
+        let (bindings, _) = cf.bindings().for_app(&app.guid).await.unwrap();
+        bindings.into_iter().map(|b| b.name).collect::<Vec<_>>()
+    });
+    assert_eq!(names, [Some("primary".to_owned())]);
 }
 
 #[test]
