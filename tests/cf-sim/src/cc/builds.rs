@@ -64,7 +64,12 @@ async fn get_one(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<
 
 async fn update(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) -> ApiResult<Json<Value>> {
     let map = body::object(&raw)?;
-    body::only_keys(&map, &["metadata"])?;
+    // BuildUpdateMessage: metadata, and `state`, `error`, `lifecycle` for a build-state updater.
+    let mut errors = body::Errors::default();
+    errors.metadata(&map);
+    errors.unknown_keys(&map, &["metadata", "state", "error", "lifecycle"]);
+    errors.finish()?;
+    body::not_modelled(&map, &["state", "error", "lifecycle"])?;
     let mut state = ctx.state();
     let mut build = state.build(&guid)?.clone();
     build.common.metadata.apply(map.get("metadata"))?;
@@ -128,7 +133,10 @@ async fn create(
     raw: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let map = body::object(&raw)?;
-    body::only_keys(
+    // BuildCreateMessage (app/messages/build_create_message.rb).
+    let mut errors = body::Errors::default();
+    errors.metadata(&map);
+    errors.unknown_keys(
         &map,
         &[
             "package",
@@ -136,9 +144,27 @@ async fn create(
             "staging_memory_in_mb",
             "staging_disk_in_mb",
             "staging_log_rate_limit_bytes_per_second",
+            "environment_variables",
             "metadata",
         ],
-    )?;
+    );
+    for key in ["staging_memory_in_mb", "staging_disk_in_mb"] {
+        let rule = match map.get(key) {
+            None | Some(Value::Null) => continue,
+            Some(v) if v.as_u64().is_some_and(|n| n > 0) => continue,
+            Some(v) if v.is_i64() => "must be greater than 0",
+            Some(v) if v.is_number() => "must be an integer",
+            Some(_) => "is not a number",
+        };
+        errors.add(format!("{} {rule}", staging_label(key)));
+    }
+    errors.finish()?;
+    body::not_modelled(&map, &["environment_variables"])?;
+    if map.get("staging_log_rate_limit_bytes_per_second").is_some_and(|v| !v.is_null() && v.as_i64() != Some(-1)) {
+        return Err(ApiError::unprocessable(
+            "cf-sim does not model a staging log rate limit other than -1 (Cloud Controller accepts one)",
+        ));
+    }
     let package = map
         .get("package")
         .and_then(|p| p.get("guid"))
@@ -168,4 +194,10 @@ async fn create(
         build.common.metadata = metadata;
     }
     Ok((StatusCode::CREATED, Json(present::build(&ctx.urls.api, &build))))
+}
+
+/// ActiveModel's humanized attribute name: `staging_memory_in_mb` → "Staging memory in mb".
+fn staging_label(key: &str) -> String {
+    let text = key.replace('_', " ");
+    text[..1].to_uppercase() + &text[1..]
 }

@@ -80,7 +80,12 @@ async fn get_one(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<
 
 async fn update(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) -> ApiResult<Json<Value>> {
     let map = body::object(&raw)?;
-    body::only_keys(&map, &["metadata"])?;
+    // PackageUpdateMessage: metadata, and a docker package's `username` / `password`.
+    let mut errors = body::Errors::default();
+    errors.metadata(&map);
+    errors.unknown_keys(&map, &["metadata", "username", "password"]);
+    errors.finish()?;
+    body::not_modelled(&map, &["username", "password"])?;
     let mut state = ctx.state();
     let mut package = state.package(&guid)?.clone();
     package.common.metadata.apply(map.get("metadata"))?;

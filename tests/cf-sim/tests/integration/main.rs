@@ -3,6 +3,7 @@
 mod api;
 mod binary;
 mod common;
+mod conformance_apps;
 mod conformance_routes;
 mod contract;
 mod faults;
