@@ -238,20 +238,25 @@ async fn attempt(client: &RouteClient, route: &str, check: &HttpCheck) -> (Optio
     }
     let final_url = response.url().clone();
     let code = response.status();
-    let body = match response.text().await {
+    let body = response.text().await;
+    let https_hint = body.as_deref().ok().and_then(|body| https_expected(&final_url, code, body));
+    if !accepted {
+        let why = format!("expected status {}, got {status}", expected_text(check));
+        let why = match https_hint {
+            Some(hint) => format!("{why}: {hint}"),
+            None => why,
+        };
+        return (Some(status), Some(why));
+    }
+    if let Some(hint) = https_hint {
+        return (Some(status), Some(hint));
+    }
+    let body = match body {
         Ok(body) => body,
         Err(err) => {
             return (Some(status), Some(format!("cannot read the body: {}", client.describe_error(&final_url, &err))));
         }
     };
-    let https_hint = https_expected(&final_url, code, &body);
-    if !accepted {
-        let why = format!("expected status {}, got {status}", expected_text(check));
-        return (Some(status), Some(https_hint.map_or(why.clone(), |hint| format!("{why}: {hint}"))));
-    }
-    if let Some(hint) = https_hint {
-        return (Some(status), Some(hint));
-    }
     if let Some(needle) = &check.body_contains
         && !body.contains(needle.as_str())
     {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-use super::route_client::{RouteClient, RouteRequest, https_expected};
+use super::route_client::{RouteClient, RouteRequest, https_expected, shown_url};
 use crate::config::Kpi;
 
 /// What one probe measured.
@@ -84,7 +84,7 @@ pub async fn probe_urls(client: &RouteClient, urls: &[String], requests: u32, co
                             let (final_url, status) = (response.url().clone(), response.status());
                             let body = response.text().await.unwrap_or_default();
                             Err(https_expected(&final_url, status, &body)
-                                .unwrap_or_else(|| format!("{url} answered {}", status.as_u16())))
+                                .unwrap_or_else(|| format!("{} answered {}", shown_url(&final_url), status.as_u16())))
                         }
                         Err(why) => Err(why),
                     };
