@@ -1,7 +1,10 @@
-//! Log Cache's read API: `GET /api/v1/read/:source_id` with `start_time`, `end_time`, `envelope_types`, `limit`
-//! (default 100, at most 1000) and `descending`, payloads base64 as Log Cache returns them; a token is required.
-
-use std::collections::HashMap;
+//! Log Cache's read API as log-cache-release has it: `GET /api/v1/read/:source_id` behind the cf-auth-proxy (any
+//! missing or invalid token is a 404 with an empty body, `internal/auth/cf_auth_middleware.go`), with
+//! `start_time` (inclusive), `end_time` (exclusive, 0 or absent is now), `envelope_types` (ANY ignored), `limit`
+//! (0 or absent is 100, at most 1000) and `descending` (`internal/routing/local_store_reader.go`,
+//! `internal/cache/store/store.go`); errors as grpc-gateway's default handler renders a gRPC status
+//! (`{"code","message","details"}`: 400 for a parameter that does not parse, 500 for the reader's own errors).
+//! Envelopes render as protojson with proto names (`internal/gateway/gateway.go`), payloads base64.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -26,8 +29,19 @@ pub fn router(ctx: Ctx) -> Router {
         .with_state(ctx)
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({"error": message}))).into_response()
+/// A gRPC status as grpc-gateway's `DefaultHTTPErrorHandler` renders it.
+fn grpc_error(status: StatusCode, code: u8, message: &str) -> Response {
+    (status, Json(json!({"code": code, "message": message, "details": []}))).into_response()
+}
+
+/// A query parameter that does not parse: `codes.InvalidArgument`, 400.
+fn invalid_argument(message: String) -> Response {
+    grpc_error(StatusCode::BAD_REQUEST, 3, &message)
+}
+
+/// An error of the reader: a plain error on the gRPC side, `codes.Unknown`, 500.
+fn unknown(message: String) -> Response {
+    grpc_error(StatusCode::INTERNAL_SERVER_ERROR, 2, &message)
 }
 
 fn authorized(ctx: &Ctx, headers: &HeaderMap) -> bool {
@@ -36,6 +50,9 @@ fn authorized(ctx: &Ctx, headers: &HeaderMap) -> bool {
     token.is_some_and(|t| ctx.tokens.verify(t, crate::clock::unix_seconds()).is_ok())
 }
 
+/// The envelope types of `logcache_v1.EnvelopeType`.
+const ENVELOPE_TYPES: &[&str] = &["ANY", "LOG", "COUNTER", "GAUGE", "TIMER", "EVENT"];
+
 async fn read(
     State(ctx): State<Ctx>,
     Path(source_id): Path<String>,
@@ -43,32 +60,52 @@ async fn read(
     RawQuery(query): RawQuery,
 ) -> Response {
     if !authorized(&ctx, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "Unauthorized");
+        return StatusCode::NOT_FOUND.into_response();
     }
-    let params: HashMap<String, String> =
+    let params: Vec<(String, String)> =
         form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
-    let number = |key: &str, default: i64| -> Result<i64, String> {
-        params.get(key).map_or(Ok(default), |v| v.parse().map_err(|_| format!("{key} must be an integer")))
+    let param = |key: &str| params.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let number = |key: &str| -> Result<i64, Response> {
+        param(key).map_or(Ok(0), |v| v.parse().map_err(|e| invalid_argument(format!("parsing field \"{key}\": {e}"))))
     };
-    let parsed = number("start_time", 0).and_then(|s| Ok((s, number("end_time", i64::MAX)?, number("limit", 100)?)));
-    let (start, end, limit) = match parsed {
-        Ok(values) => values,
-        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+    let (start, end, limit) = match (number("start_time"), number("end_time"), number("limit")) {
+        (Ok(start), Ok(end), Ok(limit)) => (start, end, limit),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
     };
-    if !(1..=1000).contains(&limit) {
-        return error(StatusCode::BAD_REQUEST, "limit must be between 1 and 1000");
+    if end != 0 && start > end {
+        return unknown(format!("StartTime ({start}) must be before EndTime ({end})"));
     }
+    if limit > 1000 {
+        return unknown(format!("limit ({limit}) must be 1000 or less"));
+    }
+    if limit < 0 {
+        return unknown(format!("limit ({limit}) must be greater than zero"));
+    }
+    let end = if end == 0 { crate::clock::unix_nanos() } else { end };
+    let limit = if limit == 0 { 100 } else { limit };
     let types: Vec<String> = params
-        .get("envelope_types")
-        .map(|t| t.split(',').map(|s| s.trim().to_ascii_uppercase()).collect())
-        .unwrap_or_default();
-    if !types.is_empty() && !types.iter().any(|t| t == "LOG" || t == "ANY") {
+        .iter()
+        .filter(|(k, _)| k == "envelope_types")
+        .flat_map(|(_, v)| v.split(',').map(|s| s.trim().to_ascii_uppercase()).collect::<Vec<_>>())
+        .collect();
+    if let Some(bad) = types.iter().find(|t| !ENVELOPE_TYPES.contains(&t.as_str())) {
+        return invalid_argument(format!("parsing field \"envelope_types\": {bad:?} is not a valid value"));
+    }
+    let wanted: Vec<&String> = types.iter().filter(|t| *t != "ANY").collect();
+    if !wanted.is_empty() && !wanted.iter().any(|t| *t == "LOG") {
         return Json(json!({"envelopes": {"batch": []}})).into_response();
     }
-    let descending = params.get("descending").is_some_and(|d| d == "true");
+    let descending = match param("descending") {
+        None => false,
+        Some(v) => match v {
+            "true" | "1" | "t" | "T" | "TRUE" | "True" => true,
+            "false" | "0" | "f" | "F" | "FALSE" | "False" => false,
+            other => return invalid_argument(format!("parsing field \"descending\": invalid boolean {other:?}")),
+        },
+    };
     let batch: Vec<Value> = ctx
         .logs
-        .read(&source_id, start, end, limit as usize, descending)
+        .read(&source_id, start, end.saturating_sub(1), limit as usize, descending)
         .into_iter()
         .map(|e| {
             json!({

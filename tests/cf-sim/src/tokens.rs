@@ -58,10 +58,12 @@ pub struct TokenResponse {
     pub jti: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenError {
     Invalid,
     Expired,
+    /// A refresh token presented by another client than the one it was issued to (that client's id).
+    WrongClient(String),
 }
 
 struct RefreshGrant {
@@ -159,7 +161,7 @@ impl Tokens {
                 return Err(TokenError::Expired);
             }
             if grant.grantee.client_id != client_id {
-                return Err(TokenError::Invalid);
+                return Err(TokenError::WrongClient(grant.grantee.client_id.clone()));
             }
             grant.grantee.clone()
         };
@@ -226,7 +228,7 @@ mod tests {
         let tokens = Tokens::new("iss".into(), 60, 3600);
         let first = tokens.issue(user());
         let refresh = first.refresh_token.clone().unwrap();
-        assert_eq!(tokens.refresh(&refresh, "other").unwrap_err(), TokenError::Invalid);
+        assert_eq!(tokens.refresh(&refresh, "other").unwrap_err(), TokenError::WrongClient("cf".into()));
         let second = tokens.refresh(&refresh, "cf").unwrap();
         assert_eq!(second.refresh_token.as_deref(), Some(refresh.as_str()));
         assert_ne!(second.access_token, first.access_token);

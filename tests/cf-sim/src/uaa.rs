@@ -96,16 +96,23 @@ async fn token(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Respo
         }
         "refresh_token" => {
             let refresh_token = form.get("refresh_token").map(String::as_str).unwrap_or("");
+            // UAA's refresh tokens are opaque by default (TokenPolicy.refreshTokenFormat): an unknown or expired one
+            // is not in the revocable token store, which TokenValidationService answers with TokenRevokedException;
+            // another client's is UaaTokenServices.refreshAccessToken's InvalidGrantException.
             match ctx.tokens.refresh(refresh_token, &client_id) {
                 Ok(response) => response,
-                Err(TokenError::Expired) => {
-                    return oauth_error(StatusCode::UNAUTHORIZED, "invalid_token", "Invalid refresh token (expired)");
-                }
-                Err(TokenError::Invalid) => {
+                Err(TokenError::Expired | TokenError::Invalid) => {
                     return oauth_error(
                         StatusCode::UNAUTHORIZED,
                         "invalid_token",
-                        &format!("Invalid refresh token: {}", refresh_token.chars().take(6).collect::<String>()),
+                        "The token expired, was revoked, or the token ID is incorrect.",
+                    );
+                }
+                Err(TokenError::WrongClient(owner)) => {
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        &format!("Wrong client for this refresh token: {owner}"),
                     );
                 }
             }

@@ -265,9 +265,10 @@ async fn staging_fails_like_cf_and_logs_stg_output() {
     for expected in ["Downloading app package...", "Exit status 0", "Uploading droplet...", "Exit status 222"] {
         assert!(lines.iter().any(|l| l.contains(expected)), "no STG line with {expected:?} in {lines:?}");
     }
+    // log-cache-release's cf-auth-proxy (internal/auth/cf_auth_middleware.go) answers a missing token with 404.
     let unauthorized =
         send("GET", &format!("{}/api/v1/read/{app}", sim.info().log_cache), &[], Vec::new(), None).await.unwrap();
-    assert_eq!(unauthorized.status, 401);
+    assert_eq!(unauthorized.status, 404);
     sim.stop();
 }
 

@@ -550,3 +550,104 @@ async fn route_create_follows_the_message_controller_action_and_model() {
     assert_eq!(api.post("/v3/routes", route("shared-host", "/b", &domain, &space, json!({}))).await.status, 201);
     sim.stop();
 }
+
+/// UAA's answers to a refresh that cannot succeed: refresh tokens are opaque by default
+/// (`model/.../zone/TokenPolicy.java`), so an unknown or expired one is missing from the revocable token store and
+/// `TokenValidationService.validateToken` throws `TokenRevokedException` (401 invalid_token); one presented by
+/// another client fails `UaaTokenServices.refreshAccessToken` (400 invalid_grant). Bad user credentials are
+/// 401 unauthorized "Bad credentials" (`AuthzAuthenticationManager`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uaa_refresh_and_credential_errors_answer_like_uaa() {
+    let sim = Sim::start(SimConfig {
+        refresh_token_ttl_secs: 1,
+        client_id: Some("deployer".into()),
+        client_secret: Some("secret".into()),
+        ..test_config()
+    })
+    .unwrap();
+    let info = sim.info().clone();
+    let token = |basic: &'static str, form: String| {
+        let uaa = info.uaa.clone();
+        async move {
+            let headers = [("authorization", basic), ("content-type", "application/x-www-form-urlencoded")];
+            crate::common::send("POST", &format!("{uaa}/oauth/token"), &headers, form.into_bytes(), None).await.unwrap()
+        }
+    };
+    let login = crate::common::password_token(&info.uaa, &info.username, &info.password, None).await.json();
+    let refresh = login["refresh_token"].as_str().unwrap().to_string();
+    // deployer:secret
+    let other = token("Basic ZGVwbG95ZXI6c2VjcmV0", format!("grant_type=refresh_token&refresh_token={refresh}")).await;
+    assert_eq!(
+        (other.status, other.json()),
+        (400, json!({"error": "invalid_grant", "error_description": "Wrong client for this refresh token: cf"}))
+    );
+    let revoked = json!({"error": "invalid_token", "error_description": "The token expired, was revoked, or the token ID is incorrect."});
+    let unknown = token("Basic Y2Y6", "grant_type=refresh_token&refresh_token=nope".into()).await;
+    assert_eq!((unknown.status, unknown.json()), (401, revoked.clone()));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let expired = token("Basic Y2Y6", format!("grant_type=refresh_token&refresh_token={refresh}")).await;
+    assert_eq!((expired.status, expired.json()), (401, revoked));
+    let bad = crate::common::password_token(&info.uaa, &info.username, "wrong", None).await;
+    assert_eq!(
+        (bad.status, bad.json()),
+        (401, json!({"error": "unauthorized", "error_description": "Bad credentials"}))
+    );
+    sim.stop();
+}
+
+/// Log Cache's read API (log-cache-release): the cf-auth-proxy answers any auth failure with an empty 404
+/// (`internal/auth/cf_auth_middleware.go`); `internal/routing/local_store_reader.go` defaults `limit` to 100,
+/// refuses more than 1000 and a start after the end (gRPC Unknown → 500 through grpc-gateway's default handler);
+/// a parameter that does not parse is InvalidArgument → 400; `end_time` is exclusive
+/// (`internal/cache/store/store.go`) and ANY among `envelope_types` is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_cache_reads_follow_log_cache() {
+    let sim = Sim::start(test_config()).unwrap();
+    let api = Api::login(&sim).await;
+    let app = api.push("logged", app_zip()).await;
+    let base = format!("{}/api/v1/read/{app}", sim.info().log_cache);
+    let bearer = format!("bearer {}", api.token);
+    let read = |query: &str, auth: bool| {
+        let url = format!("{base}?{query}");
+        let bearer = bearer.clone();
+        async move {
+            let headers: Vec<(&str, &str)> = if auth { vec![("authorization", bearer.as_str())] } else { vec![] };
+            crate::common::send("GET", &url, &headers, Vec::new(), None).await.unwrap()
+        }
+    };
+    let anonymous = read("", false).await;
+    assert_eq!((anonymous.status, anonymous.body.len()), (404, 0));
+    let all = read("envelope_types=LOG&limit=1000", true).await.json();
+    let batch = all["envelopes"]["batch"].as_array().unwrap().clone();
+    assert!(batch.len() > 2, "{all}");
+    assert!(batch[0]["timestamp"].is_string() && batch[0]["log"]["payload"].is_string(), "{all}");
+    assert_eq!(
+        read("envelope_types=ANY", true).await.json()["envelopes"]["batch"].as_array().unwrap().len(),
+        batch.len().min(100)
+    );
+    assert_eq!(read("envelope_types=GAUGE", true).await.json()["envelopes"]["batch"], json!([]));
+
+    let second: i64 = batch[1]["timestamp"].as_str().unwrap().parse().unwrap();
+    let first: i64 = batch[0]["timestamp"].as_str().unwrap().parse().unwrap();
+    let until = read(&format!("start_time={first}&end_time={second}"), true).await.json();
+    assert!(
+        until["envelopes"]["batch"].as_array().unwrap().iter().all(|e| e["timestamp"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            < second),
+        "end_time is exclusive: {until}"
+    );
+
+    let too_many = read("limit=1001", true).await;
+    assert_eq!(
+        (too_many.status, too_many.json()),
+        (500, json!({"code": 2, "message": "limit (1001) must be 1000 or less", "details": []}))
+    );
+    let backwards = read("start_time=5&end_time=4", true).await;
+    assert_eq!(backwards.json()["message"], "StartTime (5) must be before EndTime (4)");
+    let garbage = read("limit=ten", true).await;
+    assert_eq!((garbage.status, garbage.json()["code"].clone()), (400, json!(3)));
+    sim.stop();
+}
