@@ -121,6 +121,16 @@ fn apply_env(app: &mut App, changes: Vec<(String, Option<Value>)>) {
     }
 }
 
+/// The `space_guids` and `organization_guids` filters of a list, applied to the app a resource belongs to.
+pub(crate) fn in_scope(state: &CcState, q: &ListQuery, app_guid: &str) -> bool {
+    let (spaces, orgs) = (q.list("space_guids"), q.list("organization_guids"));
+    let space = state.apps.get(app_guid).and_then(|a| state.spaces.get(&a.space_guid));
+    let matches = |filter: &Option<Vec<String>>, guid: Option<&String>| {
+        filter.as_ref().is_none_or(|f| guid.is_some_and(|g| f.contains(g)))
+    };
+    matches(&spaces, space.map(|s| &s.common.guid)) && matches(&orgs, space.map(|s| &s.org_guid))
+}
+
 fn include_spaces(ctx: &Ctx, state: &CcState, body: &mut Value, apps: &[&App], includes: &[String]) {
     if !includes.iter().any(|i| i == "space" || i == "space.organization") {
         return;
@@ -146,16 +156,17 @@ async fn list(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json
         &["names", "space_guids", "organization_guids", "stacks", "lifecycle_type", "include"],
         ctx.default_per_page(),
     )?;
-    let (names, spaces, orgs, types) =
-        (q.list("names"), q.list("space_guids"), q.list("organization_guids"), q.list("lifecycle_type"));
+    let (names, stacks, types) = (q.list("names"), q.list("stacks"), q.list("lifecycle_type"));
     let state = ctx.state();
     let selected = q.select(state.apps.values().filter(|a| {
+        let stack = match &a.lifecycle {
+            Lifecycle::Buildpack { stack, .. } => Some(stack.as_str()),
+            Lifecycle::Docker => None,
+        };
         matches_any(&names, &a.name, true)
-            && matches_any(&spaces, &a.space_guid, false)
             && matches_any(&types, a.lifecycle.type_name(), false)
-            && orgs
-                .as_ref()
-                .is_none_or(|orgs| state.spaces.get(&a.space_guid).is_some_and(|s| orgs.contains(&s.org_guid)))
+            && stacks.as_ref().is_none_or(|s| stack.is_some_and(|stack| s.iter().any(|x| x == stack)))
+            && in_scope(&state, &q, &a.common.guid)
     }));
     let page: Vec<&App> = selected.iter().skip((q.page - 1) * q.per_page).take(q.per_page).copied().collect();
     let items = selected.iter().map(|a| render(&ctx, a)).collect();

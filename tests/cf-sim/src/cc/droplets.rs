@@ -59,7 +59,8 @@ async fn list(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json
         ctx.default_per_page(),
     )?;
     let state = ctx.state();
-    Ok(Json(list_body(&ctx, &q, state.droplets.values().collect(), "/v3/droplets", None)))
+    let droplets = state.droplets.values().filter(|d| super::apps::in_scope(&state, &q, &d.app_guid)).collect();
+    Ok(Json(list_body(&ctx, &q, droplets, "/v3/droplets", None)))
 }
 
 async fn list_for_app(

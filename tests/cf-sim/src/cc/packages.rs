@@ -58,7 +58,8 @@ async fn list(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json
         ctx.default_per_page(),
     )?;
     let state = ctx.state();
-    Ok(Json(list_body(&ctx, &q, state.packages.values().collect(), "/v3/packages")))
+    let packages = state.packages.values().filter(|p| super::apps::in_scope(&state, &q, &p.app_guid)).collect();
+    Ok(Json(list_body(&ctx, &q, packages, "/v3/packages")))
 }
 
 async fn list_for_app(

@@ -36,15 +36,13 @@ fn process_of_app(state: &CcState, app_guid: &str, kind: &str) -> ApiResult<Stri
 }
 
 fn list_body(ctx: &Ctx, state: &CcState, q: &ListQuery, processes: Vec<&Process>, path: &str) -> Value {
-    let (types, apps, spaces) = (q.list("types"), q.list("app_guids"), q.list("space_guids"));
+    let (types, apps) = (q.list("types"), q.list("app_guids"));
     let items = q
-        .select(processes.into_iter().filter(|p| {
-            matches_any(&types, &p.kind, false)
-                && matches_any(&apps, &p.app_guid, false)
-                && spaces
-                    .as_ref()
-                    .is_none_or(|s| state.apps.get(&p.app_guid).is_some_and(|a| s.contains(&a.space_guid)))
-        }))
+        .select(
+            processes
+                .into_iter()
+                .filter(|p| matches_any(&types, &p.kind, false) && matches_any(&apps, &p.app_guid, false)),
+        )
         .into_iter()
         .map(|p| present::process(&ctx.urls.api, state, p, true))
         .collect();
@@ -58,7 +56,8 @@ async fn list(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json
         ctx.default_per_page(),
     )?;
     let state = ctx.state();
-    Ok(Json(list_body(&ctx, &state, &q, state.processes.values().collect(), "/v3/processes")))
+    let processes = state.processes.values().filter(|p| super::apps::in_scope(&state, &q, &p.app_guid)).collect();
+    Ok(Json(list_body(&ctx, &state, &q, processes, "/v3/processes")))
 }
 
 async fn list_for_app(

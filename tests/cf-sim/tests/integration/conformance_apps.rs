@@ -369,3 +369,32 @@ async fn process_updates_follow_ccs_messages_and_policy() {
     assert_eq!(raised.status, 200, "{}", raised.text());
     sim.stop();
 }
+
+/// app/messages/apps_list_message.rb, processes_list_message.rb, droplets_list_message.rb and
+/// packages_list_message.rb: filters CC honours are applied, never accepted and ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_filters_cc_honours_are_applied() {
+    let sim = Sim::start(test_config()).unwrap();
+    let api = Api::login(&sim).await;
+    let app = api.create_app("listed").await;
+    let package = api.upload_package(&app, app_zip()).await;
+    assert_eq!(api.stage(&package).await["state"], "STAGED");
+    let space = api.space_guid().await;
+    let org = api.first_guid("/v3/organizations").await;
+    let total = |path: String| {
+        let api = &api;
+        async move {
+            let response = api.get(&path).await;
+            assert_eq!(response.status, 200, "{path}: {}", response.text());
+            response.json()["pagination"]["total_results"].as_u64().unwrap()
+        }
+    };
+    assert_eq!(total("/v3/apps?stacks=cflinuxfs4".into()).await, 1);
+    assert_eq!(total("/v3/apps?stacks=cflinuxfs3".into()).await, 0);
+    for collection in ["apps", "processes", "packages", "droplets"] {
+        assert_eq!(total(format!("/v3/{collection}?space_guids={space}&organization_guids={org}")).await, 1);
+        assert_eq!(total(format!("/v3/{collection}?space_guids=elsewhere")).await, 0, "{collection}");
+        assert_eq!(total(format!("/v3/{collection}?organization_guids=elsewhere")).await, 0, "{collection}");
+    }
+    sim.stop();
+}
