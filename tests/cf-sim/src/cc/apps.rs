@@ -86,30 +86,62 @@ pub fn parse_lifecycle(value: Option<&Value>, current: Option<&Lifecycle>) -> Ap
     }
 }
 
-/// Validates environment variable changes (`null` deletes) as CC does.
-pub fn env_changes(value: Option<&Value>) -> ApiResult<Vec<(String, Option<Value>)>> {
+/// Which CC message reads a set of environment variables; each words and converts them its own way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EnvMessage {
+    /// `POST /v3/apps` `environment_variables`: AppCreateMessage checks the shape, the app model
+    /// (`validate_environment_variables`) the names, as a Sequel error; values of any type are kept.
+    Create,
+    /// `PATCH /v3/apps/:guid/environment_variables` `var`: UpdateEnvironmentVariablesMessage
+    /// (EnvironmentVariablesStringValuesValidator): values are strings, or null to remove.
+    Patch,
+    /// A manifest's `env`: AppManifestMessage turns every value into a string (`to_s`, so null is "").
+    Manifest,
+}
+
+/// Validates environment variable changes (`None` removes) as CC does (app/messages/validators.rb).
+pub(crate) fn env_changes(value: Option<&Value>, message: EnvMessage) -> ApiResult<Vec<(String, Option<Value>)>> {
     let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(Vec::new()) };
-    let map = value.as_object().ok_or_else(|| ApiError::unprocessable("Var must be an object"))?;
-    map.iter()
-        .map(|(key, value)| {
-            if key.is_empty() {
-                return Err(ApiError::unprocessable("Environment variable names cannot be empty"));
+    let (label, not_object) = match message {
+        EnvMessage::Create => ("environment_variables", "Environment variables must be an object"),
+        EnvMessage::Patch => ("Var", "Var must be an object"),
+        EnvMessage::Manifest => ("Env", "Env must be an object of keys and values"),
+    };
+    let map = value.as_object().ok_or_else(|| ApiError::unprocessable(not_object))?;
+    let mut errors = body::Errors::default();
+    let mut changes = Vec::new();
+    for (key, value) in map {
+        let upper = key.to_ascii_uppercase();
+        let rule = if key.is_empty() {
+            Some("key must be a minimum length of 1")
+        } else if upper.starts_with("VCAP_") {
+            Some("cannot start with VCAP_")
+        } else if upper.starts_with("VMC") {
+            Some("cannot start with VMC_")
+        } else if upper == "PORT" {
+            Some("cannot set PORT")
+        } else {
+            None
+        };
+        if let Some(rule) = rule {
+            errors.add(format!("{label} {rule}"));
+            continue;
+        }
+        let value = match (message, value) {
+            (EnvMessage::Patch, Value::Null) => None,
+            (EnvMessage::Patch, Value::String(_)) | (EnvMessage::Create, _) => Some(value.clone()),
+            (EnvMessage::Patch, other) => {
+                errors.add(format!("Non-string value in environment variable for key '{key}', value '{other}'"));
+                continue;
             }
-            if key.to_ascii_uppercase().starts_with("VCAP_") {
-                return Err(ApiError::unprocessable("Environment variable names cannot start with VCAP_"));
-            }
-            if key == "PORT" {
-                return Err(ApiError::unprocessable("Environment variable names cannot be PORT"));
-            }
-            match value {
-                Value::Null => Ok((key.clone(), None)),
-                Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok((key.clone(), Some(value.clone()))),
-                _ => Err(ApiError::unprocessable(format!(
-                    "Environment variable '{key}' must be a string, number or boolean"
-                ))),
-            }
-        })
-        .collect()
+            (EnvMessage::Manifest, Value::Null) => Some(Value::String(String::new())),
+            (EnvMessage::Manifest, Value::String(_)) => Some(value.clone()),
+            (EnvMessage::Manifest, other) => Some(Value::String(other.to_string())),
+        };
+        changes.push((key.clone(), value));
+    }
+    errors.finish()?;
+    Ok(changes)
 }
 
 fn apply_env(app: &mut App, changes: Vec<(String, Option<Value>)>) {
@@ -217,7 +249,7 @@ async fn create(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(StatusCode, Js
     let space_guid = errors.relationships(&map, &["space"], &["space"]).remove(0);
     let lifecycle = errors.check(parse_lifecycle(map.get("lifecycle"), None));
     let name = errors.check(app_name(&map, true));
-    let env = errors.check(env_changes(map.get("environment_variables")));
+    let env = errors.check(env_changes(map.get("environment_variables"), EnvMessage::Create));
     errors.finish()?;
     let mut metadata = crate::cc::metadata::Metadata::default();
     metadata.apply(map.get("metadata"))?;
@@ -373,7 +405,10 @@ async fn get_env_vars(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiRe
 async fn patch_env_vars(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) -> ApiResult<Json<Value>> {
     let map: Map<String, Value> = body::object(&raw)?;
     body::only_keys(&map, &["var"])?;
-    let changes = env_changes(map.get("var"))?;
+    if map.get("var").is_none_or(Value::is_null) {
+        return Err(ApiError::unprocessable("Var must be an object"));
+    }
+    let changes = env_changes(map.get("var"), EnvMessage::Patch)?;
     let mut state = ctx.state();
     let mut app = state.app(&guid)?.clone();
     apply_env(&mut app, changes);

@@ -287,7 +287,7 @@ fn app_spec(map: &Map<String, Value>) -> ApiResult<AppSpec> {
         } else {
             None
         };
-        let env = super::apps::env_changes(field(map, "env"))?;
+        let env = super::apps::env_changes(field(map, "env"), super::apps::EnvMessage::Manifest)?;
         let mut processes = vec![process_spec(map, "web")?];
         if let Some(list) = field(map, "processes") {
             let list = list

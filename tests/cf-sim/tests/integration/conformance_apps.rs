@@ -398,3 +398,31 @@ async fn list_filters_cc_honours_are_applied() {
     }
     sim.stop();
 }
+
+/// app/messages/update_environment_variables_message.rb with EnvironmentVariablesStringValuesValidator
+/// (app/messages/validators.rb): names may not be empty, start with VCAP_ or VMC, or be PORT; values are strings
+/// or null; app_manifest_message.rb turns manifest values into strings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_variables_follow_ccs_validators() {
+    let sim = Sim::start(test_config()).unwrap();
+    let api = Api::login(&sim).await;
+    let app = api.create_app("envs").await;
+    let path = format!("/v3/apps/{app}/environment_variables");
+    let names = api.patch(&path, json!({"var": {"VCAP_X": "1", "vmc_y": "2", "port": "3"}})).await;
+    assert_unprocessable(&names, "Var cannot start with VCAP_, Var cannot set PORT, Var cannot start with VMC_");
+    let number = api.patch(&path, json!({"var": {"N": 5}})).await;
+    assert_unprocessable(&number, "Non-string value in environment variable for key 'N', value '5'");
+    assert_unprocessable(&api.patch(&path, json!({})).await, "Var must be an object");
+    let set = api.patch(&path, json!({"var": {"A": "1", "B": "2"}})).await;
+    assert_eq!(set.status, 200, "{}", set.text());
+    let removed = api.patch(&path, json!({"var": {"B": null}})).await.json();
+    assert_eq!(removed["var"], json!({"A": "1"}));
+
+    let job = applied_job(&api, "applications:\n- name: envs\n  env:\n    COUNT: 3\n    FLAG: true\n").await;
+    assert_eq!(job["state"], "COMPLETE", "{job}");
+    let env = api.get(&path).await.json();
+    assert_eq!(env["var"], json!({"A": "1", "COUNT": "3", "FLAG": "true"}));
+    let bad = apply_manifest(&api, "applications:\n- name: envs\n  env:\n    VCAP_SERVICES: x\n").await;
+    assert_unprocessable(&bad, "For application 'envs': Env cannot start with VCAP_");
+    sim.stop();
+}
