@@ -52,9 +52,8 @@ pub fn insert_domain(state: &mut CcState, name: &str, org_guid: Option<String>, 
         return Err(ApiError::unprocessable("Name does not comply with RFC 1035 standards"));
     }
     if state.domains.values().any(|d| d.name.eq_ignore_ascii_case(name)) {
-        return Err(ApiError::uniqueness(format!(
-            "The domain name \"{name}\" is already reserved by another domain or route."
-        )));
+        // app/actions/domain_create.rb: a DomainCreate::Error, answered as 422 CF-UnprocessableEntity.
+        return Err(ApiError::unprocessable(format!("The domain name \"{name}\" is already in use")));
     }
     let common = state.common();
     let guid = common.guid.clone();

@@ -46,7 +46,7 @@ async fn get_org(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<
 /// Creates an org (used by the sim's start-up flags too).
 pub fn insert_org(state: &mut CcState, name: &str) -> ApiResult<String> {
     if state.orgs.values().any(|o| o.name.eq_ignore_ascii_case(name)) {
-        return Err(ApiError::uniqueness(format!("Organization '{name}' already exists.")));
+        return Err(ApiError::unprocessable(format!("Organization '{name}' already exists.")));
     }
     let common = state.common();
     let guid = common.guid.clone();
@@ -58,7 +58,7 @@ pub fn insert_org(state: &mut CcState, name: &str) -> ApiResult<String> {
 /// Creates a space in an org.
 pub fn insert_space(state: &mut CcState, org_guid: &str, name: &str) -> ApiResult<String> {
     if state.spaces.values().any(|s| s.org_guid == org_guid && s.name.eq_ignore_ascii_case(name)) {
-        return Err(ApiError::uniqueness("Name must be unique per organization".to_string()));
+        return Err(ApiError::unprocessable("Name must be unique per organization"));
     }
     let common = state.common();
     let guid = common.guid.clone();

@@ -115,7 +115,7 @@ async fn create_instance(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(Statu
         ));
     }
     if state.service_instances.values().any(|s| s.space_guid == space_guid && s.name == name) {
-        return Err(ApiError::uniqueness(format!("The service instance name is taken: {name}.")));
+        return Err(ApiError::unprocessable(format!("The service instance name is taken: {name}.")));
     }
     let common = state.common();
     let guid = common.guid.clone();
@@ -145,7 +145,7 @@ async fn update_instance(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: 
         .values()
         .any(|s| s.space_guid == si.space_guid && s.name == si.name && s.common.guid != guid)
     {
-        return Err(ApiError::uniqueness(format!("The service instance name is taken: {}.", si.name)));
+        return Err(ApiError::unprocessable(format!("The service instance name is taken: {}.", si.name)));
     }
     state.touch(&mut si.common);
     let body = present::service_instance(&ctx.urls.api, &si);

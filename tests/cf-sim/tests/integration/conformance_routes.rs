@@ -651,3 +651,54 @@ async fn log_cache_reads_follow_log_cache() {
     assert_eq!((garbage.status, garbage.json()["code"].clone()), (400, json!(3)));
     sim.stop();
 }
+
+/// Taken names outside apps are RouteCreate-style action errors that the v3 controllers answer with
+/// `unprocessable!` (422 CF-UnprocessableEntity), never CF-UniquenessError: `organization_create.rb`,
+/// `space_create.rb`, `mixins/service_instance_create.rb` (user-provided create, and update through
+/// `service_instance_update_user_provided.rb`) and `domain_create.rb`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taken_names_of_orgs_spaces_instances_and_domains_are_unprocessable() {
+    let sim = Sim::start(test_config()).unwrap();
+    let api = Api::login(&sim).await;
+    let org = api.first_guid("/v3/organizations").await;
+    let space = api.space_guid().await;
+    let instance =
+        json!({"type": "user-provided", "name": "db", "relationships": {"space": {"data": {"guid": space}}}});
+    assert_eq!(api.post("/v3/service_instances", instance.clone()).await.status, 201);
+    let other = api
+        .post(
+            "/v3/service_instances",
+            json!({"type": "user-provided", "name": "cache", "relationships": {"space": {"data": {"guid": space}}}}),
+        )
+        .await
+        .json()["guid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(api.post("/v3/domains", json!({"name": "mine.example.org"})).await.status, 201);
+    let cases = [
+        (api.post("/v3/organizations", json!({"name": "SIM-ORG"})).await, "Organization 'SIM-ORG' already exists."),
+        (
+            api.post(
+                "/v3/spaces",
+                json!({"name": "sim-space", "relationships": {"organization": {"data": {"guid": org}}}}),
+            )
+            .await,
+            "Name must be unique per organization",
+        ),
+        (api.post("/v3/service_instances", instance).await, "The service instance name is taken: db."),
+        (
+            api.patch(&format!("/v3/service_instances/{other}"), json!({"name": "db"})).await,
+            "The service instance name is taken: db.",
+        ),
+        (
+            api.post("/v3/domains", json!({"name": "mine.example.org"})).await,
+            "The domain name \"mine.example.org\" is already in use",
+        ),
+    ];
+    for (answer, expected) in cases {
+        assert_eq!((answer.status, answer.cf_error()), (422, (10008, "CF-UnprocessableEntity".into())), "{expected}");
+        assert_eq!(detail(&answer), expected);
+    }
+    sim.stop();
+}
