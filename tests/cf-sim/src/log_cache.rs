@@ -65,12 +65,13 @@ async fn read(
     let params: Vec<(String, String)> =
         form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
     let param = |key: &str| params.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
-    let number = |key: &str| -> Result<i64, Response> {
-        param(key).map_or(Ok(0), |v| v.parse().map_err(|e| invalid_argument(format!("parsing field \"{key}\": {e}"))))
+    let number = |key: &str| -> Result<i64, String> {
+        param(key).map_or(Ok(0), |v| v.parse().map_err(|e| format!("parsing field \"{key}\": {e}")))
     };
-    let (start, end, limit) = match (number("start_time"), number("end_time"), number("limit")) {
-        (Ok(start), Ok(end), Ok(limit)) => (start, end, limit),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
+    let parsed = number("start_time").and_then(|start| Ok((start, number("end_time")?, number("limit")?)));
+    let (start, end, limit) = match parsed {
+        Ok(values) => values,
+        Err(message) => return invalid_argument(message),
     };
     if end != 0 && start > end {
         return unknown(format!("StartTime ({start}) must be before EndTime ({end})"));
