@@ -523,3 +523,159 @@ fn organization_and_space_name_their_quotas() {
     let space: Space = fixture("space.json");
     assert_eq!(space.relationships.quota.guid(), None);
 }
+
+/// One way CC may vary a payload: a field set to `null` or left out.
+struct Variant {
+    /// Where, e.g. `resources[0].relationships.space.data`.
+    at: String,
+    key: String,
+    doc: serde_json::Value,
+}
+
+/// Every payload with each object key (recursively, array elements included) first set to `null`, then removed.
+fn variants(doc: &serde_json::Value) -> Vec<Variant> {
+    fn walk(root: &serde_json::Value, node: &serde_json::Value, pointer: &str, at: &str, out: &mut Vec<Variant>) {
+        match node {
+            serde_json::Value::Object(map) => {
+                for (key, child) in map {
+                    let child_pointer = format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"));
+                    let child_at = if at.is_empty() { key.clone() } else { format!("{at}.{key}") };
+                    if !child.is_null() {
+                        let mut nulled = root.clone();
+                        *nulled.pointer_mut(&child_pointer).unwrap() = serde_json::Value::Null;
+                        out.push(Variant { at: child_at.clone(), key: key.clone(), doc: nulled });
+                    }
+                    let mut removed = root.clone();
+                    removed.pointer_mut(pointer).unwrap().as_object_mut().unwrap().remove(key);
+                    out.push(Variant { at: format!("{child_at} (removed)"), key: key.clone(), doc: removed });
+                    walk(root, child, &child_pointer, &child_at, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    walk(root, child, &format!("{pointer}/{i}"), &format!("{at}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(doc, doc, "", "", &mut out);
+    out
+}
+
+/// Decodes every variant of the fixture as `T`; returns the variants that fail, with the error, and panics if an
+/// error does not name the field that was changed.
+fn strict_fields<T: DeserializeOwned>(name: &str) -> Vec<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cf-api").join(name);
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut strict = Vec::new();
+    for variant in variants(&doc) {
+        if let Err(e) = serde_path_to_error::deserialize::<_, T>(variant.doc) {
+            let error = format!("at `{}`: {}", e.path(), e.inner());
+            assert!(error.contains(&variant.key), "{name}: {}: the error does not name the field: {error}", variant.at);
+            strict.push(format!("{name}: {}", variant.at));
+        }
+    }
+    strict
+}
+
+/// CC varies its payloads by version and by state: fields appear in later versions, some are `null` until set.
+/// Every payload the client decodes, with each field nulled and then removed in turn, either decodes or fails
+/// naming that field; and only the fields without which the object means nothing (its guid, a state, a name, an
+/// app a destination points at, an error's body…) may fail.
+#[test]
+fn decoding_tolerates_every_optional_field_nulled_or_absent() {
+    let mut strict = Vec::new();
+    strict.extend(strict_fields::<App>("app.json"));
+    strict.extend(strict_fields::<App>("app_started.json"));
+    strict.extend(strict_fields::<Page<App>>("apps_list.json"));
+    strict.extend(strict_fields::<CurrentDropletRelationship>("app_current_droplet_relationship.json"));
+    strict.extend(strict_fields::<EnvironmentVariables>("environment_variables.json"));
+    for package in ["package.json", "package_created.json", "package_docker.json", "package_copy.json"] {
+        strict.extend(strict_fields::<Package>(package));
+    }
+    strict.extend(strict_fields::<ResourceList>("resource_matches.json"));
+    strict.extend(strict_fields::<Build>("build.json"));
+    strict.extend(strict_fields::<Build>("build_staging.json"));
+    strict.extend(strict_fields::<Droplet>("droplet.json"));
+    strict.extend(strict_fields::<Droplet>("droplet_copy.json"));
+    strict.extend(strict_fields::<Process>("process.json"));
+    strict.extend(strict_fields::<Page<Process>>("processes_list.json"));
+    strict.extend(strict_fields::<ProcessStats>("process_stats.json"));
+    strict.extend(strict_fields::<Route>("route.json"));
+    strict.extend(strict_fields::<Page<Route>>("routes_list.json"));
+    strict.extend(strict_fields::<Destinations>("route_destinations.json"));
+    strict.extend(strict_fields::<Domain>("domain.json"));
+    strict.extend(strict_fields::<Page<Domain>>("domains_list.json"));
+    strict.extend(strict_fields::<Organization>("organization.json"));
+    strict.extend(strict_fields::<Page<Organization>>("organizations_list.json"));
+    strict.extend(strict_fields::<Space>("space.json"));
+    strict.extend(strict_fields::<Page<Space>>("spaces_list.json"));
+    strict.extend(strict_fields::<Job>("job.json"));
+    strict.extend(strict_fields::<Job>("job_failed.json"));
+    strict.extend(strict_fields::<ServiceCredentialBinding>("service_credential_binding.json"));
+    strict.extend(strict_fields::<Page<ServiceCredentialBinding>>("service_credential_bindings_list.json"));
+    strict.extend(strict_fields::<ManifestDiff>("manifest_diff.json"));
+    strict.extend(strict_fields::<Root>("root.json"));
+    strict.extend(strict_fields::<V3Root>("v3_root.json"));
+    strict.extend(strict_fields::<Info>("info.json"));
+    strict.extend(strict_fields::<ErrorBody>("error.json"));
+    strict.extend(strict_fields::<Warnings>("warnings.json"));
+    for token in ["uaa_token.json", "uaa_token_minimal.json", "uaa_token_refresh.json"] {
+        strict.extend(strict_fields::<TokenResponse>(token));
+    }
+    strict.extend(strict_fields::<TokenClaims>("uaa_token_claims.json"));
+    strict.extend(strict_fields::<Quota>("organization_quota.json"));
+    strict.extend(strict_fields::<Quota>("space_quota.json"));
+    strict.extend(strict_fields::<UsageSummary>("organization_usage_summary.json"));
+    strict.extend(strict_fields::<UsageSummary>("space_usage_summary.json"));
+    // What CC always renders, without which the object means nothing; every other field may be null or absent.
+    const REQUIRED: [&str; 19] = [
+        "guid",
+        "name",
+        "state",
+        // The kind of a package, a process, a stats entry, a health check and a lifecycle.
+        "type",
+        "health_check.type",
+        "readiness_health_check.type",
+        "lifecycle.type",
+        "instances",
+        // A stats entry's instance index.
+        "index",
+        "destinations[].app",
+        "destinations[].app.guid",
+        "relationships.shared_organizations.data[].guid",
+        // A resource match: which file, how big, with what checksum.
+        "path",
+        "size_in_bytes",
+        "checksum",
+        "checksum.value",
+        // A manifest diff entry: which operation, where.
+        "diff[].op",
+        "diff[].path",
+        "access_token",
+    ];
+    let too_strict: Vec<_> = strict
+        .iter()
+        .filter(|line| {
+            let at = line.split_once(": ").map_or("", |(_, at)| at).trim_end_matches(" (removed)");
+            let mut field = String::new();
+            let mut rest = at;
+            while let Some(open) = rest.find('[') {
+                let close = rest[open..].find(']').map_or(rest.len(), |c| open + c + 1);
+                field.push_str(&rest[..open]);
+                field.push_str("[]");
+                rest = &rest[close..];
+            }
+            field.push_str(rest);
+            let field = field.strip_prefix("resources[].").unwrap_or(&field);
+            !REQUIRED.contains(&field)
+        })
+        .collect();
+    assert!(
+        too_strict.is_empty(),
+        "decoding refuses forms CC can send:\n{}",
+        too_strict.iter().map(|l| l.as_str()).collect::<Vec<_>>().join("\n")
+    );
+}

@@ -11,7 +11,7 @@ use crate::cf::droplets::Droplet;
 use crate::cf::error::Result;
 use crate::cf::paginate::ListParams;
 use crate::cf::types::{
-    GuidRef, Lifecycle, Links, Metadata, MetadataPatch, ToOne, guid_ref_or_none, lenient_string_map,
+    GuidRef, Lifecycle, Links, Metadata, MetadataPatch, ToOne, guid_ref_or_none, lenient_string_map, null_as_default,
 };
 
 /// The desired state of an app.
@@ -32,15 +32,15 @@ pub struct App {
     pub state: AppState,
     #[serde(default)]
     pub lifecycle: Option<Lifecycle>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: AppRelationships,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
     #[serde(default)]
     pub created_at: Option<String>,
     #[serde(default)]
     pub updated_at: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub links: Links,
 }
 
@@ -108,7 +108,7 @@ pub struct AppFilter {
 pub struct EnvironmentVariables {
     #[serde(default, deserialize_with = "lenient_string_map")]
     pub var: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub links: Links,
 }
 
@@ -117,7 +117,7 @@ pub struct EnvironmentVariables {
 pub struct CurrentDropletRelationship {
     #[serde(default, deserialize_with = "guid_ref_or_none")]
     pub data: Option<GuidRef>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub links: Links,
 }
 

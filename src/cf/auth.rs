@@ -17,6 +17,7 @@ use crate::cf::client::{Core, Req, ReqBody, Target, decode_json};
 use crate::cf::error::{Error, Result};
 use crate::cf::root::{ApiVersion, MIN_CC_API_VERSION, Root};
 use crate::cf::settings::Credentials;
+use crate::cf::types::null_as_default;
 use crate::{log, redact};
 
 /// The longest time before expiry at which the token is refreshed (the CLI's margin).
@@ -132,9 +133,9 @@ pub struct TokenClaims {
     pub cid: Option<String>,
     #[serde(default)]
     pub grant_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub scope: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub aud: Vec<String>,
     #[serde(default)]
     pub iss: Option<String>,

@@ -11,7 +11,7 @@ use crate::cf::client::{CfClient, Req};
 use crate::cf::error::{Error, Result};
 use crate::cf::paginate::{ListParams, Listed};
 use crate::cf::service_instances::{LastOperation, ServiceInstance};
-use crate::cf::types::{Links, Metadata, MetadataPatch, ToOne};
+use crate::cf::types::{Links, Metadata, MetadataPatch, ToOne, null_as_default};
 
 /// A binding. Fixtures: `service_credential_binding.json`, `service_credential_bindings_list.json`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -24,15 +24,15 @@ pub struct ServiceCredentialBinding {
     pub kind: String,
     #[serde(default)]
     pub last_operation: Option<LastOperation>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: BindingRelationships,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
     #[serde(default)]
     pub created_at: Option<String>,
     #[serde(default)]
     pub updated_at: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub links: Links,
 }
 

@@ -10,7 +10,7 @@ use crate::cf::error::{Error, Result};
 use crate::cf::paginate::{ListParams, Poll, Wait};
 use crate::cf::retry::create_id;
 use crate::cf::types::{
-    AppRelationship, CreatedBy, GuidRef, Lifecycle, Links, Metadata, MetadataPatch, guid_ref_or_none,
+    AppRelationship, CreatedBy, GuidRef, Lifecycle, Links, Metadata, MetadataPatch, guid_ref_or_none, null_as_default,
 };
 use crate::record::CREATE_ID_LABEL;
 
@@ -47,15 +47,15 @@ pub struct Build {
     pub staging_log_rate_limit_bytes_per_second: Option<i64>,
     #[serde(default)]
     pub created_by: Option<CreatedBy>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: AppRelationship,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
     #[serde(default)]
     pub created_at: Option<String>,
     #[serde(default)]
     pub updated_at: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub links: Links,
 }
 

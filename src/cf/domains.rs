@@ -13,22 +13,22 @@ use crate::cf::types::{Links, Metadata, ToMany, ToOne, null_as_default};
 pub struct Domain {
     pub guid: String,
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub internal: bool,
     /// Non-null for tcp domains.
     #[serde(default)]
     pub router_group: Option<serde_json::Value>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub supported_protocols: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: DomainRelationships,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
     #[serde(default)]
     pub created_at: Option<String>,
     #[serde(default)]
     pub updated_at: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub links: Links,
 }
 
@@ -37,7 +37,7 @@ pub struct DomainRelationships {
     /// `data: null` for a shared domain; the owning org for a private one.
     #[serde(default)]
     pub organization: ToOne,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub shared_organizations: ToMany,
 }
 

@@ -11,7 +11,7 @@ use crate::cf::api::{Api, Resource};
 use crate::cf::client::{CfClient, FilePart};
 use crate::cf::error::{Error, Result};
 use crate::cf::paginate::{ListParams, Poll, Wait};
-use crate::cf::types::{AppRelationship, Checksum, Lifecycle, Links, Metadata, null_as_default};
+use crate::cf::types::{AppRelationship, Checksum, Lifecycle, Links, Metadata, lenient_string_map, null_as_default};
 use crate::log;
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub struct Droplet {
     #[serde(default)]
     pub execution_metadata: Option<String>,
     /// e.g. `{"web": "bundle exec rackup config.ru -p $PORT"}`; `null` while copying.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "lenient_string_map")]
     pub process_types: BTreeMap<String, String>,
     #[serde(default)]
     pub checksum: Option<Checksum>,
@@ -50,15 +50,15 @@ pub struct Droplet {
     /// Docker droplets.
     #[serde(default)]
     pub image: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: AppRelationship,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
     #[serde(default)]
     pub created_at: Option<String>,
     #[serde(default)]
     pub updated_at: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub links: Links,
 }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cf::types::null_as_default;
 use crate::log::human_duration;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -13,18 +14,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// One entry of CF's `errors[]` (`{"code":10008,"title":"CF-UnprocessableEntity","detail":"…"}`).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct ApiError {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub code: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub title: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub detail: String,
 }
 
 /// A CF error body: `{"errors":[…]}`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct ErrorBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub errors: Vec<ApiError>,
 }
 

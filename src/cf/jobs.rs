@@ -25,7 +25,7 @@ pub enum JobState {
 pub struct Job {
     pub guid: String,
     /// `app.delete`, `space.apply_manifest`, `service_bindings.create`, ….
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub operation: String,
     pub state: JobState,
     #[serde(default, deserialize_with = "null_as_default")]
@@ -36,7 +36,7 @@ pub struct Job {
     pub created_at: Option<String>,
     #[serde(default)]
     pub updated_at: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub links: Links,
 }
 

@@ -9,11 +9,12 @@ use serde::{Deserialize, Serialize};
 use crate::cf::client::{CfClient, Req, ReqBody};
 use crate::cf::error::{Error, Result};
 use crate::cf::jobs::Job;
+use crate::cf::types::null_as_default;
 
 /// `POST /v3/spaces/:guid/manifest_diff` answer. Fixture: `manifest_diff.json`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct ManifestDiff {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub diff: Vec<DiffEntry>,
 }
 

@@ -7,7 +7,7 @@ use crate::cf::client::CfClient;
 use crate::cf::domains::Domain;
 use crate::cf::error::{Error, Result};
 use crate::cf::paginate::ListParams;
-use crate::cf::types::{Links, Metadata, ToOne};
+use crate::cf::types::{Links, Metadata, ToOne, null_as_default};
 
 /// An organization. Fixtures: `organization.json`, `organizations_list.json`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -16,15 +16,15 @@ pub struct Organization {
     pub name: String,
     #[serde(default)]
     pub suspended: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: OrgRelationships,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
     #[serde(default)]
     pub created_at: Option<String>,
     #[serde(default)]
     pub updated_at: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub links: Links,
 }
 

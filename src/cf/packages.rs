@@ -12,7 +12,7 @@ use crate::cf::error::{Error, Result};
 use crate::cf::paginate::{ListParams, Poll, Wait};
 use crate::cf::resource_matches::FileResource;
 use crate::cf::retry::create_id;
-use crate::cf::types::{AppRelationship, Checksum, Links, Metadata, MetadataPatch};
+use crate::cf::types::{AppRelationship, Checksum, Links, Metadata, MetadataPatch, null_as_default};
 use crate::record::CREATE_ID_LABEL;
 use crate::{log, redact};
 
@@ -36,18 +36,18 @@ pub struct Package {
     /// `bits` or `docker`.
     #[serde(rename = "type")]
     pub kind: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub data: PackageData,
     pub state: PackageState,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: AppRelationship,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
     #[serde(default)]
     pub created_at: Option<String>,
     #[serde(default)]
     pub updated_at: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub links: Links,
 }
 

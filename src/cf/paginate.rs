@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::cf::client::{CfClient, Req, Target};
 use crate::cf::error::{CfError, Error, Result};
 use crate::cf::jobs::{Job, JobState};
-use crate::cf::types::Link;
+use crate::cf::types::{Link, null_as_default};
 use crate::log;
 
 /// Characters left as they are in query values (RFC 3986 unreserved); everything else is percent-encoded, so a
@@ -121,9 +121,9 @@ pub struct Pagination {
 pub struct Page<T> {
     #[serde(default)]
     pub pagination: Option<Pagination>,
-    #[serde(default = "Vec::new")]
+    #[serde(default = "Vec::new", deserialize_with = "null_as_default", bound(deserialize = "T: Deserialize<'de>"))]
     pub resources: Vec<T>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub included: Included,
 }
 

@@ -33,18 +33,18 @@ pub struct Process {
     /// Newer CC versions only.
     #[serde(default)]
     pub readiness_health_check: Option<HealthCheck>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: ProcessRelationships,
     /// Changes whenever the process is recreated in the runtime.
     #[serde(default)]
     pub version: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
     #[serde(default)]
     pub created_at: Option<String>,
     #[serde(default)]
     pub updated_at: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub links: Links,
 }
 
@@ -62,7 +62,7 @@ pub struct HealthCheck {
     /// `port`, `process` or `http`.
     #[serde(rename = "type")]
     pub kind: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub data: HealthCheckData,
 }
 

@@ -15,7 +15,7 @@ use crate::cf::client::CfClient;
 use crate::cf::error::Result;
 use crate::cf::orgs::Organization;
 use crate::cf::spaces::Space;
-use crate::cf::types::Links;
+use crate::cf::types::{Links, null_as_default};
 
 /// An organization or space quota (`GET /v3/organization_quotas/:guid`, `GET /v3/space_quotas/:guid`), as far
 /// as apps go. Fixtures: `organization_quota.json`, `space_quota.json`.
@@ -24,9 +24,9 @@ pub struct Quota {
     pub guid: String,
     #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub apps: QuotaApps,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub links: Links,
 }
 
@@ -45,9 +45,9 @@ pub struct QuotaApps {
 /// `organization_usage_summary.json`, `space_usage_summary.json`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct UsageSummary {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub usage_summary: Usage,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub links: Links,
 }
 

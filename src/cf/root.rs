@@ -6,10 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::cf::client::CfClient;
 use crate::cf::error::Result;
+use crate::cf::types::null_as_default;
 
 /// A root link, optionally with `meta` (`version` for the CC APIs, `host_key_fingerprint` for SSH).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct RootLink {
+    #[serde(default, deserialize_with = "null_as_default")]
     pub href: String,
     #[serde(default)]
     pub meta: Option<BTreeMap<String, serde_json::Value>>,
@@ -18,7 +20,7 @@ pub struct RootLink {
 /// `GET /`: the global root. Links can be `null` (e.g. `credhub`).
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct Root {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub links: BTreeMap<String, Option<RootLink>>,
 }
 
@@ -76,7 +78,7 @@ impl std::fmt::Display for ApiVersion {
 /// `GET /v3`: the v3 root, one link per resource collection.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct V3Root {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub links: BTreeMap<String, Option<RootLink>>,
 }
 
@@ -112,7 +114,7 @@ pub struct CliVersion {
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct RateLimits {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub enabled: bool,
     #[serde(default)]
     pub general_limit: Option<u64>,

@@ -26,21 +26,21 @@ pub struct Route {
     #[serde(default)]
     pub port: Option<u32>,
     /// `host.domain/path`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub url: String,
     #[serde(default, deserialize_with = "null_as_default")]
     pub destinations: Vec<Destination>,
     #[serde(default)]
     pub options: Option<RouteOptions>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: RouteRelationships,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
     #[serde(default)]
     pub created_at: Option<String>,
     #[serde(default)]
     pub updated_at: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub links: Links,
 }
 
@@ -88,7 +88,7 @@ pub struct RouteOptions {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Destination {
     /// Needed to unmap.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub guid: String,
     pub app: DestinationApp,
     /// `null` unless the route's traffic is split by weights (see [`Route::has_weighted_destinations`]).
@@ -116,7 +116,7 @@ pub struct DestinationApp {
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct ProcessType {
-    #[serde(rename = "type")]
+    #[serde(rename = "type", default, deserialize_with = "null_as_default")]
     pub kind: String,
 }
 
@@ -125,7 +125,7 @@ pub struct ProcessType {
 pub struct Destinations {
     #[serde(default, deserialize_with = "null_as_default")]
     pub destinations: Vec<Destination>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub links: Links,
 }
 
@@ -152,7 +152,10 @@ impl NewDestination {
     /// listen on that port; a protocol CC did not present (before CC API 3.105) is left to CC's default.
     pub fn like(app_guid: impl Into<String>, like: &Destination) -> Self {
         NewDestination {
-            app: DestinationApp { guid: app_guid.into(), process: like.app.process.clone() },
+            app: DestinationApp {
+                guid: app_guid.into(),
+                process: like.app.process.clone().filter(|p| !p.kind.is_empty()),
+            },
             port: like.port,
             protocol: like.protocol.clone(),
         }

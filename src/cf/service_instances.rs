@@ -9,7 +9,7 @@ use crate::cf::api::{Api, Resource};
 use crate::cf::client::CfClient;
 use crate::cf::error::Result;
 use crate::cf::paginate::ListParams;
-use crate::cf::types::{Links, Metadata, ToOne};
+use crate::cf::types::{Links, Metadata, ToOne, null_as_default};
 
 /// A service instance (managed or user-provided).
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -21,15 +21,15 @@ pub struct ServiceInstance {
     pub kind: Option<String>,
     #[serde(default)]
     pub last_operation: Option<LastOperation>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: ServiceInstanceRelationships,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
     #[serde(default)]
     pub created_at: Option<String>,
     #[serde(default)]
     pub updated_at: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub links: Links,
 }
 

@@ -6,7 +6,7 @@ use crate::cf::api::{Api, Resource};
 use crate::cf::client::CfClient;
 use crate::cf::error::{Error, Result};
 use crate::cf::paginate::ListParams;
-use crate::cf::types::{Links, Metadata, ToOne};
+use crate::cf::types::{Links, Metadata, ToOne, null_as_default};
 
 /// A space. Fixtures: `space.json`, `spaces_list.json`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -15,15 +15,15 @@ pub struct Space {
     pub name: String,
     #[serde(default)]
     pub suspended: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relationships: SpaceRelationships,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
     #[serde(default)]
     pub created_at: Option<String>,
     #[serde(default)]
     pub updated_at: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub links: Links,
 }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// `{"href": "...", "method": "POST"}`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Link {
+    #[serde(default, deserialize_with = "null_as_default")]
     pub href: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
@@ -21,9 +22,9 @@ pub type Links = BTreeMap<String, Option<Link>>;
 /// Labels and annotations as CF returns them.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Metadata {
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "lenient_string_map")]
     pub labels: BTreeMap<String, String>,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "lenient_string_map")]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -155,7 +156,7 @@ pub struct ToMany {
 pub struct Lifecycle {
     #[serde(rename = "type")]
     pub kind: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub data: LifecycleData,
 }
 
@@ -190,21 +191,21 @@ pub struct Checksum {
 /// One entry of a job's `warnings[]`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Warning {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub detail: String,
 }
 
 /// The `{"warnings": [...]}` document.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct Warnings {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub warnings: Vec<Warning>,
 }
 
 /// Who did it: `{"guid","name","email"}` (builds).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct CreatedBy {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub guid: String,
     #[serde(default)]
     pub name: Option<String>,
