@@ -146,6 +146,16 @@ impl AppManifest {
         Some(routes.iter().filter_map(|r| r.get("route").and_then(Value::as_str).map(str::to_owned)).collect())
     }
 
+    /// The `protocol:` of each entry of `routes` (`http1`, `http2`), in the order of [`AppManifest::routes`].
+    pub fn route_protocols(&self) -> Vec<Option<String>> {
+        let routes = self.app.get("routes").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        routes
+            .iter()
+            .filter(|r| r.get("route").is_some_and(Value::is_string))
+            .map(|r| r.get("protocol").and_then(Value::as_str).map(str::to_owned))
+            .collect()
+    }
+
     /// `no-route: true`: a worker without routes.
     pub fn no_route(&self) -> bool {
         self.app.get("no-route").and_then(Value::as_bool).unwrap_or(false)
@@ -267,6 +277,11 @@ impl AppManifest {
                                 }
                             }
                             None => problems.push(format!("routes[{i}] must be a map with a 'route' string")),
+                        }
+                        if let Some(protocol) = route.get("protocol")
+                            && !protocol.as_str().is_some_and(|p| ["http1", "http2"].contains(&p))
+                        {
+                            problems.push(format!("routes[{i}].protocol {protocol} is not http1 or http2"));
                         }
                     }
                 }
@@ -707,6 +722,19 @@ mod tests {
             .to_string();
         assert!(err.contains("processes[]: timeout 0 must be a whole number"), "{err}");
         assert!(parse("applications:\n- name: myapp\n  timeout: 180\n").is_ok());
+    }
+
+    #[test]
+    fn route_protocols_are_read_in_order_and_checked() {
+        let manifest = parse(
+            "applications:\n- name: myapp\n  routes:\n  - route: a.example.com\n  - route: b.example.com\n    protocol: http2\n",
+        )
+        .unwrap();
+        assert_eq!(manifest.route_protocols(), [None, Some("http2".to_owned())]);
+        let err = parse("applications:\n- name: myapp\n  routes:\n  - route: a.example.com\n    protocol: grpc\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("routes[0].protocol \"grpc\" is not http1 or http2"), "{err}");
     }
 
     #[test]

@@ -175,6 +175,67 @@ fn routes_with_several_hosts_and_a_path_all_move_to_the_new_version() {
     );
 }
 
+/// Production's destinations on its routes: (route URL, protocol, port).
+fn production_destinations(sim: &Sim, runtime: &tokio::runtime::Runtime) -> Vec<(String, Option<String>, Option<u32>)> {
+    runtime.block_on(async {
+        let cf = connect(sim).await;
+        let space = home_space(&cf, sim).await;
+        let app = cf.apps().by_name(&space.guid, "myapp").await.unwrap().unwrap();
+        let mut found = Vec::new();
+        for route in cf.routes().for_app(&app.guid).await.unwrap() {
+            for d in cf.routes().destinations(&route.guid).await.unwrap().into_iter().filter(|d| d.app.guid == app.guid)
+            {
+                found.push((route.url.clone(), d.protocol, d.port));
+            }
+        }
+        found.sort();
+        found
+    })
+}
+
+#[test]
+fn destinations_keep_their_protocol_and_port_through_the_swap() {
+    let sim = sim_with_delay(0);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let put = PutDir::new();
+    let domain = sim.info().domain.clone();
+    let routes = format!("  routes:\n  - route: myapp.{domain}\n    protocol: http2\n  - route: www-myapp.{domain}\n");
+    put.write("ci/manifest.yml", &format!("applications:\n- name: myapp\n  memory: 64M\n{routes}"));
+    deploy(&sim, &put, "myapp", params("v1"));
+    let http2 = Some("http2".to_owned());
+    let first = production_destinations(&sim, &runtime);
+    assert_eq!(first[0].0, format!("myapp.{domain}"));
+    assert_eq!(first[0].1, http2, "the manifest's protocol is used on a first deploy: {first:?}");
+
+    // Production mapped by hand to port 8080 with HTTP/2 on its second route too: the new version is mapped the
+    // same way, not with CC's defaults (http1; `update_route_destinations.rb`).
+    runtime.block_on(async {
+        let cf = connect(&sim).await;
+        let space = home_space(&cf, &sim).await;
+        let app = cf.apps().by_name(&space.guid, "myapp").await.unwrap().unwrap();
+        let route = cf.routes().for_app(&app.guid).await.unwrap().into_iter().find(|r| r.host == "www-myapp").unwrap();
+        let old = cf.routes().destinations(&route.guid).await.unwrap().remove(0);
+        let mut again = cf_blue_green_resource::cf::routes::NewDestination::app(&app.guid);
+        again.protocol = http2.clone();
+        again.port = Some(8080);
+        // CC refuses a second destination of the same process with another protocol: unmap first.
+        cf.routes().remove_destination(&route.guid, &old.guid).await.unwrap();
+        cf.routes().insert_destinations(&route.guid, &[again]).await.unwrap();
+    });
+    put.write("ci/manifest.yml", &format!("applications:\n- name: myapp\n  memory: 64M\n"));
+    deploy(&sim, &put, "myapp", params("v2"));
+    let after = production_destinations(&sim, &runtime);
+    assert_eq!(
+        after,
+        [
+            (format!("myapp.{domain}"), http2.clone(), Some(8080)),
+            (format!("www-myapp.{domain}"), http2.clone(), Some(8080))
+        ],
+        "v2 is reached as v1 was"
+    );
+    assert_eq!(get(&sim, "www-myapp", "/version"), (200, "v2".to_owned()));
+}
+
 #[test]
 fn a_worker_without_routes_is_swapped_by_instance_health() {
     let sim = sim_with_delay(0);

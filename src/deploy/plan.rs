@@ -2,7 +2,7 @@
 //! of earlier deploys) and what the deploy will do — the candidate's manifest, the production routes it
 //! will take over, the temporary route, and the scale it inherits. Steps only carry the plan out.
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 
 use super::local::{Bits, Prepared};
 use super::routes::{self, RouteTarget};
@@ -185,6 +185,15 @@ impl Plan {
         let no_route = base.no_route() || base.routes().is_none() && blue.as_ref().is_some_and(|b| b.routes.is_empty());
         let prod_routes =
             if no_route { Vec::new() } else { production_routes(cf, target, names, &base, blue.as_ref()).await? };
+        if let Some(weighted) =
+            prod_routes.iter().find(|r| r.route.as_ref().is_some_and(|r| r.has_weighted_destinations()))
+        {
+            bail!(
+                "route {} splits its traffic by weights, and Cloud Foundry refuses to map another app to such a \
+                 route: remove the weighted destinations first",
+                weighted.url
+            );
+        }
         let green_name = names.green();
         let temp_route = if no_route {
             None
@@ -303,6 +312,9 @@ async fn production_routes(
         Some(targets) => targets,
         None => routes::resolve_manifest_routes(cf, &target.space.guid, &urls).await?,
     };
+    for (target, protocol) in targets.iter_mut().zip(manifest.route_protocols()) {
+        target.protocol = protocol;
+    }
     // An app that serves a route keeps serving it until another does: routes blue has beyond the manifest's
     // move to the candidate too (CF's own pushes never unmap routes either).
     for route in blue_routes {

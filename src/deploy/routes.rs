@@ -22,6 +22,8 @@ pub struct RouteTarget {
     pub domain_guid: String,
     pub domain_name: String,
     pub route: Option<Route>,
+    /// The protocol the manifest gives the route (`routes[].protocol`: `http1`, `http2`), if any.
+    pub protocol: Option<String>,
 }
 
 impl RouteTarget {
@@ -33,6 +35,7 @@ impl RouteTarget {
             domain_guid: route.domain_guid().unwrap_or_default().to_owned(),
             domain_name,
             route: Some(route),
+            protocol: None,
         }
     }
 
@@ -95,6 +98,7 @@ pub async fn resolve_manifest_routes(cf: &CfClient, space_guid: &str, urls: &[St
             domain_guid: domain.guid.clone(),
             domain_name: domain.name.clone(),
             route: None,
+            protocol: None,
         });
     }
     attach_existing(cf, space_guid, &mut targets).await?;
@@ -148,6 +152,7 @@ pub async fn default_route(cf: &CfClient, org_guid: &str, space_guid: &str, app:
         domain_guid: domain.guid.clone(),
         domain_name: domain.name.clone(),
         route: None,
+        protocol: None,
     }];
     attach_existing(cf, space_guid, &mut targets).await?;
     Ok(targets.remove(0))

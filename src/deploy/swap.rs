@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 
 use super::routes::RouteTarget;
 use crate::cf::CfClient;
+use crate::cf::routes::NewDestination;
 use crate::log;
 
 /// Maps `green_guid` to every production route (creating missing ones), then unmaps `blue_guid` from them.
@@ -23,8 +24,11 @@ pub async fn take_over(
     let mut guids = Vec::new();
     for target in prod_routes.iter_mut() {
         let route_guid = target.ensure(cf, space_guid).await?;
-        let destinations =
-            cf.routes().map_app(&route_guid, green_guid).await.with_context(|| format!("mapping {}", target.url))?;
+        let destinations = cf
+            .routes()
+            .insert_destinations(&route_guid, &candidate_destinations(target, green_guid, blue_guid))
+            .await
+            .with_context(|| format!("mapping {}", target.url))?;
         log::detail(format_args!("mapped {} to the candidate", target.url));
         if let Some(blue) = blue_guid {
             blue_destinations.extend(
@@ -46,10 +50,36 @@ pub async fn take_over(
     Ok(guids)
 }
 
-/// Moves the given routes from `from_guid` back to `to_guid`: map first, then unmap.
+/// How the candidate is mapped to a production route: the way blue is mapped there (the same process type, port
+/// and protocol, e.g. `http2` for gRPC or a port other than 8080: CC would otherwise default to `http1` and 8080,
+/// `update_route_destinations.rb`), else with the protocol the manifest gives the route, else CC's defaults.
+fn candidate_destinations(target: &RouteTarget, green_guid: &str, blue_guid: Option<&str>) -> Vec<NewDestination> {
+    let mut like: Vec<NewDestination> = Vec::new();
+    let blue_destinations =
+        target.route.iter().flat_map(|r| &r.destinations).filter(|d| Some(d.app.guid.as_str()) == blue_guid);
+    for destination in blue_destinations.map(|d| NewDestination::like(green_guid, d)) {
+        if !like.contains(&destination) {
+            like.push(destination);
+        }
+    }
+    if like.is_empty() {
+        like.push(NewDestination { protocol: target.protocol.clone(), ..NewDestination::app(green_guid) });
+    }
+    like
+}
+
+/// Moves the given routes from `from_guid` back to `to_guid`: map first (the way `from_guid` is mapped), then
+/// unmap.
 pub async fn give_back(cf: &CfClient, route_guids: &[String], from_guid: &str, to_guid: &str) -> Result<()> {
     for route in route_guids {
-        cf.routes().map_app(route, to_guid).await.with_context(|| format!("mapping route {route} back"))?;
+        let destinations = cf.routes().destinations(route).await?;
+        let mut back: Vec<NewDestination> =
+            destinations.iter().filter(|d| d.app.guid == from_guid).map(|d| NewDestination::like(to_guid, d)).collect();
+        back.dedup();
+        if back.is_empty() {
+            back.push(NewDestination::app(to_guid));
+        }
+        cf.routes().insert_destinations(route, &back).await.with_context(|| format!("mapping route {route} back"))?;
     }
     for route in route_guids {
         cf.routes().unmap_app(route, from_guid).await.with_context(|| format!("unmapping route {route}"))?;
