@@ -96,6 +96,20 @@ async fn metadata_follows_ccs_metadata_validator_on_every_endpoint() {
     let package = api.upload_package(&app, app_zip()).await;
     let build = api.stage(&package).await;
     let droplet = build["droplet"]["guid"].as_str().unwrap().to_string();
+    let image = api.patch(&format!("/v3/droplets/{droplet}"), json!({"image": "i"})).await;
+    assert_unprocessable(&image, "Images can only be updated for docker droplets");
+    let credentials = api.patch(&format!("/v3/packages/{package}"), json!({"username": "u"})).await;
+    assert_eq!(credentials.status, 422);
+    assert!(detail(&credentials).contains("does not model field(s): 'username'"), "{}", credentials.text());
+    let build_state =
+        api.patch(&format!("/v3/builds/{}", build["guid"].as_str().unwrap()), json!({"state": "STAGED"})).await;
+    assert_eq!(build_state.status, 422);
+    assert!(detail(&build_state).contains("does not model field(s): 'state'"), "{}", build_state.text());
+    let staging = api.post("/v3/builds", json!({"package": {"guid": package}, "staging_memory_in_mb": 0})).await;
+    assert_unprocessable(&staging, "Staging memory in mb must be greater than 0");
+    let build_env = api.post("/v3/builds", json!({"package": {"guid": package}, "environment_variables": {}})).await;
+    assert_eq!(build_env.status, 422);
+    assert!(detail(&build_env).contains("does not model field(s): 'environment_variables'"), "{}", build_env.text());
     for path in [
         format!("/v3/processes/{web}"),
         format!("/v3/packages/{package}"),
@@ -122,6 +136,8 @@ async fn current_droplet_renders_a_null_guid_without_a_droplet() {
     assert_eq!(fetched["relationships"]["current_droplet"], json!({"data": {"guid": null}}));
     let listed = api.get("/v3/apps").await.json();
     assert_eq!(listed["resources"][0]["relationships"]["current_droplet"], json!({"data": {"guid": null}}));
+    let removal = api.patch(&format!("/v3/apps/{app}/relationships/current_droplet"), json!({"data": null})).await;
+    assert_unprocessable(&removal, "Current droplet cannot be removed. Replace it with a preferable droplet.");
     let relationship = api.get(&format!("/v3/apps/{app}/relationships/current_droplet")).await;
     assert_eq!((relationship.status, relationship.cf_error().0), (404, 10010));
     assert_eq!(detail(&relationship), "Droplet not found");
@@ -197,6 +213,22 @@ async fn app_names_and_renames_follow_app_create_and_app_update() {
     assert_unprocessable(&not_string, "Name must be a string");
     let no_space = api.post("/v3/apps", json!({"name": "x"})).await;
     assert_unprocessable(&no_space, "Relationships 'relationships' is not an object");
+    let org = api.post("/v3/apps", json!({"name": "x", "relationships": {"org": {"data": {"guid": space}}}})).await;
+    assert_unprocessable(
+        &org,
+        "Relationships Unknown field(s): 'org', Relationships Space can't be blank, \
+         Relationships Space must be structured like this: \"space: {\"data\": {\"guid\": \"valid-guid\"}}\"",
+    );
+    let nowhere =
+        api.post("/v3/apps", json!({"name": "x", "relationships": {"space": {"data": {"guid": "nope"}}}})).await;
+    assert_unprocessable(&nowhere, "Invalid space. Ensure that the space exists and you have access to it.");
+    let vcap = api
+        .post(
+            "/v3/apps",
+            json!({"name": "x", "relationships": relationships, "environment_variables": {"VCAP_A": "1"}}),
+        )
+        .await;
+    assert_unprocessable(&vcap, "environment_variables cannot start with VCAP_");
     let combined = api.post("/v3/apps", json!({"name": 5, "relationships": relationships, "bogus": 1})).await;
     assert_unprocessable(&combined, "Unknown field(s): 'bogus', Name must be a string");
 
@@ -260,6 +292,10 @@ async fn generated_manifests_are_ccs_form_for_each_version() {
     assert_eq!(entry["services"], json!(["Db"]), "names only, no binding_name");
     assert!(entry.get("routes").is_none() && entry.get("no-route").is_none(), "{manifest}");
     assert_eq!(entry["processes"][0]["log-rate-limit-per-second"], json!(-1));
+    api.map_route(&app, "plain").await;
+    let manifest: Value = serde_norway::from_str(&api.get(&format!("/v3/apps/{app}/manifest")).await.text()).unwrap();
+    let route = &manifest["applications"][0]["routes"][0];
+    assert_eq!((&route["route"], &route["protocol"]), (&json!("plain.apps.sim.internal"), &json!("http1")));
     sim.stop();
 
     for (version, lifecycle, features) in [("3.168.0", false, false), ("3.196.0", true, false)] {
@@ -312,6 +348,11 @@ async fn apply_manifest_refuses_what_cc_refuses() {
         .post("/v3/apps", json!({"name": "docker-app", "lifecycle": {"type": "docker", "data": {}}, "relationships": {"space": {"data": {"guid": space}}}}))
         .await;
     assert_eq!(docker_app.status, 201, "{}", docker_app.text());
+    let buildpacks = apply_manifest(&api, "applications:\n- name: docker-app\n  buildpacks: [go_buildpack]\n").await;
+    assert_unprocessable(
+        &buildpacks,
+        "For application 'docker-app': Buildpacks cannot be configured for a docker lifecycle app.",
+    );
     let job = applied_job(&api, "applications:\n- name: docker-app\n  lifecycle: buildpack\n").await;
     assert_eq!(job["state"], "FAILED", "{job}");
     assert_eq!(
