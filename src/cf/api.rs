@@ -17,9 +17,6 @@ use crate::cf::types::MetadataPatch;
 pub trait Resource: DeserializeOwned + Send + Sync + 'static {
     /// The collection path, e.g. `/v3/apps`.
     const PATH: &'static str;
-    /// A human name for messages, e.g. `app`.
-    const KIND: &'static str;
-    fn guid(&self) -> &str;
 }
 
 /// The typed API of one resource kind. Cheap to clone; get one from the client (`cf.apps()`, `cf.routes()`, …)
@@ -43,11 +40,6 @@ impl CfClient {
 }
 
 impl<K: Resource> Api<K> {
-    /// The client underneath.
-    pub fn client(&self) -> &CfClient {
-        &self.cf
-    }
-
     pub(crate) fn path_of(&self, guid: &str) -> String {
         format!("{}/{guid}", K::PATH)
     }

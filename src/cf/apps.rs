@@ -66,10 +66,6 @@ impl App {
 
 impl Resource for App {
     const PATH: &'static str = "/v3/apps";
-    const KIND: &'static str = "app";
-    fn guid(&self) -> &str {
-        &self.guid
-    }
 }
 
 /// An app to create.

@@ -56,10 +56,6 @@ impl ServiceCredentialBinding {
 
 impl Resource for ServiceCredentialBinding {
     const PATH: &'static str = "/v3/service_credential_bindings";
-    const KIND: &'static str = "service binding";
-    fn guid(&self) -> &str {
-        &self.guid
-    }
 }
 
 /// A binding to create. `parameters` cannot be read back from CF in general, so they come from config.

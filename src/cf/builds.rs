@@ -67,10 +67,6 @@ impl Build {
 
 impl Resource for Build {
     const PATH: &'static str = "/v3/builds";
-    const KIND: &'static str = "build";
-    fn guid(&self) -> &str {
-        &self.guid
-    }
 }
 
 /// Optional staging settings (defaults are the app's).

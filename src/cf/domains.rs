@@ -54,10 +54,6 @@ impl Domain {
 
 impl Resource for Domain {
     const PATH: &'static str = "/v3/domains";
-    const KIND: &'static str = "domain";
-    fn guid(&self) -> &str {
-        &self.guid
-    }
 }
 
 impl CfClient {

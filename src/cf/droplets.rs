@@ -82,10 +82,6 @@ impl Droplet {
 
 impl Resource for Droplet {
     const PATH: &'static str = "/v3/droplets";
-    const KIND: &'static str = "droplet";
-    fn guid(&self) -> &str {
-        &self.guid
-    }
 }
 
 impl CfClient {

@@ -42,10 +42,6 @@ pub struct Job {
 
 impl Resource for Job {
     const PATH: &'static str = "/v3/jobs";
-    const KIND: &'static str = "job";
-    fn guid(&self) -> &str {
-        &self.guid
-    }
 }
 
 impl CfClient {

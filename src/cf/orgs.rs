@@ -37,10 +37,6 @@ pub struct OrgRelationships {
 
 impl Resource for Organization {
     const PATH: &'static str = "/v3/organizations";
-    const KIND: &'static str = "organization";
-    fn guid(&self) -> &str {
-        &self.guid
-    }
 }
 
 impl CfClient {

@@ -74,10 +74,6 @@ impl Package {
 
 impl Resource for Package {
     const PATH: &'static str = "/v3/packages";
-    const KIND: &'static str = "package";
-    fn guid(&self) -> &str {
-        &self.guid
-    }
 }
 
 impl CfClient {

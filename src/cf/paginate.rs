@@ -213,13 +213,6 @@ impl<'a> Wait<'a> {
         }
     }
 
-    /// Overrides the first and the longest interval between polls.
-    pub fn intervals(mut self, initial: Duration, max: Duration) -> Self {
-        self.initial = initial;
-        self.max = max.max(initial);
-        self
-    }
-
     /// Called after each poll that was not ready, with the poll count and the time waited so far (for
     /// progress lines).
     pub fn on_poll(mut self, callback: impl FnMut(u32, Duration) + Send + 'a) -> Self {

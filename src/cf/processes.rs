@@ -212,10 +212,6 @@ impl ProcessStats {
 
 impl Resource for Process {
     const PATH: &'static str = "/v3/processes";
-    const KIND: &'static str = "process";
-    fn guid(&self) -> &str {
-        &self.guid
-    }
 }
 
 impl CfClient {

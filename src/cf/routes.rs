@@ -205,10 +205,6 @@ impl RouteFilter {
 
 impl Resource for Route {
     const PATH: &'static str = "/v3/routes";
-    const KIND: &'static str = "route";
-    fn guid(&self) -> &str {
-        &self.guid
-    }
 }
 
 impl CfClient {

@@ -58,10 +58,6 @@ pub struct LastOperation {
 
 impl Resource for ServiceInstance {
     const PATH: &'static str = "/v3/service_instances";
-    const KIND: &'static str = "service instance";
-    fn guid(&self) -> &str {
-        &self.guid
-    }
 }
 
 impl CfClient {

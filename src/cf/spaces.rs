@@ -44,10 +44,6 @@ impl Space {
 
 impl Resource for Space {
     const PATH: &'static str = "/v3/spaces";
-    const KIND: &'static str = "space";
-    fn guid(&self) -> &str {
-        &self.guid
-    }
 }
 
 impl CfClient {

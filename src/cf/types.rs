@@ -58,12 +58,6 @@ impl MetadataPatch {
         self
     }
 
-    /// Removes the annotation in the PATCH.
-    pub fn remove_annotation(mut self, key: impl Into<String>) -> Self {
-        self.annotations.insert(key.into(), None);
-        self
-    }
-
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty() && self.annotations.is_empty()
     }
