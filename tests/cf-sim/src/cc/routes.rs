@@ -35,8 +35,18 @@ pub fn routes() -> Router<Ctx> {
 /// The includes of `routes_list_message.rb` the sim renders (`route_policies` is not modelled).
 const ROUTE_INCLUDES: &[&str] = &["domain", "space", "space.organization"];
 
-const FILTERS: &[&str] =
-    &["hosts", "paths", "domain_guids", "space_guids", "app_guids", "organization_guids", "ports", "include"];
+/// `routes_list_message.rb`'s filters (besides the common ones).
+const FILTERS: &[&str] = &[
+    "hosts",
+    "paths",
+    "domain_guids",
+    "space_guids",
+    "app_guids",
+    "organization_guids",
+    "ports",
+    "service_instance_guids",
+    "include",
+];
 
 fn list_body(ctx: &Ctx, state: &CcState, q: &ListQuery, routes: Vec<&Route>, path: &str) -> ApiResult<Value> {
     let (hosts, paths, domains, spaces, apps, orgs) = (
@@ -56,8 +66,10 @@ fn list_body(ctx: &Ctx, state: &CcState, q: &ListQuery, routes: Vec<&Route>, pat
             && orgs
                 .as_ref()
                 .is_none_or(|orgs| state.spaces.get(&r.space_guid).is_some_and(|s| orgs.contains(&s.org_guid)))
-            // Every route in the sim is an HTTP route, whose port is null: a `ports` filter matches none.
+            // Every route in the sim is an HTTP route, whose port is null, and none is bound to a route service:
+            // `ports` and `service_instance_guids` filters match none.
             && q.get("ports").is_none()
+            && q.get("service_instance_guids").is_none()
     });
     let selected = q.select(filtered);
     let page: Vec<&Route> = selected.iter().skip((q.page - 1) * q.per_page).take(q.per_page).copied().collect();

@@ -477,6 +477,7 @@ async fn list_includes_and_filters_follow_the_list_messages() {
     let included = api.get("/v3/routes?include=domain,space.organization").await.json();
     assert_eq!(included["included"]["organizations"].as_array().unwrap().len(), 1);
     assert_eq!(api.get("/v3/routes?ports=1024").await.json()["pagination"]["total_results"], 0);
+    assert_eq!(api.get("/v3/routes?service_instance_guids=x").await.json()["pagination"]["total_results"], 0);
     assert_eq!(api.get("/v3/routes?hosts=listed").await.json()["pagination"]["total_results"], 1);
     let space = api.space_guid().await;
     let with_org = api.get(&format!("/v3/spaces/{space}?include=org")).await.json();
