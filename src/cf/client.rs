@@ -311,7 +311,9 @@ impl Core {
                     }
                     let code = status.as_u16();
                     let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                    // CC's own rate limiter; UAA's and Log Cache's 429s keep the capped wait.
                     if code == 429
+                        && url.origin() == self.api.origin()
                         && let Some(limited) = self.retry.rate_limited(&method, url.path(), retry_after.as_deref())
                     {
                         return Err(limited);
