@@ -14,7 +14,7 @@ use common::deploy::{
     PutDir, app_named, apps, deploy, get, manifest, out, route_destinations, routes, wait_until_serving,
 };
 use common::run_resource;
-use common::sim::{check_request, connect, home_space, in_request, source, start_sim_with};
+use common::sim::{check_request, connect, home_space, in_request, resource_requests, source, start_sim_with};
 use serde_json::{Value, json};
 
 fn sim_with_delay(propagation_ms: u64) -> Sim {
@@ -234,6 +234,30 @@ fn destinations_keep_their_protocol_and_port_through_the_swap() {
         "v2 is reached as v1 was"
     );
     assert_eq!(get(&sim, "www-myapp", "/version"), (200, "v2".to_owned()));
+}
+
+#[test]
+fn a_candidate_the_memory_quota_cannot_hold_beside_production_fails_before_it_is_pushed() {
+    // 2 × 64M in production, 2 × 64M more for the candidate: 256 MB, and the space quota allows 200.
+    let sim = start_sim_with(|c| c.space_memory_limit_mb = Some(200));
+    let put = PutDir::new();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 2, &["myapp"], &[]));
+    deploy(&sim, &put, "myapp", params("v1"));
+    sim.reset_request_log();
+    let run = out(&sim, &put, "myapp", params("v2"));
+    assert_eq!(run.status, 1, "{}", run.stderr);
+    let last = run.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("myapp-green cannot run beside production: the space quota")
+            && last.contains("allows 200 MB of memory, 128 MB are in use and 128 MB more are needed (56 MB short)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !resource_requests(&sim).iter().any(|r| r.path.contains("/packages") || r.path.contains("/builds")),
+        "nothing was pushed"
+    );
+    assert_eq!(app_names(&sim), ["myapp"]);
 }
 
 #[test]

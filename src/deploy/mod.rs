@@ -173,7 +173,19 @@ async fn plan_under_lock(ctx: &Context, prepared: local::Prepared, lifecycle: &s
     for line in plan.describe(names, ctx.params.keep_previous, apps.previous.as_ref()) {
         log::detail(line);
     }
+    check_quotas(ctx, &plan).await?;
     Ok((apps, plan))
+}
+
+/// Fails before anything is pushed when the organization's or the space's memory quota cannot hold the candidate
+/// beside production (CC would refuse to start it, after staging).
+async fn check_quotas(ctx: &Context, plan: &Plan) -> Result<()> {
+    let needed = plan.memory_needed_mb();
+    let quotas = ctx.cf.memory_quotas(&ctx.target.space).await.context("reading the memory quotas")?;
+    match quotas.shortfall(needed) {
+        Some(short) => anyhow::bail!("{} cannot run beside production: {short}", ctx.source.names.green()),
+        None => Ok(()),
+    }
 }
 
 /// Takes the lock, recovering any deploy that died holding it.

@@ -15,6 +15,9 @@ use crate::config::{AppNames, OutParams, Source};
 use crate::log;
 use crate::manifest::{AppManifest, BUILDPACK, CNB, Candidate, DOCKER, ProcessScale};
 
+/// The memory of a process that sets none (`default_app_memory: 1024` in CC's `config/cloud_controller.yml`).
+const DEFAULT_APP_MEMORY_MB: u64 = 1024;
+
 /// The org and space the app lives in.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -250,6 +253,22 @@ impl Plan {
                 .map(|scale| PlannedScale { scale: scale.clone(), from_production: Some(Inherited::Unset) }),
         );
         Ok(Plan { bits, blue, prod_routes, temp_route, candidate_manifest, scale_after_droplet, scales })
+    }
+
+    /// The memory the candidate's instances take once started, in MB: what the quotas must still have room for
+    /// beside production. A process type's unset instances are CC's defaults (1 for `web`, else 0), an unset
+    /// memory CC's `default_app_memory`.
+    pub fn memory_needed_mb(&self) -> u64 {
+        let web_listed = self.scales.iter().any(|s| s.scale.kind == "web");
+        let web_default = (!web_listed).then_some(DEFAULT_APP_MEMORY_MB);
+        self.scales
+            .iter()
+            .map(|s| {
+                let instances = s.scale.instances.unwrap_or(u32::from(s.scale.kind == "web"));
+                u64::from(instances) * s.scale.memory_mb().unwrap_or(DEFAULT_APP_MEMORY_MB)
+            })
+            .chain(web_default)
+            .sum()
     }
 
     /// The plan as lines for the build log (and the dry run). `older_previous` is the `<app>-previous` that
