@@ -36,7 +36,25 @@ const TOLERATED: &[(&str, &str, &str)] = &[
     ("job_failed.json", "links.app", "the failed job here is space.apply_manifest, whose resource link is space"),
     ("job_failed.json", "warnings", "the sim's jobs carry no warnings"),
     ("domains_list.json", "resources[].route_policies_scope", "null while a domain does not enforce route policies"),
-    ("spaces_list.json", "resources[].links.quota", "only spaces with a space quota link one; the sim has none"),
+    ("spaces_list.json", "resources[].links.quota", "only spaces with a space quota link one"),
+    (
+        "space_usage_summary.json",
+        "links.organization",
+        "upstream quirk: the example names the space link organization; space_usage_summary_presenter.rb says space",
+    ),
+];
+
+/// Quota limits the sim does not model: unlimited, which the quota presenters render as `null` (CC's -1).
+const UNMODELLED_QUOTA_LIMITS: &[&str] = &[
+    "apps.per_process_memory_in_mb",
+    "apps.total_instances",
+    "apps.per_app_tasks",
+    "apps.log_rate_limit_in_bytes_per_second",
+    "services.total_service_instances",
+    "services.total_service_keys",
+    "routes.total_routes",
+    "routes.total_reserved_ports",
+    "domains.total_domains",
 ];
 
 fn fixtures_dir() -> PathBuf {
@@ -252,6 +270,23 @@ async fn responses(sim: &Sim) -> BTreeMap<&'static str, Value> {
     out.insert("organizations_list.json", api.get("/v3/organizations?per_page=1").await.json());
     out.insert("space.json", api.get(&format!("/v3/spaces/{space}")).await.json());
     out.insert("spaces_list.json", api.get("/v3/spaces?per_page=1").await.json());
+    let org_quota =
+        api.get(&format!("/v3/organizations/{org}")).await.json()["relationships"]["quota"]["data"]["guid"].clone();
+    out.insert(
+        "organization_quota.json",
+        api.get(&format!("/v3/organization_quotas/{}", org_quota.as_str().unwrap())).await.json(),
+    );
+    let space_quota =
+        api.get(&format!("/v3/spaces/{space}")).await.json()["relationships"]["quota"]["data"]["guid"].clone();
+    out.insert(
+        "space_quota.json",
+        api.get(&format!("/v3/space_quotas/{}", space_quota.as_str().unwrap())).await.json(),
+    );
+    out.insert(
+        "organization_usage_summary.json",
+        api.get(&format!("/v3/organizations/{org}/usage_summary")).await.json(),
+    );
+    out.insert("space_usage_summary.json", api.get(&format!("/v3/spaces/{space}/usage_summary")).await.json());
     let deleted = api.delete(&format!("/v3/apps/{upload_app}")).await;
     out.insert("job.json", api.wait_job(&deleted.header("location").unwrap()).await);
     let failed = api
@@ -327,6 +362,8 @@ async fn every_implemented_fixture_matches_the_sims_response() {
     let sim = Sim::start(SimConfig {
         resource_min_size: 1,
         extra_spaces: vec!["sim-org/contract-space-2".into()],
+        org_memory_limit_mb: Some(1_024_000),
+        space_memory_limit_mb: Some(102_400),
         ..test_config()
     })
     .unwrap();
@@ -349,7 +386,11 @@ async fn every_implemented_fixture_matches_the_sims_response() {
         };
         let fixture: Value =
             serde_json::from_str(&std::fs::read_to_string(fixtures_dir().join(file)).unwrap()).unwrap();
-        let tolerated: Vec<&str> = TOLERATED.iter().filter(|(f, _, _)| f == file).map(|(_, path, _)| *path).collect();
+        let mut tolerated: Vec<&str> =
+            TOLERATED.iter().filter(|(f, _, _)| f == file).map(|(_, path, _)| *path).collect();
+        if file.ends_with("_quota.json") {
+            tolerated.extend(UNMODELLED_QUOTA_LIMITS);
+        }
         let mut problems = Vec::new();
         check(&fixture, actual, "", &tolerated, &mut problems);
         failures.extend(problems.into_iter().map(|p| format!("{file}: {p}")));
