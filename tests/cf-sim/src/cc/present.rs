@@ -210,8 +210,16 @@ fn health_check(check: &crate::state::HealthCheck, readiness: bool) -> Value {
     json!({"type": check.kind, "data": data})
 }
 
-/// A process; `in_list` hides the command as CC does in lists.
-pub fn process(base: &str, state: &State, process: &Process, in_list: bool) -> Value {
+/// The first CC API version whose processes have `log_rate_limit_in_bytes_per_second` (commit 6f115cdf6c).
+pub(crate) const PROCESS_LOG_RATE_SINCE: CcApiVersion = CcApiVersion(3, 126, 0);
+/// The first CC API version whose processes have `readiness_health_check` (commit 89eb910c6d).
+pub(crate) const PROCESS_READINESS_SINCE: CcApiVersion = CcApiVersion(3, 145, 0);
+/// The first CC API version whose processes have `user` (commit 384b017c2e).
+pub(crate) const PROCESS_USER_SINCE: CcApiVersion = CcApiVersion(3, 198, 0);
+
+/// A process as CC `version` renders it (app/presenters/v3/process_presenter.rb); `in_list` hides the command as
+/// CC does in lists.
+pub fn process(base: &str, version: CcApiVersion, state: &State, process: &Process, in_list: bool) -> Value {
     let g = &process.common.guid;
     let space_guid = state.apps.get(&process.app_guid).map(|a| a.space_guid.clone()).unwrap_or_default();
     let command = if in_list {
@@ -219,7 +227,7 @@ pub fn process(base: &str, state: &State, process: &Process, in_list: bool) -> V
     } else {
         json!(process.command.clone().or_else(|| state.detected_command(process)))
     };
-    json!({
+    let mut body = json!({
         "guid": g,
         "type": process.kind,
         "command": command,
@@ -243,7 +251,18 @@ pub fn process(base: &str, state: &State, process: &Process, in_list: bool) -> V
             "stats": link(base, &format!("/v3/processes/{g}/stats")),
             "process_instances": link(base, &format!("/v3/processes/{g}/process_instances")),
         },
-    })
+    });
+    let fields = body.as_object_mut().expect("a process is an object");
+    for (field, since) in [
+        ("log_rate_limit_in_bytes_per_second", PROCESS_LOG_RATE_SINCE),
+        ("readiness_health_check", PROCESS_READINESS_SINCE),
+        ("user", PROCESS_USER_SINCE),
+    ] {
+        if !version.at_least(since) {
+            fields.remove(field);
+        }
+    }
+    body
 }
 
 pub fn package(base: &str, package: &Package) -> Value {

@@ -14,6 +14,7 @@ use super::error::{ApiError, ApiResult};
 use super::list::{ListQuery, matches_any};
 use super::present;
 use crate::clock::now_iso_nanos;
+use crate::config::CcApiVersion;
 use crate::shared::Ctx;
 use crate::state::{HealthCheck, Process, State as CcState};
 
@@ -44,7 +45,7 @@ fn list_body(ctx: &Ctx, state: &CcState, q: &ListQuery, processes: Vec<&Process>
                 .filter(|p| matches_any(&types, &p.kind, false) && matches_any(&apps, &p.app_guid, false)),
         )
         .into_iter()
-        .map(|p| present::process(&ctx.urls.api, state, p, true))
+        .map(|p| present::process(&ctx.urls.api, ctx.config.cc_api_version, state, p, true))
         .collect();
     q.paginate(&ctx.urls.api, path, items)
 }
@@ -73,13 +74,13 @@ async fn list_for_app(
 
 async fn get_one(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
     let state = ctx.state();
-    Ok(Json(present::process(&ctx.urls.api, &state, state.process(&guid)?, false)))
+    Ok(Json(present::process(&ctx.urls.api, ctx.config.cc_api_version, &state, state.process(&guid)?, false)))
 }
 
 async fn get_for_app(State(ctx): State<Ctx>, Path((guid, kind)): Path<(String, String)>) -> ApiResult<Json<Value>> {
     let state = ctx.state();
     let process = process_of_app(&state, &guid, &kind)?;
-    Ok(Json(present::process(&ctx.urls.api, &state, state.process(&process)?, false)))
+    Ok(Json(present::process(&ctx.urls.api, ctx.config.cc_api_version, &state, state.process(&process)?, false)))
 }
 
 /// ActiveModel's `numericality: { only_integer: true, greater_than_or_equal_to: 1, less_than_or_equal_to: MAX_DB_INT }`
@@ -166,7 +167,13 @@ fn update_process(ctx: &Ctx, guid: &str, raw: &Bytes) -> ApiResult<Value> {
     let map = body::object(raw)?;
     let mut errors = body::Errors::default();
     errors.metadata(&map);
-    errors.unknown_keys(&map, &["command", "user", "health_check", "readiness_health_check", "metadata"]);
+    let version = ctx.config.cc_api_version;
+    let allowed = since(
+        version,
+        &["command", "health_check", "metadata"],
+        &[("readiness_health_check", present::PROCESS_READINESS_SINCE), ("user", present::PROCESS_USER_SINCE)],
+    );
+    errors.unknown_keys(&map, &allowed);
     errors.finish()?;
     body::not_modelled(&map, &["user"])?;
     let max_timeout = ctx.config.maximum_health_check_timeout;
@@ -187,7 +194,7 @@ fn update_process(ctx: &Ctx, guid: &str, raw: &Bytes) -> ApiResult<Value> {
     process.common.metadata.apply(map.get("metadata"))?;
     state.touch(&mut process.common);
     state.processes.insert(guid.to_string(), process);
-    Ok(present::process(&ctx.urls.api, &state, state.process(guid)?, false))
+    Ok(present::process(&ctx.urls.api, ctx.config.cc_api_version, &state, state.process(guid)?, false))
 }
 
 async fn update(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) -> ApiResult<Json<Value>> {
@@ -239,9 +246,20 @@ pub fn apply_scale(ctx: &Ctx, process_guid: &str, scale: Scale) -> ApiResult<Str
     Ok(app_guid)
 }
 
-fn parse_scale(raw: &Bytes) -> ApiResult<Scale> {
+/// A message's allowed keys at `version`: `always`, plus each key of `added` from the version that added it.
+fn since<'a>(version: CcApiVersion, always: &[&'a str], added: &[(&'a str, CcApiVersion)]) -> Vec<&'a str> {
+    let newer = added.iter().filter(|(_, since)| version.at_least(*since)).map(|(key, _)| *key);
+    always.iter().copied().chain(newer).collect()
+}
+
+fn parse_scale(raw: &Bytes, version: CcApiVersion) -> ApiResult<Scale> {
     let map = body::object(raw)?;
-    body::only_keys(&map, &["instances", "memory_in_mb", "disk_in_mb", "log_rate_limit_in_bytes_per_second"])?;
+    let allowed = since(
+        version,
+        &["instances", "memory_in_mb", "disk_in_mb"],
+        &[("log_rate_limit_in_bytes_per_second", present::PROCESS_LOG_RATE_SINCE)],
+    );
+    body::only_keys(&map, &allowed)?;
     // ProcessScaleMessage: integers, instances ≥ 0, memory and disk > 0, log rate ≥ -1, all ≤ MAX_DB_INT (the
     // log rate ≤ MAX_DB_BIGINT).
     let int = |key: &str, min: i64, max: i64, label: &str| -> ApiResult<Option<i64>> {
@@ -273,10 +291,13 @@ fn parse_scale(raw: &Bytes) -> ApiResult<Scale> {
 }
 
 async fn scale(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
-    let scale = parse_scale(&raw)?;
+    let scale = parse_scale(&raw, ctx.config.cc_api_version)?;
     apply_scale(&ctx, &guid, scale)?;
     let state = ctx.state();
-    Ok((StatusCode::ACCEPTED, Json(present::process(&ctx.urls.api, &state, state.process(&guid)?, false))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(present::process(&ctx.urls.api, ctx.config.cc_api_version, &state, state.process(&guid)?, false)),
+    ))
 }
 
 async fn scale_for_app(
@@ -284,11 +305,14 @@ async fn scale_for_app(
     Path((guid, kind)): Path<(String, String)>,
     raw: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let scale = parse_scale(&raw)?;
+    let scale = parse_scale(&raw, ctx.config.cc_api_version)?;
     let process = process_of_app(&ctx.state(), &guid, &kind)?;
     apply_scale(&ctx, &process, scale)?;
     let state = ctx.state();
-    Ok((StatusCode::ACCEPTED, Json(present::process(&ctx.urls.api, &state, state.process(&process)?, false))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(present::process(&ctx.urls.api, ctx.config.cc_api_version, &state, state.process(&process)?, false)),
+    ))
 }
 
 /// Resident memory of a process, from /proc.

@@ -160,7 +160,41 @@ async fn an_older_cc_api_version_presents_that_versions_shapes() {
     sim.stop();
     let (sim, api) = sim_at("3.228.0").await;
     assert_eq!(api.get("/").await.json()["links"]["cloud_controller_v3"]["meta"]["version"], "3.228.0");
+    let app = api.create_app("new").await;
+    let process = api.get(&format!("/v3/apps/{app}/processes/web")).await.json();
+    for field in ["user", "readiness_health_check", "log_rate_limit_in_bytes_per_second"] {
+        assert!(process.get(field).is_some(), "{field}: {process}");
+    }
     sim.stop();
+}
+
+/// app/presenters/v3/process_presenter.rb and process_update_message.rb / process_scale_message.rb over time:
+/// `log_rate_limit_in_bytes_per_second` from 3.126.0 (6f115cdf6c), `readiness_health_check` from 3.145.0
+/// (89eb910c6d), `user` from 3.198.0 (384b017c2e); before, the field is neither rendered nor accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_have_the_fields_of_their_cc_api_version() {
+    // (field, method, path after the process, a value the request would set)
+    let fields = [
+        ("user", "PATCH", "", json!("vcap")),
+        ("readiness_health_check", "PATCH", "", json!({"type": "process"})),
+        ("log_rate_limit_in_bytes_per_second", "POST", "/actions/scale", json!(-1)),
+    ];
+    for (version, newest_absent) in [("3.197.0", 1), ("3.144.0", 2), ("3.125.0", 3)] {
+        let (sim, api) = sim_at(version).await;
+        let app = api.create_app("old").await;
+        let web = format!("/v3/apps/{app}/processes/web");
+        let process = api.get(&web).await.json();
+        for (i, (field, method, suffix, value)) in fields.iter().enumerate() {
+            if i >= newest_absent {
+                assert!(process.get(field).is_some(), "{version} {field}: {process}");
+                continue;
+            }
+            assert!(process.get(field).is_none(), "{version} {field}: {process}");
+            let refused = api.call(method, &format!("{web}{suffix}"), Some(json!({ *field: value }))).await;
+            assert_unprocessable(&refused, &format!("Unknown field(s): '{field}'"));
+        }
+        sim.stop();
+    }
 }
 
 /// app/messages/droplet_create_message.rb (relationships and process_types only: metadata is an unknown field),
