@@ -228,7 +228,9 @@ pub fn insert_route(
         guid.clone(),
         Route {
             common,
-            host: host.to_ascii_lowercase(),
+            // CC keeps the host as given (route.rb has no normalisation); comparisons here ignore case, as on a
+            // MySQL database (Postgres would let `App` and `app` coexist).
+            host: host.to_string(),
             path: path.to_string(),
             domain_guid: domain_guid.to_string(),
             space_guid: space_guid.to_string(),

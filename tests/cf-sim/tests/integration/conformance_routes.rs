@@ -44,6 +44,9 @@ async fn a_taken_route_is_unprocessable_entity_with_route_creates_detail() {
     assert_eq!(create_route(&api, "taken", "").await.status, 201, "another path is another route");
     let host_only = create_route(&api, "taken", "").await;
     assert_eq!(detail(&host_only), "Route already exists with host 'taken' for domain 'apps.sim.internal'.");
+    let mixed = create_route(&api, "MixedCase", "").await;
+    assert_eq!(mixed.json()["host"], "MixedCase", "route.rb keeps the host as given");
+    assert_eq!(create_route(&api, "mixedcase", "").await.status, 422);
     sim.stop();
 }
 
