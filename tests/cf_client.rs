@@ -191,7 +191,7 @@ async fn the_cloud_controller_api_version_is_checked_at_discovery() {
     home(&cf, &oldest).await;
 
     let sim = start_sim(|_| {});
-    let api = scripted_api(sim.info().uaa.clone(), None, |_, _| {
+    let api = scripted_api(Some(sim.info().uaa.clone()), None, |_, _| {
         ("200 OK", String::new(), r#"{"name":"unversioned"}"#.into())
     })
     .await;
@@ -452,16 +452,17 @@ async fn rate_limits_and_server_errors_are_retried_then_surfaced() {
 /// What a scripted API answers to one request: status line, extra header lines, body.
 type Scripted = (&'static str, String, String);
 
-/// A scripted Cloud Controller on 127.0.0.1: `GET /` answers a root document whose login link is `uaa` and whose
-/// `cloud_controller_v3` link carries `v3_version` (no `meta` when `None`); every other request is answered by
-/// `answer(request line, body)`. Returns the API URL.
+/// A scripted Cloud Controller on 127.0.0.1: `GET /` answers a root document whose login link is `uaa` (the
+/// scripted server itself when `None`) and whose `cloud_controller_v3` link carries `v3_version` (no `meta` when
+/// `None`); every other request is answered by `answer(request line, body)`. Returns the API URL.
 async fn scripted_api(
-    uaa: String,
+    uaa: Option<String>,
     v3_version: Option<&str>,
     answer: impl Fn(&str, &str) -> Scripted + Send + Sync + 'static,
 ) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = format!("http://{}", listener.local_addr().unwrap());
+    let uaa = uaa.unwrap_or_else(|| api.clone());
     let meta = v3_version.map_or(String::new(), |v| format!(r#","meta":{{"version":"{v}"}}"#));
     let root =
         format!(r#"{{"links":{{"login":{{"href":"{uaa}"}},"cloud_controller_v3":{{"href":"{api}/v3"{meta}}}}}}}"#);
@@ -517,7 +518,7 @@ async fn retry_after_is_honoured() {
     let sim = start_sim(|_| {});
     let infos = Arc::new(AtomicUsize::new(0));
     let served = infos.clone();
-    let api = scripted_api(sim.info().uaa.clone(), Some("3.228.0"), move |_, _| {
+    let api = scripted_api(Some(sim.info().uaa.clone()), Some("3.228.0"), move |_, _| {
         if served.fetch_add(1, Ordering::SeqCst) == 0 {
             ("429 Too Many Requests", "Retry-After: 1\r\n".into(), RATE_LIMITED.into())
         } else {
@@ -543,7 +544,7 @@ async fn a_retry_after_beyond_the_budget_fails_at_once_naming_the_time() {
     let sim = start_sim(|_| {});
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
-    let api = scripted_api(sim.info().uaa.clone(), Some("3.228.0"), move |_, _| {
+    let api = scripted_api(Some(sim.info().uaa.clone()), Some("3.228.0"), move |_, _| {
         counted.fetch_add(1, Ordering::SeqCst);
         ("429 Too Many Requests", "Retry-After: 3600\r\n".into(), RATE_LIMITED.into())
     })
@@ -562,12 +563,42 @@ async fn a_retry_after_beyond_the_budget_fails_at_once_naming_the_time() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+/// Only the Cloud Controller's own rate limiter ends the run at once: a long `Retry-After` from UAA is waited
+/// for within the budget, as before.
+#[tokio::test]
+async fn a_long_retry_after_from_uaa_is_capped_not_fatal() {
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let served = tokens.clone();
+    let uaa = scripted_api(None, None, move |_, _| {
+        if served.fetch_add(1, Ordering::SeqCst) == 0 {
+            ("429 Too Many Requests", "Retry-After: 3600\r\n".into(), r#"{"error":"too_many_requests"}"#.into())
+        } else {
+            (
+                "200 OK",
+                String::new(),
+                r#"{"access_token":"opaque-token","token_type":"bearer","expires_in":3600}"#.into(),
+            )
+        }
+    })
+    .await;
+    let api =
+        scripted_api(Some(uaa), Some("3.228.0"), |_, _| ("200 OK", String::new(), r#"{"name":"scripted"}"#.into()))
+            .await;
+    let credentials = Credentials::Password { username: "scripted-user".into(), password: "scripted-password".into() };
+    let mut s = Settings::new(&api, credentials);
+    s.retry = RetryPolicy { max_retry_after: Duration::from_millis(200), ..RetryPolicy::fast() };
+    s.proxy = ProxySettings::none();
+    let cf = CfClient::connect(s).await.unwrap();
+    assert_eq!(tokens.load(Ordering::SeqCst), 2);
+    assert_eq!(cf.info().await.unwrap().name.as_deref(), Some("scripted"));
+}
+
 /// `POST /v3/droplets` takes only `relationships` and `process_types` (`app/messages/droplet_create_message.rb`,
 /// a BaseMessage with `NoAdditionalKeysValidator`): anything else is a 422 "Unknown field(s)".
 #[tokio::test]
 async fn a_droplet_is_created_with_only_the_keys_cc_accepts() {
     let sim = start_sim(|_| {});
-    let api = scripted_api(sim.info().uaa.clone(), Some("3.228.0"), |line, body| {
+    let api = scripted_api(Some(sim.info().uaa.clone()), Some("3.228.0"), |line, body| {
         assert!(line.starts_with("POST /v3/droplets "), "{line}");
         let sent: serde_json::Value = serde_json::from_str(body).unwrap();
         let unknown: Vec<_> = sent
@@ -602,7 +633,7 @@ async fn a_droplet_is_created_with_only_the_keys_cc_accepts() {
 
 #[tokio::test]
 async fn creates_whose_answer_is_lost_are_not_duplicated() {
-    let sim = start_sim(|_| {});
+    let sim = start_sim(|c| c.extra_spaces = vec!["sim-org/staging".into()]);
     let cf = connect(&sim).await;
     let space = home(&cf, &sim).await;
     let drop_after = |path: &str| Fault {
@@ -650,6 +681,11 @@ async fn creates_whose_answer_is_lost_are_not_duplicated() {
         ..NewRoute::default()
     };
     assert_eq!(cf.routes().create(&again).await.unwrap().guid, route.guid);
+    // Hosts are unique per domain across the foundation: taken by another space, it stays an error.
+    let org = cf.orgs().require_by_name(&sim.info().organization).await.unwrap();
+    let staging = cf.spaces().require_by_name(&org.guid, "staging").await.unwrap();
+    let elsewhere = cf.routes().create(&NewRoute { space_guid: staging.guid.clone(), ..again }).await.unwrap_err();
+    assert!(elsewhere.cf().is_some_and(|e| e.is_name_taken()), "{elsewhere}");
 
     // A droplet carries no label to be found by (CC takes no metadata on its create), so it is created again:
     // the one the lost answer left stays AWAITING_UPLOAD and is never used.
