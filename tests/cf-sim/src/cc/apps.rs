@@ -37,53 +37,78 @@ pub const DEFAULT_STACK: &str = "cflinuxfs4";
 /// AppCreateMessage / AppUpdateMessage: `length: { maximum: 255 }`.
 pub(crate) const MAX_APP_NAME: usize = 255;
 
-/// Parses a request's `lifecycle`; `current` is the app's lifecycle when updating.
+/// Parses a request's `lifecycle` (`current` is the app's lifecycle when updating) as LifecycleValidator,
+/// BuildpackLifecycleDataMessage and EmptyLifecycleDataMessage (app/messages/) and
+/// buildpack_lifecycle_data_validator.rb do; a type change is app_update.rb's error.
 pub fn parse_lifecycle(value: Option<&Value>, current: Option<&Lifecycle>) -> ApiResult<Option<Lifecycle>> {
     let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(None) };
     let kind = value.get("type").and_then(Value::as_str).or(current.map(Lifecycle::type_name)).unwrap_or("buildpack");
+    if kind == "cnb" {
+        return Err(ApiError::unprocessable("cf-sim does not model the cnb lifecycle (Cloud Controller accepts it)"));
+    }
+    if !["buildpack", "docker"].contains(&kind) {
+        return Err(ApiError::unprocessable("Lifecycle type is not included in the list: buildpack, docker, cnb"));
+    }
+    let data = value
+        .get("data")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ApiError::unprocessable("Lifecycle data must be an object"))?;
+    let mut errors = body::Errors::default();
+    let allowed: &[&str] = if kind == "buildpack" { &["buildpacks", "stack", "credentials"] } else { &[] };
+    if let Err(e) = body::only_keys(data, allowed) {
+        errors.add(format!("Lifecycle {}", e.detail));
+    }
     if let Some(current) = current
         && current.type_name() != kind
     {
+        errors.finish()?;
         return Err(ApiError::unprocessable(format!(
             "Lifecycle type cannot be changed from {} to {kind}",
             current.type_name()
         )));
     }
-    let data = value.get("data").ok_or_else(|| ApiError::unprocessable("Lifecycle data must be an object"))?;
-    match kind {
-        "buildpack" => {
-            let (old_buildpacks, old_stack) = match current {
-                Some(Lifecycle::Buildpack { buildpacks, stack }) => (buildpacks.clone(), stack.clone()),
-                _ => (Vec::new(), DEFAULT_STACK.to_string()),
-            };
-            let buildpacks = match data.get("buildpacks") {
-                None => old_buildpacks,
-                Some(Value::Null) => Vec::new(),
-                Some(Value::Array(list)) => list
-                    .iter()
-                    .map(|b| {
-                        b.as_str()
-                            .map(str::to_string)
-                            .ok_or_else(|| ApiError::unprocessable("Buildpacks can only contain strings"))
-                    })
-                    .collect::<ApiResult<_>>()?,
-                Some(_) => return Err(ApiError::unprocessable("Buildpacks must be an array")),
-            };
-            let stack = match data.get("stack") {
-                None | Some(Value::Null) => old_stack,
-                Some(Value::String(s)) if s == DEFAULT_STACK || s == "cflinuxfs3" => s.clone(),
-                Some(Value::String(s)) => {
-                    return Err(ApiError::unprocessable(format!("Stack must be an existing stack: '{s}'")));
-                }
-                Some(_) => return Err(ApiError::unprocessable("Stack must be a string")),
-            };
-            Ok(Some(Lifecycle::Buildpack { buildpacks, stack }))
-        }
-        "docker" => Ok(Some(Lifecycle::Docker)),
-        other => Err(ApiError::unprocessable(format!(
-            "Lifecycle type is not included in the list: buildpack, docker, cnb ({other})"
-        ))),
+    if kind == "docker" {
+        errors.finish()?;
+        return Ok(Some(Lifecycle::Docker));
     }
+    let (old_buildpacks, old_stack) = match current {
+        Some(Lifecycle::Buildpack { buildpacks, stack }) => (buildpacks.clone(), stack.clone()),
+        _ => (Vec::new(), DEFAULT_STACK.to_string()),
+    };
+    let buildpacks = match data.get("buildpacks") {
+        None => old_buildpacks,
+        Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list)) => {
+            if list.iter().any(|b| !b.is_string()) {
+                errors.add("Lifecycle Buildpacks can only contain strings");
+            }
+            if list.iter().filter_map(Value::as_str).any(|b| b.trim().is_empty() || b.chars().count() > 4096) {
+                errors.add("Lifecycle Buildpacks entries must be between 1 and 4096 characters");
+            }
+            list.iter().filter_map(Value::as_str).map(str::to_string).collect()
+        }
+        Some(_) => {
+            errors.add("Lifecycle Buildpacks must be an array");
+            Vec::new()
+        }
+    };
+    if data.get("credentials").is_some_and(|c| !c.is_null()) {
+        errors.add("cf-sim does not model buildpack credentials (Cloud Controller accepts them)");
+    }
+    let stack = match data.get("stack") {
+        None | Some(Value::Null) => Some(old_stack),
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            errors.add("Lifecycle Stack must be a string");
+            None
+        }
+    };
+    errors.finish()?;
+    let stack = stack.unwrap_or_default();
+    if stack != DEFAULT_STACK && stack != "cflinuxfs3" {
+        return Err(ApiError::unprocessable("Stack must be an existing stack"));
+    }
+    Ok(Some(Lifecycle::Buildpack { buildpacks, stack }))
 }
 
 /// Which CC message reads a set of environment variables; each words and converts them its own way.

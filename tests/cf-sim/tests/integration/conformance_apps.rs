@@ -232,7 +232,8 @@ async fn droplet_create_takes_no_metadata_and_update_does() {
 /// app/messages/app_create_message.rb and app_update_message.rb (name a string of at most 255 characters, no
 /// other keys), app/actions/app_create.rb (a taken name: v3 CF-UniquenessError 10016) and app_update.rb (a
 /// taken name: CF-UnprocessableEntity; the lifecycle type cannot change), app/messages/validators.rb
-/// (RelationshipValidator).
+/// (RelationshipValidator, LifecycleValidator), buildpack_lifecycle_data_message.rb,
+/// empty_lifecycle_data_message.rb and lib/cloud_controller/diego/lifecycles/buildpack_lifecycle_data_validator.rb.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_names_and_renames_follow_app_create_and_app_update() {
     let sim = Sim::start(test_config()).unwrap();
@@ -265,6 +266,18 @@ async fn app_names_and_renames_follow_app_create_and_app_update() {
     assert_unprocessable(&vcap, "environment_variables cannot start with VCAP_");
     let combined = api.post("/v3/apps", json!({"name": 5, "relationships": relationships, "bogus": 1})).await;
     assert_unprocessable(&combined, "Unknown field(s): 'bogus', Name must be a string");
+
+    for (lifecycle, expected) in [
+        (json!({"type": "java", "data": {}}), "Lifecycle type is not included in the list: buildpack, docker, cnb"),
+        (json!({"type": "buildpack"}), "Lifecycle data must be an object"),
+        (json!({"type": "buildpack", "data": {"buildpacks": [1]}}), "Lifecycle Buildpacks can only contain strings"),
+        (json!({"type": "buildpack", "data": {"stack": "windows"}}), "Stack must be an existing stack"),
+        (json!({"type": "docker", "data": {"image": "x"}}), "Lifecycle Unknown field(s): 'image'"),
+    ] {
+        let response =
+            api.post("/v3/apps", json!({"name": "lc", "relationships": relationships, "lifecycle": lifecycle})).await;
+        assert_unprocessable(&response, expected);
+    }
 
     let first = api.create_app("taken").await;
     let duplicate = api.post("/v3/apps", json!({"name": "taken", "relationships": relationships})).await;
