@@ -47,7 +47,7 @@ fn app() {
     assert_eq!(app.links["start"].as_ref().unwrap().method.as_deref(), Some("POST"));
 }
 
-/// CC ≥ 3.174 renders an app without a droplet as `current_droplet: {"data": {"guid": null}}`
+/// CC ≥ 3.175 renders an app without a droplet as `current_droplet: {"data": {"guid": null}}`
 /// (`app/presenters/v3/app_presenter.rb`, also the `POST /v3/apps` answer); older CCs `{"data": null}` or no
 /// relationship at all. Every form reads as "no droplet", and a space relationship likewise.
 #[test]

@@ -48,7 +48,8 @@ pub struct App {
 pub struct AppRelationships {
     #[serde(default)]
     pub space: ToOne,
-    /// Absent in some list examples; `data: null` before a droplet is assigned.
+    /// Absent before CC API 3.175 (`app_presenter.rb`, commit d543a66688), so `None` there says nothing; from
+    /// 3.175 on `{"data": {"guid": null}}` (read as pointing at nothing) until a droplet is assigned.
     #[serde(default)]
     pub current_droplet: Option<ToOne>,
 }

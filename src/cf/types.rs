@@ -76,7 +76,7 @@ impl GuidRef {
     }
 }
 
-/// Reads a reference that may point at nothing: `null`, `{"guid": null}` (CC ≥ 3.174 renders an app without a
+/// Reads a reference that may point at nothing: `null`, `{"guid": null}` (CC ≥ 3.175 renders an app without a
 /// droplet as `current_droplet: {"data": {"guid": null}}`) or
 /// `{}` are all `None`.
 pub(crate) fn guid_ref_or_none<'de, D>(deserializer: D) -> Result<Option<GuidRef>, D::Error>
