@@ -128,11 +128,20 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let q = ListQuery::parse(raw.as_deref(), &["source_guid"], ctx.default_per_page())?;
     let map = body::object(&request)?;
-    let app_guid = body::required_relationship(&map, "app")?;
+    // PackageCreateMessage (relationships, type, data, metadata) or, for a copy, PackageCopyMessage (relationships).
+    let mut errors = body::Errors::default();
+    if q.get("source_guid").is_some() {
+        errors.unknown_keys(&map, &["relationships"]);
+    } else {
+        errors.metadata(&map);
+        errors.unknown_keys(&map, &["type", "relationships", "data", "metadata"]);
+    }
+    let app_guid = errors.relationships(&map, &["app"], &["app"]).remove(0);
+    errors.finish()?;
     let mut state = ctx.state();
-    let app = state.owning_app(&app_guid)?.clone();
+    let app = state.owning_app(&app_guid.unwrap_or_default())?.clone();
+    let app_guid = app.common.guid.clone();
     if let Some(source_guid) = q.get("source_guid") {
-        body::only_keys(&map, &["relationships"])?;
         let source = state.package(source_guid)?.clone();
         if source.state != PackageState::Ready {
             return Err(ApiError::unprocessable("Source package is not ready to be copied."));
@@ -160,7 +169,6 @@ async fn create(
         });
         return Ok((StatusCode::CREATED, Json(body)));
     }
-    body::only_keys(&map, &["type", "relationships", "data", "metadata"])?;
     let kind = body::string_field(&map, "type")?
         .ok_or_else(|| ApiError::unprocessable("Type must be one of 'bits, docker'"))?;
     let docker = match kind.as_str() {
