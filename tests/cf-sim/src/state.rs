@@ -97,7 +97,8 @@ pub struct Route {
     pub domain_guid: String,
     pub space_guid: String,
     pub destinations: Vec<Destination>,
-    pub loadbalancing: String,
+    /// `options.loadbalancing`; a route created without options has none (CC stores and renders `{}`).
+    pub loadbalancing: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -139,7 +139,7 @@ pub fn route(base: &str, state: &State, route: &Route) -> Value {
         "path": route.path,
         "url": state.route_url(route),
         "destinations": route.destinations.iter().map(destination).collect::<Vec<_>>(),
-        "options": {"loadbalancing": route.loadbalancing},
+        "options": route.loadbalancing.as_ref().map_or_else(|| json!({}), |lb| json!({"loadbalancing": lb})),
         "metadata": route.common.metadata.to_json(),
         "relationships": {"space": to_one(Some(&route.space_guid)), "domain": to_one(Some(&route.domain_guid))},
         "links": {

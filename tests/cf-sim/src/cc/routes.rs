@@ -235,7 +235,7 @@ pub fn insert_route(
             domain_guid: domain_guid.to_string(),
             space_guid: space_guid.to_string(),
             destinations: Vec::new(),
-            loadbalancing: "round-robin".into(),
+            loadbalancing: None,
         },
     );
     Ok(guid)
@@ -307,7 +307,7 @@ async fn create(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(StatusCode, Js
     let guid = insert_route(&mut state, &host, &path, &domain, &space)?;
     let route = state.routes.get_mut(&guid).expect("just created");
     route.common.metadata = metadata;
-    if let Some(lb) = lb {
+    if lb.is_some() {
         route.loadbalancing = lb;
     }
     let route = state.routes.get(&guid).expect("just created");
@@ -321,7 +321,7 @@ async fn update(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) ->
     let mut state = ctx.state();
     let mut route = state.route(&guid)?.clone();
     route.common.metadata.apply(map.get("metadata"))?;
-    if let Some(lb) = lb {
+    if lb.is_some() {
         route.loadbalancing = lb;
     }
     state.touch(&mut route.common);

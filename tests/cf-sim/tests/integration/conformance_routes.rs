@@ -542,6 +542,8 @@ async fn route_create_follows_the_message_controller_action_and_model() {
         .post("/v3/routes", route("lc", "", &domain, &space, json!({"options": {"loadbalancing": "least-connection"}})))
         .await;
     assert_eq!(created.json()["options"], json!({"loadbalancing": "least-connection"}));
+    let plain = api.post("/v3/routes", route("plain", "", &domain, &space, json!({}))).await;
+    assert_eq!(plain.json()["options"], json!({}), "route_create.rb stores {{}} without options");
 
     let neighbour =
         api.get("/v3/spaces?names=neighbour").await.json()["resources"][0]["guid"].as_str().unwrap().to_string();

@@ -30,6 +30,8 @@ const TOLERATED: &[(&str, &str, &str)] = &[
         "upstream quirk: the second app says droplet for current_droplet",
     ),
     ("route.json", "port", "upstream quirk: the example is a tcp route; http routes have port null"),
+    ("route.json", "options.loadbalancing", "a route created without options has options {} (route_create.rb)"),
+    ("routes_list.json", "resources[].options.loadbalancing", "routes created without options have options {}"),
     ("domains_list.json", "resources[].links.router_group", "tcp domains only; the sim has http domains"),
     ("process.json", "relationships.revision.data", "the sim does not implement revisions, so data is null"),
     ("processes_list.json", "resources[].relationships.revision.data", "the sim does not implement revisions"),
