@@ -1,7 +1,8 @@
 //! `check`: reports the version running in production, `[{"app_guid", "droplet_guid"}]`, or `[]`.
 //!
 //! Concourse runs it every minute for every pipeline, so it costs three requests: discovery (`GET /`), the
-//! token, and one app list that finds production in the source's space (see
+//! token, and one app list that finds production in the source's space (a fourth on a Cloud Controller older
+//! than API 3.175, whose apps do not name their current droplet) (see
 //! [`inspect::production`](crate::inspect::production)). The version Concourse passes in is not needed: the
 //! answer is what runs now, so a push or restage made by hand shows up as a new version and nothing else does.
 
@@ -19,13 +20,13 @@ pub async fn run(request: CheckRequest) -> Result<Vec<Version>> {
     let listed =
         cf.apps().list_with_included(&production::query(&source)).await.context("cannot list the production app")?;
     let version = match production::find(&listed, &source)? {
-        Production::Named(app) => current(app),
+        Production::Named(app) => current(&cf.apps().with_current_droplet(app.clone()).await?),
         Production::SwappedIn(app, phase) => {
             log::info(format_args!(
                 "'{}' is being renamed by a deploy ({phase}); production is its candidate '{}'",
                 source.names.production, app.name
             ));
-            current(app)
+            current(&cf.apps().with_current_droplet(app.clone()).await?)
         }
         Production::Nothing(why) => {
             log::info(why);

@@ -51,6 +51,7 @@ pub async fn run(request: InRequest) -> Result<VersionResult> {
     let AppInPlace { app, included } = app?.ok_or_else(|| {
         anyhow!("{named} is no longer available: app {} does not exist (it was deleted)", version.app_guid)
     })?;
+    let app = cf.apps().with_current_droplet(app).await?;
     let (organization, space) = place(&included, &app);
     check_place(&named, &source, &app, organization.as_ref(), space.as_ref())?;
     let droplet = droplet?.ok_or_else(|| {

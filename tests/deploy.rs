@@ -8,7 +8,9 @@ mod common;
 
 use std::time::Duration;
 
+use cf_blue_green_resource::cf::root::MIN_CC_API_VERSION;
 use cf_sim::Sim;
+use cf_sim::config::CcApiVersion;
 use cf_sim::load::{self, LoadConfig};
 use common::deploy::{
     PutDir, app_named, apps, deploy, get, manifest, out, route_destinations, routes, wait_until_serving,
@@ -34,7 +36,22 @@ fn app_names(sim: &Sim) -> Vec<String> {
 
 #[test]
 fn first_deploy_then_v1_to_v2_under_load_without_a_failed_request() {
-    let sim = sim_with_delay(600);
+    deploy_v1_then_v2_under_load(CcApiVersion::LATEST);
+}
+
+/// The same on the oldest Cloud Controller the resource supports, with that version's answer shapes.
+#[test]
+fn the_same_deploy_on_the_oldest_supported_cloud_controller() {
+    let oldest = MIN_CC_API_VERSION;
+    deploy_v1_then_v2_under_load(CcApiVersion(oldest.major, oldest.minor, oldest.patch));
+}
+
+fn deploy_v1_then_v2_under_load(version: CcApiVersion) {
+    let sim = start_sim_with(|c| {
+        c.route_propagation_delay_ms = 600;
+        c.stop_grace_ms = 3000;
+        c.cc_api_version = version;
+    });
     let put = PutDir::new();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 2, &["myapp"], &[]));
 

@@ -125,6 +125,19 @@ impl CfClient {
 }
 
 impl Api<App> {
+    /// `app` with its current droplet known: CC renders `relationships.current_droplet` from CC API 3.175 on
+    /// (`app_presenter.rb`, commit d543a66688); from an older one it is read with
+    /// `GET /v3/apps/:guid/relationships/current_droplet` (404 "Droplet not found": none). No request when the
+    /// app already says.
+    pub async fn with_current_droplet(&self, mut app: App) -> Result<App> {
+        if app.relationships.current_droplet.is_none() {
+            let path = format!("{}/relationships/current_droplet", self.path_of(&app.guid));
+            let found: Option<ToOne> = self.cf.get_opt(&path).await?;
+            app.relationships.current_droplet = Some(found.unwrap_or_default());
+        }
+        Ok(app)
+    }
+
     /// Apps matching the filter, all pages.
     pub async fn list_filtered(&self, filter: &AppFilter) -> Result<Vec<App>> {
         let mut params = ListParams::new().filter("names", &filter.names).filter("space_guids", &filter.space_guids);

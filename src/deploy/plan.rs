@@ -73,12 +73,16 @@ impl Apps {
             AppFilter { names: wanted.to_vec(), space_guids: vec![space_guid.to_owned()], ..AppFilter::default() };
         let apps = cf.apps().list_filtered(&filter).await?;
         let find = |name: &str| apps.iter().find(|a| a.name.eq_ignore_ascii_case(name)).cloned();
-        Ok(Apps {
-            production: find(&names.production),
-            green: find(&names.green()),
-            previous: find(&names.previous()),
-            failed: find(&names.failed()),
-        })
+        // Production's and the previous version's droplets matter (redeploy, rollback, the version answered).
+        let with_droplet = |app: Option<App>| async {
+            match app {
+                Some(app) => cf.apps().with_current_droplet(app).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (production, previous) =
+            tokio::try_join!(with_droplet(find(&names.production)), with_droplet(find(&names.previous())))?;
+        Ok(Apps { production, green: find(&names.green()), previous, failed: find(&names.failed()) })
     }
 }
 

@@ -197,6 +197,7 @@ async fn finish_housekeeping(ctx: &Context, claimed: &Lock, blue: Option<&App>, 
         housekeeping::retire(cf, names, retire, JOB_TIMEOUT).await?;
     }
     claimed.stop_renewing().await;
+    let candidate = &cf.apps().with_current_droplet(candidate.clone()).await?;
     let droplet = candidate.current_droplet_guid().unwrap_or_default().to_owned();
     let audit = Audit {
         deployed_at: Some(std::time::SystemTime::now()),

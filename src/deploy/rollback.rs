@@ -91,7 +91,7 @@ pub async fn run(ctx: &mut Context) -> Result<VersionResult> {
 /// Under the lock: the droplet to roll back to, production as it is now and its routes, written to the journal.
 async fn plan_under_lock(ctx: &Context, lock: &Lock) -> Result<(String, Option<Blue>, Vec<RouteTarget>)> {
     let names = &ctx.source.names;
-    let droplet = droplet_of(&lock.app, &names.green())?;
+    let droplet = droplet_of(&ctx.cf.apps().with_current_droplet(lock.app.clone()).await?, &names.green())?;
     let apps = Apps::read(&ctx.cf, &ctx.target.space.guid, names).await?;
     let blue = match apps.production {
         Some(app) => Some(Blue::read(&ctx.cf, app).await?),
