@@ -34,6 +34,9 @@ pub fn routes() -> Router<Ctx> {
 
 pub const DEFAULT_STACK: &str = "cflinuxfs4";
 
+/// The `include` values of AppsListMessage and AppShowMessage (IncludeParamValidator).
+const APP_INCLUDES: &[&str] = &["space", "space.organization"];
+
 /// AppCreateMessage / AppUpdateMessage: `length: { maximum: 255 }`.
 pub(crate) const MAX_APP_NAME: usize = 255;
 
@@ -228,7 +231,7 @@ async fn list(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json
     let page: Vec<&App> = selected.iter().skip((q.page - 1) * q.per_page).take(q.per_page).copied().collect();
     let items = selected.iter().map(|a| render(&ctx, a)).collect();
     let mut body = q.paginate(&ctx.urls.api, "/v3/apps", items);
-    include_spaces(&ctx, &state, &mut body, &page, &q.includes());
+    include_spaces(&ctx, &state, &mut body, &page, &q.includes_of(APP_INCLUDES)?);
     Ok(Json(body))
 }
 
@@ -237,7 +240,7 @@ async fn get_one(State(ctx): State<Ctx>, Path(guid): Path<String>, RawQuery(raw)
     let state = ctx.state();
     let app = state.app(&guid)?;
     let mut body = render(&ctx, app);
-    include_spaces(&ctx, &state, &mut body, &[app], &q.includes());
+    include_spaces(&ctx, &state, &mut body, &[app], &q.includes_of(APP_INCLUDES)?);
     Ok(Json(body))
 }
 

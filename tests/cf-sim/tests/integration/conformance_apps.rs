@@ -458,8 +458,9 @@ async fn process_updates_follow_ccs_messages_and_policy() {
     sim.stop();
 }
 
-/// app/messages/apps_list_message.rb, processes_list_message.rb, droplets_list_message.rb and
-/// packages_list_message.rb: filters CC honours are applied, never accepted and ignored.
+/// app/messages/apps_list_message.rb (with IncludeParamValidator), processes_list_message.rb,
+/// droplets_list_message.rb and packages_list_message.rb: filters CC honours are applied, never accepted and
+/// ignored; an unknown `include` is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_filters_cc_honours_are_applied() {
     let sim = Sim::start(test_config()).unwrap();
@@ -479,6 +480,12 @@ async fn list_filters_cc_honours_are_applied() {
     };
     assert_eq!(total("/v3/apps?stacks=cflinuxfs4".into()).await, 1);
     assert_eq!(total("/v3/apps?stacks=cflinuxfs3".into()).await, 0);
+    assert_eq!(total("/v3/apps?include=space,space.organization".into()).await, 1);
+    for path in ["/v3/apps?include=routes".to_string(), format!("/v3/apps/{app}?include=routes")] {
+        let response = api.get(&path).await;
+        assert_eq!((response.status, response.cf_error().0), (400, 10005), "{path}");
+        assert!(detail(&response).contains("Invalid included resource: 'routes'"), "{}", response.text());
+    }
     for collection in ["apps", "processes", "packages", "droplets"] {
         assert_eq!(total(format!("/v3/{collection}?space_guids={space}&organization_guids={org}")).await, 1);
         assert_eq!(total(format!("/v3/{collection}?space_guids=elsewhere")).await, 0, "{collection}");
