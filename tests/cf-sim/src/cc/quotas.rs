@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
 use super::list::{ListQuery, matches_any};
-use crate::config::SimConfig;
+use crate::config::{CcApiVersion, SimConfig};
 use crate::shared::Ctx;
 use crate::state::{AppState, Process, Quota, State as CcState};
 
@@ -27,6 +27,10 @@ pub(crate) fn routes() -> Router<Ctx> {
         .route("/v3/organizations/{guid}/usage_summary", get(org_usage))
         .route("/v3/spaces/{guid}/usage_summary", get(space_usage))
 }
+
+/// The first CC API version with `GET /v3/spaces/:guid/usage_summary` (cloud_controller_ng f9e7faf596, merged
+/// at 3.199.0 and released with 3.200.0); older versions have no such route.
+const SPACE_USAGE_SINCE: CcApiVersion = CcApiVersion(3, 200, 0);
 
 /// The name of CC's default organization quota.
 const DEFAULT_ORG_QUOTA: &str = "default";
@@ -212,6 +216,9 @@ async fn org_usage(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResul
 }
 
 async fn space_usage(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
+    if !ctx.config.cc_api_version.at_least(SPACE_USAGE_SINCE) {
+        return Err(ApiError::unknown_request());
+    }
     let state = ctx.state();
     let org_guid = state.space(&guid)?.org_guid.clone();
     let base = &ctx.urls.api;

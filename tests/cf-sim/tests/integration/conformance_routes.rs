@@ -320,6 +320,17 @@ async fn quotas_and_usage_summaries_render_like_cc() {
     let usage = api.get(&format!("/v3/spaces/{space_guid}/usage_summary")).await.json();
     assert_eq!(usage["usage_summary"]["memory_in_mb"], 0, "a stopped app uses no quota");
     sim.stop();
+
+    // The space usage summary arrived with CC API 3.200.0 (cloud_controller_ng f9e7faf596); before, no route.
+    let sim =
+        Sim::start(SimConfig { cc_api_version: cf_sim::config::CcApiVersion(3, 199, 0), ..test_config() }).unwrap();
+    let api = Api::login(&sim).await;
+    let space_guid = api.space_guid().await;
+    let org = api.first_guid("/v3/organizations").await;
+    let old = api.get(&format!("/v3/spaces/{space_guid}/usage_summary")).await;
+    assert_eq!((old.status, old.cf_error()), (404, (10000, "CF-NotFound".into())));
+    assert_eq!(api.get(&format!("/v3/organizations/{org}/usage_summary")).await.status, 200);
+    sim.stop();
 }
 
 /// `AppMaxMemoryPolicy` (`app/models/runtime/constraints/max_memory_policy.rb`, `process_model.rb`: space quota
