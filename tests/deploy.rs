@@ -278,6 +278,74 @@ fn a_candidate_the_memory_quota_cannot_hold_beside_production_fails_before_it_is
 }
 
 #[test]
+fn an_internal_domain_never_carries_the_temporary_route() {
+    let sim = sim_with_delay(0);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let cf = connect(&sim).await;
+        let body = json!({"name": "apps.internal", "internal": true});
+        let _: Value = cf.post("/v3/domains", &body).await.unwrap();
+    });
+    let put = PutDir::new();
+    let domain = sim.info().domain.clone();
+    put.write(
+        "ci/manifest.yml",
+        &format!("applications:\n- name: myapp\n  memory: 64M\n  routes:\n  - route: myapp.apps.internal\n  - route: myapp.{domain}\n"),
+    );
+    // Asked for: refused before anything changes.
+    let mut asked = params("v1");
+    asked["green_route"] = json!({"domain": "apps.internal"});
+    sim.reset_request_log();
+    let run = out(&sim, &put, "myapp", asked);
+    assert_eq!(run.status, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.trim_end().ends_with(
+            "params.green_route.domain 'apps.internal' cannot carry the temporary route: it is internal: reached only from app containers"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        resource_requests(&sim).iter().filter(|r| r.listener == "api").all(|r| r.method == "GET"),
+        "nothing changed"
+    );
+
+    // By default the first production route a worker reaches gives the domain: the internal one is passed over.
+    deploy(&sim, &put, "myapp", params("v1"));
+    let run = out(&sim, &put, "myapp", params("v2"));
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("on its temporary route myapp-green-"), "{}", run.stderr);
+    let temp = run.stderr.lines().find_map(|l| l.split("on its temporary route ").nth(1)).unwrap_or_default();
+    assert!(temp.trim().ends_with(&domain), "{temp}");
+
+    // Only internal routes: nothing a worker can verify through, so the put stops before it pushes.
+    put.write(
+        "ci/manifest.yml",
+        "applications:\n- name: myapp\n  memory: 64M\n  routes:\n  - route: myapp.apps.internal\n",
+    );
+    let mut only = params("v3");
+    only["manifest"] = json!("ci/manifest.yml");
+    runtime.block_on(async {
+        let cf = connect(&sim).await;
+        let space = home_space(&cf, &sim).await;
+        let app = cf.apps().by_name(&space.guid, "myapp").await.unwrap().unwrap();
+        for route in
+            cf.routes().for_app(&app.guid).await.unwrap().into_iter().filter(|r| r.url != "myapp.apps.internal")
+        {
+            cf.routes().unmap_app(&route.guid, &app.guid).await.unwrap();
+        }
+    });
+    let run = out(&sim, &put, "myapp", only);
+    assert_eq!(run.status, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("production's routes are only on domains a Concourse worker cannot reach for verification: apps.internal (internal"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(app_names(&sim), ["myapp", "myapp-previous"]);
+}
+
+#[test]
 fn a_worker_without_routes_is_swapped_by_instance_health() {
     let sim = sim_with_delay(0);
     let put = PutDir::new();
