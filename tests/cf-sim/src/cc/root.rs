@@ -8,7 +8,11 @@ use axum::extract::State;
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use crate::config::CcApiVersion;
 use crate::shared::Ctx;
+
+/// `config/version_v2` of cloud_controller_ng at commit 3bbba906 (CC API 3.228.0).
+const API_VERSION_V2: &str = "2.293.0";
 
 pub fn routes() -> Router<Ctx> {
     Router::new().route("/", get(root)).route("/v3", get(v3_root)).route("/v3/info", get(info))
@@ -16,11 +20,9 @@ pub fn routes() -> Router<Ctx> {
 
 async fn root(State(ctx): State<Ctx>) -> Json<Value> {
     let api = &ctx.urls.api;
-    Json(json!({
+    let mut body = json!({
         "links": {
             "self": {"href": api},
-            "bits_service": null,
-            "cloud_controller_v2": {"href": format!("{api}/v2"), "meta": {"version": "2.263.0"}},
             "cloud_controller_v3": {"href": format!("{api}/v3"), "meta": {"version": ctx.config.cc_api_version.to_string()}},
             "network_policy_v0": {"href": format!("{api}/networking/v0/external")},
             "network_policy_v1": {"href": format!("{api}/networking/v1/external")},
@@ -33,7 +35,14 @@ async fn root(State(ctx): State<Ctx>) -> Json<Value> {
             "log_stream": {"href": ctx.urls.log_cache},
             "app_ssh": {"href": "127.0.0.1:2222", "meta": {"host_key_fingerprint": "sim", "oauth_client": "ssh-proxy"}},
         }
-    }))
+    });
+    // `temporary_enable_v2: true` (config/cloud_controller.yml) adds the v2 link with `config/version_v2`, known
+    // only for the version cf-sim follows; an older foundation is presented as one with v2 disabled.
+    if ctx.config.cc_api_version == CcApiVersion::LATEST {
+        body["links"]["cloud_controller_v2"] =
+            json!({"href": format!("{api}/v2"), "meta": {"version": API_VERSION_V2}});
+    }
+    Json(body)
 }
 
 async fn v3_root(State(ctx): State<Ctx>) -> Json<Value> {

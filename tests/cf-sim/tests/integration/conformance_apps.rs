@@ -148,18 +148,22 @@ async fn current_droplet_renders_a_null_guid_without_a_droplet() {
     sim.stop();
 }
 
-/// `--cc-api-version`: app/controllers/runtime/root_controller.rb shows the version at `GET /`; before 3.175.0 an
-/// app has no `current_droplet` relationship (the parent of d543a66688).
+/// `--cc-api-version`: app/controllers/runtime/root_controller.rb shows the version at `GET /` (and v2's,
+/// `config/version_v2`, with `temporary_enable_v2`); before 3.175.0 an app has no `current_droplet` relationship.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_cc_api_version_presents_that_versions_shapes() {
     let (sim, api) = sim_at("3.174.0").await;
     let root = api.get("/").await.json();
     assert_eq!(root["links"]["cloud_controller_v3"]["meta"]["version"], "3.174.0");
+    assert!(root["links"].get("cloud_controller_v2").is_none(), "v2's version is known only for 3.228.0: {root}");
     let created = create_app_with(&api, json!({})).await.json();
     assert_eq!(created["relationships"], json!({"space": {"data": {"guid": api.space_guid().await}}}));
     sim.stop();
     let (sim, api) = sim_at("3.228.0").await;
-    assert_eq!(api.get("/").await.json()["links"]["cloud_controller_v3"]["meta"]["version"], "3.228.0");
+    let root = api.get("/").await.json();
+    assert_eq!(root["links"]["cloud_controller_v3"]["meta"]["version"], "3.228.0");
+    assert_eq!(root["links"]["cloud_controller_v2"]["meta"]["version"], "2.293.0", "config/version_v2");
+    assert!(root["links"].get("bits_service").is_none(), "removed in c2b19637c7: {root}");
     let app = api.create_app("new").await;
     let process = api.get(&format!("/v3/apps/{app}/processes/web")).await.json();
     for field in ["user", "readiness_health_check", "log_rate_limit_in_bytes_per_second"] {
