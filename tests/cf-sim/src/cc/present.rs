@@ -104,22 +104,41 @@ pub fn domain(base: &str, domain: &Domain) -> Value {
     })
 }
 
-pub fn destination(d: &Destination) -> Value {
-    json!({
+/// The first CC API version whose route destinations have `protocol` (cloud_controller_ng PR #2439, released with
+/// 3.105.0); before it a destination request may not name one.
+pub(crate) const DESTINATION_PROTOCOL_SINCE: CcApiVersion = CcApiVersion(3, 105, 0);
+
+/// The first CC API version whose route destinations render `created_at` / `updated_at` (cloud_controller_ng
+/// 1ee2ea6e73, released with 3.199.0).
+const DESTINATION_TIMESTAMPS_SINCE: CcApiVersion = CcApiVersion(3, 199, 0);
+
+/// The first CC API version with per-route `options` (cloud_controller_ng 05e617f864, released with 3.184.0);
+/// before it routes render no `options` and a route request may not name them.
+pub(crate) const ROUTE_OPTIONS_SINCE: CcApiVersion = CcApiVersion(3, 184, 0);
+
+/// A destination as CC `version` renders it (app/presenters/v3/route_destination_presenter.rb).
+fn destination(version: CcApiVersion, d: &Destination) -> Value {
+    let mut body = json!({
         "guid": d.guid,
         "app": {"guid": d.app_guid, "process": {"type": d.process_type}},
         "weight": d.weight,
         "port": d.port,
-        "protocol": d.protocol,
-        "created_at": d.created_at,
-        "updated_at": d.updated_at,
-    })
+    });
+    if version.at_least(DESTINATION_PROTOCOL_SINCE) {
+        body["protocol"] = json!(d.protocol);
+    }
+    if version.at_least(DESTINATION_TIMESTAMPS_SINCE) {
+        body["created_at"] = json!(d.created_at);
+        body["updated_at"] = json!(d.updated_at);
+    }
+    body
 }
 
-pub fn destinations(base: &str, route: &Route) -> Value {
+/// A route's destinations as CC `version` renders them (route_destinations_presenter.rb).
+pub fn destinations(base: &str, version: CcApiVersion, route: &Route) -> Value {
     let g = &route.common.guid;
     json!({
-        "destinations": route.destinations.iter().map(destination).collect::<Vec<_>>(),
+        "destinations": route.destinations.iter().map(|d| destination(version, d)).collect::<Vec<_>>(),
         "links": {
             "self": link(base, &format!("/v3/routes/{g}/destinations")),
             "route": link(base, &format!("/v3/routes/{g}")),
@@ -127,9 +146,10 @@ pub fn destinations(base: &str, route: &Route) -> Value {
     })
 }
 
-pub fn route(base: &str, state: &State, route: &Route) -> Value {
+/// A route as CC `version` renders it (app/presenters/v3/route_presenter.rb).
+pub fn route(base: &str, version: CcApiVersion, state: &State, route: &Route) -> Value {
     let g = &route.common.guid;
-    json!({
+    let mut body = json!({
         "guid": g,
         "protocol": "http",
         "port": null,
@@ -138,8 +158,7 @@ pub fn route(base: &str, state: &State, route: &Route) -> Value {
         "host": route.host,
         "path": route.path,
         "url": state.route_url(route),
-        "destinations": route.destinations.iter().map(destination).collect::<Vec<_>>(),
-        "options": route.loadbalancing.as_ref().map_or_else(|| json!({}), |lb| json!({"loadbalancing": lb})),
+        "destinations": route.destinations.iter().map(|d| destination(version, d)).collect::<Vec<_>>(),
         "metadata": route.common.metadata.to_json(),
         "relationships": {"space": to_one(Some(&route.space_guid)), "domain": to_one(Some(&route.domain_guid))},
         "links": {
@@ -148,7 +167,11 @@ pub fn route(base: &str, state: &State, route: &Route) -> Value {
             "domain": link(base, &format!("/v3/domains/{}", route.domain_guid)),
             "destinations": link(base, &format!("/v3/routes/{g}/destinations")),
         },
-    })
+    });
+    if version.at_least(ROUTE_OPTIONS_SINCE) {
+        body["options"] = route.loadbalancing.as_ref().map_or_else(|| json!({}), |lb| json!({"loadbalancing": lb}));
+    }
+    body
 }
 
 /// The first CC API version whose apps carry `relationships.current_droplet` (cloud_controller_ng commit

@@ -73,7 +73,7 @@ fn list_body(ctx: &Ctx, state: &CcState, q: &ListQuery, routes: Vec<&Route>, pat
     });
     let selected = q.select(filtered);
     let page: Vec<&Route> = selected.iter().skip((q.page - 1) * q.per_page).take(q.per_page).copied().collect();
-    let items = selected.iter().map(|r| present::route(&ctx.urls.api, state, r)).collect();
+    let items = selected.iter().map(|r| present::route(&ctx.urls.api, ctx.config.cc_api_version, state, r)).collect();
     let mut body = q.paginate(&ctx.urls.api, path, items);
     let includes = q.includes_of(ROUTE_INCLUDES)?;
     if !includes.is_empty() {
@@ -135,7 +135,7 @@ async fn app_routes(
 
 async fn get_one(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
     let state = ctx.state();
-    Ok(Json(present::route(&ctx.urls.api, &state, state.route(&guid)?)))
+    Ok(Json(present::route(&ctx.urls.api, ctx.config.cc_api_version, &state, state.route(&guid)?)))
 }
 
 /// `route_create_message.rb`'s rules for host and path, every problem in CC's words.
@@ -270,11 +270,17 @@ fn loadbalancing(map: &Map<String, Value>) -> ApiResult<Option<String>> {
     if errors.is_empty() { Ok(lb) } else { Err(ApiError::unprocessable(errors.join(", "))) }
 }
 
+/// The keys a route message allows on this sim's CC version: `options` only from 3.184.0.
+fn route_keys<'a>(ctx: &Ctx, keys: &[&'a str]) -> Vec<&'a str> {
+    let options = ctx.config.cc_api_version.at_least(present::ROUTE_OPTIONS_SINCE);
+    keys.iter().copied().filter(|k| *k != "options" || options).collect()
+}
+
 /// `POST /v3/routes` (`routes_controller.rb#create`). Every route in the sim is an HTTP route, so a port is
 /// refused as `validation_error_port!` refuses it.
 async fn create(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
     let map = body::object(&raw)?;
-    body::only_keys(&map, &["host", "path", "port", "relationships", "options", "metadata"])?;
+    body::only_keys(&map, &route_keys(&ctx, &["host", "path", "port", "relationships", "options", "metadata"]))?;
     let host = body::string_field(&map, "host")?.unwrap_or_default();
     let path = body::string_field(&map, "path")?.unwrap_or_default();
     let domain = body::required_relationship(&map, "domain")?;
@@ -311,12 +317,12 @@ async fn create(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(StatusCode, Js
         route.loadbalancing = lb;
     }
     let route = state.routes.get(&guid).expect("just created");
-    Ok((StatusCode::CREATED, Json(present::route(&ctx.urls.api, &state, route))))
+    Ok((StatusCode::CREATED, Json(present::route(&ctx.urls.api, ctx.config.cc_api_version, &state, route))))
 }
 
 async fn update(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) -> ApiResult<Json<Value>> {
     let map = body::object(&raw)?;
-    body::only_keys(&map, &["metadata", "options"])?;
+    body::only_keys(&map, &route_keys(&ctx, &["metadata", "options"]))?;
     let lb = loadbalancing(&map)?;
     let mut state = ctx.state();
     let mut route = state.route(&guid)?.clone();
@@ -326,7 +332,7 @@ async fn update(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) ->
     }
     state.touch(&mut route.common);
     state.routes.insert(guid.clone(), route);
-    Ok(Json(present::route(&ctx.urls.api, &state, state.route(&guid)?)))
+    Ok(Json(present::route(&ctx.urls.api, ctx.config.cc_api_version, &state, state.route(&guid)?)))
 }
 
 async fn delete_route(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Response> {
@@ -391,12 +397,13 @@ async fn get_destinations(
     let state = ctx.state();
     let mut route = state.route(&guid)?.clone();
     route.destinations.retain(|d| matches_any(&guids, &d.guid, false) && matches_any(&apps, &d.app_guid, false));
-    Ok(Json(present::destinations(&ctx.urls.api, &route)))
+    Ok(Json(present::destinations(&ctx.urls.api, ctx.config.cc_api_version, &route)))
 }
 
 /// `RouteUpdateDestinationsMessage#destinations_valid?` (`app/messages/route_update_destinations_message.rb`):
-/// every problem of the body, in CC's words. `replace` allows an empty list and weights.
-fn destination_errors(list: Option<&Value>, replace: bool) -> Vec<String> {
+/// every problem of the body, in CC's words. `replace` allows an empty list and weights; `protocols` is whether
+/// this CC version knows a destination's `protocol` (3.105.0 on).
+fn destination_errors(list: Option<&Value>, replace: bool, protocols: bool) -> Vec<String> {
     let minimum = usize::from(!replace);
     let Some(list) = list.and_then(Value::as_array).filter(|l| (minimum..=100).contains(&l.len())) else {
         return vec![format!(
@@ -415,8 +422,13 @@ fn destination_errors(list: Option<&Value>, replace: bool) -> Vec<String> {
             error("must have an \"app\".");
             continue;
         };
-        if dst.keys().any(|k| !["app", "weight", "port", "protocol"].contains(&k.as_str())) {
-            error("must have only \"app\" and optionally \"weight\", \"port\" or \"protocol\".");
+        let allowed: &[&str] = if protocols { &["app", "weight", "port", "protocol"] } else { &["app", "weight", "port"] };
+        if dst.keys().any(|k| !allowed.contains(&k.as_str())) {
+            error(if protocols {
+                "must have only \"app\" and optionally \"weight\", \"port\" or \"protocol\"."
+            } else {
+                "must have only \"app\" and optionally \"weight\" and \"port\"."
+            });
             continue;
         }
         let guid_ok = app["guid"].as_str().is_some_and(|g| (1..200).contains(&g.len()));
@@ -468,10 +480,17 @@ fn destination_errors(list: Option<&Value>, replace: bool) -> Vec<String> {
 /// The requested destinations: the message's rules, then the controller's (the apps exist and are in the route's
 /// space), with the action's defaults (`app/actions/update_route_destinations.rb`: port 8080 and the route
 /// protocol's default, http1).
-fn requested_destinations(state: &CcState, route: &Route, raw: &Bytes, replace: bool) -> ApiResult<Vec<Destination>> {
+fn requested_destinations(
+    ctx: &Ctx,
+    state: &CcState,
+    route: &Route,
+    raw: &Bytes,
+    replace: bool,
+) -> ApiResult<Vec<Destination>> {
     let map = body::object(raw)?;
     body::only_keys(&map, &["destinations"])?;
-    let errors = destination_errors(map.get("destinations"), replace);
+    let protocols = ctx.config.cc_api_version.at_least(present::DESTINATION_PROTOCOL_SINCE);
+    let errors = destination_errors(map.get("destinations"), replace, protocols);
     if !errors.is_empty() {
         return Err(ApiError::unprocessable(errors.join(", ")));
     }
@@ -541,7 +560,7 @@ fn save_destinations(ctx: &Ctx, mut state: std::sync::MutexGuard<'_, CcState>, r
 
 /// Saves the route and answers its destinations, as insert and replace do.
 fn answer_destinations(ctx: &Ctx, state: std::sync::MutexGuard<'_, CcState>, route: Route) -> Json<Value> {
-    let body = present::destinations(&ctx.urls.api, &route);
+    let body = present::destinations(&ctx.urls.api, ctx.config.cc_api_version, &route);
     save_destinations(ctx, state, route);
     Json(body)
 }
@@ -552,7 +571,7 @@ fn answer_destinations(ctx: &Ctx, state: std::sync::MutexGuard<'_, CcState>, rou
 async fn add_destinations(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) -> ApiResult<Json<Value>> {
     let state = ctx.state();
     let mut route = state.route(&guid)?.clone();
-    let requested = requested_destinations(&state, &route, &raw, false)?;
+    let requested = requested_destinations(&ctx, &state, &route, &raw, false)?;
     if route.destinations.len() + requested.len() > 100 {
         return Err(ApiError::unprocessable("Routes can be mapped to at most 100 destinations."));
     }
@@ -594,7 +613,7 @@ async fn add_destinations(State(ctx): State<Ctx>, Path(guid): Path<String>, raw:
 async fn replace_destinations(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) -> ApiResult<Json<Value>> {
     let state = ctx.state();
     let mut route = state.route(&guid)?.clone();
-    let requested = requested_destinations(&state, &route, &raw, true)?;
+    let requested = requested_destinations(&ctx, &state, &route, &raw, true)?;
     if has_duplicates(&requested) {
         return Err(ApiError::unprocessable("Destinations cannot contain duplicate entries"));
     }

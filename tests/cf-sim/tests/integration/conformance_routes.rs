@@ -7,15 +7,9 @@ use crate::common::{Api, Response, app_zip, test_config};
 use cf_sim::faults::Limiter;
 use cf_sim::{Fault, FaultAction, Sim, SimConfig};
 
-/// A route on the default domain in the default space; returns its guid.
+/// A route on the default domain in the default space.
 async fn create_route(api: &Api, host: &str, path: &str) -> Response {
-    let space = api.space_guid().await;
-    let domain = api.first_guid("/v3/domains").await;
-    api.post(
-        "/v3/routes",
-        json!({"host": host, "path": path, "relationships": {"domain": {"data": {"guid": domain}}, "space": {"data": {"guid": space}}}}),
-    )
-    .await
+    create_route_with(api, host, json!({"path": path})).await
 }
 
 async fn route_guid(api: &Api, host: &str) -> String {
@@ -718,4 +712,55 @@ async fn taken_names_of_orgs_spaces_instances_and_domains_are_unprocessable() {
         assert_eq!(detail(&answer), expected);
     }
     sim.stop();
+}
+
+/// Older Cloud Controllers, as `--cc-api-version` presents them: destinations gained `protocol` with 3.105.0
+/// (cloud_controller_ng PR #2439, `route_update_destinations_message.rb` then allowed only "app", "weight" and
+/// "port") and `created_at`/`updated_at` with 3.199.0 (1ee2ea6e73); routes gained `options` with 3.184.0
+/// (05e617f864: `route_presenter.rb`, `route_create_message.rb`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_cc_versions_render_and_accept_their_own_route_shapes() {
+    for (version, protocols, options, timestamps) in
+        [((3, 86), false, false, false), ((3, 190), true, true, false), ((3, 228), true, true, true)]
+    {
+        let cc_api_version = cf_sim::config::CcApiVersion(version.0, version.1, 0);
+        let sim = Sim::start(SimConfig { cc_api_version, ..test_config() }).unwrap();
+        let api = Api::login(&sim).await;
+        let app = api.create_app("versioned").await;
+        let with_options =
+            create_route_with(&api, "opts", json!({"options": {"loadbalancing": "least-connection"}})).await;
+        if options {
+            assert_eq!(with_options.status, 201, "{version:?}: {}", with_options.text());
+        } else {
+            assert_eq!((with_options.status, detail(&with_options)), (422, "Unknown field(s): 'options'".into()));
+        }
+        let route = route_guid(&api, "versioned").await;
+        let path = format!("/v3/routes/{route}/destinations");
+        let http2 = api.post(&path, json!({"destinations": [{"app": {"guid": app}, "protocol": "http2"}]})).await;
+        if protocols {
+            assert_eq!(http2.status, 200, "{version:?}: {}", http2.text());
+        } else {
+            assert_eq!(
+                (http2.status, detail(&http2)),
+                (422, "Destinations[0]: must have only \"app\" and optionally \"weight\" and \"port\".".into())
+            );
+            assert_eq!(api.post(&path, json!({"destinations": [{"app": {"guid": app}}]})).await.status, 200);
+        }
+        let destination = api.get(&path).await.json()["destinations"][0].clone();
+        assert_eq!(destination.get("protocol").is_some(), protocols, "{version:?}: {destination}");
+        assert_eq!(destination.get("created_at").is_some(), timestamps, "{version:?}: {destination}");
+        let body = api.get(&format!("/v3/routes/{route}")).await.json();
+        assert_eq!(body.get("options").is_some(), options, "{version:?}: {body}");
+        assert_eq!(body["destinations"][0].get("protocol").is_some(), protocols, "{version:?}: {body}");
+        sim.stop();
+    }
+}
+
+/// A route on the default domain in the default space, with `extra` keys in the body.
+async fn create_route_with(api: &Api, host: &str, extra: Value) -> Response {
+    let space = api.space_guid().await;
+    let domain = api.first_guid("/v3/domains").await;
+    let mut body = json!({"host": host, "relationships": {"domain": {"data": {"guid": domain}}, "space": {"data": {"guid": space}}}});
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    api.post("/v3/routes", body).await
 }
