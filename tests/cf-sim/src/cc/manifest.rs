@@ -52,6 +52,59 @@ struct ProcessSpec {
     readiness_check: Option<Value>,
 }
 
+/// A `routes:` entry (ManifestRoutesUpdateMessage).
+#[derive(Debug, Clone, Default)]
+struct RouteSpec {
+    route: String,
+    /// `http1`, `http2` or `tcp`; `None` keeps an existing mapping's and defaults a new one to `http1`.
+    protocol: Option<String>,
+    loadbalancing: Option<String>,
+}
+
+/// CC's `RouteOptionsMessage.valid_loadbalancing_algorithms` without the `hash_based_routing` feature flag.
+const LOADBALANCING: [&str; 2] = ["round-robin", "least-connection"];
+
+/// A `routes:` entry as manifest_routes_update_message.rb validates it.
+fn route_spec(entry: &Value) -> ApiResult<RouteSpec> {
+    let route = entry.get("route").and_then(Value::as_str).unwrap_or("");
+    if route.is_empty() || route.contains(char::is_whitespace) || route.contains("://") {
+        return Err(ApiError::unprocessable(format!("The route '{route}' is not a properly formed URL")));
+    }
+    let protocol = match entry.get("protocol") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) if ["http1", "http2", "tcp"].contains(&p.as_str()) => Some(p.clone()),
+        Some(_) => return Err(ApiError::unprocessable("Route protocol must be 'http1', 'http2' or 'tcp'.")),
+    };
+    let loadbalancing = match entry.get("options") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(options)) => {
+            if let Some(key) = options.keys().find(|k| *k != "loadbalancing") {
+                return Err(ApiError::unprocessable(format!(
+                    "Route '{route}' contains invalid route option '{key}'. Valid keys: 'loadbalancing'"
+                )));
+            }
+            match options.get("loadbalancing") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(lb)) if LOADBALANCING.contains(&lb.as_str()) => Some(lb.clone()),
+                Some(Value::String(lb)) => {
+                    return Err(ApiError::unprocessable(format!(
+                        "Cannot use loadbalancing value '{lb}' for Route '{route}'; Valid values are: '{}'",
+                        LOADBALANCING.join(", ")
+                    )));
+                }
+                Some(_) => {
+                    return Err(ApiError::unprocessable(format!(
+                        "Invalid value for 'loadbalancing' for Route '{route}'; Valid values are: '{}'",
+                        LOADBALANCING.join(", ")
+                    )));
+                }
+            }
+        }
+        Some(_) => return Err(ApiError::unprocessable(format!("Route '{route}': options must be an object"))),
+    };
+    Ok(RouteSpec { route: route.to_string(), protocol, loadbalancing })
+}
+
 #[derive(Debug, Clone, Default)]
 struct AppSpec {
     name: String,
@@ -63,7 +116,7 @@ struct AppSpec {
     lifecycle: Option<Lifecycle>,
     env: Vec<(String, Option<Value>)>,
     processes: Vec<ProcessSpec>,
-    routes: Option<Vec<String>>,
+    routes: Option<Vec<RouteSpec>>,
     no_route: bool,
     random_route: bool,
     default_route: bool,
@@ -310,18 +363,7 @@ fn app_spec(map: &Map<String, Value>) -> ApiResult<AppSpec> {
         }
         let routes = match field(map, "routes") {
             None => None,
-            Some(Value::Array(list)) => Some(
-                list.iter()
-                    .map(|r| {
-                        let route = r.get("route").and_then(Value::as_str).unwrap_or("");
-                        if route.is_empty() || route.contains(char::is_whitespace) || route.contains("://") {
-                            Err(ApiError::unprocessable(format!("The route '{route}' is not a properly formed URL")))
-                        } else {
-                            Ok(route.to_string())
-                        }
-                    })
-                    .collect::<ApiResult<Vec<_>>>()?,
-            ),
+            Some(Value::Array(list)) => Some(list.iter().map(route_spec).collect::<ApiResult<Vec<_>>>()?),
             Some(_) => return Err(ApiError::unprocessable("Routes must be a list of route objects")),
         };
         let flag = |key: &str| field(map, key).and_then(Value::as_bool).unwrap_or(false);
@@ -545,7 +587,7 @@ fn apply_app(ctx: &Ctx, space_guid: &str, spec: AppSpec) -> ApiResult<()> {
         if spec.no_route {
             super::routes::unmap_app(&mut state, &app_guid);
         } else {
-            let mut wanted: Vec<String> = spec.routes.clone().unwrap_or_default();
+            let mut wanted: Vec<RouteSpec> = spec.routes.clone().unwrap_or_default();
             let has_routes = state.app_routes(&app_guid).next().is_some();
             if wanted.is_empty() && !has_routes && (spec.random_route || spec.default_route) {
                 let domain = state
@@ -557,11 +599,15 @@ fn apply_app(ctx: &Ctx, space_guid: &str, spec: AppSpec) -> ApiResult<()> {
                 } else {
                     spec.name.to_ascii_lowercase()
                 };
-                wanted.push(format!("{host}.{domain}"));
+                wanted.push(RouteSpec { route: format!("{host}.{domain}"), ..RouteSpec::default() });
             }
-            for route in wanted {
-                let (host, domain_guid, path) = resolve_route(&state, &org_guid, &route)
-                    .ok_or_else(|| fail(format!("The route '{route}' did not match any existing domains.")))?;
+            // ManifestRouteUpdate (app/actions/manifest_route_update.rb): every route is found or created before
+            // any is mapped.
+            let mut found = Vec::new();
+            for wanted in &wanted {
+                let for_route = |detail: String| fail(format!("For route '{}': {detail}", wanted.route));
+                let (host, domain_guid, path) = resolve_route(&state, &org_guid, &wanted.route)
+                    .ok_or_else(|| fail(format!("No domains exist for route {}", wanted.route)))?;
                 let existing = state
                     .routes
                     .values()
@@ -569,17 +615,30 @@ fn apply_app(ctx: &Ctx, space_guid: &str, spec: AppSpec) -> ApiResult<()> {
                     .map(|r| (r.common.guid.clone(), r.space_guid.clone()));
                 let route_guid = match existing {
                     Some((guid, route_space)) if route_space == space_guid => guid,
-                    Some(_) => {
-                        return Err(fail(format!(
-                            "The app cannot be mapped to route {route} because the route exists in a different space."
-                        )));
-                    }
+                    Some(_) => return Err(fail("Routes cannot be mapped to destinations in different spaces".into())),
                     None => super::routes::insert_route(&mut state, &host, &path, &domain_guid, space_guid)
-                        .map_err(|e| fail(e.detail))?,
+                        .map_err(|e| for_route(e.detail))?,
                 };
+                if let Some(lb) = &wanted.loadbalancing {
+                    state.routes.get_mut(&route_guid).expect("route exists").loadbalancing = Some(lb.clone());
+                }
+                found.push((route_guid, wanted.protocol.clone()));
+            }
+            for (route_guid, protocol) in found {
                 let route = state.routes.get_mut(&route_guid).expect("route exists");
-                if !route.destinations.iter().any(|d| d.app_guid == app_guid && d.process_type == "web") {
-                    route.destinations.push(crate::state::Destination::new(&app_guid, "web", 8080, "http1"));
+                let mapped = route.destinations.iter().find(|d| d.app_guid == app_guid && d.process_type == "web");
+                match (mapped.map(|d| d.protocol.clone()), protocol) {
+                    (None, protocol) => route.destinations.push(crate::state::Destination::new(
+                        &app_guid,
+                        "web",
+                        8080,
+                        protocol.as_deref().unwrap_or("http1"),
+                    )),
+                    // UpdateRouteDestinations.replace: the route's destinations become this mapping alone.
+                    (Some(current), Some(protocol)) if current != protocol => {
+                        route.destinations = vec![crate::state::Destination::new(&app_guid, "web", 8080, &protocol)];
+                    }
+                    _ => {}
                 }
             }
         }

@@ -525,3 +525,52 @@ async fn environment_variables_follow_ccs_validators() {
     assert_unprocessable(&bad, "For application 'envs': Env cannot start with VCAP_");
     sim.stop();
 }
+
+/// app/messages/manifest_routes_update_message.rb (protocol, options) and app/actions/manifest_route_update.rb
+/// (every route found or created before any is mapped; a new mapping takes the protocol, a changed protocol
+/// replaces the route's destinations; "No domains exist for route …"), with update_route_destinations.rb.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_routes_keep_protocol_and_options() {
+    let sim = Sim::start(test_config()).unwrap();
+    let api = Api::login(&sim).await;
+    let bad = apply_manifest(
+        &api,
+        "applications:\n- name: grpc\n  routes:\n  - route: grpc.apps.sim.internal\n    protocol: h2\n",
+    )
+    .await;
+    assert_unprocessable(&bad, "For application 'grpc': Route protocol must be 'http1', 'http2' or 'tcp'.");
+    let option = apply_manifest(&api, "applications:\n- name: grpc\n  routes:\n  - route: grpc.apps.sim.internal\n    options:\n      loadbalancing: random\n").await;
+    assert_unprocessable(
+        &option,
+        "For application 'grpc': Cannot use loadbalancing value 'random' for Route 'grpc.apps.sim.internal'; \
+         Valid values are: 'round-robin, least-connection'",
+    );
+    let manifest = "applications:\n- name: grpc\n  routes:\n  - route: grpc.apps.sim.internal\n    protocol: http2\n    options:\n      loadbalancing: least-connection\n";
+    assert_eq!(applied_job(&api, manifest).await["state"], "COMPLETE");
+    let route = api.get("/v3/routes?hosts=grpc").await.json()["resources"][0].clone();
+    assert_eq!(route["destinations"][0]["protocol"], "http2", "{route}");
+    assert_eq!(route["options"]["loadbalancing"], "least-connection", "{route}");
+    let app = api.get("/v3/apps?names=grpc").await.json()["resources"][0]["guid"].as_str().unwrap().to_string();
+    let generated: Value = serde_norway::from_str(&api.get(&format!("/v3/apps/{app}/manifest")).await.text()).unwrap();
+    assert_eq!(
+        generated["applications"][0]["routes"],
+        json!([{"route": "grpc.apps.sim.internal", "protocol": "http2", "options": {"loadbalancing": "least-connection"}}])
+    );
+    let http1 = "applications:\n- name: grpc\n  routes:\n  - route: grpc.apps.sim.internal\n    protocol: http1\n";
+    assert_eq!(applied_job(&api, http1).await["state"], "COMPLETE");
+    let route = api.get("/v3/routes?hosts=grpc").await.json()["resources"][0].clone();
+    assert_eq!(route["destinations"].as_array().unwrap().len(), 1, "{route}");
+    assert_eq!(route["destinations"][0]["protocol"], "http1", "{route}");
+
+    let job = applied_job(
+        &api,
+        "applications:\n- name: grpc\n  routes:\n  - route: new.apps.sim.internal\n  - route: x.nowhere.example\n",
+    )
+    .await;
+    assert_eq!(job["state"], "FAILED", "{job}");
+    assert_eq!(job["errors"][0]["detail"], "For application 'grpc': No domains exist for route x.nowhere.example");
+    let created = api.get("/v3/routes?hosts=new").await.json();
+    assert_eq!(created["pagination"]["total_results"], 1, "routes before the failing one are found or created");
+    assert_eq!(created["resources"][0]["destinations"], json!([]), "but none is mapped: {created}");
+    sim.stop();
+}
