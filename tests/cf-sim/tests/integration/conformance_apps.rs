@@ -573,4 +573,20 @@ async fn manifest_routes_keep_protocol_and_options() {
     assert_eq!(created["pagination"]["total_results"], 1, "routes before the failing one are found or created");
     assert_eq!(created["resources"][0]["destinations"], json!([]), "but none is mapped: {created}");
     sim.stop();
+
+    let config = SimConfig { extra_spaces: vec!["sim-org/other".into()], ..test_config() };
+    let sim = Sim::start(config).unwrap();
+    let api = Api::login(&sim).await;
+    let other = api.first_guid("/v3/spaces?names=other").await;
+    let domain = api.first_guid("/v3/domains").await;
+    let foreign = api
+        .post("/v3/routes", json!({"host": "theirs", "relationships": {"domain": {"data": {"guid": domain}}, "space": {"data": {"guid": other}}}}))
+        .await;
+    assert_eq!(foreign.status, 201, "{}", foreign.text());
+    let job = applied_job(&api, "applications:\n- name: mine\n  routes:\n  - route: theirs.apps.sim.internal\n").await;
+    assert_eq!(
+        job["errors"][0]["detail"],
+        "For application 'mine': Routes cannot be mapped to destinations in different spaces"
+    );
+    sim.stop();
 }
