@@ -52,6 +52,25 @@ struct ProcessSpec {
     readiness_check: Option<Value>,
 }
 
+/// A `services:` entry: its instance name and binding name, `None` when the entry is malformed.
+fn service_binding(entry: &Value) -> Option<(String, Option<String>)> {
+    match entry {
+        Value::String(name) => Some((name.clone(), None)),
+        Value::Object(o) => {
+            let known = o.keys().all(|k| ["name", "parameters", "binding_name"].contains(&k.as_str()));
+            let parameters = o.get("parameters").is_none_or(Value::is_object);
+            let binding_name = match o.get("binding_name") {
+                None => None,
+                Some(Value::String(b)) => Some(Some(b.clone())),
+                Some(_) => return None,
+            };
+            let name = o.get("name").and_then(Value::as_str)?;
+            (known && parameters).then(|| (name.to_string(), binding_name.flatten()))
+        }
+        _ => None,
+    }
+}
+
 /// A `routes:` entry (ManifestRoutesUpdateMessage).
 #[derive(Debug, Clone, Default)]
 struct RouteSpec {
@@ -371,26 +390,14 @@ fn app_spec(map: &Map<String, Value>) -> ApiResult<AppSpec> {
         if no_route && routes.as_ref().is_some_and(|r| !r.is_empty()) {
             return Err(ApiError::unprocessable("Cannot use the combination of no-route and routes"));
         }
+        // ManifestServiceBindingCreateMessage: names, or objects of `name`, an object `parameters` (which a
+        // user-provided instance, the only kind cf-sim has, does not use) and a string `binding_name`.
         let services = match field(map, "services") {
-            None => Vec::new(),
-            Some(Value::Array(list)) => list
-                .iter()
-                .map(|s| match s {
-                    Value::String(name) => Ok((name.clone(), None)),
-                    Value::Object(o) => {
-                        let name = o
-                            .get("name")
-                            .and_then(Value::as_str)
-                            .ok_or_else(|| ApiError::unprocessable("Service must have a name"))?;
-                        Ok((name.to_string(), o.get("binding_name").and_then(Value::as_str).map(str::to_string)))
-                    }
-                    _ => Err(ApiError::unprocessable("Services must be a list of service instance names or objects")),
-                })
-                .collect::<ApiResult<_>>()?,
-            Some(_) => {
-                return Err(ApiError::unprocessable("Services must be a list of service instance names or objects"));
-            }
-        };
+            None => Some(Vec::new()),
+            Some(Value::Array(list)) => list.iter().map(service_binding).collect::<Option<Vec<_>>>(),
+            Some(_) => None,
+        }
+        .ok_or_else(|| ApiError::unprocessable("Services must be a list of service instances"))?;
         let metadata = field(map, "metadata").cloned();
         if let Some(metadata) = &metadata {
             crate::cc::metadata::Metadata::default().apply(Some(metadata))?;
@@ -553,11 +560,14 @@ fn apply_app(ctx: &Ctx, space_guid: &str, spec: AppSpec) -> ApiResult<()> {
         // Services first: a missing instance fails the job before routes change.
         let mut to_bind = Vec::new();
         for (name, binding_name) in &spec.services {
-            let instance = state
-                .service_instances
-                .values()
-                .find(|s| s.space_guid == space_guid && &s.name == name)
-                .ok_or_else(|| fail(format!("Service instance '{name}' not found")))?;
+            let instance =
+                state.service_instances.values().find(|s| s.space_guid == space_guid && &s.name == name).ok_or_else(
+                    || {
+                        // AppApplyManifest#service_instance_not_found!: a NotFound the job prefixes with the app.
+                        let detail = format!("For application '{}': Service instance '{name}' not found", spec.name);
+                        ApiError::new(404, 10010, "CF-ResourceNotFound", detail)
+                    },
+                )?;
             to_bind.push((instance.common.guid.clone(), binding_name.clone()));
         }
         for (instance, binding_name) in to_bind {

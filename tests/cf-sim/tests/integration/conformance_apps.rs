@@ -385,6 +385,12 @@ async fn apply_manifest_refuses_what_cc_refuses() {
     assert!(detail(&sidecars).contains("does not model the manifest key(s) 'sidecars'"), "{}", sidecars.text());
     let features = apply_manifest(&api, "applications:\n- name: f\n  features:\n    ssh: false\n").await;
     assert_eq!(features.status, 422, "{}", features.text());
+    let services = apply_manifest(&api, "applications:\n- name: s\n  services:\n  - name: db\n    plan: small\n").await;
+    assert_unprocessable(&services, "For application 's': Services must be a list of service instances");
+    let job = applied_job(&api, "applications:\n- name: s\n  services:\n  - missing\n").await;
+    assert_eq!(job["state"], "FAILED", "{job}");
+    assert_eq!(job["errors"][0]["code"], 10010, "AppApplyManifest raises a NotFound: {job}");
+    assert_eq!(job["errors"][0]["detail"], "For application 's': Service instance 'missing' not found");
     let none = apply_manifest(&api, "version: 1\n").await;
     assert_unprocessable(&none, "Cannot parse manifest with no 'applications' field.");
 
