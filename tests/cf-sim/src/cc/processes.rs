@@ -138,6 +138,11 @@ pub fn apply_health_check(
         }
         Some(Value::Null) => None,
         Some(Value::String(e)) if kind == "http" => {
+            if e.chars().count() > 255 {
+                return Err(ApiError::unprocessable(format!(
+                    "{prefix} endpoint is too long (maximum is 255 characters)"
+                )));
+            }
             if !e.starts_with('/') {
                 return Err(ApiError::unprocessable(format!("{prefix} endpoint must be a valid URI path")));
             }

@@ -443,6 +443,9 @@ async fn process_updates_follow_ccs_messages_and_policy() {
     assert_eq!(max.status, 200, "{}", max.text());
     let zero = api.patch(&web, json!({"health_check": {"data": {"interval": 0}}})).await;
     assert_unprocessable(&zero, "Health check interval must be greater than or equal to 1");
+    let endpoint = format!("/{}", "e".repeat(255));
+    let long = api.patch(&web, json!({"health_check": {"type": "http", "data": {"endpoint": endpoint}}})).await;
+    assert_unprocessable(&long, "Health check endpoint is too long (maximum is 255 characters)");
     let user = api.patch(&web, json!({"user": "root"})).await;
     assert_eq!(user.status, 422);
     assert!(detail(&user).contains("does not model field(s): 'user'"), "{}", user.text());
