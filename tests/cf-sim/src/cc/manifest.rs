@@ -374,8 +374,9 @@ fn app_spec(map: &Map<String, Value>) -> ApiResult<AppSpec> {
                     .and_then(Value::as_str)
                     .ok_or_else(|| ApiError::unprocessable("Process must have a type"))?;
                 let spec = process_spec(item, kind)?;
+                // AppManifestMessage#process_attributes: a `web` entry replaces the app-level attributes.
                 match processes.iter_mut().find(|p| p.kind == kind) {
-                    Some(existing) => merge_process(existing, spec),
+                    Some(existing) => *existing = spec,
                     None => processes.push(spec),
                 }
             }
@@ -419,16 +420,6 @@ fn app_spec(map: &Map<String, Value>) -> ApiResult<AppSpec> {
         })
     })();
     spec.map_err(context)
-}
-
-fn merge_process(target: &mut ProcessSpec, from: ProcessSpec) {
-    let s = from.scale;
-    target.scale.instances = s.instances.or(target.scale.instances);
-    target.scale.memory_in_mb = s.memory_in_mb.or(target.scale.memory_in_mb);
-    target.scale.disk_in_mb = s.disk_in_mb.or(target.scale.disk_in_mb);
-    target.command = from.command.or(target.command.take());
-    target.health_check = from.health_check.or(target.health_check.take());
-    target.readiness_check = from.readiness_check.or(target.readiness_check.take());
 }
 
 async fn apply(

@@ -364,7 +364,8 @@ async fn generated_manifests_are_ccs_form_for_each_version() {
     }
 }
 
-/// app/messages/app_manifest_message.rb (buildpack(s) with docker, buildpack with buildpacks),
+/// app/messages/app_manifest_message.rb (buildpack(s) with docker, buildpack with buildpacks, a `web` process entry
+/// replacing the app-level attributes),
 /// space_manifests_controller.rb (docker for a buildpack app), space_apply_manifest_action_job.rb with
 /// app_update.rb (a lifecycle change fails the job) and base_health_check_policy.rb with config/cloud_controller.yml
 /// (`maximum_health_check_timeout: 180`, enforced in the job); keys cf-sim does not model are refused.
@@ -426,6 +427,17 @@ async fn apply_manifest_refuses_what_cc_refuses() {
     let web = api.get("/v3/apps?names=slow").await.json()["resources"][0]["guid"].as_str().unwrap().to_string();
     let process = api.get(&format!("/v3/apps/{web}/processes/web")).await.json();
     assert_eq!(process["log_rate_limit_in_bytes_per_second"], 16384);
+
+    // AppManifestMessage#process_attributes: a `web` entry under `processes` replaces the app-level attributes.
+    let job = applied_job(
+        &api,
+        "applications:\n- name: layered\n  instances: 3\n  processes:\n  - type: web\n    memory: 128M\n",
+    )
+    .await;
+    assert_eq!(job["state"], "COMPLETE", "{job}");
+    let app = api.get("/v3/apps?names=layered").await.json()["resources"][0]["guid"].as_str().unwrap().to_string();
+    let process = api.get(&format!("/v3/apps/{app}/processes/web")).await.json();
+    assert_eq!((process["instances"].as_u64(), process["memory_in_mb"].as_u64()), (Some(1), Some(128)), "{process}");
     sim.stop();
 }
 
