@@ -117,8 +117,8 @@ pub struct SimConfig {
     /// Memory limit of a space quota applied to `--space`, in MB (default: no space quota).
     #[arg(long)]
     pub space_memory_limit_mb: Option<u64>,
-    /// The CC API version to present, as `X.Y.Z`: shown in `GET /` and `GET /v3`, and the answers take that
-    /// version's shapes (e.g. no `relationships.current_droplet` of apps before 3.175.0).
+    /// The CC API version to present, as `X.Y.Z`: shown in `GET /` (CC's `GET /v3` names none), and the answers
+    /// take that version's shapes (e.g. no `relationships.current_droplet` of apps before 3.175.0).
     #[arg(long, default_value = "3.228.0", value_parser = CcApiVersion::parse)]
     pub cc_api_version: CcApiVersion,
     /// CC's `maximum_health_check_timeout` in seconds (config/cloud_controller.yml sets 180).
