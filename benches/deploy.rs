@@ -9,19 +9,19 @@
 //!
 //! `cargo bench --bench deploy` (all), or name sections: `cargo bench --bench deploy -- overhead requests`.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
 #[path = "measure.rs"]
 mod measure;
+#[path = "../tests/integration/util/mod.rs"]
+pub mod util;
 
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
 use cf_sim::{RequestRecord, Sim, SimConfig};
-use common::deploy::{BUILD_ENV, PutDir, manifest};
-use common::sim::{check_request, in_request, out_request, resource_requests, source};
 use serde_json::{Value, json};
+use util::deploy::{BUILD_ENV, PutDir, manifest};
+use util::sim::{check_request, in_request, out_request, resource_requests, source};
 
 const STAGING_MS: u64 = 500;
 const APP_START_MS: u64 = 500;
@@ -285,8 +285,8 @@ fn scale() {
 fn fill_space(sim: &Sim, n: usize) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let cf = common::sim::connect(sim).await;
-        let space = common::sim::home_space(&cf, sim).await;
+        let cf = util::sim::connect(sim).await;
+        let space = util::sim::home_space(&cf, sim).await;
         for i in 0..n {
             let app = cf_blue_green_resource::cf::apps::NewApp {
                 name: format!("other-{i:04}"),

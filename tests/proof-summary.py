@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Totals the proof summary the tests append to (one JSON object per line, see tests/common/summary.rs) and
+"""Totals the proof summary the tests append to (one JSON object per line, see tests/integration/util/summary.rs) and
 prints the figures, ending with the one-line summary CI shows:
 
 zero-downtime: 0 failed of N; faults: K injected, K survived; kills: M, M recovered; bad inputs: B, B clean;

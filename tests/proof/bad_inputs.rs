@@ -10,9 +10,9 @@ use std::time::Instant;
 use cf_sim::{Fault, FaultAction, Sim};
 use serde_json::{Value, json};
 
-use crate::common::deploy::{BUILD_ENV, PutDir, deploy, manifest};
-use crate::common::sim::{sample_app_dir, source, start_sim_with, zip_dir};
-use crate::common::{run_resource, summary};
+use crate::util::deploy::{BUILD_ENV, PutDir, deploy, manifest};
+use crate::util::sim::{sample_app_dir, source, start_sim_with, zip_dir};
+use crate::util::{run_resource, summary};
 
 /// Which foundation a case runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

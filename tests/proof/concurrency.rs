@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use regex::Regex;
 use serde_json::{Value, json};
 
-use crate::common::sim::{check_request, source};
-use crate::common::{Run, run_resource, summary};
 use crate::harness::{self, APP, Lane, LaneConfig, Outcome, assert_clean_outcome};
+use crate::util::sim::{check_request, source};
+use crate::util::{Run, run_resource, summary};
 
 fn simultaneous_puts(count: usize) {
     let _heavy = harness::heavy();

@@ -17,8 +17,8 @@ use cf_blue_green_resource::cf::RetryPolicy;
 use cf_sim::{Fault, FaultAction};
 use serde_json::json;
 
-use crate::common::summary;
 use crate::harness::{self, Lane, LaneConfig, Outcome, Rng, assert_clean_outcome};
+use crate::util::summary;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {

@@ -12,10 +12,10 @@ use cf_blue_green_resource::record::{ROLE_LABEL, journal};
 use cf_sim::{Sim, SimConfig};
 use serde_json::{Value, json};
 
-use crate::common::deploy::{BUILD_ENV, PutDir, apps, get, manifest, route_destinations};
-use crate::common::sim::{out_request, source, start_sim_with};
-use crate::common::summary;
-use crate::common::{Background, Run, run_resource, spawn_resource, spawn_resource_killed_on};
+use crate::util::deploy::{BUILD_ENV, PutDir, apps, get, manifest, route_destinations};
+use crate::util::sim::{out_request, source, start_sim_with};
+use crate::util::summary;
+use crate::util::{Background, Run, run_resource, spawn_resource, spawn_resource_killed_on};
 use cf_sim::load::{self, LoadConfig, LoadHandle, LoadReport};
 
 /// `PROOF_FULL=1`: run every case of the slow matrices, not the seeded subset.

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::common::summary;
 use crate::harness::{self, Lane, LaneConfig, Outcome, Rng, assert_clean_outcome};
+use crate::util::summary;
 
 /// Where to kill: right after `out` printed a line matching the point.
 #[derive(Clone, Debug)]

@@ -9,16 +9,18 @@
 //! - `concurrency`: 2 and 5 simultaneous puts serialize through the lock.
 //! - `bad_inputs`: a table of more than 40 bad requests across check, in and out, each failing cleanly without
 //!   touching Cloud Foundry.
-//! - `secrets`: every output of every binary run in any test is scanned for secrets (`common::secrets`); here
+//! - `secrets`: every output of every binary run in any test is scanned for secrets (`util::secrets`); here
 //!   the scanner itself is proven to catch leaks, and the most talkative runs are scanned.
 //! - `sessions`: a real Redis keeps sessions across the swap; in-process sessions are lost.
 //! - `regressions`: each bug the matrices found, pinned by a direct case.
 //!
 //! The slow matrices run a seeded subset by default and everything with `PROOF_FULL=1` (as `.ci/run` does);
-//! `PROOF_SEED` replays a run. Figures go to the proof summary (`common::summary`).
+//! `PROOF_SEED` replays a run. Figures go to the proof summary (`util::summary`).
 
-#[path = "../common/mod.rs"]
-mod common;
+/// The integration tests' toolkit. Public here: this binary uses only part of it, and rustc checks the toolkit
+/// for unused code where all of it is used, in the integration binary.
+#[path = "../integration/util/mod.rs"]
+pub mod util;
 
 mod bad_inputs;
 mod concurrency;

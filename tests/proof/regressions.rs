@@ -23,8 +23,8 @@ use cf_blue_green_resource::record::candidate_metadata;
 use cf_blue_green_resource::record::{Journal, Phase};
 use cf_sim::{Fault, FaultAction};
 
-use crate::common::sim::connect;
 use crate::harness::{APP, Lane, LaneConfig, Outcome, assert_clean_outcome};
+use crate::util::sim::connect;
 
 /// HTTP 500 on the first request matching `method path`, and on each retry of it.
 fn failing(method: &str, path: &str) -> Fault {
@@ -111,7 +111,7 @@ fn a_deploy_that_waited_longer_than_its_lease_holds_a_fresh_lock() {
     let mut lane = Lane::new(LaneConfig::default());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cf = runtime.block_on(connect(&lane.sim));
-    let space = runtime.block_on(crate::common::sim::home_space(&cf, &lane.sim));
+    let space = runtime.block_on(crate::util::sim::home_space(&cf, &lane.sim));
     // Another deploy holds the lock (alive: its lease is long).
     let theirs = Journal::new(&BuildEnv { name: Some("1".into()), ..BuildEnv::default() }, Duration::from_secs(600));
     let new_app = NewApp {

@@ -1,4 +1,4 @@
-//! Secrets never reach the build log. Every run of a binary in every test is scanned (`common::secrets`, called
+//! Secrets never reach the build log. Every run of a binary in every test is scanned (`util::secrets`, called
 //! by `run_resource` and `spawn_resource`); here the scanner is shown to catch what it must — a token in JSON,
 //! a URL-encoded password, a secret env value — and the most talkative runs are made: `verbose: true` traces
 //! of check, in and out with client credentials, a secret env value and a docker password, and a failing
@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::deploy::{BUILD_ENV, PutDir, manifest};
-use crate::common::run_resource;
-use crate::common::secrets::{self, Secret};
-use crate::common::sim::{check_request, in_request, source, start_sim_with};
 use crate::harness::{self, random_hex};
+use crate::util::deploy::{BUILD_ENV, PutDir, manifest};
+use crate::util::run_resource;
+use crate::util::secrets::{self, Secret};
+use crate::util::sim::{check_request, in_request, source, start_sim_with};
 
 #[test]
 fn the_scanner_catches_every_form_of_a_leak() {

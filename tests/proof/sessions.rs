@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use cf_sim::Sim;
 use serde_json::{Value, json};
 
-use crate::common::deploy::{PutDir, deploy};
-use crate::common::sim::{connect, home_space, start_sim_with};
-use crate::common::summary;
 use crate::harness;
+use crate::util::deploy::{PutDir, deploy};
+use crate::util::sim::{connect, home_space, start_sim_with};
+use crate::util::summary;
 
 /// A `redis-server` on a free loopback port, stopped (SIGKILL, it keeps nothing) when dropped.
 struct Redis {
@@ -79,7 +79,7 @@ fn visit(sim: &Sim, app: &str, sid: Option<&str>) -> Result<(Value, Option<Strin
     let host = format!("{app}.{}", sim.info().domain);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let client = crate::common::http_client()
+        let client = crate::util::http_client()
             .resolve(&host, router.parse().unwrap())
             .timeout(Duration::from_secs(10))
             .build()
@@ -124,7 +124,7 @@ fn manifest(sim: &Sim, app: &str, services: &[&str]) -> String {
 fn wait_version(sim: &Sim, app: &str, version: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, body) = crate::common::deploy::get(sim, app, "/version");
+        let (status, body) = crate::util::deploy::get(sim, app, "/version");
         if status == 200 && body == version {
             return;
         }

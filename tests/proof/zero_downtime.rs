@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::deploy::{PutDir, apps, deploy, get, manifest};
-use crate::common::sim::start_sim_with;
-use crate::common::summary;
 use crate::harness;
+use crate::util::deploy::{PutDir, apps, deploy, get, manifest};
+use crate::util::sim::start_sim_with;
+use crate::util::summary;
 use cf_sim::load::{self, LoadConfig};
 
 const RATE: u32 = 200;

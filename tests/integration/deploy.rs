@@ -4,19 +4,17 @@
 //! `keep_previous`; a temporary route on another domain; a docker image; and the check → in round trip of what
 //! was deployed.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::util::deploy::{
+    PutDir, app_named, apps, deploy, get, manifest, out, route_destinations, routes, wait_until_serving,
+};
+use crate::util::run_resource;
+use crate::util::sim::{check_request, connect, home_space, in_request, resource_requests, source, start_sim_with};
 use cf_blue_green_resource::cf::root::MIN_CC_API_VERSION;
 use cf_sim::Sim;
 use cf_sim::config::CcApiVersion;
 use cf_sim::load::{self, LoadConfig};
-use common::deploy::{
-    PutDir, app_named, apps, deploy, get, manifest, out, route_destinations, routes, wait_until_serving,
-};
-use common::run_resource;
-use common::sim::{check_request, connect, home_space, in_request, resource_requests, source, start_sim_with};
 use serde_json::{Value, json};
 
 fn sim_with_delay(propagation_ms: u64) -> Sim {
@@ -560,7 +558,7 @@ fn green_route_puts_the_candidate_on_the_host_and_domain_given() {
 #[test]
 fn a_docker_image_deploys_blue_green_and_its_password_is_never_printed() {
     let image_dir = tempfile::tempdir().unwrap();
-    std::fs::copy(common::sim::sample_app_bin(), image_dir.path().join("sample-app")).unwrap();
+    std::fs::copy(crate::util::sim::sample_app_bin(), image_dir.path().join("sample-app")).unwrap();
     std::fs::write(image_dir.path().join("Procfile"), "web: ./sample-app\n").unwrap();
     let image = "registry.example.com/shop/myapp:2.0";
     let sim = start_sim_with(|c| c.docker_images = vec![format!("{image}={}", image_dir.path().display())]);

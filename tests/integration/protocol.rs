@@ -1,9 +1,7 @@
 //! The protocol contract of the real binaries: every kind of bad request fails cleanly (exit 1, empty
 //! stdout, one error line naming the problem) before any network call.
 
-mod common;
-
-use common::run_resource;
+use crate::util::run_resource;
 use serde_json::{Value, json};
 
 /// A source that passes validation but points at a port nothing listens on: the tests below must fail

@@ -3,10 +3,14 @@
 //! the swap, the watch after it, the dry run, and a `<app>-green` this resource did not make. Production
 //! serves every request of a load loop wherever a deploy promises it.
 
-mod common;
-
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::util::deploy::{
+    PutDir, annotation, app_named, apps, build_url, deploy, logged, manifest, out, out_as, route_destinations, routes,
+    spawn_out, wait_for, wait_until_serving,
+};
+use crate::util::sim::{check_request, connect, home_space, source, start_sim_with};
+use crate::util::{Run, run_resource};
 use cf_blue_green_resource::cf::CfClient;
 use cf_blue_green_resource::cf::apps::NewApp;
 use cf_blue_green_resource::protocol::BuildEnv;
@@ -15,12 +19,6 @@ use cf_blue_green_resource::record::journal::{DEPLOY_ID, PHASE};
 use cf_blue_green_resource::record::{Journal, Phase};
 use cf_sim::load::{self, LoadConfig, LoadHandle, LoadReport};
 use cf_sim::{Fault, FaultAction, RequestRecord, Sim};
-use common::deploy::{
-    PutDir, annotation, app_named, apps, build_url, deploy, logged, manifest, out, out_as, route_destinations, routes,
-    spawn_out, wait_for, wait_until_serving,
-};
-use common::sim::{check_request, connect, home_space, source, start_sim_with};
-use common::{Run, run_resource};
 use serde_json::{Value, json};
 
 const DRAIN: &str = "1500ms";

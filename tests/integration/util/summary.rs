@@ -1,5 +1,5 @@
 //! The proof summary: tests append one JSON line per measured fact (`{"kind": "faults", ...}`) to a file that
-//! `tests/run.sh` empties before the run and totals after it (`tests/proof-summary.sh`). The file is
+//! `tests/run.sh` empties before the run and totals after it (`tests/proof-summary.py`). The file is
 //! `$PROOF_SUMMARY`, else `target/tmp/proof-summary.jsonl`.
 
 #![allow(dead_code)]

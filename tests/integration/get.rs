@@ -3,23 +3,21 @@
 //! downloads the droplet on request, answers the same for the same CF state, and fails with a clear message
 //! naming the version when its app or droplet is gone or belongs elsewhere. Plain gets cost at most 5 requests.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::util::sim::{
+    Pushed, connect, describe_requests, home_space, in_request, push, resource_requests, restage, sample_app_dir,
+    sample_manifest, source, start_sim, start_sim_with,
+};
+use crate::util::{Run, run_resource};
 use cf_blue_green_resource::cf::CfClient;
 use cf_blue_green_resource::cf::bindings::NewBinding;
 use cf_blue_green_resource::cf::types::MetadataPatch;
 use cf_blue_green_resource::protocol::BuildEnv;
 use cf_blue_green_resource::record::Audit;
 use cf_sim::{RequestRecord, Sim};
-use common::sim::{
-    Pushed, connect, describe_requests, home_space, in_request, push, resource_requests, restage, sample_app_dir,
-    sample_manifest, source, start_sim, start_sim_with,
-};
-use common::{Run, run_resource};
 use serde_json::{Value, json};
 
 /// The most requests a plain get of a version `out` deployed may make: `GET /`, the token, the app, the
@@ -101,7 +99,7 @@ async fn in_writes_what_the_version_deployed_without_secret_values() {
     let shop = push(&cf, &space, &manifest, bits.path()).await;
     let binding =
         NewBinding { app_guid: shop.app_guid.clone(), service_instance_guid: db.guid, ..NewBinding::default() };
-    cf.bindings().create(&binding, common::sim::WAIT).await.unwrap();
+    cf.bindings().create(&binding, crate::util::sim::WAIT).await.unwrap();
     let checksum = package_checksum(&cf, &shop.package_guid).await;
     write_audit(&cf, &shop, &checksum).await;
     let droplet = cf.droplets().get(&shop.droplet_guid).await.unwrap();

@@ -3,20 +3,18 @@
 //! through its housekeeping renames without reporting an unswapped candidate, never makes more than three
 //! requests (discovery, token, one app list), and fails in one line when it cannot log in or connect.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::util::run_resource;
+use crate::util::sim::{
+    check_request, connect, describe_requests, home_space, push, resource_requests, restage, sample_app_dir,
+    sample_manifest, source, start_sim, start_sim_with,
+};
 use cf_blue_green_resource::cf::CfClient;
 use cf_blue_green_resource::cf::types::MetadataPatch;
 use cf_blue_green_resource::protocol::BuildEnv;
 use cf_blue_green_resource::record::{Journal, Phase, journal};
 use cf_sim::Sim;
-use common::run_resource;
-use common::sim::{
-    check_request, connect, describe_requests, home_space, push, resource_requests, restage, sample_app_dir,
-    sample_manifest, source, start_sim, start_sim_with,
-};
 use serde_json::{Value, json};
 
 /// The most requests one check may make: `GET /`, the token, one app list.

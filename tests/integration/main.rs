@@ -1,0 +1,14 @@
+//! The integration tests: the resource's real binaries, its client and its packer against cf-sim, one module per
+//! area, sharing the toolkit in [`util`]. One binary, so the library and cf-sim are linked once for all of them.
+//! The slow proof suite is the other test binary (`tests/proof`).
+
+mod bits;
+mod cf_client;
+mod cf_fixtures;
+mod check;
+mod deploy;
+mod get;
+mod pipeline_examples;
+mod protocol;
+mod safety;
+mod util;
