@@ -448,15 +448,36 @@ async fn apply(
                 .and_then(app_spec)
         })
         .collect::<ApiResult<Vec<AppSpec>>>()?;
-    check_lifecycles(&ctx.state(), &space_guid, &specs)?;
+    // AppFindOrCreateSkeleton: the apps are found or created before the job is enqueued.
+    let apps = {
+        let mut state = ctx.state();
+        check_lifecycles(&state, &space_guid, &specs)?;
+        let mut apps = Vec::new();
+        for spec in specs {
+            let guid = match existing_app(&state, &space_guid, &spec.name) {
+                Some(app) => app.common.guid.clone(),
+                None => {
+                    let lifecycle = spec.lifecycle.clone().unwrap_or(Lifecycle::Buildpack {
+                        buildpacks: Vec::new(),
+                        stack: super::apps::DEFAULT_STACK.into(),
+                    });
+                    state.create_app(&spec.name, &space_guid, lifecycle).map_err(|e| {
+                        ApiError::unprocessable(format!("For application '{}': {}", spec.name, e.detail))
+                    })?
+                }
+            };
+            apps.push((guid, spec));
+        }
+        apps
+    };
     let space = space_guid.clone();
     Ok(jobs::enqueue(
         &ctx,
         "space.apply_manifest",
         Some(("space".into(), format!("/v3/spaces/{space_guid}"))),
         Box::new(move |ctx| {
-            for spec in specs {
-                apply_app(ctx, &space, spec)?;
+            for (guid, spec) in apps {
+                apply_app(ctx, &space, &guid, spec)?;
             }
             Ok(Vec::new())
         }),
@@ -509,24 +530,17 @@ fn resolve_route(state: &CcState, org_guid: &str, route: &str) -> Option<(String
     best.map(|(domain, host)| (host, domain.common.guid.clone(), path))
 }
 
-fn apply_app(ctx: &Ctx, space_guid: &str, spec: AppSpec) -> ApiResult<()> {
+fn apply_app(ctx: &Ctx, space_guid: &str, app_guid: &str, spec: AppSpec) -> ApiResult<()> {
     let fail = |detail: String| ApiError::unprocessable(format!("For application '{}': {detail}", spec.name));
     let max_timeout = ctx.config.maximum_health_check_timeout;
     let app_guid = {
         let mut state = ctx.state();
         let org_guid = state.space(space_guid)?.org_guid.clone();
-        let existing = existing_app(&state, space_guid, &spec.name).map(|a| a.common.guid.clone());
-        let app_guid = match existing {
-            Some(guid) => guid,
-            None => {
-                let lifecycle = spec.lifecycle.clone().unwrap_or(Lifecycle::Buildpack {
-                    buildpacks: Vec::new(),
-                    stack: super::apps::DEFAULT_STACK.into(),
-                });
-                state.create_app(&spec.name, space_guid, lifecycle)?
-            }
-        };
-        let mut app = state.app(&app_guid)?.clone();
+        // AppApplyManifest#app_instance_not_found!: the app was deleted after the request.
+        let mut app = state.apps.get(app_guid).cloned().ok_or_else(|| {
+            ApiError::new(404, 10010, "CF-ResourceNotFound", format!("App with guid '{app_guid}' not found"))
+        })?;
+        let app_guid = app_guid.to_string();
         // AppUpdate#validate_not_changing_lifecycle_type! (app/actions/app_update.rb), an error of the job.
         if let Some(kind) = spec.lifecycle_type
             && kind != app.lifecycle.type_name()

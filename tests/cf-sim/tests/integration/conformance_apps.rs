@@ -611,3 +611,18 @@ async fn manifest_routes_keep_protocol_and_options() {
     );
     sim.stop();
 }
+
+/// app/controllers/v3/space_manifests_controller.rb with app/actions/app_find_or_create_skeleton.rb: the apps of a
+/// manifest exist when apply_manifest answers 202, before its job runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_manifest_creates_the_apps_before_its_job() {
+    let sim = Sim::start(SimConfig { job_delay_ms: 5000, ..test_config() }).unwrap();
+    let api = Api::login(&sim).await;
+    let response = apply_manifest(&api, "applications:\n- name: skeleton\n  docker:\n    image: busybox\n").await;
+    assert_eq!(response.status, 202, "{}", response.text());
+    let job = api.get(&response.header("location").unwrap()).await.json();
+    assert_eq!(job["state"], "PROCESSING");
+    let apps = api.get("/v3/apps?names=skeleton").await.json();
+    assert_eq!(apps["resources"][0]["lifecycle"]["type"], "docker", "{apps}");
+    sim.stop();
+}
