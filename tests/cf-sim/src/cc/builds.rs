@@ -158,19 +158,37 @@ async fn create(
         };
         errors.add(format!("{} {rule}", staging_label(key)));
     }
+    // `package_guid`: presence and GuidValidator (a string of 1 to 200 characters).
+    let package = map.get("package").and_then(|p| p.get("guid")).filter(|g| !g.is_null());
+    let package = match package {
+        None => {
+            errors.add("Package guid can't be blank");
+            errors.add("Package guid must be a string");
+            errors.add("Package guid must be between 1 and 200 characters");
+            None
+        }
+        Some(Value::String(guid)) if (1..=200).contains(&guid.chars().count()) => Some(guid.clone()),
+        Some(Value::String(guid)) => {
+            if guid.trim().is_empty() {
+                errors.add("Package guid can't be blank");
+            }
+            errors.add("Package guid must be between 1 and 200 characters");
+            None
+        }
+        Some(_) => {
+            errors.add("Package guid must be a string");
+            errors.add("Package guid must be between 1 and 200 characters");
+            None
+        }
+    };
     errors.finish()?;
+    let package = package.unwrap_or_default();
     body::not_modelled(&map, &["environment_variables"])?;
     if map.get("staging_log_rate_limit_bytes_per_second").is_some_and(|v| !v.is_null() && v.as_i64() != Some(-1)) {
         return Err(ApiError::unprocessable(
             "cf-sim does not model a staging log rate limit other than -1 (Cloud Controller accepts one)",
         ));
     }
-    let package = map
-        .get("package")
-        .and_then(|p| p.get("guid"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::unprocessable("Package guid must be a string"))?
-        .to_string();
     let mut metadata = crate::cc::metadata::Metadata::default();
     metadata.apply(map.get("metadata"))?;
     let user = identity.user_guid.as_deref().and_then(|g| ctx.user(g).cloned()).unwrap_or(User {

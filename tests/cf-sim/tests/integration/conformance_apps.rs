@@ -105,6 +105,16 @@ async fn metadata_follows_ccs_metadata_validator_on_every_endpoint() {
         api.patch(&format!("/v3/builds/{}", build["guid"].as_str().unwrap()), json!({"state": "STAGED"})).await;
     assert_eq!(build_state.status, 422);
     assert!(detail(&build_state).contains("does not model field(s): 'state'"), "{}", build_state.text());
+    let no_package = api.post("/v3/builds", json!({})).await;
+    assert_unprocessable(
+        &no_package,
+        "Package guid can't be blank, Package guid must be a string, Package guid must be between 1 and 200 characters",
+    );
+    let unknown_package = api.post("/v3/builds", json!({"package": {"guid": "nope"}})).await;
+    assert_unprocessable(
+        &unknown_package,
+        "Unable to use package. Ensure that the package exists and you have access to it.",
+    );
     let staging = api.post("/v3/builds", json!({"package": {"guid": package}, "staging_memory_in_mb": 0})).await;
     assert_unprocessable(&staging, "Staging memory in mb must be greater than 0");
     let build_env = api.post("/v3/builds", json!({"package": {"guid": package}, "environment_variables": {}})).await;
