@@ -11,7 +11,7 @@ pub mod deploy;
 pub mod get;
 pub mod inspect;
 pub mod log;
-pub mod manifest;
+pub(crate) mod manifest;
 pub mod protocol;
 pub mod record;
 pub mod redact;
