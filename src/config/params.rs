@@ -142,11 +142,11 @@ pub struct Kpi {
 }
 
 fn default_kpi_requests() -> u32 {
-    200
+    DEFAULT_KPI_REQUESTS
 }
 
 fn default_kpi_concurrency() -> u32 {
-    10
+    DEFAULT_KPI_CONCURRENCY
 }
 
 fn default_kpi_paths() -> Vec<String> {
@@ -272,114 +272,145 @@ pub struct OutParams {
     pub dry_run: bool,
 }
 
+/// The defaults of the put params README.md's `out` table states (a test reads them there).
+pub(crate) const DEFAULT_STAGING_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+pub(crate) const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+pub(crate) const DEFAULT_VERIFY_TIMEOUT: Duration = Duration::from_secs(2 * 60);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+pub(crate) const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+pub(crate) const DEFAULT_LOCK_LEASE: Duration = Duration::from_secs(2 * 60);
+pub(crate) const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_KEEP_PREVIOUS: bool = true;
+pub(crate) const DEFAULT_KPI_REQUESTS: u32 = 200;
+pub(crate) const DEFAULT_KPI_CONCURRENCY: u32 = 10;
+
 impl OutParams {
     pub fn parse(value: Value) -> Result<OutParams> {
         register_secrets_in(&value);
         let raw: RawOutParams = parse_section("params", value)?;
-        let mut problems = Vec::new();
+        let problems = raw.problems();
+        if !problems.is_empty() {
+            bail!("{}", problems.join("; "));
+        }
+        Ok(raw.into_params())
+    }
+}
 
-        let given: Vec<&str> = [
-            raw.path.as_ref().map(|_| "path"),
-            raw.droplet.as_ref().map(|_| "droplet"),
-            raw.docker_image.as_ref().map(|_| "docker_image"),
+impl RawOutParams {
+    /// The keys naming where the code comes from that are given (at most one may be).
+    fn sources_given(&self) -> Vec<&'static str> {
+        [
+            self.path.as_ref().map(|_| "path"),
+            self.droplet.as_ref().map(|_| "droplet"),
+            self.docker_image.as_ref().map(|_| "docker_image"),
         ]
         .into_iter()
         .flatten()
-        .collect();
+        .collect()
+    }
+
+    /// Every combination that cannot work and every invalid value, all reported at once.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let given = self.sources_given();
         if given.len() > 1 {
             problems.push(format!("params.{} cannot be combined; give one of them", given.join(" and params.")));
         }
-        if raw.rollback {
-            // A rollback restarts the previous version exactly as it ran: nothing that builds or configures a new
-            // one applies, and it always keeps the version it replaces (a second rollback rolls forward again).
-            let unused = [
-                ("manifest", raw.manifest.is_some()),
-                ("vars", !raw.vars.is_empty()),
-                ("vars_files", !raw.vars_files.is_empty()),
-                ("environment_variables", !raw.environment_variables.is_empty()),
-                ("secret_environment_variables", !raw.secret_environment_variables.is_empty()),
-                ("health_check", raw.health_check.is_some()),
-                ("keep_previous", raw.keep_previous == Some(false)),
-                ("dry_run", raw.dry_run),
-            ];
-            let unused = unused.into_iter().filter(|(_, set)| *set).map(|(key, _)| key);
-            for key in given.iter().copied().chain(unused) {
-                problems
-                    .push(format!("params.rollback redeploys the previous app; params.{key} cannot be used with it"));
-            }
+        if self.rollback {
+            self.rollback_problems(&given, &mut problems);
         }
-        if raw.docker_image.is_none() && (raw.docker_username.is_some() || raw.docker_password.is_some()) {
+        if self.docker_image.is_none() && (self.docker_username.is_some() || self.docker_password.is_some()) {
             problems.push("params.docker_username and params.docker_password need params.docker_image".into());
         }
-        if raw.docker_password.is_some() && raw.docker_username.is_none() {
+        if self.docker_password.is_some() && self.docker_username.is_none() {
             problems.push("params.docker_password needs params.docker_username".into());
         }
-        if let Some(check) = &raw.health_check {
+        if let Some(check) = &self.health_check {
             validate_health_check(check, &mut problems);
         }
-        for (i, check) in raw.verify.iter().enumerate() {
+        for (i, check) in self.verify.iter().enumerate() {
             validate_http_check(i, check, &mut problems);
         }
-        if let Some(kpi) = &raw.kpi {
+        if let Some(kpi) = &self.kpi {
             validate_kpi(kpi, &mut problems);
         }
-        if raw.watch.is_some() && raw.kpi.as_ref().is_none_or(|k| k.max_error_rate.is_none() && k.max_p95_ms.is_none())
+        if self.watch.is_some()
+            && self.kpi.as_ref().is_none_or(|k| k.max_error_rate.is_none() && k.max_p95_ms.is_none())
         {
             problems
                 .push("params.watch needs a gate to watch: params.kpi.max_error_rate or params.kpi.max_p95_ms".into());
         }
-        for name in raw.environment_variables.keys().chain(raw.secret_environment_variables.keys()) {
+        for name in self.environment_variables.keys().chain(self.secret_environment_variables.keys()) {
             if name.is_empty() || name.starts_with("VCAP_") || name == "PORT" {
                 problems.push(format!(
                     "params.environment_variables: '{name}' cannot be set (CF reserves VCAP_* and PORT)"
                 ));
             }
         }
-        if !problems.is_empty() {
-            bail!("{}", problems.join("; "));
-        }
+        problems
+    }
 
-        let source = match (raw.path, raw.droplet, raw.docker_image) {
+    /// A rollback restarts the previous version exactly as it ran: nothing that builds or configures a new one
+    /// applies, and it always keeps the version it replaces (a second rollback rolls forward again).
+    fn rollback_problems(&self, sources_given: &[&str], problems: &mut Vec<String>) {
+        let unused = [
+            ("manifest", self.manifest.is_some()),
+            ("vars", !self.vars.is_empty()),
+            ("vars_files", !self.vars_files.is_empty()),
+            ("environment_variables", !self.environment_variables.is_empty()),
+            ("secret_environment_variables", !self.secret_environment_variables.is_empty()),
+            ("health_check", self.health_check.is_some()),
+            ("keep_previous", self.keep_previous == Some(false)),
+            ("dry_run", self.dry_run),
+        ];
+        let unused = unused.into_iter().filter(|(_, set)| *set).map(|(key, _)| key);
+        for key in sources_given.iter().copied().chain(unused) {
+            problems.push(format!("params.rollback redeploys the previous app; params.{key} cannot be used with it"));
+        }
+    }
+
+    /// The validated params, defaults filled in; secret env values are registered for redaction.
+    fn into_params(self) -> OutParams {
+        let source = match (self.path, self.droplet, self.docker_image) {
             (Some(path), _, _) => AppSource::Bits(path),
             (_, Some(droplet), _) => AppSource::Droplet(droplet),
             (_, _, Some(image)) => {
-                AppSource::Docker { image, username: raw.docker_username, password: raw.docker_password }
+                AppSource::Docker { image, username: self.docker_username, password: self.docker_password }
             }
             _ => AppSource::Unspecified,
         };
         let mut environment_variables: BTreeMap<String, String> =
-            raw.environment_variables.into_iter().map(|(k, v)| (k, v.into_string())).collect();
-        for (name, value) in raw.secret_environment_variables {
+            self.environment_variables.into_iter().map(|(k, v)| (k, v.into_string())).collect();
+        for (name, value) in self.secret_environment_variables {
             redact::register(&value);
             environment_variables.insert(name, value);
         }
-        let startup = raw.startup_timeout.unwrap_or(Duration::from_secs(5 * 60));
-        Ok(OutParams {
+        OutParams {
             source,
-            manifest: raw.manifest,
-            vars: raw.vars,
-            vars_files: raw.vars_files,
+            manifest: self.manifest,
+            vars: self.vars,
+            vars_files: self.vars_files,
             environment_variables,
-            health_check: raw.health_check,
-            green_route: raw.green_route.unwrap_or_default(),
-            verify: raw.verify,
-            smoke_test: raw.smoke_test,
-            kpi: raw.kpi,
-            watch: raw.watch,
+            health_check: self.health_check,
+            green_route: self.green_route.unwrap_or_default(),
+            verify: self.verify,
+            smoke_test: self.smoke_test,
+            kpi: self.kpi,
+            watch: self.watch,
             timeouts: Timeouts {
-                staging: raw.staging_timeout.unwrap_or(Duration::from_secs(15 * 60)),
-                startup,
-                verify: raw.verify_timeout.unwrap_or(Duration::from_secs(2 * 60)),
-                overall: raw.timeout.unwrap_or(Duration::from_secs(60 * 60)),
-                lock: raw.lock_timeout.unwrap_or(Duration::from_secs(15 * 60)),
+                staging: self.staging_timeout.unwrap_or(DEFAULT_STAGING_TIMEOUT),
+                startup: self.startup_timeout.unwrap_or(DEFAULT_STARTUP_TIMEOUT),
+                verify: self.verify_timeout.unwrap_or(DEFAULT_VERIFY_TIMEOUT),
+                overall: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
+                lock: self.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
             },
-            drain: raw.drain.unwrap_or(Duration::from_secs(10)),
-            lock_lease: raw.lock_lease.unwrap_or(Duration::from_secs(2 * 60)),
-            keep_previous: raw.keep_previous.unwrap_or(true),
-            on_failure: raw.on_failure.unwrap_or_default(),
-            rollback: raw.rollback,
-            dry_run: raw.dry_run,
-        })
+            drain: self.drain.unwrap_or(DEFAULT_DRAIN),
+            lock_lease: self.lock_lease.unwrap_or(DEFAULT_LOCK_LEASE),
+            keep_previous: self.keep_previous.unwrap_or(DEFAULT_KEEP_PREVIOUS),
+            on_failure: self.on_failure.unwrap_or_default(),
+            rollback: self.rollback,
+            dry_run: self.dry_run,
+        }
     }
 }
 
@@ -639,6 +670,89 @@ mod tests {
     #[test]
     fn watch_needs_a_gate() {
         assert!(err(json!({"watch": 30})).contains("params.watch needs a gate"));
+    }
+
+    /// The `out` parameters table of README.md: each row's keys and the cell stating their defaults.
+    fn readme_out_rows() -> Vec<(Vec<String>, String, String)> {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("### `out`").expect("README has an `out` section")..];
+        let table = &section[section.find("#### Parameters").expect("`out` has a parameters table")..];
+        table
+            .lines()
+            .skip_while(|line| !line.starts_with('|'))
+            .take_while(|line| line.starts_with('|'))
+            .skip(2)
+            .map(|row| {
+                let cells: Vec<String> =
+                    row.replace("\\|", "/").split('|').map(|cell| cell.trim().to_owned()).collect();
+                let keys = cells[1].split(" / ").map(|key| key.trim_matches('`').to_owned()).collect();
+                (keys, cells[2].clone(), cells[3].clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_defaults_readme_states_are_the_ones_the_code_uses() {
+        let mut checked = Vec::new();
+        for (keys, optional, meaning) in readme_out_rows() {
+            if keys == ["kpi"] {
+                let stated = format!("defaults {DEFAULT_KPI_REQUESTS} requests, {DEFAULT_KPI_CONCURRENCY} at a time");
+                assert!(meaning.contains(&stated), "README's kpi row must say {stated}: {meaning}");
+                checked.push("kpi".into());
+            }
+            let Some(stated) = optional.split_once("Default").map(|(_, rest)| rest) else { continue };
+            let stated = stated.trim_start_matches('s').trim().trim_end_matches('.');
+            let values: Vec<&str> = stated.split(" / ").map(|v| v.trim_matches('`')).collect();
+            assert_eq!(keys.len(), values.len(), "README: {keys:?} with defaults {stated}");
+            for (key, text) in keys.iter().zip(values) {
+                let duration = |code: Duration| duration::parse(text) == Ok(code);
+                let agrees = match key.as_str() {
+                    "staging_timeout" => duration(DEFAULT_STAGING_TIMEOUT),
+                    "startup_timeout" => duration(DEFAULT_STARTUP_TIMEOUT),
+                    "verify_timeout" => duration(DEFAULT_VERIFY_TIMEOUT),
+                    "timeout" => duration(DEFAULT_TIMEOUT),
+                    "drain" => duration(DEFAULT_DRAIN),
+                    "lock_timeout" => duration(DEFAULT_LOCK_TIMEOUT),
+                    "lock_lease" => duration(DEFAULT_LOCK_LEASE),
+                    "keep_previous" => text.parse() == Ok(DEFAULT_KEEP_PREVIOUS),
+                    "on_failure" => serde_json::from_value::<OnFailure>(json!(text)).ok() == Some(OnFailure::default()),
+                    other => panic!("README states default {text} for params.{other}, which this test does not check"),
+                };
+                assert!(agrees, "README says params.{key} defaults to {text}; the code differs");
+                checked.push(key.clone());
+            }
+        }
+        checked.sort();
+        let every = [
+            "drain",
+            "keep_previous",
+            "kpi",
+            "lock_lease",
+            "lock_timeout",
+            "on_failure",
+            "staging_timeout",
+            "startup_timeout",
+            "timeout",
+            "verify_timeout",
+        ];
+        assert_eq!(checked, every, "README states each default once");
+    }
+
+    #[test]
+    fn defaults_are_the_named_constants() {
+        let params = OutParams::parse(Value::Null).unwrap();
+        let timeouts = Timeouts {
+            staging: DEFAULT_STAGING_TIMEOUT,
+            startup: DEFAULT_STARTUP_TIMEOUT,
+            verify: DEFAULT_VERIFY_TIMEOUT,
+            overall: DEFAULT_TIMEOUT,
+            lock: DEFAULT_LOCK_TIMEOUT,
+        };
+        assert_eq!(params.timeouts, timeouts);
+        assert_eq!((params.drain, params.lock_lease), (DEFAULT_DRAIN, DEFAULT_LOCK_LEASE));
+        assert_eq!(params.keep_previous, DEFAULT_KEEP_PREVIOUS);
+        let kpi = OutParams::parse(json!({"kpi": {}})).unwrap().kpi.unwrap();
+        assert_eq!((kpi.requests, kpi.concurrency), (DEFAULT_KPI_REQUESTS, DEFAULT_KPI_CONCURRENCY));
     }
 
     #[test]
