@@ -11,7 +11,7 @@
 //!
 //! The default ignores always win: a `.cfignore` cannot bring back `.git` or `manifest.yml`.
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 /// Left out of every push, at any depth (the CLI's `DefaultIgnoreLines`).
@@ -43,16 +43,16 @@ impl IgnoreRules {
                 .collect();
             defaults
                 .add_line(None, &format!("/{escaped}"))
-                .map_err(|e| anyhow!("cannot ignore the trace file '{trace}': {e}"))?;
+                .with_context(|| format!("cannot ignore the trace file '{trace}'"))?;
         }
-        let defaults = defaults.build().map_err(|e| anyhow!("default ignores: {e}"))?;
+        let defaults = defaults.build().context("default ignores")?;
 
         let mut user = GitignoreBuilder::new(".");
         for (n, line) in cfignore.unwrap_or_default().lines().enumerate() {
             user.add_line(None, line)
-                .map_err(|e| anyhow!(".cfignore line {}: '{line}' is not a valid pattern: {e}", n + 1))?;
+                .with_context(|| format!(".cfignore line {}: '{line}' is not a valid pattern", n + 1))?;
         }
-        let user = user.build().map_err(|e| anyhow!(".cfignore: {e}"))?;
+        let user = user.build().context(".cfignore")?;
         Ok(IgnoreRules { defaults, user })
     }
 

@@ -113,7 +113,7 @@ fn glob_exactly_one(put_dir: &Path, key: &'static str, pattern: &str, param: &st
         .literal_separator(true)
         .backslash_escape(true)
         .build()
-        .map_err(|e| anyhow!("params.{key} '{param}' is not a valid glob: {e}"))?
+        .with_context(|| format!("params.{key} '{param}' is not a valid glob"))?
         .compile_matcher();
     let parts: Vec<&str> = pattern.split('/').collect();
     let first_glob = parts.iter().position(|p| has_glob_meta(p)).unwrap_or(0);
