@@ -101,7 +101,7 @@ fn verdict(pass: bool) -> &'static str {
 fn overhead() {
     println!("\n== Deploy overhead: a 10 MB app ==");
     let sim = sim(|c| c.staging_delay_ms = STAGING_MS);
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write(
         "ci/manifest.yml",
         &manifest(&sim, "myapp", 1, &["myapp"], &[("STARTUP_DELAY_MS", &APP_START_MS.to_string())]),
@@ -150,7 +150,7 @@ fn count(records: &[RequestRecord]) -> (usize, usize) {
 fn requests() {
     println!("\n== API requests ==");
     let sim = sim(|_| {});
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 2, &["myapp"], &[]));
     let params = json!({"path": "app", "manifest": "ci/manifest.yml", "drain": "0s"});
     sim.reset_request_log();
@@ -202,7 +202,7 @@ fn uploaded_bytes(sim: &Sim) -> u64 {
 fn redeploy_one_changed_file() {
     println!("\n== Redeploy of a 200 MB app with one changed file ==");
     let sim = sim(|_| {});
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
     let data = put.path().join("app/data");
     std::fs::create_dir_all(&data).unwrap();
@@ -255,7 +255,7 @@ fn scale() {
         if other_apps > 0 {
             fill_space(&sim, other_apps);
         }
-        let put = PutDir::new();
+        let put = PutDir::with_sample_app();
         let hosts: Vec<String> =
             (0..routes).map(|i| if i == 0 { "myapp".into() } else { format!("myapp-{i}") }).collect();
         let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
@@ -301,7 +301,7 @@ fn fill_space(sim: &Sim, n: usize) {
 fn upload_rss() {
     println!("\n== Peak RSS of out during a 1 GB upload ==");
     let sim = sim(|c| c.max_package_size = 2 << 30);
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
     for i in 0..4u64 {
         random_file(&put.path().join(format!("app/blob-{i}.bin")), 250_000_000, 77 + i);

@@ -50,7 +50,7 @@ fn deploy_v1_then_v2_under_load(version: CcApiVersion) {
         c.stop_grace_ms = 3000;
         c.cc_api_version = version;
     });
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 2, &["myapp"], &[]));
 
     let v1 = deploy(&sim, &put, "myapp", params("v1"));
@@ -110,7 +110,7 @@ fn assert_fails_before_swap(sim: &Sim, put: &PutDir, params: Value, expected: &s
 #[test]
 fn every_failure_before_the_swap_leaves_production_serving() {
     let sim = sim_with_delay(200);
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
     deploy(&sim, &put, "myapp", params("v1"));
     wait_until_serving(&sim, "myapp", "v1");
@@ -168,7 +168,7 @@ fn every_failure_before_the_swap_leaves_production_serving() {
 #[test]
 fn routes_with_several_hosts_and_a_path_all_move_to_the_new_version() {
     let sim = sim_with_delay(0);
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     let routes_v1 = ["myapp", "www-myapp"];
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &routes_v1, &[]));
     deploy(&sim, &put, "myapp", params("v1"));
@@ -212,7 +212,7 @@ fn production_destinations(sim: &Sim, runtime: &tokio::runtime::Runtime) -> Vec<
 fn destinations_keep_their_protocol_and_port_through_the_swap() {
     let sim = sim_with_delay(0);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     let domain = sim.info().domain.clone();
     let routes = format!("  routes:\n  - route: myapp.{domain}\n    protocol: http2\n  - route: www-myapp.{domain}\n");
     put.write("ci/manifest.yml", &format!("applications:\n- name: myapp\n  memory: 64M\n{routes}"));
@@ -237,7 +237,7 @@ fn destinations_keep_their_protocol_and_port_through_the_swap() {
         cf.routes().remove_destination(&route.guid, &old.guid).await.unwrap();
         cf.routes().insert_destinations(&route.guid, &[again]).await.unwrap();
     });
-    put.write("ci/manifest.yml", &format!("applications:\n- name: myapp\n  memory: 64M\n"));
+    put.write("ci/manifest.yml", "applications:\n- name: myapp\n  memory: 64M\n");
     deploy(&sim, &put, "myapp", params("v2"));
     let after = production_destinations(&sim, &runtime);
     assert_eq!(
@@ -255,7 +255,7 @@ fn destinations_keep_their_protocol_and_port_through_the_swap() {
 fn a_candidate_the_memory_quota_cannot_hold_beside_production_fails_before_it_is_pushed() {
     // 2 × 64M in production, 2 × 64M more for the candidate: 256 MB, and the space quota allows 200.
     let sim = start_sim_with(|c| c.space_memory_limit_mb = Some(200));
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 2, &["myapp"], &[]));
     deploy(&sim, &put, "myapp", params("v1"));
     sim.reset_request_log();
@@ -284,7 +284,7 @@ fn an_internal_domain_never_carries_the_temporary_route() {
         let body = json!({"name": "apps.internal", "internal": true});
         let _: Value = cf.post("/v3/domains", &body).await.unwrap();
     });
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     let domain = sim.info().domain.clone();
     put.write(
         "ci/manifest.yml",
@@ -346,7 +346,7 @@ fn an_internal_domain_never_carries_the_temporary_route() {
 #[test]
 fn a_worker_without_routes_is_swapped_by_instance_health() {
     let sim = sim_with_delay(0);
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "worker", 1, &[], &[]));
     deploy(&sim, &put, "worker", params("v1"));
     deploy(&sim, &put, "worker", params("v2"));
@@ -364,7 +364,7 @@ fn a_worker_without_routes_is_swapped_by_instance_health() {
 #[test]
 fn one_crashed_instance_among_several_is_waited_out_while_diego_restarts_it() {
     let sim = sim_with_delay(0);
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 3, &["myapp"], &[]));
     let marker = tempfile::tempdir().unwrap();
     let mut p = params("v1");
@@ -378,7 +378,7 @@ fn one_crashed_instance_among_several_is_waited_out_while_diego_restarts_it() {
 #[test]
 fn vars_files_and_vars_fill_the_manifest_and_scale_is_inherited() {
     let sim = sim_with_delay(0);
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     let domain = sim.info().domain.clone();
     put.write(
         "ci/manifest.yml",
@@ -424,7 +424,7 @@ fn a_user_provided_service_from_the_manifest_is_bound_to_the_new_version() {
         let credentials = [("uri".to_owned(), json!("mysql://db.example.com/shop"))].into();
         cf.service_instances().create_user_provided(&space.guid, "shop-db", &credentials).await.unwrap();
     });
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     let domain = sim.info().domain.clone();
     put.write(
         "ci/manifest.yml",
@@ -458,7 +458,7 @@ fn a_user_provided_service_from_the_manifest_is_bound_to_the_new_version() {
 #[test]
 fn keep_previous_false_deletes_the_old_version() {
     let sim = sim_with_delay(0);
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
     deploy(&sim, &put, "myapp", params("v1"));
     let mut second = params("v2");
@@ -472,7 +472,7 @@ fn keep_previous_false_deletes_the_old_version() {
 fn a_droplet_from_one_foundation_deploys_to_another_without_staging() {
     let staging = sim_with_delay(0);
     let production = sim_with_delay(0);
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&staging, "myapp", 1, &["myapp"], &[]));
     let version = deploy(&staging, &put, "myapp", params("v7"));
 
@@ -497,7 +497,7 @@ fn a_droplet_from_one_foundation_deploys_to_another_without_staging() {
 #[test]
 fn the_overall_timeout_bounds_the_whole_put() {
     let sim = sim_with_delay(0);
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
     deploy(&sim, &put, "myapp", params("v1"));
     let mut slow = params("v2");
@@ -517,7 +517,7 @@ fn the_overall_timeout_bounds_the_whole_put() {
 #[test]
 fn a_dry_run_never_prints_the_env_values_production_has() {
     let sim = sim_with_delay(0);
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
     let mut first = params("v1");
     first["secret_environment_variables"] = json!({"API_KEY": "set-once-7c1f9e"});
@@ -532,7 +532,7 @@ fn a_dry_run_never_prints_the_env_values_production_has() {
 #[test]
 fn green_route_puts_the_candidate_on_the_host_and_domain_given() {
     let sim = start_sim_with(|c| c.extra_domains = vec!["test.sim.internal".into()]);
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
     deploy(&sim, &put, "myapp", params("v1"));
 
@@ -562,7 +562,7 @@ fn a_docker_image_deploys_blue_green_and_its_password_is_never_printed() {
     std::fs::write(image_dir.path().join("Procfile"), "web: ./sample-app\n").unwrap();
     let image = "registry.example.com/shop/myapp:2.0";
     let sim = start_sim_with(|c| c.docker_images = vec![format!("{image}={}", image_dir.path().display())]);
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
     let password = "docker-registry-password-4711";
     let docker = |version: &str| {

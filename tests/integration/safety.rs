@@ -54,7 +54,7 @@ fn with_env(mut params: Value, name: &str, value: &str) -> Value {
 /// A sim with `myapp` v1 in production (one instance, route `myapp.<domain>`).
 fn production_v1() -> (Sim, PutDir, Value) {
     let sim = sim();
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
     let v1 = deploy(&sim, &put, "myapp", params("v1"));
     wait_until_serving(&sim, "myapp", "v1");
@@ -655,7 +655,7 @@ fn a_candidate_failing_after_the_swap_is_swapped_back_by_the_watch() {
 #[test]
 fn a_watched_rollback_of_a_worker_without_routes_goes_by_instance_health() {
     let sim = sim();
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "worker", 1, &[], &[]));
     deploy(&sim, &put, "worker", params("v1"));
     let v2 = deploy(&sim, &put, "worker", params("v2"));
@@ -673,7 +673,7 @@ fn a_watched_rollback_of_a_worker_without_routes_goes_by_instance_health() {
 #[test]
 fn the_kpi_gate_rejects_errors_and_slowness_and_passes_a_healthy_candidate() {
     let sim = sim();
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
     deploy(&sim, &put, "myapp", with_env(params("v1"), "LATENCY_MS", "100"));
     wait_until_serving(&sim, "myapp", "v1");
@@ -738,7 +738,7 @@ fn writes(sim: &Sim) -> Vec<String> {
 #[test]
 fn a_dry_run_changes_nothing_prints_the_plan_and_what_recovery_would_do() {
     let sim = sim();
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 2, &["myapp"], &[]));
     deploy(&sim, &put, "myapp", params("v1"));
     let v2 = deploy(&sim, &put, "myapp", params("v2"));

@@ -396,7 +396,7 @@ impl Pipe for Value {}
 fn fixtures() -> Fixtures {
     let sim = start_sim_with(|_| {});
     let tls = start_sim_with(|c| c.tls = true);
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
     let version = deploy(&sim, &put, "myapp", json!({"path": "app", "manifest": "ci/manifest.yml", "drain": "0s"}));
     // Another app, for a droplet that is not production's.

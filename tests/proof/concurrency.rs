@@ -28,7 +28,7 @@ fn simultaneous_puts(count: usize) {
         .iter()
         .map(|(version, name, url)| {
             let env = [("BUILD_NAME", name.as_str()), ("BUILD_ID", name.as_str()), ("BUILD_URL", url.as_str())];
-            Some(lane.spawn_out(version, &env))
+            Some(lane.spawn_out(version, &env, None))
         })
         .collect();
     // Collect them in the order they finish.

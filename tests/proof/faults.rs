@@ -162,10 +162,10 @@ fn run_case(lane: &mut Lane, case: &Case, calls: &[Call]) -> String {
     let outcome = assert_clean_outcome(&first, &context);
     let mut late_journal = false;
     match &outcome {
-        Outcome::Succeeded(_) if matches!(case, Case::Call { kind: Kind::Timeout, .. }) => {
+        Outcome::Succeeded if matches!(case, Case::Call { kind: Kind::Timeout, .. }) => {
             late_journal = lane.assert_only_production_but_late_journal(&format!("{context}, which succeeded"));
         }
-        Outcome::Succeeded(_) => lane.assert_settled(&version, &format!("{context}, which succeeded")),
+        Outcome::Succeeded => lane.assert_settled(&version, &format!("{context}, which succeeded")),
         Outcome::Failed(_) if matches!(case, Case::Token { .. }) => {
             panic!(
                 "{context}: an expired or rejected token must be renewed without failing the deploy:\n{}",
@@ -196,11 +196,11 @@ fn run_case(lane: &mut Lane, case: &Case, calls: &[Call]) -> String {
     };
 
     let outcome = match outcome {
-        Outcome::Succeeded(_) if late_journal => {
+        Outcome::Succeeded if late_journal => {
             "out succeeded (a late journal write left journal keys on production; the next deploy cleared them)"
                 .to_owned()
         }
-        Outcome::Succeeded(_) => "out succeeded".to_owned(),
+        Outcome::Succeeded => "out succeeded".to_owned(),
         Outcome::Failed(line) => format!("out failed: {line}"),
     };
     let injected = fired > 0;

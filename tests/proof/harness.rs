@@ -3,19 +3,18 @@
 //! a probe load on its production route for as long as the lane lives, and the assertions every case ends with
 //! (a clean outcome, the expected apps and routes and nothing else, not one failed probe).
 
-#![allow(dead_code)]
-
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use cf_blue_green_resource::record::{ROLE_LABEL, journal};
 use cf_sim::{Sim, SimConfig};
 use serde_json::{Value, json};
 
-use crate::util::deploy::{BUILD_ENV, PutDir, apps, get, manifest, route_destinations};
+use crate::util::deploy::{BUILD_ENV, PutDir, apps, manifest, route_destinations, wait_for, wait_until_serving};
 use crate::util::sim::{out_request, source, start_sim_with};
 use crate::util::summary;
-use crate::util::{Background, Run, run_resource, spawn_resource, spawn_resource_killed_on};
+use crate::util::{Background, LineHook, Run, run_resource, spawn_resource};
 use cf_sim::load::{self, LoadConfig, LoadHandle, LoadReport};
 
 /// `PROOF_FULL=1`: run every case of the slow matrices, not the seeded subset.
@@ -33,7 +32,6 @@ pub fn heavy() -> MutexGuard<'static, ()> {
 /// A small seeded random source (SplitMix64): the seed is printed, and `PROOF_SEED` replays a run.
 pub struct Rng {
     state: u64,
-    pub seed: u64,
 }
 
 impl Rng {
@@ -44,7 +42,7 @@ impl Rng {
         });
         eprintln!("{what}: seed {seed} (PROOF_SEED={seed} replays it)");
         summary::record("seed", json!({"what": what, "seed": seed.to_string()}));
-        Rng { state: seed, seed }
+        Rng { state: seed }
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -80,10 +78,35 @@ pub fn random_hex() -> String {
     format!("{:016x}", hasher.finish())
 }
 
+/// A hook for [`Lane::spawn_out`] that SIGKILLs `out` the moment it writes a stderr line matching `kill_on`, and
+/// the flag saying whether it did.
+pub fn kill_on(kill_on: impl Fn(&str) -> bool + Send + 'static) -> (LineHook, Arc<AtomicBool>) {
+    let killed = Arc::new(AtomicBool::new(false));
+    let flag = killed.clone();
+    let hook = move |line: &str, pid: u32| {
+        if kill_on(line) && !flag.swap(true, Ordering::SeqCst) {
+            // SAFETY: kill(2) on our own child, which has not been waited for (its stderr is still open).
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    };
+    (Box::new(hook), killed)
+}
+
+/// Waits (at most 30 s) until `running` has written a stderr line satisfying `wanted`; fails the test, naming
+/// `what`, if it exits first.
+pub fn wait_for_line(running: &mut Background, what: &str, wanted: impl Fn(&str) -> bool) {
+    wait_for(what, Duration::from_secs(30), || {
+        let exited = running.exited();
+        let seen = running.stderr().lines().any(&wanted);
+        assert!(seen || !exited, "out ended before {what}:\n{}", running.stderr());
+        seen.then_some(())
+    });
+}
+
 /// How a run of a resource binary ended, once it is known to have ended cleanly.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    Succeeded(Value),
+    Succeeded,
     /// The error line (without `error: `).
     Failed(String),
 }
@@ -95,7 +118,7 @@ pub fn assert_clean_outcome(run: &Run, context: &str) -> Outcome {
         let answer: Value = serde_json::from_str(&run.stdout)
             .unwrap_or_else(|e| panic!("{context}: exit 0 but stdout is not JSON ({e}): {:?}", run.stdout));
         assert!(answer["version"].is_object(), "{context}: no version in {answer}");
-        return Outcome::Succeeded(answer);
+        return Outcome::Succeeded;
     }
     assert_eq!(run.status, 1, "{context}: exit status (1 for a failure); stderr:\n{}", run.stderr);
     assert_eq!(run.stdout, "", "{context}: stdout must stay empty on failure");
@@ -148,7 +171,7 @@ impl Lane {
             c.route_propagation_delay_ms = config.propagation_ms;
             c.stop_grace_ms = 3000;
         });
-        let put = PutDir::new();
+        let put = PutDir::with_sample_app();
         put.write("ci/manifest.yml", &manifest(&sim, APP, config.instances, &[APP], &[]));
         let secret = format!("proof-secret-{}", random_hex());
         let mut lane = Lane { sim, put, config, load: None, secret, versions: 0, last_deploy: Duration::ZERO };
@@ -212,24 +235,14 @@ impl Lane {
         run_resource("out", &[self.put.path().to_str().unwrap()], &self.request(params), &Self::env(env))
     }
 
-    /// Starts `out` deploying `version` without waiting for it.
-    pub fn spawn_out(&self, version: &str, env: &[(&str, &str)]) -> Background {
+    /// Starts `out` deploying `version` without waiting for it; `on_line` sees its stderr lines.
+    pub fn spawn_out(&self, version: &str, env: &[(&str, &str)], on_line: Option<LineHook>) -> Background {
         spawn_resource(
             "out",
             &[self.put.path().to_str().unwrap()],
             &self.request(self.params(version)),
             &Self::env(env),
-        )
-    }
-
-    /// Starts `out` deploying `version`, SIGKILLed the moment it prints a line matching `kill_on`.
-    pub fn spawn_out_killed_on(&self, version: &str, kill_on: impl Fn(&str) -> bool + Send + 'static) -> Background {
-        spawn_resource_killed_on(
-            "out",
-            &[self.put.path().to_str().unwrap()],
-            &self.request(self.params(version)),
-            &Self::env(&[]),
-            kill_on,
+            on_line,
         )
     }
 
@@ -249,15 +262,7 @@ impl Lane {
 
     /// Waits (bounded) until the router serves `version` on the production route.
     pub fn wait_serving(&self, version: &str) {
-        let deadline = Instant::now() + Duration::from_millis(self.config.propagation_ms * 4 + 5000);
-        loop {
-            let (status, body) = get(&self.sim, APP, "/version");
-            if status == 200 && body == version {
-                return;
-            }
-            assert!(Instant::now() < deadline, "production serves {status} {body:?}, not {version}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until_serving(&self.sim, APP, version);
     }
 
     /// A point in the probe's timeline.

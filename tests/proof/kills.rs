@@ -3,6 +3,8 @@
 //! serve every probe request throughout, and the next `out` must recover from the journal and deploy, leaving
 //! exactly `myapp` and `myapp-previous` and only the production route.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -56,20 +58,22 @@ fn kill_and_recover(lane: &mut Lane, point: &Point) -> String {
     let killed_version = lane.next_version("killed");
     let mark = lane.mark();
     let started = Instant::now();
-    let mut running = match point {
+    let (hook, killed_on_line) = match point {
         Point::Line(text) => {
             let text: &'static str = text;
-            lane.spawn_out_killed_on(&killed_version, move |line| line.trim_start().starts_with(text))
+            let (hook, killed) = harness::kill_on(move |line| line.trim_start().starts_with(text));
+            (Some(hook), killed)
         }
-        Point::After(_) => lane.spawn_out(&killed_version, &[]),
+        Point::After(_) => (None, Arc::default()),
     };
+    let mut running = lane.spawn_out(&killed_version, &[], hook);
     let reached = match point {
         Point::Line(_) => {
             let deadline = Instant::now() + Duration::from_secs(60);
             while !running.exited() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            running.killed_on_line()
+            killed_on_line.load(Ordering::SeqCst)
         }
         Point::After(at) => {
             while started.elapsed() < *at && !running.exited() {

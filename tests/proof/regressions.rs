@@ -23,7 +23,7 @@ use cf_blue_green_resource::record::candidate_metadata;
 use cf_blue_green_resource::record::{Journal, Phase};
 use cf_sim::{Fault, FaultAction};
 
-use crate::harness::{APP, Lane, LaneConfig, Outcome, assert_clean_outcome};
+use crate::harness::{APP, Lane, LaneConfig, Outcome, assert_clean_outcome, wait_for_line};
 use crate::util::sim::connect;
 
 /// HTTP 500 on the first request matching `method path`, and on each retry of it.
@@ -46,7 +46,7 @@ fn failing_deploy(lane: &mut Lane, fault: Fault) -> (String, String) {
     lane.sim.clear_faults();
     match assert_clean_outcome(&run, "the deploy with the fault") {
         Outcome::Failed(line) => (line, run.stderr),
-        Outcome::Succeeded(_) => panic!("the fault did not fail the deploy:\n{}", run.stderr),
+        Outcome::Succeeded => panic!("the fault did not fail the deploy:\n{}", run.stderr),
     }
 }
 
@@ -124,8 +124,8 @@ fn a_deploy_that_waited_longer_than_its_lease_holds_a_fresh_lock() {
 
     // This deploy (lease 4 s) waits longer than its lease, then gets the lock.
     let version = lane.next_version("waited");
-    let mut running = lane.spawn_out(&version, &[]);
-    assert!(running.wait_for_line(Duration::from_secs(30), |l| l.starts_with("waiting for the deploy lock")));
+    let mut running = lane.spawn_out(&version, &[], None);
+    wait_for_line(&mut running, "waiting for the lock", |l| l.starts_with("waiting for the deploy lock"));
     std::thread::sleep(Duration::from_secs(6));
     // Hold the deploy just after it takes the lock (its next app list is slow), to read the journal it took
     // the lock with before it writes the next one.
@@ -137,7 +137,7 @@ fn a_deploy_that_waited_longer_than_its_lease_holds_a_fresh_lock() {
         action: FaultAction::Delay { ms: 1500 },
     });
     runtime.block_on(cf.apps().delete_within(&holder.guid, Duration::from_secs(30))).unwrap();
-    assert!(running.wait_for_line(Duration::from_secs(30), |l| l.trim_start().starts_with("holding the deploy lock")));
+    wait_for_line(&mut running, "taking the lock", |l| l.trim_start().starts_with("holding the deploy lock"));
     let state = lane.sim.state_dump();
     lane.sim.clear_faults();
     let green = state["apps"].as_array().unwrap().iter().find(|a| a["name"] == format!("{APP}-green")).unwrap();

@@ -44,7 +44,7 @@ fn the_most_talkative_runs_leak_nothing() {
     let _heavy = harness::heavy();
     let sim = start_sim_with(|c| c.token_ttl_secs = 3);
     let info = sim.info().clone();
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
     let mut client_source = source(&sim, "myapp");
     let object = client_source.as_object_mut().unwrap();

@@ -136,7 +136,7 @@ fn wait_version(sim: &Sim, app: &str, version: &str) {
 /// Deploys v1 of `app`, visits three times, then deploys v2 while the same user keeps visiting; returns every
 /// answer (count, store, version) in order.
 fn visits_across_a_deploy(sim: &Sim, app: &str, services: &[&str]) -> Vec<(i64, String, String)> {
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(sim, app, services));
     deploy(sim, &put, app, params("v1"));
     wait_version(sim, app, "v1");

@@ -27,7 +27,7 @@ fn deploy_under_load(instances: u32) {
         c.route_propagation_delay_ms = PROPAGATION.as_millis() as u64;
         c.stop_grace_ms = 5000;
     });
-    let put = PutDir::new();
+    let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", instances, &["myapp"], &[]));
     deploy(&sim, &put, "myapp", params("v1"));
     let deadline = Instant::now() + Duration::from_secs(10);

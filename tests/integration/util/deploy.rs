@@ -2,8 +2,6 @@
 //! manifest (as a pipeline's inputs would), Concourse-style requests and env, and looks at the result through
 //! the sim's router and state.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -30,7 +28,7 @@ pub struct PutDir {
 }
 
 impl PutDir {
-    pub fn new() -> PutDir {
+    pub fn with_sample_app() -> PutDir {
         let dir = tempfile::Builder::new().prefix("put-").tempdir().unwrap();
         let app = dir.path().join("app");
         std::fs::create_dir_all(&app).unwrap();
@@ -129,7 +127,7 @@ pub fn out_as(sim: &Sim, put: &PutDir, app: &str, params: Value, build: &str) ->
 pub fn spawn_out(sim: &Sim, put: &PutDir, app: &str, params: Value, build: &str) -> Background {
     let env = build_env(build);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    spawn_resource("out", &[put.path().to_str().unwrap()], &out_request(&source(sim, app), Some(params)), &env)
+    spawn_resource("out", &[put.path().to_str().unwrap()], &out_request(&source(sim, app), Some(params)), &env, None)
 }
 
 /// Prints a finished background run's log (shown when a test fails) and returns it.

@@ -1,8 +1,6 @@
 //! Helpers shared by the integration tests: running the resource's real binaries the way Concourse does, and
 //! (in [`sim`]) a local Cloud Foundry to run them against.
 
-#![allow(dead_code)]
-
 pub mod deploy;
 pub mod secrets;
 pub mod sim;
@@ -11,7 +9,6 @@ pub mod summary;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -78,7 +75,7 @@ pub fn resource_command(name: &str, args: &[&str], env: &[(&str, &str)]) -> Comm
 /// Runs a resource binary with `stdin` as its request (see [`resource_command`]) and waits for it. Its output is
 /// scanned for secrets (see [`secrets`]): a leak fails the test.
 pub fn run_resource(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
-    let mut running = spawn_resource(name, args, stdin, env);
+    let mut running = spawn_resource(name, args, stdin, env, None);
     let _ = running.child.wait();
     running.collect()
 }
@@ -95,35 +92,19 @@ pub struct Background {
     /// Every stderr line so far, as it arrives.
     lines: Arc<Mutex<Vec<String>>>,
     stderr_reader: std::thread::JoinHandle<()>,
-    /// Killed on a stderr line ([`spawn_resource_killed_on`]).
-    killed_on_line: Arc<AtomicBool>,
 }
 
-type LineTrigger = Box<dyn Fn(&str) -> bool + Send>;
+/// Called with each stderr line of a [`Background`] run as it arrives, and the binary's pid: from the thread
+/// reading its stderr, so the binary has gone at most a few instructions further (e.g. to SIGKILL it there).
+pub type LineHook = Box<dyn FnMut(&str, u32) + Send>;
 
-/// Starts a resource binary with `stdin` as its request and returns at once.
-pub fn spawn_resource(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Background {
-    spawn_with(name, args, stdin, env, None)
-}
-
-/// Like [`spawn_resource`], and SIGKILLs the binary the moment it writes a stderr line matching `kill_on`
-/// (from the thread reading its stderr, so it has gone at most a few instructions further).
-pub fn spawn_resource_killed_on(
+/// Starts a resource binary with `stdin` as its request and returns at once; `on_line` sees its stderr lines.
+pub fn spawn_resource(
     name: &str,
     args: &[&str],
     stdin: &str,
     env: &[(&str, &str)],
-    kill_on: impl Fn(&str) -> bool + Send + 'static,
-) -> Background {
-    spawn_with(name, args, stdin, env, Some(Box::new(kill_on)))
-}
-
-fn spawn_with(
-    name: &str,
-    args: &[&str],
-    stdin: &str,
-    env: &[(&str, &str)],
-    kill_on: Option<LineTrigger>,
+    mut on_line: Option<LineHook>,
 ) -> Background {
     let mut child = resource_command(name, args, env).spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
     // The binary may exit before reading stdin (e.g. a bad argument); a broken pipe here is expected then.
@@ -135,16 +116,14 @@ fn spawn_with(
         String::from_utf8_lossy(&bytes).into_owned()
     });
     let lines = Arc::new(Mutex::new(Vec::new()));
-    let killed_on_line = Arc::new(AtomicBool::new(false));
     let err = BufReader::new(child.stderr.take().expect("piped stderr"));
-    let (collected, killing, pid) = (lines.clone(), killed_on_line.clone(), child.id());
+    let (collected, pid) = (lines.clone(), child.id());
     let stderr_reader = std::thread::spawn(move || {
         for line in err.split(b'\n') {
             let Ok(line) = line else { break };
             let line = String::from_utf8_lossy(&line).into_owned();
-            if kill_on.as_ref().is_some_and(|matches| matches(&line)) && !killing.swap(true, Ordering::SeqCst) {
-                // SAFETY: kill(2) on our own child, which has not been waited for (its stderr is still open).
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            if let Some(hook) = on_line.as_mut() {
+                hook(&line, pid);
             }
             collected.lock().unwrap().push(line);
         }
@@ -157,7 +136,6 @@ fn spawn_with(
         stdout,
         lines,
         stderr_reader,
-        killed_on_line,
     }
 }
 
@@ -165,37 +143,6 @@ impl Background {
     /// The log written so far.
     pub fn stderr(&self) -> String {
         self.lines.lock().unwrap().iter().map(|line| format!("{line}\n")).collect()
-    }
-
-    /// The stderr lines written so far.
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// Waits (polling, at most `limit`) until a stderr line satisfies `wanted`; false if the binary exited or the
-    /// time ran out first.
-    pub fn wait_for_line(&mut self, limit: Duration, wanted: impl Fn(&str) -> bool) -> bool {
-        let deadline = Instant::now() + limit;
-        let mut checked = 0;
-        loop {
-            let exited = Instant::now() >= deadline || self.exited();
-            {
-                let lines = self.lines.lock().unwrap();
-                if lines[checked..].iter().any(|l| wanted(l)) {
-                    return true;
-                }
-                checked = lines.len();
-            }
-            if exited {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    /// Whether it was killed on a stderr line ([`spawn_resource_killed_on`]).
-    pub fn killed_on_line(&self) -> bool {
-        self.killed_on_line.load(Ordering::SeqCst)
     }
 
     /// Whether it has exited.

@@ -1,12 +1,9 @@
 //! The secrets scan: every stdout and stderr a resource binary writes in a test is searched for every secret
 //! that run could have leaked — the password or client secret of its `source`, `docker_password` and
-//! `secret_environment_variables` values of its `params`, secret-looking values of its environment, values a
-//! test registered, and every access and refresh token the cf-sim behind `source.api` has issued so far.
+//! `secret_environment_variables` values of its `params`, secret-looking values of its environment, and every
+//! access and refresh token the cf-sim behind `source.api` has issued so far.
 //! A leak fails the test (naming what leaked, never printing it whole) and is counted in the proof summary.
 
-#![allow(dead_code)]
-
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -21,16 +18,9 @@ pub struct Secret {
 /// Shorter values are not scanned: they would match ordinary text. Tests use long, distinctive secrets.
 pub const MIN_LEN: usize = 8;
 
-static REGISTERED: Mutex<Vec<Secret>> = Mutex::new(Vec::new());
-
-/// Adds a value every later scan looks for (e.g. a secret a test gives the app through its manifest).
-pub fn register(what: &str, value: &str) {
-    REGISTERED.lock().unwrap().push(Secret { what: what.to_owned(), value: value.to_owned() });
-}
-
 /// What a run fed `stdin` and `env` could leak.
 pub fn secrets_of(stdin: &str, env: &[(&str, &str)]) -> Vec<Secret> {
-    let mut found = REGISTERED.lock().unwrap().clone();
+    let mut found = Vec::new();
     let request: Value = serde_json::from_str(stdin).unwrap_or(Value::Null);
     let source = &request["source"];
     for key in ["password", "client_secret"] {

@@ -216,7 +216,6 @@ pub fn zip_dir(dir: &Path, dest: &Path) {
 /// What [`push`] made.
 #[derive(Debug, Clone)]
 pub struct Pushed {
-    pub name: String,
     pub app_guid: String,
     pub package_guid: String,
     pub droplet_guid: String,
@@ -243,7 +242,7 @@ pub async fn push(cf: &CfClient, space: &Space, manifest: &str, dir: &Path) -> P
     cf.packages().upload(&package.guid, Some(zip.path()), &[]).await.unwrap();
     cf.packages().wait_ready(&package.guid, WAIT).await.unwrap();
     let droplet_guid = stage_and_run(cf, &app.guid, &package.guid, app.state == AppState::Started).await;
-    Pushed { name, app_guid: app.guid, package_guid: package.guid, droplet_guid }
+    Pushed { app_guid: app.guid, package_guid: package.guid, droplet_guid }
 }
 
 /// `cf restage`: stages the app's newest package again, makes the new droplet current and restarts the app.

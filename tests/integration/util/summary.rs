@@ -2,8 +2,6 @@
 //! `tests/run.sh` empties before the run and totals after it (`tests/proof-summary.py`). The file is
 //! `$PROOF_SUMMARY`, else `target/tmp/proof-summary.jsonl`.
 
-#![allow(dead_code)]
-
 use std::io::Write;
 use std::path::PathBuf;
 
