@@ -3,7 +3,7 @@
 #
 #   docker build -t cf-blue-green-resource .               the image
 #   docker build --target tests .                          also runs the integration tests against /opt/resource/*
-#   docker run --rm cf-blue-green-resource:tests           runs them again (a built `--target tests` image)
+#   docker run --rm cf-blue-green-resource:tests [FILTER]  runs them again (a built `--target tests` image)
 #
 # Needs BuildKit (the default builder since Docker 23) for the cache mounts. The base images can be overridden, e.g.
 #   --build-arg builder_image=my-registry/rust:1.95-slim-bookworm --build-arg base_image=my-registry/debian:bookworm-slim
@@ -21,28 +21,21 @@ RUN --mount=type=cache,id=cf-blue-green-cargo-registry,target=/usr/local/cargo/r
  && mkdir /assets \
  && cp target/release/check target/release/in target/release/out /assets/
 
-# The integration test targets (tests/<name>.rs) that run the resource's binaries: compiled here, run in `tests`
-# against /opt/resource/*. A plain `docker build .` skips this stage. The dev profile: the test binaries need no
-# optimisation, and their dependencies are built with other features than the release binaries' anyway.
+# The integration test binary (tests/integration) and the sample app it deploys: compiled here, run in `tests`
+# against /opt/resource/*. A plain `docker build .` skips this stage. The dev profile: the test binary needs no
+# optimisation, and its dependencies are built with other features than the release binaries' anyway.
 FROM builder AS test-builder
-ARG tests="protocol"
 RUN --mount=type=cache,id=cf-blue-green-cargo-registry,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,id=cf-blue-green-target,target=/src/target,sharing=locked \
     set -eu; \
     mkdir /tests; \
-    for name in $tests; do \
-      exe=$(cargo test --locked --test "$name" --no-run --message-format=json \
-            | grep '"kind":\["test"\]' | grep "\"name\":\"$name\"" \
-            | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p'); \
-      test -x "$exe"; \
-      cp "$exe" "/tests/$name"; \
-    done; \
-    { echo '#!/bin/sh'; \
-      echo '# Runs each test binary in /tests against the binaries in $RESOURCE_BIN_DIR.'; \
-      echo 'set -e'; \
-      echo 'for test in /tests/*; do [ "$test" = "$0" ] || { echo "== ${test##*/}"; "$test" "$@"; }; done'; \
-    } >/tests/run-all; \
-    chmod +x /tests/run-all
+    exe=$(cargo test --locked --test integration --no-run --message-format=json \
+          | grep '"kind":\["test"\]' | grep '"name":"integration"' \
+          | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p'); \
+    test -x "$exe"; \
+    cp "$exe" /tests/integration; \
+    cargo build --locked -p sample-app --bin sample-app; \
+    cp target/debug/sample-app /tests/sample-app
 
 FROM ${base_image} AS resource
 RUN apt-get update \
@@ -55,8 +48,11 @@ LABEL org.opencontainers.image.title="cf-blue-green-resource" \
 
 FROM resource AS tests
 COPY --from=test-builder /tests/ /tests/
-ENV RESOURCE_BIN_DIR=/opt/resource
-RUN /tests/run-all
-CMD ["/tests/run-all"]
+# What the tests read at run time, where the test binary was built (/src).
+COPY --from=test-builder /src/tests/fixtures/ /src/tests/fixtures/
+COPY --from=test-builder /src/pipeline-examples/ /src/pipeline-examples/
+ENV RESOURCE_BIN_DIR=/opt/resource SAMPLE_APP_BIN=/tests/sample-app
+RUN /tests/integration
+CMD ["/tests/integration"]
 
 FROM resource
