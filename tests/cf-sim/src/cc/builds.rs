@@ -34,7 +34,7 @@ fn list_body(ctx: &Ctx, q: &ListQuery, builds: Vec<&Build>, path: &str) -> Value
                 && matches_any(&states, b.state.as_str(), false)
         }))
         .into_iter()
-        .map(|b| present::build(&ctx.urls.api, b))
+        .map(|b| present::build(&ctx.urls.api, ctx.config.cc_api_version, b))
         .collect();
     q.paginate(&ctx.urls.api, path, items)
 }
@@ -59,7 +59,7 @@ async fn list_for_app(
 
 async fn get_one(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
     let state = ctx.state();
-    Ok(Json(present::build(&ctx.urls.api, state.build(&guid)?)))
+    Ok(Json(present::build(&ctx.urls.api, ctx.config.cc_api_version, state.build(&guid)?)))
 }
 
 async fn update(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) -> ApiResult<Json<Value>> {
@@ -74,7 +74,7 @@ async fn update(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: Bytes) ->
     let mut build = state.build(&guid)?.clone();
     build.common.metadata.apply(map.get("metadata"))?;
     state.touch(&mut build.common);
-    let body = present::build(&ctx.urls.api, &build);
+    let body = present::build(&ctx.urls.api, ctx.config.cc_api_version, &build);
     state.builds.insert(guid, build);
     Ok(Json(body))
 }
@@ -136,18 +136,12 @@ async fn create(
     // BuildCreateMessage (app/messages/build_create_message.rb).
     let mut errors = body::Errors::default();
     errors.metadata(&map);
-    errors.unknown_keys(
-        &map,
-        &[
-            "package",
-            "lifecycle",
-            "staging_memory_in_mb",
-            "staging_disk_in_mb",
-            "staging_log_rate_limit_bytes_per_second",
-            "environment_variables",
-            "metadata",
-        ],
-    );
+    let mut allowed =
+        vec!["package", "lifecycle", "staging_memory_in_mb", "staging_disk_in_mb", "environment_variables", "metadata"];
+    if ctx.config.cc_api_version.at_least(present::BUILD_LOG_RATE_SINCE) {
+        allowed.push("staging_log_rate_limit_bytes_per_second");
+    }
+    errors.unknown_keys(&map, &allowed);
     for key in ["staging_memory_in_mb", "staging_disk_in_mb"] {
         let rule = match map.get(key) {
             None | Some(Value::Null) => continue,
@@ -211,7 +205,7 @@ async fn create(
         }
         build.common.metadata = metadata;
     }
-    Ok((StatusCode::CREATED, Json(present::build(&ctx.urls.api, &build))))
+    Ok((StatusCode::CREATED, Json(present::build(&ctx.urls.api, ctx.config.cc_api_version, &build))))
 }
 
 /// ActiveModel's humanized attribute name: `staging_memory_in_mb` → "Staging memory in mb".

@@ -178,6 +178,10 @@ pub fn route(base: &str, version: CcApiVersion, state: &State, route: &Route) ->
 /// d543a66688; `config/version` was bumped to 3.174.0 before it and to 3.175.0 after it). Without a droplet CC
 /// renders `{"data": {"guid": null}}` (app/presenters/v3/app_presenter.rb, spec/request/apps_spec.rb).
 pub(crate) const CURRENT_DROPLET_SINCE: CcApiVersion = CcApiVersion(3, 175, 0);
+/// The first CC API version whose apps link `clear_buildpack_cache` (commit adb73ec2e9).
+pub(crate) const CLEAR_BUILDPACK_CACHE_SINCE: CcApiVersion = CcApiVersion(3, 171, 0);
+/// The first CC API version whose builds have `staging_log_rate_limit_bytes_per_second` (commit 6d3e2e8fe1).
+pub(crate) const BUILD_LOG_RATE_SINCE: CcApiVersion = CcApiVersion(3, 126, 0);
 
 /// An app as the newest CC renders it.
 pub fn app(base: &str, app: &App) -> Value {
@@ -192,7 +196,7 @@ pub(crate) fn app_at(base: &str, version: CcApiVersion, app: &App) -> Value {
     if version.at_least(CURRENT_DROPLET_SINCE) {
         relationships["current_droplet"] = json!({"data": {"guid": app.droplet_guid}});
     }
-    json!({
+    let mut body = json!({
         "guid": g,
         "name": app.name,
         "state": app.state.as_str(),
@@ -217,7 +221,11 @@ pub(crate) fn app_at(base: &str, version: CcApiVersion, app: &App) -> Value {
             "deployed_revisions": link(base, &path("/revisions/deployed")),
             "features": link(base, &path("/features")),
         },
-    })
+    });
+    if !version.at_least(CLEAR_BUILDPACK_CACHE_SINCE) {
+        body["links"].as_object_mut().expect("links are an object").remove("clear_buildpack_cache");
+    }
+    body
 }
 
 fn health_check(check: &crate::state::HealthCheck, readiness: bool) -> Value {
@@ -322,7 +330,8 @@ pub fn package(base: &str, package: &Package) -> Value {
     })
 }
 
-pub fn build(base: &str, build: &Build) -> Value {
+/// A build as CC `version` renders it (app/presenters/v3/build_presenter.rb).
+pub fn build(base: &str, version: CcApiVersion, build: &Build) -> Value {
     let g = &build.common.guid;
     let mut links = json!({
         "self": link(base, &format!("/v3/builds/{g}")),
@@ -331,7 +340,7 @@ pub fn build(base: &str, build: &Build) -> Value {
     if let Some(droplet) = &build.droplet_guid {
         links["droplet"] = link(base, &format!("/v3/droplets/{droplet}"));
     }
-    json!({
+    let mut body = json!({
         "guid": g,
         "created_at": build.common.created_at,
         "updated_at": build.common.updated_at,
@@ -347,7 +356,11 @@ pub fn build(base: &str, build: &Build) -> Value {
         "relationships": {"app": to_one(Some(&build.app_guid))},
         "metadata": build.common.metadata.to_json(),
         "links": links,
-    })
+    });
+    if !version.at_least(BUILD_LOG_RATE_SINCE) {
+        body.as_object_mut().expect("a build is an object").remove("staging_log_rate_limit_bytes_per_second");
+    }
+    body
 }
 
 pub fn droplet(base: &str, droplet: &Droplet) -> Value {

@@ -636,3 +636,28 @@ async fn apply_manifest_creates_the_apps_before_its_job() {
     assert_eq!(apps["resources"][0]["lifecycle"]["type"], "docker", "{apps}");
     sim.stop();
 }
+
+/// app/presenters/v3/app_presenter.rb (`clear_buildpack_cache` link from 3.171.0, adb73ec2e9) and
+/// build_presenter.rb / build_create_message.rb (`staging_log_rate_limit_bytes_per_second` from 3.126.0,
+/// 6d3e2e8fe1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_and_builds_have_the_fields_of_their_cc_api_version() {
+    for (version, link, log_rate) in [("3.170.0", false, true), ("3.171.0", true, true), ("3.125.0", false, false)] {
+        let (sim, api) = sim_at(version).await;
+        let app = create_app_with(&api, json!({})).await.json();
+        assert_eq!(app["links"].get("clear_buildpack_cache").is_some(), link, "{version}: {app}");
+        let package = api.upload_package(app["guid"].as_str().unwrap(), app_zip()).await;
+        let build = api
+            .post("/v3/builds", json!({"package": {"guid": package}, "staging_log_rate_limit_bytes_per_second": -1}))
+            .await;
+        if log_rate {
+            assert_eq!(build.status, 201, "{version}: {}", build.text());
+            assert_eq!(build.json()["staging_log_rate_limit_bytes_per_second"], -1);
+        } else {
+            assert_unprocessable(&build, "Unknown field(s): 'staging_log_rate_limit_bytes_per_second'");
+            let build = api.post("/v3/builds", json!({"package": {"guid": package}})).await.json();
+            assert!(build.get("staging_log_rate_limit_bytes_per_second").is_none(), "{version}: {build}");
+        }
+        sim.stop();
+    }
+}
