@@ -11,12 +11,19 @@ use serde::de::DeserializeOwned;
 use crate::cf::client::{CfClient, Deleted};
 use crate::cf::error::Result;
 use crate::cf::paginate::{ListParams, Listed};
-use crate::cf::types::MetadataPatch;
+use crate::cf::retry::create_id;
+use crate::cf::types::{Metadata, MetadataPatch};
+use crate::record::CREATE_ID_LABEL;
 
 /// A CF resource kind: where its collection lives and what its objects look like.
 pub trait Resource: DeserializeOwned + Send + Sync + 'static {
     /// The collection path, e.g. `/v3/apps`.
     const PATH: &'static str;
+}
+
+/// A resource kind whose objects carry labels (every kind but jobs).
+pub(crate) trait Labelled: Resource {
+    fn metadata(&self) -> &Metadata;
 }
 
 /// The typed API of one resource kind. Cheap to clone; get one from the client (`cf.apps()`, `cf.routes()`, …)
@@ -85,6 +92,12 @@ impl<K: Resource> Api<K> {
         }
     }
 
+    /// The object, if `holds` is true of it (after a lost answer: did the request take effect?).
+    pub(crate) async fn get_if(&self, guid: &str, holds: impl Fn(&K) -> bool) -> Result<Option<K>> {
+        let object = self.get(guid).await?;
+        Ok(holds(&object).then_some(object))
+    }
+
     /// `PATCH /v3/<kind>/:guid` with `{"metadata": …}` (a `None` value deletes a key).
     pub async fn update_metadata(&self, guid: &str, metadata: &MetadataPatch) -> Result<K> {
         #[derive(Serialize)]
@@ -94,3 +107,74 @@ impl<K: Resource> Api<K> {
         self.cf.patch(&self.path_of(guid), &Body { metadata }).await
     }
 }
+
+impl<K: Resource> Api<K> {
+    /// `POST /v3/<kind>` with the body `body` builds around a fresh [`CREATE_ID_LABEL`]: never created twice, as
+    /// after an ambiguous failure the object is looked up by that label (within `scope`) before it is created
+    /// again.
+    pub(crate) async fn create_labelled<B: Serialize + Sync>(
+        &self,
+        what: &str,
+        scope: ListParams,
+        body: impl FnOnce(MetadataPatch) -> B,
+    ) -> Result<K>
+    where
+        K: Labelled,
+    {
+        let id = create_id();
+        let body = body(MetadataPatch::new().label(CREATE_ID_LABEL, &id));
+        let find = || async {
+            let found = self.list(&scope.clone().label_selector(format!("{CREATE_ID_LABEL}={id}"))).await?;
+            Ok(found.into_iter().find(|k| k.metadata().labels.get(CREATE_ID_LABEL).is_some_and(|v| *v == id)))
+        };
+        self.cf.create_or_find(what, || self.cf.post(K::PATH, &body), find).await
+    }
+}
+
+/// Declares a CF resource kind: its struct, with the fields every CC v3 object carries around its own (`guid`
+/// first; `metadata`, `created_at`, `updated_at` and `links` last), its [`Resource`] path and its accessor
+/// on [`CfClient`] (`cf.apps()`). `resource!(@kind …)` declares only the path and the accessor.
+macro_rules! resource {
+    (@kind $name:ident at $path:literal, $accessor:ident) => {
+        impl $crate::cf::api::Resource for $name {
+            const PATH: &'static str = $path;
+        }
+
+        impl $crate::cf::client::CfClient {
+            #[doc = concat!("The typed API of `", $path, "`.")]
+            pub fn $accessor(&self) -> $crate::cf::api::Api<$name> {
+                self.api()
+            }
+        }
+    };
+    (
+        $(#[$attr:meta])*
+        pub struct $name:ident at $path:literal, $accessor:ident {
+            $($(#[$field_attr:meta])* pub $field:ident: $ty:ty,)*
+        }
+    ) => {
+        $(#[$attr])*
+        #[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+        pub struct $name {
+            pub guid: String,
+            $($(#[$field_attr])* pub $field: $ty,)*
+            #[serde(default, deserialize_with = "crate::cf::types::null_as_default")]
+            pub metadata: $crate::cf::types::Metadata,
+            #[serde(default)]
+            pub created_at: Option<String>,
+            #[serde(default)]
+            pub updated_at: Option<String>,
+            #[serde(default, deserialize_with = "crate::cf::types::null_as_default")]
+            pub links: $crate::cf::types::Links,
+        }
+
+        impl $crate::cf::api::Labelled for $name {
+            fn metadata(&self) -> &$crate::cf::types::Metadata {
+                &self.metadata
+            }
+        }
+
+        $crate::cf::api::resource!(@kind $name at $path, $accessor);
+    };
+}
+pub(crate) use resource;

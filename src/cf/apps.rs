@@ -5,13 +5,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cf::api::{Api, Resource};
-use crate::cf::client::CfClient;
+use crate::cf::api::{Api, Resource, resource};
 use crate::cf::droplets::Droplet;
 use crate::cf::error::Result;
 use crate::cf::paginate::ListParams;
 use crate::cf::types::{
-    GuidRef, Lifecycle, Links, Metadata, MetadataPatch, ToOne, guid_ref_or_none, lenient_string_map, null_as_default,
+    GuidRef, Lifecycle, Links, MetadataPatch, ToOne, guid_ref_or_none, lenient_string_map, null_as_default,
 };
 
 /// The desired state of an app.
@@ -24,24 +23,16 @@ pub enum AppState {
     Unknown,
 }
 
-/// An app. Fixtures: `app.json`, `app_started.json`, `apps_list.json`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct App {
-    pub guid: String,
-    pub name: String,
-    pub state: AppState,
-    #[serde(default)]
-    pub lifecycle: Option<Lifecycle>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub relationships: AppRelationships,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub metadata: Metadata,
-    #[serde(default)]
-    pub created_at: Option<String>,
-    #[serde(default)]
-    pub updated_at: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub links: Links,
+resource! {
+    /// An app. Fixtures: `app.json`, `app_started.json`, `apps_list.json`.
+    pub struct App at "/v3/apps", apps {
+        pub name: String,
+        pub state: AppState,
+        #[serde(default)]
+        pub lifecycle: Option<Lifecycle>,
+        #[serde(default, deserialize_with = "null_as_default")]
+        pub relationships: AppRelationships,
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -63,10 +54,6 @@ impl App {
     pub fn current_droplet_guid(&self) -> Option<&str> {
         self.relationships.current_droplet.as_ref().and_then(ToOne::guid)
     }
-}
-
-impl Resource for App {
-    const PATH: &'static str = "/v3/apps";
 }
 
 /// An app to create.
@@ -116,12 +103,6 @@ pub struct CurrentDropletRelationship {
     pub data: Option<GuidRef>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub links: Links,
-}
-
-impl CfClient {
-    pub fn apps(&self) -> Api<App> {
-        self.api()
-    }
 }
 
 impl Api<App> {

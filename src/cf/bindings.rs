@@ -6,34 +6,26 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cf::api::{Api, Resource};
-use crate::cf::client::{CfClient, Req};
+use crate::cf::api::{Api, Resource, resource};
+use crate::cf::client::Req;
 use crate::cf::error::{Error, Result};
 use crate::cf::paginate::{ListParams, Listed};
 use crate::cf::service_instances::{LastOperation, ServiceInstance};
-use crate::cf::types::{Links, Metadata, MetadataPatch, ToOne, null_as_default};
+use crate::cf::types::{MetadataPatch, ToOne, null_as_default};
 
-/// A binding. Fixtures: `service_credential_binding.json`, `service_credential_bindings_list.json`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct ServiceCredentialBinding {
-    pub guid: String,
-    #[serde(default)]
-    pub name: Option<String>,
-    /// `app` or `key`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default)]
-    pub last_operation: Option<LastOperation>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub relationships: BindingRelationships,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub metadata: Metadata,
-    #[serde(default)]
-    pub created_at: Option<String>,
-    #[serde(default)]
-    pub updated_at: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub links: Links,
+resource! {
+    /// A binding. Fixtures: `service_credential_binding.json`, `service_credential_bindings_list.json`.
+    pub struct ServiceCredentialBinding at "/v3/service_credential_bindings", bindings {
+        #[serde(default)]
+        pub name: Option<String>,
+        /// `app` or `key`.
+        #[serde(rename = "type")]
+        pub kind: String,
+        #[serde(default)]
+        pub last_operation: Option<LastOperation>,
+        #[serde(default, deserialize_with = "null_as_default")]
+        pub relationships: BindingRelationships,
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -54,10 +46,6 @@ impl ServiceCredentialBinding {
     }
 }
 
-impl Resource for ServiceCredentialBinding {
-    const PATH: &'static str = "/v3/service_credential_bindings";
-}
-
 /// A binding to create. `parameters` cannot be read back from CF in general, so they come from config.
 #[derive(Clone, Debug, Default)]
 pub struct NewBinding {
@@ -66,12 +54,6 @@ pub struct NewBinding {
     pub name: Option<String>,
     pub parameters: Option<BTreeMap<String, serde_json::Value>>,
     pub metadata: MetadataPatch,
-}
-
-impl CfClient {
-    pub fn bindings(&self) -> Api<ServiceCredentialBinding> {
-        self.api()
-    }
 }
 
 impl Api<ServiceCredentialBinding> {

@@ -4,15 +4,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cf::api::{Api, Resource};
-use crate::cf::client::CfClient;
+use crate::cf::api::{Api, resource};
 use crate::cf::error::{Error, Result};
-use crate::cf::paginate::{ListParams, Poll, Wait};
-use crate::cf::retry::create_id;
+use crate::cf::paginate::ListParams;
 use crate::cf::types::{
-    AppRelationship, CreatedBy, GuidRef, Lifecycle, Links, Metadata, MetadataPatch, guid_ref_or_none, null_as_default,
+    AppRelationship, CreatedBy, GuidRef, Lifecycle, MetadataPatch, guid_ref_or_none, null_as_default,
 };
-use crate::record::CREATE_ID_LABEL;
+use crate::cf::wait::{Wait, reason_of};
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -24,39 +22,31 @@ pub enum BuildState {
     Unknown,
 }
 
-/// A build. Fixtures: `build.json`, `build_staging.json`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct Build {
-    pub guid: String,
-    pub state: BuildState,
-    /// `"<error_id> - <message>"` when FAILED.
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub lifecycle: Option<Lifecycle>,
-    #[serde(default, deserialize_with = "guid_ref_or_none")]
-    pub package: Option<GuidRef>,
-    /// Set once STAGED.
-    #[serde(default, deserialize_with = "guid_ref_or_none")]
-    pub droplet: Option<GuidRef>,
-    #[serde(default)]
-    pub staging_memory_in_mb: Option<u64>,
-    #[serde(default)]
-    pub staging_disk_in_mb: Option<u64>,
-    #[serde(default)]
-    pub staging_log_rate_limit_bytes_per_second: Option<i64>,
-    #[serde(default)]
-    pub created_by: Option<CreatedBy>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub relationships: AppRelationship,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub metadata: Metadata,
-    #[serde(default)]
-    pub created_at: Option<String>,
-    #[serde(default)]
-    pub updated_at: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub links: Links,
+resource! {
+    /// A build. Fixtures: `build.json`, `build_staging.json`.
+    pub struct Build at "/v3/builds", builds {
+        pub state: BuildState,
+        /// `"<error_id> - <message>"` when FAILED.
+        #[serde(default)]
+        pub error: Option<String>,
+        #[serde(default)]
+        pub lifecycle: Option<Lifecycle>,
+        #[serde(default, deserialize_with = "guid_ref_or_none")]
+        pub package: Option<GuidRef>,
+        /// Set once STAGED.
+        #[serde(default, deserialize_with = "guid_ref_or_none")]
+        pub droplet: Option<GuidRef>,
+        #[serde(default)]
+        pub staging_memory_in_mb: Option<u64>,
+        #[serde(default)]
+        pub staging_disk_in_mb: Option<u64>,
+        #[serde(default)]
+        pub staging_log_rate_limit_bytes_per_second: Option<i64>,
+        #[serde(default)]
+        pub created_by: Option<CreatedBy>,
+        #[serde(default, deserialize_with = "null_as_default")]
+        pub relationships: AppRelationship,
+    }
 }
 
 impl Build {
@@ -65,22 +55,12 @@ impl Build {
     }
 }
 
-impl Resource for Build {
-    const PATH: &'static str = "/v3/builds";
-}
-
 /// Optional staging settings (defaults are the app's).
 #[derive(Clone, Debug, Default)]
 pub struct NewBuild {
     pub lifecycle: Option<Lifecycle>,
     pub staging_memory_in_mb: Option<u64>,
     pub staging_disk_in_mb: Option<u64>,
-}
-
-impl CfClient {
-    pub fn builds(&self) -> Api<Build> {
-        self.api()
-    }
 }
 
 impl Api<Build> {
@@ -98,19 +78,14 @@ impl Api<Build> {
             staging_disk_in_mb: Option<u64>,
             metadata: MetadataPatch,
         }
-        let id = create_id();
-        let body = Body {
+        self.create_labelled("build", ListParams::new(), |metadata| Body {
             package: GuidRef::new(package_guid),
             lifecycle: options.lifecycle.as_ref(),
             staging_memory_in_mb: options.staging_memory_in_mb,
             staging_disk_in_mb: options.staging_disk_in_mb,
-            metadata: MetadataPatch::new().label(CREATE_ID_LABEL, &id),
-        };
-        let find = || async {
-            let found = self.list(&ListParams::new().label_selector(format!("{CREATE_ID_LABEL}={id}"))).await?;
-            Ok(found.into_iter().find(|b| b.metadata.labels.get(CREATE_ID_LABEL).is_some_and(|v| *v == id)))
-        };
-        self.cf.create_or_find("build", || self.cf.post(Build::PATH, &body), find).await
+            metadata,
+        })
+        .await
     }
 
     /// Polls until STAGED (returned, with `droplet` set) or FAILED (an error with CF's reason), within
@@ -121,19 +96,12 @@ impl Api<Build> {
         timeout: Duration,
         on_poll: impl FnMut(u32, Duration) + Send,
     ) -> Result<Build> {
-        Wait::new(format!("build {guid} to stage"), timeout)
-            .on_poll(on_poll)
-            .until(|| async {
-                let build = self.get(guid).await?;
-                match build.state {
-                    BuildState::Staged => Ok(Poll::Ready(build)),
-                    BuildState::Failed => Err(Error::Failed(format!(
-                        "staging failed: {}",
-                        build.error.as_deref().unwrap_or("CF gave no reason")
-                    ))),
-                    _ => Ok(Poll::Pending),
-                }
-            })
-            .await
+        let wait = Wait::new(format!("build {guid} to stage"), timeout).on_poll(on_poll);
+        self.await_state(guid, wait, |build| match build.state {
+            BuildState::Staged => Ok(true),
+            BuildState::Failed => Err(Error::Failed(format!("staging failed: {}", reason_of(&build.error)))),
+            _ => Ok(false),
+        })
+        .await
     }
 }

@@ -2,34 +2,25 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cf::api::{Api, Resource};
-use crate::cf::client::CfClient;
+use crate::cf::api::{Api, resource};
 use crate::cf::error::Result;
 use crate::cf::paginate::ListParams;
-use crate::cf::types::{Links, Metadata, ToMany, ToOne, null_as_default};
+use crate::cf::types::{ToMany, ToOne, null_as_default};
 
-/// A domain. Fixtures: `domain.json`, `domains_list.json`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct Domain {
-    pub guid: String,
-    pub name: String,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub internal: bool,
-    /// Non-null for tcp domains.
-    #[serde(default)]
-    pub router_group: Option<serde_json::Value>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub supported_protocols: Vec<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub relationships: DomainRelationships,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub metadata: Metadata,
-    #[serde(default)]
-    pub created_at: Option<String>,
-    #[serde(default)]
-    pub updated_at: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub links: Links,
+resource! {
+    /// A domain. Fixtures: `domain.json`, `domains_list.json`.
+    pub struct Domain at "/v3/domains", domains {
+        pub name: String,
+        #[serde(default, deserialize_with = "null_as_default")]
+        pub internal: bool,
+        /// Non-null for tcp domains.
+        #[serde(default)]
+        pub router_group: Option<serde_json::Value>,
+        #[serde(default, deserialize_with = "null_as_default")]
+        pub supported_protocols: Vec<String>,
+        #[serde(default, deserialize_with = "null_as_default")]
+        pub relationships: DomainRelationships,
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -49,16 +40,6 @@ impl Domain {
 
     pub fn is_tcp(&self) -> bool {
         self.router_group.as_ref().is_some_and(|g| !g.is_null()) || self.supported_protocols.iter().any(|p| p == "tcp")
-    }
-}
-
-impl Resource for Domain {
-    const PATH: &'static str = "/v3/domains";
-}
-
-impl CfClient {
-    pub fn domains(&self) -> Api<Domain> {
-        self.api()
     }
 }
 

@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cf::api::{Api, Resource};
-use crate::cf::client::{CfClient, FilePart};
+use crate::cf::api::{Api, Resource, resource};
 use crate::cf::error::{Error, Result};
-use crate::cf::paginate::{ListParams, Poll, Wait};
-use crate::cf::types::{AppRelationship, Checksum, Lifecycle, Links, Metadata, lenient_string_map, null_as_default};
-use crate::log;
+use crate::cf::paginate::ListParams;
+use crate::cf::retry::Done;
+use crate::cf::transfers::FilePart;
+use crate::cf::types::{AppRelationship, Checksum, Lifecycle, lenient_string_map, null_as_default};
+use crate::cf::wait::{Wait, reason_of};
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -27,39 +28,31 @@ pub enum DropletState {
     Unknown,
 }
 
-/// A droplet. Fixtures: `droplet.json`, `droplet_copy.json`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct Droplet {
-    pub guid: String,
-    pub state: DropletState,
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub lifecycle: Option<Lifecycle>,
-    #[serde(default)]
-    pub execution_metadata: Option<String>,
-    /// e.g. `{"web": "bundle exec rackup config.ru -p $PORT"}`; `null` while copying.
-    #[serde(default, deserialize_with = "lenient_string_map")]
-    pub process_types: BTreeMap<String, String>,
-    #[serde(default)]
-    pub checksum: Option<Checksum>,
-    #[serde(default)]
-    pub buildpacks: Option<Vec<DropletBuildpack>>,
-    #[serde(default)]
-    pub stack: Option<String>,
-    /// Docker droplets.
-    #[serde(default)]
-    pub image: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub relationships: AppRelationship,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub metadata: Metadata,
-    #[serde(default)]
-    pub created_at: Option<String>,
-    #[serde(default)]
-    pub updated_at: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub links: Links,
+resource! {
+    /// A droplet. Fixtures: `droplet.json`, `droplet_copy.json`.
+    pub struct Droplet at "/v3/droplets", droplets {
+        pub state: DropletState,
+        #[serde(default)]
+        pub error: Option<String>,
+        #[serde(default)]
+        pub lifecycle: Option<Lifecycle>,
+        #[serde(default)]
+        pub execution_metadata: Option<String>,
+        /// e.g. `{"web": "bundle exec rackup config.ru -p $PORT"}`; `null` while copying.
+        #[serde(default, deserialize_with = "lenient_string_map")]
+        pub process_types: BTreeMap<String, String>,
+        #[serde(default)]
+        pub checksum: Option<Checksum>,
+        #[serde(default)]
+        pub buildpacks: Option<Vec<DropletBuildpack>>,
+        #[serde(default)]
+        pub stack: Option<String>,
+        /// Docker droplets.
+        #[serde(default)]
+        pub image: Option<String>,
+        #[serde(default, deserialize_with = "null_as_default")]
+        pub relationships: AppRelationship,
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -77,16 +70,6 @@ pub struct DropletBuildpack {
 impl Droplet {
     pub fn app_guid(&self) -> Option<&str> {
         self.relationships.app_guid()
-    }
-}
-
-impl Resource for Droplet {
-    const PATH: &'static str = "/v3/droplets";
-}
-
-impl CfClient {
-    pub fn droplets(&self) -> Api<Droplet> {
-        self.api()
     }
 }
 
@@ -114,20 +97,15 @@ impl Api<Droplet> {
 
     /// Polls until STAGED; FAILED or EXPIRED is an error.
     pub async fn wait_staged(&self, guid: &str, timeout: Duration) -> Result<Droplet> {
-        Wait::new(format!("droplet {guid} to be ready"), timeout)
-            .until(|| async {
-                let droplet = self.get(guid).await?;
-                match droplet.state {
-                    DropletState::Staged => Ok(Poll::Ready(droplet)),
-                    DropletState::Failed | DropletState::Expired => Err(Error::Failed(format!(
-                        "droplet {guid} is {:?}: {}",
-                        droplet.state,
-                        droplet.error.as_deref().unwrap_or("CF gave no reason")
-                    ))),
-                    _ => Ok(Poll::Pending),
-                }
-            })
-            .await
+        let wait = Wait::new(format!("droplet {guid} to be ready"), timeout);
+        self.await_state(guid, wait, |droplet| match droplet.state {
+            DropletState::Staged => Ok(true),
+            DropletState::Failed | DropletState::Expired => {
+                Err(Error::Failed(format!("droplet {guid} is {:?}: {}", droplet.state, reason_of(&droplet.error))))
+            }
+            _ => Ok(false),
+        })
+        .await
     }
 
     /// `GET /v3/droplets/:guid/download` streamed to `dest` (only STAGED buildpack droplets can be
@@ -156,30 +134,18 @@ impl Api<Droplet> {
     /// (within `timeout`). If the answer is lost, the droplet state tells whether the upload arrived.
     pub async fn upload(&self, guid: &str, tgz: &Path, timeout: Duration) -> Result<Droplet> {
         let path = format!("{}/upload", self.path_of(guid));
-        let policy = self.cf.retry_policy().clone();
-        let mut attempt = 1;
-        loop {
+        let upload = || {
             let file = FilePart { field: "bits", filename: "droplet.tgz", mime: "application/gzip", path: tgz };
-            let err = match self.cf.upload_multipart(&path, Vec::new(), Some(file), "uploading droplet").await {
-                Ok(answer) => {
-                    if answer.status == reqwest::StatusCode::ACCEPTED {
-                        let job = self.cf.job_url(&answer)?;
-                        self.cf.wait_for_job(&job, "POST", &path, timeout).await?;
-                    }
-                    return self.wait_staged(guid, timeout).await;
-                }
-                Err(e) if e.is_ambiguous() => e,
-                Err(e) => return Err(e),
-            };
-            log::detail(format_args!("the droplet upload may not have arrived ({err}); checking the droplet"));
-            if self.get(guid).await?.state != DropletState::AwaitingUpload {
-                return self.wait_staged(guid, timeout).await;
-            }
-            if attempt >= policy.max_attempts {
-                return Err(err);
-            }
-            tokio::time::sleep(policy.backoff(attempt)).await;
-            attempt += 1;
+            self.cf.upload_multipart(&path, Vec::new(), Some(file), "uploading droplet")
+        };
+        let doubt = |err: &Error| format!("the droplet upload may not have arrived ({err}); checking the droplet");
+        let arrived = || self.get_if(guid, |d| d.state != DropletState::AwaitingUpload);
+        if let Done::Acted(answer) = self.cf.act_or_check(doubt, upload, arrived).await?
+            && answer.status == reqwest::StatusCode::ACCEPTED
+        {
+            let job = self.cf.job_url(&answer)?;
+            self.cf.wait_for_job(&job, "POST", &path, timeout).await?;
         }
+        self.wait_staged(guid, timeout).await
     }
 }

@@ -3,8 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cf::api::{Api, Resource};
-use crate::cf::client::CfClient;
+use crate::cf::api::resource;
 use crate::cf::error::ApiError;
 use crate::cf::types::{Links, Warning, null_as_default};
 
@@ -40,12 +39,4 @@ pub struct Job {
     pub links: Links,
 }
 
-impl Resource for Job {
-    const PATH: &'static str = "/v3/jobs";
-}
-
-impl CfClient {
-    pub fn jobs(&self) -> Api<Job> {
-        self.api()
-    }
-}
+resource!(@kind Job at "/v3/jobs", jobs);

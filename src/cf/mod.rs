@@ -7,7 +7,8 @@
 //! - [`auth`]: discovery from `GET /` and UAA tokens (password and client-credentials grants, proactive and
 //!   reactive refresh).
 //! - [`retry`]: the retry policy and the `create_or_find` pattern for non-idempotent creates.
-//! - [`paginate`]: paginate-all, wait-for-job and the bounded `wait_for` poller.
+//! - [`paginate`]: list queries and paginate-all; [`wait`]: the bounded [`Wait`] poller, waits for an object's
+//!   state and for async jobs.
 //! - [`api`]: the generic typed [`Api<K>`] (get/list/delete/metadata) that every resource kind reuses.
 //! - One module per resource kind: [`orgs`], [`spaces`], [`domains`], [`routes`], [`apps`], [`packages`],
 //!   [`resource_matches`], [`builds`], [`droplets`], [`processes`], [`service_instances`],
@@ -39,13 +40,16 @@ pub mod settings;
 pub mod spaces;
 mod tls;
 pub mod trace;
+mod transfers;
 pub mod types;
+pub mod wait;
 
 pub use api::{Api, Resource};
 pub use client::CfClient;
 pub use error::{ApiError, CfError, Error, Result};
-pub use paginate::{ListParams, Listed, Poll, Wait};
+pub use paginate::{ListParams, Listed};
 pub use resource_matches::FileResource;
 pub use retry::RetryPolicy;
 pub use settings::{Credentials, ProxySettings, Settings, Timeouts};
 pub use trace::{Trace, TraceRecord};
+pub use wait::{Poll, Wait};

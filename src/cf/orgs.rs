@@ -2,30 +2,21 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cf::api::{Api, Resource};
-use crate::cf::client::CfClient;
+use crate::cf::api::{Api, resource};
 use crate::cf::domains::Domain;
 use crate::cf::error::{Error, Result};
 use crate::cf::paginate::ListParams;
-use crate::cf::types::{Links, Metadata, ToOne, null_as_default};
+use crate::cf::types::{ToOne, null_as_default};
 
-/// An organization. Fixtures: `organization.json`, `organizations_list.json`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct Organization {
-    pub guid: String,
-    pub name: String,
-    #[serde(default)]
-    pub suspended: Option<bool>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub relationships: OrgRelationships,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub metadata: Metadata,
-    #[serde(default)]
-    pub created_at: Option<String>,
-    #[serde(default)]
-    pub updated_at: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub links: Links,
+resource! {
+    /// An organization. Fixtures: `organization.json`, `organizations_list.json`.
+    pub struct Organization at "/v3/organizations", orgs {
+        pub name: String,
+        #[serde(default)]
+        pub suspended: Option<bool>,
+        #[serde(default, deserialize_with = "null_as_default")]
+        pub relationships: OrgRelationships,
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -33,16 +24,6 @@ pub struct OrgRelationships {
     /// The quota applied; a space often has none.
     #[serde(default)]
     pub quota: ToOne,
-}
-
-impl Resource for Organization {
-    const PATH: &'static str = "/v3/organizations";
-}
-
-impl CfClient {
-    pub fn orgs(&self) -> Api<Organization> {
-        self.api()
-    }
 }
 
 impl Api<Organization> {

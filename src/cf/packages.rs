@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cf::api::{Api, Resource};
-use crate::cf::client::{CfClient, FilePart};
+use crate::cf::api::{Api, Resource, resource};
 use crate::cf::error::{Error, Result};
-use crate::cf::paginate::{ListParams, Poll, Wait};
+use crate::cf::paginate::ListParams;
 use crate::cf::resource_matches::FileResource;
-use crate::cf::retry::create_id;
-use crate::cf::types::{AppRelationship, Checksum, Links, Metadata, MetadataPatch, null_as_default};
-use crate::record::CREATE_ID_LABEL;
-use crate::{log, redact};
+use crate::cf::retry::Done;
+use crate::cf::transfers::FilePart;
+use crate::cf::types::{AppRelationship, Checksum, MetadataPatch, null_as_default};
+use crate::cf::wait::{Wait, reason_of};
+use crate::redact;
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -29,26 +29,18 @@ pub enum PackageState {
     Unknown,
 }
 
-/// A package. Fixtures: `package.json`, `package_created.json`, `package_docker.json`, `package_copy.json`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct Package {
-    pub guid: String,
-    /// `bits` or `docker`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub data: PackageData,
-    pub state: PackageState,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub relationships: AppRelationship,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub metadata: Metadata,
-    #[serde(default)]
-    pub created_at: Option<String>,
-    #[serde(default)]
-    pub updated_at: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub links: Links,
+resource! {
+    /// A package. Fixtures: `package.json`, `package_created.json`, `package_docker.json`, `package_copy.json`.
+    pub struct Package at "/v3/packages", packages {
+        /// `bits` or `docker`.
+        #[serde(rename = "type")]
+        pub kind: String,
+        #[serde(default, deserialize_with = "null_as_default")]
+        pub data: PackageData,
+        pub state: PackageState,
+        #[serde(default, deserialize_with = "null_as_default")]
+        pub relationships: AppRelationship,
+    }
 }
 
 /// Bits packages have `checksum` and `error`; docker packages `image`, `username` and a masked `password`.
@@ -72,39 +64,10 @@ impl Package {
     }
 }
 
-impl Resource for Package {
-    const PATH: &'static str = "/v3/packages";
-}
-
-impl CfClient {
-    pub fn packages(&self) -> Api<Package> {
-        self.api()
-    }
-}
-
 impl Api<Package> {
     /// The app's packages, newest first.
     pub async fn for_app(&self, app_guid: &str) -> Result<Vec<Package>> {
         self.list(&ListParams::new().filter("app_guids", [app_guid]).order_by("-created_at")).await
-    }
-
-    /// Finds a package by the create-id label (see [`CREATE_ID_LABEL`]).
-    async fn by_create_id(&self, app_guid: &str, id: &str) -> Result<Option<Package>> {
-        let params =
-            ListParams::new().filter("app_guids", [app_guid]).label_selector(format!("{CREATE_ID_LABEL}={id}"));
-        let found = self.list(&params).await?;
-        Ok(found.into_iter().find(|p| p.metadata.labels.get(CREATE_ID_LABEL).is_some_and(|v| v == id)))
-    }
-
-    async fn create_labelled<B: Serialize + Sync>(
-        &self,
-        app_guid: &str,
-        what: &str,
-        body: impl FnOnce(MetadataPatch) -> B,
-    ) -> Result<Package> {
-        let id = create_id();
-        let body = body(MetadataPatch::new().label(CREATE_ID_LABEL, &id));
-        self.cf.create_or_find(what, || self.cf.post(Package::PATH, &body), || self.by_create_id(app_guid, &id)).await
     }
 
     /// `POST /v3/packages` type bits (state AWAITING_UPLOAD). Never created twice: the package carries a
@@ -117,7 +80,7 @@ impl Api<Package> {
             relationships: AppRelationship,
             metadata: MetadataPatch,
         }
-        self.create_labelled(app_guid, "bits package", |metadata| Body {
+        self.create_labelled("bits package", ListParams::new().filter("app_guids", [app_guid]), |metadata| Body {
             kind: "bits",
             relationships: AppRelationship::to(app_guid),
             metadata,
@@ -152,7 +115,7 @@ impl Api<Package> {
             data: Data<'a>,
             metadata: MetadataPatch,
         }
-        self.create_labelled(app_guid, "docker package", |metadata| Body {
+        self.create_labelled("docker package", ListParams::new().filter("app_guids", [app_guid]), |metadata| Body {
             kind: "docker",
             relationships: AppRelationship::to(app_guid),
             data: Data { image, username, password },
@@ -172,47 +135,33 @@ impl Api<Package> {
         let resources =
             serde_json::to_string(matched).map_err(|e| Error::Config(format!("cannot encode resources: {e}")))?;
         let path = format!("{}/upload", self.path_of(guid));
-        let policy = self.cf.retry_policy().clone();
-        let mut attempt = 1;
-        loop {
+        let upload = || {
             let file =
                 zip.map(|path| FilePart { field: "bits", filename: "package.zip", mime: "application/zip", path });
-            let result =
-                self.cf.upload_multipart(&path, vec![("resources", resources.clone())], file, "uploading").await;
-            let err = match result {
-                Ok(answer) => return answer.json(),
-                Err(e) if e.is_ambiguous() => e,
-                Err(e) => return Err(e),
-            };
-            log::detail(format_args!("the upload may not have arrived ({err}); checking the package"));
-            let package = self.get(guid).await?;
-            if package.state != PackageState::AwaitingUpload {
-                return Ok(package);
-            }
-            if attempt >= policy.max_attempts {
-                return Err(err);
-            }
-            tokio::time::sleep(policy.backoff(attempt)).await;
-            attempt += 1;
+            self.cf.upload_multipart(&path, vec![("resources", resources.clone())], file, "uploading")
+        };
+        let doubt = |err: &Error| format!("the upload may not have arrived ({err}); checking the package");
+        match self
+            .cf
+            .act_or_check(doubt, upload, || self.get_if(guid, |p| p.state != PackageState::AwaitingUpload))
+            .await?
+        {
+            Done::Acted(answer) => answer.json(),
+            Done::Checked(package) => Ok(package),
         }
     }
 
     /// Polls until the package is READY (after upload or copy); FAILED or EXPIRED is an error with CF's reason.
     pub async fn wait_ready(&self, guid: &str, timeout: Duration) -> Result<Package> {
-        Wait::new(format!("package {guid} to be processed"), timeout)
-            .until(|| async {
-                let package = self.get(guid).await?;
-                match package.state {
-                    PackageState::Ready => Ok(Poll::Ready(package)),
-                    PackageState::Failed | PackageState::Expired => Err(Error::Failed(format!(
-                        "package {guid} is {:?}: {}",
-                        package.state,
-                        package.data.error.as_deref().unwrap_or("CF gave no reason")
-                    ))),
-                    _ => Ok(Poll::Pending),
-                }
-            })
-            .await
+        let wait = Wait::new(format!("package {guid} to be processed"), timeout);
+        self.await_state(guid, wait, |package| match package.state {
+            PackageState::Ready => Ok(true),
+            PackageState::Failed | PackageState::Expired => {
+                Err(Error::Failed(format!("package {guid} is {:?}: {}", package.state, reason_of(&package.data.error))))
+            }
+            _ => Ok(false),
+        })
+        .await
     }
 
     /// `POST /v3/packages?source_guid=…`: copies a package's bits into another app (state COPYING; wait with

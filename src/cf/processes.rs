@@ -3,49 +3,40 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cf::api::{Api, Resource};
-use crate::cf::client::CfClient;
+use crate::cf::api::{Api, resource};
 use crate::cf::error::Result;
 use crate::cf::paginate::ListParams;
-use crate::cf::types::{Links, Metadata, ToOne, null_as_default};
+use crate::cf::types::{ToOne, null_as_default};
 
-/// A process. Fixtures: `process.json`, `processes_list.json`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct Process {
-    pub guid: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// `None`: the buildpack's or Procfile's command.
-    #[serde(default)]
-    pub command: Option<String>,
-    #[serde(default)]
-    pub user: Option<String>,
-    #[serde(default)]
-    pub instances: u32,
-    #[serde(default)]
-    pub memory_in_mb: Option<u64>,
-    #[serde(default)]
-    pub disk_in_mb: Option<u64>,
-    #[serde(default)]
-    pub log_rate_limit_in_bytes_per_second: Option<i64>,
-    #[serde(default)]
-    pub health_check: Option<HealthCheck>,
-    /// Newer CC versions only.
-    #[serde(default)]
-    pub readiness_health_check: Option<HealthCheck>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub relationships: ProcessRelationships,
-    /// Changes whenever the process is recreated in the runtime.
-    #[serde(default)]
-    pub version: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub metadata: Metadata,
-    #[serde(default)]
-    pub created_at: Option<String>,
-    #[serde(default)]
-    pub updated_at: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub links: Links,
+resource! {
+    /// A process. Fixtures: `process.json`, `processes_list.json`.
+    pub struct Process at "/v3/processes", processes {
+        #[serde(rename = "type")]
+        pub kind: String,
+        /// `None`: the buildpack's or Procfile's command.
+        #[serde(default)]
+        pub command: Option<String>,
+        #[serde(default)]
+        pub user: Option<String>,
+        #[serde(default)]
+        pub instances: u32,
+        #[serde(default)]
+        pub memory_in_mb: Option<u64>,
+        #[serde(default)]
+        pub disk_in_mb: Option<u64>,
+        #[serde(default)]
+        pub log_rate_limit_in_bytes_per_second: Option<i64>,
+        #[serde(default)]
+        pub health_check: Option<HealthCheck>,
+        /// Newer CC versions only.
+        #[serde(default)]
+        pub readiness_health_check: Option<HealthCheck>,
+        #[serde(default, deserialize_with = "null_as_default")]
+        pub relationships: ProcessRelationships,
+        /// Changes whenever the process is recreated in the runtime.
+        #[serde(default)]
+        pub version: Option<String>,
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -207,16 +198,6 @@ impl ProcessStats {
 
     pub fn any_crashed(&self) -> bool {
         self.resources.iter().any(|i| i.state == InstanceState::Crashed)
-    }
-}
-
-impl Resource for Process {
-    const PATH: &'static str = "/v3/processes";
-}
-
-impl CfClient {
-    pub fn processes(&self) -> Api<Process> {
-        self.api()
     }
 }
 

@@ -121,24 +121,61 @@ impl CfClient {
         F: Fn() -> FFut,
         FFut: Future<Output = Result<Option<T>>>,
     {
+        let doubt =
+            |err: &Error| format!("creating {what} may not have completed ({err}); checking before trying again");
+        let found = self.act_or_check(doubt, create, find).await?;
+        if let Done::Checked(_) = &found {
+            log::detail(format_args!("{what} was created after all"));
+        }
+        Ok(found.into_inner())
+    }
+
+    /// Runs `act` until it succeeds or fails clearly. After an ambiguous failure it may have taken effect
+    /// anyway, so `check` looks (`doubt` words the log line): what it finds is returned, and only if it finds
+    /// nothing is `act` run again, within the retry budget.
+    pub(crate) async fn act_or_check<T, C, A, AFut, F, FFut>(
+        &self,
+        doubt: impl Fn(&Error) -> String,
+        act: A,
+        check: F,
+    ) -> Result<Done<T, C>>
+    where
+        A: Fn() -> AFut,
+        AFut: Future<Output = Result<T>>,
+        F: Fn() -> FFut,
+        FFut: Future<Output = Result<Option<C>>>,
+    {
         let policy = self.retry_policy();
         let mut attempt = 1;
         loop {
-            let err = match create().await {
-                Ok(created) => return Ok(created),
+            let err = match act().await {
+                Ok(done) => return Ok(Done::Acted(done)),
                 Err(err) if err.is_ambiguous() => err,
                 Err(err) => return Err(err),
             };
-            log::detail(format_args!("creating {what} may not have completed ({err}); checking before trying again"));
-            if let Some(found) = find().await? {
-                log::detail(format_args!("{what} was created after all"));
-                return Ok(found);
+            log::detail(doubt(&err));
+            if let Some(found) = check().await? {
+                return Ok(Done::Checked(found));
             }
             if attempt >= policy.max_attempts {
                 return Err(err);
             }
             tokio::time::sleep(policy.backoff(attempt)).await;
             attempt += 1;
+        }
+    }
+}
+
+/// How [`CfClient::act_or_check`] ended: with `act`'s answer, or with what `check` found after a lost one.
+pub(crate) enum Done<T, C> {
+    Acted(T),
+    Checked(C),
+}
+
+impl<T> Done<T, T> {
+    fn into_inner(self) -> T {
+        match self {
+            Done::Acted(value) | Done::Checked(value) => value,
         }
     }
 }

@@ -4,44 +4,35 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cf::api::{Api, Resource};
-use crate::cf::client::CfClient;
+use crate::cf::api::{Api, Resource, resource};
 use crate::cf::error::{Error, Result};
 use crate::cf::paginate::ListParams;
-use crate::cf::types::{Links, Metadata, MetadataPatch, ToOne, null_as_default};
+use crate::cf::types::{Links, MetadataPatch, ToOne, null_as_default};
 
-/// A route. Fixtures: `route.json`, `routes_list.json`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct Route {
-    pub guid: String,
-    /// `http` or `tcp`.
-    #[serde(default)]
-    pub protocol: Option<String>,
-    /// Empty for routes without a host (private domains).
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub host: String,
-    /// Empty, or a path starting with `/`.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub path: String,
-    #[serde(default)]
-    pub port: Option<u32>,
-    /// `host.domain/path`.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub url: String,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub destinations: Vec<Destination>,
-    #[serde(default)]
-    pub options: Option<RouteOptions>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub relationships: RouteRelationships,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub metadata: Metadata,
-    #[serde(default)]
-    pub created_at: Option<String>,
-    #[serde(default)]
-    pub updated_at: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub links: Links,
+resource! {
+    /// A route. Fixtures: `route.json`, `routes_list.json`.
+    pub struct Route at "/v3/routes", routes {
+        /// `http` or `tcp`.
+        #[serde(default)]
+        pub protocol: Option<String>,
+        /// Empty for routes without a host (private domains).
+        #[serde(default, deserialize_with = "null_as_default")]
+        pub host: String,
+        /// Empty, or a path starting with `/`.
+        #[serde(default, deserialize_with = "null_as_default")]
+        pub path: String,
+        #[serde(default)]
+        pub port: Option<u32>,
+        /// `host.domain/path`.
+        #[serde(default, deserialize_with = "null_as_default")]
+        pub url: String,
+        #[serde(default, deserialize_with = "null_as_default")]
+        pub destinations: Vec<Destination>,
+        #[serde(default)]
+        pub options: Option<RouteOptions>,
+        #[serde(default, deserialize_with = "null_as_default")]
+        pub relationships: RouteRelationships,
+    }
 }
 
 impl Route {
@@ -200,16 +191,6 @@ impl RouteFilter {
             params = params.label_selector(selector);
         }
         params
-    }
-}
-
-impl Resource for Route {
-    const PATH: &'static str = "/v3/routes";
-}
-
-impl CfClient {
-    pub fn routes(&self) -> Api<Route> {
-        self.api()
     }
 }
 

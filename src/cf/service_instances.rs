@@ -5,32 +5,23 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cf::api::{Api, Resource};
-use crate::cf::client::CfClient;
+use crate::cf::api::{Api, Resource, resource};
 use crate::cf::error::Result;
 use crate::cf::paginate::ListParams;
-use crate::cf::types::{Links, Metadata, ToOne, null_as_default};
+use crate::cf::types::{ToOne, null_as_default};
 
-/// A service instance (managed or user-provided).
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct ServiceInstance {
-    pub guid: String,
-    pub name: String,
-    /// `managed` or `user-provided`.
-    #[serde(rename = "type", default)]
-    pub kind: Option<String>,
-    #[serde(default)]
-    pub last_operation: Option<LastOperation>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub relationships: ServiceInstanceRelationships,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub metadata: Metadata,
-    #[serde(default)]
-    pub created_at: Option<String>,
-    #[serde(default)]
-    pub updated_at: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub links: Links,
+resource! {
+    /// A service instance (managed or user-provided).
+    pub struct ServiceInstance at "/v3/service_instances", service_instances {
+        pub name: String,
+        /// `managed` or `user-provided`.
+        #[serde(rename = "type", default)]
+        pub kind: Option<String>,
+        #[serde(default)]
+        pub last_operation: Option<LastOperation>,
+        #[serde(default, deserialize_with = "null_as_default")]
+        pub relationships: ServiceInstanceRelationships,
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -54,16 +45,6 @@ pub struct LastOperation {
     pub created_at: Option<String>,
     #[serde(default)]
     pub updated_at: Option<String>,
-}
-
-impl Resource for ServiceInstance {
-    const PATH: &'static str = "/v3/service_instances";
-}
-
-impl CfClient {
-    pub fn service_instances(&self) -> Api<ServiceInstance> {
-        self.api()
-    }
 }
 
 impl Api<ServiceInstance> {

@@ -2,29 +2,20 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cf::api::{Api, Resource};
-use crate::cf::client::CfClient;
+use crate::cf::api::{Api, resource};
 use crate::cf::error::{Error, Result};
 use crate::cf::paginate::ListParams;
-use crate::cf::types::{Links, Metadata, ToOne, null_as_default};
+use crate::cf::types::{ToOne, null_as_default};
 
-/// A space. Fixtures: `space.json`, `spaces_list.json`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct Space {
-    pub guid: String,
-    pub name: String,
-    #[serde(default)]
-    pub suspended: Option<bool>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub relationships: SpaceRelationships,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub metadata: Metadata,
-    #[serde(default)]
-    pub created_at: Option<String>,
-    #[serde(default)]
-    pub updated_at: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub links: Links,
+resource! {
+    /// A space. Fixtures: `space.json`, `spaces_list.json`.
+    pub struct Space at "/v3/spaces", spaces {
+        pub name: String,
+        #[serde(default)]
+        pub suspended: Option<bool>,
+        #[serde(default, deserialize_with = "null_as_default")]
+        pub relationships: SpaceRelationships,
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -39,16 +30,6 @@ pub struct SpaceRelationships {
 impl Space {
     pub fn org_guid(&self) -> Option<&str> {
         self.relationships.organization.guid()
-    }
-}
-
-impl Resource for Space {
-    const PATH: &'static str = "/v3/spaces";
-}
-
-impl CfClient {
-    pub fn spaces(&self) -> Api<Space> {
-        self.api()
     }
 }
 
