@@ -812,3 +812,24 @@ fn process_manifest(p: &crate::state::Process) -> Yaml {
         ("timeout", yaml(json!(live.timeout))),
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// lib/cloud_controller/app_manifest/byte_converter.rb#human_readable_byte_value and the `-1` of
+    /// process_properties_presenter.rb#add_units_log_rate_limit.
+    #[test]
+    fn log_rates_render_and_parse_as_ccs_byte_converter() {
+        let rendered = |bytes: i64| serde_norway::to_string(&human_bytes(bytes)).unwrap().trim().to_string();
+        assert_eq!(rendered(1_048_576), "1M");
+        assert_eq!(rendered(1536), "1536B");
+        assert_eq!(rendered(3 << 30), "3G");
+        assert_eq!(rendered(0), "0T");
+        assert_eq!(rendered(-1), "-1");
+        assert_eq!(log_rate(&json!("16K")).unwrap(), 16_384);
+        assert_eq!(log_rate(&json!("1MB")).unwrap(), 1_048_576);
+        assert_eq!(log_rate(&json!(-1)).unwrap(), -1);
+        assert!(log_rate(&json!("12")).is_err(), "a unit is required");
+    }
+}
