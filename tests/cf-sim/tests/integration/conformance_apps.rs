@@ -402,6 +402,9 @@ async fn apply_manifest_refuses_what_cc_refuses() {
     assert_eq!(job["state"], "FAILED", "{job}");
     assert_eq!(job["errors"][0]["code"], 10010, "AppApplyManifest raises a NotFound: {job}");
     assert_eq!(job["errors"][0]["detail"], "For application 's': Service instance 'missing' not found");
+    // AppManifestMessage has no NoAdditionalKeysValidator: a key CC does not know is ignored, as CC ignores it.
+    let typo = applied_job(&api, "applications:\n- name: typo\n  instance: 2\n").await;
+    assert_eq!(typo["state"], "COMPLETE", "{typo}");
     let none = apply_manifest(&api, "version: 1\n").await;
     assert_unprocessable(&none, "Cannot parse manifest with no 'applications' field.");
 
