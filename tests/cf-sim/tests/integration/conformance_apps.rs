@@ -664,3 +664,15 @@ async fn apps_and_builds_have_the_fields_of_their_cc_api_version() {
         sim.stop();
     }
 }
+
+/// The binary's `--cc-api-version`: a version that is not a v3 `X.Y.Z` is refused before anything starts.
+#[test]
+fn the_binary_refuses_a_malformed_cc_api_version() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cf-sim"))
+        .args(["--cc-api-version", "2.293.0"])
+        .output()
+        .expect("the binary runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("a CC API version looks like 3.228.0, got \"2.293.0\""), "{stderr}");
+}
