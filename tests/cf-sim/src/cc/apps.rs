@@ -256,10 +256,17 @@ fn app_name(map: &Map<String, Value>, required: bool) -> ApiResult<Option<String
     }
 }
 
-/// `AppModel` strips the name and validates its presence; Sequel words the error "name is not present".
+/// `AppModel` strips the name and validates its presence and `APP_NAME_REGEX` (printable characters); Sequel
+/// words the errors "name is not present" and "name is invalid".
 fn stored_name(name: &str) -> ApiResult<String> {
     let name = name.trim();
-    if name.is_empty() { Err(ApiError::unprocessable("name is not present")) } else { Ok(name.to_string()) }
+    if name.is_empty() {
+        Err(ApiError::unprocessable("name is not present"))
+    } else if name.chars().any(char::is_control) {
+        Err(ApiError::unprocessable("name is invalid"))
+    } else {
+        Ok(name.to_string())
+    }
 }
 
 /// The app as the configured CC version renders it.

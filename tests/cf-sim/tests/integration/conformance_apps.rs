@@ -304,6 +304,10 @@ async fn app_names_and_renames_follow_app_create_and_app_update() {
     assert_unprocessable(&rename_long, "Name is too long (maximum is 255 characters)");
     let blank = api.patch(&format!("/v3/apps/{other}"), json!({"name": "  "})).await;
     assert_unprocessable(&blank, "name is not present");
+    let control = api.patch(&format!("/v3/apps/{other}"), json!({"name": "a\u{7}b"})).await;
+    assert_unprocessable(&control, "name is invalid");
+    let stripped = api.patch(&format!("/v3/apps/{other}"), json!({"name": "  spaced  "})).await;
+    assert_eq!(stripped.json()["name"], "spaced", "AppModel strips the name");
     let docker = api.patch(&format!("/v3/apps/{first}"), json!({"lifecycle": {"type": "docker", "data": {}}})).await;
     assert_unprocessable(&docker, "Lifecycle type cannot be changed from buildpack to docker");
     let unknown = api.patch(&format!("/v3/apps/{first}"), json!({"environment_variables": {}})).await;
