@@ -4,15 +4,15 @@
 
 use anyhow::{Result, anyhow};
 
-use super::Context;
-use super::local::Prepared;
-use super::plan::{self, Apps, Blue, Plan};
+use super::context::Context;
+use super::inputs::Prepared;
+use super::plan::{self, Apps, Plan};
 use super::recovery::{self, Action};
 use crate::log;
 use crate::protocol::{MetadataField, Version, VersionResult};
 use crate::record::Journal;
 
-pub async fn run(ctx: &Context, prepared: Prepared) -> Result<VersionResult> {
+pub(crate) async fn run(ctx: &Context, prepared: Prepared) -> Result<VersionResult> {
     let names = &ctx.source.names;
     let apps = Apps::read(&ctx.cf, &ctx.target.space.guid, names).await?;
     log::heading("Dry run: nothing is changed");
@@ -45,15 +45,9 @@ pub async fn run(ctx: &Context, prepared: Prepared) -> Result<VersionResult> {
             )),
         }
     }
-    let blue = match apps.production.clone() {
-        Some(app) => Some(Blue::read(&ctx.cf, app).await?),
-        None => None,
-    };
     let lifecycle = plan::candidate_lifecycle(&prepared, apps.production.as_ref());
-    let plan = Plan::make(&ctx.cf, &ctx.target, names, &ctx.params, prepared, blue, lifecycle).await?;
-    for line in plan.describe(names, ctx.params.keep_previous, apps.previous.as_ref()) {
-        log::detail(line);
-    }
+    let plan = Plan::make(ctx, prepared, &apps, lifecycle).await?;
+    plan.print(ctx, &apps);
     log::detail("the candidate's manifest (values that may be secret hidden):");
     for line in crate::manifest::masked(&plan.candidate_manifest).lines() {
         log::output(line);

@@ -16,16 +16,16 @@ use crate::verify::smoke::{self, SmokeEnv};
 
 /// What verification measured, for the log and the put's metadata.
 #[derive(Debug, Default)]
-pub struct GateReport {
-    pub checks: Vec<CheckOutcome>,
-    pub smoke_test_passed: Option<bool>,
-    pub candidate: Option<ProbeStats>,
-    pub production: Option<ProbeStats>,
+pub(crate) struct GateReport {
+    pub(crate) checks: Vec<CheckOutcome>,
+    pub(crate) smoke_test_passed: Option<bool>,
+    pub(crate) candidate: Option<ProbeStats>,
+    pub(crate) production: Option<ProbeStats>,
 }
 
 impl GateReport {
     /// One line: `3 HTTP checks passed, smoke test passed, KPI 200 requests, 0.0% errors, …`.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let mut parts = Vec::new();
         if !self.checks.is_empty() {
             parts.push(format!("{} HTTP check(s) passed", self.checks.len()));
@@ -41,22 +41,22 @@ impl GateReport {
 }
 
 /// Everything the gate needs to reach the candidate and production.
-pub struct GateTarget<'a> {
-    pub client: &'a RouteClient,
+pub(crate) struct GateTarget<'a> {
+    pub(crate) client: &'a RouteClient,
     /// The candidate's temporary route (`None` for a no-route app).
-    pub temp_route: Option<&'a str>,
+    pub(crate) temp_route: Option<&'a str>,
     /// Production's first route, for the relative KPI gate (`None` on a first deploy).
-    pub production_route: Option<&'a str>,
-    pub smoke_test: Option<&'a Path>,
-    pub smoke_env: SmokeEnv,
-    pub put_dir: &'a Path,
+    pub(crate) production_route: Option<&'a str>,
+    pub(crate) smoke_test: Option<&'a Path>,
+    pub(crate) smoke_env: SmokeEnv,
+    pub(crate) put_dir: &'a Path,
     /// What is left of the put's overall `timeout`: a smoke test's own timeout cannot go past it.
-    pub put_time_left: Duration,
+    pub(crate) put_time_left: Duration,
 }
 
 /// Runs every check the params ask for; `time_limit` bounds the HTTP checks and (unless it sets its own) the
 /// smoke test.
-pub async fn verify(target: &GateTarget<'_>, params: &OutParams, time_limit: Duration) -> Result<GateReport> {
+pub(crate) async fn verify(target: &GateTarget<'_>, params: &OutParams, time_limit: Duration) -> Result<GateReport> {
     let mut report = GateReport::default();
     if let Some(route) = target.temp_route {
         let checks = if params.verify.is_empty() { vec![http_checks::default_check()] } else { params.verify.clone() };

@@ -4,10 +4,10 @@
 //! again after a crash half-way.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context as _, Result};
 
+use super::context::JOB_TIMEOUT;
 use crate::cf::CfClient;
 use crate::cf::apps::{App, AppState};
 use crate::config::AppNames;
@@ -16,29 +16,29 @@ use crate::record;
 use crate::record::Audit;
 
 /// What happens to the version that was in production.
-pub struct Retire<'a> {
-    pub blue: &'a App,
+pub(crate) struct Retire<'a> {
+    pub(crate) blue: &'a App,
     /// The `<app>-previous` that exists now, if any (replaced when blue is kept).
-    pub previous: Option<&'a App>,
-    pub keep: bool,
+    pub(crate) previous: Option<&'a App>,
+    pub(crate) keep: bool,
 }
 
 /// Stops blue and keeps it as `<app>-previous`, or deletes it.
-pub async fn retire(cf: &CfClient, names: &AppNames, retire: Retire<'_>, job_timeout: Duration) -> Result<()> {
+pub(crate) async fn retire(cf: &CfClient, names: &AppNames, retire: Retire<'_>) -> Result<()> {
     let blue = retire.blue;
     if blue.state != AppState::Stopped {
         cf.apps().stop(&blue.guid).await.with_context(|| format!("stopping {}", blue.name))?;
         log::detail(format_args!("stopped {}", blue.name));
     }
     if !retire.keep {
-        cf.apps().delete_within(&blue.guid, job_timeout).await.with_context(|| format!("deleting {}", blue.name))?;
+        cf.apps().delete_within(&blue.guid, JOB_TIMEOUT).await.with_context(|| format!("deleting {}", blue.name))?;
         log::detail(format_args!("deleted {}", blue.name));
         return Ok(());
     }
     let previous_name = names.previous();
     if let Some(older) = retire.previous.filter(|p| p.guid != blue.guid) {
         cf.apps()
-            .delete_within(&older.guid, job_timeout)
+            .delete_within(&older.guid, JOB_TIMEOUT)
             .await
             .with_context(|| format!("deleting the older {previous_name}"))?;
         log::detail(format_args!("deleted the older {previous_name} ({})", older.guid));
@@ -56,7 +56,7 @@ pub async fn retire(cf: &CfClient, names: &AppNames, retire: Retire<'_>, job_tim
 }
 
 /// Renames the candidate to the production name, clears its journal and candidate label, and records `audit`.
-pub async fn promote(cf: &CfClient, names: &AppNames, candidate: &App, audit: &Audit) -> Result<App> {
+pub(crate) async fn promote(cf: &CfClient, names: &AppNames, candidate: &App, audit: &Audit) -> Result<App> {
     let app = cf
         .apps()
         .update(&candidate.guid, &record::release(&names.production, audit.to_annotations()))

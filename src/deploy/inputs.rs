@@ -15,7 +15,7 @@ use crate::verify::smoke;
 
 /// Where the candidate's code comes from, resolved on disk.
 #[derive(Debug)]
-pub enum Bits {
+pub(crate) enum Payload {
     /// A directory or archive to package, upload and stage.
     App(AppBits),
     /// A droplet tarball to upload as is (no staging), with its process types.
@@ -26,27 +26,27 @@ pub enum Bits {
     Production,
 }
 
-impl Bits {
-    pub fn describe(&self) -> String {
+impl Payload {
+    pub(crate) fn describe(&self) -> String {
         match self {
-            Bits::App(bits) => format!("app bits from {}", bits.param()),
-            Bits::Droplet { tgz, .. } => format!("droplet {}", tgz.display()),
-            Bits::Docker { image, .. } => format!("docker image {image}"),
-            Bits::Production => "production's current droplet".into(),
+            Payload::App(bits) => format!("app bits from {}", bits.param()),
+            Payload::Droplet { tgz, .. } => format!("droplet {}", tgz.display()),
+            Payload::Docker { image, .. } => format!("docker image {image}"),
+            Payload::Production => "production's current droplet".into(),
         }
     }
 }
 
 /// What phase 1 found.
 #[derive(Debug)]
-pub struct Prepared {
-    pub bits: Bits,
+pub(crate) struct Prepared {
+    pub(crate) payload: Payload,
     /// The user's manifest, vars resolved, our app selected.
-    pub manifest: Option<AppManifest>,
+    pub(crate) manifest: Option<AppManifest>,
 }
 
 /// Checks the put's inputs; nothing here talks to Cloud Foundry.
-pub fn prepare(request: &OutRequest) -> Result<Prepared> {
+pub(crate) fn prepare(request: &OutRequest) -> Result<Prepared> {
     let params = &request.params;
     let dir = &request.dir;
     let production = &request.source.names.production;
@@ -64,29 +64,29 @@ pub fn prepare(request: &OutRequest) -> Result<Prepared> {
         }
     };
 
-    let bits = match &params.source {
-        AppSource::Bits(path) => Bits::App(AppBits::resolve(dir, path)?),
+    let payload = match &params.source {
+        AppSource::Bits(path) => Payload::App(AppBits::resolve(dir, path)?),
         AppSource::Droplet(param) => {
             let tgz = find_input(dir, "droplet", param)?;
             let process_types = droplet_process_types(&tgz, param)?;
-            Bits::Droplet { tgz, process_types }
+            Payload::Droplet { tgz, process_types }
         }
         AppSource::Docker { image, username, password } => {
-            Bits::Docker { image: image.clone(), username: username.clone(), password: password.clone() }
+            Payload::Docker { image: image.clone(), username: username.clone(), password: password.clone() }
         }
         AppSource::Unspecified => match &manifest {
-            Some((m, _)) if m.docker_image().is_some() => Bits::Docker {
+            Some((m, _)) if m.docker_image().is_some() => Payload::Docker {
                 image: m.docker_image().unwrap_or_default().to_owned(),
                 username: m.docker_username().map(str::to_owned),
                 password: None,
             },
             Some((m, path)) if m.path().is_some() => {
                 let manifest_dir = path.parent().unwrap_or(dir);
-                Bits::App(AppBits::resolve(manifest_dir, m.path().unwrap_or_default()).with_context(|| {
+                Payload::App(AppBits::resolve(manifest_dir, m.path().unwrap_or_default()).with_context(|| {
                     format!("the 'path' of manifest {}", params.manifest.as_deref().unwrap_or_default())
                 })?)
             }
-            _ => Bits::Production,
+            _ => Payload::Production,
         },
     };
 
@@ -99,11 +99,11 @@ pub fn prepare(request: &OutRequest) -> Result<Prepared> {
             bail!("params.kpi probes the candidate's route, but the manifest says no-route");
         }
     }
-    Ok(Prepared { bits, manifest })
+    Ok(Prepared { payload, manifest })
 }
 
 /// The smoke-test program in the put's inputs, if the params name one (a deploy and a rollback both run it).
-pub fn smoke_test(request: &OutRequest) -> Result<Option<PathBuf>> {
+pub(crate) fn smoke_test(request: &OutRequest) -> Result<Option<PathBuf>> {
     request.params.smoke_test.as_ref().map(|s| smoke::resolve(&request.dir, &s.path)).transpose()
 }
 
@@ -183,14 +183,14 @@ mod tests {
         write(dir.path(), "repo/ci/manifest.yml", "applications:\n- name: myapp\n  path: ../app\n");
         write(dir.path(), "repo/app/index.html", "hi");
         let prepared = prepare(&request(dir.path(), json!({"manifest": "repo/ci/*.yml"}))).unwrap();
-        let Bits::App(bits) = prepared.bits else { panic!("expected app bits") };
+        let Payload::App(bits) = prepared.payload else { panic!("expected app bits") };
         assert!(bits.path().ends_with("repo/app"));
     }
 
     #[test]
     fn nothing_given_means_production_droplet() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(prepare(&request(dir.path(), json!({}))).unwrap().bits, Bits::Production));
+        assert!(matches!(prepare(&request(dir.path(), json!({}))).unwrap().payload, Payload::Production));
     }
 
     #[test]
@@ -239,12 +239,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         droplet_tgz(dir.path(), Some(r#"{"detected_buildpack":"","start_command":"./run.sh"}"#));
         let prepared = prepare(&request(dir.path(), json!({"droplet": "droplet.tgz"}))).unwrap();
-        let Bits::Droplet { process_types, .. } = prepared.bits else { panic!("expected a droplet") };
+        let Payload::Droplet { process_types, .. } = prepared.payload else { panic!("expected a droplet") };
         assert_eq!(process_types["web"], "./run.sh");
 
         write(dir.path(), "metadata.json", r#"{"process_types": {"web": "./other", "worker": "./work"}}"#);
         let prepared = prepare(&request(dir.path(), json!({"droplet": "droplet.tgz"}))).unwrap();
-        let Bits::Droplet { process_types, .. } = prepared.bits else { panic!("expected a droplet") };
+        let Payload::Droplet { process_types, .. } = prepared.payload else { panic!("expected a droplet") };
         assert_eq!(process_types.len(), 2);
         assert_eq!(process_types["web"], "./other");
     }

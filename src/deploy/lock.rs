@@ -9,7 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context as _, Result, bail};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
@@ -20,9 +20,9 @@ use crate::log;
 use crate::record::{Journal, candidate_metadata};
 
 /// A held lock: the candidate app, its journal, and the task renewing the lease.
-pub struct Lock {
+pub(crate) struct Lock {
     cf: CfClient,
-    pub app: App,
+    pub(crate) app: App,
     journal: Arc<Mutex<Journal>>,
     renewer: JoinHandle<()>,
 }
@@ -37,7 +37,7 @@ impl Lock {
     /// Changes the journal and writes it to the candidate at once (renewing the lease too). The journal stays
     /// locked until the write is done, so a renewal can never write an older phase over a newer one.
     /// A change whose write fails is not kept, so no later renewal can publish it.
-    pub async fn record(&self, change: impl FnOnce(&mut Journal)) -> Result<()> {
+    pub(crate) async fn record(&self, change: impl FnOnce(&mut Journal)) -> Result<()> {
         let mut journal = self.journal.lock().await;
         let mut changed = journal.clone();
         change(&mut changed);
@@ -45,13 +45,13 @@ impl Lock {
         Ok(())
     }
 
-    pub async fn journal(&self) -> Journal {
+    pub(crate) async fn journal(&self) -> Journal {
         self.journal.lock().await.clone()
     }
 
     /// Fails when the lease was last renewed longer ago than it lasts (the API was out of reach): another deploy
     /// may have taken this one for dead and be recovering it, so this one must not move production.
-    pub async fn ensure_held(&self) -> Result<()> {
+    pub(crate) async fn ensure_held(&self) -> Result<()> {
         let journal = self.journal.lock().await;
         if journal.is_stale(SystemTime::now()) {
             bail!(
@@ -64,7 +64,7 @@ impl Lock {
 
     /// Stops renewing, waiting for a renewal in flight, so nothing rewrites the journal afterwards: the lock
     /// then goes with the candidate's name (renamed to production, deleted, or kept as failed).
-    pub async fn stop_renewing(&self) {
+    pub(crate) async fn stop_renewing(&self) {
         let _no_write_in_flight = self.journal.lock().await;
         self.renewer.abort();
     }
@@ -75,12 +75,12 @@ impl Lock {
 async fn renew(cf: &CfClient, guid: &str, journal: &Journal) -> Result<Journal> {
     let renewed = Journal { renewed_at: SystemTime::now(), ..journal.clone() };
     let patch = MetadataPatch { labels: BTreeMap::new(), annotations: renewed.to_annotations() };
-    cf.apps().update_metadata(guid, &patch).await.map_err(|e| anyhow!("writing the deploy journal: {e}"))?;
+    cf.apps().update_metadata(guid, &patch).await.context("writing the deploy journal")?;
     Ok(renewed)
 }
 
 /// How a deploy takes the lock.
-pub enum Take {
+pub(crate) enum Take {
     /// A deploy: create the candidate app.
     Create(NewApp),
     /// A rollback: rename the app called `previous_name` in `space_guid` to the candidate's name. It is looked
@@ -95,7 +95,7 @@ const CLAIM_SETTLE: Duration = Duration::from_secs(2);
 /// Takes the lock, waiting for (or recovering from) another deploy that holds it. `recover` is called with the
 /// lock of a deploy whose lease went stale, claimed by this one (so no other waiter recovers it too), and must
 /// leave no `<app>-green` behind.
-pub async fn acquire<R, F>(
+pub(crate) async fn acquire<R, F>(
     cf: &CfClient,
     space_guid: &str,
     green_name: &str,
@@ -126,7 +126,7 @@ where
             None => bail!(
                 "{green_name} exists but was not created by this resource (it has no deploy journal); rename or delete it, then run the deploy again"
             ),
-            Some(parsed) => parsed.map_err(|e| anyhow!("{green_name} has a damaged deploy journal: {e}"))?,
+            Some(parsed) => parsed.with_context(|| format!("{green_name} has a damaged deploy journal"))?,
         };
         if theirs.is_stale(SystemTime::now()) {
             log::warn(format_args!(
@@ -227,7 +227,7 @@ async fn try_take(cf: &CfClient, green_name: &str, journal: &Journal, take: &Tak
         // Taken: CF-UniquenessError for a create (`app_create.rb`), CF-UnprocessableEntity "already exists" for a
         // rename (`app_update.rb`); either way another deploy holds the lock.
         Err(Error::Cf(e)) if e.is_name_taken() => Ok(None),
-        Err(e) => Err(anyhow!("creating {green_name} (the deploy lock): {e}")),
+        Err(e) => Err(e).with_context(|| format!("creating {green_name} (the deploy lock)")),
     }
 }
 

@@ -6,20 +6,20 @@ use std::time::{Duration, Instant};
 use crate::log;
 
 /// Tracks which phase is running and how long the finished ones took.
-pub struct Phases {
+pub(crate) struct Phases {
     total: usize,
     current: Option<(&'static str, Instant)>,
     done: Vec<(&'static str, Duration)>,
 }
 
 impl Phases {
-    pub fn new(total: usize) -> Phases {
+    pub(crate) fn new(total: usize) -> Phases {
         Phases { total, current: None, done: Vec::new() }
     }
 
     /// Ends the running phase and starts the phase `key` (a short name for metadata: `push`, `verify`),
     /// printing its numbered header `title`.
-    pub fn start(&mut self, key: &'static str, title: &str) {
+    pub(crate) fn start(&mut self, key: &'static str, title: &str) {
         self.finish();
         let number = self.done.len() + 1;
         log::phase(number, self.total.max(number), title);
@@ -27,19 +27,19 @@ impl Phases {
     }
 
     /// Ends the running phase, if any.
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         if let Some((title, started)) = self.current.take() {
             self.done.push((title, started.elapsed()));
         }
     }
 
     /// The key of the running phase.
-    pub fn current(&self) -> Option<&'static str> {
+    pub(crate) fn current(&self) -> Option<&'static str> {
         self.current.map(|(key, _)| key)
     }
 
     /// Every finished phase with its duration, in order.
-    pub fn durations(&self) -> &[(&'static str, Duration)] {
+    pub(crate) fn durations(&self) -> &[(&'static str, Duration)] {
         &self.done
     }
 }

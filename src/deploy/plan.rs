@@ -2,16 +2,17 @@
 //! of earlier deploys) and what the deploy will do — the candidate's manifest, the production routes it
 //! will take over, the temporary route, and the scale it inherits. Steps only carry the plan out.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 
-use super::local::{Bits, Prepared};
+use super::context::Context;
+use super::inputs::{Payload, Prepared};
 use super::routes::{self, RouteTarget};
 use crate::cf::CfClient;
 use crate::cf::apps::{App, AppFilter};
 use crate::cf::orgs::Organization;
 use crate::cf::routes::Route;
 use crate::cf::spaces::Space;
-use crate::config::{AppNames, OutParams, Source};
+use crate::config::{AppNames, Source};
 use crate::log;
 use crate::manifest::{AppManifest, BUILDPACK, CNB, Candidate, DOCKER, ProcessScale};
 
@@ -20,13 +21,13 @@ const DEFAULT_APP_MEMORY_MB: u64 = 1024;
 
 /// The org and space the app lives in.
 #[derive(Debug, Clone)]
-pub struct Target {
-    pub org: Organization,
-    pub space: Space,
+pub(crate) struct Target {
+    pub(crate) org: Organization,
+    pub(crate) space: Space,
 }
 
 impl Target {
-    pub async fn resolve(cf: &CfClient, source: &Source) -> Result<Target> {
+    pub(crate) async fn resolve(cf: &CfClient, source: &Source) -> Result<Target> {
         let org =
             cf.orgs().by_name(&source.organization).await?.ok_or_else(|| {
                 anyhow!("organization '{}' not found (or this user cannot see it)", source.organization)
@@ -41,34 +42,33 @@ impl Target {
 /// The lifecycle type the candidate is created with: docker for a docker image, else what the user's manifest
 /// asks for, else production's (a redeploy of production's droplet, or a CNB app pushed again), else buildpack.
 /// Cloud Foundry cannot change an app's lifecycle type later (`app_update.rb`).
-pub fn candidate_lifecycle(prepared: &Prepared, production: Option<&App>) -> &'static str {
+pub(crate) fn candidate_lifecycle(prepared: &Prepared, production: Option<&App>) -> &'static str {
     let production_kind = production.and_then(|p| p.lifecycle.as_ref()).map(|l| l.kind.as_str());
     let asked = prepared.manifest.as_ref().and_then(AppManifest::lifecycle);
-    let kind = match &prepared.bits {
-        Bits::Docker { .. } => Some(DOCKER),
-        Bits::Production => asked.or(production_kind),
-        Bits::App(_) | Bits::Droplet { .. } => asked.or(production_kind.filter(|k| *k == CNB)),
+    let kind = match &prepared.payload {
+        Payload::Docker { .. } => Some(DOCKER),
+        Payload::Production => asked.or(production_kind),
+        Payload::App(_) | Payload::Droplet { .. } => asked.or(production_kind.filter(|k| *k == CNB)),
     };
     [DOCKER, CNB].into_iter().find(|k| kind == Some(*k)).unwrap_or(BUILDPACK)
 }
 
 /// Whether [`candidate_lifecycle`] needs production's app: only a docker image makes it needless.
-pub fn lifecycle_needs_production(prepared: &Prepared) -> bool {
-    !matches!(prepared.bits, Bits::Docker { .. })
+pub(crate) fn lifecycle_needs_production(prepared: &Prepared) -> bool {
+    !matches!(prepared.payload, Payload::Docker { .. })
 }
 
 /// The apps a deploy juggles, as they are now (one lookup).
 #[derive(Debug, Clone, Default)]
-pub struct Apps {
-    pub production: Option<App>,
-    pub green: Option<App>,
-    pub previous: Option<App>,
-    pub failed: Option<App>,
+pub(crate) struct Apps {
+    pub(crate) production: Option<App>,
+    pub(crate) green: Option<App>,
+    pub(crate) previous: Option<App>,
 }
 
 impl Apps {
-    pub async fn read(cf: &CfClient, space_guid: &str, names: &AppNames) -> Result<Apps> {
-        let wanted = [names.production.clone(), names.green(), names.previous(), names.failed()];
+    pub(crate) async fn read(cf: &CfClient, space_guid: &str, names: &AppNames) -> Result<Apps> {
+        let wanted = [names.production.clone(), names.green(), names.previous()];
         let filter =
             AppFilter { names: wanted.to_vec(), space_guids: vec![space_guid.to_owned()], ..AppFilter::default() };
         let apps = cf.apps().list_filtered(&filter).await?;
@@ -82,22 +82,30 @@ impl Apps {
         };
         let (production, previous) =
             tokio::try_join!(with_droplet(find(&names.production)), with_droplet(find(&names.previous())))?;
-        Ok(Apps { production, green: find(&names.green()), previous, failed: find(&names.failed()) })
+        Ok(Apps { production, green: find(&names.green()), previous })
     }
 }
 
 /// Production as the deploy found it.
 #[derive(Debug, Clone)]
-pub struct Blue {
-    pub app: App,
+pub(crate) struct Blue {
+    pub(crate) app: App,
     /// Its routes, with their destinations (to unmap it without another lookup).
-    pub routes: Vec<Route>,
+    pub(crate) routes: Vec<Route>,
     /// CF's generated manifest of it: scale, env, services, health checks.
-    pub manifest: AppManifest,
+    pub(crate) manifest: AppManifest,
 }
 
 impl Blue {
-    pub async fn read(cf: &CfClient, app: App) -> Result<Blue> {
+    /// Production as it is now, when there is an app (`production`).
+    pub(crate) async fn read_production(cf: &CfClient, production: Option<App>) -> Result<Option<Blue>> {
+        match production {
+            Some(app) => Ok(Some(Blue::read(cf, app).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn read(cf: &CfClient, app: App) -> Result<Blue> {
         let yaml = cf.apps().manifest(&app.guid).await?;
         let mut manifest = AppManifest::literal(&format!("the manifest of {}", app.name), &yaml, &app.name)
             .with_context(|| format!("reading the current manifest of {}", app.name))?;
@@ -119,31 +127,31 @@ impl Blue {
 
 /// What the deploy will do.
 #[derive(Debug)]
-pub struct Plan {
-    pub bits: Bits,
-    pub blue: Option<Blue>,
+pub(crate) struct Plan {
+    pub(crate) payload: Payload,
+    pub(crate) blue: Option<Blue>,
     /// The routes production must have, in order; blue's routes the manifest does not list are kept.
-    pub prod_routes: Vec<RouteTarget>,
+    pub(crate) prod_routes: Vec<RouteTarget>,
     /// `host.domain` of the candidate's temporary route (`None` for a no-route app).
-    pub temp_route: Option<String>,
+    pub(crate) temp_route: Option<String>,
     /// The YAML given to `apply_manifest` for the candidate.
-    pub candidate_manifest: String,
+    pub(crate) candidate_manifest: String,
     /// Non-web process types to scale like production once the droplet is set.
-    pub scale_after_droplet: Vec<ProcessScale>,
+    pub(crate) scale_after_droplet: Vec<ProcessScale>,
     /// The scale the candidate will run at, process by process, and where it comes from.
-    pub scales: Vec<PlannedScale>,
+    pub(crate) scales: Vec<PlannedScale>,
 }
 
 /// The scale of one of the candidate's process types.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedScale {
-    pub scale: ProcessScale,
+pub(crate) struct PlannedScale {
+    pub(crate) scale: ProcessScale,
     /// `None`: the user's manifest sets it.
-    pub from_production: Option<Inherited>,
+    pub(crate) from_production: Option<Inherited>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Inherited {
+pub(crate) enum Inherited {
     /// The manifest leaves (some of) it unset; production's values fill in.
     Unset,
     /// There is no user manifest: the candidate is made from production's own manifest.
@@ -164,105 +172,47 @@ impl PlannedScale {
 }
 
 impl Plan {
-    pub async fn make(
-        cf: &CfClient,
-        target: &Target,
-        names: &AppNames,
-        params: &OutParams,
-        prepared: Prepared,
-        blue: Option<Blue>,
-        lifecycle: &str,
-    ) -> Result<Plan> {
-        let Prepared { bits, manifest: user_manifest, .. } = prepared;
-        let base = match (&user_manifest, &blue) {
-            (Some(user), _) => user.clone(),
-            (None, Some(blue)) => blue.manifest.clone(),
-            (None, None) => AppManifest::minimal(&names.production),
-        };
-        if base.name() != names.production && user_manifest.is_some() {
-            log::detail(format_args!(
-                "the manifest names the app '{}'; deploying it as source.app '{}'",
-                base.name(),
-                names.production
-            ));
-        }
-
-        // CC's generated manifest never says `no-route` (`route_properties_presenter.rb`): production without
-        // routes is a worker, and stays one unless the manifest gives it routes.
-        let no_route = base.no_route() || base.routes().is_none() && blue.as_ref().is_some_and(|b| b.routes.is_empty());
-        let prod_routes =
-            if no_route { Vec::new() } else { production_routes(cf, target, names, &base, blue.as_ref()).await? };
-        if let Some(weighted) =
-            prod_routes.iter().find(|r| r.route.as_ref().is_some_and(|r| r.has_weighted_destinations()))
-        {
-            bail!(
-                "route {} splits its traffic by weights, and Cloud Foundry refuses to map another app to such a \
-                 route: remove the weighted destinations first",
-                weighted.url
-            );
-        }
-        let green_name = names.green();
-        let temp_route = if no_route {
-            None
-        } else {
-            routes::temporary_route(cf, &params.green_route, &green_name, &target.space.guid, &prod_routes).await?
-        };
-
+    /// The plan for the foundation as `apps` found it, for a candidate of type `lifecycle`.
+    pub(crate) async fn make(ctx: &Context, prepared: Prepared, apps: &Apps, lifecycle: &str) -> Result<Plan> {
+        let (names, params) = (&ctx.source.names, &ctx.params);
+        let blue = Blue::read_production(&ctx.cf, apps.production.clone()).await?;
+        let Prepared { payload, manifest: user_manifest } = prepared;
+        let base = base_manifest(names, user_manifest.as_ref(), blue.as_ref());
+        let (prod_routes, temp_route) = plan_routes(ctx, &base, blue.as_ref()).await?;
         // With the user's manifest, what it leaves unset comes from production; with production's own
         // manifest as the base, everything is in it already.
         let inherit = user_manifest.is_some().then_some(blue.as_ref()).flatten();
-        let blue_scales = inherit.map(|b| b.manifest.process_scales()).unwrap_or_default();
-        let inherited_web_scale = blue_scales.iter().find(|s| s.kind == "web").cloned();
-        let scale_after_droplet: Vec<ProcessScale> = blue_scales
-            .iter()
-            .filter(|s| s.kind != "web" && s.instances.is_some_and(|n| n > 0) && !base.sets(&s.kind, "instances"))
-            .cloned()
-            .collect();
-        let (docker_image, docker_username) = match &bits {
-            Bits::Docker { image, username, .. } => (Some(image.as_str()), username.as_deref()),
+        let scale_after_droplet = scale_after_droplet(inherit, &base);
+        let (docker_image, docker_username) = match &payload {
+            Payload::Docker { image, username, .. } => (Some(image.as_str()), username.as_deref()),
             _ => (None, None),
         };
+        let green_name = names.green();
         let candidate = Candidate {
             name: &green_name,
             temporary_route: temp_route.as_deref(),
             inherited_env: inherit.map(|b| b.manifest.env()).unwrap_or_default(),
             param_env: params.environment_variables.clone(),
             inherited_services: inherit.map(|b| b.manifest.service_entries().to_vec()).unwrap_or_default(),
-            inherited_web_scale,
+            inherited_web_scale: inherit
+                .and_then(|b| b.manifest.process_scales().into_iter().find(|s| s.kind == "web")),
             health_check: params.health_check.as_ref(),
             docker_image,
             docker_username,
             lifecycle,
         };
-        let web_inherits = candidate.inherited_web_scale.as_ref().is_some_and(|s| {
-            (s.instances.is_some() && !base.sets("web", "instances"))
-                || (s.memory.is_some() && !base.sets("web", "memory"))
-        });
         let candidate_manifest = base.for_candidate(&candidate);
-        let origin = |kind: &str| match (&user_manifest, &blue) {
-            (None, Some(_)) => Some(Inherited::WholeManifest),
-            _ if kind == "web" && web_inherits => Some(Inherited::Unset),
-            _ => None,
-        };
-        let mut scales: Vec<PlannedScale> =
-            AppManifest::literal("the candidate's manifest", &candidate_manifest, &green_name)
-                .map(|m| m.process_scales())
-                .unwrap_or_default()
-                .into_iter()
-                .map(|scale| PlannedScale { from_production: origin(&scale.kind), scale })
-                .collect();
-        scales.extend(
-            scale_after_droplet
-                .iter()
-                .map(|scale| PlannedScale { scale: scale.clone(), from_production: Some(Inherited::Unset) }),
-        );
-        Ok(Plan { bits, blue, prod_routes, temp_route, candidate_manifest, scale_after_droplet, scales })
+        let whole_manifest = user_manifest.is_none() && blue.is_some();
+        let web_inherits = web_inherits(&base, &candidate);
+        let scales =
+            planned_scales(&candidate_manifest, &green_name, whole_manifest, web_inherits, &scale_after_droplet);
+        Ok(Plan { payload, blue, prod_routes, temp_route, candidate_manifest, scale_after_droplet, scales })
     }
 
     /// The memory the candidate's instances take once started, in MB: what the quotas must still have room for
     /// beside production. A process type's unset instances are CC's defaults (1 for `web`, else 0), an unset
     /// memory CC's `default_app_memory`.
-    pub fn memory_needed_mb(&self) -> u64 {
+    pub(crate) fn memory_needed_mb(&self) -> u64 {
         let web_listed = self.scales.iter().any(|s| s.scale.kind == "web");
         let web_default = (!web_listed).then_some(DEFAULT_APP_MEMORY_MB);
         self.scales
@@ -275,16 +225,22 @@ impl Plan {
             .sum()
     }
 
-    /// The plan as lines for the build log (and the dry run). `older_previous` is the `<app>-previous` that
-    /// exists now (replaced when blue is kept).
-    pub fn describe(&self, names: &AppNames, keep_previous: bool, older_previous: Option<&App>) -> Vec<String> {
+    /// Prints the plan into the build log (a deploy's and the dry run's); `apps.previous` is replaced when blue is
+    /// kept.
+    pub(crate) fn print(&self, ctx: &Context, apps: &Apps) {
+        for line in self.describe(&ctx.source.names, ctx.params.keep_previous, apps.previous.as_ref()) {
+            log::detail(line);
+        }
+    }
+
+    fn describe(&self, names: &AppNames, keep_previous: bool, older_previous: Option<&App>) -> Vec<String> {
         let mut lines = Vec::new();
         let green = names.green();
         match &self.blue {
             Some(blue) => lines.push(format!("production: {} ({})", blue.app.name, blue.app.guid)),
             None => lines.push(format!("production: none yet — this is the first deploy of {}", names.production)),
         }
-        lines.push(format!("create {green} from {}", self.bits.describe()));
+        lines.push(format!("create {green} from {}", self.payload.describe()));
         lines.extend(self.scales.iter().filter_map(PlannedScale::describe));
         match &self.temp_route {
             Some(route) => lines.push(format!("verify {green} on its temporary route {route}")),
@@ -315,19 +271,114 @@ impl Plan {
     }
 }
 
-async fn production_routes(
-    cf: &CfClient,
-    target: &Target,
-    names: &AppNames,
-    manifest: &AppManifest,
+/// What the candidate's manifest starts from: the user's manifest, else production's own, else a minimal one.
+fn base_manifest(names: &AppNames, user_manifest: Option<&AppManifest>, blue: Option<&Blue>) -> AppManifest {
+    let base = match (user_manifest, blue) {
+        (Some(user), _) => user.clone(),
+        (None, Some(blue)) => blue.manifest.clone(),
+        (None, None) => AppManifest::minimal(&names.production),
+    };
+    if base.name() != names.production && user_manifest.is_some() {
+        log::detail(format_args!(
+            "the manifest names the app '{}'; deploying it as source.app '{}'",
+            base.name(),
+            names.production
+        ));
+    }
+    base
+}
+
+/// The production routes and the candidate's temporary route; neither for a worker. CC's generated manifest never
+/// says `no-route` (`route_properties_presenter.rb`): production without routes is a worker, and stays one unless
+/// the manifest gives it routes.
+async fn plan_routes(
+    ctx: &Context,
+    base: &AppManifest,
     blue: Option<&Blue>,
-) -> Result<Vec<RouteTarget>> {
+) -> Result<(Vec<RouteTarget>, Option<String>)> {
+    let no_route = base.no_route() || base.routes().is_none() && blue.is_some_and(|b| b.routes.is_empty());
+    if no_route {
+        return Ok((Vec::new(), None));
+    }
+    let prod_routes = production_routes(ctx, base, blue).await?;
+    if let Some(weighted) = prod_routes.iter().find(|r| r.route.as_ref().is_some_and(|r| r.has_weighted_destinations()))
+    {
+        bail!(
+            "route {} splits its traffic by weights, and Cloud Foundry refuses to map another app to such a \
+             route: remove the weighted destinations first",
+            weighted.url
+        );
+    }
+    let (cf, space_guid) = (&ctx.cf, &ctx.target.space.guid);
+    let temp_route =
+        routes::temporary_route(cf, &ctx.params.green_route, &ctx.source.names.green(), space_guid, &prod_routes)
+            .await?;
+    Ok((prod_routes, temp_route))
+}
+
+/// The non-web process types production runs that `base` does not scale: scaled like production once the
+/// candidate has its droplet (they exist only then).
+fn scale_after_droplet(inherit: Option<&Blue>, base: &AppManifest) -> Vec<ProcessScale> {
+    let blue_scales = inherit.map(|b| b.manifest.process_scales()).unwrap_or_default();
+    blue_scales
+        .into_iter()
+        .filter(|s| s.kind != "web" && s.instances.is_some_and(|n| n > 0) && !base.sets(&s.kind, "instances"))
+        .collect()
+}
+
+/// Whether the candidate's web process takes (some of) its scale from production: what `base` leaves unset.
+fn web_inherits(base: &AppManifest, candidate: &Candidate) -> bool {
+    candidate.inherited_web_scale.as_ref().is_some_and(|s| {
+        (s.instances.is_some() && !base.sets("web", "instances")) || (s.memory.is_some() && !base.sets("web", "memory"))
+    })
+}
+
+/// The scale of every process type of the candidate, and where it comes from: the candidate's manifest (made from
+/// production's own with `whole_manifest`; with production's web scale filling in when `web_inherits`), then the
+/// types scaled after the droplet.
+fn planned_scales(
+    candidate_manifest: &str,
+    green_name: &str,
+    whole_manifest: bool,
+    web_inherits: bool,
+    scale_after_droplet: &[ProcessScale],
+) -> Vec<PlannedScale> {
+    let origin = |kind: &str| {
+        if whole_manifest {
+            Some(Inherited::WholeManifest)
+        } else if kind == "web" && web_inherits {
+            Some(Inherited::Unset)
+        } else {
+            None
+        }
+    };
+    let mut scales: Vec<PlannedScale> =
+        AppManifest::literal("the candidate's manifest", candidate_manifest, green_name)
+            .map(|m| m.process_scales())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|scale| PlannedScale { from_production: origin(&scale.kind), scale })
+            .collect();
+    scales.extend(
+        scale_after_droplet
+            .iter()
+            .map(|scale| PlannedScale { scale: scale.clone(), from_production: Some(Inherited::Unset) }),
+    );
+    scales
+}
+
+/// The routes production must have, in order: the manifest's (with blue's the manifest does not list), else
+/// blue's, else CF's default route.
+async fn production_routes(ctx: &Context, manifest: &AppManifest, blue: Option<&Blue>) -> Result<Vec<RouteTarget>> {
+    let (cf, target) = (&ctx.cf, &ctx.target);
     let blue_routes = blue.map(|b| routes::from_routes(&b.routes)).unwrap_or_default();
     let Some(urls) = manifest.routes() else {
         if !blue_routes.is_empty() {
             return Ok(blue_routes);
         }
-        return Ok(vec![routes::default_route(cf, &target.org.guid, &target.space.guid, &names.production).await?]);
+        return Ok(vec![
+            routes::default_route(cf, &target.org.guid, &target.space.guid, &ctx.source.names.production).await?,
+        ]);
     };
     // Routes production already has need no lookup: usually that is all of them.
     let known = |url: &String| blue_routes.iter().find(|r| r.url == routes::normalize(url)).cloned();
@@ -364,21 +415,21 @@ mod tests {
         .unwrap()
     }
 
-    fn prepared(bits: Bits, manifest: Option<&str>) -> Prepared {
+    fn prepared(payload: Payload, manifest: Option<&str>) -> Prepared {
         let manifest = manifest.map(|m| AppManifest::parse("m", m, &Vars::default(), "myapp").unwrap());
-        Prepared { bits, manifest }
+        Prepared { payload, manifest }
     }
 
-    fn droplet() -> Bits {
-        Bits::Droplet { tgz: "d.tgz".into(), process_types: BTreeMap::new() }
+    fn droplet() -> Payload {
+        Payload::Droplet { tgz: "d.tgz".into(), process_types: BTreeMap::new() }
     }
 
     #[test]
     fn the_candidate_keeps_the_lifecycle_cloud_foundry_cannot_change() {
-        let docker = Bits::Docker { image: "i".into(), username: None, password: None };
+        let docker = Payload::Docker { image: "i".into(), username: None, password: None };
         assert_eq!(candidate_lifecycle(&prepared(docker, None), Some(&app("buildpack"))), DOCKER);
-        assert_eq!(candidate_lifecycle(&prepared(Bits::Production, None), Some(&app("docker"))), DOCKER);
-        assert_eq!(candidate_lifecycle(&prepared(Bits::Production, None), Some(&app("cnb"))), CNB);
+        assert_eq!(candidate_lifecycle(&prepared(Payload::Production, None), Some(&app("docker"))), DOCKER);
+        assert_eq!(candidate_lifecycle(&prepared(Payload::Production, None), Some(&app("cnb"))), CNB);
         assert_eq!(candidate_lifecycle(&prepared(droplet(), None), Some(&app("cnb"))), CNB, "a CNB app stays one");
         assert_eq!(candidate_lifecycle(&prepared(droplet(), None), Some(&app("docker"))), BUILDPACK);
         assert_eq!(candidate_lifecycle(&prepared(droplet(), None), None), BUILDPACK);

@@ -4,41 +4,36 @@
 
 use anyhow::Result;
 
+use super::candidate::Candidate;
+use super::context::{Context, JOB_TIMEOUT};
+use super::drain;
+use super::failure::{self, after_swap};
 use super::gate::GateReport;
 use super::housekeeping::{self, Retire};
-use super::lock::Lock;
 use super::push::Pushed;
 use super::report::Outcome;
-use super::routes::RouteTarget;
-use super::{Context, JOB_TIMEOUT, fail_before_swap, swap, undo_partial_swap, watch};
+use super::routes::{self, RouteTarget};
+use super::swap;
 use crate::cf::apps::App;
 use crate::log;
 use crate::protocol::VersionResult;
-use crate::record::Audit;
-use crate::record::Phase;
+use crate::record::{Audit, Phase};
 
 /// A candidate that passed verification, and what production looks like.
-pub struct Verified<'a> {
-    pub lock: &'a Lock,
+pub(crate) struct Verified {
+    pub(crate) candidate: Candidate,
     /// The app production runs on now (`None` on a first deploy).
-    pub blue: Option<&'a App>,
-    pub prod_routes: Vec<RouteTarget>,
-    pub temp_route_guid: Option<String>,
-    pub pushed: Pushed,
-    pub gate: GateReport,
-}
-
-/// What housekeeping does with blue.
-pub struct Retirement<'a> {
+    pub(crate) blue: Option<App>,
     /// The `<app>-previous` there is now, replaced when blue is kept.
-    pub older_previous: Option<&'a App>,
-    pub keep: bool,
-    /// For the summary: `kept stopped as myapp-previous`.
-    pub summary: String,
+    pub(crate) previous: Option<App>,
+    pub(crate) prod_routes: Vec<RouteTarget>,
+    pub(crate) pushed: Pushed,
+    pub(crate) gate: GateReport,
 }
 
-pub async fn swap_in(ctx: &mut Context, verified: Verified<'_>, retirement: Retirement<'_>) -> Result<VersionResult> {
-    let Verified { lock, blue, mut prod_routes, temp_route_guid, mut pushed, gate } = verified;
+pub(crate) async fn swap_in(ctx: &mut Context, verified: Verified) -> Result<VersionResult> {
+    let Verified { candidate, blue, previous, mut prod_routes, mut pushed, gate } = verified;
+    let (lock, blue) = (&candidate.lock, blue.as_ref());
     let names = ctx.source.names.clone();
     ctx.phases.start("swap", "Swapping production routes");
     let swapping = async {
@@ -49,13 +44,10 @@ pub async fn swap_in(ctx: &mut Context, verified: Verified<'_>, retirement: Reti
         })
         .await
     };
-    if let Err(e) = swapping.await {
-        return Err(fail_before_swap(ctx, lock, temp_route_guid.as_deref(), e).await);
-    }
+    candidate.or_release(ctx, swapping.await).await?;
     // What production had before the swap, and is given back should it fail half-way: a route the swap creates
     // never served the previous version.
-    let existing_routes: Vec<String> =
-        prod_routes.iter().filter_map(|r| r.route.as_ref().map(|r| r.guid.clone())).collect();
+    let existing_routes = routes::existing_guids(&prod_routes);
     let taken = swap::take_over(
         &ctx.cf,
         &ctx.target.space.guid,
@@ -66,9 +58,7 @@ pub async fn swap_in(ctx: &mut Context, verified: Verified<'_>, retirement: Reti
     .await;
     let route_guids = match taken {
         Ok(guids) => guids,
-        Err(e) => {
-            return Err(undo_partial_swap(ctx, lock, blue, &existing_routes, temp_route_guid.as_deref(), e).await);
-        }
+        Err(e) => return Err(failure::during_swap(ctx, &candidate, blue, &existing_routes, e).await),
     };
     log::success(format_args!("production routes now reach {}", lock.app.name));
     lock.record(|j| {
@@ -79,7 +69,7 @@ pub async fn swap_in(ctx: &mut Context, verified: Verified<'_>, retirement: Reti
     .map_err(|e| after_swap(ctx, e))?;
 
     let remove_temporary_route = async {
-        match &temp_route_guid {
+        match &candidate.temp_route_guid {
             Some(route) => swap::remove_temporary_route(&ctx.cf, route, JOB_TIMEOUT).await,
             None => Ok(()),
         }
@@ -90,7 +80,7 @@ pub async fn swap_in(ctx: &mut Context, verified: Verified<'_>, retirement: Reti
             let ctx = &*ctx;
             let (removed, watched) = tokio::join!(
                 remove_temporary_route,
-                watch::drain_and_watch(ctx, blue, &prod_routes, &route_guids, lock)
+                drain::drain_and_watch(ctx, blue, &prod_routes, &route_guids, lock)
             );
             watched?;
             removed.map_err(|e| after_swap(ctx, e))?;
@@ -100,9 +90,11 @@ pub async fn swap_in(ctx: &mut Context, verified: Verified<'_>, retirement: Reti
 
     ctx.phases.start("housekeeping", "Housekeeping");
     lock.record(|j| j.phase = Phase::Housekeeping).await.map_err(|e| after_swap(ctx, e))?;
+    // A rollback always keeps the version it replaced (rolling back again returns to it).
+    let keep = ctx.params.rollback || ctx.params.keep_previous;
     if let Some(blue) = blue {
-        let retire = Retire { blue, previous: retirement.older_previous, keep: retirement.keep };
-        housekeeping::retire(&ctx.cf, &names, retire, JOB_TIMEOUT).await.map_err(|e| after_swap(ctx, e))?;
+        let retire = Retire { blue, previous: previous.as_ref(), keep };
+        housekeeping::retire(&ctx.cf, &names, retire).await.map_err(|e| after_swap(ctx, e))?;
     }
     lock.stop_renewing().await;
     let deploy_id = lock.journal().await.deploy_id;
@@ -113,6 +105,7 @@ pub async fn swap_in(ctx: &mut Context, verified: Verified<'_>, retirement: Reti
         pushed.droplet_guid = droplet.to_owned();
     }
 
+    let previous_name = names.previous();
     let outcome = Outcome {
         production: &production,
         pushed: &pushed,
@@ -121,21 +114,12 @@ pub async fn swap_in(ctx: &mut Context, verified: Verified<'_>, retirement: Reti
         gate: &gate,
         phases: &ctx.phases,
         build: &ctx.build,
-        previous: blue.map(|_| retirement.summary),
+        previous: blue.map(|_| match (ctx.params.rollback, keep) {
+            (true, _) => format!("kept stopped as {previous_name} (roll back again to return to it)"),
+            (false, true) => format!("kept stopped as {previous_name}"),
+            (false, false) => "deleted".into(),
+        }),
     };
     outcome.print_summary();
     Ok(outcome.result())
-}
-
-/// A failure once production runs on the candidate: nothing is undone (production is healthy on the new
-/// version); the journal lets the next deploy finish the housekeeping. The error says so.
-fn after_swap(ctx: &Context, error: anyhow::Error) -> anyhow::Error {
-    let phase = ctx.phases.current().unwrap_or("swap");
-    let what = if ctx.params.rollback { "rollback" } else { "deploy" };
-    error.context(format!(
-        "{what} failed in phase {phase} after the swap: production already runs {}, and the next deploy finishes \
-         the housekeeping once this {what}'s lock lease ({}) has run out",
-        ctx.source.names.green(),
-        log::human_duration(ctx.params.lock_lease)
-    ))
 }

@@ -4,13 +4,15 @@
 //! for until every instance is running and routable.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 
-use super::local::Bits;
-use super::plan::Plan;
-use crate::bits::{gather, match_cached, write_zip};
+use super::inputs::Payload;
+use super::plan::{Blue, Plan};
+use super::routes;
+use crate::bits::{AppBits, gather, match_cached, write_zip};
 use crate::cf::builds::NewBuild;
 use crate::cf::processes::{InstanceState, InstanceStats, Scale};
 use crate::cf::{CfClient, Poll, Wait};
@@ -18,21 +20,20 @@ use crate::log;
 
 /// What pushing produced.
 #[derive(Debug, Clone, Default)]
-pub struct Pushed {
-    pub droplet_guid: String,
+pub(crate) struct Pushed {
+    pub(crate) droplet_guid: String,
     /// SHA-256 of the uploaded package, when bits were uploaded.
-    pub package_checksum: Option<String>,
-    pub temp_route_guid: Option<String>,
+    pub(crate) package_checksum: Option<String>,
     /// Running instances per process type once healthy.
-    pub instances: BTreeMap<String, u32>,
+    pub(crate) instances: BTreeMap<String, u32>,
     /// Memory per instance of the web process, in MB.
-    pub memory_mb: Option<u64>,
-    pub stack: Option<String>,
-    pub buildpacks: Vec<String>,
+    pub(crate) memory_mb: Option<u64>,
+    pub(crate) stack: Option<String>,
+    pub(crate) buildpacks: Vec<String>,
 }
 
 /// Applies the candidate's manifest and finds its temporary route.
-pub async fn apply_manifest(
+pub(crate) async fn apply_manifest(
     cf: &CfClient,
     space_guid: &str,
     green_guid: &str,
@@ -45,7 +46,7 @@ pub async fn apply_manifest(
     let routes = cf.routes().for_app(green_guid).await?;
     let route = routes
         .into_iter()
-        .find(|r| super::routes::normalize(&r.url) == super::routes::normalize(url))
+        .find(|r| routes::normalize(&r.url) == routes::normalize(url))
         .ok_or_else(|| anyhow!("the temporary route {url} was not mapped by apply_manifest"))?;
     log::detail(format_args!("temporary route {url}"));
     Ok(Some(route.guid))
@@ -53,14 +54,14 @@ pub async fn apply_manifest(
 
 /// The guid of the candidate's temporary route if it exists in the space (mapped or not), looked up by its
 /// URL; `None` when it does not exist or cannot be looked up.
-pub async fn existing_temporary_route(cf: &CfClient, space_guid: &str, plan: &Plan) -> Option<String> {
+pub(crate) async fn existing_temporary_route(cf: &CfClient, space_guid: &str, plan: &Plan) -> Option<String> {
     let url = plan.temp_route.as_ref()?;
-    let targets = super::routes::resolve_manifest_routes(cf, space_guid, std::slice::from_ref(url)).await.ok()?;
+    let targets = routes::resolve_manifest_routes(cf, space_guid, std::slice::from_ref(url)).await.ok()?;
     targets.into_iter().next()?.route.map(|r| r.guid)
 }
 
 /// Gets the candidate a droplet, sets it, applies inherited scale.
-pub async fn droplet(
+pub(crate) async fn droplet(
     cf: &CfClient,
     green_guid: &str,
     green_name: &str,
@@ -68,70 +69,18 @@ pub async fn droplet(
     staging_timeout: Duration,
 ) -> Result<Pushed> {
     let mut pushed = Pushed::default();
-    pushed.droplet_guid = match &plan.bits {
-        Bits::App(bits) => {
-            let started = Instant::now();
-            let gathered = {
-                let bits = bits.clone();
-                tokio::task::spawn_blocking(move || gather(&bits)).await??
-            };
-            let files = gathered.iter().filter(|r| r.is_match_candidate()).count();
-            let total: u64 = gathered.iter().map(|r| r.size).sum();
-            log::info(format_args!(
-                "packaging {} ({} files, {}, hashed in {})",
-                bits.param(),
-                files,
-                log::human_bytes(total),
-                log::human_duration(started.elapsed())
-            ));
-            let (cached, matched) = match_cached(cf, &gathered).await?;
-            let cached_bytes: u64 = gathered.iter().filter(|r| r.is_cached(&cached)).map(|r| r.size).sum();
-            log::detail(format_args!(
-                "{} of {} files ({}) already in Cloud Foundry's cache",
-                matched.len(),
-                files,
-                log::human_bytes(cached_bytes)
-            ));
-            let zip = {
-                let bits = bits.clone();
-                tokio::task::spawn_blocking(move || write_zip(&bits, &gathered, &cached)).await??
-            };
-            let package = cf.packages().create_bits(green_guid).await?;
-            let zip_path = (!zip.is_empty()).then(|| zip.path());
-            if let Some(path) = zip_path {
-                log::info(format_args!("uploading {} ({} zipped)", path.display(), log::human_bytes(zip.len())));
-            } else {
-                log::info("uploading nothing new: every file is cached");
-            }
-            cf.packages().upload(&package.guid, zip_path, &matched).await.context("uploading the app bits")?;
-            let package = cf.packages().wait_ready(&package.guid, staging_timeout).await?;
-            pushed.package_checksum = package.data.checksum.and_then(|c| c.value);
-            stage(cf, green_guid, green_name, &package.guid, staging_timeout).await?
+    let staged = Staging { cf, green_guid, green_name, timeout: staging_timeout };
+    pushed.droplet_guid = match &plan.payload {
+        Payload::App(bits) => {
+            let (droplet, checksum) = staged.app_bits(bits).await?;
+            pushed.package_checksum = checksum;
+            droplet
         }
-        Bits::Docker { image, username, password } => {
-            log::info(format_args!("using docker image {image}"));
-            let package =
-                cf.packages().create_docker(green_guid, image, username.as_deref(), password.as_deref()).await?;
-            stage(cf, green_guid, green_name, &package.guid, staging_timeout).await?
+        Payload::Docker { image, username, password } => {
+            staged.docker_image(image, username.as_deref(), password.as_deref()).await?
         }
-        Bits::Droplet { tgz, process_types } => {
-            let size = std::fs::metadata(tgz).map(|m| m.len()).unwrap_or(0);
-            log::info(format_args!("uploading droplet {} ({}) — no staging", tgz.display(), log::human_bytes(size)));
-            let droplet = cf.droplets().create(green_guid, process_types).await?;
-            cf.droplets().upload(&droplet.guid, tgz, staging_timeout).await.context("uploading the droplet")?;
-            droplet.guid
-        }
-        Bits::Production => {
-            let blue = plan.blue.as_ref().ok_or_else(|| {
-                anyhow!("nothing to deploy: give params.path, params.droplet or params.docker_image (there is no production app to redeploy)")
-            })?;
-            let current = blue.app.current_droplet_guid().ok_or_else(|| {
-                anyhow!("nothing to deploy: {} has no droplet to copy; give params.path, params.droplet or params.docker_image", blue.app.name)
-            })?;
-            log::info(format_args!("copying {}'s current droplet {current} — no staging", blue.app.name));
-            let copy = cf.droplets().copy(current, green_guid).await?;
-            cf.droplets().wait_staged(&copy.guid, staging_timeout).await?.guid
-        }
+        Payload::Droplet { tgz, process_types } => staged.droplet_tarball(tgz, process_types).await?,
+        Payload::Production => staged.production_droplet(plan.blue.as_ref()).await?,
     };
     cf.apps().set_current_droplet(green_guid, &pushed.droplet_guid).await?;
     let droplet = cf.droplets().get(&pushed.droplet_guid).await?;
@@ -142,24 +91,114 @@ pub async fn droplet(
     Ok(pushed)
 }
 
-/// Stages the package, streaming the staging output into the build log as it arrives.
-async fn stage(cf: &CfClient, app_guid: &str, app_name: &str, package_guid: &str, timeout: Duration) -> Result<String> {
-    log::info(format_args!("staging {app_name}"));
-    let start = crate::cf::logs::now_ns();
-    let build = cf.builds().create(package_guid, &NewBuild::default()).await?;
-    let waited = cf
-        .logs()
-        .follow_while(app_guid, start, cf.builds().wait_staged(&build.guid, timeout, |_, _| {}), |line| {
-            if line.is_staging() {
-                log::output(&line.message);
-            }
-        })
-        .await;
-    let build = waited.map_err(|e| anyhow!("staging {app_name} failed: {e}"))?;
-    build
-        .droplet_guid()
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow!("staging {app_name} succeeded but CF named no droplet"))
+/// Where a droplet for the candidate comes from: one method per source of bits, each answering the droplet's
+/// guid.
+struct Staging<'a> {
+    cf: &'a CfClient,
+    green_guid: &'a str,
+    green_name: &'a str,
+    timeout: Duration,
+}
+
+impl Staging<'_> {
+    /// App bits: packaged with resource matching, uploaded and staged; also answers the package's checksum.
+    async fn app_bits(&self, bits: &AppBits) -> Result<(String, Option<String>)> {
+        let (cf, started) = (self.cf, Instant::now());
+        let gathered = {
+            let bits = bits.clone();
+            tokio::task::spawn_blocking(move || gather(&bits)).await??
+        };
+        let files = gathered.iter().filter(|r| r.is_match_candidate()).count();
+        let total: u64 = gathered.iter().map(|r| r.size).sum();
+        log::info(format_args!(
+            "packaging {} ({} files, {}, hashed in {})",
+            bits.param(),
+            files,
+            log::human_bytes(total),
+            log::human_duration(started.elapsed())
+        ));
+        let (cached, matched) = match_cached(cf, &gathered).await?;
+        let cached_bytes: u64 = gathered.iter().filter(|r| r.is_cached(&cached)).map(|r| r.size).sum();
+        log::detail(format_args!(
+            "{} of {} files ({}) already in Cloud Foundry's cache",
+            matched.len(),
+            files,
+            log::human_bytes(cached_bytes)
+        ));
+        let zip = {
+            let bits = bits.clone();
+            tokio::task::spawn_blocking(move || write_zip(&bits, &gathered, &cached)).await??
+        };
+        let package = cf.packages().create_bits(self.green_guid).await?;
+        let zip_path = (!zip.is_empty()).then(|| zip.path());
+        if let Some(path) = zip_path {
+            log::info(format_args!("uploading {} ({} zipped)", path.display(), log::human_bytes(zip.len())));
+        } else {
+            log::info("uploading nothing new: every file is cached");
+        }
+        cf.packages().upload(&package.guid, zip_path, &matched).await.context("uploading the app bits")?;
+        let package = cf.packages().wait_ready(&package.guid, self.timeout).await?;
+        let checksum = package.data.checksum.and_then(|c| c.value);
+        Ok((self.stage(&package.guid).await?, checksum))
+    }
+
+    /// A docker image: staged from a docker package.
+    async fn docker_image(&self, image: &str, username: Option<&str>, password: Option<&str>) -> Result<String> {
+        log::info(format_args!("using docker image {image}"));
+        let package = self.cf.packages().create_docker(self.green_guid, image, username, password).await?;
+        self.stage(&package.guid).await
+    }
+
+    /// A droplet tarball: uploaded as is, no staging.
+    async fn droplet_tarball(&self, tgz: &Path, process_types: &BTreeMap<String, String>) -> Result<String> {
+        let size = std::fs::metadata(tgz).map(|m| m.len()).unwrap_or(0);
+        log::info(format_args!("uploading droplet {} ({}) — no staging", tgz.display(), log::human_bytes(size)));
+        let droplet = self.cf.droplets().create(self.green_guid, process_types).await?;
+        self.cf.droplets().upload(&droplet.guid, tgz, self.timeout).await.context("uploading the droplet")?;
+        Ok(droplet.guid)
+    }
+
+    /// Production's current droplet, copied: a redeploy with new settings, no staging.
+    async fn production_droplet(&self, blue: Option<&Blue>) -> Result<String> {
+        let blue = blue.ok_or_else(|| {
+            anyhow!("nothing to deploy: give params.path, params.droplet or params.docker_image (there is no production app to redeploy)")
+        })?;
+        let current = blue.app.current_droplet_guid().ok_or_else(|| {
+            anyhow!(
+                "nothing to deploy: {} has no droplet to copy; give params.path, params.droplet or params.docker_image",
+                blue.app.name
+            )
+        })?;
+        log::info(format_args!("copying {}'s current droplet {current} — no staging", blue.app.name));
+        let copy = self.cf.droplets().copy(current, self.green_guid).await?;
+        Ok(self.cf.droplets().wait_staged(&copy.guid, self.timeout).await?.guid)
+    }
+
+    /// Stages the package, streaming the staging output into the build log as it arrives.
+    async fn stage(&self, package_guid: &str) -> Result<String> {
+        let (cf, app_name) = (self.cf, self.green_name);
+        log::info(format_args!("staging {app_name}"));
+        let start = crate::cf::logs::now_ns();
+        let build = cf.builds().create(package_guid, &NewBuild::default()).await?;
+        let waited = cf
+            .logs()
+            .follow_while(
+                self.green_guid,
+                start,
+                cf.builds().wait_staged(&build.guid, self.timeout, |_, _| {}),
+                |line| {
+                    if line.is_staging() {
+                        log::output(&line.message);
+                    }
+                },
+            )
+            .await;
+        let build = waited.with_context(|| format!("staging {app_name} failed"))?;
+        build
+            .droplet_guid()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("staging {app_name} succeeded but CF named no droplet"))
+    }
 }
 
 /// Scales the process types production runs (and the manifest does not mention) like production.
@@ -197,7 +236,7 @@ async fn scale_like_production(cf: &CfClient, green_guid: &str, plan: &Plan) -> 
 /// restarts a crashed instance, so one crash among several instances is reported and waited out (as the cf CLI
 /// does, which fails only once every instance has crashed); every instance of a process crashed fails at once
 /// (its logs are shown by the caller).
-pub async fn start_and_wait(
+pub(crate) async fn start_and_wait(
     cf: &CfClient,
     green_guid: &str,
     green_name: &str,
@@ -237,7 +276,7 @@ pub async fn start_and_wait(
                 Ok(if stats.all_ready(wanted) { Poll::Ready(()) } else { Poll::Pending })
             })
             .await
-            .map_err(|e| anyhow!("{green_name} did not start: {e}"))?;
+            .with_context(|| format!("{green_name} did not start"))?;
         pushed.instances.insert(kind.clone(), wanted);
         if kind == "web" {
             pushed.memory_mb = process.memory_in_mb;

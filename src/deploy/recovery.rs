@@ -13,14 +13,15 @@
 //! and `drain` has passed since it was unmapped (routers learn of the unmapping late; requests in flight
 //! finish).
 
-use std::time::SystemTime;
-
 use anyhow::{Context as _, Result};
 
+use super::context::{Context, JOB_TIMEOUT};
+use super::drain;
+use super::failure;
 use super::housekeeping::{self, Retire};
 use super::lock::Lock;
 use super::plan::Apps;
-use super::{Context, JOB_TIMEOUT, cleanup, let_drain, swap};
+use super::swap;
 use crate::cf::CfClient;
 use crate::cf::apps::{App, AppState};
 use crate::cf::processes::ProcessStats;
@@ -30,7 +31,7 @@ use crate::record::{Journal, Phase};
 
 /// What recovery will do with a dead deploy's candidate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     RemoveCandidate,
     FinishSwap,
     GiveBack,
@@ -39,7 +40,7 @@ pub enum Action {
 
 /// The version the dead deploy was replacing, as it is now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlueNow {
+pub(crate) enum BlueNow {
     /// A first deploy: there was none.
     None,
     Running,
@@ -48,7 +49,7 @@ pub enum BlueNow {
 }
 
 impl Action {
-    pub fn decide(journal: &Journal, candidate_healthy: bool, blue: BlueNow) -> Action {
+    pub(crate) fn decide(journal: &Journal, candidate_healthy: bool, blue: BlueNow) -> Action {
         match journal.phase {
             Phase::Pushing | Phase::Verifying => Action::RemoveCandidate,
             Phase::Swapping if journal.verified && candidate_healthy => Action::FinishSwap,
@@ -58,7 +59,7 @@ impl Action {
         }
     }
 
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Action::RemoveCandidate => {
                 "remove the unfinished candidate and its temporary route (production was never touched)"
@@ -82,7 +83,7 @@ async fn is_healthy(cf: &CfClient, app: &App) -> Result<bool> {
 }
 
 /// What recovery would do with `candidate` now, and the version its deploy was replacing (if it still exists).
-pub async fn assess(cf: &CfClient, candidate: &App, journal: &Journal) -> Result<(Action, Option<App>)> {
+pub(crate) async fn assess(cf: &CfClient, candidate: &App, journal: &Journal) -> Result<(Action, Option<App>)> {
     let healthy = journal.phase == Phase::Swapping && is_healthy(cf, candidate).await?;
     let blue = match &journal.blue_guid {
         Some(guid) => cf.apps().find(guid).await?,
@@ -98,7 +99,7 @@ pub async fn assess(cf: &CfClient, candidate: &App, journal: &Journal) -> Result
 
 /// Brings the foundation back to a consistent state after a deploy died; `claimed` is its lock, now held (and
 /// renewed) by this put, with the dead deploy's journal.
-pub async fn recover(ctx: &Context, claimed: Lock) -> Result<()> {
+pub(crate) async fn recover(ctx: &Context, claimed: Lock) -> Result<()> {
     let cf = &ctx.cf;
     let candidate = claimed.app.clone();
     let journal = claimed.journal().await;
@@ -108,7 +109,7 @@ pub async fn recover(ctx: &Context, claimed: Lock) -> Result<()> {
     let apps = Apps::read(cf, &ctx.target.space.guid, names).await?;
     match action {
         Action::RemoveCandidate => {
-            cleanup::show_recent_logs(cf, &candidate).await;
+            failure::show_recent_logs(cf, &candidate).await;
             remove(ctx, &claimed, &journal).await?;
         }
         Action::GiveBack => {
@@ -123,7 +124,7 @@ pub async fn recover(ctx: &Context, claimed: Lock) -> Result<()> {
             }
             log::detail(format_args!("unmapped {} from the {routes} production route(s)", candidate.name));
             // The candidate may have served production until just now.
-            drain(ctx, &candidate.name, None).await;
+            drain::wait(ctx, &candidate.name, None).await;
             remove(ctx, &claimed, &journal).await?;
         }
         Action::FinishSwap => {
@@ -141,7 +142,7 @@ pub async fn recover(ctx: &Context, claimed: Lock) -> Result<()> {
             // Should this put die too, the next one finishes from here instead of deciding again.
             claimed.record(|j| j.phase = Phase::Swapped).await?;
             if let Some(blue) = &blue {
-                drain(ctx, &blue.name, None).await;
+                drain::wait(ctx, &blue.name, None).await;
             }
             finish_housekeeping(ctx, &claimed, blue.as_ref(), &apps).await?;
         }
@@ -149,7 +150,7 @@ pub async fn recover(ctx: &Context, claimed: Lock) -> Result<()> {
             // Swapped: blue was unmapped before the journal's last renewal by the dead deploy; drain what is left
             // of `drain` since then. Housekeeping: the dead deploy had drained blue already.
             if let Some(blue) = blue.as_ref().filter(|_| journal.phase == Phase::Swapped) {
-                drain(ctx, &blue.name, Some(journal.renewed_at)).await;
+                drain::wait(ctx, &blue.name, Some(journal.renewed_at)).await;
             }
             finish_housekeeping(ctx, &claimed, blue.as_ref(), &apps).await?
         }
@@ -158,27 +159,11 @@ pub async fn recover(ctx: &Context, claimed: Lock) -> Result<()> {
     Ok(())
 }
 
-/// Waits `drain` (of this put) for an app that production routes no longer reach, counting from `unmapped_by`
-/// (when it is known to have been unmapped already) or from now.
-async fn drain(ctx: &Context, app_name: &str, unmapped_by: Option<SystemTime>) {
-    let already = unmapped_by.and_then(|t| SystemTime::now().duration_since(t).ok()).unwrap_or_default();
-    let_drain(app_name, ctx.params.drain.saturating_sub(already)).await;
-}
-
+/// Removes the dead deploy's candidate and its temporary route (or keeps it as `<app>-failed`).
 async fn remove(ctx: &Context, claimed: &Lock, journal: &Journal) -> Result<()> {
-    // No renewal may write the journal back onto the app once it is renamed.
-    claimed.stop_renewing().await;
-    cleanup::abandon(
-        &ctx.cf,
-        &ctx.source.names,
-        &claimed.app,
-        journal.temp_route.as_deref(),
-        ctx.params.on_failure,
-        journal.rollback,
-        JOB_TIMEOUT,
-    )
-    .await
-    .context("removing the dead deploy's candidate")
+    failure::release(ctx, claimed, journal.temp_route.as_deref(), journal.rollback)
+        .await
+        .context("removing the dead deploy's candidate")
 }
 
 async fn finish_housekeeping(ctx: &Context, claimed: &Lock, blue: Option<&App>, apps: &Apps) -> Result<()> {
@@ -194,7 +179,7 @@ async fn finish_housekeeping(ctx: &Context, claimed: &Lock, blue: Option<&App>, 
         // A rollback always keeps the version it replaced (rolling back again returns to it).
         let keep = journal.rollback || ctx.params.keep_previous;
         let retire = Retire { blue, previous: apps.previous.as_ref(), keep };
-        housekeeping::retire(cf, names, retire, JOB_TIMEOUT).await?;
+        housekeeping::retire(cf, names, retire).await?;
     }
     claimed.stop_renewing().await;
     let candidate = &cf.apps().with_current_droplet(candidate.clone()).await?;

@@ -11,21 +11,21 @@ use crate::log;
 use crate::protocol::{BuildEnv, MetadataField, Version, VersionResult};
 
 /// The facts of a finished deploy.
-pub struct Outcome<'a> {
-    pub production: &'a App,
-    pub pushed: &'a Pushed,
+pub(crate) struct Outcome<'a> {
+    pub(crate) production: &'a App,
+    pub(crate) pushed: &'a Pushed,
     /// `host.domain/path` of every production route.
-    pub prod_routes: Vec<String>,
-    pub scheme: RouteScheme,
-    pub gate: &'a GateReport,
-    pub phases: &'a Phases,
-    pub build: &'a BuildEnv,
+    pub(crate) prod_routes: Vec<String>,
+    pub(crate) scheme: RouteScheme,
+    pub(crate) gate: &'a GateReport,
+    pub(crate) phases: &'a Phases,
+    pub(crate) build: &'a BuildEnv,
     /// What happened to the version that was in production (`kept as myapp-previous`, `deleted`).
-    pub previous: Option<String>,
+    pub(crate) previous: Option<String>,
 }
 
 impl Outcome<'_> {
-    pub fn result(&self) -> VersionResult {
+    pub(crate) fn result(&self) -> VersionResult {
         let pushed = self.pushed;
         let mut metadata = vec![
             MetadataField::new("app", &self.production.name),
@@ -77,7 +77,7 @@ impl Outcome<'_> {
     }
 
     /// The closing lines of the build log.
-    pub fn print_summary(&self) {
+    pub(crate) fn print_summary(&self) {
         log::heading("Summary");
         log::success(format_args!(
             "{} ({}) is in production with droplet {}",

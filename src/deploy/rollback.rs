@@ -4,17 +4,28 @@
 
 use anyhow::{Result, anyhow, bail};
 
+use super::candidate::Candidate;
+use super::context::Context;
 use super::lock::{Lock, Take};
 use super::plan::{Apps, Blue};
-use super::push::{self, Pushed};
+use super::promotion::{self, Verified};
+use super::push::Pushed;
 use super::routes::{self, RouteTarget};
-use super::{Context, fail_before_swap, promotion, take_lock, verify_candidate};
 use crate::cf::apps::App;
 use crate::log;
 use crate::protocol::VersionResult;
 use crate::record::Journal;
 
-pub async fn run(ctx: &mut Context) -> Result<VersionResult> {
+/// What a rollback settles under the lock, before it starts the candidate.
+struct Planned {
+    droplet: String,
+    blue: Option<Blue>,
+    prod_routes: Vec<RouteTarget>,
+    /// `host.domain` of the candidate's temporary route (`None` for a no-route app).
+    temp_url: Option<String>,
+}
+
+pub(crate) async fn run(ctx: &mut Context) -> Result<VersionResult> {
     let names = ctx.source.names.clone();
     let (green_name, previous_name) = (names.green(), names.previous());
     let apps = Apps::read(&ctx.cf, &ctx.target.space.guid, &names).await?;
@@ -31,72 +42,38 @@ pub async fn run(ctx: &mut Context) -> Result<VersionResult> {
     let mut journal = Journal::new(&ctx.build, ctx.params.lock_lease);
     journal.rollback = true;
     let take = Take::Rename { space_guid: ctx.target.space.guid.clone(), previous_name: previous_name.clone() };
-    let lock = take_lock(ctx, journal, take).await?;
+    let mut candidate = Candidate::take(ctx, journal, take).await?;
     // The app renamed may not be the one found above: a deploy the rollback waited for replaces the previous
     // version, and rolling back means going back from that deploy.
-    if apps.previous.as_ref().is_some_and(|previous| previous.guid != lock.app.guid) {
+    if apps.previous.as_ref().is_some_and(|previous| previous.guid != candidate.app().guid) {
         log::info(format_args!(
             "{previous_name} changed while waiting for the lock: rolling back to {} instead",
-            lock.app.guid
+            candidate.app().guid
         ));
     }
     // From here every failure before the swap gives the lock back (the app is renamed back, stopped).
-    let (droplet, blue, prod_routes) = match plan_under_lock(ctx, &lock).await {
-        Ok(planned) => planned,
-        Err(e) => return Err(fail_before_swap(ctx, &lock, None, e).await),
-    };
-    let temp_url = match routes::temporary_route(
-        &ctx.cf,
-        &ctx.params.green_route,
-        &green_name,
-        &ctx.target.space.guid,
-        &prod_routes,
-    )
-    .await
-    {
-        Ok(url) => url,
-        Err(e) => return Err(fail_before_swap(ctx, &lock, None, e).await),
-    };
+    let planned = plan_under_lock(ctx, &candidate.lock).await;
+    let Planned { droplet, blue, prod_routes, temp_url } = candidate.or_release(ctx, planned).await?;
 
     ctx.phases.start("start", &format!("Starting {green_name}"));
-    let mut temp_route_guid = None;
-    let started = start_candidate(ctx, &lock, temp_url.as_deref(), &mut temp_route_guid).await;
-    let pushed = match started {
-        Ok(pushed) => Pushed { droplet_guid: droplet, ..pushed },
-        Err(e) => return Err(fail_before_swap(ctx, &lock, temp_route_guid.as_deref(), e).await),
-    };
+    let pushed = candidate.start_again(ctx, temp_url.as_deref()).await?;
+    let pushed = Pushed { droplet_guid: droplet, ..pushed };
 
     ctx.phases.start("verify", &format!("Verifying {green_name}"));
-    let gate = match verify_candidate(ctx, &lock, temp_url.as_deref(), &prod_routes, blue.is_some()).await {
-        Ok(gate) => gate,
-        Err(e) => return Err(fail_before_swap(ctx, &lock, temp_route_guid.as_deref(), e).await),
-    };
+    let gate = candidate.verify(ctx, temp_url.as_deref(), &prod_routes, blue.is_some()).await?;
 
-    let retirement = promotion::Retirement {
-        older_previous: None,
-        keep: true,
-        summary: format!("kept stopped as {previous_name} (roll back again to return to it)"),
-    };
-    let verified = promotion::Verified {
-        lock: &lock,
-        blue: blue.as_ref().map(|b| &b.app),
-        prod_routes,
-        temp_route_guid,
-        pushed,
-        gate,
-    };
-    promotion::swap_in(ctx, verified, retirement).await
+    let blue = blue.map(|b| b.app);
+    let verified = Verified { candidate, blue, previous: None, prod_routes, pushed, gate };
+    promotion::swap_in(ctx, verified).await
 }
 
-/// Under the lock: the droplet to roll back to, production as it is now and its routes, written to the journal.
-async fn plan_under_lock(ctx: &Context, lock: &Lock) -> Result<(String, Option<Blue>, Vec<RouteTarget>)> {
+/// Under the lock: the droplet to roll back to, production as it is now and its routes (written to the
+/// journal), and the candidate's temporary route.
+async fn plan_under_lock(ctx: &Context, lock: &Lock) -> Result<Planned> {
     let names = &ctx.source.names;
     let droplet = droplet_of(&ctx.cf.apps().with_current_droplet(lock.app.clone()).await?, &names.green())?;
     let apps = Apps::read(&ctx.cf, &ctx.target.space.guid, names).await?;
-    let blue = match apps.production {
-        Some(app) => Some(Blue::read(&ctx.cf, app).await?),
-        None => None,
-    };
+    let blue = Blue::read_production(&ctx.cf, apps.production).await?;
     let prod_routes = match &blue {
         Some(blue) => routes::from_routes(&blue.routes),
         None => {
@@ -109,34 +86,16 @@ async fn plan_under_lock(ctx: &Context, lock: &Lock) -> Result<(String, Option<B
     ));
     lock.record(|j| {
         j.blue_guid = blue.as_ref().map(|b| b.app.guid.clone());
-        j.prod_routes = prod_routes.iter().filter_map(|r| r.route.as_ref().map(|r| r.guid.clone())).collect();
+        j.prod_routes = routes::existing_guids(&prod_routes);
     })
     .await?;
-    Ok((droplet, blue, prod_routes))
+    let temp_url =
+        routes::temporary_route(&ctx.cf, &ctx.params.green_route, &names.green(), &ctx.target.space.guid, &prod_routes)
+            .await?;
+    Ok(Planned { droplet, blue, prod_routes, temp_url })
 }
 
 /// The droplet `app` (called `name`) would run; an error naming it when it has none.
 fn droplet_of(app: &App, name: &str) -> Result<String> {
     app.current_droplet_guid().map(str::to_owned).ok_or_else(|| anyhow!("rollback: {name} has no droplet to run"))
-}
-
-/// Maps a temporary route to the rolled-back app and starts it.
-async fn start_candidate(
-    ctx: &Context,
-    lock: &Lock,
-    temp_url: Option<&str>,
-    temp_route_guid: &mut Option<String>,
-) -> Result<Pushed> {
-    if let Some(url) = temp_url {
-        let mut targets: Vec<RouteTarget> =
-            routes::resolve_manifest_routes(&ctx.cf, &ctx.target.space.guid, &[url.to_owned()]).await?;
-        let guid = targets[0].ensure(&ctx.cf, &ctx.target.space.guid).await?;
-        ctx.cf.routes().map_app(&guid, &lock.app.guid).await?;
-        *temp_route_guid = Some(guid);
-        lock.record(|j| j.temp_route = temp_route_guid.clone()).await?;
-    }
-    let mut pushed = Pushed::default();
-    let startup = ctx.within(ctx.params.timeouts.startup)?;
-    push::start_and_wait(&ctx.cf, &lock.app.guid, &lock.app.name, &mut pushed, startup).await?;
-    Ok(pushed)
 }

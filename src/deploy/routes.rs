@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 
 use crate::cf::domains::Domain;
 use crate::cf::routes::{NewRoute, Route, RouteFilter};
@@ -14,33 +14,31 @@ use crate::log;
 
 /// A production route: where it is, and the CF route object when it exists already.
 #[derive(Debug, Clone)]
-pub struct RouteTarget {
+pub(crate) struct RouteTarget {
     /// `host.domain/path`, as manifests and `route.url` write it.
-    pub url: String,
-    pub host: String,
-    pub path: String,
-    pub domain_guid: String,
-    pub domain_name: String,
-    pub route: Option<Route>,
+    pub(crate) url: String,
+    pub(crate) host: String,
+    pub(crate) path: String,
+    pub(crate) domain_guid: String,
+    pub(crate) route: Option<Route>,
     /// The protocol the manifest gives the route (`routes[].protocol`: `http1`, `http2`), if any.
-    pub protocol: Option<String>,
+    pub(crate) protocol: Option<String>,
 }
 
 impl RouteTarget {
-    fn from_route(route: Route, domain_name: String) -> RouteTarget {
+    fn from_route(route: Route) -> RouteTarget {
         RouteTarget {
             url: normalize(&route.url),
             host: route.host.clone(),
             path: route.path.clone(),
             domain_guid: route.domain_guid().unwrap_or_default().to_owned(),
-            domain_name,
             route: Some(route),
             protocol: None,
         }
     }
 
     /// The route's guid, creating the route in `space_guid` if it does not exist yet.
-    pub async fn ensure(&mut self, cf: &CfClient, space_guid: &str) -> Result<String> {
+    pub(crate) async fn ensure(&mut self, cf: &CfClient, space_guid: &str) -> Result<String> {
         if let Some(route) = &self.route {
             return Ok(route.guid.clone());
         }
@@ -51,7 +49,7 @@ impl RouteTarget {
             path: (!self.path.is_empty()).then(|| self.path.clone()),
             ..NewRoute::default()
         };
-        let route = cf.routes().create(&new).await.map_err(|e| anyhow!("creating route {}: {e}", self.url))?;
+        let route = cf.routes().create(&new).await.with_context(|| format!("creating route {}", self.url))?;
         log::detail(format_args!("created route {}", self.url));
         let guid = route.guid.clone();
         self.route = Some(route);
@@ -59,8 +57,13 @@ impl RouteTarget {
     }
 }
 
+/// The guids of the routes among `targets` that exist already.
+pub(crate) fn existing_guids(targets: &[RouteTarget]) -> Vec<String> {
+    targets.iter().filter_map(|t| t.route.as_ref().map(|r| r.guid.clone())).collect()
+}
+
 /// `Host.Example.com/api/` → `host.example.com/api`.
-pub fn normalize(url: &str) -> String {
+pub(crate) fn normalize(url: &str) -> String {
     let url = url.trim().trim_end_matches('/');
     match url.split_once('/') {
         Some((host, path)) => format!("{}/{path}", host.to_ascii_lowercase()),
@@ -70,7 +73,11 @@ pub fn normalize(url: &str) -> String {
 
 /// Resolves manifest route strings (`host.domain[/path]`) to route targets, finding existing routes in the
 /// space: one domain lookup and one route lookup for all of them.
-pub async fn resolve_manifest_routes(cf: &CfClient, space_guid: &str, urls: &[String]) -> Result<Vec<RouteTarget>> {
+pub(crate) async fn resolve_manifest_routes(
+    cf: &CfClient,
+    space_guid: &str,
+    urls: &[String],
+) -> Result<Vec<RouteTarget>> {
     if urls.is_empty() {
         return Ok(Vec::new());
     }
@@ -96,7 +103,6 @@ pub async fn resolve_manifest_routes(cf: &CfClient, space_guid: &str, urls: &[St
             host,
             path,
             domain_guid: domain.guid.clone(),
-            domain_name: domain.name.clone(),
             route: None,
             protocol: None,
         });
@@ -125,24 +131,13 @@ async fn attach_existing(cf: &CfClient, space_guid: &str, targets: &mut [RouteTa
     Ok(())
 }
 
-/// Blue's routes as targets (they exist; their domain names come from their URLs).
-pub fn from_routes(routes: &[Route]) -> Vec<RouteTarget> {
-    routes
-        .iter()
-        .map(|route| {
-            let (host_and_domain, _) = split_path(&normalize(&route.url));
-            let domain_name = if route.host.is_empty() {
-                host_and_domain
-            } else {
-                host_and_domain.strip_prefix(&format!("{}.", route.host)).unwrap_or(&host_and_domain).to_owned()
-            };
-            RouteTarget::from_route(route.clone(), domain_name)
-        })
-        .collect()
+/// Blue's routes as targets (they exist).
+pub(crate) fn from_routes(routes: &[Route]) -> Vec<RouteTarget> {
+    routes.iter().cloned().map(RouteTarget::from_route).collect()
 }
 
 /// CF's default route for a first deploy without routes: `<app>.<org default domain>`.
-pub async fn default_route(cf: &CfClient, org_guid: &str, space_guid: &str, app: &str) -> Result<RouteTarget> {
+pub(crate) async fn default_route(cf: &CfClient, org_guid: &str, space_guid: &str, app: &str) -> Result<RouteTarget> {
     let domain = cf.orgs().default_domain(org_guid).await?;
     let host = app.to_ascii_lowercase();
     let mut targets = vec![RouteTarget {
@@ -150,7 +145,6 @@ pub async fn default_route(cf: &CfClient, org_guid: &str, space_guid: &str, app:
         host,
         path: String::new(),
         domain_guid: domain.guid.clone(),
-        domain_name: domain.name.clone(),
         route: None,
         protocol: None,
     }];
@@ -163,7 +157,7 @@ pub async fn default_route(cf: &CfClient, org_guid: &str, space_guid: &str, app:
 /// (checked by [`check_green_route`]), else that of the first production route the worker can reach: an
 /// internal domain (`apps.internal`, reached only from app containers) or a TCP domain is passed over, one domain
 /// lookup each, and with nothing else the deploy stops before it pushes.
-pub async fn temporary_route(
+pub(crate) async fn temporary_route(
     cf: &CfClient,
     green_route: &GreenRoute,
     candidate_name: &str,
@@ -196,7 +190,7 @@ pub async fn temporary_route(
 /// `<candidate>-<6 hex digits of the space's guid>`: route hosts are unique per domain across the whole
 /// foundation, so `myapp` in two spaces must not both want `myapp-green`; the same app in the same space always
 /// gets the same host. Characters CC refuses in a host become `-`, and it is cut to CC's 63.
-pub fn default_temporary_host(candidate_name: &str, space_guid: &str) -> String {
+pub(crate) fn default_temporary_host(candidate_name: &str, space_guid: &str) -> String {
     use sha1::{Digest, Sha1};
     let digest = Sha1::digest(space_guid.as_bytes());
     let tag: String = digest.iter().take(3).map(|b| format!("{b:02x}")).collect();
@@ -225,7 +219,7 @@ fn unreachable_reason(domain: &Domain) -> Option<&'static str> {
 
 /// Fails unless `params.green_route.domain`, when given, is an HTTP domain of this Cloud Foundry that a worker
 /// can reach: checked before the deploy changes anything.
-pub async fn check_green_route(cf: &CfClient, green_route: &GreenRoute) -> Result<()> {
+pub(crate) async fn check_green_route(cf: &CfClient, green_route: &GreenRoute) -> Result<()> {
     if let Some(name) = &green_route.domain {
         let domain: Option<Domain> = cf.domains().by_name(name).await?;
         let domain = domain

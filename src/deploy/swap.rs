@@ -13,7 +13,7 @@ use crate::log;
 
 /// Maps `green_guid` to every production route (creating missing ones), then unmaps `blue_guid` from them.
 /// Returns the routes' guids, in order.
-pub async fn take_over(
+pub(crate) async fn take_over(
     cf: &CfClient,
     space_guid: &str,
     green_guid: &str,
@@ -70,7 +70,7 @@ fn candidate_destinations(target: &RouteTarget, green_guid: &str, blue_guid: Opt
 
 /// Moves the given routes from `from_guid` back to `to_guid`: map first (the way `from_guid` is mapped), then
 /// unmap.
-pub async fn give_back(cf: &CfClient, route_guids: &[String], from_guid: &str, to_guid: &str) -> Result<()> {
+pub(crate) async fn give_back(cf: &CfClient, route_guids: &[String], from_guid: &str, to_guid: &str) -> Result<()> {
     for route in route_guids {
         let destinations = cf.routes().destinations(route).await?;
         let mut back: Vec<NewDestination> =
@@ -88,7 +88,7 @@ pub async fn give_back(cf: &CfClient, route_guids: &[String], from_guid: &str, t
 }
 
 /// Deletes the candidate's temporary route (a job); already gone is fine.
-pub async fn remove_temporary_route(cf: &CfClient, route_guid: &str, timeout: Duration) -> Result<()> {
+pub(crate) async fn remove_temporary_route(cf: &CfClient, route_guid: &str, timeout: Duration) -> Result<()> {
     cf.routes().delete_within(route_guid, timeout).await.context("deleting the temporary route")?;
     log::detail("deleted the temporary route");
     Ok(())
