@@ -202,19 +202,41 @@ enum Requirement {
     NotExists(String),
 }
 
+impl Requirement {
+    fn key(&self) -> &str {
+        match self {
+            Requirement::Equal(k, _)
+            | Requirement::NotEqual(k, _)
+            | Requirement::In(k, _)
+            | Requirement::NotIn(k, _)
+            | Requirement::Exists(k)
+            | Requirement::NotExists(k) => k,
+        }
+    }
+
+    fn values(&self) -> Vec<&str> {
+        match self {
+            Requirement::Equal(_, v) | Requirement::NotEqual(_, v) => vec![v.as_str()],
+            Requirement::In(_, vs) | Requirement::NotIn(_, vs) => vs.iter().map(String::as_str).collect(),
+            Requirement::Exists(_) | Requirement::NotExists(_) => Vec::new(),
+        }
+    }
+}
+
 /// A parsed `label_selector`: every requirement must hold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelSelector(Vec<Requirement>);
 
 impl LabelSelector {
+    /// Parses a `label_selector` as app/messages/list_message.rb and
+    /// app/messages/validators/label_selector_requirement_validator.rb do: keys and values must be valid label keys
+    /// and values (`MetadataValidatorHelper`), every problem a 400 CF-BadQueryParameter.
     pub fn parse(selector: &str) -> ApiResult<Self> {
-        let invalid = || ApiError::bad_query(format!("Invalid label_selector value: '{selector}'"));
+        let invalid = || ApiError::bad_query("Invalid label_selector value");
         let mut requirements = Vec::new();
-        for part in split_requirements(selector) {
+        // `REQUIREMENT_SPLITTER` scans non-empty runs, so empty parts are skipped.
+        for part in split_requirements(selector).iter().filter(|p| !p.is_empty()) {
             let part = part.trim();
-            if part.is_empty() {
-                return Err(invalid());
-            }
             let requirement = if let Some(key) = part.strip_prefix('!') {
                 Requirement::NotExists(key.trim().to_string())
             } else if let Some((key, value)) = part.split_once("!=") {
@@ -228,21 +250,26 @@ impl LabelSelector {
             } else {
                 Requirement::Exists(part.to_string())
             };
-            let key = match &requirement {
-                Requirement::Equal(k, _)
-                | Requirement::NotEqual(k, _)
-                | Requirement::In(k, _)
-                | Requirement::NotIn(k, _)
-                | Requirement::Exists(k)
-                | Requirement::NotExists(k) => k,
-            };
+            let key = requirement.key();
             if key.is_empty() || key.contains(char::is_whitespace) {
                 return Err(invalid());
             }
             requirements.push(requirement);
         }
+        if requirements.is_empty() {
+            return Err(ApiError::bad_query("Missing label_selector value"));
+        }
         if requirements.len() > 50 {
-            return Err(ApiError::bad_query("label_selector may have at most 50 requirements"));
+            return Err(ApiError::bad_query("Too many label_selector requirements (maximum is 50)"));
+        }
+        let errors: Vec<String> = requirements
+            .iter()
+            .filter_map(|r| {
+                key_error(r.key()).and_then(|()| r.values().iter().try_for_each(|v| label_value_error(v))).err()
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(ApiError::bad_query(errors.join(", ")));
         }
         Ok(LabelSelector(requirements))
     }
@@ -420,5 +447,24 @@ mod tests {
         assert!(!matches("!env"));
         assert!(matches("env in (prod),tier=web"));
         assert!(LabelSelector::parse("").is_err());
+    }
+
+    /// app/messages/validators/label_selector_requirement_validator.rb: keys and values are checked as labels'.
+    #[test]
+    fn selectors_validate_keys_and_values_as_cc() {
+        let detail = |s: &str| LabelSelector::parse(s).unwrap_err().detail;
+        assert_eq!(
+            detail("blue-green/lock"),
+            "The query parameter is invalid: prefix 'blue-green' must be in valid dns format"
+        );
+        assert_eq!(detail("env=-bad"), "The query parameter is invalid: '-bad' starts or ends with invalid characters");
+        assert_eq!(detail(""), "The query parameter is invalid: Missing label_selector value");
+        let many = (0..51).map(|i| format!("k{i}")).collect::<Vec<_>>().join(",");
+        assert_eq!(
+            detail(&many),
+            "The query parameter is invalid: Too many label_selector requirements (maximum is 50)"
+        );
+        assert_eq!(detail("env in prod"), "The query parameter is invalid: Invalid label_selector value");
+        assert!(LabelSelector::parse("cf-blue-green-resource.concourse/lock=held,!example.com/x").is_ok());
     }
 }

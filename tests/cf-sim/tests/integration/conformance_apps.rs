@@ -60,7 +60,8 @@ async fn sim_at(version: &str) -> (Sim, Api) {
 
 /// app/messages/validators/metadata_validator.rb, app/messages/metadata_validator_helper.rb and
 /// lib/cloud_controller/domain_decorator.rb: a prefix must be a DNS name with a dot, label keys are checked even
-/// for a removal, annotation keys only with a value; every endpoint that takes metadata answers the same 422.
+/// for a removal, annotation keys only with a value; every endpoint that takes metadata answers the same 422; a
+/// `label_selector` is checked the same way (label_selector_requirement_validator.rb), as a 400.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_follows_ccs_metadata_validator_on_every_endpoint() {
     let sim = Sim::start(test_config()).unwrap();
@@ -72,6 +73,11 @@ async fn metadata_follows_ccs_metadata_validator_on_every_endpoint() {
     assert_eq!(created.status, 201, "{}", created.text());
     let app = created.json()["guid"].as_str().unwrap().to_string();
 
+    let selected = api.get("/v3/apps?label_selector=cf-blue-green-resource.concourse/lock=held").await.json();
+    assert_eq!(selected["pagination"]["total_results"], 1, "{selected}");
+    let dotless = api.get("/v3/apps?label_selector=blue-green/lock").await;
+    assert_eq!((dotless.status, dotless.cf_error().0), (400, 10005));
+    assert_eq!(detail(&dotless), "The query parameter is invalid: prefix 'blue-green' must be in valid dns format");
     let removal =
         api.patch(&format!("/v3/apps/{app}"), json!({"metadata": {"labels": {"blue-green/lock": null}}})).await;
     assert_unprocessable(&removal, "Metadata label key error: prefix 'blue-green' must be in valid dns format");
