@@ -55,55 +55,53 @@ impl Candidate {
     /// Phase push: the manifest applied (with the temporary route), the plan written to the journal, the bits
     /// staged into a droplet, the app started and healthy.
     pub(crate) async fn push(&mut self, ctx: &Context, plan: &Plan) -> Result<Pushed> {
-        let pushed = self.try_push(ctx, plan).await;
-        self.or_release(ctx, pushed).await
-    }
-
-    async fn try_push(&mut self, ctx: &Context, plan: &Plan) -> Result<Pushed> {
-        let green = &self.lock.app;
-        let space_guid = &ctx.target.space.guid;
-        let applied = push::apply_manifest(&ctx.cf, space_guid, &green.guid, plan, ctx.within(JOB_TIMEOUT)?).await;
-        self.temp_route_guid = match applied {
-            Ok(guid) => guid,
-            Err(e) => {
-                // CF may have created the temporary route before the failure: find it, so the cleanup removes it.
-                self.temp_route_guid = push::existing_temporary_route(&ctx.cf, space_guid, plan).await;
-                return Err(e);
-            }
+        let pushed = async {
+            let (green, space_guid) = (&self.lock.app, &ctx.target.space.guid);
+            let applied = push::apply_manifest(&ctx.cf, space_guid, &green.guid, plan, ctx.within(JOB_TIMEOUT)?).await;
+            self.temp_route_guid = match applied {
+                Ok(guid) => guid,
+                Err(e) => {
+                    // CF may have created the temporary route before the failure: find it, so the cleanup
+                    // removes it.
+                    self.temp_route_guid = push::existing_temporary_route(&ctx.cf, space_guid, plan).await;
+                    return Err(e);
+                }
+            };
+            // One journal write for all the plan settled: what recovery needs to undo or finish this deploy.
+            self.lock
+                .record(|j| {
+                    j.temp_route = self.temp_route_guid.clone();
+                    j.blue_guid = plan.blue.as_ref().map(|b| b.app.guid.clone());
+                    j.prod_routes = routes::existing_guids(&plan.prod_routes);
+                })
+                .await?;
+            let staging = ctx.within(ctx.params.timeouts.staging)?;
+            let mut pushed = push::droplet(&ctx.cf, &green.guid, &green.name, plan, staging).await?;
+            self.start(ctx, &mut pushed).await?;
+            Ok(pushed)
         };
-        // One journal write for all the plan settled: what recovery needs to undo or finish this deploy.
-        self.lock
-            .record(|j| {
-                j.temp_route = self.temp_route_guid.clone();
-                j.blue_guid = plan.blue.as_ref().map(|b| b.app.guid.clone());
-                j.prod_routes = routes::existing_guids(&plan.prod_routes);
-            })
-            .await?;
-        let staging = ctx.within(ctx.params.timeouts.staging)?;
-        let mut pushed = push::droplet(&ctx.cf, &green.guid, &green.name, plan, staging).await?;
-        self.start(ctx, &mut pushed).await?;
-        Ok(pushed)
+        let pushed = pushed.await;
+        self.or_release(ctx, pushed).await
     }
 
     /// Phase start of a rollback: a temporary route `temp_url` mapped to the candidate (and written to the
     /// journal), the app started and healthy.
     pub(crate) async fn start_again(&mut self, ctx: &Context, temp_url: Option<&str>) -> Result<Pushed> {
-        let started = self.try_start_again(ctx, temp_url).await;
+        let started = async {
+            if let Some(url) = temp_url {
+                let space_guid = &ctx.target.space.guid;
+                let mut targets = routes::resolve_manifest_routes(&ctx.cf, space_guid, &[url.to_owned()]).await?;
+                let guid = targets[0].ensure(&ctx.cf, space_guid).await?;
+                ctx.cf.routes().map_app(&guid, &self.lock.app.guid).await?;
+                self.temp_route_guid = Some(guid);
+                self.lock.record(|j| j.temp_route = self.temp_route_guid.clone()).await?;
+            }
+            let mut pushed = Pushed::default();
+            self.start(ctx, &mut pushed).await?;
+            Ok(pushed)
+        };
+        let started = started.await;
         self.or_release(ctx, started).await
-    }
-
-    async fn try_start_again(&mut self, ctx: &Context, temp_url: Option<&str>) -> Result<Pushed> {
-        if let Some(url) = temp_url {
-            let space_guid = &ctx.target.space.guid;
-            let mut targets = routes::resolve_manifest_routes(&ctx.cf, space_guid, &[url.to_owned()]).await?;
-            let guid = targets[0].ensure(&ctx.cf, space_guid).await?;
-            ctx.cf.routes().map_app(&guid, &self.lock.app.guid).await?;
-            self.temp_route_guid = Some(guid);
-            self.lock.record(|j| j.temp_route = self.temp_route_guid.clone()).await?;
-        }
-        let mut pushed = Pushed::default();
-        self.start(ctx, &mut pushed).await?;
-        Ok(pushed)
     }
 
     async fn start(&self, ctx: &Context, pushed: &mut Pushed) -> Result<()> {
