@@ -1,6 +1,7 @@
 //! Apps: create (with their web process), list with the CLI's filters, get, update (rename, lifecycle, metadata),
 //! start / stop / restart (which drive the runtime), environment variables, the current droplet relationship, and
-//! delete as an async job.
+//! delete as an async job. Requests are validated as cloud_controller_ng's app messages, apps_controller.rb and
+//! app_create.rb / app_update.rb do; answers take the shape of `--cc-api-version` (see CONFORMANCE.md).
 
 use axum::Json;
 use axum::Router;
