@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 
 /// Parses `"1h30m"`, `"45s"`, `"500ms"`, `"90"` (seconds).
-pub fn parse(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text.is_empty() {
         return Err("empty duration".into());
@@ -65,7 +65,7 @@ impl Visitor<'_> for DurationVisitor {
 }
 
 /// `#[serde(deserialize_with = "duration::optional")]` for `Option<Duration>` fields.
-pub fn optional<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+pub(crate) fn optional<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
     deserializer.deserialize_any(DurationVisitor).map(Some)
 }
 

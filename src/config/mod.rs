@@ -3,14 +3,16 @@
 //! Every problem is reported with the key path it concerns; a misspelt key gets a suggestion; all missing
 //! required keys are listed at once. Secrets are registered for redaction as they are read.
 
-pub mod duration;
+pub(crate) mod duration;
 mod params;
 mod source;
 mod strict;
 
-pub use params::{
-    AppSource, ExpectedStatus, GreenRoute, HealthCheck, HealthCheckType, HttpCheck, InParams, Kpi,
-    MAX_HEALTH_CHECK_TIMEOUT, OnFailure, OutParams, SmokeTest, Timeouts,
+pub(crate) use params::{
+    AppSource, ExpectedStatus, GreenRoute, HealthCheck, HealthCheckType, HttpCheck, Kpi, MAX_HEALTH_CHECK_TIMEOUT,
+    OnFailure,
 };
-pub use source::{AppNames, Credentials, RouteScheme, Source};
-pub use strict::{closest, json_kind};
+pub use params::{InParams, OutParams};
+pub use source::Source;
+pub(crate) use source::{AppNames, RouteScheme};
+pub(crate) use strict::json_kind;

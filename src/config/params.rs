@@ -29,14 +29,14 @@ pub enum OnFailure {
 /// CF health-check types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum HealthCheckType {
+pub(crate) enum HealthCheckType {
     Port,
     Process,
     Http,
 }
 
 impl HealthCheckType {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             HealthCheckType::Port => "port",
             HealthCheckType::Process => "process",
@@ -48,14 +48,14 @@ impl HealthCheckType {
 /// `params.health_check`: overrides the manifest's health check for the candidate.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HealthCheck {
+pub(crate) struct HealthCheck {
     #[serde(rename = "type")]
-    pub check_type: Option<HealthCheckType>,
-    pub endpoint: Option<String>,
+    pub(crate) check_type: Option<HealthCheckType>,
+    pub(crate) endpoint: Option<String>,
     /// Seconds the app may take to become healthy.
-    pub timeout: Option<u32>,
+    pub(crate) timeout: Option<u32>,
     /// Seconds each check may take.
-    pub invocation_timeout: Option<u32>,
+    pub(crate) invocation_timeout: Option<u32>,
 }
 
 /// `params.green_route`: where the candidate's temporary route lives (default `<app>-green.<domain of the first
@@ -63,20 +63,20 @@ pub struct HealthCheck {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GreenRoute {
-    pub host: Option<String>,
-    pub domain: Option<String>,
+    pub(crate) host: Option<String>,
+    pub(crate) domain: Option<String>,
 }
 
 /// The statuses an HTTP check accepts: one code or a list; absent means any 2xx.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum ExpectedStatus {
+pub(crate) enum ExpectedStatus {
     One(u16),
     Any(Vec<u16>),
 }
 
 impl ExpectedStatus {
-    pub fn accepts(&self, status: u16) -> bool {
+    pub(crate) fn accepts(&self, status: u16) -> bool {
         match self {
             ExpectedStatus::One(code) => *code == status,
             ExpectedStatus::Any(codes) => codes.contains(&status),
@@ -87,20 +87,20 @@ impl ExpectedStatus {
 /// One entry of `params.verify`: a request to the candidate's temporary route and what the answer must be.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HttpCheck {
+pub(crate) struct HttpCheck {
     #[serde(default = "default_check_path")]
-    pub path: String,
+    pub(crate) path: String,
     #[serde(default = "default_method")]
-    pub method: String,
+    pub(crate) method: String,
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub(crate) headers: BTreeMap<String, String>,
     /// Request body, sent as is.
-    pub body: Option<String>,
-    pub status: Option<ExpectedStatus>,
+    pub(crate) body: Option<String>,
+    pub(crate) status: Option<ExpectedStatus>,
     /// The response body must contain this text.
-    pub body_contains: Option<String>,
+    pub(crate) body_contains: Option<String>,
     /// The response body must match this regular expression.
-    pub body_matches: Option<String>,
+    pub(crate) body_matches: Option<String>,
 }
 
 fn default_check_path() -> String {
@@ -114,31 +114,31 @@ fn default_method() -> String {
 /// `params.smoke_test`: a command from the put inputs, run against the candidate before it gets traffic.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SmokeTest {
+pub(crate) struct SmokeTest {
     /// Path of the executable, relative to the put directory.
-    pub path: String,
+    pub(crate) path: String,
     #[serde(default)]
-    pub args: Vec<String>,
+    pub(crate) args: Vec<String>,
     #[serde(default, deserialize_with = "duration::optional")]
-    pub timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// `params.kpi`: a bounded load probe against the candidate (and production, for the relative gate).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Kpi {
+pub(crate) struct Kpi {
     #[serde(default = "default_kpi_requests")]
-    pub requests: u32,
+    pub(crate) requests: u32,
     #[serde(default = "default_kpi_concurrency")]
-    pub concurrency: u32,
+    pub(crate) concurrency: u32,
     #[serde(default = "default_kpi_paths")]
-    pub paths: Vec<String>,
+    pub(crate) paths: Vec<String>,
     /// Highest acceptable fraction of failed requests, 0.0–1.0.
-    pub max_error_rate: Option<f64>,
+    pub(crate) max_error_rate: Option<f64>,
     /// Highest acceptable 95th percentile latency in milliseconds.
-    pub max_p95_ms: Option<u64>,
+    pub(crate) max_p95_ms: Option<u64>,
     /// Highest acceptable ratio of the candidate's p95 to production's, measured in the same run.
-    pub max_p95_ratio: Option<f64>,
+    pub(crate) max_p95_ratio: Option<f64>,
 }
 
 fn default_kpi_requests() -> u32 {
@@ -223,7 +223,7 @@ struct RawOutParams {
 
 /// Where the candidate's code comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AppSource {
+pub(crate) enum AppSource {
     /// `params.path`: a directory, archive or glob relative to the put directory; uploaded and staged.
     Bits(String),
     /// `params.droplet`: a droplet tarball from a previous `get` (build once, deploy many); no staging.
@@ -237,39 +237,39 @@ pub enum AppSource {
 
 /// Timeouts of the phases of a deploy.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Timeouts {
-    pub staging: Duration,
-    pub startup: Duration,
-    pub verify: Duration,
+pub(crate) struct Timeouts {
+    pub(crate) staging: Duration,
+    pub(crate) startup: Duration,
+    pub(crate) verify: Duration,
     /// The whole put; phases stop early when it runs out.
-    pub overall: Duration,
+    pub(crate) overall: Duration,
     /// How long to wait for another deploy's lock.
-    pub lock: Duration,
+    pub(crate) lock: Duration,
 }
 
 /// Validated put `params`.
 #[derive(Debug, Clone)]
 pub struct OutParams {
-    pub source: AppSource,
-    pub manifest: Option<String>,
-    pub vars: BTreeMap<String, Value>,
-    pub vars_files: Vec<String>,
+    pub(crate) source: AppSource,
+    pub(crate) manifest: Option<String>,
+    pub(crate) vars: BTreeMap<String, Value>,
+    pub(crate) vars_files: Vec<String>,
     /// Env for the candidate; values of `secret_environment_variables` are included and redacted in output.
-    pub environment_variables: BTreeMap<String, String>,
-    pub health_check: Option<HealthCheck>,
-    pub green_route: GreenRoute,
-    pub verify: Vec<HttpCheck>,
-    pub smoke_test: Option<SmokeTest>,
-    pub kpi: Option<Kpi>,
-    pub watch: Option<Duration>,
-    pub timeouts: Timeouts,
-    pub drain: Duration,
+    pub(crate) environment_variables: BTreeMap<String, String>,
+    pub(crate) health_check: Option<HealthCheck>,
+    pub(crate) green_route: GreenRoute,
+    pub(crate) verify: Vec<HttpCheck>,
+    pub(crate) smoke_test: Option<SmokeTest>,
+    pub(crate) kpi: Option<Kpi>,
+    pub(crate) watch: Option<Duration>,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) drain: Duration,
     /// A lock not renewed for this long belongs to a dead deploy and may be taken over.
-    pub lock_lease: Duration,
-    pub keep_previous: bool,
-    pub on_failure: OnFailure,
-    pub rollback: bool,
-    pub dry_run: bool,
+    pub(crate) lock_lease: Duration,
+    pub(crate) keep_previous: bool,
+    pub(crate) on_failure: OnFailure,
+    pub(crate) rollback: bool,
+    pub(crate) dry_run: bool,
 }
 
 /// The defaults of the put params README.md's `out` table states (a test reads them there).
@@ -443,7 +443,7 @@ fn register_secrets_in(value: &Value) {
 /// The longest health-check timeout the Cloud Controller accepts unless its operator raised it
 /// (`maximum_health_check_timeout: 180` in `config/cloud_controller.yml`, enforced by
 /// `base_health_check_policy.rb`). Checked before the lock, so it fails before anything changes.
-pub const MAX_HEALTH_CHECK_TIMEOUT: u32 = 180;
+pub(crate) const MAX_HEALTH_CHECK_TIMEOUT: u32 = 180;
 
 fn validate_health_check(check: &HealthCheck, problems: &mut Vec<String>) {
     if let Some(endpoint) = &check.endpoint {
@@ -529,7 +529,7 @@ struct RawInParams {
 #[derive(Debug, Clone, Default)]
 pub struct InParams {
     /// Stream the version's droplet to `droplet.tgz` in the destination directory.
-    pub download_droplet: bool,
+    pub(crate) download_droplet: bool,
 }
 
 impl InParams {

@@ -5,26 +5,26 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::strict::parse_section;
-pub use crate::cf::Credentials;
+pub(crate) use crate::cf::Credentials;
 use crate::redact;
 
 /// The names of the apps a deploy juggles (see the deploy design: production, candidate, previous, failed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppNames {
-    pub production: String,
-    pub green_suffix: String,
-    pub previous_suffix: String,
-    pub failed_suffix: String,
+    pub(crate) production: String,
+    pub(crate) green_suffix: String,
+    pub(crate) previous_suffix: String,
+    pub(crate) failed_suffix: String,
 }
 
 impl AppNames {
-    pub fn green(&self) -> String {
+    pub(crate) fn green(&self) -> String {
         format!("{}{}", self.production, self.green_suffix)
     }
-    pub fn previous(&self) -> String {
+    pub(crate) fn previous(&self) -> String {
         format!("{}{}", self.production, self.previous_suffix)
     }
-    pub fn failed(&self) -> String {
+    pub(crate) fn failed(&self) -> String {
         format!("{}{}", self.production, self.failed_suffix)
     }
 }
@@ -33,18 +33,18 @@ impl AppNames {
 #[derive(Debug, Clone)]
 pub struct Source {
     /// The Cloud Controller URL, without a trailing slash.
-    pub api: String,
-    pub credentials: Credentials,
-    pub organization: String,
-    pub space: String,
-    pub names: AppNames,
-    pub skip_cert_check: bool,
-    pub ca_cert: Option<String>,
-    pub verbose: bool,
+    pub(crate) api: String,
+    pub(crate) credentials: Credentials,
+    pub(crate) organization: String,
+    pub(crate) space: String,
+    pub(crate) names: AppNames,
+    pub(crate) skip_cert_check: bool,
+    pub(crate) ca_cert: Option<String>,
+    pub(crate) verbose: bool,
     /// `host:port` that all HTTP traffic for app routes is sent to instead of resolving route hostnames.
-    pub router_address: Option<String>,
+    pub(crate) router_address: Option<String>,
     /// `https` (default) or `http`: how verification and probes reach app routes.
-    pub route_scheme: RouteScheme,
+    pub(crate) route_scheme: RouteScheme,
 }
 
 /// The scheme app routes are reached with.
@@ -57,7 +57,7 @@ pub enum RouteScheme {
 }
 
 impl RouteScheme {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RouteScheme::Https => "https",
             RouteScheme::Http => "http",
@@ -172,7 +172,7 @@ impl Source {
 impl Source {
     /// How the CF client should connect: the API, credentials and TLS settings of this source, and the
     /// operator knobs of the environment ([`crate::cf::Settings::apply_knobs`]).
-    pub fn client_settings(&self) -> Result<crate::cf::Settings> {
+    pub(crate) fn client_settings(&self) -> Result<crate::cf::Settings> {
         let mut settings = crate::cf::Settings::new(self.api.clone(), self.credentials.clone());
         settings.ca_cert = self.ca_cert.clone();
         settings.skip_cert_check = self.skip_cert_check;
@@ -211,28 +211,29 @@ fn credentials(
             problems.push("source needs credentials: username and password, or client_id and client_secret".into());
             None
         }
-        (true, false) => match (username, password) {
-            (Some(username), Some(password)) => Some(Credentials::Password { username, password }),
-            (None, _) => {
-                missing.push("username (source.password is set)".into());
-                None
-            }
-            (_, None) => {
-                missing.push("password (source.username is set)".into());
-                None
-            }
-        },
-        (false, true) => match (client_id, client_secret) {
-            (Some(id), Some(secret)) => Some(Credentials::Client { id, secret }),
-            (None, _) => {
-                missing.push("client_id (source.client_secret is set)".into());
-                None
-            }
-            (_, None) => {
-                missing.push("client_secret (source.client_id is set)".into());
-                None
-            }
-        },
+        (true, false) => both(("username", username), ("password", password), missing)
+            .map(|(username, password)| Credentials::Password { username, password }),
+        (false, true) => both(("client_id", client_id), ("client_secret", client_secret), missing)
+            .map(|(id, secret)| Credentials::Client { id, secret }),
+    }
+}
+
+/// The two values of a credential pair; when one is given alone, the other is reported missing.
+fn both(
+    (first_key, first): (&str, Option<String>),
+    (second_key, second): (&str, Option<String>),
+    missing: &mut Vec<String>,
+) -> Option<(String, String)> {
+    match (first, second) {
+        (Some(first), Some(second)) => Some((first, second)),
+        (None, _) => {
+            missing.push(format!("{first_key} (source.{second_key} is set)"));
+            None
+        }
+        (_, None) => {
+            missing.push(format!("{second_key} (source.{first_key} is set)"));
+            None
+        }
     }
 }
 

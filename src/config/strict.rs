@@ -12,7 +12,7 @@ use serde_json::Value;
 const SECRET_KEYS: &[&str] = &["password", "client_secret", "docker_password", "secret_environment_variables"];
 
 /// Deserializes `value` (a whole section, `null` meaning "empty") into `T`, naming `section` in errors.
-pub fn parse_section<T: DeserializeOwned>(section: &str, value: Value) -> Result<T> {
+pub(crate) fn parse_section<T: DeserializeOwned>(section: &str, value: Value) -> Result<T> {
     let value = if value.is_null() { Value::Object(Default::default()) } else { value };
     if !value.is_object() {
         return Err(anyhow!("{section} must be an object of keys and values, not {}", json_kind(&value)));
@@ -64,7 +64,7 @@ fn friendlier(message: &str) -> String {
 }
 
 /// The valid key most like `key`, if any is close enough to be a plausible typo.
-pub fn closest(key: &str, candidates: &[impl AsRef<str>]) -> Option<String> {
+pub(crate) fn closest(key: &str, candidates: &[impl AsRef<str>]) -> Option<String> {
     candidates
         .iter()
         .map(|c| (strsim::jaro_winkler(key, c.as_ref()), c.as_ref()))
@@ -73,7 +73,7 @@ pub fn closest(key: &str, candidates: &[impl AsRef<str>]) -> Option<String> {
         .map(|(_, c)| c.to_owned())
 }
 
-pub fn json_kind(value: &Value) -> &'static str {
+pub(crate) fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -92,7 +92,6 @@ mod tests {
 
     #[derive(Deserialize, Debug)]
     #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
     struct Inner {
         endpoint: Option<String>,
         timeout: Option<u64>,
@@ -100,7 +99,6 @@ mod tests {
 
     #[derive(Deserialize, Debug)]
     #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
     struct Section {
         manifest: Option<String>,
         password: Option<String>,
@@ -110,6 +108,20 @@ mod tests {
 
     fn err(value: Value) -> String {
         parse_section::<Section>("params", value).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn known_keys_parse_at_every_depth() {
+        let section: Section = parse_section(
+            "params",
+            json!({"manifest": "m.yml", "password": "pw", "health_check": {"endpoint": "/h", "timeout": 5},
+                   "verify": [{"timeout": 1}]}),
+        )
+        .unwrap();
+        assert_eq!((section.manifest.as_deref(), section.password.as_deref()), (Some("m.yml"), Some("pw")));
+        let check = section.health_check.unwrap();
+        assert_eq!((check.endpoint.as_deref(), check.timeout), (Some("/h"), Some(5)));
+        assert_eq!(section.verify.unwrap()[0].timeout, Some(1));
     }
 
     #[test]
