@@ -27,11 +27,11 @@ use crate::manifest::AppManifest;
 use crate::protocol::{InRequest, Version, VersionResult};
 
 /// The file the droplet is downloaded to with `download_droplet: true`.
-pub const DROPLET_FILE: &str = "droplet.tgz";
-pub const METADATA_FILE: &str = "metadata.json";
+pub(crate) const DROPLET_FILE: &str = "droplet.tgz";
+pub(crate) const METADATA_FILE: &str = "metadata.json";
 
 pub async fn run(request: InRequest) -> Result<VersionResult> {
-    let InRequest { source, params, version, dir, build: _ } = request;
+    let InRequest { source, params, version, dir } = request;
     let named = describe(&version);
     for guid in [&version.app_guid, &version.droplet_guid] {
         if !is_guid_like(guid) {

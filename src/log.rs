@@ -18,21 +18,21 @@ static VERBOSE: AtomicBool = AtomicBool::new(false);
 
 /// Marks the start of the run (the origin of every elapsed time). Called first thing by the protocol layer;
 /// calling it again changes nothing.
-pub fn start() {
+pub(crate) fn start() {
     START.get_or_init(Instant::now);
 }
 
 /// Time since [`start`].
-pub fn elapsed() -> Duration {
+pub(crate) fn elapsed() -> Duration {
     START.get_or_init(Instant::now).elapsed()
 }
 
 /// Turns [`trace`] output on (`source.verbose`).
-pub fn set_verbose(on: bool) {
+pub(crate) fn set_verbose(on: bool) {
     VERBOSE.store(on, Ordering::Relaxed);
 }
 
-pub fn verbose() -> bool {
+pub(crate) fn verbose() -> bool {
     VERBOSE.load(Ordering::Relaxed)
 }
 
@@ -80,7 +80,7 @@ fn emit(prefix: &str, style: Style, text: &str) {
 }
 
 /// Formats a duration the way build logs show it: `850ms`, `12.3s`, `2m05s`.
-pub fn human_duration(d: Duration) -> String {
+pub(crate) fn human_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {
         format!("{ms}ms")
@@ -92,51 +92,51 @@ pub fn human_duration(d: Duration) -> String {
 }
 
 /// A numbered phase header: `[3/7] Pushing myapp-green  (+12.3s)`.
-pub fn phase(number: usize, total: usize, title: &str) {
+pub(crate) fn phase(number: usize, total: usize, title: &str) {
     let header = paint(Style::Cyan, &format!("[{number}/{total}] {title}"));
     let at = paint(Style::Dim, &format!("(+{})", human_duration(elapsed())));
     emit("", Style::Plain, &format!("\n{header}  {at}"));
 }
 
 /// A top-level line of the current phase.
-pub fn info(message: impl Display) {
+pub(crate) fn info(message: impl Display) {
     emit("", Style::Plain, &message.to_string());
 }
 
 /// A line belonging to the line above it, indented.
-pub fn detail(message: impl Display) {
+pub(crate) fn detail(message: impl Display) {
     emit("    ", Style::Plain, &message.to_string());
 }
 
 /// A line of output from something else (staging, the app, a smoke test), indented and set off.
-pub fn output(line: &str) {
+pub(crate) fn output(line: &str) {
     emit("      │ ", Style::Dim, line);
 }
 
 /// Something went well and the reader should notice.
-pub fn success(message: impl Display) {
+pub(crate) fn success(message: impl Display) {
     emit("", Style::Green, &message.to_string());
 }
 
 /// Something the reader should know about but that does not stop the run.
-pub fn warn(message: impl Display) {
+pub(crate) fn warn(message: impl Display) {
     emit("", Style::Yellow, &format!("warning: {message}"));
 }
 
 /// API traces and other diagnostics, shown only with `source.verbose: true`.
-pub fn trace(message: impl Display) {
+pub(crate) fn trace(message: impl Display) {
     if verbose() {
         emit("    ", Style::Dim, &message.to_string());
     }
 }
 
 /// A bold heading for the closing summary.
-pub fn heading(message: impl Display) {
+pub(crate) fn heading(message: impl Display) {
     emit("", Style::Bold, &format!("\n{message}"));
 }
 
 /// The final line of a failed run. Newlines inside the message are folded so it stays one line.
-pub fn error(message: impl Display) {
+pub(crate) fn error(message: impl Display) {
     // Masked before folding, so a secret with line breaks in it is still recognised.
     let message = message.to_string();
     let one_line = redact(&message).split_whitespace().collect::<Vec<_>>().join(" ");
@@ -144,7 +144,7 @@ pub fn error(message: impl Display) {
 }
 
 /// Throttled progress for long work: prints at most every `interval`, plus the final 100% line.
-pub struct Progress {
+pub(crate) struct Progress {
     label: String,
     total: u64,
     started: Instant,
@@ -153,7 +153,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(label: impl Into<String>, total: u64) -> Self {
+    pub(crate) fn new(label: impl Into<String>, total: u64) -> Self {
         Progress {
             label: label.into(),
             total,
@@ -164,7 +164,7 @@ impl Progress {
     }
 
     /// Reports `done` bytes of `total`; prints when enough time has passed or when the work is complete.
-    pub fn update(&mut self, done: u64) {
+    pub(crate) fn update(&mut self, done: u64) {
         let now = Instant::now();
         let complete = done >= self.total;
         let due = self.last_print.is_none_or(|last| now.duration_since(last) >= self.interval);
@@ -185,7 +185,7 @@ impl Progress {
 }
 
 /// `532 B`, `12.4 KB`, `200.0 MB`, `1.07 GB` (decimal units, as transfer rates are quoted).
-pub fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     let b = bytes as f64;
     if bytes < 1000 {
         format!("{bytes} B")

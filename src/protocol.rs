@@ -22,19 +22,19 @@ use crate::log;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Version {
-    pub app_guid: String,
-    pub droplet_guid: String,
+    pub(crate) app_guid: String,
+    pub(crate) droplet_guid: String,
 }
 
 /// One `{name, value}` pair shown on the build page. Values are strings, as Concourse requires.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MetadataField {
-    pub name: String,
-    pub value: String,
+pub(crate) struct MetadataField {
+    pub(crate) name: String,
+    pub(crate) value: String,
 }
 
 impl MetadataField {
-    pub fn new(name: impl Into<String>, value: impl ToString) -> Self {
+    pub(crate) fn new(name: impl Into<String>, value: impl ToString) -> Self {
         MetadataField { name: name.into(), value: value.to_string() }
     }
 }
@@ -42,8 +42,8 @@ impl MetadataField {
 /// The answer of `in` and `out`. `metadata` is always printed, possibly as `[]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VersionResult {
-    pub version: Version,
-    pub metadata: Vec<MetadataField>,
+    pub(crate) version: Version,
+    pub(crate) metadata: Vec<MetadataField>,
 }
 
 /// The Concourse build that runs this step (all optional: one-off builds and `check` have none of them).
@@ -60,7 +60,7 @@ pub struct BuildEnv {
 }
 
 impl BuildEnv {
-    pub fn from_env() -> BuildEnv {
+    pub(crate) fn from_env() -> BuildEnv {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         BuildEnv {
             id: var("BUILD_ID"),
@@ -76,32 +76,30 @@ impl BuildEnv {
 }
 
 /// `check`'s request. The version Concourse passes is not needed to answer (we report what runs now), and
-/// may be anything a user gave `fly check-resource --from`, so it is kept as the raw map.
+/// may be anything a user gave `fly check-resource --from`, so it is only checked to be a map of strings.
 #[derive(Debug)]
 pub struct CheckRequest {
-    pub source: Source,
-    pub version: Option<BTreeMap<String, String>>,
+    pub(crate) source: Source,
 }
 
 /// `in`'s request (also the implicit get after a put).
 #[derive(Debug)]
 pub struct InRequest {
-    pub source: Source,
-    pub params: InParams,
-    pub version: Version,
+    pub(crate) source: Source,
+    pub(crate) params: InParams,
+    pub(crate) version: Version,
     /// The destination directory (argv[1]); created if missing.
-    pub dir: PathBuf,
-    pub build: BuildEnv,
+    pub(crate) dir: PathBuf,
 }
 
 /// `out`'s request.
 #[derive(Debug)]
 pub struct OutRequest {
-    pub source: Source,
-    pub params: OutParams,
+    pub(crate) source: Source,
+    pub(crate) params: OutParams,
     /// The put directory holding the build's inputs (argv[1]).
-    pub dir: PathBuf,
-    pub build: BuildEnv,
+    pub(crate) dir: PathBuf,
+    pub(crate) build: BuildEnv,
 }
 
 /// Runs `check`: prints the versions as a JSON array.
@@ -114,8 +112,8 @@ where
         let mut request = Request::parse(raw, &["source", "version"])?;
         let source = Source::parse(request.take("source"));
         let version = parse_check_version(request.take("version"));
-        let (source, version) = both(source, version)?;
-        block_on(action(CheckRequest { source, version }))
+        let (source, _version) = both(source, version)?;
+        block_on(action(CheckRequest { source }))
     }))
 }
 
@@ -133,8 +131,7 @@ where
         let version = parse_in_version(request.take("version"));
         let (source, (params, version)) = both(source, both(params, version))?;
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create destination {}", dir.display()))?;
-        let build = BuildEnv::from_env();
-        block_on(action(InRequest { source, params, version, dir, build }))
+        block_on(action(InRequest { source, params, version, dir }))
     }))
 }
 

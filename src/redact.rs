@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::sync::RwLock;
 
 /// What a secret is replaced with in output.
-pub const MASK: &str = "[redacted]";
+pub(crate) const MASK: &str = "[redacted]";
 
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
@@ -18,7 +18,7 @@ const MIN_LINE: usize = 8;
 /// Remembers `secret` so that it, and the forms it takes inside JSON strings, URL-encoded and form-encoded
 /// bodies, and text folded onto one line, are masked in all later output. Empty values are ignored: there is
 /// nothing to hide and they would match everywhere.
-pub fn register(secret: &str) {
+pub(crate) fn register(secret: &str) {
     if secret.is_empty() {
         return;
     }
@@ -41,7 +41,7 @@ pub fn register(secret: &str) {
 
 /// `text` with every registered secret replaced by [`MASK`]. All matches are found in the original text and
 /// overlapping ones merged, so one secret never matches inside another's mask or a mask's own letters.
-pub fn redact(text: &str) -> Cow<'_, str> {
+pub(crate) fn redact(text: &str) -> Cow<'_, str> {
     let secrets = SECRETS.read().unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut spans: Vec<(usize, usize)> = secrets
         .iter()

@@ -66,12 +66,12 @@ pub(crate) fn open(path: &Path) -> Result<Archive> {
 /// One usable entry of the archive.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
-    pub index: usize,
-    pub path: String,
-    pub kind: Kind,
-    pub mode: u32,
+    pub(crate) index: usize,
+    pub(crate) path: String,
+    pub(crate) kind: Kind,
+    pub(crate) mode: u32,
     /// Uncompressed size from the central directory (0 for directories and symlinks).
-    pub size: u64,
+    pub(crate) size: u64,
 }
 
 /// Every entry, normalised and de-duplicated, in archive order.

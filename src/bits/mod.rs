@@ -27,4 +27,5 @@ pub use gather::gather;
 pub use matching::match_cached;
 pub use package::{PackageStats, PackageZip, write_zip};
 pub use resource::{Kind, Resource};
-pub use source::{AppBits, find_input};
+pub use source::AppBits;
+pub(crate) use source::find_input;

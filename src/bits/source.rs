@@ -79,7 +79,7 @@ impl AppBits {
 /// glob (`*`, `?`, `[…]`, `**`) that matches exactly one entry; a path that exists literally is taken as it is
 /// even if it contains glob characters. Whether the result exists is left to the caller (globs only ever
 /// return existing entries).
-pub fn find_input(put_dir: &Path, key: &'static str, param: &str) -> Result<PathBuf> {
+pub(crate) fn find_input(put_dir: &Path, key: &'static str, param: &str) -> Result<PathBuf> {
     let rel = normalize(param);
     if param.trim().is_empty() {
         return Err(anyhow!("params.{key} '{param}' names no file or directory; give a path inside the put directory"));

@@ -35,8 +35,8 @@ pub(crate) enum Method {
 /// An MS-DOS date and time, as zip headers store them (two-second resolution, 1980–2107).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DosTime {
-    pub date: u16,
-    pub time: u16,
+    pub(crate) date: u16,
+    pub(crate) time: u16,
 }
 
 impl DosTime {
@@ -74,11 +74,11 @@ impl DosTime {
 /// What goes into an entry's headers besides sizes and CRC.
 pub(crate) struct EntryHeader {
     /// The entry name; directories end in `/`.
-    pub name: String,
-    pub method: Method,
+    pub(crate) name: String,
+    pub(crate) method: Method,
     /// Unix mode including the file-type bits ([`S_IFREG`], [`S_IFDIR`], [`S_IFLNK`]).
-    pub unix_mode: u32,
-    pub modified: DosTime,
+    pub(crate) unix_mode: u32,
+    pub(crate) modified: DosTime,
 }
 
 struct Open {

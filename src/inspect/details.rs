@@ -15,39 +15,39 @@ use crate::protocol::{MetadataField, Version};
 use crate::record::Audit;
 
 /// What CF said, gathered by `in`.
-pub struct Observed<'a> {
-    pub version: &'a Version,
-    pub app: &'a App,
-    pub organization: Option<&'a str>,
-    pub space: Option<&'a str>,
-    pub droplet: &'a Droplet,
-    pub manifest: &'a AppManifest,
+pub(crate) struct Observed<'a> {
+    pub(crate) version: &'a Version,
+    pub(crate) app: &'a App,
+    pub(crate) organization: Option<&'a str>,
+    pub(crate) space: Option<&'a str>,
+    pub(crate) droplet: &'a Droplet,
+    pub(crate) manifest: &'a AppManifest,
     /// The checksum of the package the droplet was staged from, if known.
-    pub package_checksum: Option<Checksum>,
-    pub route_scheme: RouteScheme,
+    pub(crate) package_checksum: Option<Checksum>,
+    pub(crate) route_scheme: RouteScheme,
 }
 
 /// A buildpack the droplet was staged with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Buildpack {
-    pub name: String,
-    pub version: Option<String>,
+pub(crate) struct Buildpack {
+    pub(crate) name: String,
+    pub(crate) version: Option<String>,
 }
 
 /// The Concourse build that deployed the droplet (from the audit annotations `out` writes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Build {
-    pub team: Option<String>,
-    pub pipeline: Option<String>,
-    pub job: Option<String>,
-    pub name: Option<String>,
-    pub url: Option<String>,
-    pub deploy_id: Option<String>,
+pub(crate) struct Build {
+    pub(crate) team: Option<String>,
+    pub(crate) pipeline: Option<String>,
+    pub(crate) job: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) url: Option<String>,
+    pub(crate) deploy_id: Option<String>,
 }
 
 impl Build {
     /// `team/pipeline/job #name`, else the URL, else the deploy id.
-    pub fn label(&self) -> Option<String> {
+    pub(crate) fn label(&self) -> Option<String> {
         let path: Vec<&str> =
             [&self.team, &self.pipeline, &self.job].into_iter().filter_map(|p| p.as_deref()).collect();
         if !path.is_empty() {
@@ -63,45 +63,45 @@ impl Build {
 
 /// `metadata.json`. Field order is the file's order; everything is derived from CF state only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Details {
-    pub app_guid: String,
-    pub app_name: String,
-    pub organization: Option<String>,
-    pub space: Option<String>,
-    pub state: String,
+pub(crate) struct Details {
+    pub(crate) app_guid: String,
+    pub(crate) app_name: String,
+    pub(crate) organization: Option<String>,
+    pub(crate) space: Option<String>,
+    pub(crate) state: String,
     /// Of the `web` process (else the first one).
-    pub instances: Option<u32>,
-    pub memory: Option<String>,
-    pub disk_quota: Option<String>,
-    pub processes: Vec<ProcessScale>,
-    pub stack: Option<String>,
-    pub buildpacks: Vec<Buildpack>,
-    pub droplet_guid: String,
-    pub droplet_state: String,
+    pub(crate) instances: Option<u32>,
+    pub(crate) memory: Option<String>,
+    pub(crate) disk_quota: Option<String>,
+    pub(crate) processes: Vec<ProcessScale>,
+    pub(crate) stack: Option<String>,
+    pub(crate) buildpacks: Vec<Buildpack>,
+    pub(crate) droplet_guid: String,
+    pub(crate) droplet_state: String,
     /// Whether the droplet is still the app's current droplet (false after a later restage or push).
-    pub droplet_is_current: bool,
-    pub droplet_checksum: Option<Checksum>,
-    pub package_checksum: Option<Checksum>,
+    pub(crate) droplet_is_current: bool,
+    pub(crate) droplet_checksum: Option<Checksum>,
+    pub(crate) package_checksum: Option<Checksum>,
     /// The droplet's start commands by process type (what `out` needs to deploy the droplet elsewhere).
-    pub process_types: BTreeMap<String, String>,
-    pub routes: Vec<String>,
-    pub urls: Vec<String>,
-    pub env_names: Vec<String>,
-    pub services: Vec<String>,
-    pub staged_at: Option<String>,
+    pub(crate) process_types: BTreeMap<String, String>,
+    pub(crate) routes: Vec<String>,
+    pub(crate) urls: Vec<String>,
+    pub(crate) env_names: Vec<String>,
+    pub(crate) services: Vec<String>,
+    pub(crate) staged_at: Option<String>,
     /// When `out` made the droplet production; unknown for droplets deployed some other way.
-    pub deployed_at: Option<String>,
-    pub build: Option<Build>,
+    pub(crate) deployed_at: Option<String>,
+    pub(crate) build: Option<Build>,
 }
 
 /// The audit `out` recorded on the app, if it is about `droplet_guid` (a later push or restage by hand makes it
 /// describe an older droplet).
-pub fn audit_of(app: &App, droplet_guid: &str) -> Option<Audit> {
+pub(crate) fn audit_of(app: &App, droplet_guid: &str) -> Option<Audit> {
     Audit::from_annotations(&app.metadata.annotations).filter(|audit| audit.describes(droplet_guid))
 }
 
 impl Details {
-    pub fn new(seen: Observed<'_>) -> Details {
+    pub(crate) fn new(seen: Observed<'_>) -> Details {
         let Observed { version, app, organization, space, droplet, manifest, package_checksum, route_scheme } = seen;
         let audit = audit_of(app, &droplet.guid);
         let mut processes = manifest.process_scales();
@@ -160,12 +160,12 @@ impl Details {
     }
 
     /// The first production route's URL; empty for an app without routes.
-    pub fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         self.urls.first().map_or("", String::as_str)
     }
 
     /// The one-value files (name, contents) next to `metadata.json`, for scripts.
-    pub fn value_files(&self) -> [(&'static str, &str); 4] {
+    pub(crate) fn value_files(&self) -> [(&'static str, &str); 4] {
         [
             ("app_guid", &self.app_guid),
             ("droplet_guid", &self.droplet_guid),
@@ -176,7 +176,7 @@ impl Details {
 
     /// The short list shown on the build page: app, url, instances, memory, stack, deployed_at, build (each
     /// only when known).
-    pub fn ui_metadata(&self) -> Vec<MetadataField> {
+    pub(crate) fn ui_metadata(&self) -> Vec<MetadataField> {
         let fields = [
             ("app", Some(self.app_name.clone())),
             ("url", self.urls.first().cloned()),

@@ -3,5 +3,5 @@
 //! - [`production`]: which app serves production, found in one app list (journal-aware during a deploy).
 //! - [`details`]: what `in` reports about a version: `metadata.json`, the one-value files and the UI metadata.
 
-pub mod details;
-pub mod production;
+pub(crate) mod details;
+pub(crate) mod production;

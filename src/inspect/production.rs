@@ -21,7 +21,7 @@ use crate::record::{Journal, Phase};
 const PER_PAGE: u32 = 5000;
 
 /// The list query that fetches everything [`find`] needs in one request.
-pub fn query(source: &Source) -> ListParams {
+pub(crate) fn query(source: &Source) -> ListParams {
     ListParams::new()
         .filter("names", [source.names.production.clone(), source.names.green()])
         .include("space.organization")
@@ -30,7 +30,7 @@ pub fn query(source: &Source) -> ListParams {
 
 /// What serves production, according to the apps listed by [`query`].
 #[derive(Debug)]
-pub enum Production<'a> {
+pub(crate) enum Production<'a> {
     /// `<app>` exists in the source's space.
     Named(&'a App),
     /// `<app>` is missing and `<app>-green` has been swapped in; its journal's phase.
@@ -39,22 +39,13 @@ pub enum Production<'a> {
     Nothing(String),
 }
 
-impl Production<'_> {
-    pub fn app(&self) -> Option<&App> {
-        match self {
-            Production::Named(app) | Production::SwappedIn(app, _) => Some(app),
-            Production::Nothing(_) => None,
-        }
-    }
-}
-
 /// Whether two CF names are the same name (CF compares app, space and organization names ignoring case).
-pub fn same_name(a: &str, b: &str) -> bool {
+pub(crate) fn same_name(a: &str, b: &str) -> bool {
     a == b || a.to_lowercase() == b.to_lowercase()
 }
 
 /// Finds production among `listed` (the answer to [`query`]).
-pub fn find<'a>(listed: &'a Listed<App>, source: &Source) -> Result<Production<'a>> {
+pub(crate) fn find<'a>(listed: &'a Listed<App>, source: &Source) -> Result<Production<'a>> {
     let places = Places::from(listed)?;
     let in_space: Vec<&App> =
         listed.resources.iter().filter(|app| places.is_source_space(app.space_guid(), source)).collect::<Vec<_>>();
@@ -203,7 +194,10 @@ mod tests {
     }
 
     fn found_guid(listed: &Listed<App>) -> Option<String> {
-        find(listed, &source()).unwrap().app().map(|a| a.guid.clone())
+        match find(listed, &source()).unwrap() {
+            Production::Named(app) | Production::SwappedIn(app, _) => Some(app.guid.clone()),
+            Production::Nothing(_) => None,
+        }
     }
 
     #[test]
@@ -223,7 +217,7 @@ mod tests {
         for phase in [Phase::Swapped, Phase::Housekeeping] {
             let listed = listed(vec![app("green", "shop-green", "s-prod", journal(phase))]);
             let production = find(&listed, &source()).unwrap();
-            assert_eq!(production.app().map(|a| a.guid.as_str()), Some("green"));
+            assert_eq!(found_guid(&listed).as_deref(), Some("green"));
             assert!(matches!(production, Production::SwappedIn(_, p) if p == phase));
         }
     }

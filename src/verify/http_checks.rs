@@ -19,23 +19,17 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckOutcome {
     /// `GET /version`.
-    pub name: String,
-    pub attempts: u32,
+    pub(crate) name: String,
+    pub(crate) attempts: u32,
     /// The last status seen, if any response came back.
-    pub status: Option<u16>,
+    pub(crate) status: Option<u16>,
     /// Why the last attempt failed; `None` when the check passed.
-    pub failure: Option<String>,
-}
-
-impl CheckOutcome {
-    pub fn passed(&self) -> bool {
-        self.failure.is_none()
-    }
+    pub(crate) failure: Option<String>,
 }
 
 /// The check used when `params.verify` is empty: any answer from the app but a redirect (which is followed)
 /// or a server error.
-pub fn default_check() -> HttpCheck {
+pub(crate) fn default_check() -> HttpCheck {
     HttpCheck {
         path: "/".into(),
         method: "GET".into(),
@@ -49,7 +43,7 @@ pub fn default_check() -> HttpCheck {
 
 /// Runs `checks` against `route` one after another; each is retried every `retry_every` until it passes or
 /// `deadline`. Returns every outcome when all pass, else an error naming the first failing check.
-pub async fn run(
+pub(crate) async fn run(
     client: &RouteClient,
     route: &str,
     checks: &[HttpCheck],
@@ -333,7 +327,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(outcomes[0].attempts, 3);
-        assert!(outcomes[0].passed());
+        assert!(outcomes[0].failure.is_none());
     }
 
     #[tokio::test]

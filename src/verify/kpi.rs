@@ -15,24 +15,24 @@ use crate::config::Kpi;
 /// What one probe measured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeStats {
-    pub requests: u32,
+    pub(crate) requests: u32,
     /// Requests that got no response, a redirect to another host, or (after redirects on the route's host) a
     /// status outside 2xx/3xx.
-    pub errors: u32,
-    pub p50_ms: f64,
-    pub p95_ms: f64,
-    pub p99_ms: f64,
+    pub(crate) errors: u32,
+    pub(crate) p50_ms: f64,
+    pub(crate) p95_ms: f64,
+    pub(crate) p99_ms: f64,
     /// One example of what went wrong, when anything did.
-    pub first_error: Option<String>,
+    pub(crate) first_error: Option<String>,
 }
 
 impl ProbeStats {
-    pub fn error_rate(&self) -> f64 {
+    pub(crate) fn error_rate(&self) -> f64 {
         if self.requests == 0 { 0.0 } else { f64::from(self.errors) / f64::from(self.requests) }
     }
 
     /// `200 requests, 0.0% errors, p50 3.1 ms, p95 7.9 ms, p99 12.0 ms`.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         format!(
             "{} requests, {:.1}% errors, p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
             self.requests,
@@ -45,7 +45,7 @@ impl ProbeStats {
 }
 
 /// Sends `kpi.requests` GETs to `route`, `kpi.concurrency` at a time, cycling through `kpi.paths`.
-pub async fn probe(client: &RouteClient, route: &str, kpi: &Kpi) -> ProbeStats {
+pub(crate) async fn probe(client: &RouteClient, route: &str, kpi: &Kpi) -> ProbeStats {
     probe_urls(
         client,
         &kpi.paths.iter().map(|p| client.url(route, p)).collect::<Vec<_>>(),
@@ -56,7 +56,7 @@ pub async fn probe(client: &RouteClient, route: &str, kpi: &Kpi) -> ProbeStats {
 }
 
 /// The load loop behind [`probe`]: a fixed number of requests, so it always ends.
-pub async fn probe_urls(client: &RouteClient, urls: &[String], requests: u32, concurrency: u32) -> ProbeStats {
+pub(crate) async fn probe_urls(client: &RouteClient, urls: &[String], requests: u32, concurrency: u32) -> ProbeStats {
     if urls.is_empty() {
         return Samples::default().stats();
     }
@@ -140,7 +140,7 @@ fn percentile_ms(sorted: &[Duration], percentile: f64) -> f64 {
 
 /// Checks `candidate` against the gates of `kpi`; `production` (measured in the same run) is needed for the
 /// relative gate. Returns why it fails, naming the gate and both figures.
-pub fn evaluate(kpi: &Kpi, candidate: &ProbeStats, production: Option<&ProbeStats>) -> Result<(), String> {
+pub(crate) fn evaluate(kpi: &Kpi, candidate: &ProbeStats, production: Option<&ProbeStats>) -> Result<(), String> {
     let mut failures = Vec::new();
     if let Some(max) = kpi.max_error_rate
         && candidate.error_rate() > max

@@ -36,12 +36,12 @@ pub struct RouteClient {
 
 /// One request to a route.
 pub(crate) struct RouteRequest<'a> {
-    pub method: Method,
-    pub url: &'a str,
-    pub headers: &'a BTreeMap<String, String>,
-    pub body: Option<&'a str>,
+    pub(crate) method: Method,
+    pub(crate) url: &'a str,
+    pub(crate) headers: &'a BTreeMap<String, String>,
+    pub(crate) body: Option<&'a str>,
     /// Follow redirects on the route's host; when false a 3xx is the answer.
-    pub follow_redirects: bool,
+    pub(crate) follow_redirects: bool,
 }
 
 static NO_HEADERS: BTreeMap<String, String> = BTreeMap::new();
@@ -96,7 +96,7 @@ impl StdError for Unresolvable {}
 
 impl RouteClient {
     /// `request_timeout` bounds each request; `tls` is the same trust configuration as for the API.
-    pub async fn new(
+    pub(crate) async fn new(
         scheme: RouteScheme,
         router_address: Option<&str>,
         tls: rustls::ClientConfig,
@@ -138,7 +138,7 @@ impl RouteClient {
     }
 
     /// The URL of `path` on `route` (`host.domain` or `host.domain/prefix`).
-    pub fn url(&self, route: &str, path: &str) -> String {
+    pub(crate) fn url(&self, route: &str, path: &str) -> String {
         let route = route.trim_end_matches('/');
         let path = path.trim_start_matches('/');
         format!("{}://{route}/{path}", self.scheme.as_str())
@@ -310,7 +310,7 @@ pub(crate) fn shown_url(url: &Url) -> String {
 }
 
 /// Whether a response came from the router rather than the app (unknown route, no healthy backend).
-pub fn is_router_error(response: &reqwest::Response) -> bool {
+pub(crate) fn is_router_error(response: &reqwest::Response) -> bool {
     response.headers().contains_key("x-cf-routererror")
 }
 
@@ -342,12 +342,12 @@ pub(crate) mod test_support {
     }
 
     /// A TLS config for tests that only talk plain HTTP (it trusts no certificate).
-    pub fn plain_tls() -> rustls::ClientConfig {
+    pub(crate) fn plain_tls() -> rustls::ClientConfig {
         tls(rustls::RootCertStore::empty())
     }
 
     /// A TLS config trusting only the test CA that signed the loopback TLS server's certificate.
-    pub fn test_ca_tls() -> rustls::ClientConfig {
+    pub(crate) fn test_ca_tls() -> rustls::ClientConfig {
         let mut roots = rustls::RootCertStore::empty();
         let ca = CertificateDer::from_pem_slice(include_bytes!("testdata/route-ca.pem")).expect("test CA is PEM");
         roots.add(ca).expect("test CA is a usable trust anchor");

@@ -16,16 +16,16 @@ use crate::log;
 #[derive(Debug, Clone, Default)]
 pub struct SmokeEnv {
     /// `GREEN_URL`: the candidate's temporary route URL (empty for a `no-route` app).
-    pub green_url: String,
-    pub green_app: String,
-    pub green_app_guid: String,
+    pub(crate) green_url: String,
+    pub(crate) green_app: String,
+    pub(crate) green_app_guid: String,
     /// `PROD_URLS`: the production route URLs, comma separated.
-    pub prod_urls: Vec<String>,
-    pub cf_api: String,
-    pub cf_org: String,
-    pub cf_space: String,
+    pub(crate) prod_urls: Vec<String>,
+    pub(crate) cf_api: String,
+    pub(crate) cf_org: String,
+    pub(crate) cf_space: String,
     /// `ROUTER_ADDRESS`: `source.router_address`, when set (send route traffic there, keep the Host header).
-    pub router_address: Option<String>,
+    pub(crate) router_address: Option<String>,
 }
 
 impl SmokeEnv {
@@ -47,7 +47,7 @@ impl SmokeEnv {
 }
 
 /// The executable of `params.smoke_test.path`, checked before anything is deployed.
-pub fn resolve(put_dir: &Path, path: &str) -> Result<PathBuf> {
+pub(crate) fn resolve(put_dir: &Path, path: &str) -> Result<PathBuf> {
     let full = put_dir.join(path);
     let metadata = std::fs::metadata(&full).with_context(|| {
         format!("params.smoke_test.path {path} does not exist in the put inputs ({})", full.display())
@@ -63,7 +63,13 @@ pub fn resolve(put_dir: &Path, path: &str) -> Result<PathBuf> {
 }
 
 /// Runs `program args…` in `work_dir` with the deploy's env added; returns when it exits 0.
-pub async fn run(program: &Path, args: &[String], work_dir: &Path, env: &SmokeEnv, timeout: Duration) -> Result<()> {
+pub(crate) async fn run(
+    program: &Path,
+    args: &[String],
+    work_dir: &Path,
+    env: &SmokeEnv,
+    timeout: Duration,
+) -> Result<()> {
     let mut command = Command::new(program);
     command
         .args(args)

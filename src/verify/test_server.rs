@@ -11,19 +11,19 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-pub struct TestRequest {
-    pub method: String,
-    pub path: String,
-    pub host: String,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
+pub(crate) struct TestRequest {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) host: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
 }
 
 /// What the handler answers: a status and body, plus headers when the test needs them.
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
 }
 
 impl From<(u16, String)> for Reply {
@@ -63,17 +63,19 @@ impl Drop for Listening {
     }
 }
 
-pub struct TestServer {
+pub(crate) struct TestServer {
     listening: Listening,
     served: Arc<AtomicUsize>,
 }
 
 impl TestServer {
-    pub async fn start<R: Into<Reply>>(handler: impl Fn(&TestRequest) -> R + Send + Sync + 'static) -> TestServer {
+    pub(crate) async fn start<R: Into<Reply>>(
+        handler: impl Fn(&TestRequest) -> R + Send + Sync + 'static,
+    ) -> TestServer {
         TestServer::start_with_delay(Duration::ZERO, handler).await
     }
 
-    pub async fn start_with_delay<R: Into<Reply>>(
+    pub(crate) async fn start_with_delay<R: Into<Reply>>(
         delay: Duration,
         handler: impl Fn(&TestRequest) -> R + Send + Sync + 'static,
     ) -> TestServer {
@@ -102,21 +104,21 @@ impl TestServer {
     }
 
     /// `127.0.0.1:port`.
-    pub fn address(&self) -> String {
+    pub(crate) fn address(&self) -> String {
         self.listening.address.clone()
     }
 
-    pub fn served(&self) -> usize {
+    pub(crate) fn served(&self) -> usize {
         self.served.load(Ordering::SeqCst)
     }
 }
 
 /// Terminates TLS for `*.example.com` (signed by `testdata/route-ca.pem`) and relays each request's head to a
 /// backend [`TestServer`], then its answer back. A handshake that fails sends the client rustls's alert.
-pub struct TlsFront(Listening);
+pub(crate) struct TlsFront(Listening);
 
 impl TlsFront {
-    pub async fn start(backend: &str) -> TlsFront {
+    pub(crate) async fn start(backend: &str) -> TlsFront {
         let certs = CertificateDer::pem_slice_iter(include_bytes!("testdata/route-cert.pem"))
             .chain(CertificateDer::pem_slice_iter(include_bytes!("testdata/route-ca.pem")))
             .collect::<Result<Vec<_>, _>>()
@@ -142,11 +144,11 @@ impl TlsFront {
     }
 
     /// `127.0.0.1:port`.
-    pub fn address(&self) -> String {
+    pub(crate) fn address(&self) -> String {
         self.0.address.clone()
     }
 
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.0.address.rsplit_once(':').and_then(|(_, port)| port.parse().ok()).expect("host:port")
     }
 }
@@ -175,10 +177,10 @@ fn relay_tls(stream: std::net::TcpStream, config: Arc<rustls::ServerConfig>, bac
 }
 
 /// Answers every connection with the same bytes, whatever arrives (a server of another protocol).
-pub struct RawServer(Listening);
+pub(crate) struct RawServer(Listening);
 
 impl RawServer {
-    pub async fn start(answer: &'static [u8]) -> RawServer {
+    pub(crate) async fn start(answer: &'static [u8]) -> RawServer {
         RawServer(
             Listening::start(move |mut stream| async move {
                 let mut buffer = [0; 4096];
@@ -190,7 +192,7 @@ impl RawServer {
     }
 
     /// `127.0.0.1:port`.
-    pub fn address(&self) -> String {
+    pub(crate) fn address(&self) -> String {
         self.0.address.clone()
     }
 }
