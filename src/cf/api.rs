@@ -135,35 +135,35 @@ impl<K: Resource> Api<K> {
 /// first; `metadata`, `created_at`, `updated_at` and `links` last), its [`Resource`] path and its accessor
 /// on [`CfClient`] (`cf.apps()`). `resource!(@kind …)` declares only the path and the accessor.
 macro_rules! resource {
-    (@kind $name:ident at $path:literal, $accessor:ident) => {
+    (@kind $name:ident at $path:literal, $vis:vis $accessor:ident) => {
         impl $crate::cf::api::Resource for $name {
             const PATH: &'static str = $path;
         }
 
         impl $crate::cf::client::CfClient {
             #[doc = concat!("The typed API of `", $path, "`.")]
-            pub fn $accessor(&self) -> $crate::cf::api::Api<$name> {
+            $vis fn $accessor(&self) -> $crate::cf::api::Api<$name> {
                 self.api()
             }
         }
     };
     (
         $(#[$attr:meta])*
-        pub struct $name:ident at $path:literal, $accessor:ident {
-            $($(#[$field_attr:meta])* pub $field:ident: $ty:ty,)*
+        $vis:vis struct $name:ident at $path:literal, $accessor:ident {
+            $($(#[$field_attr:meta])* $field_vis:vis $field:ident: $ty:ty,)*
         }
     ) => {
         $(#[$attr])*
         #[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
-        pub struct $name {
+        $vis struct $name {
             pub guid: String,
-            $($(#[$field_attr])* pub $field: $ty,)*
+            $($(#[$field_attr])* $field_vis $field: $ty,)*
             #[serde(default, deserialize_with = "crate::cf::types::null_as_default")]
             pub metadata: $crate::cf::types::Metadata,
             #[serde(default)]
             pub created_at: Option<String>,
             #[serde(default)]
-            pub updated_at: Option<String>,
+            pub(crate) updated_at: Option<String>,
             #[serde(default, deserialize_with = "crate::cf::types::null_as_default")]
             pub links: $crate::cf::types::Links,
         }
@@ -174,7 +174,7 @@ macro_rules! resource {
             }
         }
 
-        $crate::cf::api::resource!(@kind $name at $path, $accessor);
+        $crate::cf::api::resource!(@kind $name at $path, $vis $accessor);
     };
 }
 pub(crate) use resource;

@@ -110,7 +110,7 @@ impl Api<App> {
     /// (`app_presenter.rb`, commit d543a66688); from an older one it is read with
     /// `GET /v3/apps/:guid/relationships/current_droplet` (404 "Droplet not found": none). No request when the
     /// app already says.
-    pub async fn with_current_droplet(&self, mut app: App) -> Result<App> {
+    pub(crate) async fn with_current_droplet(&self, mut app: App) -> Result<App> {
         if app.relationships.current_droplet.is_none() {
             let path = format!("{}/relationships/current_droplet", self.path_of(&app.guid));
             let found: Option<ToOne> = self.cf.get_opt(&path).await?;

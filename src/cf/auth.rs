@@ -21,7 +21,7 @@ use crate::cf::types::null_as_default;
 use crate::{log, redact};
 
 /// The longest time before expiry at which the token is refreshed (the CLI's margin).
-pub const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+pub(crate) const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 
 /// Where things are, from `GET /`.
 #[derive(Clone, Debug)]
@@ -99,9 +99,9 @@ pub struct TokenResponse {
     #[serde(default)]
     pub scope: Option<String>,
     #[serde(default)]
-    pub jti: Option<String>,
+    pub(crate) jti: Option<String>,
     #[serde(default)]
-    pub id_token: Option<String>,
+    pub(crate) id_token: Option<String>,
 }
 
 impl std::fmt::Debug for TokenResponse {
@@ -122,15 +122,15 @@ pub struct TokenClaims {
     #[serde(default)]
     pub iat: Option<i64>,
     #[serde(default)]
-    pub user_id: Option<String>,
+    pub(crate) user_id: Option<String>,
     #[serde(default)]
     pub user_name: Option<String>,
     #[serde(default)]
-    pub email: Option<String>,
+    pub(crate) email: Option<String>,
     #[serde(default)]
     pub client_id: Option<String>,
     #[serde(default)]
-    pub cid: Option<String>,
+    pub(crate) cid: Option<String>,
     #[serde(default)]
     pub grant_type: Option<String>,
     #[serde(default, deserialize_with = "null_as_default")]
@@ -138,11 +138,11 @@ pub struct TokenClaims {
     #[serde(default, deserialize_with = "null_as_default")]
     pub aud: Vec<String>,
     #[serde(default)]
-    pub iss: Option<String>,
+    pub(crate) iss: Option<String>,
     #[serde(default)]
     pub sub: Option<String>,
     #[serde(default)]
-    pub jti: Option<String>,
+    pub(crate) jti: Option<String>,
 }
 
 /// Decodes the payload of a JWT (base64url JSON between the two dots), without checking the signature: the
@@ -197,7 +197,7 @@ impl Token {
 
 /// How long before expiry to refresh: 60 s, or a third of the token's life for short-lived tokens (so a token
 /// that lives 30 s is not refreshed before every single request).
-pub fn refresh_margin(lifetime_secs: i64) -> i64 {
+pub(crate) fn refresh_margin(lifetime_secs: i64) -> i64 {
     (REFRESH_MARGIN.as_secs() as i64).min(lifetime_secs.max(0) / 3)
 }
 

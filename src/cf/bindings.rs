@@ -33,7 +33,7 @@ pub struct BindingRelationships {
     #[serde(default)]
     pub app: Option<ToOne>,
     #[serde(default)]
-    pub service_instance: ToOne,
+    pub(crate) service_instance: ToOne,
 }
 
 impl ServiceCredentialBinding {
@@ -69,7 +69,7 @@ impl Api<ServiceCredentialBinding> {
     }
 
     /// The binding of this app to this instance, if any.
-    pub async fn find_for(
+    pub(crate) async fn find_for(
         &self,
         app_guid: &str,
         service_instance_guid: &str,

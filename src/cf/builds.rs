@@ -39,9 +39,9 @@ resource! {
         #[serde(default)]
         pub staging_memory_in_mb: Option<u64>,
         #[serde(default)]
-        pub staging_disk_in_mb: Option<u64>,
+        pub(crate) staging_disk_in_mb: Option<u64>,
         #[serde(default)]
-        pub staging_log_rate_limit_bytes_per_second: Option<i64>,
+        pub(crate) staging_log_rate_limit_bytes_per_second: Option<i64>,
         #[serde(default)]
         pub created_by: Option<CreatedBy>,
         #[serde(default, deserialize_with = "null_as_default")]
@@ -60,7 +60,7 @@ impl Build {
 pub struct NewBuild {
     pub lifecycle: Option<Lifecycle>,
     pub staging_memory_in_mb: Option<u64>,
-    pub staging_disk_in_mb: Option<u64>,
+    pub(crate) staging_disk_in_mb: Option<u64>,
 }
 
 impl Api<Build> {

@@ -25,7 +25,7 @@ use crate::cf::trace::{Trace, TraceRecord};
 use crate::log;
 
 /// `cf-blue-green-resource/<version>`.
-pub const USER_AGENT: &str = concat!("cf-blue-green-resource/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT: &str = concat!("cf-blue-green-resource/", env!("CARGO_PKG_VERSION"));
 
 /// The typed Cloud Foundry client. Cheap to clone: clones share the connection pool, token and trace.
 ///
@@ -86,15 +86,15 @@ pub(crate) struct Req {
     pub target: Target,
     pub body: ReqBody,
     /// Safe to send again after a connection error or a 5xx.
-    pub idempotent: bool,
+    pub(crate) idempotent: bool,
     pub accept: &'static str,
-    pub basic_auth: Option<(String, String)>,
+    pub(crate) basic_auth: Option<(String, String)>,
     /// The total time for the request; `None` means the settings' `timeouts.request`.
     pub timeout: Option<Duration>,
     /// A streamed upload or download: no total time limit (the caller watches for stalls instead).
     pub stream: bool,
     /// Send the bearer token (CC and Log Cache) or not (`GET /`, UAA, blobstore redirects).
-    pub authenticated: bool,
+    pub(crate) authenticated: bool,
 }
 
 impl Req {
@@ -133,7 +133,7 @@ impl Req {
 #[derive(Debug)]
 pub(crate) struct Answer {
     pub status: StatusCode,
-    pub location: Option<String>,
+    pub(crate) location: Option<String>,
     pub body: Bytes,
     pub method: String,
     pub path: String,
@@ -376,7 +376,7 @@ impl CfClient {
     /// The request log (every request, retries included).
     /// The TLS trust configuration this client uses (system store plus `ca_cert`, or none with
     /// `skip_cert_check`), for other HTTPS clients of the same run.
-    pub fn tls_config(&self) -> rustls::ClientConfig {
+    pub(crate) fn tls_config(&self) -> rustls::ClientConfig {
         self.inner.core.tls.clone()
     }
 
@@ -393,7 +393,7 @@ impl CfClient {
         &self.inner.core.timeouts
     }
 
-    pub fn retry_policy(&self) -> &RetryPolicy {
+    pub(crate) fn retry_policy(&self) -> &RetryPolicy {
         &self.inner.core.retry
     }
 
@@ -447,12 +447,12 @@ impl CfClient {
     }
 
     /// `GET path?query` decoded as `T`.
-    pub async fn get_with<T: DeserializeOwned>(&self, path: &str, params: &ListParams) -> Result<T> {
+    pub(crate) async fn get_with<T: DeserializeOwned>(&self, path: &str, params: &ListParams) -> Result<T> {
         self.get(&params.apply(path)).await
     }
 
     /// `GET path`, with 404 as `None`.
-    pub async fn get_opt<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
+    pub(crate) async fn get_opt<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
         match self.get(path).await {
             Ok(found) => Ok(Some(found)),
             Err(e) if e.is_not_found() => Ok(None),
@@ -461,7 +461,7 @@ impl CfClient {
     }
 
     /// `GET path` as text with the given `Accept` (e.g. the app manifest as YAML).
-    pub async fn get_text(&self, path: &str, accept: &'static str) -> Result<String> {
+    pub(crate) async fn get_text(&self, path: &str, accept: &'static str) -> Result<String> {
         let mut req = Req::path(Method::GET, path);
         req.accept = accept;
         let answer = self.answer(&req).await?;
@@ -476,7 +476,7 @@ impl CfClient {
 
     /// `POST path` for actions that are safe to repeat (start, stop, scale, inserting route destinations,
     /// resource matching): retried like a GET.
-    pub async fn post_action<B: Serialize + ?Sized, T: DeserializeOwned>(
+    pub(crate) async fn post_action<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
         body: Option<&B>,
@@ -486,11 +486,6 @@ impl CfClient {
             req = req.json(body)?;
         }
         self.answer(&req).await?.json()
-    }
-
-    /// `POST path` without a body for an action whose answer is of no interest (retried like a GET).
-    pub async fn post_action_ignoring_body(&self, path: &str) -> Result<()> {
-        self.answer(&Req::path(Method::POST, path).idempotent(true)).await.map(drop)
     }
 
     /// `PATCH path` with a JSON body (sets values, so it is retried).
@@ -575,7 +570,7 @@ fn with_default_scheme(proxy: &str) -> String {
 }
 
 /// Decodes an `X-Cf-Warnings` header: comma-separated, each warning URL-encoded (`+` for spaces).
-pub fn decode_warnings(header: &str) -> Vec<String> {
+pub(crate) fn decode_warnings(header: &str) -> Vec<String> {
     header
         .split(',')
         .map(|w| w.trim().replace('+', " "))

@@ -15,7 +15,7 @@ resource! {
         pub internal: bool,
         /// Non-null for tcp domains.
         #[serde(default)]
-        pub router_group: Option<serde_json::Value>,
+        pub(crate) router_group: Option<serde_json::Value>,
         #[serde(default, deserialize_with = "null_as_default")]
         pub supported_protocols: Vec<String>,
         #[serde(default, deserialize_with = "null_as_default")]

@@ -37,7 +37,7 @@ resource! {
         #[serde(default)]
         pub lifecycle: Option<Lifecycle>,
         #[serde(default)]
-        pub execution_metadata: Option<String>,
+        pub(crate) execution_metadata: Option<String>,
         /// e.g. `{"web": "bundle exec rackup config.ru -p $PORT"}`; `null` while copying.
         #[serde(default, deserialize_with = "lenient_string_map")]
         pub process_types: BTreeMap<String, String>,
@@ -60,9 +60,9 @@ pub struct DropletBuildpack {
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
-    pub buildpack_name: Option<String>,
+    pub(crate) buildpack_name: Option<String>,
     #[serde(default)]
-    pub detect_output: Option<String>,
+    pub(crate) detect_output: Option<String>,
     #[serde(default)]
     pub version: Option<String>,
 }

@@ -46,7 +46,7 @@ pub struct CfError {
     /// The request path, without the query string.
     pub path: String,
     /// `X-Vcap-Request-Id`, for CF operators.
-    pub request_id: Option<String>,
+    pub(crate) request_id: Option<String>,
     /// Any further entries of `errors[]`.
     pub more: Vec<ApiError>,
 }
@@ -113,12 +113,12 @@ impl CfError {
         }
     }
 
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         self.status == Some(404)
     }
 
     /// 401 `CF-InvalidAuthToken` (1000): the token expired or was rejected; refreshing may help.
-    pub fn is_invalid_auth_token(&self) -> bool {
+    pub(crate) fn is_invalid_auth_token(&self) -> bool {
         self.status == Some(401) && (self.code == Some(1000) || self.title == "CF-InvalidAuthToken")
     }
 
@@ -232,13 +232,13 @@ impl Error {
         self.cf().and_then(|e| e.status)
     }
 
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         self.cf().is_some_and(CfError::is_not_found)
     }
 
     /// True when a non-idempotent request may or may not have been carried out: the connection broke after the
     /// request was sent, it timed out, or the server answered 5xx. Callers look before they create again.
-    pub fn is_ambiguous(&self) -> bool {
+    pub(crate) fn is_ambiguous(&self) -> bool {
         match self {
             Error::Transport { ambiguous, .. } => *ambiguous,
             Error::Cf(e) => e.status.is_some_and(|s| s >= 500),
@@ -301,16 +301,13 @@ mod tests {
 
     #[test]
     fn every_form_cc_answers_a_taken_name_with_is_recognised() {
+        const TCP_ROUTE_TAKEN: &str = "Route already exists with port '1024' for domain 'tcp.d.com'.";
+        const BROKER_LIMIT: &str = "Service broker concurrent request limit exceeded";
         let taken = [
             cf_error(422, 10016, "CF-UniquenessError", "App with the name 'x' already exists."),
             cf_error(422, 10008, "CF-UnprocessableEntity", "App with the name 'x' already exists."),
             cf_error(422, 10008, "CF-UnprocessableEntity", "Route already exists with host 'x' for domain 'd.com'."),
-            cf_error(
-                422,
-                10008,
-                "CF-UnprocessableEntity",
-                "Route already exists with port '1024' for domain 'tcp.d.com'.",
-            ),
+            cf_error(422, 10008, "CF-UnprocessableEntity", TCP_ROUTE_TAKEN),
             cf_error(400, 100002, "CF-AppNameTaken", "The app name is taken: x"),
             cf_error(400, 210003, "CF-RouteHostTaken", "The host is taken: x"),
         ];
@@ -318,12 +315,7 @@ mod tests {
             assert!(e.is_name_taken(), "{e}");
         }
         let not_taken = [
-            cf_error(
-                429,
-                10016,
-                "CF-ServiceBrokerRateLimitExceeded",
-                "Service broker concurrent request limit exceeded",
-            ),
+            cf_error(429, 10016, "CF-ServiceBrokerRateLimitExceeded", BROKER_LIMIT),
             cf_error(422, 10008, "CF-UnprocessableEntity", "Lifecycle type cannot be changed from buildpack to docker"),
             cf_error(400, 1001, "CF-MessageParseError", "Request invalid due to parse error"),
         ];

@@ -34,9 +34,9 @@ pub struct Job {
     #[serde(default)]
     pub created_at: Option<String>,
     #[serde(default)]
-    pub updated_at: Option<String>,
+    pub(crate) updated_at: Option<String>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub links: Links,
 }
 
-resource!(@kind Job at "/v3/jobs", jobs);
+resource!(@kind Job at "/v3/jobs", pub jobs);

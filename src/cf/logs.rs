@@ -16,7 +16,7 @@ use crate::cf::error::{Error, Result};
 use crate::log;
 
 /// Log Cache's largest page.
-pub const MAX_LIMIT: u32 = 1000;
+pub(crate) const MAX_LIMIT: u32 = 1000;
 
 /// How often [`Logs::follow_while`] polls.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(1000);
@@ -34,7 +34,7 @@ pub struct LogLine {
     /// Nanoseconds since the epoch.
     pub timestamp: i64,
     /// `STG`, `APP/PROC/WEB`, `API`, `CELL`, `RTR`, ….
-    pub source_type: String,
+    pub(crate) source_type: String,
     /// The instance index (`"0"`), or empty.
     pub instance: String,
     pub stream: LogStream,
@@ -108,7 +108,7 @@ fn int_or_string<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<i64, D:
 }
 
 /// Decodes a Log Cache read answer into log lines (non-log envelopes are skipped), in the order given.
-pub fn decode_envelopes(body: &[u8]) -> std::result::Result<Vec<LogLine>, serde_json::Error> {
+pub(crate) fn decode_envelopes(body: &[u8]) -> std::result::Result<Vec<LogLine>, serde_json::Error> {
     let response: ReadResponse = serde_json::from_slice(body)?;
     Ok(response
         .envelopes
@@ -237,7 +237,7 @@ pub struct LogFollower {
 
 impl LogFollower {
     /// The lines that arrived since the last poll, oldest first (reads further pages when a page is full).
-    pub async fn poll(&mut self) -> Result<Vec<LogLine>> {
+    pub(crate) async fn poll(&mut self) -> Result<Vec<LogLine>> {
         let mut out = Vec::new();
         for _ in 0..10 {
             let mut lines = self.logs.read(&self.source_id, self.next, MAX_LIMIT, false).await?;

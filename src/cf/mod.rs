@@ -14,12 +14,12 @@
 //!   [`resource_matches`], [`builds`], [`droplets`], [`processes`], [`service_instances`],
 //!   [`bindings`], [`manifests`], [`jobs`], [`logs`], [`quotas`], plus [`root`] for the discovery documents.
 
-pub mod api;
+pub(crate) mod api;
 pub mod apps;
 pub mod auth;
 pub mod bindings;
 pub mod builds;
-pub mod client;
+pub(crate) mod client;
 pub mod domains;
 pub mod droplets;
 pub mod error;
@@ -32,24 +32,24 @@ pub mod paginate;
 pub mod processes;
 pub mod quotas;
 pub mod resource_matches;
-pub mod retry;
+pub(crate) mod retry;
 pub mod root;
 pub mod routes;
-pub mod service_instances;
-pub mod settings;
+pub(crate) mod service_instances;
+pub(crate) mod settings;
 pub mod spaces;
 mod tls;
-pub mod trace;
+pub(crate) mod trace;
 mod transfers;
 pub mod types;
-pub mod wait;
+pub(crate) mod wait;
 
 pub use api::{Api, Resource};
 pub use client::CfClient;
-pub use error::{ApiError, CfError, Error, Result};
-pub use paginate::{ListParams, Listed};
+pub use error::{CfError, Error, Result};
+pub use paginate::ListParams;
+pub(crate) use paginate::Listed;
 pub use resource_matches::FileResource;
 pub use retry::RetryPolicy;
-pub use settings::{Credentials, ProxySettings, Settings, Timeouts};
-pub use trace::{Trace, TraceRecord};
+pub use settings::{Credentials, ProxySettings, Settings};
 pub use wait::{Poll, Wait};

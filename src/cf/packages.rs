@@ -89,7 +89,7 @@ impl Api<Package> {
     }
 
     /// `POST /v3/packages` type docker (READY at once). The registry password is registered for redaction.
-    pub async fn create_docker(
+    pub(crate) async fn create_docker(
         &self,
         app_guid: &str,
         image: &str,

@@ -67,7 +67,7 @@ impl ListParams {
     }
 
     /// `order_by=created_at` or `-created_at`.
-    pub fn order_by(self, key: impl AsRef<str>) -> Self {
+    pub(crate) fn order_by(self, key: impl AsRef<str>) -> Self {
         self.param("order_by", key)
     }
 
@@ -76,7 +76,7 @@ impl ListParams {
     }
 
     /// `a=1&b=x,y`.
-    pub fn to_query(&self) -> String {
+    pub(crate) fn to_query(&self) -> String {
         self.pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
     }
 
@@ -96,8 +96,6 @@ impl ListParams {
 pub struct Pagination {
     #[serde(default)]
     pub total_results: Option<u64>,
-    #[serde(default)]
-    pub total_pages: Option<u64>,
     #[serde(default)]
     pub first: Option<Link>,
     #[serde(default)]
@@ -176,7 +174,7 @@ impl<T> Default for Listed<T> {
 impl CfClient {
     /// Every object of a list endpoint: follows `pagination.next.href` until it is `null`, merging
     /// `included`. Use `per_page` in `params` to choose the page size (CF's default is 50, max 5000).
-    pub async fn list_all<T: DeserializeOwned>(&self, path: &str, params: &ListParams) -> Result<Listed<T>> {
+    pub(crate) async fn list_all<T: DeserializeOwned>(&self, path: &str, params: &ListParams) -> Result<Listed<T>> {
         let mut target = Target::Path(params.apply(path));
         let mut listed = Listed::default();
         let mut seen = HashSet::new();

@@ -23,9 +23,9 @@ resource! {
         #[serde(default)]
         pub memory_in_mb: Option<u64>,
         #[serde(default)]
-        pub disk_in_mb: Option<u64>,
+        pub(crate) disk_in_mb: Option<u64>,
         #[serde(default)]
-        pub log_rate_limit_in_bytes_per_second: Option<i64>,
+        pub(crate) log_rate_limit_in_bytes_per_second: Option<i64>,
         #[serde(default)]
         pub health_check: Option<HealthCheck>,
         /// Newer CC versions only.
@@ -44,7 +44,7 @@ pub struct ProcessRelationships {
     #[serde(default)]
     pub app: ToOne,
     #[serde(default)]
-    pub revision: Option<ToOne>,
+    pub(crate) revision: Option<ToOne>,
 }
 
 /// `{"type":"http","data":{"endpoint":"/health","timeout":120,"invocation_timeout":5,"interval":10}}`.
@@ -63,9 +63,9 @@ pub struct HealthCheckData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub invocation_timeout: Option<u32>,
+    pub(crate) invocation_timeout: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interval: Option<u32>,
+    pub(crate) interval: Option<u32>,
     /// http checks only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
@@ -122,15 +122,15 @@ pub struct InstanceStats {
     pub uptime: Option<u64>,
     /// Placement or crash reason.
     #[serde(default)]
-    pub details: Option<String>,
+    pub(crate) details: Option<String>,
     #[serde(default)]
     pub usage: Option<InstanceUsage>,
     #[serde(default)]
     pub host: Option<String>,
     #[serde(default)]
-    pub instance_guid: Option<String>,
+    pub(crate) instance_guid: Option<String>,
     #[serde(default)]
-    pub instance_internal_ip: Option<String>,
+    pub(crate) instance_internal_ip: Option<String>,
     #[serde(default)]
     pub instance_ports: Option<Vec<InstancePort>>,
     #[serde(default)]
@@ -138,11 +138,11 @@ pub struct InstanceStats {
     #[serde(default)]
     pub disk_quota: Option<u64>,
     #[serde(default)]
-    pub fds_quota: Option<u64>,
+    pub(crate) fds_quota: Option<u64>,
     #[serde(default)]
-    pub log_rate_limit: Option<i64>,
+    pub(crate) log_rate_limit: Option<i64>,
     #[serde(default)]
-    pub isolation_segment: Option<String>,
+    pub(crate) isolation_segment: Option<String>,
 }
 
 impl InstanceStats {
@@ -159,15 +159,15 @@ pub struct InstanceUsage {
     #[serde(default)]
     pub time: Option<String>,
     #[serde(default)]
-    pub cpu: Option<f64>,
+    pub(crate) cpu: Option<f64>,
     #[serde(default)]
-    pub cpu_entitlement: Option<f64>,
+    pub(crate) cpu_entitlement: Option<f64>,
     #[serde(default)]
     pub mem: Option<u64>,
     #[serde(default)]
-    pub disk: Option<u64>,
+    pub(crate) disk: Option<u64>,
     #[serde(default)]
-    pub log_rate: Option<u64>,
+    pub(crate) log_rate: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -177,9 +177,9 @@ pub struct InstancePort {
     #[serde(default)]
     pub internal: Option<u32>,
     #[serde(default)]
-    pub external_tls_proxy_port: Option<u32>,
+    pub(crate) external_tls_proxy_port: Option<u32>,
     #[serde(default)]
-    pub internal_tls_proxy_port: Option<u32>,
+    pub(crate) internal_tls_proxy_port: Option<u32>,
 }
 
 /// `{"resources":[…]}` (not paginated).

@@ -38,7 +38,7 @@ pub struct QuotaApps {
     #[serde(default)]
     pub per_process_memory_in_mb: Option<u64>,
     #[serde(default)]
-    pub total_instances: Option<u64>,
+    pub(crate) total_instances: Option<u64>,
 }
 
 /// `GET /v3/organizations/:guid/usage_summary` and `GET /v3/spaces/:guid/usage_summary`. Fixtures:

@@ -11,7 +11,7 @@ use crate::cf::error::Result;
 use crate::cf::types::null_as_default;
 
 /// CF's limit of resources per matching request.
-pub const MAX_BATCH: usize = 5000;
+pub(crate) const MAX_BATCH: usize = 5000;
 
 /// A file as CF's resource matching and package upload describe it:
 /// `{"checksum":{"value":"<sha1 hex>"},"size_in_bytes":N,"path":"dir/file","mode":"644"}`.

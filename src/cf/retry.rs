@@ -50,7 +50,7 @@ impl RetryPolicy {
 
     /// The wait before try number `attempt + 1` (after `attempt` failures): exponential, capped, with jitter in
     /// the upper half so concurrent clients spread out. Always within `[cap/2, cap]`.
-    pub fn backoff(&self, attempt: u32) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let exp = attempt.saturating_sub(1).min(20);
         let cap = self.base_delay.saturating_mul(1u32 << exp).min(self.max_delay);
         let half = cap / 2;
@@ -58,7 +58,7 @@ impl RetryPolicy {
     }
 
     /// The wait a `Retry-After` value asks for, bounded by `max_retry_after`.
-    pub fn retry_after(&self, header: &str) -> Option<Duration> {
+    pub(crate) fn retry_after(&self, header: &str) -> Option<Duration> {
         parse_retry_after(header, SystemTime::now()).map(|d| d.min(self.max_retry_after))
     }
 
@@ -81,13 +81,13 @@ impl RetryPolicy {
 
 /// Statuses worth retrying for an idempotent request: 429 and 5xx except "not implemented" and "version not
 /// supported".
-pub fn is_retryable_status(status: u16) -> bool {
+pub(crate) fn is_retryable_status(status: u16) -> bool {
     status == 429 || ((500..600).contains(&status) && status != 501 && status != 505)
 }
 
 /// Parses `Retry-After`: delta seconds (`120`) or an HTTP date (`Wed, 21 Oct 2015 07:28:00 GMT`). A date in the
 /// past means "now".
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -114,7 +114,7 @@ impl CfClient {
     /// object may exist, so `find` looks for it (by name within the space, or by a label the create set) and
     /// only if it is absent does `create` run again, within the retry budget. Clear failures (4xx) are returned
     /// at once.
-    pub async fn create_or_find<T, C, CFut, F, FFut>(&self, what: &str, create: C, find: F) -> Result<T>
+    pub(crate) async fn create_or_find<T, C, CFut, F, FFut>(&self, what: &str, create: C, find: F) -> Result<T>
     where
         C: Fn() -> CFut,
         CFut: Future<Output = Result<T>>,

@@ -95,13 +95,13 @@ pub struct Info {
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
-    pub osbapi_version: Option<String>,
+    pub(crate) osbapi_version: Option<String>,
     #[serde(default)]
     pub cli_version: Option<CliVersion>,
     #[serde(default)]
     pub rate_limits: Option<RateLimits>,
     #[serde(default)]
-    pub custom: Option<serde_json::Value>,
+    pub(crate) custom: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -109,7 +109,7 @@ pub struct CliVersion {
     #[serde(default)]
     pub minimum: Option<String>,
     #[serde(default)]
-    pub recommended: Option<String>,
+    pub(crate) recommended: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -119,7 +119,7 @@ pub struct RateLimits {
     #[serde(default)]
     pub general_limit: Option<u64>,
     #[serde(default)]
-    pub reset_interval_in_minutes: Option<u64>,
+    pub(crate) reset_interval_in_minutes: Option<u64>,
 }
 
 impl CfClient {

@@ -95,7 +95,7 @@ pub struct Destination {
     #[serde(default)]
     pub created_at: Option<String>,
     #[serde(default)]
-    pub updated_at: Option<String>,
+    pub(crate) updated_at: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -173,7 +173,7 @@ pub struct NewRoute {
 pub struct RouteFilter {
     pub hosts: Vec<String>,
     pub paths: Vec<String>,
-    pub domain_guids: Vec<String>,
+    pub(crate) domain_guids: Vec<String>,
     pub space_guids: Vec<String>,
     pub app_guids: Vec<String>,
     pub label_selector: Option<String>,

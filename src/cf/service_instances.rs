@@ -29,7 +29,7 @@ pub struct ServiceInstanceRelationships {
     #[serde(default)]
     pub space: ToOne,
     #[serde(default)]
-    pub service_plan: Option<ToOne>,
+    pub(crate) service_plan: Option<ToOne>,
 }
 
 /// `last_operation` of an instance or binding: `{type: create|update|delete, state: initial|in progress|succeeded|failed}`.
@@ -44,7 +44,7 @@ pub struct LastOperation {
     #[serde(default)]
     pub created_at: Option<String>,
     #[serde(default)]
-    pub updated_at: Option<String>,
+    pub(crate) updated_at: Option<String>,
 }
 
 impl Api<ServiceInstance> {

@@ -19,7 +19,7 @@ pub enum Credentials {
 
 impl Credentials {
     /// Who is logging in, for messages: `user 'admin'` or `client 'deployer'`. Never the secret.
-    pub fn who(&self) -> String {
+    pub(crate) fn who(&self) -> String {
         match self {
             Credentials::Password { username, .. } => format!("user '{username}'"),
             Credentials::Client { id, .. } => format!("client '{id}'"),
@@ -87,13 +87,13 @@ impl ProxySettings {
     }
 
     /// Reads `http_proxy`, `https_proxy` and `no_proxy` from the process environment.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// Like [`from_env`](Self::from_env) over any variable lookup (so it can be tested without touching the
     /// process environment). Lowercase wins over uppercase; empty values count as unset.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let get = |lower: &str, upper: &str| {
             lookup(lower).filter(|v| !v.trim().is_empty()).or_else(|| lookup(upper).filter(|v| !v.trim().is_empty()))
         };
@@ -142,7 +142,7 @@ impl Settings {
     }
 
     /// Applies the operator knobs from the process environment (see [`Settings::apply_knobs`]).
-    pub fn apply_env_knobs(&mut self) -> Result<(), String> {
+    pub(crate) fn apply_env_knobs(&mut self) -> Result<(), String> {
         self.apply_knobs(|name| std::env::var(name).ok())
     }
 
@@ -154,7 +154,7 @@ impl Settings {
     ///
     /// Values are durations like `1s` or `250ms`; empty means unset. The retry budget itself never changes. The
     /// proof suite makes them small to inject request timeouts and exhaust retries in seconds.
-    pub fn apply_knobs(&mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+    pub(crate) fn apply_knobs(&mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<(), String> {
         let read = |name: &str| -> Result<Option<Duration>, String> {
             match lookup(name).filter(|v| !v.trim().is_empty()) {
                 None => Ok(None),

@@ -19,8 +19,8 @@ use crate::log;
 /// A file sent as a streamed multipart part.
 pub(crate) struct FilePart<'a> {
     pub field: &'static str,
-    pub filename: &'static str,
-    pub mime: &'static str,
+    pub(crate) filename: &'static str,
+    pub(crate) mime: &'static str,
     pub path: &'a Path,
 }
 

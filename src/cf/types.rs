@@ -17,7 +17,7 @@ pub struct Link {
 }
 
 /// The `links` object. Some entries are `null` (e.g. `credhub` in the root document).
-pub type Links = BTreeMap<String, Option<Link>>;
+pub(crate) type Links = BTreeMap<String, Option<Link>>;
 
 /// Labels and annotations as CF returns them.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -204,7 +204,7 @@ pub struct CreatedBy {
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
-    pub email: Option<String>,
+    pub(crate) email: Option<String>,
 }
 
 /// Reads `null` as the type's default (CF sends `null` for some empty maps and lists).

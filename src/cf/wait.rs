@@ -48,7 +48,7 @@ impl<'a> Wait<'a> {
 
     /// Called after each poll that was not ready, with the poll count and the time waited so far (for
     /// progress lines).
-    pub fn on_poll(mut self, callback: impl FnMut(u32, Duration) + Send + 'a) -> Self {
+    pub(crate) fn on_poll(mut self, callback: impl FnMut(u32, Duration) + Send + 'a) -> Self {
         self.on_poll = Some(Box::new(callback));
         self
     }
@@ -106,7 +106,7 @@ impl<K: Resource> Api<K> {
 impl CfClient {
     /// Polls the job at `job_url` until COMPLETE (returned) or FAILED (its first error as a [`CfError`] tied to
     /// `method path`, the request that started it), within `timeout`. Job warnings are printed.
-    pub async fn wait_for_job(&self, job_url: &Url, method: &str, path: &str, timeout: Duration) -> Result<Job> {
+    pub(crate) async fn wait_for_job(&self, job_url: &Url, method: &str, path: &str, timeout: Duration) -> Result<Job> {
         let what = format!("the job started by {method} {path}");
         let job = Wait::new(what, timeout)
             .until(|| async {
