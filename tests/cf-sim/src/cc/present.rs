@@ -183,11 +183,6 @@ pub(crate) const CLEAR_BUILDPACK_CACHE_SINCE: CcApiVersion = CcApiVersion(3, 171
 /// The first CC API version whose builds have `staging_log_rate_limit_bytes_per_second` (commit 6d3e2e8fe1).
 pub(crate) const BUILD_LOG_RATE_SINCE: CcApiVersion = CcApiVersion(3, 126, 0);
 
-/// An app as the newest CC renders it.
-pub fn app(base: &str, app: &App) -> Value {
-    app_at(base, CcApiVersion::LATEST, app)
-}
-
 /// An app as CC `version` renders it (app/presenters/v3/app_presenter.rb).
 pub(crate) fn app_at(base: &str, version: CcApiVersion, app: &App) -> Value {
     let g = &app.common.guid;

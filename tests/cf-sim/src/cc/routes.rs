@@ -422,7 +422,8 @@ fn destination_errors(list: Option<&Value>, replace: bool, protocols: bool) -> V
             error("must have an \"app\".");
             continue;
         };
-        let allowed: &[&str] = if protocols { &["app", "weight", "port", "protocol"] } else { &["app", "weight", "port"] };
+        let allowed: &[&str] =
+            if protocols { &["app", "weight", "port", "protocol"] } else { &["app", "weight", "port"] };
         if dst.keys().any(|k| !allowed.contains(&k.as_str())) {
             error(if protocols {
                 "must have only \"app\" and optionally \"weight\", \"port\" or \"protocol\"."

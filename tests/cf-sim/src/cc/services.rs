@@ -314,7 +314,7 @@ async fn list_bindings(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiRe
             let apps: Vec<Value> = page
                 .iter()
                 .filter_map(|b| state.apps.get(&b.app_guid))
-                .map(|a| present::app(&ctx.urls.api, a))
+                .map(|a| present::app_at(&ctx.urls.api, ctx.config.cc_api_version, a))
                 .collect();
             included.insert("apps".into(), json!(dedup(apps)));
         }
