@@ -18,7 +18,7 @@ use crate::redact;
 /// What to do with a candidate that failed before the swap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
-pub enum OnFailure {
+pub(crate) enum OnFailure {
     /// Delete it (its recent logs are printed first).
     #[default]
     Delete,
@@ -62,7 +62,7 @@ pub(crate) struct HealthCheck {
 /// production route>`), e.g. an internal or test-only domain.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GreenRoute {
+pub(crate) struct GreenRoute {
     pub(crate) host: Option<String>,
     pub(crate) domain: Option<String>,
 }

@@ -10,7 +10,7 @@ use crate::redact;
 
 /// The names of the apps a deploy juggles (see the deploy design: production, candidate, previous, failed).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppNames {
+pub(crate) struct AppNames {
     pub(crate) production: String,
     pub(crate) green_suffix: String,
     pub(crate) previous_suffix: String,
@@ -50,7 +50,7 @@ pub struct Source {
 /// The scheme app routes are reached with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum RouteScheme {
+pub(crate) enum RouteScheme {
     #[default]
     Https,
     Http,

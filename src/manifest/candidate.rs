@@ -14,26 +14,26 @@ const CLIENT_SIDE_KEYS: &[&str] =
 /// What the candidate's manifest is made from, besides the user's manifest.
 #[derive(Debug, Default)]
 pub(crate) struct Candidate<'a> {
-    pub name: &'a str,
+    pub(crate) name: &'a str,
     /// `host.domain` of the temporary route, or `None` for a `no-route` app.
-    pub temporary_route: Option<&'a str>,
+    pub(crate) temporary_route: Option<&'a str>,
     /// Production's user-set env vars (so values set with `cf set-env` survive the deploy).
-    pub inherited_env: BTreeMap<String, String>,
+    pub(crate) inherited_env: BTreeMap<String, String>,
     /// `params.environment_variables` (and the secret ones): they win over everything.
-    pub param_env: BTreeMap<String, String>,
+    pub(crate) param_env: BTreeMap<String, String>,
     /// Production's `services` entries (with their binding names); those the manifest does not list are added.
-    pub inherited_services: Vec<Value>,
+    pub(crate) inherited_services: Vec<Value>,
     /// Production's web scale, for whatever of it the manifest leaves unset (so a 10-instance app never swaps
     /// to 1 instance).
-    pub inherited_web_scale: Option<ProcessScale>,
-    pub health_check: Option<&'a HealthCheck>,
-    pub docker_image: Option<&'a str>,
-    pub docker_username: Option<&'a str>,
+    pub(crate) inherited_web_scale: Option<ProcessScale>,
+    pub(crate) health_check: Option<&'a HealthCheck>,
+    pub(crate) docker_image: Option<&'a str>,
+    pub(crate) docker_username: Option<&'a str>,
     /// The lifecycle type the candidate app was created with ([`DOCKER`], [`CNB`] or [`BUILDPACK`]): the
     /// manifest must not ask for another (CC: "Lifecycle type cannot be changed", `app_update.rb`), nor name
     /// buildpacks or a stack beside `docker` ("Cannot specify both buildpack(s) and docker keys",
     /// `app_manifest_message.rb`), as CC's generated manifest of the other kind of app would.
-    pub lifecycle: &'a str,
+    pub(crate) lifecycle: &'a str,
 }
 
 impl AppManifest {

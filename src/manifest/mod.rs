@@ -26,7 +26,7 @@ pub(crate) use vars::Vars;
 
 /// One application of a manifest, with vars resolved.
 #[derive(Debug, Clone)]
-pub struct AppManifest {
+pub(crate) struct AppManifest {
     /// Where it came from, for error messages ("manifest ci/manifest.yml", "the manifest of myapp").
     origin: String,
     app: Map<String, Value>,

@@ -138,14 +138,14 @@ impl AppManifest {
 /// How many instances of a process type run, how big each is (manifest notation: `256M`, `1G`), and a start
 /// command set on it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct ProcessScale {
+pub(crate) struct ProcessScale {
     #[serde(rename = "type")]
-    pub kind: String,
-    pub instances: Option<u32>,
-    pub memory: Option<String>,
-    pub disk_quota: Option<String>,
+    pub(crate) kind: String,
+    pub(crate) instances: Option<u32>,
+    pub(crate) memory: Option<String>,
+    pub(crate) disk_quota: Option<String>,
     /// A start command set on the process (else the droplet's process type runs).
-    pub command: Option<String>,
+    pub(crate) command: Option<String>,
 }
 
 impl ProcessScale {

@@ -17,7 +17,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// How one check ended, for the log and the put's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckOutcome {
+pub(crate) struct CheckOutcome {
     /// `GET /version`.
     pub(crate) name: String,
     pub(crate) attempts: u32,

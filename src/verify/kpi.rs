@@ -14,7 +14,7 @@ use crate::config::Kpi;
 
 /// What one probe measured.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProbeStats {
+pub(crate) struct ProbeStats {
     pub(crate) requests: u32,
     /// Requests that got no response, a redirect to another host, or (after redirects on the route's host) a
     /// status outside 2xx/3xx.

@@ -24,7 +24,7 @@ pub(crate) const MAX_REDIRECTS: usize = 5;
 
 /// A client for requests to app routes (`host.domain[/path]`).
 #[derive(Clone)]
-pub struct RouteClient {
+pub(crate) struct RouteClient {
     /// For URLs of the configured scheme (through `router_address` when set).
     http: reqwest::Client,
     /// With `router_address`, for a redirect to the other scheme: the router's host at that scheme's port.

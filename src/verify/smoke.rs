@@ -14,7 +14,7 @@ use crate::log;
 
 /// What the smoke test is told about the deploy, as environment variables.
 #[derive(Debug, Clone, Default)]
-pub struct SmokeEnv {
+pub(crate) struct SmokeEnv {
     /// `GREEN_URL`: the candidate's temporary route URL (empty for a `no-route` app).
     pub(crate) green_url: String,
     pub(crate) green_app: String,
