@@ -10,8 +10,9 @@ use std::time::Instant;
 use cf_sim::{Fault, FaultAction, Sim};
 use serde_json::{Value, json};
 
+use crate::util::archive::zip_dir;
 use crate::util::deploy::{BUILD_ENV, PutDir, deploy, manifest};
-use crate::util::sim::{sample_app_dir, source, start_sim_with, zip_dir};
+use crate::util::sim::{sample_app_dir, source, start_sim_with};
 use crate::util::{run_resource, summary};
 
 /// Which foundation a case runs against.
@@ -31,8 +32,10 @@ struct Case {
     /// argv[1]; `None` for check, the put or get directory otherwise.
     dir: Option<String>,
     env: Vec<(&'static str, String)>,
-    /// Part of the error line.
-    expect: String,
+    /// Parts of the error line.
+    expect: Vec<String>,
+    /// A value of the request that must appear in no output (one the secrets scan does not know of).
+    unprinted: Option<&'static str>,
     target: Target,
     fault: Option<Fault>,
 }
@@ -59,7 +62,17 @@ impl Fixtures {
 }
 
 fn case(name: &'static str, binary: &'static str, stdin: String, expect: impl Into<String>) -> Case {
-    Case { name, binary, stdin, dir: None, env: Vec::new(), expect: expect.into(), target: Target::Sim, fault: None }
+    Case {
+        name,
+        binary,
+        stdin,
+        dir: None,
+        env: Vec::new(),
+        expect: vec![expect.into()],
+        unprinted: None,
+        target: Target::Sim,
+        fault: None,
+    }
 }
 
 fn with(mut value: Value, path: &[&str], new: Value) -> Value {
@@ -274,6 +287,64 @@ fn cases(fx: &Fixtures) -> Vec<Case> {
             params(&["droplet"], json!("x.tgz")),
             "params.path and params.droplet cannot be combined",
         ),
+        out(
+            "params.health_check.timeout is a string",
+            params(&["health_check"], json!({"timeout": "soon"})),
+            "params.health_check.timeout: invalid type: string \"soon\", expected a whole number",
+        ),
+        Case {
+            unprinted: Some("987654321"),
+            ..out_source(
+                "source.password is a number",
+                with(src.clone(), &["password"], json!(987654321)),
+                "source.password: ",
+            )
+        },
+        out_source(
+            "an unknown key holding the password",
+            with(src.clone(), &["colour"], src["password"].clone()),
+            "source.colour is not a known key",
+        ),
+        Case {
+            expect: vec![
+                "source is missing required keys: api, organization, space, app".into(),
+                "params.path and params.droplet cannot be combined".into(),
+            ],
+            ..put_step(
+                "problems in source and params together",
+                json!({"source": {"username": "ci-user", "password": "pw-proof-never-printed"},
+                       "params": {"path": "a", "droplet": "b"}}),
+                "",
+            )
+        },
+        // Arguments and versions.
+        case(
+            "no directory argument",
+            "in",
+            in_request(src.clone(), version.clone()).to_string(),
+            "missing directory argument: usage: in <",
+        ),
+        case(
+            "no directory argument",
+            "out",
+            json!({"source": src, "params": fx.params()}).to_string(),
+            "missing directory argument: usage: out <",
+        ),
+        Case {
+            dir: Some("/nonexistent/put-dir".into()),
+            ..case(
+                "a put directory that does not exist",
+                "out",
+                json!({"source": src, "params": fx.params()}).to_string(),
+                "the put directory /nonexistent/put-dir does not exist",
+            )
+        },
+        fetch("no version", json!({"source": src}), "version is missing"),
+        fetch(
+            "a version of another resource type",
+            in_request(src.clone(), json!({"timestamp": "2021"})),
+            "version is not one of this resource's versions",
+        ),
         // Manifests and vars.
         out("a manifest that is not YAML", params(&["manifest"], json!("ci/not-yaml.yml")), "is not valid YAML"),
         out(
@@ -379,9 +450,49 @@ fn cases(fx: &Fixtures) -> Vec<Case> {
     ];
     // Malformed JSON for in and out (built above as placeholders to keep the table in order).
     cases[1].stdin = "{\"source\": ".into();
-    cases[1].expect = "the request on stdin is not valid JSON".into();
+    cases[1].expect = vec!["the request on stdin is not valid JSON".into()];
     cases[2].stdin = "not json at all".into();
-    cases[2].expect = "the request on stdin is not valid JSON".into();
+    cases[2].expect = vec!["the request on stdin is not valid JSON".into()];
+
+    // The request checks the three binaries share: each of them refuses the same request the same way.
+    let both_pairs = with(with(src.clone(), &["client_id"], json!("ci-client")), &["client_secret"], json!("cs-x"));
+    let neither_pair = with(with(src.clone(), &["username"], Value::Null), &["password"], Value::Null);
+    let shared = [
+        ("empty stdin", String::new(), "no request on stdin"),
+        ("a list instead of an object", "[1, 2]".to_owned(), "the request on stdin must be a JSON object, not a list"),
+        (
+            "a null source",
+            json!({"source": null}).to_string(),
+            "source is missing required keys: api, organization, space, app; source needs credentials",
+        ),
+        (
+            "source.organisation (a typo)",
+            json!({"source": with(src.clone(), &["organisation"], json!("sim-org"))}).to_string(),
+            "source.organisation is not a known key; did you mean organization?",
+        ),
+        (
+            "source.skip_cert_check is a string",
+            json!({"source": with(src.clone(), &["skip_cert_check"], json!("yes"))}).to_string(),
+            "source.skip_cert_check: invalid type: string \"yes\", expected a boolean",
+        ),
+        (
+            "both credential pairs",
+            json!({"source": both_pairs}).to_string(),
+            "source has both username/password and client_id/client_secret; give exactly one pair",
+        ),
+        (
+            "neither credential pair",
+            json!({"source": neither_pair}).to_string(),
+            "source needs credentials: username and password, or client_id and client_secret",
+        ),
+    ];
+    for (name, stdin, expect) in shared {
+        for (binary, dir) in [("check", None), ("in", Some(&get)), ("out", Some(&put))] {
+            if !cases.iter().any(|c| c.name == name && c.binary == binary) {
+                cases.push(Case { dir: dir.cloned(), ..case(name, binary, stdin.clone(), expect) });
+            }
+        }
+    }
     cases
 }
 
@@ -471,8 +582,11 @@ fn every_bad_input_fails_in_one_clear_line_and_changes_nothing() {
         if errors.len() != 1 || run.last_line() != errors.first().copied().unwrap_or_default() {
             wrong.push(format!("{} error lines, the last line is {:?}", errors.len(), run.last_line()));
         }
-        if !run.last_line().contains(case.expect.as_str()) {
-            wrong.push(format!("the error line does not say {:?}", case.expect));
+        for expect in case.expect.iter().filter(|expect| !run.last_line().contains(expect.as_str())) {
+            wrong.push(format!("the error line does not say {expect:?}"));
+        }
+        if let Some(value) = case.unprinted.filter(|value| run.stdout.contains(value) || run.stderr.contains(value)) {
+            wrong.push(format!("the output shows {value:?}"));
         }
         if before != after {
             wrong.push("Cloud Foundry changed".into());
