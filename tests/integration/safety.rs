@@ -1,5 +1,7 @@
-//! The safety features of `out` end to end, with the real binary against cf-sim: the deploy lock shared by
-//! concurrent puts, recovery after a put was SIGKILLed in each phase, one-step rollback, the KPI gate before
+//! The safety features of `out` end to end, with the real binary against cf-sim: the lock's time limit naming
+//! its holder, recovery after a put was SIGKILLed where the proof suite's kill matrix does not look (two puts
+//! finding the same dead lock, a swap half done, a housekeeping rename landing late, a killed rollback),
+//! one-step rollback, the KPI gate before
 //! the swap, the watch after it, the dry run, and a `<app>-green` this resource did not make. Production
 //! serves every request of a load loop wherever a deploy promises it.
 
@@ -135,51 +137,19 @@ fn timestamp(record: &RequestRecord) -> SystemTime {
 // The lock
 
 #[test]
-fn concurrent_puts_take_turns_and_a_short_lock_timeout_names_the_holder() {
-    let (sim, put, _v1) = production_v1();
-    sim.reset_request_log();
-    let load = start_load(&sim);
-
-    // A lease long enough that a busy machine never makes a live holder look dead.
-    let leased = |version: &str| {
-        let mut params = params(version);
-        params["lock_lease"] = json!("8s");
-        params
-    };
-    // Build 8 deploys v2 (draining 3 s); build 9 starts while 8 holds the lock.
-    let mut first = leased("v2");
-    first["drain"] = json!("3s");
-    let eight = spawn_out(&sim, &put, "myapp", first, "8");
-    wait_for("build 8 to hold the lock", PUT_LIMIT, || {
-        app_named(&sim, "myapp-green").filter(|g| annotation(g, DEPLOY_ID) == Some(&build_url("8")))
-    });
-    let nine = spawn_out(&sim, &put, "myapp", leased("v3"), "9");
-    let eight = logged("out build 8", eight.wait(PUT_LIMIT));
-    let nine = logged("out build 9", nine.wait(PUT_LIMIT));
-    assert_eq!(eight.status, 0, "{}", eight.last_line());
-    assert_eq!(nine.status, 0, "{}", nine.last_line());
-    let waited =
-        format!("waiting for the deploy lock: myapp-green is held by main/shop/deploy #8 ({})", build_url("8"));
-    assert!(nine.stderr.contains(&waited), "build 9 names the holder and its build URL:\n{}", nine.stderr);
-    assert!(!nine.stderr.contains("recovering"), "build 8 was alive all along:\n{}", nine.stderr);
-
-    // One swap after the other: build 8 maps v2 and unmaps v1, then build 9 maps v3 and unmaps v2.
-    let changes: Vec<String> = destination_changes(&sim).iter().map(|r| r.method.clone()).collect();
-    assert_eq!(changes, ["POST", "DELETE", "POST", "DELETE"], "the swaps never interleave");
-    let v2: Value = serde_json::from_str::<Value>(&eight.stdout).unwrap()["version"].clone();
-    let v3: Value = serde_json::from_str::<Value>(&nine.stdout).unwrap()["version"].clone();
-    wait_until_serving(&sim, "myapp", "v3");
-    assert_settled(&sim, &v3, &guid(&v2));
-
-    // Build 10 holds the lock for a while; build 11 gives up after its lock_timeout of 2 s, naming build 10.
-    let mut slow = leased("v4");
+fn a_put_gives_up_after_its_lock_timeout_naming_the_holder() {
+    let (sim, put, v1) = production_v1();
+    // Build 10 holds the lock for a while: a lease long enough that a busy machine never makes it look dead,
+    // and a long drain.
+    let mut slow = params("v2");
+    slow["lock_lease"] = json!("8s");
     slow["drain"] = json!("5s");
     let ten = spawn_out(&sim, &put, "myapp", slow, "10");
     wait_for("build 10 to hold the lock", PUT_LIMIT, || {
         app_named(&sim, "myapp-green").filter(|g| annotation(g, DEPLOY_ID) == Some(&build_url("10")))
     });
     // With the default lease of 2 minutes the lock is polled every 5 s; the timeout still holds.
-    let mut impatient = params("v5");
+    let mut impatient = params("v3");
     impatient.as_object_mut().unwrap().remove("lock_lease");
     impatient["lock_timeout"] = json!("2s");
     let started = Instant::now();
@@ -193,12 +163,9 @@ fn concurrent_puts_take_turns_and_a_short_lock_timeout_names_the_holder() {
     assert!(waited < Duration::from_secs(5), "lock_timeout 2s is kept (gave up after {waited:?})");
     let ten = logged("out build 10", ten.wait(PUT_LIMIT));
     assert_eq!(ten.status, 0, "{}", ten.last_line());
-    let v4: Value = serde_json::from_str::<Value>(&ten.stdout).unwrap()["version"].clone();
-
-    let report = load.stop();
-    assert_no_failures(&report);
-    assert_eq!(report.versions(), ["v1", "v2", "v3", "v4"]);
-    assert_settled(&sim, &v4, &guid(&v3));
+    let v2: Value = serde_json::from_str::<Value>(&ten.stdout).unwrap()["version"].clone();
+    wait_until_serving(&sim, "myapp", "v2");
+    assert_settled(&sim, &v2, &guid(&v1));
 }
 
 #[test]
@@ -270,47 +237,6 @@ fn state_of(sim: &Sim, guid: &str) -> Option<String> {
         .iter()
         .find(|a| a["guid"] == guid)
         .map(|a| a["state"].as_str().unwrap().to_owned())
-}
-
-#[test]
-fn a_put_killed_before_the_swap_is_cleaned_up_by_the_next_one() {
-    let (sim, put, _v1) = production_v1();
-    let load = start_load(&sim);
-
-    // Killed while pushing: its candidate takes 5 s to start.
-    let slow_start = with_env(params("v2"), "STARTUP_DELAY_MS", "5000");
-    kill_in(&sim, &put, slow_start, "8", "pushing", |_, g| g["state"] == "STARTED");
-    let v2 = recover_and_deploy(
-        &sim,
-        &put,
-        params("v3"),
-        "9",
-        "pushing",
-        "remove the unfinished candidate and its temporary route",
-    );
-    wait_until_serving(&sim, "myapp", "v3");
-    let v1_guid = app_named(&sim, "myapp-previous").unwrap()["guid"].as_str().unwrap().to_owned();
-    assert_settled(&sim, &v2, &v1_guid);
-
-    // Killed while verifying: its smoke test takes 5 s.
-    put.script("ci/slow-smoke.sh", "sleep 5");
-    let mut smoked = params("v4");
-    smoked["smoke_test"] = json!({"path": "ci/slow-smoke.sh"});
-    kill_in(&sim, &put, smoked, "10", "verifying", |_, _| true);
-    let v5 = recover_and_deploy(
-        &sim,
-        &put,
-        params("v5"),
-        "11",
-        "verifying",
-        "remove the unfinished candidate and its temporary route",
-    );
-    wait_until_serving(&sim, "myapp", "v5");
-    assert_settled(&sim, &v5, &guid(&v2));
-
-    let report = load.stop();
-    assert_no_failures(&report);
-    assert_eq!(report.versions(), ["v1", "v3", "v5"], "the killed candidates never served production");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Simultaneous puts of different versions of the same app (builds of different pipelines or jobs): they
-//! serialize through the lock (`<app>-green`), each naming the build it waits for, every one deploys in
-//! turn, and production ends consistently on the last one — `check` reports it, the router serves it, and
-//! `<app>-previous` is the one before it. The probe load sees no failed request.
+//! serialize through the lock (`<app>-green`), each naming the build it waits for and none taking a live
+//! holder for dead, every one deploys in turn, their swaps never interleave, and production ends consistently
+//! on the last one — `check` reports it, the router serves it, and `<app>-previous` is the one before it. The
+//! probe load sees no failed request.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ fn simultaneous_puts(count: usize) {
     let _heavy = harness::heavy();
     let mut lane = Lane::new(LaneConfig { lock_lease: "6s", probe_rate: 50, ..LaneConfig::default() });
     let mark = lane.mark();
+    lane.sim.reset_request_log();
     let started = Instant::now();
     let builds: Vec<(String, String, String)> = (0..count)
         .map(|i| {
@@ -71,11 +73,23 @@ fn simultaneous_puts(count: usize) {
             }
         }
         waited += usize::from(waits > 0);
+        assert!(!run.stderr.contains("recovering"), "{context}: every holder was alive all along:\n{}", run.stderr);
         let answer: Value = serde_json::from_str(&run.stdout).unwrap();
         eprintln!("{context}: finished at +{:.1}s, waited for the lock: {}", at.as_secs_f64(), waits > 0);
         versions.push((version.clone(), answer["version"].clone()));
     }
     assert!(waited >= count - 1, "{} of {count} puts said they waited for the lock", waited);
+
+    // One swap after the other: each put maps its candidate and unmaps the version before it, and no other put
+    // changes a route in between.
+    let changes: Vec<String> = lane
+        .sim
+        .request_log()
+        .into_iter()
+        .filter(|r| r.listener == "api" && r.path.contains("/destinations") && r.method != "GET" && r.status < 300)
+        .map(|r| r.method)
+        .collect();
+    assert_eq!(changes, ["POST", "DELETE"].repeat(count), "the swaps never interleave");
 
     // Production is the put that finished last; the one before it is kept as previous.
     let (last_version, last) = versions.last().unwrap().clone();

@@ -1,7 +1,8 @@
 //! The kill matrix: `out` is SIGKILLed (as a worker crash or an OOM kill ends it) at every phase boundary, at
 //! every step of the swap and the housekeeping, and at seeded random instants of a deploy. Production must
-//! serve every probe request throughout, and the next `out` must recover from the journal and deploy, leaving
-//! exactly `myapp` and `myapp-previous` and only the production route.
+//! serve every probe request throughout (a candidate killed before the swap never serving it), and the next
+//! `out` must recover from the journal and deploy, leaving exactly `myapp` and `myapp-previous` and only the
+//! production route.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -27,6 +28,22 @@ impl std::fmt::Display for Point {
             Point::Line(line) => write!(f, "after \"{line}…\""),
             Point::After(at) => write!(f, "at +{}ms", at.as_millis()),
         }
+    }
+}
+
+impl Point {
+    /// Whether `out` dies before its swap begins, so its candidate must never have served production.
+    fn before_the_swap(&self) -> bool {
+        let Point::Line(line) = self else { return false };
+        let lines: Vec<&str> = boundaries()
+            .iter()
+            .filter_map(|point| match point {
+                Point::Line(line) => Some(*line),
+                Point::After(_) => None,
+            })
+            .collect();
+        let swap = lines.iter().position(|l| *l == "[5/7] Swapping production routes").expect("the swap's header");
+        lines.iter().position(|l| l == line).is_some_and(|at| at < swap)
     }
 }
 
@@ -99,6 +116,10 @@ fn kill_and_recover(lane: &mut Lane, point: &Point) -> String {
     }
     lane.assert_settled(&version, &context);
     let probe = lane.assert_served_since(mark, &context);
+    if point.before_the_swap() {
+        let served = probe.versions();
+        assert!(!served.contains(&killed_version), "{context}: the killed candidate served production: {served:?}");
+    }
     let recovery = rerun.stderr.lines().find(|l| l.starts_with("recovery:")).unwrap_or("no recovery needed").to_owned();
     summary::record(
         "kills",
