@@ -3,14 +3,16 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
 use cf_blue_green_resource::bits::{AppBits, BitsError, Kind, PackageZip, Resource, gather, write_zip};
 use cf_blue_green_resource::cf::FileResource;
 use sha1::{Digest, Sha1};
-use zip::write::SimpleFileOptions;
+use zip::CompressionMethod::Deflated;
+
+use crate::util::archive;
 
 fn write(root: &Path, rel: &str, content: &[u8]) {
     let path = root.join(rel);
@@ -340,31 +342,14 @@ fn a_file_changed_after_gathering_fails_the_package() {
     assert_eq!(write_zip(&bits, &resources, &HashSet::new()).unwrap().stats().files, 3);
 }
 
-/// Writes a zip archive at `path`: (name, contents, unix mode or None for an archive made on DOS).
-fn make_archive(path: &Path, entries: &[(&str, &[u8], Option<u32>)]) {
-    let mut zip = zip::ZipWriter::new(fs::File::create(path).unwrap());
-    for (name, data, mode) in entries {
-        let options = match mode {
-            Some(mode) => SimpleFileOptions::default().unix_permissions(*mode),
-            None => SimpleFileOptions::default().system(zip::System::Dos),
-        };
-        if name.ends_with('/') {
-            zip.add_directory(*name, options).unwrap();
-        } else {
-            zip.start_file(*name, options).unwrap();
-            zip.write_all(data).unwrap();
-        }
-    }
-    zip.finish().unwrap();
-}
-
 #[test]
 fn archives_are_read_from_inside_with_their_cfignore_and_modes() {
     let put = tempfile::tempdir().unwrap();
     let jar = put.path().join("build/app-1.0.jar");
     fs::create_dir_all(jar.parent().unwrap()).unwrap();
-    make_archive(
+    archive::zip(
         &jar,
+        Deflated,
         &[
             (".cfignore", b"*.md\n", Some(0o644)),
             ("META-INF/", b"", Some(0o755)),
@@ -397,7 +382,7 @@ fn archives_are_read_from_inside_with_their_cfignore_and_modes() {
 
     // Without a .cfignore, only the default ignores apply.
     let zip_path = put.path().join("plain.zip");
-    make_archive(&zip_path, &[("index.php", b"<?php", Some(0o644)), ("README.md", b"# docs", Some(0o644))]);
+    archive::zip(&zip_path, Deflated, &[("index.php", b"<?php", Some(0o644)), ("README.md", b"# docs", Some(0o644))]);
     let resources = gather(&AppBits::resolve(put.path(), "plain.zip").unwrap()).unwrap();
     assert_eq!(paths(&resources), ["README.md", "index.php"]);
 }
@@ -410,12 +395,12 @@ fn glob_must_match_exactly_one_entry() {
     assert_eq!(err.to_string(), format!("params.path 'build/*.jar' matched no files in {}", root.display()));
 
     fs::create_dir_all(root.join("build")).unwrap();
-    make_archive(&root.join("build/a.jar"), &[("x", b"1", None), ("y", b"2", None)]);
+    archive::zip(&root.join("build/a.jar"), Deflated, &[("x", b"1", None), ("y", b"2", None)]);
     let bits = AppBits::resolve(root, "build/*.jar").unwrap();
     assert_eq!(bits.path(), fs::canonicalize(root.join("build/a.jar")).unwrap());
     assert_eq!(bits.param(), "build/*.jar");
 
-    make_archive(&root.join("build/b.jar"), &[("x", b"1", None), ("y", b"2", None)]);
+    archive::zip(&root.join("build/b.jar"), Deflated, &[("x", b"1", None), ("y", b"2", None)]);
     let err = AppBits::resolve(root, "build/*.jar").unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -457,13 +442,17 @@ fn paths_that_cannot_be_pushed_fail_with_one_clear_line() {
     let err = gather(&AppBits::resolve(root, "ignored-only").unwrap()).unwrap_err();
     assert!(matches!(bits_error(&err), BitsError::EmptyDirectory { .. }), "{err}");
 
-    make_archive(&root.join("one.zip"), &[("only.txt", b"1", Some(0o644))]);
+    archive::zip(&root.join("one.zip"), Deflated, &[("only.txt", b"1", Some(0o644))]);
     let err = gather(&AppBits::resolve(root, "one.zip").unwrap()).unwrap_err();
     assert!(matches!(bits_error(&err), BitsError::EmptyArchive { .. }), "{err}");
     assert!(!err.to_string().contains('\n'));
 
     // Two entries, but one of them ignored: still empty.
-    make_archive(&root.join("two.zip"), &[("only.txt", b"1", Some(0o644)), ("manifest.yml", b"x", Some(0o644))]);
+    archive::zip(
+        &root.join("two.zip"),
+        Deflated,
+        &[("only.txt", b"1", Some(0o644)), ("manifest.yml", b"x", Some(0o644))],
+    );
     let err = gather(&AppBits::resolve(root, "two.zip").unwrap()).unwrap_err();
     assert!(matches!(bits_error(&err), BitsError::EmptyArchive { .. }), "{err}");
 }

@@ -3,7 +3,6 @@
 //! resource matching and streaming uploads, staging logs, droplet round trips. Every wait is bounded.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,38 +26,16 @@ use cf_sim::{Fault, FaultAction, Sim, SimConfig};
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const WAIT: Duration = Duration::from_secs(60);
+use crate::util::archive;
+use crate::util::sim::{WAIT, connect, home_space, settings, start_sim_with};
 
+/// A sim for the client: staging a little slower than the toolkit's, and resource matching for files of any size.
 fn start_sim(adjust: impl FnOnce(&mut SimConfig)) -> Sim {
-    let mut config = SimConfig { staging_delay_ms: 40, job_delay_ms: 10, resource_min_size: 1, ..SimConfig::default() };
-    adjust(&mut config);
-    Sim::start(config).expect("cf-sim starts")
-}
-
-fn settings(sim: &Sim) -> Settings {
-    let info = sim.info();
-    let mut settings = Settings::new(
-        &info.api,
-        Credentials::Password { username: info.username.clone(), password: info.password.clone() },
-    );
-    settings.retry = RetryPolicy::fast();
-    settings.proxy = ProxySettings::none();
-    settings.timeouts.request = Duration::from_secs(30);
-    settings.timeouts.idle = Duration::from_secs(30);
-    settings.timeouts.job = WAIT;
-    if let Some(ca) = &info.ca_cert_path {
-        settings.ca_cert = Some(std::fs::read_to_string(ca).unwrap());
-    }
-    settings
-}
-
-async fn connect(sim: &Sim) -> CfClient {
-    CfClient::connect(settings(sim)).await.expect("client connects to the sim")
-}
-
-async fn home(cf: &CfClient, sim: &Sim) -> Space {
-    let org = cf.orgs().require_by_name(&sim.info().organization).await.unwrap();
-    cf.spaces().require_by_name(&org.guid, &sim.info().space).await.unwrap()
+    start_sim_with(|config| {
+        config.staging_delay_ms = 40;
+        config.resource_min_size = 1;
+        adjust(config);
+    })
 }
 
 fn new_app(space: &Space, name: &str) -> NewApp {
@@ -87,39 +64,17 @@ async fn raw_request(api: &str, method: &str, path: &str, token: &str, body: &st
     (status, answer)
 }
 
+/// Zips `files` (path, contents, mode) into `dest`; returns them as resources.
 fn write_zip(dest: &Path, files: &[(&str, Vec<u8>, u32)]) -> Vec<FileResource> {
-    let file = std::fs::File::create(dest).unwrap();
-    let mut zip = zip::ZipWriter::new(file);
-    let mut resources = Vec::new();
-    for (path, contents, mode) in files {
-        let options = zip::write::SimpleFileOptions::default().unix_permissions(*mode);
-        zip.start_file(*path, options).unwrap();
-        zip.write_all(contents).unwrap();
-        resources.push(resource(path, contents, *mode));
-    }
-    zip.finish().unwrap();
-    resources
+    let entries: Vec<archive::Entry> =
+        files.iter().map(|(path, data, mode)| (*path, data.as_slice(), Some(*mode))).collect();
+    archive::zip(dest, zip::CompressionMethod::Deflated, &entries);
+    files.iter().map(|(path, contents, mode)| resource(path, contents, *mode)).collect()
 }
 
 fn resource(path: &str, contents: &[u8], mode: u32) -> FileResource {
     let sha1: String = Sha1::digest(contents).iter().map(|b| format!("{b:02x}")).collect();
     FileResource::new(path, sha1, contents.len() as u64, mode)
-}
-
-fn zip_entries(path: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut archive = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
-    let mut out = BTreeMap::new();
-    for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).unwrap();
-        if entry.is_dir() {
-            continue;
-        }
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data).unwrap();
-        let name = entry.name().unwrap().to_string();
-        out.insert(name, data);
-    }
-    out
 }
 
 fn big(seed: u8, len: usize) -> Vec<u8> {
@@ -155,7 +110,7 @@ async fn logs_in_with_either_grant_and_rejects_bad_credentials_without_leaking_t
     client.credentials =
         Credentials::Client { id: sim.info().client_id.clone(), secret: sim.info().client_secret.clone() };
     let cc = CfClient::connect(client).await.unwrap();
-    home(&cc, &sim).await;
+    home_space(&cc, &sim).await;
     cc.refresh_now().await.unwrap();
     assert_eq!(cc.trace().count_matching("POST", "/oauth/token"), 2, "client credentials refresh by a new grant");
 
@@ -188,7 +143,7 @@ async fn the_cloud_controller_api_version_is_checked_at_discovery() {
     let oldest = start_sim(|c| c.cc_api_version = CcApiVersion(3, MIN_CC_API_VERSION.minor, 0));
     let cf = connect(&oldest).await;
     assert_eq!(cf.endpoints().v3_version.as_deref(), Some(MIN_CC_API_VERSION.to_string().as_str()));
-    home(&cf, &oldest).await;
+    home_space(&cf, &oldest).await;
 
     let sim = start_sim(|_| {});
     let api = scripted_api(Some(sim.info().uaa.clone()), None, |_, _| {
@@ -211,7 +166,7 @@ async fn memory_quotas_of_the_org_and_the_space_are_read_with_their_usage() {
         c.space_memory_limit_mb = Some(1024);
     });
     let cf = connect(&sim).await;
-    let space = home(&cf, &sim).await;
+    let space = home_space(&cf, &sim).await;
     let quotas = cf.memory_quotas(&space).await.unwrap();
     let org = quotas.org.as_ref().unwrap();
     assert_eq!((org.limit_mb, org.used_mb), (Some(4096), Some(0)));
@@ -223,7 +178,7 @@ async fn memory_quotas_of_the_org_and_the_space_are_read_with_their_usage() {
 
     let unlimited = start_sim(|_| {});
     let cf = connect(&unlimited).await;
-    let space = home(&cf, &unlimited).await;
+    let space = home_space(&cf, &unlimited).await;
     let quotas = cf.memory_quotas(&space).await.unwrap();
     assert_eq!(quotas.org.as_ref().unwrap().limit_mb, None);
     assert!(quotas.space.is_none());
@@ -254,7 +209,7 @@ async fn orgs_spaces_and_domains_are_found_by_name() {
 async fn apps_are_created_found_renamed_configured_and_deleted() {
     let sim = start_sim(|_| {});
     let cf = connect(&sim).await;
-    let space = home(&cf, &sim).await;
+    let space = home_space(&cf, &sim).await;
     let mut spec = new_app(&space, "shop-green");
     spec.environment_variables.insert("GREETING".into(), "hello".into());
     spec.metadata =
@@ -306,7 +261,7 @@ async fn apps_are_created_found_renamed_configured_and_deleted() {
 async fn lists_follow_every_page() {
     let sim = start_sim(|c| c.default_per_page = 2);
     let cf = connect(&sim).await;
-    let space = home(&cf, &sim).await;
+    let space = home_space(&cf, &sim).await;
     for i in 0..5 {
         cf.apps().create(&new_app(&space, &format!("app-{i}"))).await.unwrap();
     }
@@ -334,7 +289,7 @@ async fn an_expiring_token_is_refreshed_before_use_and_a_rejected_one_once_after
     let sim = start_sim(|_| {});
     sim.set_token_ttl(Duration::from_secs(3));
     let cf = connect(&sim).await;
-    let space = home(&cf, &sim).await;
+    let space = home_space(&cf, &sim).await;
     // Past the refresh point (a third of the life before expiry) and past expiry itself.
     tokio::time::sleep(Duration::from_millis(3500)).await;
     cf.apps()
@@ -388,14 +343,14 @@ async fn a_rejected_refresh_token_means_logging_in_again() {
     assert_eq!(token_posts.len(), 3, "login, rejected refresh, login again: {token_posts:?}");
     assert!(token_posts[1].is_some_and(|s| (400..500).contains(&s)), "{token_posts:?}");
     assert_eq!(token_posts[2], Some(200));
-    home(&cf, &sim).await;
+    home_space(&cf, &sim).await;
 }
 
 #[tokio::test]
 async fn rate_limits_and_server_errors_are_retried_then_surfaced() {
     let sim = start_sim(|_| {});
     let cf = connect(&sim).await;
-    let space = home(&cf, &sim).await;
+    let space = home_space(&cf, &sim).await;
 
     sim.add_fault(Fault {
         method: Some("GET".into()),
@@ -447,8 +402,31 @@ async fn rate_limits_and_server_errors_are_retried_then_surfaced() {
     assert_eq!(apps_named(&cf, "after-500").await.len(), 1);
 }
 
-/// A tiny CC that answers `GET /` (pointing at the sim's UAA) and `GET /v3/info` with 429 + `Retry-After: 1`
-/// the first time and 200 after, to check the client waits as told.
+/// Reads from `conn` into `buf` until it holds a whole HTTP request head; returns where the head ends, or `None`
+/// when the connection closes first. (The hand-written servers below, which must see requests as sent.)
+async fn read_head(conn: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(at + 4);
+        }
+        if !read_more(conn, buf).await {
+            return None;
+        }
+    }
+}
+
+/// Appends what `conn` has next to `buf`; false when the connection is closed.
+async fn read_more(conn: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 8192];
+    match conn.read(&mut chunk).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+    }
+}
+
 /// What a scripted API answers to one request: status line, extra header lines, body.
 type Scripted = (&'static str, String, String);
 
@@ -473,16 +451,7 @@ async fn scripted_api(
             let (root, answer) = (root.clone(), answer.clone());
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                let mut chunk = vec![0u8; 8192];
-                let head_end = loop {
-                    if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break at + 4;
-                    }
-                    match conn.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                };
+                let Some(head_end) = read_head(&mut conn, &mut buf).await else { return };
                 let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
                 let length = head
                     .lines()
@@ -490,9 +459,8 @@ async fn scripted_api(
                     .and_then(|v| v.parse::<usize>().ok())
                     .unwrap_or(0);
                 while buf.len() < head_end + length {
-                    match conn.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    if !read_more(&mut conn, &mut buf).await {
+                        return;
                     }
                 }
                 let line = head.lines().next().unwrap_or_default().to_owned();
@@ -635,7 +603,7 @@ async fn a_droplet_is_created_with_only_the_keys_cc_accepts() {
 async fn creates_whose_answer_is_lost_are_not_duplicated() {
     let sim = start_sim(|c| c.extra_spaces = vec!["sim-org/staging".into()]);
     let cf = connect(&sim).await;
-    let space = home(&cf, &sim).await;
+    let space = home_space(&cf, &sim).await;
     let drop_after = |path: &str| Fault {
         method: Some("POST".into()),
         path: path.into(),
@@ -707,7 +675,7 @@ async fn tls_with_ca_cert_without_it_and_with_skip_cert_check() {
     let with_ca = settings(&sim);
     assert!(with_ca.ca_cert.is_some());
     let cf = CfClient::connect(with_ca.clone()).await.unwrap();
-    home(&cf, &sim).await;
+    home_space(&cf, &sim).await;
 
     let mut without = with_ca.clone();
     without.ca_cert = None;
@@ -721,7 +689,7 @@ async fn tls_with_ca_cert_without_it_and_with_skip_cert_check() {
     skip.ca_cert = None;
     skip.skip_cert_check = true;
     let cf = CfClient::connect(skip).await.unwrap();
-    home(&cf, &sim).await;
+    home_space(&cf, &sim).await;
 }
 
 /// A forward proxy for the test: CONNECT tunnels and absolute-form requests, counting connections.
@@ -735,15 +703,11 @@ async fn start_proxy() -> (String, Arc<AtomicUsize>) {
             let Ok((mut client, _)) = listener.accept().await else { return };
             seen.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 16384];
-                let mut read = 0;
-                while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
-                    match client.read(&mut buf[read..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => read += n,
-                    }
+                let mut buf = Vec::new();
+                if read_head(&mut client, &mut buf).await.is_none() {
+                    return;
                 }
-                let head = String::from_utf8_lossy(&buf[..read]).to_string();
+                let head = String::from_utf8_lossy(&buf).to_string();
                 let target = head.split_whitespace().nth(1).unwrap_or_default().to_owned();
                 let connect = head.starts_with("CONNECT ");
                 let authority = if connect {
@@ -757,7 +721,7 @@ async fn start_proxy() -> (String, Arc<AtomicUsize>) {
                 let Ok(mut upstream) = tokio::net::TcpStream::connect(&authority).await else { return };
                 if connect {
                     let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await;
-                } else if upstream.write_all(&buf[..read]).await.is_err() {
+                } else if upstream.write_all(&buf).await.is_err() {
                     return;
                 }
                 let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
@@ -774,14 +738,14 @@ async fn proxies_from_settings_are_used_unless_no_proxy_matches() {
     let mut via = settings(&sim);
     via.proxy = ProxySettings { http_proxy: Some(proxy.clone()), https_proxy: Some(proxy.clone()), no_proxy: None };
     let cf = CfClient::connect(via.clone()).await.unwrap();
-    home(&cf, &sim).await;
+    home_space(&cf, &sim).await;
     assert!(count.load(Ordering::SeqCst) > 0, "requests went through the proxy");
 
     let before = count.load(Ordering::SeqCst);
     let mut bypass = via;
     bypass.proxy.no_proxy = Some("localhost,127.0.0.1".into());
     let cf = CfClient::connect(bypass).await.unwrap();
-    home(&cf, &sim).await;
+    home_space(&cf, &sim).await;
     assert_eq!(count.load(Ordering::SeqCst), before, "no_proxy bypasses the proxy");
 }
 
@@ -789,7 +753,7 @@ async fn proxies_from_settings_are_used_unless_no_proxy_matches() {
 async fn an_upload_starts_with_a_refreshed_token_once_the_token_has_aged() {
     let sim = start_sim(|c| c.token_ttl_secs = 6);
     let cf = connect(&sim).await;
-    let space = home(&cf, &sim).await;
+    let space = home_space(&cf, &sim).await;
     let app = cf.apps().create(&new_app(&space, "aged")).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let zip = dir.path().join("app.zip");
@@ -807,7 +771,7 @@ async fn an_upload_starts_with_a_refreshed_token_once_the_token_has_aged() {
 async fn upload_sends_only_what_the_cache_lacks() {
     let sim = start_sim(|_| {});
     let cf = connect(&sim).await;
-    let space = home(&cf, &sim).await;
+    let space = home_space(&cf, &sim).await;
     let dir = tempfile::tempdir().unwrap();
     let app = cf.apps().create(&new_app(&space, "bits")).await.unwrap();
     let files = vec![
@@ -836,14 +800,14 @@ async fn upload_sends_only_what_the_cache_lacks() {
     assert_eq!(matched_paths, ["Procfile", "lib/a.bin", "bin/run"]);
     let second_zip = dir.path().join("second.zip");
     write_zip(&second_zip, &changed[2..3]);
-    assert_eq!(zip_entries(&second_zip).len(), 1);
+    assert_eq!(archive::files(&second_zip).len(), 1);
     let second = cf.packages().create_bits(&app.guid).await.unwrap();
     cf.packages().upload(&second.guid, Some(&second_zip), &matched).await.unwrap();
     cf.packages().wait_ready(&second.guid, WAIT).await.unwrap();
 
     let download = dir.path().join("second-download.zip");
     cf.packages().download(&second.guid, &download).await.unwrap();
-    let entries = zip_entries(&download);
+    let entries = archive::files(&download);
     for (path, contents, _) in &changed {
         assert_eq!(entries.get(*path), Some(contents), "{path} in the merged package");
     }
@@ -879,7 +843,7 @@ async fn resource_matching_asks_in_batches_of_at_most_5000() {
 async fn staging_logs_are_followed_and_recent_logs_read() {
     let sim = start_sim(|c| c.staging_delay_ms = 2500);
     let cf = connect(&sim).await;
-    let space = home(&cf, &sim).await;
+    let space = home_space(&cf, &sim).await;
     let dir = tempfile::tempdir().unwrap();
     let (app, package) = app_with_package(&cf, &space, "staged", dir.path()).await;
 
@@ -917,7 +881,7 @@ async fn staging_logs_are_followed_and_recent_logs_read() {
 async fn droplets_round_trip_and_copy() {
     let sim = start_sim(|_| {});
     let cf = connect(&sim).await;
-    let space = home(&cf, &sim).await;
+    let space = home_space(&cf, &sim).await;
     let dir = tempfile::tempdir().unwrap();
     let (app, package) = app_with_package(&cf, &space, "source", dir.path()).await;
     let droplet = stage(&cf, &package).await;
@@ -952,7 +916,7 @@ async fn droplets_round_trip_and_copy() {
 async fn processes_are_configured_scaled_started_and_observed() {
     let sim = start_sim(|_| {});
     let cf = connect(&sim).await;
-    let space = home(&cf, &sim).await;
+    let space = home_space(&cf, &sim).await;
     let dir = tempfile::tempdir().unwrap();
     let (app, package) = app_with_package(&cf, &space, "runner", dir.path()).await;
     let droplet = stage(&cf, &package).await;
@@ -999,7 +963,7 @@ async fn processes_are_configured_scaled_started_and_observed() {
 async fn routes_map_and_unmap_apps_and_are_deleted_by_job() {
     let sim = start_sim(|_| {});
     let cf = connect(&sim).await;
-    let space = home(&cf, &sim).await;
+    let space = home_space(&cf, &sim).await;
     let domain = cf.domains().by_name(&sim.info().domain).await.unwrap().unwrap();
     let blue = cf.apps().create(&new_app(&space, "shop")).await.unwrap();
     let green = cf.apps().create(&new_app(&space, "shop-green")).await.unwrap();
@@ -1081,7 +1045,7 @@ async fn routes_map_and_unmap_apps_and_are_deleted_by_job() {
 async fn service_bindings_and_manifests() {
     let sim = start_sim(|_| {});
     let cf = connect(&sim).await;
-    let space = home(&cf, &sim).await;
+    let space = home_space(&cf, &sim).await;
     let app = cf.apps().create(&new_app(&space, "bound")).await.unwrap();
     let mut creds = BTreeMap::new();
     creds.insert("uri".to_owned(), serde_json::json!("postgres://db"));
@@ -1109,7 +1073,7 @@ async fn service_bindings_and_manifests() {
 async fn uploads_builds_and_bindings_whose_answer_is_lost_are_not_repeated() {
     let sim = start_sim(|_| {});
     let cf = connect(&sim).await;
-    let space = home(&cf, &sim).await;
+    let space = home_space(&cf, &sim).await;
     let dir = tempfile::tempdir().unwrap();
     let drop_after = |path: &str| Fault {
         method: Some("POST".into()),
@@ -1153,18 +1117,13 @@ async fn uploads_builds_and_bindings_whose_answer_is_lost_are_not_repeated() {
 async fn a_large_upload_streams_from_disk() {
     let sim = start_sim(|_| {});
     let cf = connect(&sim).await;
-    let space = home(&cf, &sim).await;
+    let space = home_space(&cf, &sim).await;
     let dir = tempfile::tempdir().unwrap();
     let app = cf.apps().create(&new_app(&space, "large")).await.unwrap();
     // 24 MB of incompressible-ish data, stored (not deflated) so building the zip is quick.
     let zip_path = dir.path().join("large.zip");
-    {
-        let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
-        let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-        zip.start_file("Procfile", stored).unwrap();
-        zip.write_all(b"web: sleep 600\n").unwrap();
-        for part in 0..3u8 {
-            zip.start_file(format!("blob-{part}.bin"), stored).unwrap();
+    let blobs: Vec<(String, Vec<u8>)> = (0..3u8)
+        .map(|part| {
             let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(part);
             let chunk: Vec<u8> = (0..1 << 20)
                 .map(|_| {
@@ -1174,12 +1133,12 @@ async fn a_large_upload_streams_from_disk() {
                     state as u8
                 })
                 .collect();
-            for _ in 0..8 {
-                zip.write_all(&chunk).unwrap();
-            }
-        }
-        zip.finish().unwrap();
-    }
+            (format!("blob-{part}.bin"), chunk.repeat(8))
+        })
+        .collect();
+    let mut entries: Vec<archive::Entry> = vec![("Procfile", b"web: sleep 600\n", Some(0o644))];
+    entries.extend(blobs.iter().map(|(name, data)| (name.as_str(), data.as_slice(), Some(0o644))));
+    archive::zip(&zip_path, zip::CompressionMethod::Stored, &entries);
     let size = std::fs::metadata(&zip_path).unwrap().len();
     assert!(size > 24 << 20);
     let package = cf.packages().create_bits(&app.guid).await.unwrap();
@@ -1187,7 +1146,7 @@ async fn a_large_upload_streams_from_disk() {
     cf.packages().wait_ready(&package.guid, WAIT).await.unwrap();
     let back = dir.path().join("back.zip");
     cf.packages().download(&package.guid, &back).await.unwrap();
-    let entries = zip_entries(&back);
+    let entries = archive::files(&back);
     assert_eq!(entries.len(), 4);
     assert_eq!(entries["blob-2.bin"].len(), 8 << 20);
 }
@@ -1199,7 +1158,7 @@ async fn gathered_bits_are_matched_zipped_and_uploaded() {
     use cf_blue_green_resource::bits::{AppBits, gather, write_zip as pack};
     let sim = start_sim(|_| {});
     let cf = connect(&sim).await;
-    let space = home(&cf, &sim).await;
+    let space = home_space(&cf, &sim).await;
     let put = tempfile::tempdir().unwrap();
     let root = put.path().join("app");
     std::fs::create_dir_all(root.join("lib")).unwrap();
@@ -1234,7 +1193,7 @@ async fn gathered_bits_are_matched_zipped_and_uploaded() {
     let dir = tempfile::tempdir().unwrap();
     let download = dir.path().join("second.zip");
     cf.packages().download(&second, &download).await.unwrap();
-    let entries = zip_entries(&download);
+    let entries = archive::files(&download);
     assert_eq!(entries.get("lib/b.bin"), Some(&big(9, 100_000)));
     assert_eq!(entries.get("lib/a.bin"), Some(&big(7, 100_000)));
     assert_eq!(entries.get("Procfile").map(Vec::as_slice), Some(&b"web: sleep 600\n"[..]));

@@ -8,13 +8,13 @@ use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cf_sim::Sim;
 use serde_json::{Value, json};
 
 use crate::harness;
-use crate::util::deploy::{PutDir, deploy};
+use crate::util::deploy::{PutDir, deploy, wait_for, wait_until_serving};
 use crate::util::sim::{connect, home_space, start_sim_with};
 use crate::util::summary;
 
@@ -47,11 +47,7 @@ impl Redis {
             .spawn()
             .expect("redis-server starts");
         let redis = Redis { child, port, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while redis.ping().is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not answer PING on port {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for(&format!("redis-server to answer PING on port {port}"), Duration::from_secs(10), || redis.ping().ok());
         Some(redis)
     }
 
@@ -121,25 +117,13 @@ fn manifest(sim: &Sim, app: &str, services: &[&str]) -> String {
     serde_norway::to_string(&json!({"applications": [entry]})).unwrap()
 }
 
-fn wait_version(sim: &Sim, app: &str, version: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, body) = crate::util::deploy::get(sim, app, "/version");
-        if status == 200 && body == version {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{app} serves {status} {body:?}, not {version}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Deploys v1 of `app`, visits three times, then deploys v2 while the same user keeps visiting; returns every
 /// answer (count, store, version) in order.
 fn visits_across_a_deploy(sim: &Sim, app: &str, services: &[&str]) -> Vec<(i64, String, String)> {
     let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(sim, app, services));
     deploy(sim, &put, app, params("v1"));
-    wait_version(sim, app, "v1");
+    wait_until_serving(sim, app, "v1");
     let (first, sid) = visit(sim, app, None).unwrap();
     let sid = sid.expect("the app sets a session cookie on the first visit");
     let answers = Mutex::new(vec![first]);
@@ -161,7 +145,7 @@ fn visits_across_a_deploy(sim: &Sim, app: &str, services: &[&str]) -> Vec<(i64, 
             failures
         });
         deploy(sim, &put, app, params("v2"));
-        wait_version(sim, app, "v2");
+        wait_until_serving(sim, app, "v2");
         std::thread::sleep(Duration::from_millis(500));
         stop.store(true, Ordering::SeqCst);
         handle.join().unwrap()

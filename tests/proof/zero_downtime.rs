@@ -3,12 +3,12 @@
 //! with a route propagation delay of 1 s. Not one request may fail (any non-2xx or connection error counts);
 //! responses switch from v1 to v2 once, and the moment they switch is reported. With 2 and with 4 instances.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::harness;
-use crate::util::deploy::{PutDir, apps, deploy, get, manifest};
+use crate::util::deploy::{PutDir, apps, deploy, manifest, wait_until_serving};
 use crate::util::sim::start_sim_with;
 use crate::util::summary;
 use cf_sim::load::{self, LoadConfig};
@@ -30,11 +30,7 @@ fn deploy_under_load(instances: u32) {
     let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", instances, &["myapp"], &[]));
     deploy(&sim, &put, "myapp", params("v1"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while get(&sim, "myapp", "/version") != (200, "v1".to_owned()) {
-        assert!(Instant::now() < deadline, "v1 is not served");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_serving(&sim, "myapp", "v1");
 
     let host = format!("myapp.{}", sim.info().domain);
     let load = load::start(LoadConfig::heavy(&sim.info().router, &host, RATE));

@@ -18,6 +18,7 @@ mod shared;
 mod sim;
 mod staging;
 mod state;
+pub mod testkit;
 mod tls;
 mod tokens;
 mod uaa;

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: running the resource's real binaries the way Concourse does, and
 //! (in [`sim`]) a local Cloud Foundry to run them against.
 
+pub mod archive;
 pub mod deploy;
 pub mod secrets;
 pub mod sim;

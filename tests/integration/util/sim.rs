@@ -2,7 +2,6 @@
 //! push the sample app (or any app directory) to it through the client as `cf push` would, restage an app, and
 //! count the requests a run of a resource binary made. Every wait is bounded.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -97,7 +96,7 @@ pub fn describe_requests(records: &[RequestRecord]) -> String {
         .join("\n")
 }
 
-/// Client settings for the sim (fast retries, no proxy).
+/// Client settings for the sim (fast retries, no proxy, 30 s per request).
 pub fn settings(sim: &Sim) -> Settings {
     let info = sim.info();
     let mut settings = Settings::new(
@@ -106,6 +105,8 @@ pub fn settings(sim: &Sim) -> Settings {
     );
     settings.retry = RetryPolicy::fast();
     settings.proxy = ProxySettings::none();
+    settings.timeouts.request = Duration::from_secs(30);
+    settings.timeouts.idle = Duration::from_secs(30);
     settings.timeouts.job = WAIT;
     if let Some(ca) = &info.ca_cert_path {
         settings.ca_cert = Some(std::fs::read_to_string(ca).unwrap());
@@ -186,33 +187,6 @@ pub fn sample_manifest(sim: &Sim, name: &str, instances: u32, env: &[(&str, &str
     serde_norway::to_string(&json!({"applications": [app]})).unwrap()
 }
 
-/// Zips `dir` (recursively, keeping unix modes) into `dest`, as `cf push` uploads an app directory. Entries are
-/// stored, not deflated: compressing a binary in an unoptimised test build takes seconds, and loopback is fast.
-pub fn zip_dir(dir: &Path, dest: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    fn add(zip: &mut zip::ZipWriter<std::fs::File>, root: &Path, dir: &Path) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-        entries.sort();
-        for path in entries {
-            let name = path.strip_prefix(root).unwrap().to_str().unwrap().to_owned();
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-            let options = zip::write::SimpleFileOptions::default()
-                .compression_method(zip::CompressionMethod::Stored)
-                .unix_permissions(mode);
-            if path.is_dir() {
-                zip.add_directory(format!("{name}/"), options).unwrap();
-                add(zip, root, &path);
-            } else {
-                zip.start_file(name, options).unwrap();
-                zip.write_all(&std::fs::read(&path).unwrap()).unwrap();
-            }
-        }
-    }
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(dest).unwrap());
-    add(&mut zip, dir, dir);
-    zip.finish().unwrap();
-}
-
 /// What [`push`] made.
 #[derive(Debug, Clone)]
 pub struct Pushed {
@@ -237,7 +211,7 @@ pub async fn push(cf: &CfClient, space: &Space, manifest: &str, dir: &Path) -> P
     let app = cf.apps().by_name(&space.guid, &name).await.unwrap().expect("the manifest created the app");
 
     let zip = tempfile::Builder::new().suffix(".zip").tempfile().unwrap();
-    zip_dir(dir, zip.path());
+    super::archive::zip_dir(dir, zip.path());
     let package = cf.packages().create_bits(&app.guid).await.unwrap();
     cf.packages().upload(&package.guid, Some(zip.path()), &[]).await.unwrap();
     cf.packages().wait_ready(&package.guid, WAIT).await.unwrap();
