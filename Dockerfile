@@ -21,7 +21,8 @@ RUN --mount=type=cache,id=cf-blue-green-cargo-registry,target=/usr/local/cargo/r
  && mkdir /assets \
  && cp target/release/check target/release/in target/release/out /assets/
 
-# The integration test binary (tests/integration) and the sample app it deploys: compiled here, run in `tests`
+# The integration test binary (tests/integration) and the sample app it deploys (stripped, as the tests strip it
+# outside the image: a tenth of the size to upload and stage): compiled here, run in `tests`
 # against /opt/resource/*. A plain `docker build .` skips this stage. The dev profile: the test binary needs no
 # optimisation, and its dependencies are built with other features than the release binaries' anyway.
 FROM builder AS test-builder
@@ -35,7 +36,7 @@ RUN --mount=type=cache,id=cf-blue-green-cargo-registry,target=/usr/local/cargo/r
     test -x "$exe"; \
     cp "$exe" /tests/integration; \
     cargo build --locked -p sample-app --bin sample-app; \
-    cp target/debug/sample-app /tests/sample-app
+    strip -o /tests/sample-app target/debug/sample-app
 
 FROM ${base_image} AS resource
 RUN apt-get update \
