@@ -3,6 +3,7 @@
 //! its own (`impl Api<App> { fn start … }`).
 
 use std::marker::PhantomData;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -12,7 +13,7 @@ use crate::cf::client::{CfClient, Deleted};
 use crate::cf::error::Result;
 use crate::cf::paginate::{ListParams, Listed};
 use crate::cf::retry::create_id;
-use crate::cf::types::{Metadata, MetadataPatch};
+use crate::cf::types::{AppRelationship, Metadata, MetadataPatch};
 use crate::record::CREATE_ID_LABEL;
 
 /// A CF resource kind: where its collection lives and what its objects look like.
@@ -128,6 +129,37 @@ impl<K: Resource> Api<K> {
             Ok(found.into_iter().find(|k| k.metadata().labels.get(CREATE_ID_LABEL).is_some_and(|v| *v == id)))
         };
         self.cf.create_or_find(what, || self.cf.post(K::PATH, &body), find).await
+    }
+}
+
+/// A kind that holds an app's bits (packages and droplets): listed per app, copied between apps, downloaded.
+pub trait Bits: Resource {
+    /// The progress label of a download.
+    const DOWNLOADING: &'static str;
+}
+
+impl<K: Bits> Api<K> {
+    /// The app's objects of this kind, newest first.
+    pub async fn for_app(&self, app_guid: &str) -> Result<Vec<K>> {
+        self.list(&ListParams::new().filter("app_guids", [app_guid]).order_by("-created_at")).await
+    }
+
+    /// `POST /v3/<kind>?source_guid=…`: copies an object into another app (state COPYING; wait for it with the
+    /// kind's wait). A copy cannot carry a label, so it is not retried after an ambiguous failure; the caller may
+    /// look at the app's objects.
+    pub async fn copy(&self, source_guid: &str, app_guid: &str) -> Result<K> {
+        #[derive(Serialize)]
+        struct Body {
+            relationships: AppRelationship,
+        }
+        let body = Body { relationships: AppRelationship::to(app_guid) };
+        self.cf.post(&format!("{}?source_guid={source_guid}", K::PATH), &body).await
+    }
+
+    /// `GET /v3/<kind>/:guid/download` streamed to `dest` (only STAGED buildpack droplets can be downloaded).
+    /// The redirect to the blobstore is followed without the Authorization header. Returns the size.
+    pub async fn download(&self, guid: &str, dest: &Path) -> Result<u64> {
+        self.cf.download_to_file(&format!("{}/download", self.path_of(guid)), dest, K::DOWNLOADING).await
     }
 }
 

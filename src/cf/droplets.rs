@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cf::api::{Api, Resource, resource};
+use crate::cf::api::{Api, Bits, Resource, resource};
 use crate::cf::error::{Error, Result};
-use crate::cf::paginate::ListParams;
 use crate::cf::retry::Done;
 use crate::cf::transfers::FilePart;
 use crate::cf::types::{AppRelationship, Checksum, Lifecycle, lenient_string_map, null_as_default};
@@ -73,28 +72,11 @@ impl Droplet {
     }
 }
 
+impl Bits for Droplet {
+    const DOWNLOADING: &'static str = "downloading droplet";
+}
+
 impl Api<Droplet> {
-    /// The app's droplets, newest first.
-    pub async fn for_app(&self, app_guid: &str) -> Result<Vec<Droplet>> {
-        self.list(&ListParams::new().filter("app_guids", [app_guid]).order_by("-created_at")).await
-    }
-
-    /// `POST /v3/droplets?source_guid=…`: copies a droplet into another app (state COPYING; wait with
-    /// [`wait_staged`](Self::wait_staged)). A copy carries no label, so it is not retried after an ambiguous
-    /// failure.
-    pub async fn copy(&self, source_guid: &str, app_guid: &str) -> Result<Droplet> {
-        #[derive(Serialize)]
-        struct Body {
-            relationships: AppRelationship,
-        }
-        self.cf
-            .post(
-                &format!("{}?source_guid={source_guid}", Droplet::PATH),
-                &Body { relationships: AppRelationship::to(app_guid) },
-            )
-            .await
-    }
-
     /// Polls until STAGED; FAILED or EXPIRED is an error.
     pub async fn wait_staged(&self, guid: &str, timeout: Duration) -> Result<Droplet> {
         let wait = Wait::new(format!("droplet {guid} to be ready"), timeout);
@@ -106,12 +88,6 @@ impl Api<Droplet> {
             _ => Ok(false),
         })
         .await
-    }
-
-    /// `GET /v3/droplets/:guid/download` streamed to `dest` (only STAGED buildpack droplets can be
-    /// downloaded). The 302 to the blobstore is followed without the Authorization header. Returns the size.
-    pub async fn download(&self, guid: &str, dest: &Path) -> Result<u64> {
-        self.cf.download_to_file(&format!("{}/download", self.path_of(guid)), dest, "downloading droplet").await
     }
 
     /// `POST /v3/droplets` for uploading a prebuilt droplet (state AWAITING_UPLOAD). CC takes only

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cf::api::{Api, Resource, resource};
+use crate::cf::api::{Api, Bits, resource};
 use crate::cf::error::{Error, Result};
 use crate::cf::paginate::ListParams;
 use crate::cf::resource_matches::FileResource;
@@ -64,12 +64,11 @@ impl Package {
     }
 }
 
-impl Api<Package> {
-    /// The app's packages, newest first.
-    pub async fn for_app(&self, app_guid: &str) -> Result<Vec<Package>> {
-        self.list(&ListParams::new().filter("app_guids", [app_guid]).order_by("-created_at")).await
-    }
+impl Bits for Package {
+    const DOWNLOADING: &'static str = "downloading package";
+}
 
+impl Api<Package> {
     /// `POST /v3/packages` type bits (state AWAITING_UPLOAD). Never created twice: the package carries a
     /// create-id label it is looked up by after an ambiguous failure.
     pub async fn create_bits(&self, app_guid: &str) -> Result<Package> {
@@ -162,26 +161,5 @@ impl Api<Package> {
             _ => Ok(false),
         })
         .await
-    }
-
-    /// `POST /v3/packages?source_guid=…`: copies a package's bits into another app (state COPYING; wait with
-    /// [`wait_ready`](Self::wait_ready)). A copy cannot carry a label, so it is not retried after an ambiguous
-    /// failure; the caller may look at the app's packages.
-    pub async fn copy(&self, source_guid: &str, app_guid: &str) -> Result<Package> {
-        #[derive(Serialize)]
-        struct Body {
-            relationships: AppRelationship,
-        }
-        self.cf
-            .post(
-                &format!("{}?source_guid={source_guid}", Package::PATH),
-                &Body { relationships: AppRelationship::to(app_guid) },
-            )
-            .await
-    }
-
-    /// `GET /v3/packages/:guid/download` to a file (following the blobstore redirect without credentials).
-    pub async fn download(&self, guid: &str, dest: &Path) -> Result<u64> {
-        self.cf.download_to_file(&format!("{}/download", self.path_of(guid)), dest, "downloading package").await
     }
 }
