@@ -7,6 +7,7 @@ mod cf_client;
 mod cf_fixtures;
 mod check;
 mod deploy;
+mod foundation;
 mod get;
 mod pipeline_examples;
 mod protocol;
