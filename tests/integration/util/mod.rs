@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod deploy;
 pub mod secrets;
+pub mod server;
 pub mod sim;
 pub mod summary;
 
