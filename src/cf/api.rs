@@ -107,9 +107,7 @@ impl<K: Resource> Api<K> {
         }
         self.cf.patch(&self.path_of(guid), &Body { metadata }).await
     }
-}
 
-impl<K: Resource> Api<K> {
     /// `POST /v3/<kind>` with the body `body` builds around a fresh [`CREATE_ID_LABEL`]: never created twice, as
     /// after an ambiguous failure the object is looked up by that label (within `scope`) before it is created
     /// again.
