@@ -210,8 +210,7 @@ impl Request {
         if raw.trim().is_empty() {
             bail!("no request on stdin: expected a JSON object like {{\"source\": {{...}}}} from Concourse");
         }
-        let value: Value =
-            serde_json::from_str(&raw).map_err(|err| anyhow!("the request on stdin is not valid JSON: {err}"))?;
+        let value: Value = serde_json::from_str(&raw).context("the request on stdin is not valid JSON")?;
         let Value::Object(map) = value else {
             bail!("the request on stdin must be a JSON object, not {}", crate::config::json_kind(&value));
         };
