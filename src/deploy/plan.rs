@@ -7,7 +7,8 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use super::context::Context;
 use super::inputs::{Payload, Prepared};
 use super::routes::{self, RouteTarget};
-use crate::cf::CfClient;
+use crate::cf::domains::Domain;
+use crate::cf::{CfClient, ListParams};
 use crate::cf::apps::{App, AppFilter};
 use crate::cf::orgs::Organization;
 use crate::cf::routes::Route;
@@ -92,6 +93,8 @@ pub(crate) struct Blue {
     pub(crate) app: App,
     /// Its routes, with their destinations (to unmap it without another lookup).
     pub(crate) routes: Vec<Route>,
+    /// The domains of those routes (whether a worker can reach them, for the temporary route).
+    pub(crate) domains: Vec<Domain>,
     /// CF's generated manifest of it: scale, env, services, health checks.
     pub(crate) manifest: AppManifest,
 }
@@ -120,8 +123,12 @@ impl Blue {
                 .collect();
             manifest.name_bindings(&binding_names);
         }
-        let routes = cf.routes().for_app(&app.guid).await?;
-        Ok(Blue { app, routes, manifest })
+        // `GET /v3/routes?app_guids=` rather than `/v3/apps/:guid/routes`: only the former renders `include=domain`
+        // (`routes_controller.rb#index` passes decorators, `#index_by_app` does not).
+        let params = ListParams::new().filter("app_guids", [&app.guid]).include("domain");
+        let listed = cf.routes().list_with_included(&params).await?;
+        let domains = listed.included.get("domains")?;
+        Ok(Blue { app, routes: listed.resources, domains, manifest })
     }
 }
 
@@ -310,9 +317,10 @@ async fn plan_routes(
         );
     }
     let (cf, space_guid) = (&ctx.cf, &ctx.target.space.guid);
+    let known = blue.map(|b| b.domains.as_slice()).unwrap_or_default();
+    let green = ctx.source.names.green();
     let temp_route =
-        routes::temporary_route(cf, &ctx.params.green_route, &ctx.source.names.green(), space_guid, &prod_routes)
-            .await?;
+        routes::temporary_route(cf, &ctx.params.green_route, &green, space_guid, &prod_routes, known).await?;
     Ok((prod_routes, temp_route))
 }
 

@@ -89,9 +89,10 @@ async fn plan_under_lock(ctx: &Context, lock: &Lock) -> Result<Planned> {
         j.prod_routes = routes::existing_guids(&prod_routes);
     })
     .await?;
+    let known = blue.as_ref().map(|b| b.domains.as_slice()).unwrap_or_default();
+    let (space_guid, green) = (&ctx.target.space.guid, names.green());
     let temp_url =
-        routes::temporary_route(&ctx.cf, &ctx.params.green_route, &names.green(), &ctx.target.space.guid, &prod_routes)
-            .await?;
+        routes::temporary_route(&ctx.cf, &ctx.params.green_route, &green, space_guid, &prod_routes, known).await?;
     Ok(Planned { droplet, blue, prod_routes, temp_url })
 }
 

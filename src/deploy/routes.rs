@@ -155,14 +155,15 @@ pub(crate) async fn default_route(cf: &CfClient, org_guid: &str, space_guid: &st
 /// `host.domain` of the candidate's temporary route, `None` without a production route or a `green_route`
 /// domain. The host is `green_route.host`, else [`default_temporary_host`]; the domain is `green_route.domain`
 /// (checked by [`check_green_route`]), else that of the first production route the worker can reach: an
-/// internal domain (`apps.internal`, reached only from app containers) or a TCP domain is passed over, one domain
-/// lookup each, and with nothing else the deploy stops before it pushes.
+/// internal domain (`apps.internal`, reached only from app containers) or a TCP domain is passed over, and with
+/// nothing else the deploy stops before it pushes. Domains not in `known_domains` are looked up, one request each.
 pub(crate) async fn temporary_route(
     cf: &CfClient,
     green_route: &GreenRoute,
     candidate_name: &str,
     space_guid: &str,
     prod_routes: &[RouteTarget],
+    known_domains: &[Domain],
 ) -> Result<Option<String>> {
     let host = green_route.host.clone().unwrap_or_else(|| default_temporary_host(candidate_name, space_guid));
     if let Some(name) = &green_route.domain {
@@ -171,7 +172,10 @@ pub(crate) async fn temporary_route(
     let mut passed_over = Vec::new();
     let mut seen = BTreeSet::new();
     for route in prod_routes.iter().filter(|r| seen.insert(r.domain_guid.clone())) {
-        let domain = cf.domains().get(&route.domain_guid).await?;
+        let domain = match known_domains.iter().find(|d| d.guid == route.domain_guid) {
+            Some(known) => known.clone(),
+            None => cf.domains().get(&route.domain_guid).await?,
+        };
         match unreachable_reason(&domain) {
             None => return Ok(Some(format!("{host}.{}", domain.name))),
             Some(why) => passed_over.push(format!("{} ({why})", domain.name)),

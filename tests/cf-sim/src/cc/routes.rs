@@ -48,7 +48,16 @@ const FILTERS: &[&str] = &[
     "include",
 ];
 
-fn list_body(ctx: &Ctx, state: &CcState, q: &ListQuery, routes: Vec<&Route>, path: &str) -> ApiResult<Value> {
+/// A page of routes. `decorate`: render what `include` asks for — `routes_controller.rb#index` passes decorators,
+/// `#index_by_app` validates `include` but renders no `included`.
+fn list_body(
+    ctx: &Ctx,
+    state: &CcState,
+    q: &ListQuery,
+    routes: Vec<&Route>,
+    path: &str,
+    decorate: bool,
+) -> ApiResult<Value> {
     let (hosts, paths, domains, spaces, apps, orgs) = (
         q.list("hosts"),
         q.list("paths"),
@@ -76,7 +85,7 @@ fn list_body(ctx: &Ctx, state: &CcState, q: &ListQuery, routes: Vec<&Route>, pat
     let items = selected.iter().map(|r| present::route(&ctx.urls.api, ctx.config.cc_api_version, state, r)).collect();
     let mut body = q.paginate(&ctx.urls.api, path, items);
     let includes = q.includes_of(ROUTE_INCLUDES)?;
-    if !includes.is_empty() {
+    if decorate && !includes.is_empty() {
         let mut included = Map::new();
         if includes.iter().any(|i| i == "domain") {
             let mut guids: Vec<&String> = page.iter().map(|r| &r.domain_guid).collect();
@@ -118,7 +127,7 @@ fn list_body(ctx: &Ctx, state: &CcState, q: &ListQuery, routes: Vec<&Route>, pat
 async fn list(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
     let q = ListQuery::parse(raw.as_deref(), FILTERS, ctx.default_per_page())?;
     let state = ctx.state();
-    Ok(Json(list_body(&ctx, &state, &q, state.routes.values().collect(), "/v3/routes")?))
+    Ok(Json(list_body(&ctx, &state, &q, state.routes.values().collect(), "/v3/routes", true)?))
 }
 
 async fn app_routes(
@@ -130,7 +139,7 @@ async fn app_routes(
     let state = ctx.state();
     state.app(&guid)?;
     let routes = state.app_routes(&guid).collect();
-    Ok(Json(list_body(&ctx, &state, &q, routes, &format!("/v3/apps/{guid}/routes"))?))
+    Ok(Json(list_body(&ctx, &state, &q, routes, &format!("/v3/apps/{guid}/routes"), false)?))
 }
 
 async fn get_one(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {

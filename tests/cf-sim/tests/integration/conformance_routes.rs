@@ -484,6 +484,18 @@ async fn list_includes_and_filters_follow_the_list_messages() {
     );
     let included = api.get("/v3/routes?include=domain,space.organization").await.json();
     assert_eq!(included["included"]["organizations"].as_array().unwrap().len(), 1);
+    // `#index_by_app` validates `include` but passes no decorators: no `included` for an app's routes.
+    let app = api.create_app("listed-app").await;
+    let route = route_guid(&api, "listed-by-app").await;
+    let mapped =
+        api.post(&format!("/v3/routes/{route}/destinations"), json!({"destinations": [{"app": {"guid": app}}]})).await;
+    assert_eq!(mapped.status, 200, "{}", mapped.text());
+    let by_app = api.get(&format!("/v3/apps/{app}/routes?include=domain")).await.json();
+    assert_eq!(by_app["pagination"]["total_results"], 1);
+    assert!(by_app.get("included").is_none(), "{by_app}");
+    assert_eq!(api.get(&format!("/v3/apps/{app}/routes?include=app")).await.status, 400);
+    let by_filter = api.get(&format!("/v3/routes?app_guids={app}&include=domain")).await.json();
+    assert_eq!(by_filter["included"]["domains"].as_array().unwrap().len(), 1);
     assert_eq!(api.get("/v3/routes?ports=1024").await.json()["pagination"]["total_results"], 0);
     assert_eq!(api.get("/v3/routes?service_instance_guids=x").await.json()["pagination"]["total_results"], 0);
     assert_eq!(api.get("/v3/routes?hosts=listed").await.json()["pagination"]["total_results"], 1);
