@@ -89,34 +89,44 @@ mod tests {
         }
     }
 
+    /// Asserts each `(path, is a directory, ignored)` decision.
+    fn assert_decisions(r: &IgnoreRules, decisions: &[(&str, bool, bool)]) {
+        for &(path, is_dir, ignored) in decisions {
+            assert_eq!(r.is_ignored(path, is_dir), ignored, "{path} (directory: {is_dir}) ignored");
+        }
+    }
+
     #[test]
     fn negation_dir_only_anchored_and_double_star() {
         let r = rules("*.log\n!keep.log\nbuild/\n/secret.txt\n**/cache/**\ndocs/**/*.pdf\n");
-        assert!(r.is_ignored("a.log", false));
-        assert!(r.is_ignored("sub/b.log", false));
-        assert!(!r.is_ignored("keep.log", false));
-        assert!(!r.is_ignored("sub/keep.log", false));
-        // Directory-only: a directory called build is ignored with its contents, a file called build is not.
-        assert!(r.is_ignored("build", true));
-        assert!(r.is_ignored("build/out.bin", false));
-        assert!(!r.is_ignored("build", false));
-        // Anchored to the root.
-        assert!(r.is_ignored("secret.txt", false));
-        assert!(!r.is_ignored("sub/secret.txt", false));
-        // ** in the middle and at both ends.
-        assert!(r.is_ignored("x/y/cache/z.bin", false));
-        assert!(!r.is_ignored("x/y/cache", true));
-        assert!(r.is_ignored("docs/a/b/manual.pdf", false));
-        assert!(r.is_ignored("docs/manual.pdf", false));
-        assert!(!r.is_ignored("docs/manual.txt", false));
+        assert_decisions(
+            &r,
+            &[
+                ("a.log", false, true),
+                ("sub/b.log", false, true),
+                ("keep.log", false, false),
+                ("sub/keep.log", false, false),
+                // Directory-only: a directory called build is ignored with its contents, a file called build is not.
+                ("build", true, true),
+                ("build/out.bin", false, true),
+                ("build", false, false),
+                // Anchored to the root.
+                ("secret.txt", false, true),
+                ("sub/secret.txt", false, false),
+                // ** in the middle and at both ends.
+                ("x/y/cache/z.bin", false, true),
+                ("x/y/cache", true, false),
+                ("docs/a/b/manual.pdf", false, true),
+                ("docs/manual.pdf", false, true),
+                ("docs/manual.txt", false, false),
+            ],
+        );
     }
 
     #[test]
     fn a_negation_can_bring_back_a_file_in_an_ignored_directory_like_the_cli() {
         let r = rules("logs/\n!logs/keep.txt\n");
-        assert!(r.is_ignored("logs", true));
-        assert!(r.is_ignored("logs/other.txt", false));
-        assert!(!r.is_ignored("logs/keep.txt", false));
+        assert_decisions(&r, &[("logs", true, true), ("logs/other.txt", false, true), ("logs/keep.txt", false, false)]);
         assert!(r.may_include_inside("logs"));
         assert!(!r.may_include_inside(".git"));
         assert!(!rules("logs/\n").may_include_inside("logs"));
@@ -125,23 +135,24 @@ mod tests {
     #[test]
     fn cfignore_cannot_bring_back_default_ignores() {
         let r = rules("!.git\n!manifest.yml\n!*.txt\n");
-        assert!(r.is_ignored("manifest.yml", false));
-        assert!(r.is_ignored(".git", true));
-        assert!(r.is_ignored(".git/notes.txt", false));
+        assert_decisions(&r, &[("manifest.yml", false, true), (".git", true, true), (".git/notes.txt", false, true)]);
     }
 
     #[test]
     fn comments_blank_lines_and_crlf_are_fine() {
-        let r = rules("# comment\r\n\r\n*.tmp\r\n");
-        assert!(r.is_ignored("a.tmp", false));
-        assert!(!r.is_ignored("# comment", false));
+        assert_decisions(&rules("# comment\r\n\r\n*.tmp\r\n"), &[("a.tmp", false, true), ("# comment", false, false)]);
     }
 
     #[test]
     fn trace_file_is_ignored_only_where_it_is() {
         let r = IgnoreRules::new(None, Some("logs/cf[1].trace")).unwrap();
-        assert!(r.is_ignored("logs/cf[1].trace", false));
-        assert!(!r.is_ignored("logs/cf1.trace", false));
-        assert!(!r.is_ignored("other/logs/cf[1].trace", false));
+        assert_decisions(
+            &r,
+            &[
+                ("logs/cf[1].trace", false, true),
+                ("logs/cf1.trace", false, false),
+                ("other/logs/cf[1].trace", false, false),
+            ],
+        );
     }
 }
