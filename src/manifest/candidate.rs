@@ -29,7 +29,7 @@ pub(crate) struct Candidate<'a> {
     pub(crate) health_check: Option<&'a HealthCheck>,
     pub(crate) docker_image: Option<&'a str>,
     pub(crate) docker_username: Option<&'a str>,
-    /// The lifecycle type the candidate app was created with ([`DOCKER`], [`CNB`] or [`BUILDPACK`]): the
+    /// The lifecycle type the candidate app was created with ([`DOCKER`], [`CNB`] or [`BUILDPACK`](super::BUILDPACK)): the
     /// manifest must not ask for another (CC: "Lifecycle type cannot be changed", `app_update.rb`), nor name
     /// buildpacks or a stack beside `docker` ("Cannot specify both buildpack(s) and docker keys",
     /// `app_manifest_message.rb`), as CC's generated manifest of the other kind of app would.

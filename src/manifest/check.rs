@@ -1,14 +1,32 @@
 //! Local checks of a user's manifest: what Cloud Foundry would refuse later fails before anything is touched.
 
 use anyhow::{Result, anyhow};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::AppManifest;
 
 impl AppManifest {
     /// Local checks of what CF would reject later, so a bad manifest fails before anything is touched.
     pub(super) fn check(&self) -> Result<()> {
+        let mut problems = self.route_problems();
+        let scopes = std::iter::once(("", &self.app)).chain(
+            self.app
+                .get("processes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_object)
+                .map(|p| ("processes[]: ", p)),
+        );
+        for (scope, entries) in scopes {
+            process_problems(scope, entries, &mut problems);
+        }
         let origin = &self.origin;
+        if problems.is_empty() { Ok(()) } else { Err(anyhow!("{origin}: {}", problems.join("; "))) }
+    }
+
+    /// What is wrong with `routes`: its shape, each route and protocol, and `no-route` beside it.
+    fn route_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if let Some(routes) = self.app.get("routes") {
             match routes.as_array() {
@@ -35,53 +53,44 @@ impl AppManifest {
                 problems.push("'no-route: true' cannot be combined with 'routes'".into());
             }
         }
-        let scopes = std::iter::once(("", &self.app)).chain(
-            self.app
-                .get("processes")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_object)
-                .map(|p| ("processes[]: ", p)),
-        );
-        for (scope, entries) in scopes {
-            if let Some(kind) = entries.get("health-check-type") {
-                let known = ["port", "process", "http", "none"];
-                if !kind.as_str().is_some_and(|k| known.contains(&k)) {
-                    problems.push(format!("{scope}health-check-type {kind} is not one of {}", known.join(", ")));
-                }
-            }
-            if let Some(endpoint) = entries.get("health-check-http-endpoint")
-                && !endpoint.as_str().is_some_and(|e| e.starts_with('/'))
-            {
-                problems.push(format!("{scope}health-check-http-endpoint {endpoint} must be a path starting with /"));
-            }
-            if let Some(timeout) = entries.get("timeout") {
-                let max = crate::config::MAX_HEALTH_CHECK_TIMEOUT;
-                match timeout.as_u64() {
-                    Some(t) if t > u64::from(max) => problems.push(format!(
-                        "{scope}timeout {timeout} is above {max} seconds, the most Cloud Foundry allows by default"
-                    )),
-                    Some(1..) => {}
-                    _ => {
-                        problems.push(format!("{scope}timeout {timeout} must be a whole number of seconds, at least 1"))
-                    }
-                }
-            }
-            if let Some(instances) = entries.get("instances")
-                && !instances.is_u64()
-            {
-                problems.push(format!("{scope}instances {instances} must be a whole number"));
-            }
-            for key in ["memory", "disk_quota", "disk-quota"] {
-                if let Some(size) = entries.get(key)
-                    && !is_byte_size(size)
-                {
-                    problems.push(format!("{scope}{key} {size} must be a size like 256M or 1G"));
-                }
-            }
+        problems
+    }
+}
+
+/// What is wrong with the process keys of the app (`scope` "") or of one `processes` entry.
+fn process_problems(scope: &str, entries: &Map<String, Value>, problems: &mut Vec<String>) {
+    if let Some(kind) = entries.get("health-check-type") {
+        let known = ["port", "process", "http", "none"];
+        if !kind.as_str().is_some_and(|k| known.contains(&k)) {
+            problems.push(format!("{scope}health-check-type {kind} is not one of {}", known.join(", ")));
         }
-        if problems.is_empty() { Ok(()) } else { Err(anyhow!("{origin}: {}", problems.join("; "))) }
+    }
+    if let Some(endpoint) = entries.get("health-check-http-endpoint")
+        && !endpoint.as_str().is_some_and(|e| e.starts_with('/'))
+    {
+        problems.push(format!("{scope}health-check-http-endpoint {endpoint} must be a path starting with /"));
+    }
+    if let Some(timeout) = entries.get("timeout") {
+        let max = crate::config::MAX_HEALTH_CHECK_TIMEOUT;
+        match timeout.as_u64() {
+            Some(t) if t > u64::from(max) => problems.push(format!(
+                "{scope}timeout {timeout} is above {max} seconds, the most Cloud Foundry allows by default"
+            )),
+            Some(1..) => {}
+            _ => problems.push(format!("{scope}timeout {timeout} must be a whole number of seconds, at least 1")),
+        }
+    }
+    if let Some(instances) = entries.get("instances")
+        && !instances.is_u64()
+    {
+        problems.push(format!("{scope}instances {instances} must be a whole number"));
+    }
+    for key in ["memory", "disk_quota", "disk-quota"] {
+        if let Some(size) = entries.get(key)
+            && !is_byte_size(size)
+        {
+            problems.push(format!("{scope}{key} {size} must be a size like 256M or 1G"));
+        }
     }
 }
 
