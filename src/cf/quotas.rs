@@ -125,30 +125,30 @@ impl MemoryQuotas {
 impl CfClient {
     /// The organization and space memory quotas that a push into `space` is held to, with current usage. A
     /// quota or usage the user may not read (404) is left out rather than failing.
-    pub async fn memory_quotas(&self, space: &Space) -> Result<MemoryQuotas> {
-        let mut quotas = MemoryQuotas::default();
-        if let Some(org_guid) = space.org_guid() {
-            let org: Option<Organization> = self.get_opt(&format!("/v3/organizations/{org_guid}")).await?;
-            if let Some(guid) = org.as_ref().and_then(|o| o.relationships.quota.guid()) {
-                let usage = format!("/v3/organizations/{org_guid}/usage_summary");
-                quotas.org = self.memory_quota(&format!("/v3/organization_quotas/{guid}"), &usage).await?;
-            }
-        }
-        if let Some(guid) = space.relationships.quota.guid() {
+    pub async fn memory_quotas(&self, org: &Organization, space: &Space) -> Result<MemoryQuotas> {
+        let org_quota = async {
+            let Some(guid) = org.relationships.quota.guid() else { return Ok(None) };
+            let usage = format!("/v3/organizations/{}/usage_summary", org.guid);
+            self.memory_quota(&format!("/v3/organization_quotas/{guid}"), &usage).await
+        };
+        let space_quota = async {
+            let Some(guid) = space.relationships.quota.guid() else { return Ok(None) };
             let usage = format!("/v3/spaces/{}/usage_summary", space.guid);
-            quotas.space = self.memory_quota(&format!("/v3/space_quotas/{guid}"), &usage).await?;
-        }
-        Ok(quotas)
+            self.memory_quota(&format!("/v3/space_quotas/{guid}"), &usage).await
+        };
+        let (org, space) = tokio::try_join!(org_quota, space_quota)?;
+        Ok(MemoryQuotas { org, space })
     }
 
+    /// A quota's memory limit, with the usage only when there is a limit to compare it with.
     async fn memory_quota(&self, quota_path: &str, usage_path: &str) -> Result<Option<MemoryQuota>> {
         let Some(quota) = self.get_opt::<Quota>(quota_path).await? else { return Ok(None) };
-        let usage: Option<UsageSummary> = self.get_opt(usage_path).await?;
-        Ok(Some(MemoryQuota {
-            name: quota.name.unwrap_or(quota.guid),
-            limit_mb: quota.apps.total_memory_in_mb,
-            used_mb: usage.and_then(|u| u.usage_summary.memory_in_mb),
-        }))
+        let limit_mb = quota.apps.total_memory_in_mb;
+        let used_mb = match limit_mb {
+            Some(_) => self.get_opt::<UsageSummary>(usage_path).await?.and_then(|u| u.usage_summary.memory_in_mb),
+            None => None,
+        };
+        Ok(Some(MemoryQuota { name: quota.name.unwrap_or(quota.guid), limit_mb, used_mb }))
     }
 }
 

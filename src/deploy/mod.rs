@@ -126,7 +126,7 @@ async fn plan_under_lock(ctx: &Context, prepared: Prepared, lifecycle: &str) -> 
 /// beside production (CC would refuse to start it, after staging).
 async fn check_quotas(ctx: &Context, plan: &Plan) -> Result<()> {
     let needed = plan.memory_needed_mb();
-    let quotas = ctx.cf.memory_quotas(&ctx.target.space).await.context("reading the memory quotas")?;
+    let quotas = ctx.cf.memory_quotas(&ctx.target.org, &ctx.target.space).await.context("reading the memory quotas")?;
     match quotas.shortfall(needed) {
         Some(short) => anyhow::bail!("{} cannot run beside production: {short}", ctx.source.names.green()),
         None => Ok(()),

@@ -2,17 +2,17 @@
 //! of earlier deploys) and what the deploy will do — the candidate's manifest, the production routes it
 //! will take over, the temporary route, and the scale it inherits. Steps only carry the plan out.
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, bail};
 
 use super::context::Context;
 use super::inputs::{Payload, Prepared};
 use super::routes::{self, RouteTarget};
-use crate::cf::domains::Domain;
-use crate::cf::{CfClient, ListParams};
 use crate::cf::apps::{App, AppFilter};
+use crate::cf::domains::Domain;
 use crate::cf::orgs::Organization;
 use crate::cf::routes::Route;
 use crate::cf::spaces::Space;
+use crate::cf::{CfClient, ListParams};
 use crate::config::{AppNames, Source};
 use crate::log;
 use crate::manifest::{AppManifest, BUILDPACK, CNB, Candidate, DOCKER, ProcessScale};
@@ -28,15 +28,33 @@ pub(crate) struct Target {
 }
 
 impl Target {
+    /// The space and its organization, in one request: the spaces called `source.space` with their
+    /// organizations included (`spaces_list_message.rb` takes `include=organization`).
     pub(crate) async fn resolve(cf: &CfClient, source: &Source) -> Result<Target> {
-        let org =
-            cf.orgs().by_name(&source.organization).await?.ok_or_else(|| {
-                anyhow!("organization '{}' not found (or this user cannot see it)", source.organization)
-            })?;
-        let space = cf.spaces().by_name(&org.guid, &source.space).await?.ok_or_else(|| {
-            anyhow!("space '{}' not found in organization '{}' (or this user cannot see it)", source.space, org.name)
-        })?;
-        Ok(Target { org, space })
+        let params = ListParams::new().filter("names", [&source.space]).include("organization");
+        let listed = cf.spaces().list_with_included(&params).await?;
+        let orgs: Vec<Organization> = listed.included.get("organizations")?;
+        let org_of = |space: &Space| orgs.iter().find(|o| Some(o.guid.as_str()) == space.org_guid());
+        let placed: Vec<(&Space, &Organization)> =
+            listed.resources.iter().filter_map(|space| Some((space, org_of(space)?))).collect();
+        let named = |exact: bool| {
+            placed.iter().find(|(_, o)| {
+                if exact { o.name == source.organization } else { o.name.eq_ignore_ascii_case(&source.organization) }
+            })
+        };
+        let Some((space, org)) = named(true).or_else(|| named(false)) else {
+            let (wanted_org, wanted_space) = (&source.organization, &source.space);
+            if placed.is_empty() {
+                bail!("space '{wanted_space}' not found in organization '{wanted_org}' (or this user cannot see them)");
+            }
+            let elsewhere: Vec<&str> = placed.iter().map(|(_, o)| o.name.as_str()).collect();
+            bail!(
+                "organization '{wanted_org}' not found, or it has no space '{wanted_space}' (or this user cannot see \
+                 them); a space of that name is in organization(s) {}",
+                elsewhere.join(", ")
+            );
+        };
+        Ok(Target { org: (*org).clone(), space: (*space).clone() })
     }
 }
 

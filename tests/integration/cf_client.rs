@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use cf_blue_green_resource::cf::apps::{App, AppFilter, AppState, NewApp};
 use cf_blue_green_resource::cf::bindings::NewBinding;
 use cf_blue_green_resource::cf::builds::NewBuild;
+use cf_blue_green_resource::cf::domains::Domain;
 use cf_blue_green_resource::cf::droplets::DropletState;
 use cf_blue_green_resource::cf::packages::PackageState;
 use cf_blue_green_resource::cf::processes::{HealthCheck, InstanceState, ProcessUpdate, Scale};
@@ -43,7 +44,15 @@ fn new_app(space: &Space, name: &str) -> NewApp {
     NewApp { name: name.to_owned(), space_guid: space.guid.clone(), ..NewApp::default() }
 }
 
-/// A zip of `files` (path, contents, mode) written to `dest`; returns the file resources of its entries.
+fn new_route(space: &Space, domain: &Domain, host: &str) -> NewRoute {
+    NewRoute {
+        space_guid: space.guid.clone(),
+        domain_guid: domain.guid.clone(),
+        host: Some(host.into()),
+        ..NewRoute::default()
+    }
+}
+
 /// The apps of that name (all spaces).
 async fn apps_named(cf: &CfClient, name: &str) -> Vec<App> {
     cf.apps().list_filtered(&AppFilter { names: vec![name.into()], ..AppFilter::default() }).await.unwrap()
@@ -168,7 +177,10 @@ async fn memory_quotas_of_the_org_and_the_space_are_read_with_their_usage() {
     });
     let cf = connect(&sim).await;
     let space = home_space(&cf, &sim).await;
-    let quotas = cf.memory_quotas(&space).await.unwrap();
+    let org = cf.orgs().require_by_name(&sim.info().organization).await.unwrap();
+    sim.reset_request_log();
+    let quotas = cf.memory_quotas(&org, &space).await.unwrap();
+    assert_eq!(sim.request_log().len(), 4, "two quotas and two usage summaries");
     let org = quotas.org.as_ref().unwrap();
     assert_eq!((org.limit_mb, org.used_mb), (Some(4096), Some(0)));
     let space_quota = quotas.space.as_ref().unwrap();
@@ -180,7 +192,10 @@ async fn memory_quotas_of_the_org_and_the_space_are_read_with_their_usage() {
     let unlimited = start_sim(|_| {});
     let cf = connect(&unlimited).await;
     let space = home_space(&cf, &unlimited).await;
-    let quotas = cf.memory_quotas(&space).await.unwrap();
+    let org = cf.orgs().require_by_name(&unlimited.info().organization).await.unwrap();
+    unlimited.reset_request_log();
+    let quotas = cf.memory_quotas(&org, &space).await.unwrap();
+    assert_eq!(unlimited.request_log().len(), 1, "an unlimited org quota needs no usage, a space without one nothing");
     assert_eq!(quotas.org.as_ref().unwrap().limit_mb, None);
     assert!(quotas.space.is_none());
     assert_eq!(quotas.shortfall(1 << 20), None);
@@ -551,28 +566,14 @@ async fn creates_whose_answer_is_lost_are_not_duplicated() {
 
     let domain = cf.domains().by_name(&sim.info().domain).await.unwrap().unwrap();
     sim.add_fault(drop_after("/v3/routes"));
-    let route = cf
-        .routes()
-        .create(&NewRoute {
-            space_guid: space.guid.clone(),
-            domain_guid: domain.guid.clone(),
-            host: Some("lost-answer".into()),
-            ..NewRoute::default()
-        })
-        .await
-        .unwrap();
+    let route = cf.routes().create(&new_route(&space, &domain, "lost-answer")).await.unwrap();
     let routes = cf.routes().list(&ListParams::new().filter("hosts", ["lost-answer"])).await.unwrap();
     assert_eq!(routes.len(), 1, "exactly one route");
     assert_eq!(routes[0].guid, route.guid);
 
     // A route that exists in the space already is found, not an error (CC answers the create 422 "Route already
     // exists with host …", app/actions/route_create.rb).
-    let again = NewRoute {
-        space_guid: space.guid.clone(),
-        domain_guid: domain.guid.clone(),
-        host: Some("lost-answer".into()),
-        ..NewRoute::default()
-    };
+    let again = new_route(&space, &domain, "lost-answer");
     assert_eq!(cf.routes().create(&again).await.unwrap().guid, route.guid);
     // Hosts are unique per domain across the foundation: taken by another space, it stays an error.
     let org = cf.orgs().require_by_name(&sim.info().organization).await.unwrap();
@@ -866,16 +867,7 @@ async fn routes_map_and_unmap_apps_and_are_deleted_by_job() {
     let domain = cf.domains().by_name(&sim.info().domain).await.unwrap().unwrap();
     let blue = cf.apps().create(&new_app(&space, "shop")).await.unwrap();
     let green = cf.apps().create(&new_app(&space, "shop-green")).await.unwrap();
-    let route = cf
-        .routes()
-        .create(&NewRoute {
-            space_guid: space.guid.clone(),
-            domain_guid: domain.guid.clone(),
-            host: Some("shop".into()),
-            ..NewRoute::default()
-        })
-        .await
-        .unwrap();
+    let route = cf.routes().create(&new_route(&space, &domain, "shop")).await.unwrap();
     assert_eq!(route.host, "shop");
     assert_eq!(route.path, "");
     let found = cf.routes().find_exact(&space.guid, &domain.guid, "shop", "").await.unwrap().unwrap();
