@@ -46,91 +46,107 @@ impl AppManifest {
         for key in CLIENT_SIDE_KEYS {
             app.remove(*key);
         }
-        app.remove("routes");
-        app.remove("no-route");
-        match candidate.temporary_route {
-            Some(route) => {
-                app.insert("routes".into(), json!([{ "route": route }]));
-            }
-            None => {
-                app.insert("no-route".into(), Value::Bool(true));
-            }
-        }
-
-        let mut env: Map<String, Value> =
-            candidate.inherited_env.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-        if let Some(Value::Object(manifest_env)) = app.get("env") {
-            env.extend(manifest_env.iter().map(|(k, v)| (k.clone(), Value::String(scalar_text(v)))));
-        }
-        env.extend(candidate.param_env.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))));
-        if env.is_empty() {
-            app.remove("env");
-        } else {
-            app.insert("env".into(), Value::Object(env));
-        }
-
-        let listed = self.services();
-        let extra: Vec<Value> = candidate
-            .inherited_services
-            .iter()
-            .filter(|entry| service_name(entry).is_some_and(|name| !listed.iter().any(|l| l == name)))
-            .cloned()
-            .collect();
-        if !extra.is_empty() {
-            let services = app.entry("services").or_insert_with(|| Value::Array(Vec::new()));
-            if let Value::Array(services) = services {
-                services.extend(extra);
-            }
-        }
-
-        if candidate.lifecycle == DOCKER {
-            for key in ["lifecycle", "buildpack", "buildpacks", "stack", "cnb-credentials"] {
-                app.remove(key);
-            }
-        } else {
-            app.remove("docker");
-            if app.contains_key("lifecycle") || candidate.lifecycle == CNB {
-                app.insert("lifecycle".into(), Value::String(candidate.lifecycle.to_owned()));
-            }
-        }
-        if let Some(image) = candidate.docker_image {
-            let docker = app.entry("docker").or_insert_with(|| json!({}));
-            docker["image"] = Value::String(image.to_owned());
-            if let Some(username) = candidate.docker_username {
-                docker["username"] = Value::String(username.to_owned());
-            }
-        }
-
+        route_only_to(&mut app, candidate.temporary_route);
+        merge_env(&mut app, candidate);
+        add_services(&mut app, &self.services(), &candidate.inherited_services);
+        set_lifecycle(&mut app, candidate);
         if let Some(inherited) = &candidate.inherited_web_scale {
-            let unset = |key: &str| !(self.sets("web", key) || key == "disk_quota" && self.sets("web", "disk-quota"));
-            let values = [
-                ("instances", inherited.instances.map(Value::from)),
-                ("memory", inherited.memory.clone().map(Value::from)),
-                ("disk_quota", inherited.disk_quota.clone().map(Value::from)),
-            ];
-            let target = web_process_entry(&mut app);
-            for (key, value) in values {
-                if let Some(value) = value.filter(|_| unset(key)) {
-                    target.insert(key.into(), value);
-                }
-            }
+            self.inherit_web_scale(&mut app, inherited);
         }
-
         if let Some(check) = candidate.health_check {
-            let target = web_process_entry(&mut app);
-            apply_health_check(target, check);
+            apply_health_check(web_process_entry(&mut app), check);
         }
-
-        if let Some(Value::Object(metadata)) = app.get_mut("metadata") {
-            for section in ["labels", "annotations"] {
-                if let Some(Value::Object(entries)) = metadata.get_mut(section) {
-                    entries.retain(|key, _| !key.starts_with(crate::record::PREFIX));
-                }
-            }
-        }
-
+        drop_our_metadata(&mut app);
         let doc = json!({ "applications": [Value::Object(app)] });
         serde_norway::to_string(&doc).expect("a JSON value always serializes to YAML")
+    }
+
+    /// Production's web scale for whatever of instances, memory and disk the manifest leaves unset.
+    fn inherit_web_scale(&self, app: &mut Map<String, Value>, inherited: &ProcessScale) {
+        let unset = |key: &str| !(self.sets("web", key) || key == "disk_quota" && self.sets("web", "disk-quota"));
+        let values = [
+            ("instances", inherited.instances.map(Value::from)),
+            ("memory", inherited.memory.clone().map(Value::from)),
+            ("disk_quota", inherited.disk_quota.clone().map(Value::from)),
+        ];
+        let target = web_process_entry(app);
+        for (key, value) in values {
+            if let Some(value) = value.filter(|_| unset(key)) {
+                target.insert(key.into(), value);
+            }
+        }
+    }
+}
+
+/// The temporary route as the only route, or `no-route` without one.
+fn route_only_to(app: &mut Map<String, Value>, temporary_route: Option<&str>) {
+    app.remove("routes");
+    app.remove("no-route");
+    match temporary_route {
+        Some(route) => app.insert("routes".into(), json!([{ "route": route }])),
+        None => app.insert("no-route".into(), Value::Bool(true)),
+    };
+}
+
+/// Env: production's inherited values, overlaid by the manifest's, overlaid by the params'.
+fn merge_env(app: &mut Map<String, Value>, candidate: &Candidate) {
+    let mut env: Map<String, Value> =
+        candidate.inherited_env.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    if let Some(Value::Object(manifest_env)) = app.get("env") {
+        env.extend(manifest_env.iter().map(|(k, v)| (k.clone(), Value::String(scalar_text(v)))));
+    }
+    env.extend(candidate.param_env.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))));
+    if env.is_empty() {
+        app.remove("env");
+    } else {
+        app.insert("env".into(), Value::Object(env));
+    }
+}
+
+/// Production's service entries the manifest does not list (`listed`), added after the manifest's.
+fn add_services(app: &mut Map<String, Value>, listed: &[String], inherited: &[Value]) {
+    let extra: Vec<Value> = inherited
+        .iter()
+        .filter(|entry| service_name(entry).is_some_and(|name| !listed.iter().any(|l| l == name)))
+        .cloned()
+        .collect();
+    if !extra.is_empty() {
+        let services = app.entry("services").or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(services) = services {
+            services.extend(extra);
+        }
+    }
+}
+
+/// The keys of the candidate's lifecycle only (see [`Candidate::lifecycle`]), and its docker image.
+fn set_lifecycle(app: &mut Map<String, Value>, candidate: &Candidate) {
+    if candidate.lifecycle == DOCKER {
+        for key in ["lifecycle", "buildpack", "buildpacks", "stack", "cnb-credentials"] {
+            app.remove(key);
+        }
+    } else {
+        app.remove("docker");
+        if app.contains_key("lifecycle") || candidate.lifecycle == CNB {
+            app.insert("lifecycle".into(), Value::String(candidate.lifecycle.to_owned()));
+        }
+    }
+    if let Some(image) = candidate.docker_image {
+        let docker = app.entry("docker").or_insert_with(|| json!({}));
+        docker["image"] = Value::String(image.to_owned());
+        if let Some(username) = candidate.docker_username {
+            docker["username"] = Value::String(username.to_owned());
+        }
+    }
+}
+
+/// Our own labels and annotations are the deploy's to write, never copied from production.
+fn drop_our_metadata(app: &mut Map<String, Value>) {
+    if let Some(Value::Object(metadata)) = app.get_mut("metadata") {
+        for section in ["labels", "annotations"] {
+            if let Some(Value::Object(entries)) = metadata.get_mut(section) {
+                entries.retain(|key, _| !key.starts_with(crate::record::PREFIX));
+            }
+        }
     }
 }
 
