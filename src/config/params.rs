@@ -273,18 +273,19 @@ pub struct OutParams {
 }
 
 /// The defaults of the put params README.md's `out` table states (a test reads them there).
-pub(crate) const DEFAULT_STAGING_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-pub(crate) const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(5 * 60);
-pub(crate) const DEFAULT_VERIFY_TIMEOUT: Duration = Duration::from_secs(2 * 60);
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
-pub(crate) const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-pub(crate) const DEFAULT_LOCK_LEASE: Duration = Duration::from_secs(2 * 60);
-pub(crate) const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
-pub(crate) const DEFAULT_KEEP_PREVIOUS: bool = true;
-pub(crate) const DEFAULT_KPI_REQUESTS: u32 = 200;
-pub(crate) const DEFAULT_KPI_CONCURRENCY: u32 = 10;
+const DEFAULT_STAGING_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_VERIFY_TIMEOUT: Duration = Duration::from_secs(2 * 60);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+const DEFAULT_LOCK_LEASE: Duration = Duration::from_secs(2 * 60);
+const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
+const DEFAULT_KEEP_PREVIOUS: bool = true;
+const DEFAULT_KPI_REQUESTS: u32 = 200;
+const DEFAULT_KPI_CONCURRENCY: u32 = 10;
 
 impl OutParams {
+    /// Parses and validates the put's `params` (null: all defaults), every problem reported at once.
     pub fn parse(value: Value) -> Result<OutParams> {
         register_secrets_in(&value);
         let raw: RawOutParams = parse_section("params", value)?;
