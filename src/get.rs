@@ -27,8 +27,8 @@ use crate::manifest::AppManifest;
 use crate::protocol::{InRequest, Version, VersionResult};
 
 /// The file the droplet is downloaded to with `download_droplet: true`.
-pub(crate) const DROPLET_FILE: &str = "droplet.tgz";
-pub(crate) const METADATA_FILE: &str = "metadata.json";
+const DROPLET_FILE: &str = "droplet.tgz";
+const METADATA_FILE: &str = "metadata.json";
 
 pub async fn run(request: InRequest) -> Result<VersionResult> {
     let InRequest { source, params, version, dir } = request;

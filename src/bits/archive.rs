@@ -20,7 +20,7 @@ use zip::ZipArchive;
 use super::resource::Kind;
 
 /// Mode of archive files that carry no unix mode.
-pub(crate) const DEFAULT_ARCHIVE_FILE_MODE: u32 = 0o744;
+const DEFAULT_ARCHIVE_FILE_MODE: u32 = 0o744;
 /// Mode of every directory.
 pub(crate) const DIR_MODE: u32 = 0o755;
 /// The root `.cfignore` is read into memory; anything bigger than this is not a real ignore file.

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 /// Left out of every push, at any depth (the CLI's `DefaultIgnoreLines`).
-pub(crate) const DEFAULT_IGNORES: &[&str] =
+const DEFAULT_IGNORES: &[&str] =
     &[".cfignore", ".DS_Store", ".git", ".gitignore", ".hg", ".svn", "_darcs", "manifest.yaml", "manifest.yml"];
 
 /// The compiled ignore rules for one app.

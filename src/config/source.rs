@@ -12,9 +12,9 @@ use crate::redact;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AppNames {
     pub(crate) production: String,
-    pub(crate) green_suffix: String,
-    pub(crate) previous_suffix: String,
-    pub(crate) failed_suffix: String,
+    green_suffix: String,
+    previous_suffix: String,
+    failed_suffix: String,
 }
 
 impl AppNames {

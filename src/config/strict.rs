@@ -64,7 +64,7 @@ fn friendlier(message: &str) -> String {
 }
 
 /// The valid key most like `key`, if any is close enough to be a plausible typo.
-pub(crate) fn closest(key: &str, candidates: &[impl AsRef<str>]) -> Option<String> {
+fn closest(key: &str, candidates: &[impl AsRef<str>]) -> Option<String> {
     candidates
         .iter()
         .map(|c| (strsim::jaro_winkler(key, c.as_ref()), c.as_ref()))

@@ -19,11 +19,11 @@ pub(crate) struct ProbeStats {
     /// Requests that got no response, a redirect to another host, or (after redirects on the route's host) a
     /// status outside 2xx/3xx.
     pub(crate) errors: u32,
-    pub(crate) p50_ms: f64,
-    pub(crate) p95_ms: f64,
-    pub(crate) p99_ms: f64,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
     /// One example of what went wrong, when anything did.
-    pub(crate) first_error: Option<String>,
+    first_error: Option<String>,
 }
 
 impl ProbeStats {

@@ -20,7 +20,7 @@ use reqwest::{Method, StatusCode, Url};
 use crate::config::RouteScheme;
 
 /// How many redirects on the route's host one request follows before it counts as failed.
-pub(crate) const MAX_REDIRECTS: usize = 5;
+const MAX_REDIRECTS: usize = 5;
 
 /// A client for requests to app routes (`host.domain[/path]`).
 #[derive(Clone)]
@@ -347,7 +347,7 @@ pub(crate) mod test_support {
     }
 
     /// A TLS config trusting only the test CA that signed the loopback TLS server's certificate.
-    pub(crate) fn test_ca_tls() -> rustls::ClientConfig {
+    pub(super) fn test_ca_tls() -> rustls::ClientConfig {
         let mut roots = rustls::RootCertStore::empty();
         let ca = CertificateDer::from_pem_slice(include_bytes!("testdata/route-ca.pem")).expect("test CA is PEM");
         roots.add(ca).expect("test CA is a usable trust anchor");
