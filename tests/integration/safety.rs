@@ -11,7 +11,7 @@ use crate::util::deploy::{
     PutDir, annotation, app_named, apps, build_url, deploy, logged, manifest, out, out_as, route_destinations, routes,
     spawn_out, wait_for, wait_until_serving,
 };
-use crate::util::sim::{check_request, connect, home_space, source, start_sim_with};
+use crate::util::sim::{check_request, connect, destination_changes, home_space, source, start_sim_with};
 use crate::util::{Run, run_resource};
 use cf_blue_green_resource::cf::CfClient;
 use cf_blue_green_resource::cf::apps::NewApp;
@@ -119,14 +119,6 @@ fn assert_settled(sim: &Sim, production: &Value, previous: &str) {
     assert_eq!(route_destinations(sim), [(format!("myapp.{domain}"), vec![guid(production)])], "routes left");
     let production_app = app_named(sim, "myapp").unwrap();
     assert!(annotation(&production_app, DEPLOY_ID).is_none(), "the journal is cleared: {production_app:#}");
-}
-
-/// The requests that changed a route's destinations (map: POST, unmap: DELETE, replace: PATCH).
-fn destination_changes(sim: &Sim) -> Vec<RequestRecord> {
-    sim.request_log()
-        .into_iter()
-        .filter(|r| r.listener == "api" && r.path.contains("/destinations") && r.method != "GET" && r.status < 300)
-        .collect()
 }
 
 fn timestamp(record: &RequestRecord) -> SystemTime {

@@ -10,7 +10,7 @@ use regex::Regex;
 use serde_json::{Value, json};
 
 use crate::harness::{self, APP, Lane, LaneConfig, Outcome, assert_clean_outcome};
-use crate::util::sim::{check_request, source};
+use crate::util::sim::{check_request, destination_changes, source};
 use crate::util::{Run, run_resource, summary};
 
 fn simultaneous_puts(count: usize) {
@@ -82,13 +82,7 @@ fn simultaneous_puts(count: usize) {
 
     // One swap after the other: each put maps its candidate and unmaps the version before it, and no other put
     // changes a route in between.
-    let changes: Vec<String> = lane
-        .sim
-        .request_log()
-        .into_iter()
-        .filter(|r| r.listener == "api" && r.path.contains("/destinations") && r.method != "GET" && r.status < 300)
-        .map(|r| r.method)
-        .collect();
+    let changes: Vec<String> = destination_changes(&lane.sim).into_iter().map(|r| r.method).collect();
     assert_eq!(changes, ["POST", "DELETE"].repeat(count), "the swaps never interleave");
 
     // Production is the put that finished last; the one before it is kept as previous.

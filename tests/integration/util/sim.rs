@@ -84,6 +84,14 @@ pub fn resource_requests(sim: &Sim) -> Vec<RequestRecord> {
         .collect()
 }
 
+/// The requests that changed a route's destinations (map: POST, unmap: DELETE, replace: PATCH).
+pub fn destination_changes(sim: &Sim) -> Vec<RequestRecord> {
+    sim.request_log()
+        .into_iter()
+        .filter(|r| r.listener == "api" && r.path.contains("/destinations") && r.method != "GET" && r.status < 300)
+        .collect()
+}
+
 /// `GET /v3/apps → 200` lines, for assertion messages.
 pub fn describe_requests(records: &[RequestRecord]) -> String {
     records
