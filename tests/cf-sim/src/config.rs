@@ -124,6 +124,14 @@ pub struct SimConfig {
     /// CC's `maximum_health_check_timeout` in seconds (config/cloud_controller.yml sets 180).
     #[arg(long, default_value_t = 180)]
     pub maximum_health_check_timeout: u64,
+    /// Latency added to every answer of the CC API, UAA and Log Cache (not the router, not the admin API), in ms:
+    /// the round trip and processing time of a real foundation (50–300 ms). The answer waits after the request is
+    /// processed.
+    #[arg(long, default_value_t = 0)]
+    pub api_latency_ms: u64,
+    /// A uniformly random extra latency of up to this many ms on each of those answers.
+    #[arg(long, default_value_t = 0)]
+    pub api_latency_jitter_ms: u64,
     /// Where to find the files of a docker image, as `IMAGE=DIR`; the image then runs like a droplet. Repeatable.
     #[arg(long = "docker-image", value_name = "IMAGE=DIR")]
     pub docker_images: Vec<String>,
@@ -190,5 +198,13 @@ mod tests {
         assert!(CcApiVersion::parse("three").is_err());
         let config = SimConfig::parse_from(["cf-sim", "--cc-api-version", "3.160.0"]);
         assert_eq!(config.cc_api_version, CcApiVersion(3, 160, 0));
+    }
+
+    #[test]
+    fn api_latency_flags_default_to_none() {
+        let config = SimConfig::default();
+        assert_eq!((config.api_latency_ms, config.api_latency_jitter_ms), (0, 0));
+        let config = SimConfig::parse_from(["cf-sim", "--api-latency-ms", "150", "--api-latency-jitter-ms", "30"]);
+        assert_eq!((config.api_latency_ms, config.api_latency_jitter_ms), (150, 30));
     }
 }

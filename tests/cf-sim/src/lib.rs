@@ -7,6 +7,7 @@ mod clock;
 pub mod config;
 mod diego;
 pub mod faults;
+mod latency;
 pub mod load;
 mod log_cache;
 pub mod logs;

@@ -17,6 +17,7 @@ use crate::cc::{self, orgs_and_domains};
 use crate::config::{SimConfig, split_pair};
 use crate::diego::Diego;
 use crate::faults::{Fault, Faults};
+use crate::latency::delay_answers;
 use crate::logs::{Envelope, LogStore};
 use crate::request_log::{RequestLog, RequestRecord};
 use crate::routing::RoutingTable;
@@ -151,19 +152,19 @@ impl Sim {
             server::spawn(
                 listen(api)?,
                 acceptor.clone(),
-                axum_handler(cc::router(shared.clone())),
+                delay_answers(axum_handler(cc::router(shared.clone())), &config),
                 shutdown_rx.clone(),
             );
             server::spawn(
                 listen(uaa)?,
                 acceptor.clone(),
-                axum_handler(crate::uaa::router(shared.clone())),
+                delay_answers(axum_handler(crate::uaa::router(shared.clone())), &config),
                 shutdown_rx.clone(),
             );
             server::spawn(
                 listen(log_cache)?,
                 acceptor,
-                axum_handler(crate::log_cache::router(shared.clone())),
+                delay_answers(axum_handler(crate::log_cache::router(shared.clone())), &config),
                 shutdown_rx.clone(),
             );
             server::spawn(listen(router)?, None, crate::router::handler(Arc::downgrade(&shared)), shutdown_rx);
