@@ -12,7 +12,7 @@ use crate::util::deploy::{
     spawn_out, wait_for, wait_until_serving,
 };
 use crate::util::sim::{check_request, connect, destination_changes, home_space, source, start_sim_with};
-use crate::util::{Run, run_resource};
+use crate::util::{self, Run, run_resource};
 use cf_blue_green_resource::cf::CfClient;
 use cf_blue_green_resource::cf::apps::NewApp;
 use cf_blue_green_resource::protocol::BuildEnv;
@@ -90,35 +90,11 @@ fn run_async<T>(work: impl AsyncFnOnce(CfClient) -> T, sim: &Sim) -> T {
     })
 }
 
-/// Production is `production` (started, alone on its route), the version before it is kept stopped as
-/// `myapp-previous`, and nothing else is left: no candidate, no temporary route, no duplicate.
+/// Production is `production`, the version before it is kept stopped as `myapp-previous`, and nothing else is
+/// left (see [`util::deploy::assert_settled`]).
 fn assert_settled(sim: &Sim, production: &Value, previous: &str) {
-    let state = sim.state_dump();
-    let mut found: Vec<(String, String, String)> = state["apps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            (
-                a["name"].as_str().unwrap().to_owned(),
-                a["guid"].as_str().unwrap().to_owned(),
-                a["state"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    found.sort();
-    assert_eq!(
-        found,
-        [
-            ("myapp".to_owned(), guid(production), "STARTED".to_owned()),
-            ("myapp-previous".to_owned(), previous.to_owned(), "STOPPED".to_owned())
-        ],
-        "apps left"
-    );
-    let domain = &sim.info().domain;
-    assert_eq!(route_destinations(sim), [(format!("myapp.{domain}"), vec![guid(production)])], "routes left");
-    let production_app = app_named(sim, "myapp").unwrap();
-    assert!(annotation(&production_app, DEPLOY_ID).is_none(), "the journal is cleared: {production_app:#}");
+    let settled = util::deploy::assert_settled(sim, "myapp", false, "after the deploys");
+    assert_eq!((settled.production, settled.previous.as_str()), (guid(production), previous), "the apps left");
 }
 
 fn timestamp(record: &RequestRecord) -> SystemTime {

@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use cf_blue_green_resource::record::{ROLE_LABEL, journal};
 use cf_sim::{Sim, SimConfig};
 use serde_json::{Value, json};
 
-use crate::util::deploy::{BUILD_ENV, PutDir, apps, manifest, route_destinations, wait_for, wait_until_serving};
+use crate::util::deploy::{
+    BUILD_ENV, PutDir, app_named, assert_settled, journal_keys, manifest, wait_for, wait_until_serving,
+};
 use crate::util::sim::{out_request, source, start_sim_with};
 use crate::util::summary;
 use crate::util::{Background, LineHook, Run, run_resource, spawn_resource};
@@ -317,42 +318,8 @@ impl Lane {
     }
 
     fn check_only_production(&self, context: &str, late_journal_on_production: bool) -> bool {
-        let apps = apps(&self.sim);
-        assert_eq!(
-            apps,
-            [(APP.to_owned(), "STARTED".to_owned()), (format!("{APP}-previous"), "STOPPED".to_owned())],
-            "{context}: the apps"
-        );
-        let state = self.sim.state_dump();
-        let production = state["apps"].as_array().unwrap().iter().find(|a| a["name"] == APP).unwrap();
-        let guid = production["guid"].as_str().unwrap().to_owned();
-        assert_eq!(
-            route_destinations(&self.sim),
-            [(self.host(), vec![guid])],
-            "{context}: the routes (only the production route, only to {APP})"
-        );
-        let mut late_journal = false;
-        for app in state["apps"].as_array().unwrap() {
-            let metadata = &app["metadata"];
-            let journal: Vec<&String> = metadata["annotations"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(key, _)| key)
-                .filter(|key| journal::KEYS.contains(&key.as_str()))
-                .collect();
-            if late_journal_on_production && app["name"] == APP && !journal.is_empty() {
-                late_journal = true;
-                continue;
-            }
-            assert!(journal.is_empty(), "{context}: {} still carries deploy journal keys {journal:?}", app["name"]);
-            assert!(
-                metadata["labels"].get(ROLE_LABEL).is_none_or(Value::is_null),
-                "{context}: {} is still labelled a candidate",
-                app["name"]
-            );
-        }
-        late_journal
+        assert_settled(&self.sim, APP, late_journal_on_production, context);
+        late_journal_on_production && app_named(&self.sim, APP).is_some_and(|app| !journal_keys(&app).is_empty())
     }
 
     /// Stops the probe and returns everything it saw.

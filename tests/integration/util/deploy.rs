@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cf_blue_green_resource::record::{ROLE_LABEL, journal};
 use cf_sim::Sim;
 use serde_json::{Value, json};
 
@@ -190,6 +191,60 @@ pub fn wait_until_serving(sim: &Sim, host: &str, version: &str) {
     wait_for(&format!("{host} to serve {version}"), Duration::from_secs(10), || {
         (get(sim, host, "/version") == (200, version.to_owned())).then_some(())
     });
+}
+
+/// What [`assert_settled`] found.
+pub struct Settled {
+    /// The guids of `<app>` and `<app>-previous`.
+    pub production: String,
+    pub previous: String,
+}
+
+/// The deploy journal keys among an app's annotations (an app from the state dump).
+pub fn journal_keys(app: &Value) -> Vec<&String> {
+    app["metadata"]["annotations"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(key, _)| key)
+        .filter(|key| journal::KEYS.contains(&key.as_str()))
+        .collect()
+}
+
+/// Asserts that deploys of `app` left it settled: `app` (started) and `<app>-previous` (stopped) and no other
+/// app; `<app>.<domain>` the only route, reaching `app` alone; no deploy journal key or candidate label on any
+/// app. With `late_journal`, `app` may carry journal keys that a journal write processed after its client gave
+/// up on it put there once the deploy had finished (never read on production; the next deploy clears them).
+pub fn assert_settled(sim: &Sim, app: &str, late_journal: bool, context: &str) -> Settled {
+    let previous_name = format!("{app}-previous");
+    assert_eq!(
+        apps(sim),
+        [(app.to_owned(), "STARTED".to_owned()), (previous_name.clone(), "STOPPED".to_owned())],
+        "{context}: the apps"
+    );
+    let state = sim.state_dump();
+    let all = state["apps"].as_array().unwrap();
+    let guid_of = |name: &str| all.iter().find(|a| a["name"] == name).unwrap()["guid"].as_str().unwrap().to_owned();
+    let settled = Settled { production: guid_of(app), previous: guid_of(&previous_name) };
+    assert_eq!(
+        route_destinations(sim),
+        [(format!("{app}.{}", sim.info().domain), vec![settled.production.clone()])],
+        "{context}: the routes (only the production route, only to {app})"
+    );
+    for each in all {
+        let journal = journal_keys(each);
+        assert!(
+            journal.is_empty() || (late_journal && each["name"] == app),
+            "{context}: {} still carries deploy journal keys {journal:?}",
+            each["name"]
+        );
+        assert!(
+            each["metadata"]["labels"].get(ROLE_LABEL).is_none_or(Value::is_null),
+            "{context}: {} is still labelled a candidate",
+            each["name"]
+        );
+    }
+    settled
 }
 
 /// The apps in the sim: name → (state, guid), sorted by name.
