@@ -5,10 +5,19 @@
 //! - API requests per deploy (polls excluded), per check, per in — targets ≤ 30, ≤ 3, ≤ 5;
 //! - a redeploy of a 200 MB app with one changed file: bytes uploaded — target < 1 % of the app;
 //! - scale: 20 routes, 50 instances, 2000 apps in the space — requests grow with routes, not apps;
-//! - peak RSS of `out` during a 1 GB upload — target < 64 MB.
+//! - peak RSS of `out` during a 1 GB upload — target < 64 MB;
+//! - latency: the 10 MB redeploy, `check` and `in` with cf-sim answering every API request after 0, 50 and
+//!   150 ms — overhead, requests and sequential round trips per phase, how soon each wait is seen to end —
+//!   targets at 150 ms: overhead ≤ 3 s, waits detected within 0.3 s on average;
+//! - article: our `out` beside the article's procedure run by the cf CLI v8 (one process per command, its 3 s
+//!   polls), under the same load, route propagation delay and latency (0 and 150 ms).
 //!
 //! `cargo bench --bench deploy` (all), or name sections: `cargo bench --bench deploy -- overhead requests`.
 
+#[path = "cf_cli.rs"]
+mod cf_cli;
+#[path = "critical_path.rs"]
+mod critical_path;
 #[path = "measure.rs"]
 mod measure;
 #[path = "../tests/integration/util/mod.rs"]
@@ -17,10 +26,13 @@ pub mod util;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
 
+use cf_sim::load::{self, LoadConfig};
 use cf_sim::{RequestRecord, Sim, SimConfig};
+use critical_path::{Timed, is_poll};
 use serde_json::{Value, json};
-use util::deploy::{BUILD_ENV, PutDir, manifest};
+use util::deploy::{BUILD_ENV, PutDir, manifest, wait_until_serving};
 use util::sim::{check_request, in_request, out_request, resource_requests, source};
 
 const STAGING_MS: u64 = 500;
@@ -28,7 +40,15 @@ const APP_START_MS: u64 = 500;
 const DRAIN_MS: u64 = 1000;
 
 fn main() {
-    let sections: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(cf_cli::COMMAND_ARG) {
+        if let Err(error) = cf_cli::command(&args[1..]) {
+            eprintln!("{error:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let sections: Vec<String> = args.into_iter().filter(|a| !a.starts_with("--")).collect();
     let wanted = |name: &str| sections.is_empty() || sections.iter().any(|s| s == name);
     println!("machine: {} cores, {}", cores(), cpu_model());
     if wanted("overhead") {
@@ -45,6 +65,12 @@ fn main() {
     }
     if wanted("rss") {
         upload_rss();
+    }
+    if wanted("latency") {
+        latency();
+    }
+    if wanted("article") {
+        article();
     }
 }
 
@@ -101,17 +127,7 @@ fn verdict(pass: bool) -> &'static str {
 fn overhead() {
     println!("\n== Deploy overhead: a 10 MB app ==");
     let sim = sim(|c| c.staging_delay_ms = STAGING_MS);
-    let put = PutDir::with_sample_app();
-    put.write(
-        "ci/manifest.yml",
-        &manifest(&sim, "myapp", 1, &["myapp"], &[("STARTUP_DELAY_MS", &APP_START_MS.to_string())]),
-    );
-    let params = json!({"path": "app", "manifest": "ci/manifest.yml", "drain": format!("{DRAIN_MS}ms")});
-    let app_size = |put: &PutDir| -> u64 {
-        std::fs::read_dir(put.path().join("app")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
-    };
-    random_file(&put.path().join("app/assets.bin"), 9_000_000, 1);
-    out(&sim, &put, "myapp", params.clone());
+    let (put, params) = ten_mb_app_deployed(&sim);
     let mut walls = Vec::new();
     for round in 0..3 {
         // New bits every time, so each redeploy really uploads and stages them.
@@ -123,7 +139,7 @@ fn overhead() {
     let overhead = wall - configured;
     println!(
         "app {:.1} MB; cf-sim staging {STAGING_MS} ms, app start {APP_START_MS} ms, drain {DRAIN_MS} ms",
-        app_size(&put) as f64 / 1e6
+        walk_size(&put.path().join("app")) as f64 / 1e6
     );
     println!(
         "out wall time (median of {:?}): {wall:.2} s; overhead {overhead:.2} s — target < 1 s: {}",
@@ -132,15 +148,18 @@ fn overhead() {
     );
 }
 
-/// A request that waits for something (a job, staging, a package, instances, logs) rather than doing something.
-fn is_poll(r: &RequestRecord) -> bool {
-    let p = r.path.as_str();
-    r.method == "GET"
-        && (p.starts_with("/v3/jobs/")
-            || p.starts_with("/v3/builds/")
-            || (p.starts_with("/v3/packages/") && !p.ends_with("/download"))
-            || p.ends_with("/stats")
-            || p.starts_with("/api/v1/read/"))
+/// The overhead benchmark's app (the sample app and 9 MB of incompressible assets, starting in
+/// [`APP_START_MS`], drained for [`DRAIN_MS`]) deployed once; returns its put directory and `out` params.
+fn ten_mb_app_deployed(sim: &Sim) -> (PutDir, Value) {
+    let put = PutDir::with_sample_app();
+    put.write(
+        "ci/manifest.yml",
+        &manifest(sim, "myapp", 1, &["myapp"], &[("STARTUP_DELAY_MS", &APP_START_MS.to_string())]),
+    );
+    let params = json!({"path": "app", "manifest": "ci/manifest.yml", "drain": format!("{DRAIN_MS}ms")});
+    random_file(&put.path().join("app/assets.bin"), 9_000_000, 1);
+    out(sim, &put, "myapp", params.clone());
+    (put, params)
 }
 
 fn count(records: &[RequestRecord]) -> (usize, usize) {
@@ -338,4 +357,257 @@ fn cpu_model() -> String {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// The API latencies of the latency benchmark, in ms.
+const LATENCIES_MS: [u64; 3] = [0, 50, 150];
+/// The latency the issue's targets are set at.
+const TARGET_LATENCY_MS: u64 = 150;
+
+/// Requests and sequential round trips of `requests`, as `12 requests, 9 round trips`.
+fn requests_and_rounds(requests: &[&Timed]) -> String {
+    format!("{} requests, {} round trips", requests.len(), critical_path::rounds(requests))
+}
+
+fn latency() {
+    println!("\n== Deploy at real API latency: a redeploy of the 10 MB app, check and in ==");
+    println!(
+        "(round trips: the longest chain of requests each sent after the previous answer came back; requests in \
+         flight together count once)"
+    );
+    let configured = (STAGING_MS + APP_START_MS + DRAIN_MS) as f64 / 1000.0;
+    let mut at_target = (f64::NAN, f64::NAN);
+    for latency_ms in LATENCIES_MS {
+        let sim = sim(|c| {
+            c.staging_delay_ms = STAGING_MS;
+            c.api_latency_ms = latency_ms;
+        });
+        let latency = Duration::from_millis(latency_ms);
+        let (put, params) = ten_mb_app_deployed(&sim);
+        random_file(&put.path().join("app/assets.bin"), 9_000_000, 500 + latency_ms);
+        sim.reset_request_log();
+        let started = SystemTime::now();
+        let run = out(&sim, &put, "myapp", params);
+        let timed = critical_path::timed(&all_requests(&sim), latency);
+        let all: Vec<&Timed> = timed.iter().collect();
+        let overhead = run.wall.as_secs_f64() - configured;
+        let polls = timed.iter().filter(|t| is_poll(&t.record)).count();
+        println!(
+            "\n{latency_ms} ms: out {:.2} s, overhead {overhead:.2} s; {} ({polls} of them polls)",
+            run.wall.as_secs_f64(),
+            requests_and_rounds(&all)
+        );
+        let answer: Value = serde_json::from_str(&run.stdout).expect("out prints JSON");
+        let phases = critical_path::phase_windows(&answer["metadata"], started);
+        for (i, (phase, from, to)) in phases.iter().enumerate() {
+            let in_phase: Vec<&Timed> = timed
+                .iter()
+                .filter(|t| (i == 0 || t.start >= *from) && (i + 1 == phases.len() || t.start < *to))
+                .collect();
+            println!("    {phase:<13} {:>5.2} s  {}", to - from, requests_and_rounds(&in_phase));
+        }
+        let waits = critical_path::waits(&timed);
+        for wait in &waits {
+            println!(
+                "    wait {:<28} {} poll(s), seen done {:.2} s after CF finished it (at most {:.2} s)",
+                wait.what, wait.polls, wait.lag, wait.bound
+            );
+        }
+        let mean =
+            |value: fn(&critical_path::Wait) -> f64| waits.iter().map(value).sum::<f64>() / waits.len().max(1) as f64;
+        let mean_lag = mean(|w| w.lag);
+        println!("    mean wait detection lag {mean_lag:.2} s (of the upper bounds {:.2} s)", mean(|w| w.bound));
+        if latency_ms == TARGET_LATENCY_MS {
+            at_target = (overhead, mean_lag);
+            check_and_in_at_latency(&sim, &version(&run), latency);
+        }
+    }
+    let (overhead, lag) = at_target;
+    println!("\nat {TARGET_LATENCY_MS} ms: overhead {overhead:.2} s — target ≤ 3 s: {}", verdict(overhead <= 3.0));
+    println!(
+        "at {TARGET_LATENCY_MS} ms: waits seen done {lag:.2} s after CF finished them on average — target ≤ 0.3 s: {}",
+        verdict(lag <= 0.3)
+    );
+}
+
+/// `check` and `in` against a sim answering after `latency`: wall time, requests, round trips.
+fn check_and_in_at_latency(sim: &Sim, version: &Value, latency: Duration) {
+    let measure = |name: &str, command: &mut Command, stdin: String| {
+        sim.reset_request_log();
+        let run = measure::run(command.env("NO_COLOR", "1"), &stdin);
+        assert_eq!(run.exit_code, 0, "{name} failed: {}", run.stderr);
+        let timed = critical_path::timed(&all_requests(sim), latency);
+        let all: Vec<&Timed> = timed.iter().collect();
+        println!("    {name:<5} {:.2} s; {}", run.wall.as_secs_f64(), requests_and_rounds(&all));
+    };
+    let dir = tempfile::tempdir().unwrap();
+    measure(
+        "check",
+        &mut Command::new(env!("CARGO_BIN_EXE_check")),
+        check_request(&source(sim, "myapp"), Some(version)),
+    );
+    measure(
+        "in",
+        Command::new(env!("CARGO_BIN_EXE_in")).arg(dir.path()),
+        in_request(&source(sim, "myapp"), version, None),
+    );
+}
+
+/// Requests per second the side-by-side load sends (the proof suite's heavy mix).
+const LOAD_RATE: u32 = 100;
+/// How long the router takes to learn a route change in the side-by-side runs.
+const PROPAGATION_MS: u64 = 1000;
+
+/// One contender's row of the side-by-side table.
+struct Race {
+    contender: &'static str,
+    latency_ms: u64,
+    wall: f64,
+    api_requests: usize,
+    log_reads: usize,
+    unanswered: usize,
+    rounds: usize,
+    failed: usize,
+    sent: usize,
+    left_behind: String,
+}
+
+fn article() {
+    println!("\n== Side by side: out against the article's procedure with the cf CLI v8 ==");
+    println!(
+        "(the 10 MB app with new bits; staging {STAGING_MS} ms; route propagation {PROPAGATION_MS} ms; {LOAD_RATE} \
+         requests/s to the production route, every 10th slow (1 s), every 3rd on a new connection)"
+    );
+    let mut races = Vec::new();
+    for latency_ms in [0, TARGET_LATENCY_MS] {
+        for contender in ["out", "cf CLI"] {
+            races.push(race(contender, latency_ms));
+        }
+    }
+    println!(
+        "\n| contender | API latency | wall time | CC+UAA requests | Log Cache reads | round trips | failed user \
+         requests | left behind |"
+    );
+    println!("|---|--:|--:|--:|--:|--:|--:|---|");
+    for r in &races {
+        let unanswered = match r.unanswered {
+            0 => String::new(),
+            n => format!(" ({n} answered 404: endpoints cf-sim lacks)"),
+        };
+        println!(
+            "| {} | {} ms | {:.1} s | {}{unanswered} | {} | {} | {} of {} | {} |",
+            r.contender, r.latency_ms, r.wall, r.api_requests, r.log_reads, r.rounds, r.failed, r.sent, r.left_behind
+        );
+    }
+    for latency_ms in [0, TARGET_LATENCY_MS] {
+        let [ours, theirs] = [0, 1].map(|i| races.iter().filter(|r| r.latency_ms == latency_ms).nth(i).unwrap());
+        println!(
+            "at {latency_ms} ms: out is faster than the cf CLI procedure ({:.1} s against {:.1} s): {}; out drops no \
+             user request ({} failed): {}",
+            ours.wall,
+            theirs.wall,
+            verdict(ours.wall < theirs.wall),
+            ours.failed,
+            verdict(ours.failed == 0)
+        );
+    }
+}
+
+/// Deploys the app once with `out`, then redeploys it with new bits by `contender` under load.
+fn race(contender: &'static str, latency_ms: u64) -> Race {
+    let sim = sim(|c| {
+        c.staging_delay_ms = STAGING_MS;
+        c.api_latency_ms = latency_ms;
+        c.route_propagation_delay_ms = PROPAGATION_MS;
+        c.stop_grace_ms = 5000;
+    });
+    let put = PutDir::with_sample_app();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    let params = |version: &str| {
+        json!({"path": "app", "manifest": "ci/manifest.yml", "drain": "3s",
+               "environment_variables": {"APP_VERSION": version}})
+    };
+    random_file(&put.path().join("app/assets.bin"), 9_000_000, 1);
+    out(&sim, &put, "myapp", params("v1"));
+    wait_until_serving(&sim, "myapp", "v1");
+    random_file(&put.path().join("app/assets.bin"), 9_000_000, 2);
+
+    let host = format!("myapp.{}", sim.info().domain);
+    let load = load::start(LoadConfig {
+        max_requests: u64::from(LOAD_RATE) * 240,
+        max_duration: Duration::from_secs(240),
+        ..LoadConfig::heavy(&sim.info().router, &host, LOAD_RATE)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    sim.reset_request_log();
+    let deploy_started = load.elapsed();
+    let started = Instant::now();
+    if contender == "out" {
+        out(&sim, &put, "myapp", params("v2"));
+    } else {
+        cf_cli_procedure(&sim, &put.path().join("app"));
+    }
+    let wall = started.elapsed().as_secs_f64();
+    // Until every slow request sent during the deploy has answered, and the router has caught up.
+    std::thread::sleep(Duration::from_secs(2));
+    let report = load.stop().since(deploy_started);
+    let records = all_requests(&sim);
+    let timed = critical_path::timed(&records, Duration::from_millis(latency_ms));
+    let all: Vec<&Timed> = timed.iter().collect();
+    let log_reads = records.iter().filter(|r| r.listener == "log_cache").count();
+    let race = Race {
+        contender,
+        latency_ms,
+        wall,
+        api_requests: records.len() - log_reads,
+        log_reads,
+        unanswered: records.iter().filter(|r| r.status == 404).count(),
+        rounds: critical_path::rounds(&all),
+        failed: report.failures().len(),
+        sent: report.total(),
+        left_behind: left_behind(&sim),
+    };
+    println!("{contender} at {latency_ms} ms: {wall:.1} s; {}; {}", requests_and_rounds(&all), report.describe());
+    if race.failed > 0 {
+        println!("{}", report.describe_failures());
+    }
+    race
+}
+
+/// The article's procedure, each command its own process: login, push the green app, map the production
+/// route to it, unmap its own route and the old app's, swap the names, delete the old app with its routes.
+fn cf_cli_procedure(sim: &Sim, app_dir: &Path) {
+    let home = tempfile::tempdir().unwrap();
+    let info = sim.info();
+    let domain = info.domain.as_str();
+    let app_dir = app_dir.to_str().unwrap();
+    let commands: [&[&str]; 8] = [
+        &["login", &info.api, &info.username, &info.password],
+        &["push", "myapp-green", app_dir],
+        &["map-route", "myapp-green", domain, "myapp"],
+        &["unmap-route", "myapp-green", domain, "myapp-green"],
+        &["unmap-route", "myapp", domain, "myapp"],
+        &["rename", "myapp", "myapp-tmp"],
+        &["rename", "myapp-green", "myapp"],
+        &["delete", "myapp-tmp"],
+    ];
+    for args in commands {
+        cf_cli::cf(home.path(), args);
+    }
+}
+
+/// The apps (with their state) and the routes mapped to no app that a deploy leaves in the space.
+fn left_behind(sim: &Sim) -> String {
+    let state = sim.state_dump();
+    let list = |key: &str| state[key].as_array().cloned().unwrap_or_default();
+    let mut apps: Vec<String> =
+        list("apps").iter().map(|a| format!("{} {}", a["name"].as_str().unwrap_or("?"), a["state"])).collect();
+    apps.sort();
+    let orphans: Vec<String> = list("routes")
+        .iter()
+        .filter(|r| r["destinations"].as_array().is_none_or(Vec::is_empty))
+        .map(|r| r["name"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    let orphans = if orphans.is_empty() { "none".to_owned() } else { orphans.join(", ") };
+    format!("apps: {}; unmapped routes: {orphans}", apps.join(", ").replace('"', ""))
 }
