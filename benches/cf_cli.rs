@@ -1,8 +1,10 @@
 //! The article's blue-green procedure as the cf CLI v8 performs it, request for request (see
 //! `shared/reference/cf-cli-request-count.md` and cloudfoundry/cli's `command/v7`, `actor/v7action`,
 //! `actor/v7pushaction`): each `cf` command is its own process (this benchmark binary re-run with
-//! [`COMMAND_ARG`]) with a fresh HTTP client that reads the target and token from `config.json` in a home
-//! directory and writes them back, as the CLI does with `~/.cf/config.json`.
+//! [`COMMAND_ARG`]) with a fresh HTTP client (new connections) that reads the target and token from
+//! `config.json` in a home directory, as the CLI does with `~/.cf/config.json` (`login` writes it; the other
+//! commands would write back only refreshed tokens, and none refreshes here). A Go CLI process starts slower than
+//! this binary, so the procedure's wall time here is, if anything, short.
 //!
 //! Modelled: the CLI's fixed 3 s polls (a job is polled at once, then every 3 s after each answer; a package
 //! sleeps 3 s first; a build and the process stats are polled at once, then every 3 s), the app lookup that runs
@@ -219,8 +221,13 @@ impl Cli {
         .await?;
 
         let staging_done = Arc::new(AtomicBool::new(false));
-        let (looked_up, build, ()) = tokio::join!(
-            self.app_guid(name),
+        // The app lookup that handling `StartingStaging` makes runs beside the build; the log stream follows it.
+        let (streamed, build) = tokio::join!(
+            async {
+                let app = self.app_guid(name).await?;
+                self.stream_logs(&app, &staging_done).await;
+                anyhow::Ok(())
+            },
             async {
                 let (build, _) =
                     self.send_json(Method::POST, "/v3/builds", json!({"package": {"guid": package}})).await?;
@@ -234,10 +241,9 @@ impl Cli {
                     .await;
                 staging_done.store(true, Ordering::SeqCst);
                 result
-            },
-            self.stream_logs(&app, &staging_done)
+            }
         );
-        looked_up?;
+        streamed?;
         let droplet = build?["droplet"]["guid"].as_str().context("a droplet")?.to_owned();
         self.get(&format!("/v3/droplets/{droplet}")).await?;
         let current = json!({"data": {"guid": droplet}});
