@@ -7,6 +7,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::common::{Api, app_zip, multipart, password_token, poll, send, test_config, zip_of};
+use cf_sim::testkit::{self, CompressionMethod};
 use cf_sim::{Sim, SimConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,11 +411,8 @@ async fn packages_use_the_resource_cache_and_enforce_the_size_limit() {
         api.raw("POST", &format!("/v3/packages/{}/upload", fresh["guid"].as_str().unwrap()), &content_type, body).await;
     assert_eq!((rejected.status, rejected.cf_error().0), (400, 160003));
 
-    let huge = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    writer.start_file("huge.bin", huge).unwrap();
-    std::io::Write::write_all(&mut writer, &vec![7u8; 150_000]).unwrap();
-    let (content_type, body) = multipart(&[("bits", Some("package.zip"), writer.finish().unwrap().into_inner())]);
+    let huge = testkit::zip(CompressionMethod::Stored, &[("huge.bin", &[7u8; 150_000], Some(0o644))]);
+    let (content_type, body) = multipart(&[("bits", Some("package.zip"), huge)]);
     let too_big =
         api.raw("POST", &format!("/v3/packages/{}/upload", fresh["guid"].as_str().unwrap()), &content_type, body).await;
     assert_eq!((too_big.status, too_big.cf_error()), (400, (150001, "CF-AppPackageInvalid".into())));

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{Api, alive, app_zip, group_members, poll, send};
+use cf_sim::testkit::{self, CompressionMethod};
 
 fn start_binary() -> (Child, Value, Duration) {
     let started = Instant::now();
@@ -143,15 +144,8 @@ async fn uploads_stream_to_disk_with_flat_memory() {
         ca_pem: None,
     };
     let app = api.create_app("bulky").await;
-    let size = 64 * 1024 * 1024;
-    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::with_capacity(size + 4096)));
-    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    writer.start_file("blob.bin", stored).unwrap();
     let chunk: Vec<u8> = (0..1024 * 1024).map(|i| (i * 31 % 251) as u8).collect();
-    for _ in 0..64 {
-        std::io::Write::write_all(&mut writer, &chunk).unwrap();
-    }
-    let zip = writer.finish().unwrap().into_inner();
+    let zip = testkit::zip(CompressionMethod::Stored, &[("blob.bin", &chunk.repeat(64), Some(0o644))]);
     let before = peak_rss_kb(child.id());
     api.upload_package(&app, zip).await;
     let growth_mb = (peak_rss_kb(child.id()) - before) / 1024;

@@ -12,6 +12,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
+use cf_sim::testkit::{self, CompressionMethod, ZipEntry};
 use cf_sim::{Sim, SimConfig};
 
 #[derive(Debug)]
@@ -361,16 +362,10 @@ pub fn app_zip() -> Vec<u8> {
     zip_of(&[("server.py", SERVER_PY.as_bytes(), 0o644), ("Procfile", b"web: python3 server.py\n", 0o644)])
 }
 
+/// A zip of `files` (name, contents, unix mode), deflated.
 pub fn zip_of(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
-    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, content, mode) in files {
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated)
-            .unix_permissions(*mode);
-        writer.start_file(*name, options).unwrap();
-        writer.write_all(content).unwrap();
-    }
-    writer.finish().unwrap().into_inner()
+    let entries: Vec<ZipEntry> = files.iter().map(|(name, content, mode)| (*name, *content, Some(*mode))).collect();
+    testkit::zip(CompressionMethod::Deflated, &entries)
 }
 
 /// A sim with fast health checks and restarts, for tests.
