@@ -666,17 +666,8 @@ mod tests {
 
     #[test]
     fn decode_errors_name_the_json_path() {
-        #[derive(serde::Deserialize, Debug)]
-        #[allow(dead_code)]
-        struct T {
-            resources: Vec<U>,
-        }
-        #[derive(serde::Deserialize, Debug)]
-        #[allow(dead_code)]
-        struct U {
-            guid: String,
-        }
-        let err = decode_json::<T>("GET", "/v3/apps", br#"{"resources":[{"guid":1}]}"#).unwrap_err();
+        type Page = std::collections::BTreeMap<String, Vec<std::collections::BTreeMap<String, String>>>;
+        let err = decode_json::<Page>("GET", "/v3/apps", br#"{"resources":[{"guid":1}]}"#).unwrap_err();
         assert!(err.to_string().starts_with("GET /v3/apps: unexpected response: at `resources[0].guid`"), "{err}");
     }
 }
