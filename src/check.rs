@@ -19,19 +19,23 @@ pub async fn run(request: CheckRequest) -> Result<Vec<Version>> {
     let cf = CfClient::connect(source.client_settings()?).await?;
     let listed =
         cf.apps().list_with_included(&production::query(&source)).await.context("cannot list the production app")?;
-    let version = match production::find(&listed, &source)? {
-        Production::Named(app) => current(&cf.apps().with_current_droplet(app.clone()).await?),
+    let production = match production::find(&listed, &source)? {
+        Production::Named(app) => Some(app),
         Production::SwappedIn(app, phase) => {
             log::info(format_args!(
                 "'{}' is being renamed by a deploy ({phase}); production is its candidate '{}'",
                 source.names.production, app.name
             ));
-            current(&cf.apps().with_current_droplet(app.clone()).await?)
+            Some(app)
         }
         Production::Nothing(why) => {
             log::info(why);
             None
         }
+    };
+    let version = match production {
+        Some(app) => current(&cf.apps().with_current_droplet(app.clone()).await?),
+        None => None,
     };
     Ok(version.into_iter().collect())
 }

@@ -15,7 +15,7 @@ use crate::cf::client::CfClient;
 use crate::cf::error::Result;
 use crate::cf::orgs::Organization;
 use crate::cf::spaces::Space;
-use crate::cf::types::{Links, null_as_default};
+use crate::cf::types::{Links, ToOne, null_as_default};
 
 /// An organization or space quota (`GET /v3/organization_quotas/:guid`, `GET /v3/space_quotas/:guid`), as far
 /// as apps go. Fixtures: `organization_quota.json`, `space_quota.json`.
@@ -126,26 +126,29 @@ impl CfClient {
     /// The organization and space memory quotas that a push into `space` is held to, with current usage. A
     /// quota or usage the user may not read (404) is left out rather than failing.
     pub async fn memory_quotas(&self, org: &Organization, space: &Space) -> Result<MemoryQuotas> {
-        let org_quota = async {
-            let Some(guid) = org.relationships.quota.guid() else { return Ok(None) };
-            let usage = format!("/v3/organizations/{}/usage_summary", org.guid);
-            self.memory_quota(&format!("/v3/organization_quotas/{guid}"), &usage).await
-        };
-        let space_quota = async {
-            let Some(guid) = space.relationships.quota.guid() else { return Ok(None) };
-            let usage = format!("/v3/spaces/{}/usage_summary", space.guid);
-            self.memory_quota(&format!("/v3/space_quotas/{guid}"), &usage).await
-        };
+        let org_quota = self.memory_quota(&org.relationships.quota, "organization_quotas", "organizations", &org.guid);
+        let space_quota = self.memory_quota(&space.relationships.quota, "space_quotas", "spaces", &space.guid);
         let (org, space) = tokio::try_join!(org_quota, space_quota)?;
         Ok(MemoryQuotas { org, space })
     }
 
-    /// A quota's memory limit, with the usage only when there is a limit to compare it with.
-    async fn memory_quota(&self, quota_path: &str, usage_path: &str) -> Result<Option<MemoryQuota>> {
-        let Some(quota) = self.get_opt::<Quota>(quota_path).await? else { return Ok(None) };
+    /// The memory limit of the quota `quota` points at (`/v3/<quotas>/:guid`), with the usage of its owner
+    /// (`/v3/<owners>/<owner_guid>/usage_summary`) only when there is a limit to compare it with.
+    async fn memory_quota(
+        &self,
+        quota: &ToOne,
+        quotas: &str,
+        owners: &str,
+        owner_guid: &str,
+    ) -> Result<Option<MemoryQuota>> {
+        let Some(guid) = quota.guid() else { return Ok(None) };
+        let Some(quota) = self.get_opt::<Quota>(&format!("/v3/{quotas}/{guid}")).await? else { return Ok(None) };
         let limit_mb = quota.apps.total_memory_in_mb;
         let used_mb = match limit_mb {
-            Some(_) => self.get_opt::<UsageSummary>(usage_path).await?.and_then(|u| u.usage_summary.memory_in_mb),
+            Some(_) => {
+                let usage = format!("/v3/{owners}/{owner_guid}/usage_summary");
+                self.get_opt::<UsageSummary>(&usage).await?.and_then(|u| u.usage_summary.memory_in_mb)
+            }
             None => None,
         };
         Ok(Some(MemoryQuota { name: quota.name.unwrap_or(quota.guid), limit_mb, used_mb }))

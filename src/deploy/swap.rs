@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use super::routes::RouteTarget;
 use crate::cf::CfClient;
-use crate::cf::routes::NewDestination;
+use crate::cf::routes::{Destination, NewDestination};
 use crate::log;
 
 /// Maps `green_guid` to every production route (creating missing ones), then unmaps `blue_guid` from them.
@@ -50,20 +50,32 @@ pub(crate) async fn take_over(
     Ok(guids)
 }
 
-/// How the candidate is mapped to a production route: the way blue is mapped there (the same process type, port
-/// and protocol, e.g. `http2` for gRPC or a port other than 8080: CC would otherwise default to `http1` and 8080,
-/// `update_route_destinations.rb`), else with the protocol the manifest gives the route, else CC's defaults.
+/// How the candidate is mapped to a production route: the way blue is mapped there, else with the protocol the
+/// manifest gives the route, else CC's defaults.
 fn candidate_destinations(target: &RouteTarget, green_guid: &str, blue_guid: Option<&str>) -> Vec<NewDestination> {
+    let blue_destinations = target.route.iter().flat_map(|r| &r.destinations);
+    let fallback = NewDestination { protocol: target.protocol.clone(), ..NewDestination::app(green_guid) };
+    mapped_like(blue_destinations, blue_guid, green_guid, fallback)
+}
+
+/// `to_guid` mapped the way `from_guid` is among `destinations` — the same process type, port and protocol (e.g.
+/// `http2` for gRPC, or a port other than 8080: CC would otherwise default to `http1` and 8080,
+/// `update_route_destinations.rb`), each once, as CC refuses duplicates in one request — else `fallback`.
+fn mapped_like<'a>(
+    destinations: impl IntoIterator<Item = &'a Destination>,
+    from_guid: Option<&str>,
+    to_guid: &str,
+    fallback: NewDestination,
+) -> Vec<NewDestination> {
     let mut like: Vec<NewDestination> = Vec::new();
-    let blue_destinations =
-        target.route.iter().flat_map(|r| &r.destinations).filter(|d| Some(d.app.guid.as_str()) == blue_guid);
-    for destination in blue_destinations.map(|d| NewDestination::like(green_guid, d)) {
+    for destination in destinations.into_iter().filter(|d| Some(d.app.guid.as_str()) == from_guid) {
+        let destination = NewDestination::like(to_guid, destination);
         if !like.contains(&destination) {
             like.push(destination);
         }
     }
     if like.is_empty() {
-        like.push(NewDestination { protocol: target.protocol.clone(), ..NewDestination::app(green_guid) });
+        like.push(fallback);
     }
     like
 }
@@ -73,12 +85,7 @@ fn candidate_destinations(target: &RouteTarget, green_guid: &str, blue_guid: Opt
 pub(crate) async fn give_back(cf: &CfClient, route_guids: &[String], from_guid: &str, to_guid: &str) -> Result<()> {
     for route in route_guids {
         let destinations = cf.routes().destinations(route).await?;
-        let mut back: Vec<NewDestination> =
-            destinations.iter().filter(|d| d.app.guid == from_guid).map(|d| NewDestination::like(to_guid, d)).collect();
-        back.dedup();
-        if back.is_empty() {
-            back.push(NewDestination::app(to_guid));
-        }
+        let back = mapped_like(&destinations, Some(from_guid), to_guid, NewDestination::app(to_guid));
         cf.routes().insert_destinations(route, &back).await.with_context(|| format!("mapping route {route} back"))?;
     }
     for route in route_guids {
