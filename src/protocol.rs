@@ -61,8 +61,14 @@ pub struct BuildEnv {
 
 impl BuildEnv {
     pub(crate) fn from_env() -> BuildEnv {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        BuildEnv {
+        BuildEnv::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// The build's env as `var` gives it. `url` is Concourse 8's `BUILD_URL` when set, else the URL Concourse 7
+    /// would show for the build (see [`build_url`]).
+    pub(crate) fn from_vars(var: impl Fn(&str) -> Option<String>) -> BuildEnv {
+        let var = |name: &str| var(name).filter(|v| !v.is_empty());
+        let mut build = BuildEnv {
             id: var("BUILD_ID"),
             name: var("BUILD_NAME"),
             job_name: var("BUILD_JOB_NAME"),
@@ -71,8 +77,87 @@ impl BuildEnv {
             team_name: var("BUILD_TEAM_NAME"),
             url: var("BUILD_URL"),
             atc_external_url: var("ATC_EXTERNAL_URL"),
+        };
+        build.url = build.url.take().or_else(|| build_url(&build));
+        build
+    }
+}
+
+/// The build's URL as Concourse forms `BUILD_URL` (`atc/exec/step_metadata.go`): `<external url>/teams/<team>/
+/// pipelines/<pipeline>/jobs/<job>/builds/<name>`, the instance vars as query parameters (`atc/pipeline.go`,
+/// `PipelineRef.QueryParams`), or `<external url>/builds/<id>` for a build of no job.
+fn build_url(build: &BuildEnv) -> Option<String> {
+    let external = build.atc_external_url.as_deref()?.trim_end_matches('/');
+    let id = build.id.as_deref()?;
+    let (Some(team), Some(pipeline), Some(job), Some(name)) =
+        (&build.team_name, &build.pipeline_name, &build.job_name, &build.name)
+    else {
+        return Some(format!("{external}/builds/{id}"));
+    };
+    let mut url = format!("{external}/teams/{team}/pipelines/{pipeline}/jobs/{job}/builds/{name}");
+    let query = build.pipeline_instance_vars.as_deref().map(instance_vars_query).unwrap_or_default();
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(&query);
+    }
+    Some(url)
+}
+
+/// `BUILD_PIPELINE_INSTANCE_VARS` (a JSON object) as Concourse's query: every leaf as `vars.<dotted path>` =
+/// its JSON, keys sorted, each part escaped as Go's `url.QueryEscape` does. Unparsable vars give no query.
+fn instance_vars_query(json: &str) -> String {
+    let Ok(Value::Object(vars)) = serde_json::from_str::<Value>(json) else {
+        return String::new();
+    };
+    let mut pairs = Vec::new();
+    for (name, value) in &vars {
+        flatten_instance_var(vec![name.as_str()], value, &mut pairs);
+    }
+    pairs.sort();
+    pairs
+        .iter()
+        .map(|(key, value)| format!("{}={}", query_escape(key), query_escape(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The leaves of one instance var, as (`vars.a.b`, Go's JSON of the value).
+fn flatten_instance_var<'a>(path: Vec<&'a str>, value: &'a Value, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(fields) => {
+            for (field, inner) in fields {
+                let mut path = path.clone();
+                path.push(field);
+                flatten_instance_var(path, inner, out);
+            }
+        }
+        leaf => {
+            // A segment with one of `,.:/ ` is quoted (`vars.Reference.String`).
+            let segments: Vec<String> = path
+                .iter()
+                .map(|s| if s.contains([',', '.', ':', '/', ' ']) { format!("{s:?}") } else { (*s).to_owned() })
+                .collect();
+            out.push((format!("vars.{}", segments.join(".")), go_json(leaf)));
         }
     }
+}
+
+/// JSON as Go's `json.Marshal` writes it: like serde_json, with `<`, `>` and `&` escaped for HTML.
+fn go_json(value: &Value) -> String {
+    value.to_string().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026")
+}
+
+/// Go's `url.QueryEscape`: letters, digits and `-_.~` stay, a space becomes `+`, every other byte `%XX`.
+fn query_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(byte as char),
+            b' ' => out.push('+'),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
 }
 
 /// `check`'s request. The version Concourse passes is not needed to answer (we report what runs now), and
@@ -298,6 +383,53 @@ mod tests {
             serde_json::to_value(result).unwrap(),
             json!({"version": {"app_guid": "a", "droplet_guid": "d"}, "metadata": [{"name": "instances", "value": "4"}]})
         );
+    }
+
+    fn build_env(vars: &[(&str, &str)]) -> BuildEnv {
+        BuildEnv::from_vars(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned()))
+    }
+
+    const CONCOURSE_7: &[(&str, &str)] = &[
+        ("BUILD_ID", "1"),
+        ("BUILD_NAME", "42"),
+        ("BUILD_TEAM_NAME", "some-team"),
+        ("BUILD_JOB_NAME", "some-job-name"),
+        ("BUILD_PIPELINE_NAME", "some-pipeline-name"),
+        ("ATC_EXTERNAL_URL", "https://www.example.com"),
+    ];
+
+    #[test]
+    fn build_url_is_concourse_8s_when_set() {
+        let given = "https://ci.example.com/teams/main/pipelines/shop/jobs/deploy/builds/7";
+        let build = build_env(&[CONCOURSE_7, &[("BUILD_URL", given)]].concat());
+        assert_eq!(build.url.as_deref(), Some(given));
+    }
+
+    /// The URLs of `atc/exec/step_metadata_test.go`, made from the env Concourse 7 gives.
+    #[test]
+    fn build_url_on_concourse_7_is_made_as_concourse_makes_it() {
+        assert_eq!(
+            build_env(CONCOURSE_7).url.as_deref(),
+            Some("https://www.example.com/teams/some-team/pipelines/some-pipeline-name/jobs/some-job-name/builds/42")
+        );
+        let instance_vars = ("BUILD_PIPELINE_INSTANCE_VARS", r#"{"branch":"main","env":"prod","num":9000}"#);
+        assert_eq!(
+            build_env(&[CONCOURSE_7, &[instance_vars]].concat()).url.as_deref(),
+            Some(
+                "https://www.example.com/teams/some-team/pipelines/some-pipeline-name/jobs/some-job-name/builds/42\
+                 ?vars.branch=%22main%22&vars.env=%22prod%22&vars.num=9000"
+            )
+        );
+        let nested = ("BUILD_PIPELINE_INSTANCE_VARS", r#"{"a":{"b c":"x/y","d":[1]},"e":"<&>"}"#);
+        assert!(
+            build_env(&[CONCOURSE_7, &[nested]].concat())
+                .url
+                .unwrap()
+                .ends_with("?vars.a.%22b+c%22=%22x%2Fy%22&vars.a.d=%5B1%5D&vars.e=%22%5Cu003c%5Cu0026%5Cu003e%22")
+        );
+        let one_off = build_env(&[("BUILD_ID", "9"), ("ATC_EXTERNAL_URL", "https://www.example.com/")]);
+        assert_eq!(one_off.url.as_deref(), Some("https://www.example.com/builds/9"));
+        assert_eq!(build_env(&[("BUILD_ID", "9")]).url, None);
     }
 
     #[test]
