@@ -57,6 +57,10 @@ pub struct SimConfig {
     /// More clients, as `ID:SECRET`. Repeatable.
     #[arg(long = "client", value_name = "ID:SECRET")]
     pub extra_clients: Vec<String>,
+    /// Tokens carry none of the policy server's scopes (users get `network.write`, clients `network.admin`
+    /// otherwise): a deploying identity that may not manage network policies.
+    #[arg(long)]
+    pub no_network_scopes: bool,
     /// How long route and instance changes take to reach the router, in ms.
     #[arg(long, default_value_t = 0)]
     pub route_propagation_delay_ms: u64,

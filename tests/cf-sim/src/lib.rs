@@ -2,6 +2,7 @@
 //! router, with apps run as real processes. Start it in-process with [`Sim::start`] or as the `cf-sim` binary.
 
 mod blobstore;
+mod c2c;
 pub mod cc;
 mod clock;
 pub mod config;

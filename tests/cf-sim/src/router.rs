@@ -26,6 +26,9 @@ pub fn handler(shared: std::sync::Weak<Shared>) -> Handler {
         let shared = shared.clone();
         Box::pin(async move {
             match shared.upgrade() {
+                Some(shared) if crate::c2c::is_overlay_request(&shared, &request) => {
+                    crate::c2c::forward(&shared, request).await
+                }
                 Some(shared) => proxy(&shared, request).await,
                 None => router_error(StatusCode::SERVICE_UNAVAILABLE, "", "Router is shutting down.\n".into()),
             }

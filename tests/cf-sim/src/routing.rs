@@ -127,7 +127,8 @@ fn compute(shared: &Shared) -> Snapshot {
     {
         let state = shared.state();
         for route in state.routes.values() {
-            let Some(domain) = state.domains.get(&route.domain_guid) else { continue };
+            // gorouter never learns internal routes: they resolve to instances directly (see c2c.rs).
+            let Some(domain) = state.domains.get(&route.domain_guid).filter(|d| !d.internal) else { continue };
             let host =
                 if route.host.is_empty() { domain.name.clone() } else { format!("{}.{}", route.host, domain.name) };
             let processes = route

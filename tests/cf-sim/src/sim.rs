@@ -129,7 +129,8 @@ impl Sim {
                 format!("{}/oauth/token", urls.uaa),
                 config.token_ttl_secs,
                 config.refresh_token_ttl_secs,
-            ),
+            )
+            .with_network_scopes(!config.no_network_scopes),
             logs: LogStore::new(config.log_buffer_size),
             requests: RequestLog::default(),
             faults: Faults::default(),

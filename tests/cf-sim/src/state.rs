@@ -356,6 +356,8 @@ pub struct State {
     pub jobs: BTreeMap<String, Job>,
     pub service_instances: BTreeMap<String, ServiceInstance>,
     pub bindings: BTreeMap<String, Binding>,
+    /// The policy server's network policies, in creation order.
+    pub policies: Vec<crate::cc::policies::NetworkPolicy>,
     pub org_quotas: BTreeMap<String, Quota>,
     pub space_quotas: BTreeMap<String, Quota>,
     /// Apps whose next staging the admin API made fail.

@@ -16,6 +16,10 @@ use crate::clock::{new_guid, unix_seconds};
 const SCOPES: &[&str] = &["cloud_controller.read", "cloud_controller.write", "openid", "password.write", "uaa.user"];
 const CLIENT_SCOPES: &[&str] =
     &["cloud_controller.admin", "cloud_controller.read", "cloud_controller.write", "uaa.none"];
+/// What users and clients may do with network policies (the policy server's scopes), unless `--no-network-scopes`:
+/// a user manages the policies of its spaces' apps (`network.write`), a CI client is an admin (`network.admin`).
+const USER_NETWORK_SCOPE: &str = "network.write";
+const CLIENT_NETWORK_SCOPE: &str = "network.admin";
 
 /// The claims of an access token (the fields of UAA's, see uaa_token_claims.json).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -78,6 +82,7 @@ pub struct Tokens {
     refresh_ttl_secs: u64,
     refresh: Mutex<HashMap<String, RefreshGrant>>,
     issued: Mutex<Vec<String>>,
+    network_scopes: bool,
 }
 
 impl Tokens {
@@ -92,7 +97,13 @@ impl Tokens {
             refresh_ttl_secs,
             refresh: Mutex::new(HashMap::new()),
             issued: Mutex::new(Vec::new()),
+            network_scopes: true,
         }
+    }
+
+    /// Tokens with (the default) or without the policy server's scopes.
+    pub fn with_network_scopes(self, network_scopes: bool) -> Self {
+        Tokens { network_scopes, ..self }
     }
 
     pub fn set_ttl(&self, secs: u64) {
@@ -113,8 +124,13 @@ impl Tokens {
         let now = unix_seconds();
         let ttl = self.ttl();
         let user_grant = grantee.user.is_some();
-        let scopes: Vec<String> =
-            if user_grant { SCOPES } else { CLIENT_SCOPES }.iter().map(|s| s.to_string()).collect();
+        let (scopes, network) =
+            if user_grant { (SCOPES, USER_NETWORK_SCOPE) } else { (CLIENT_SCOPES, CLIENT_NETWORK_SCOPE) };
+        let mut scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        if self.network_scopes {
+            scopes.push(network.to_string());
+            scopes.sort();
+        }
         let claims = Claims {
             jti: new_guid().replace('-', ""),
             sub: grantee.user.as_ref().map(|(guid, _)| guid.clone()).unwrap_or_else(|| grantee.client_id.clone()),

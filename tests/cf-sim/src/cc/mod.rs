@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod metadata;
 mod orgs;
 mod packages;
+pub mod policies;
 pub mod present;
 mod processes;
 mod quotas;
@@ -52,6 +53,7 @@ pub fn router(ctx: Ctx) -> Router {
         .merge(packages::blob_routes())
         .merge(droplets::blob_routes())
         .merge(root::routes())
+        .merge(policies::routes())
         .nest("/_sim", admin::routes())
         .fallback(unknown)
         .method_not_allowed_fallback(unknown)

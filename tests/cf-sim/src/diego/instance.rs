@@ -287,6 +287,7 @@ impl Instance {
             .env("CF_INSTANCE_PORTS", format!("[{{\"external\":{port},\"internal\":{port}}}]"))
             .env("MEMORY_LIMIT", format!("{}m", self.spec.memory_in_mb))
             .env("CF_API", &shared.urls.api)
+            .env(crate::c2c::PROXY_ENV, crate::c2c::proxy_url(&shared.urls.router, guid))
             .env("TMPDIR", &tmp)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -118,6 +118,14 @@ impl Diego {
         lrp.instances.iter().filter_map(|i| i.routable()).collect()
     }
 
+    /// The app whose running instance has the guid `instance_guid` (the overlay's source identity).
+    pub fn app_of_instance(&self, instance_guid: &str) -> Option<String> {
+        let lrps = self.lrps.lock().unwrap();
+        lrps.values()
+            .find(|lrp| lrp.instances.iter().any(|i| i.stats().instance_guid.as_deref() == Some(instance_guid)))
+            .map(|lrp| lrp.spec.app_guid.clone())
+    }
+
     /// Stats for `desired` instances of a process; indices Diego does not run are DOWN.
     pub fn stats(&self, process_guid: &str, desired: u32) -> Vec<InstanceStats> {
         let lrps = self.lrps.lock().unwrap();
