@@ -24,6 +24,8 @@ pub(crate) enum Payload {
     Docker { image: String, username: Option<String>, password: Option<String> },
     /// Nothing given: production's current droplet is copied (a redeploy with new settings).
     Production,
+    /// `restage`: production's current package, staged again into the candidate.
+    Restage,
 }
 
 impl Payload {
@@ -33,6 +35,7 @@ impl Payload {
             Payload::Droplet { tgz, .. } => format!("droplet {}", tgz.display()),
             Payload::Docker { image, .. } => format!("docker image {image}"),
             Payload::Production => "production's current droplet".into(),
+            Payload::Restage => "production's current package, restaged".into(),
         }
     }
 }
@@ -49,6 +52,15 @@ pub(crate) struct Prepared {
 pub(crate) fn prepare(request: &OutRequest) -> Result<Prepared> {
     let params = &request.params;
     let dir = &request.dir;
+    let named = [("path", bits_param(&params.source)), ("droplet", droplet_param(&params.source))];
+    for (key, param) in named.into_iter().chain([("manifest", params.manifest.as_deref())]) {
+        if let Some(param) = param {
+            input_present(dir, key, param)?;
+        }
+    }
+    for file in &params.vars_files {
+        input_present(dir, "vars_files", file)?;
+    }
     let production = &request.source.names.production;
     let manifest = match &params.manifest {
         Some(param) => {
@@ -74,6 +86,12 @@ pub(crate) fn prepare(request: &OutRequest) -> Result<Prepared> {
         AppSource::Docker { image, username, password } => {
             Payload::Docker { image: image.clone(), username: username.clone(), password: password.clone() }
         }
+        AppSource::Restage => match &manifest {
+            Some((m, _)) if m.path().is_some() || m.docker_image().is_some() => bail!(
+                "params.restage rebuilds production's current package; the manifest's path and docker image cannot be used with it"
+            ),
+            _ => Payload::Restage,
+        },
         AppSource::Unspecified => match &manifest {
             Some((m, _)) if m.docker_image().is_some() => Payload::Docker {
                 image: m.docker_image().unwrap_or_default().to_owned(),
@@ -104,7 +122,48 @@ pub(crate) fn prepare(request: &OutRequest) -> Result<Prepared> {
 
 /// The smoke-test program in the put's inputs, if the params name one (a deploy and a rollback both run it).
 pub(crate) fn smoke_test(request: &OutRequest) -> Result<Option<PathBuf>> {
-    request.params.smoke_test.as_ref().map(|s| smoke::resolve(&request.dir, &s.path)).transpose()
+    let resolve = |path: &str| {
+        input_present(&request.dir, "smoke_test.path", path)?;
+        smoke::resolve(&request.dir, path)
+    };
+    request.params.smoke_test.as_ref().map(|s| resolve(&s.path)).transpose()
+}
+
+fn bits_param(source: &AppSource) -> Option<&str> {
+    match source {
+        AppSource::Bits(path) => Some(path),
+        _ => None,
+    }
+}
+
+fn droplet_param(source: &AppSource) -> Option<&str> {
+    match source {
+        AppSource::Droplet(path) => Some(path),
+        _ => None,
+    }
+}
+
+/// The input (a directory of the put directory, which Concourse mounts one per input) that `param` starts with
+/// must be there: Concourse 8 mounts only the inputs a put's params name (`put.inputs: detect`) or its
+/// `inputs:` list, so a missing one is named with what to do, rather than "no such file". A path starting with a
+/// glob, an absolute one or one leaving the put directory is left to the checks that follow.
+fn input_present(dir: &Path, key: &str, param: &str) -> Result<()> {
+    let Some(input) = param.split('/').find(|part| !part.is_empty() && *part != ".") else {
+        return Ok(());
+    };
+    if param.starts_with('/') || input == ".." || input.contains(['*', '?', '[']) || dir.join(input).exists() {
+        return Ok(());
+    }
+    let mut present: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    present.sort();
+    let present = if present.is_empty() { "none".to_owned() } else { present.join(", ") };
+    bail!(
+        "params.{key} '{param}': input '{input}' not found in the build (this put has: {present}); with Concourse \
+         8's put.inputs: detect, only inputs named in params are mounted: name it in params or add it to the put's \
+         inputs:"
+    )
 }
 
 /// The process types of a droplet tarball: from the `metadata.json` a `get` with `download_droplet` wrote next
@@ -211,8 +270,36 @@ mod tests {
     #[test]
     fn missing_manifest_names_the_param() {
         let dir = tempfile::tempdir().unwrap();
-        let err = prepare(&request(dir.path(), json!({"manifest": "nope/*.yml"}))).unwrap_err();
-        assert!(err.to_string().contains("params.manifest 'nope/*.yml' matched no files"), "{err}");
+        std::fs::create_dir(dir.path().join("ci")).unwrap();
+        let err = prepare(&request(dir.path(), json!({"manifest": "ci/*.yml"}))).unwrap_err();
+        assert!(err.to_string().contains("params.manifest 'ci/*.yml' matched no files"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_input_is_named_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "app-src/manifest.yml", "applications:\n- name: myapp\n");
+        let err = prepare(&request(dir.path(), json!({"path": "./build/app.jar", "manifest": "app-src/manifest.yml"})))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "params.path './build/app.jar': input 'build' not found in the build (this put has: app-src); with \
+             Concourse 8's put.inputs: detect, only inputs named in params are mounted: name it in params or add it \
+             to the put's inputs:"
+        );
+        let err = prepare(&request(dir.path(), json!({"manifest": "app-src/manifest.yml", "vars_files": ["v/x.yml"]})))
+            .unwrap_err();
+        assert!(err.to_string().starts_with("params.vars_files 'v/x.yml': input 'v' not found"), "{err}");
+        let smoke = request(dir.path(), json!({"smoke_test": {"path": "tests/smoke.sh"}}));
+        let err = smoke_test(&smoke).unwrap_err();
+        assert!(
+            err.to_string().starts_with("params.smoke_test.path 'tests/smoke.sh': input 'tests' not found"),
+            "{err}"
+        );
+        // The input is there but not the file: the usual message.
+        let err = prepare(&request(dir.path(), json!({"manifest": "app-src/nope.yml"}))).unwrap_err();
+        assert!(!err.to_string().contains("not found in the build"), "{err}");
     }
 
     fn droplet_tgz(dir: &Path, staging_info: Option<&str>) -> PathBuf {

@@ -3,6 +3,10 @@
 //! parsing (`Source::parse`, `OutParams::parse`, `InParams::parse`), so an unknown or misspelt key, a wrong type
 //! or a combination the resource rejects fails this test. `((var))` placeholders are first replaced with
 //! plausible values. Each example must also have a job that uses the resource.
+//!
+//! Each put is also checked under Concourse 8's default `put.inputs: detect`: the inputs it mounts are
+//! computed as Concourse computes them, and every file the put reads — its path params and the files its
+//! smoke test opens ([`SMOKE_TEST_READS`]) — must be in one of them.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -25,6 +29,94 @@ fn var_value(name: &str) -> Value {
     }
 }
 
+/// The files each example's smoke-test program opens besides itself (as the example's comments say), by the
+/// program's path. Concourse cannot see them in the params, so a put running one of these needs its inputs.
+const SMOKE_TEST_READS: &[(&str, &[&str])] =
+    &[("app-src/ci/smoke-test.sh", &["version/number"]), ("app-src/ci/smoke-test-staging.sh", &[])];
+
+/// The inputs Concourse mounts for a put with `inputs: detect` (its default from Concourse 8):
+/// `detectInputsFromParam` in `atc/exec/put_inputs.go`. Every string value in the params, at any depth (map
+/// keys are not looked at), names one: the string itself, or when it has a `/`, its first segment that is not
+/// `.` or `..`. Names that are no artifact of the build are skipped there ("false positive").
+fn detect(params: &Value) -> BTreeSet<String> {
+    match params {
+        Value::String(text) => {
+            let mut name = text.as_str();
+            if text.contains('/') {
+                name = text.split('/').find(|part| *part != "." && *part != "..").unwrap_or(text);
+            }
+            BTreeSet::from([name.to_owned()])
+        }
+        Value::Object(map) => map.values().flat_map(detect).collect(),
+        Value::Array(items) => items.iter().flat_map(detect).collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+/// The inputs a put mounts: `None` for all of them (`inputs: all`), else their names (`atc/exec/put_step.go`:
+/// no `inputs` or `detect` detects, `all` mounts all, a list mounts those, anything else none).
+fn mounted(step: &Value, raw_params: &Value) -> Option<BTreeSet<String>> {
+    match step.get("inputs") {
+        None => Some(detect(raw_params)),
+        Some(Value::String(choice)) if choice == "detect" => Some(detect(raw_params)),
+        Some(Value::String(choice)) if choice == "all" => None,
+        Some(Value::Array(names)) => {
+            Some(names.iter().filter_map(Value::as_str).map(|n| n.trim().to_owned()).collect())
+        }
+        Some(_) => Some(BTreeSet::new()),
+    }
+}
+
+/// Every file a put reads, with the param that names it: `path`, `droplet` (and the `metadata.json` beside it),
+/// `manifest`, `vars_files` and the smoke-test program, plus what the program opens ([`SMOKE_TEST_READS`]).
+fn reads(params: &Value) -> Result<Vec<(String, String)>, String> {
+    let mut files = Vec::new();
+    for key in ["path", "droplet", "manifest"] {
+        if let Some(file) = params.get(key).and_then(Value::as_str) {
+            files.push((format!("params.{key}"), file.to_owned()));
+        }
+    }
+    for file in list(params, "vars_files").iter().filter_map(Value::as_str) {
+        files.push(("params.vars_files".into(), file.to_owned()));
+    }
+    if let Some(program) = params.pointer("/smoke_test/path").and_then(Value::as_str) {
+        files.push(("params.smoke_test.path".into(), program.to_owned()));
+        let Some((_, opened)) = SMOKE_TEST_READS.iter().find(|(p, _)| *p == program) else {
+            return Err(format!("smoke test {program}: say in SMOKE_TEST_READS which files it opens"));
+        };
+        files.extend(opened.iter().map(|file| (format!("the smoke test {program}"), (*file).to_owned())));
+    }
+    Ok(files)
+}
+
+/// The input a path in the put directory is in: its first segment that is not `.`.
+fn input_of(file: &str) -> &str {
+    file.split('/').find(|part| !part.is_empty() && *part != ".").unwrap_or(file)
+}
+
+/// Problems of one put under its `inputs`: each file it reads from an input it does not mount.
+fn check_put_inputs(step: &Value, raw_params: &Value, params: &Value) -> Vec<String> {
+    let files = match reads(params) {
+        Ok(files) => files,
+        Err(problem) => return vec![problem],
+    };
+    let Some(mounted) = mounted(step, raw_params) else {
+        return Vec::new();
+    };
+    files
+        .into_iter()
+        .filter(|(_, file)| !mounted.contains(input_of(file)))
+        .map(|(by, file)| {
+            format!(
+                "{by} reads {file}, but input '{}' is not mounted (inputs {}: {mounted:?}); name it in params or \
+                 add it to inputs:",
+                input_of(&file),
+                if step.get("inputs").is_none_or(|i| i == "detect") { "detected" } else { "listed" },
+            )
+        })
+        .collect()
+}
+
 /// What checking one pipeline found.
 #[derive(Debug, Default)]
 struct Checked {
@@ -43,6 +135,8 @@ fn check_pipeline(yaml: &str) -> Result<Checked, Vec<String>> {
     let mut pipeline: serde_norway::Value = serde_norway::from_str(yaml).map_err(|e| vec![format!("YAML: {e}")])?;
     pipeline.apply_merge().map_err(|e| vec![format!("YAML merge keys: {e}")])?;
     let mut pipeline: Value = serde_json::to_value(pipeline).map_err(|e| vec![format!("YAML to JSON: {e}")])?;
+    // Concourse detects a put's inputs from its params before it fills in the ((vars)).
+    let raw = pipeline.clone();
     let mut checked = Checked::default();
     interpolate(&mut pipeline, &mut checked.vars);
 
@@ -69,19 +163,11 @@ fn check_pipeline(yaml: &str) -> Result<Checked, Vec<String>> {
         problems.push("no resource of this type".into());
     }
 
-    for job in list(&pipeline, "jobs") {
+    for (job, raw_job) in list(&pipeline, "jobs").iter().zip(list(&raw, "jobs")) {
         let job_name = job.get("name").and_then(Value::as_str).unwrap_or("?");
         let mut uses = 0;
-        let mut steps = Vec::new();
-        for (i, step) in list(job, "plan").iter().enumerate() {
-            collect_steps(step, format!("plan[{i}]"), &mut steps);
-        }
-        for hook in ["on_success", "on_failure", "on_error", "on_abort", "ensure"] {
-            if let Some(step) = job.get(hook) {
-                collect_steps(step, hook.to_owned(), &mut steps);
-            }
-        }
-        for (at, step) in steps {
+        let raw_steps = job_steps(raw_job);
+        for ((at, step), (_, raw_step)) in job_steps(job).into_iter().zip(raw_steps) {
             let (kind, name) = match (step.get("get"), step.get("put")) {
                 (Some(Value::String(name)), _) => ("get", name),
                 (_, Some(Value::String(name))) => ("put", name),
@@ -107,6 +193,10 @@ fn check_pipeline(yaml: &str) -> Result<Checked, Vec<String>> {
                     problems.push(format!("{at} {section}: {err}"));
                 }
             }
+            if kind == "put" {
+                let (params, raw_params) = (&step["params"], &raw_step["params"]);
+                problems.extend(check_put_inputs(step, raw_params, params).into_iter().map(|p| format!("{at}: {p}")));
+            }
         }
         if uses > 0 {
             checked.jobs.insert(job_name.to_owned());
@@ -116,6 +206,20 @@ fn check_pipeline(yaml: &str) -> Result<Checked, Vec<String>> {
         problems.push("no job gets or puts a resource of this type".into());
     }
     if problems.is_empty() { Ok(checked) } else { Err(problems) }
+}
+
+/// Every step of a job, with where it is: its plan, then its hooks.
+fn job_steps(job: &Value) -> Vec<(String, &Value)> {
+    let mut steps = Vec::new();
+    for (i, step) in list(job, "plan").iter().enumerate() {
+        collect_steps(step, format!("plan[{i}]"), &mut steps);
+    }
+    for hook in ["on_success", "on_failure", "on_error", "on_abort", "ensure"] {
+        if let Some(step) = job.get(hook) {
+            collect_steps(step, hook.to_owned(), &mut steps);
+        }
+    }
+    steps
 }
 
 /// How one section of a step is checked.
@@ -246,6 +350,57 @@ fn examples_cover_the_documented_features() {
     }
     for key in ["path", "manifest", "verify", "smoke_test", "kpi", "watch", "rollback", "droplet", "download_droplet"] {
         assert!(keys.contains(key), "no example uses `{key}`; keys used: {keys:?}");
+    }
+}
+
+/// Builds of a deploy job deploy in order only when the job is serial (the resource's lock keeps deploys from
+/// overlapping, not in order), and a rollback job never runs beside a deploy when they share a serial group.
+#[test]
+fn every_deploy_job_is_serial_and_shares_a_serial_group_with_the_rollback_job() {
+    for file in examples() {
+        let yaml = std::fs::read_to_string(&file).unwrap();
+        let checked = check_pipeline(&yaml).unwrap_or_default();
+        let pipeline: Value = serde_norway::from_str(&yaml).unwrap();
+        let groups = |job: &Value| -> BTreeSet<String> {
+            list(job, "serial_groups").iter().filter_map(Value::as_str).map(str::to_owned).collect()
+        };
+        let (mut deploys, mut rollbacks) = (Vec::new(), Vec::new());
+        for job in list(&pipeline, "jobs") {
+            let puts: Vec<&Value> = list(job, "plan")
+                .iter()
+                .flat_map(|step| {
+                    let mut steps = Vec::new();
+                    collect_steps(step, String::new(), &mut steps);
+                    steps
+                })
+                .map(|(_, step)| step)
+                .filter(|step| step.get("put").and_then(Value::as_str).is_some_and(|p| checked.resources.contains(p)))
+                .collect();
+            if puts.is_empty() {
+                continue;
+            }
+            assert_eq!(
+                job["serial"],
+                json!(true),
+                "{}: job {} puts the resource: serial: true",
+                file.display(),
+                job["name"]
+            );
+            if puts.iter().all(|put| put["params"]["rollback"] == json!(true)) {
+                rollbacks.push(groups(job));
+            } else {
+                deploys.push((job["name"].clone(), groups(job)));
+            }
+        }
+        for rollback in &rollbacks {
+            for (name, deploy) in &deploys {
+                assert!(
+                    !deploy.is_disjoint(rollback),
+                    "{}: job {name} shares no serial_groups with the rollback job",
+                    file.display()
+                );
+            }
+        }
     }
 }
 
@@ -381,4 +536,48 @@ fn typed_vars_and_placeholders_inside_strings() {
     assert_eq!(value["api"], "https://api.sys.prod.example.com");
     assert_eq!(value["note"], "deployed to cf.space-value by cf.user-value");
     assert_eq!(vars.len(), 3);
+}
+
+/// The examples of `atc/exec/put_inputs_test.go`'s kind: every string value at any depth, its first real path
+/// segment.
+#[test]
+fn detect_names_inputs_as_concourse_does() {
+    let params = json!({
+        "path": "build/myapp-*.jar",
+        "manifest": "./app-src/ci/manifest.yml",
+        "smoke_test": {"path": "../../tests/run.sh", "args": ["--quick", "fixtures"]},
+        "instances": 4,
+        "verify": [{"path": "/health"}],
+        "plain": "app",
+    });
+    let names: Vec<String> = detect(&params).into_iter().collect();
+    assert_eq!(names, ["", "--quick", "app", "app-src", "build", "fixtures", "tests"]);
+}
+
+#[test]
+fn checker_rejects_a_put_reading_an_input_it_does_not_mount() {
+    let put = |inputs: &str, params: &str| {
+        pipeline(&format!("{PROD}jobs:\n- name: deploy\n  plan:\n  - put: prod\n{inputs}    params: {params}\n"))
+    };
+    // The smoke test opens version/number, which no param names.
+    let smoke = "{path: build/app.jar, smoke_test: {path: app-src/ci/smoke-test.sh}}";
+    let found = problems(&put("", smoke));
+    assert!(
+        found.contains(
+            "the smoke test app-src/ci/smoke-test.sh reads version/number, but input 'version' is not mounted \
+             (inputs detected"
+        ),
+        "{found}"
+    );
+    assert!(!found.contains("params.path"), "build is detected from params.path: {found}");
+    assert!(check_pipeline(&put("    inputs: [build, app-src, version]\n", smoke)).is_ok());
+    assert!(check_pipeline(&put("    inputs: all\n", smoke)).is_ok());
+    let found = problems(&put("    inputs: [app-src]\n", "{path: build/app.jar, manifest: app-src/m.yml}"));
+    assert!(
+        found.contains("params.path reads build/app.jar, but input 'build' is not mounted (inputs listed"),
+        "{found}"
+    );
+    // A smoke test no one said anything about.
+    let found = problems(&put("", "{smoke_test: {path: tests/smoke.sh}}"));
+    assert!(found.contains("smoke test tests/smoke.sh: say in SMOKE_TEST_READS which files it opens"), "{found}");
 }
