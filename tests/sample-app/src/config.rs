@@ -30,6 +30,8 @@ pub struct Config {
     pub redis: Option<RedisTarget>,
     /// Names of the service instances bound through VCAP_SERVICES.
     pub service_names: Vec<String>,
+    /// What `/backend` calls (`BACKEND_URL`, through `CF_SIM_C2C_PROXY` when set).
+    pub backend: Option<crate::backend::Backend>,
 }
 
 impl Config {
@@ -66,6 +68,9 @@ impl Config {
             log_requests: parse_or("LOG_REQUESTS", get("LOG_REQUESTS"), false, parse_bool)?,
             redis: bindings.redis,
             service_names: bindings.names,
+            backend: get("BACKEND_URL")
+                .map(|url| crate::backend::Backend::new(&url, get("CF_SIM_C2C_PROXY").as_deref()))
+                .transpose()?,
         })
     }
 }

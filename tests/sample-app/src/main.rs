@@ -4,6 +4,7 @@
 //! env vars (see README.md), so each test can push the same binary and make
 //! it behave as the deploy scenario needs.
 
+mod backend;
 mod config;
 mod faults;
 mod redis;

@@ -14,6 +14,7 @@ use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, SET_COOKIE}
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
+use crate::backend::Backend;
 use crate::config::Config;
 use crate::faults::Faults;
 use crate::redis::RedisClient;
@@ -38,6 +39,7 @@ pub struct App {
     sessions: SessionStore,
     env_names: Vec<String>,
     service_names: Vec<String>,
+    backend: Option<Backend>,
 }
 
 impl App {
@@ -62,6 +64,7 @@ impl App {
             log_requests: config.log_requests,
             env_names,
             service_names: config.service_names,
+            backend: config.backend,
         }
     }
 
@@ -100,8 +103,21 @@ impl App {
             "/version" => text(StatusCode::OK, self.version.clone()),
             "/slow" => self.slow(request.uri().query()).await,
             "/session" => self.session(request).await,
+            "/backend" => self.backend().await,
             "/env" => json_response(StatusCode::OK, json!({ "env": self.env_names, "services": self.service_names })),
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    /// The backend's answer when it is a success, else 502 saying what went wrong.
+    async fn backend(&self) -> Response<Body> {
+        let Some(backend) = &self.backend else {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "BACKEND_URL is not set\n");
+        };
+        match backend.call().await {
+            Ok((status, body)) if (200..300).contains(&status) => text(StatusCode::OK, body),
+            Ok((status, body)) => text(StatusCode::BAD_GATEWAY, format!("the backend answered {status}: {body}")),
+            Err(error) => text(StatusCode::BAD_GATEWAY, format!("the backend is unreachable: {error}\n")),
         }
     }
 

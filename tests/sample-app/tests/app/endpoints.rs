@@ -109,3 +109,22 @@ fn requests_are_logged_only_when_asked() {
     assert!(lines[2].starts_with("GET /healthcheck 200 "), "{lines:?}");
     assert_eq!(quiet.stdout_lines().len(), 1, "{:?}", quiet.stdout_lines());
 }
+
+#[test]
+fn backend_relays_another_apps_answer_and_says_when_it_cannot() {
+    let backend = SampleApp::start(&[("APP_VERSION", "v7")]);
+    let url = format!("http://127.0.0.1:{}/version", backend.port);
+    let frontend = SampleApp::start(&[("BACKEND_URL", url.as_str())]);
+    let relayed = frontend.get("/backend");
+    assert_eq!((relayed.status, relayed.body.as_str()), (200, "v7"));
+
+    let missing = format!("http://127.0.0.1:{}/nothing", backend.port);
+    let not_found = SampleApp::start(&[("BACKEND_URL", missing.as_str())]).get("/backend");
+    assert_eq!(not_found.status, 502);
+    assert!(not_found.body.starts_with("the backend answered 404"), "{}", not_found.body);
+    drop(backend);
+    let gone = frontend.get("/backend");
+    assert_eq!(gone.status, 502);
+    assert!(gone.body.starts_with("the backend is unreachable"), "{}", gone.body);
+    assert_eq!(SampleApp::start(&[]).get("/backend").status, 500);
+}
