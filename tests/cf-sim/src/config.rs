@@ -115,6 +115,10 @@ pub struct SimConfig {
     /// Log envelopes kept per source (app) in Log Cache.
     #[arg(long, default_value_t = 10_000)]
     pub log_buffer_size: usize,
+    /// The router sends no `http` timers to Log Cache (gorouter with `router.send_http_start_stop_server_event` and
+    /// `router.send_http_start_stop_client_event` false), so Log Cache has no traffic figures.
+    #[arg(long)]
+    pub no_http_timers: bool,
     /// Memory limit of the default organization quota every org has, in MB (default: unlimited).
     #[arg(long)]
     pub org_memory_limit_mb: Option<u64>,

@@ -4,7 +4,9 @@
 //! (0 or absent is 100, at most 1000) and `descending` (`internal/routing/local_store_reader.go`,
 //! `internal/cache/store/store.go`); errors as grpc-gateway's default handler renders a gRPC status
 //! (`{"code","message","details"}`: 400 for a parameter that does not parse, 500 for the reader's own errors).
-//! Envelopes render as protojson with proto names (`internal/gateway/gateway.go`), payloads base64.
+//! Envelopes render as protojson with proto names (`internal/gateway/gateway.go`), payloads base64, timers with
+//! their int64 `start`/`stop` as strings. The PromQL endpoints `GET /api/v1/query` and `GET /api/v1/query_range`
+//! are in [`promql`].
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -16,12 +18,16 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use crate::logs::Stream;
+use crate::logs::{Stored, Stream};
 use crate::shared::Ctx;
+
+mod promql;
 
 pub fn router(ctx: Ctx) -> Router {
     Router::new()
         .route("/api/v1/read/{source_id}", get(read))
+        .route("/api/v1/query", get(promql::instant))
+        .route("/api/v1/query_range", get(promql::range))
         .route("/api/v1/info", get(|| async { Json(json!({"version": "3.0.0", "vm_uptime": "1"})) }))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "Not Found"}))) })
         .layer(from_fn_with_state((ctx.clone(), "log_cache"), crate::faults::inject))
@@ -93,9 +99,8 @@ async fn read(
         return invalid_argument(format!("parsing field \"envelope_types\": {bad:?} is not a valid value"));
     }
     let wanted: Vec<&String> = types.iter().filter(|t| *t != "ANY").collect();
-    if !wanted.is_empty() && !wanted.iter().any(|t| *t == "LOG") {
-        return Json(json!({"envelopes": {"batch": []}})).into_response();
-    }
+    let (logs, timers) = (wanted.iter().any(|t| *t == "LOG"), wanted.iter().any(|t| *t == "TIMER"));
+    let every_type = wanted.is_empty();
     let descending = match param("descending") {
         None => false,
         Some(v) => match v {
@@ -106,21 +111,37 @@ async fn read(
     };
     let batch: Vec<Value> = ctx
         .logs
-        .read(&source_id, start, end.saturating_sub(1), limit as usize, descending)
-        .into_iter()
-        .map(|e| {
-            json!({
-                "timestamp": e.timestamp.to_string(),
-                "source_id": e.source_id,
-                "instance_id": e.instance_id,
-                "deprecated_tags": {},
-                "tags": {"source_type": e.source_type, "origin": "rep"},
-                "log": {
-                    "payload": STANDARD.encode(e.message.as_bytes()),
-                    "type": match e.stream { Stream::Out => "OUT", Stream::Err => "ERR" },
-                },
-            })
+        .read(&source_id, start, end.saturating_sub(1), limit as usize, descending, |e| {
+            every_type || matches!(e, Stored::Log(_)) && logs || matches!(e, Stored::Timer(_)) && timers
         })
+        .iter()
+        .map(render)
         .collect();
     Json(json!({"envelopes": {"batch": batch}})).into_response()
+}
+
+/// A loggregator v2 envelope as the gateway's protojson marshaler renders it (proto names, unpopulated fields
+/// emitted, int64 as strings).
+fn render(envelope: &Stored) -> Value {
+    match envelope {
+        Stored::Log(e) => json!({
+            "timestamp": e.timestamp.to_string(),
+            "source_id": e.source_id,
+            "instance_id": e.instance_id,
+            "deprecated_tags": {},
+            "tags": {"source_type": e.source_type, "origin": "rep"},
+            "log": {
+                "payload": STANDARD.encode(e.message.as_bytes()),
+                "type": match e.stream { Stream::Out => "OUT", Stream::Err => "ERR" },
+            },
+        }),
+        Stored::Timer(t) => json!({
+            "timestamp": t.timestamp.to_string(),
+            "source_id": t.source_id,
+            "instance_id": t.instance_id,
+            "deprecated_tags": {},
+            "tags": t.tags,
+            "timer": {"name": t.name, "start": t.start.to_string(), "stop": t.stop.to_string()},
+        }),
+    }
 }

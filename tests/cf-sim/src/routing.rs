@@ -1,8 +1,11 @@
 //! The router's view of the world: which routable instances serve each host and path. It is recomputed whenever
 //! routes or instances change, but each new snapshot reaches the router only after the route propagation delay
-//! (in order), because real routers learn routes asynchronously.
+//! (in order), because real routers learn routes asynchronously. Each backend carries the tags the route-emitter
+//! registers it with: the LRP's metric tags (cloud_controller_ng `lib/cloud_controller/diego/app_recipe_builder.rb`
+//! `#metric_tags`, route-emitter `routingtable/registry_message.go` `populateMetricTags`), which gorouter copies
+//! into its `http` timers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -18,6 +21,8 @@ pub struct Backend {
     pub app_guid: String,
     pub instance_guid: String,
     pub index: u32,
+    /// The route registration's tags (the process's metric tags with this instance's index and guid).
+    pub tags: Arc<BTreeMap<String, String>>,
 }
 
 #[derive(Debug)]
@@ -121,8 +126,8 @@ impl RoutingTable {
 
 fn compute(shared: &Shared) -> Snapshot {
     // Collect what the routes point at under the state lock, then ask the runtime without holding it.
-    // (host, path, [(app guid, process guid)]) of every route.
-    type Wanted = (String, String, Vec<(String, String)>);
+    // (host, path, [(app guid, process guid, the process's static metric tags)]) of every route.
+    type Wanted = (String, String, Vec<(String, String, BTreeMap<String, String>)>);
     let mut wanted: Vec<Wanted> = Vec::new();
     {
         let state = shared.state();
@@ -135,7 +140,9 @@ fn compute(shared: &Shared) -> Snapshot {
                 .destinations
                 .iter()
                 .filter_map(|d| {
-                    state.app_process(&d.app_guid, &d.process_type).map(|p| (d.app_guid.clone(), p.common.guid.clone()))
+                    let process = state.app_process(&d.app_guid, &d.process_type)?;
+                    let tags = static_metric_tags(&state, &d.app_guid, &process.common.guid, &d.process_type);
+                    Some((d.app_guid.clone(), process.common.guid.clone(), tags))
                 })
                 .collect();
             wanted.push((host.to_ascii_lowercase(), route.path.clone(), processes));
@@ -145,12 +152,19 @@ fn compute(shared: &Shared) -> Snapshot {
     for (host, path, processes) in wanted {
         let backends = processes
             .iter()
-            .flat_map(|(app_guid, process_guid)| {
-                shared.diego.routable_instances(process_guid).into_iter().map(move |i| Backend {
-                    addr: SocketAddr::from(([127, 0, 0, 1], i.port)),
-                    app_guid: app_guid.clone(),
-                    instance_guid: i.instance_guid,
-                    index: i.index,
+            .flat_map(|(app_guid, process_guid, tags)| {
+                shared.diego.routable_instances(process_guid).into_iter().map(move |i| {
+                    let mut tags = tags.clone();
+                    tags.insert("instance_id".into(), i.index.to_string());
+                    tags.insert("process_instance_id".into(), i.instance_guid.clone());
+                    tags.insert("component".into(), "route-emitter".into());
+                    Backend {
+                        addr: SocketAddr::from(([127, 0, 0, 1], i.port)),
+                        app_guid: app_guid.clone(),
+                        instance_guid: i.instance_guid,
+                        index: i.index,
+                        tags: Arc::new(tags),
+                    }
                 })
             })
             .collect();
@@ -160,6 +174,33 @@ fn compute(shared: &Shared) -> Snapshot {
         entries.sort_by_key(|e| std::cmp::Reverse(e.path.len()));
     }
     Snapshot { hosts }
+}
+
+/// The static part of CC's `metric_tags` for a process (the dynamic `instance_id` and `process_instance_id` are
+/// the route-emitter's, per instance).
+fn static_metric_tags(
+    state: &crate::state::State,
+    app_guid: &str,
+    process_guid: &str,
+    process_type: &str,
+) -> BTreeMap<String, String> {
+    let app = state.apps.get(app_guid);
+    let space = app.and_then(|a| state.spaces.get(&a.space_guid));
+    let org = app.and_then(|a| state.org_of_space(&a.space_guid));
+    [
+        ("source_id", app_guid),
+        ("app_id", app_guid),
+        ("process_id", process_guid),
+        ("process_type", process_type),
+        ("app_name", app.map_or("", |a| a.name.as_str())),
+        ("space_id", space.map_or("", |s| s.common.guid.as_str())),
+        ("space_name", space.map_or("", |s| s.name.as_str())),
+        ("organization_id", org.map_or("", |o| o.common.guid.as_str())),
+        ("organization_name", org.map_or("", |o| o.name.as_str())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 #[cfg(test)]
@@ -176,6 +217,7 @@ mod tests {
                     app_guid: "a".into(),
                     instance_guid: format!("i{port}"),
                     index: 0,
+                    tags: Arc::default(),
                 })
                 .collect(),
             next: AtomicUsize::new(0),

@@ -1,7 +1,7 @@
 //! What every component of a running sim shares: the CC state, the listeners' URLs, credentials, the knobs that
 //! can change at run time, and the other components (tokens, logs, request log, faults, runtime, routing, blobs).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -39,6 +39,8 @@ pub struct Knobs {
     pub package_processing_delay_ms: AtomicU64,
     pub job_delay_ms: AtomicU64,
     pub default_per_page: AtomicUsize,
+    /// Whether the router sends its `http` timers to Log Cache.
+    pub http_timers: AtomicBool,
 }
 
 impl Knobs {
@@ -49,6 +51,7 @@ impl Knobs {
             package_processing_delay_ms: AtomicU64::new(config.package_processing_delay_ms),
             job_delay_ms: AtomicU64::new(config.job_delay_ms),
             default_per_page: AtomicUsize::new(config.default_per_page),
+            http_timers: AtomicBool::new(!config.no_http_timers),
         }
     }
 

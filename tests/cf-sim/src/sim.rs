@@ -313,6 +313,16 @@ impl Sim {
         self.shared.tokens.set_ttl(ttl.as_secs());
     }
 
+    /// Turns the router's `http` timers on or off (`--no-http-timers` at start).
+    pub fn set_http_timers(&self, on: bool) {
+        self.shared.knobs.http_timers.store(on, Ordering::SeqCst);
+    }
+
+    /// The `http` timers Log Cache holds for a source (an app guid), oldest first.
+    pub fn http_timers(&self, source_id: &str) -> Vec<crate::logs::TimerEnvelope> {
+        self.shared.logs.timers(source_id)
+    }
+
     pub fn set_default_per_page(&self, per_page: usize) {
         self.shared.knobs.default_per_page.store(per_page.clamp(1, 5000), Ordering::SeqCst);
     }

@@ -7,6 +7,7 @@ mod conformance_apps;
 mod conformance_routes;
 mod contract;
 mod faults;
+mod log_cache;
 mod policies;
 mod runtime;
 mod tls;
