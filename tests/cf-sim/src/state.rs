@@ -322,6 +322,48 @@ pub struct Job {
     pub resource_link: Option<(String, String)>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    Pending,
+    Running,
+    Canceling,
+    Succeeded,
+    Failed,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "PENDING",
+            TaskState::Running => "RUNNING",
+            TaskState::Canceling => "CANCELING",
+            TaskState::Succeeded => "SUCCEEDED",
+            TaskState::Failed => "FAILED",
+        }
+    }
+
+    /// SUCCEEDED or FAILED (`TaskModel::TERMINAL_STATES`).
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TaskState::Succeeded | TaskState::Failed)
+    }
+}
+
+/// A task (`app/models/runtime/task_model.rb`): a one-off command run on a droplet of its app.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub common: Common,
+    pub app_guid: String,
+    pub droplet_guid: String,
+    pub name: String,
+    pub command: String,
+    pub state: TaskState,
+    pub memory_in_mb: u64,
+    pub disk_in_mb: u64,
+    pub log_rate_limit: i64,
+    pub sequence_id: u64,
+    pub failure_reason: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ServiceInstance {
     pub common: Common,
@@ -356,6 +398,7 @@ pub struct State {
     pub jobs: BTreeMap<String, Job>,
     pub service_instances: BTreeMap<String, ServiceInstance>,
     pub bindings: BTreeMap<String, Binding>,
+    pub tasks: BTreeMap<String, Task>,
     /// The policy server's network policies, in creation order.
     pub policies: Vec<crate::cc::policies::NetworkPolicy>,
     pub org_quotas: BTreeMap<String, Quota>,
@@ -389,6 +432,7 @@ listable! {
     ServiceInstance => |s| Some(s.name.as_str()),
     Quota => |q| Some(q.name.as_str()),
     Binding => |b| b.name.as_deref(),
+    Task => |t| Some(t.name.as_str()),
 }
 
 impl State {

@@ -61,6 +61,19 @@ impl Errors {
         }
     }
 
+    /// `numericality: { only_integer: true, greater_than: 0 }, allow_nil: true` on `key`, with ActiveModel's
+    /// humanized attribute name ("Staging memory in mb must be greater than 0").
+    pub(crate) fn positive_integer(&mut self, map: &Map<String, Value>, key: &str) {
+        let rule = match map.get(key) {
+            None | Some(Value::Null) => return,
+            Some(v) if v.as_u64().is_some_and(|n| n > 0) => return,
+            Some(v) if v.is_i64() => "must be greater than 0",
+            Some(v) if v.is_number() => "must be an integer",
+            Some(_) => "is not a number",
+        };
+        self.add(format!("{} {rule}", capitalize(&key.replace('_', " "))));
+    }
+
     /// `NoAdditionalKeysValidator`.
     pub(crate) fn unknown_keys(&mut self, map: &Map<String, Value>, allowed: &[&str]) {
         self.check(only_keys(map, allowed));

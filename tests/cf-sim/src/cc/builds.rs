@@ -142,16 +142,8 @@ async fn create(
         allowed.push("staging_log_rate_limit_bytes_per_second");
     }
     errors.unknown_keys(&map, &allowed);
-    for key in ["staging_memory_in_mb", "staging_disk_in_mb"] {
-        let rule = match map.get(key) {
-            None | Some(Value::Null) => continue,
-            Some(v) if v.as_u64().is_some_and(|n| n > 0) => continue,
-            Some(v) if v.is_i64() => "must be greater than 0",
-            Some(v) if v.is_number() => "must be an integer",
-            Some(_) => "is not a number",
-        };
-        errors.add(format!("{} {rule}", staging_label(key)));
-    }
+    errors.positive_integer(&map, "staging_memory_in_mb");
+    errors.positive_integer(&map, "staging_disk_in_mb");
     // `package_guid`: presence and GuidValidator (a string of 1 to 200 characters).
     let package = map.get("package").and_then(|p| p.get("guid")).filter(|g| !g.is_null());
     let package = match package {
@@ -206,10 +198,4 @@ async fn create(
         build.common.metadata = metadata;
     }
     Ok((StatusCode::CREATED, Json(present::build(&ctx.urls.api, ctx.config.cc_api_version, &build))))
-}
-
-/// ActiveModel's humanized attribute name: `staging_memory_in_mb` → "Staging memory in mb".
-fn staging_label(key: &str) -> String {
-    let text = key.replace('_', " ");
-    text[..1].to_uppercase() + &text[1..]
 }

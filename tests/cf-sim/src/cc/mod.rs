@@ -22,6 +22,7 @@ mod quotas;
 mod root;
 mod routes;
 mod services;
+pub(crate) mod tasks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -47,6 +48,7 @@ pub fn router(ctx: Ctx) -> Router {
         .merge(services::routes())
         .merge(manifest::routes())
         .merge(quotas::routes())
+        .merge(tasks::routes())
         .route_layer(from_fn_with_state(ctx.clone(), auth::require_token));
     Router::new()
         .merge(protected)

@@ -16,7 +16,7 @@ use super::error::{ApiError, ApiResult};
 use super::list::{ListQuery, matches_any};
 use crate::config::{CcApiVersion, SimConfig};
 use crate::shared::Ctx;
-use crate::state::{AppState, Process, Quota, State as CcState};
+use crate::state::{AppState, Process, Quota, State as CcState, TaskState};
 
 pub(crate) fn routes() -> Router<Ctx> {
     Router::new()
@@ -168,26 +168,40 @@ async fn get_space_quota(State(ctx): State<Ctx>, Path(guid): Path<String>) -> Ap
     Ok(Json(present(&ctx.urls.api, &state, quota)))
 }
 
-/// The started processes of the spaces `in_scope` accepts: CC's `started_app_memory` (memory × instances of
-/// every process whose app is STARTED; the sim runs no tasks) and the started instance count.
+/// What the spaces `in_scope` accepts use: CC's `memory_used` (`started_app_memory`, memory × instances of every
+/// process whose app is STARTED, plus the memory of their PENDING and RUNNING tasks) and the started instance count.
 fn started_usage(state: &CcState, in_scope: impl Fn(&str) -> bool) -> (u64, u64) {
+    let in_scope_app = |app_guid: &str| state.apps.get(app_guid).is_some_and(|a| in_scope(&a.space_guid));
+    let tasks: u64 = state
+        .tasks
+        .values()
+        .filter(|t| matches!(t.state, TaskState::Pending | TaskState::Running) && in_scope_app(&t.app_guid))
+        .map(|t| t.memory_in_mb)
+        .sum();
     state
         .processes
         .values()
         .filter(|p| {
             state.apps.get(&p.app_guid).is_some_and(|a| a.state == AppState::Started && in_scope(&a.space_guid))
         })
-        .fold((0, 0), |(memory, instances), p| {
+        .fold((tasks, 0), |(memory, instances), p| {
             (memory + p.memory_in_mb * u64::from(p.instances), instances + u64::from(p.instances))
         })
 }
 
 /// The `usage_summary` body: `organization_usage_summary_presenter.rb` / `space_usage_summary_presenter.rb`. The
-/// sim has user-provided service instances only, which CC does not count, and no tasks, keys or reserved ports.
+/// sim has user-provided service instances only, which CC does not count, and no keys or reserved ports;
+/// `per_app_tasks` counts PENDING and RUNNING tasks (`running_and_pending_tasks_count`).
 fn usage_body(state: &CcState, in_scope: impl Fn(&str) -> bool, org_guid: &str, links: Value) -> Value {
     let (memory, instances) = started_usage(state, &in_scope);
     let routes = state.routes.values().filter(|r| in_scope(&r.space_guid)).count();
     let domains = state.domains.values().filter(|d| d.org_guid.as_deref() == Some(org_guid)).count();
+    let tasks = state
+        .tasks
+        .values()
+        .filter(|t| matches!(t.state, TaskState::Pending | TaskState::Running))
+        .filter(|t| state.apps.get(&t.app_guid).is_some_and(|a| in_scope(&a.space_guid)))
+        .count();
     json!({
         "usage_summary": {
             "started_instances": instances,
@@ -196,7 +210,7 @@ fn usage_body(state: &CcState, in_scope: impl Fn(&str) -> bool, org_guid: &str, 
             "service_instances": 0,
             "reserved_ports": 0,
             "domains": domains,
-            "per_app_tasks": 0,
+            "per_app_tasks": tasks,
             "service_keys": 0,
         },
         "links": links,
@@ -229,11 +243,9 @@ async fn space_usage(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiRes
     Ok(Json(usage_body(&state, |space| space == guid, &org_guid, links)))
 }
 
-/// CC's `AppMaxMemoryPolicy` (`app/models/runtime/constraints/max_memory_policy.rb`), space quota first, then the
-/// org's: `additional_mb` must fit in what the quota leaves. A failed check is the process's validation error,
-/// which `AppStart` and `ProcessScale` answer as 422 with the Sequel message ("memory space_quota_exceeded",
-/// "memory quota_exceeded", joined by ", " when both fail).
-fn check_memory(state: &CcState, space_guid: &str, additional_mb: i64) -> ApiResult<()> {
+/// Whether `additional_mb` fits in what the space quota and the org quota leave (`has_remaining_memory` of
+/// `app/models/runtime/space.rb` and `organization.rb`; an unlimited quota always has room): (space, org).
+fn memory_fits(state: &CcState, space_guid: &str, additional_mb: i64) -> ApiResult<(bool, bool)> {
     let space = state.space(space_guid)?;
     let remaining = |limit: Option<u64>, in_scope: &dyn Fn(&str) -> bool| {
         limit.is_none_or(|limit| {
@@ -244,13 +256,34 @@ fn check_memory(state: &CcState, space_guid: &str, additional_mb: i64) -> ApiRes
     let space_limit = space.quota_guid.as_ref().and_then(|q| state.space_quotas.get(q)).and_then(|q| q.memory_limit_mb);
     let org = state.orgs.get(&space.org_guid).ok_or_else(|| ApiError::not_found("Organization"))?;
     let org_limit = state.org_quotas.get(&org.quota_guid).and_then(|q| q.memory_limit_mb);
-    let mut errors = Vec::new();
-    if !remaining(space_limit, &|s: &str| s == space_guid) {
-        errors.push("memory space_quota_exceeded");
-    }
-    if !remaining(org_limit, &|s: &str| state.spaces.get(s).is_some_and(|s| s.org_guid == space.org_guid)) {
-        errors.push("memory quota_exceeded");
-    }
+    let space_fits = remaining(space_limit, &|s: &str| s == space_guid);
+    let org_fits = remaining(org_limit, &|s: &str| state.spaces.get(s).is_some_and(|s| s.org_guid == space.org_guid));
+    Ok((space_fits, org_fits))
+}
+
+/// CC's `AppMaxMemoryPolicy` (`app/models/runtime/constraints/max_memory_policy.rb`), space quota first, then the
+/// org's: `additional_mb` must fit in what the quota leaves. A failed check is the process's validation error,
+/// which `AppStart` and `ProcessScale` answer as 422 with the Sequel message ("memory space_quota_exceeded",
+/// "memory quota_exceeded", joined by ", " when both fail).
+fn check_memory(state: &CcState, space_guid: &str, additional_mb: i64) -> ApiResult<()> {
+    let (space_fits, org_fits) = memory_fits(state, space_guid, additional_mb)?;
+    validation_errors([(!space_fits, "memory space_quota_exceeded"), (!org_fits, "memory quota_exceeded")])
+}
+
+/// CC's `TaskMaxMemoryPolicy` for a new task (`task_model.rb#validate`: the org's quota first, then the space's):
+/// the task's memory must fit in what each quota leaves, else TaskCreate's InvalidTask, a 422 with the Sequel
+/// messages ("memory_in_mb exceeds organization memory quota, memory_in_mb exceeds space memory quota").
+pub(crate) fn check_task_memory(state: &CcState, space_guid: &str, memory_mb: u64) -> ApiResult<()> {
+    let (space_fits, org_fits) = memory_fits(state, space_guid, memory_mb as i64)?;
+    validation_errors([
+        (!org_fits, "memory_in_mb exceeds organization memory quota"),
+        (!space_fits, "memory_in_mb exceeds space memory quota"),
+    ])
+}
+
+/// The failed checks' Sequel messages, in order, joined into one 422.
+fn validation_errors(checks: [(bool, &str); 2]) -> ApiResult<()> {
+    let errors: Vec<&str> = checks.into_iter().filter(|(failed, _)| *failed).map(|(_, e)| e).collect();
     if errors.is_empty() { Ok(()) } else { Err(ApiError::unprocessable(errors.join(", "))) }
 }
 

@@ -226,23 +226,7 @@ impl Instance {
                 instance_guid: Some(instance_guid.clone()),
             }
         });
-        let source_type = self.spec.source_type();
-        for (pipe, stream) in [
-            (child.stdout.take().map(|p| Box::new(p) as Box<dyn AsyncRead + Unpin + Send>), Stream::Out),
-            (child.stderr.take().map(|p| Box::new(p) as Box<dyn AsyncRead + Unpin + Send>), Stream::Err),
-        ] {
-            if let Some(pipe) = pipe {
-                let shared = shared.clone();
-                let (app, source_type, index) =
-                    (self.spec.app_guid.clone(), source_type.clone(), self.index.to_string());
-                tokio::spawn(async move {
-                    let mut lines = BufReader::new(pipe).lines();
-                    while let Ok(Some(line)) = lines.next_line().await {
-                        shared.logs.push(&app, &source_type, &index, stream, &line);
-                    }
-                });
-            }
-        }
+        forward_output(shared, &mut child, &self.spec.app_guid, &self.spec.source_type(), &self.index.to_string());
         self.log(shared, "CELL", "Starting health monitoring of container");
         let outcome = self.watch_health(shared, &mut child, port, stop).await;
         // Whatever happened, nothing of this container may survive it.
@@ -402,12 +386,31 @@ impl Instance {
     }
 }
 
+/// Streams the child's stdout and stderr, line by line, into the app's logs as `source_type`/`index`.
+pub(super) fn forward_output(shared: &Arc<Shared>, child: &mut Child, app_guid: &str, source_type: &str, index: &str) {
+    for (pipe, stream) in [
+        (child.stdout.take().map(|p| Box::new(p) as Box<dyn AsyncRead + Unpin + Send>), Stream::Out),
+        (child.stderr.take().map(|p| Box::new(p) as Box<dyn AsyncRead + Unpin + Send>), Stream::Err),
+    ] {
+        if let Some(pipe) = pipe {
+            let shared = shared.clone();
+            let (app, source_type, index) = (app_guid.to_string(), source_type.to_string(), index.to_string());
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(pipe).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    shared.logs.push(&app, &source_type, &index, stream, &line);
+                }
+            });
+        }
+    }
+}
+
 /// Resolves when the instance is asked to stop.
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-fn signal_group(pgid: u32, signal: i32) -> bool {
+pub(super) fn signal_group(pgid: u32, signal: i32) -> bool {
     // SAFETY: kill(2) has no memory-safety preconditions; a negative pid addresses the process group.
     unsafe { libc::kill(-(pgid as i32), signal) == 0 }
 }

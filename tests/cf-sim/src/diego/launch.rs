@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::shared::Shared;
-use crate::state::{AppState, DropletState, HealthCheck, State};
+use crate::state::{App, AppState, DropletState, HealthCheck, State};
 
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
@@ -51,12 +51,7 @@ pub fn desired_for_app(shared: &Arc<Shared>, app_guid: &str) -> Vec<LaunchSpec> 
     let space = state.spaces.get(&app.space_guid);
     let org = state.org_of_space(&app.space_guid);
     let uris: Vec<String> = state.app_routes(app_guid).map(|r| state.route_url(r)).collect();
-    let env: Vec<(String, String)> = app
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
-        .chain([("VCAP_SERVICES".to_string(), vcap_services(&state, app_guid).to_string())])
-        .collect();
+    let env = app_env(&state, app);
     state
         .app_processes(app_guid)
         .map(|process| {
@@ -103,6 +98,15 @@ pub fn desired_for_app(shared: &Arc<Shared>, app_guid: &str) -> Vec<LaunchSpec> 
             }
         })
         .filter(|spec| spec.instances > 0)
+        .collect()
+}
+
+/// The app's env vars plus VCAP_SERVICES, what every process and task of the app gets.
+pub(super) fn app_env(state: &State, app: &App) -> Vec<(String, String)> {
+    app.env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+        .chain([("VCAP_SERVICES".to_string(), vcap_services(state, &app.common.guid).to_string())])
         .collect()
 }
 

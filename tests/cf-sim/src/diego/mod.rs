@@ -6,6 +6,7 @@ mod guardian;
 mod health;
 mod instance;
 mod launch;
+mod task;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,7 @@ use instance::Instance;
 pub use instance::InstanceState;
 use launch::LaunchSpec;
 pub use launch::vcap_services;
+pub use task::spawn as run_task;
 
 use crate::shared::Shared;
 

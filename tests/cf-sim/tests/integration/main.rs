@@ -5,6 +5,7 @@ mod binary;
 mod common;
 mod conformance_apps;
 mod conformance_routes;
+mod conformance_tasks;
 mod contract;
 mod faults;
 mod log_cache;
