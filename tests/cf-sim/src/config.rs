@@ -57,6 +57,15 @@ pub struct SimConfig {
     /// More clients, as `ID:SECRET`. Repeatable.
     #[arg(long = "client", value_name = "ID:SECRET")]
     pub extra_clients: Vec<String>,
+    /// A client without a secret that authenticates with client assertions from another issuer: UAA's federated
+    /// client credential (`jwt_creds` of the client: iss, sub and an optional aud), as
+    /// `ID,ISSUER,SUBJECT[,AUDIENCE]`. Repeatable.
+    #[arg(long = "jwt-client", value_name = "ID,ISSUER,SUBJECT[,AUDIENCE]", value_parser = JwtClient::parse)]
+    pub jwt_clients: Vec<JwtClient>,
+    /// The public keys of an assertion issuer, as `ISSUER=JWKS_FILE` (the JSON Web Key Set its discovery
+    /// document's `jwks_uri` serves, which UAA fetches). Repeatable.
+    #[arg(long = "trusted-issuer", value_name = "ISSUER=JWKS_FILE", value_parser = TrustedIssuer::parse_flag)]
+    pub trusted_issuers: Vec<TrustedIssuer>,
     /// Tokens carry none of the policy server's scopes (users get `network.write`, clients `network.admin`
     /// otherwise): a deploying identity that may not manage network policies.
     #[arg(long)]
@@ -159,6 +168,88 @@ pub(crate) fn split_pair<'a>(value: &'a str, sep: char, what: &str) -> anyhow::R
         .ok_or_else(|| anyhow::anyhow!("{what} must look like A{sep}B, got {value:?}"))
 }
 
+/// A UAA client trusting assertions of one issuer about one subject (UAA's `ClientJwtCredential`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtClient {
+    pub client_id: String,
+    /// The assertion's `iss`, compared as a string.
+    pub issuer: String,
+    /// The assertion's `sub`, compared as a string.
+    pub subject: String,
+    /// The audience the assertion must name; without one, UAA's token endpoint URL.
+    pub audience: Option<String>,
+}
+
+impl JwtClient {
+    /// Parses `ID,ISSUER,SUBJECT[,AUDIENCE]`.
+    pub fn parse(value: &str) -> anyhow::Result<Self> {
+        let parts: Vec<&str> = value.split(',').collect();
+        match parts[..] {
+            [id, issuer, subject, ref audience @ ..]
+                if audience.len() <= 1 && [id, issuer, subject].iter().all(|p| !p.is_empty()) =>
+            {
+                Ok(JwtClient {
+                    client_id: id.to_owned(),
+                    issuer: issuer.to_owned(),
+                    subject: subject.to_owned(),
+                    audience: audience.first().filter(|a| !a.is_empty()).map(|a| (*a).to_owned()),
+                })
+            }
+            _ => anyhow::bail!("--jwt-client must look like ID,ISSUER,SUBJECT[,AUDIENCE], got {value:?}"),
+        }
+    }
+}
+
+/// An issuer of client assertions and the public keys that verify its signatures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrustedIssuer {
+    pub issuer: String,
+    pub keys: Vec<Jwk>,
+}
+
+impl TrustedIssuer {
+    /// The issuer with the keys of a JSON Web Key Set (`{"keys": [...]}`).
+    pub fn from_jwks(issuer: &str, jwks: &str) -> anyhow::Result<Self> {
+        #[derive(serde::Deserialize)]
+        struct Jwks {
+            keys: Vec<Jwk>,
+        }
+        let jwks: Jwks = serde_json::from_str(jwks)
+            .map_err(|e| anyhow::anyhow!("the keys of {issuer} are not a JSON Web Key Set: {e}"))?;
+        Ok(TrustedIssuer { issuer: issuer.to_owned(), keys: jwks.keys })
+    }
+
+    /// Parses `ISSUER=JWKS_FILE` and reads the file.
+    pub fn parse_flag(value: &str) -> anyhow::Result<Self> {
+        let (issuer, path) = split_pair(value, '=', "--trusted-issuer")?;
+        let jwks = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("--trusted-issuer: reading the key set {path:?}: {e}"))?;
+        Self::from_jwks(issuer, &jwks)
+    }
+}
+
+/// One public key of a JSON Web Key Set (RFC 7517): RSA (`n`, `e`) or EC (`crv`, `x`, `y`), base64url.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct Jwk {
+    pub kty: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
+    #[serde(default, rename = "use", skip_serializing_if = "Option::is_none")]
+    pub use_: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crv: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
+}
+
 /// A Cloud Controller v3 API version (`config/version` of cloud_controller_ng), ordered as versions are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct CcApiVersion(pub u32, pub u32, pub u32);
@@ -206,6 +297,30 @@ mod tests {
         assert!(CcApiVersion::parse("three").is_err());
         let config = SimConfig::parse_from(["cf-sim", "--cc-api-version", "3.160.0"]);
         assert_eq!(config.cc_api_version, CcApiVersion(3, 160, 0));
+    }
+
+    #[test]
+    fn jwt_clients_and_trusted_issuers_parse() {
+        let jwks = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(jwks.path(), r#"{"keys":[{"kty":"EC","crv":"P-256","x":"eA","y":"eQ","kid":"k1"}]}"#).unwrap();
+        let config = SimConfig::parse_from([
+            "cf-sim",
+            "--jwt-client",
+            "deployer,https://ci.example.com,main/deploy,https://uaa.example.com/oauth/token",
+            "--jwt-client",
+            "other,https://ci.example.com,main/other",
+            "--trusted-issuer",
+            &format!("https://ci.example.com={}", jwks.path().display()),
+        ]);
+        assert_eq!(config.jwt_clients[0].subject, "main/deploy");
+        assert_eq!(config.jwt_clients[0].audience.as_deref(), Some("https://uaa.example.com/oauth/token"));
+        assert_eq!(config.jwt_clients[1].audience, None);
+        assert_eq!(config.trusted_issuers[0].issuer, "https://ci.example.com");
+        assert_eq!(config.trusted_issuers[0].keys[0].kid.as_deref(), Some("k1"));
+        assert!(JwtClient::parse("deployer,https://ci.example.com").is_err());
+        assert!(JwtClient::parse("a,b,c,d,e").is_err());
+        assert!(TrustedIssuer::parse_flag("https://ci.example.com=/no/such/file").is_err());
+        assert!(TrustedIssuer::from_jwks("i", r#"{"keys":{}}"#).is_err());
     }
 
     #[test]

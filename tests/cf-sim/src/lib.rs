@@ -30,3 +30,4 @@ pub use faults::{Fault, FaultAction, FaultEntry};
 pub use logs::{Envelope, Stream};
 pub use request_log::RequestRecord;
 pub use sim::{Sim, SimInfo};
+pub use tokens::AssertionIssuer;

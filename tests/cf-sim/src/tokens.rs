@@ -1,5 +1,7 @@
 //! UAA's tokens: HS256 JWT access tokens with UAA's claims, opaque refresh tokens, verification as CC does it,
-//! and a record of every token issued so tests can scan output for leaks.
+//! and a record of every token issued so tests can scan output for leaks. Also the client assertions UAA accepts
+//! instead of a client secret (RFC 7523 federated client credentials, [`verify_client_assertion`]) and an issuer
+//! of them for tests ([`AssertionIssuer`], which signs tokens shaped like Concourse's `idtoken`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,7 +13,12 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use ring::rand::SystemRandom;
+use ring::signature::{self, EcdsaKeyPair, KeyPair, RsaPublicKeyComponents, UnparsedPublicKey};
+use serde_json::{Value, json};
+
 use crate::clock::{new_guid, unix_seconds};
+use crate::config::{Jwk, JwtClient, TrustedIssuer};
 
 const SCOPES: &[&str] = &["cloud_controller.read", "cloud_controller.write", "openid", "password.write", "uaa.user"];
 const CLIENT_SCOPES: &[&str] =
@@ -218,6 +225,203 @@ impl Tokens {
     }
 }
 
+/// `client_assertion_type` of a JWT client assertion (RFC 7523 section 2.2).
+pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The clock skew UAA's claims verifier allows on `exp` and `nbf` (nimbus `DefaultJWTClaimsVerifier`).
+const CLOCK_SKEW_SECS: u64 = 60;
+
+/// Checks a client assertion for `client_id` as UAA's `JwtClientAuthentication.validateClientJwt` does for a
+/// federated credential. `Err` is the `error_description` of UAA's 401 `unauthorized` answer.
+pub fn verify_client_assertion(
+    assertion: &str,
+    client_id: &str,
+    credentials: &[JwtClient],
+    issuers: &[TrustedIssuer],
+    token_endpoint: &str,
+    now: u64,
+) -> Result<(), &'static str> {
+    let jwt = ParsedJwt::parse(assertion).ok_or("Bad client_assertion")?;
+    let claim = |name: &str| jwt.claims.get(name).and_then(Value::as_str);
+    let audiences = jwt.audiences();
+    // getClientJwtFederation: the client's credential whose sub and iss equal the assertion's, and whose aud (if
+    // any) is among the assertion's audiences (or the assertion names none).
+    let credential = credentials
+        .iter()
+        .find(|c| {
+            c.client_id == client_id
+                && Some(c.subject.as_str()) == claim("sub")
+                && Some(c.issuer.as_str()) == claim("iss")
+                && c.audience.as_ref().is_none_or(|aud| audiences.is_empty() || audiences.contains(aud))
+        })
+        .ok_or("Wrong client_assertion")?;
+    // getTrustedJwksSet: keys come from the issuer's OIDC discovery, so the issuer must be an http(s) URL
+    // (MalformedURLException makes validateClientJwt false); a fetch that fails is "Bad client_assertion".
+    if !(credential.issuer.starts_with("https://") || credential.issuer.starts_with("http://")) {
+        return Err("Bad client_assertion type");
+    }
+    let issuer = issuers.iter().find(|i| i.issuer == credential.issuer).ok_or("Bad client_assertion")?;
+    if issuer.keys.is_empty() {
+        return Err("Bad empty jwk_set");
+    }
+    let alg = jwt.header.get("alg").and_then(Value::as_str).unwrap_or("none");
+    if ["none", "HS256", "HS384", "HS512"].contains(&alg) {
+        return Err("Bad client_assertion algorithm");
+    }
+    let kid = jwt.header.get("kid").and_then(Value::as_str);
+    let candidates: Vec<&Jwk> = issuer.keys.iter().filter(|key| key_matches(key, alg, kid)).collect();
+    if candidates.is_empty() {
+        return Err("Untrusted client_assertion");
+    }
+    if !candidates.iter().any(|key| signature_verifies(key, alg, &jwt)) {
+        return Err("Unauthorized client_assertion");
+    }
+    // DefaultJWTClaimsVerifier(expectedAud, exact {iss, sub}, required {iss, sub, aud, exp}).
+    let expected_aud = credential.audience.as_deref().unwrap_or(token_endpoint);
+    let exp = jwt.claims.get("exp").and_then(Value::as_u64);
+    let nbf = jwt.claims.get("nbf").and_then(Value::as_u64);
+    let valid = exp.is_some_and(|exp| exp + CLOCK_SKEW_SECS > now)
+        && nbf.is_none_or(|nbf| nbf <= now + CLOCK_SKEW_SECS)
+        && audiences.iter().any(|aud| aud == expected_aud);
+    if !valid {
+        return Err("Unauthorized client_assertion");
+    }
+    Ok(())
+}
+
+/// The `sub` and `iss` of an assertion when they are equal (`JwtClientAuthentication.getClientId`, how UAA finds the
+/// client of a request that names none).
+pub fn assertion_client_id(assertion: &str) -> Option<String> {
+    let jwt = ParsedJwt::parse(assertion)?;
+    let sub = jwt.claims.get("sub").and_then(Value::as_str)?;
+    (jwt.claims.get("iss").and_then(Value::as_str) == Some(sub)).then(|| sub.to_owned())
+}
+
+/// A compact JWS split into its decoded header and claims, the signed input and the signature.
+struct ParsedJwt {
+    header: serde_json::Map<String, Value>,
+    claims: serde_json::Map<String, Value>,
+    signing_input: String,
+    signature: Vec<u8>,
+}
+
+impl ParsedJwt {
+    fn parse(token: &str) -> Option<ParsedJwt> {
+        let mut parts = token.split('.');
+        let (header, payload, signature) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let json = |part: &str| serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok();
+        Some(ParsedJwt {
+            header: json(header)?,
+            claims: json(payload)?,
+            signing_input: format!("{header}.{payload}"),
+            signature: URL_SAFE_NO_PAD.decode(signature).ok()?,
+        })
+    }
+
+    /// `aud`, a string or a list of strings (RFC 7519 section 4.1.3).
+    fn audiences(&self) -> Vec<String> {
+        match self.claims.get("aud") {
+            Some(Value::String(aud)) => vec![aud.clone()],
+            Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Whether `key` may verify an `alg` signature (nimbus `JWSVerificationKeySelector`: the key type of the
+/// algorithm, the header's `kid` if it names one, `use` sig or unset, the key's `alg` if set).
+fn key_matches(key: &Jwk, alg: &str, kid: Option<&str>) -> bool {
+    let key_type = match alg {
+        "RS256" => key.kty == "RSA",
+        "ES256" => key.kty == "EC" && key.crv.as_deref() == Some("P-256"),
+        _ => false,
+    };
+    key_type
+        && kid.is_none_or(|kid| key.kid.as_deref() == Some(kid))
+        && key.use_.as_deref().is_none_or(|u| u == "sig")
+        && key.alg.as_deref().is_none_or(|a| a == alg)
+}
+
+fn signature_verifies(key: &Jwk, alg: &str, jwt: &ParsedJwt) -> bool {
+    let decode = |part: &Option<String>| part.as_deref().and_then(|p| URL_SAFE_NO_PAD.decode(p).ok());
+    let message = jwt.signing_input.as_bytes();
+    match alg {
+        "RS256" => {
+            let (Some(n), Some(e)) = (decode(&key.n), decode(&key.e)) else { return false };
+            RsaPublicKeyComponents { n, e }
+                .verify(&signature::RSA_PKCS1_2048_8192_SHA256, message, &jwt.signature)
+                .is_ok()
+        }
+        "ES256" => {
+            let (Some(x), Some(y)) = (decode(&key.x), decode(&key.y)) else { return false };
+            let point = [&[0x04][..], &x, &y].concat();
+            UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point).verify(message, &jwt.signature).is_ok()
+        }
+        _ => false,
+    }
+}
+
+/// An issuer of signed JWTs for tests: an ES256 key pair, the key set it publishes, and tokens with the claims of
+/// Concourse's `idtoken` var source (`atc/creds/idtoken/token_generator.go`).
+pub struct AssertionIssuer {
+    issuer: String,
+    kid: String,
+    key: EcdsaKeyPair,
+}
+
+impl AssertionIssuer {
+    /// A new issuer named `issuer` (Concourse's is its external URL) with a freshly generated P-256 key.
+    pub fn generate(issuer: &str) -> AssertionIssuer {
+        let rng = SystemRandom::new();
+        let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).expect("a P-256 key is generated");
+        let key = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).expect("a generated key loads");
+        AssertionIssuer { issuer: issuer.to_owned(), kid: new_guid(), key }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The public key set, as the issuer's `jwks_uri` serves it.
+    pub fn jwks(&self) -> Value {
+        let point = self.key.public_key().as_ref();
+        json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.kid,
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..]),
+        }]})
+    }
+
+    /// This issuer as UAA trusts it.
+    pub fn trusted(&self) -> TrustedIssuer {
+        TrustedIssuer::from_jwks(&self.issuer, &self.jwks().to_string()).expect("the key set parses")
+    }
+
+    /// A token like Concourse's `idtoken`: `iss` this issuer, `sub` `team/pipeline`, one audience (serialized as a
+    /// string, as go-jose does), `iat` now, `exp` `lifetime_secs` from now (negative: already expired), and the
+    /// `team`, `pipeline` and `job` claims.
+    pub fn idtoken(&self, team: &str, pipeline: &str, audience: &str, lifetime_secs: i64) -> String {
+        let now = unix_seconds() as i64;
+        self.sign(&json!({
+            "iss": self.issuer, "sub": format!("{team}/{pipeline}"), "aud": audience,
+            "iat": now, "exp": now + lifetime_secs, "team": team, "pipeline": pipeline, "job": "deploy",
+        }))
+    }
+
+    /// Any claims, signed with ES256 under this issuer's `kid`.
+    pub fn sign(&self, claims: &Value) -> String {
+        let header = URL_SAFE_NO_PAD.encode(json!({"alg": "ES256", "kid": self.kid}).to_string());
+        let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let signing_input = format!("{header}.{payload}");
+        let signature =
+            self.key.sign(&SystemRandom::new(), signing_input.as_bytes()).expect("signing with a loaded key");
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +453,118 @@ mod tests {
         assert_eq!(second.refresh_token.as_deref(), Some(refresh.as_str()));
         assert_ne!(second.access_token, first.access_token);
         assert_eq!(tokens.issued().len(), 3);
+    }
+
+    const ISSUER: &str = "https://ci.example.com";
+    const TOKEN_ENDPOINT: &str = "http://uaa.sim/oauth/token";
+
+    fn deployer(audience: Option<&str>) -> Vec<JwtClient> {
+        vec![JwtClient {
+            client_id: "deployer".into(),
+            issuer: ISSUER.into(),
+            subject: "main/deploy".into(),
+            audience: audience.map(str::to_owned),
+        }]
+    }
+
+    fn check(issuer: &AssertionIssuer, assertion: &str, clients: &[JwtClient]) -> Result<(), &'static str> {
+        verify_client_assertion(assertion, "deployer", clients, &[issuer.trusted()], TOKEN_ENDPOINT, unix_seconds())
+    }
+
+    #[test]
+    fn a_concourse_shaped_idtoken_is_accepted_and_each_rule_answers_as_uaa() {
+        let ci = AssertionIssuer::generate(ISSUER);
+        let clients = deployer(None);
+        assert_eq!(check(&ci, &ci.idtoken("main", "deploy", TOKEN_ENDPOINT, 3600), &clients), Ok(()));
+        // exp is checked with nimbus' 60 s skew.
+        assert_eq!(check(&ci, &ci.idtoken("main", "deploy", TOKEN_ENDPOINT, -30), &clients), Ok(()));
+        let expired = ci.idtoken("main", "deploy", TOKEN_ENDPOINT, -61);
+        assert_eq!(check(&ci, &expired, &clients), Err("Unauthorized client_assertion"));
+        let wrong_aud = ci.idtoken("main", "deploy", "https://elsewhere/oauth/token", 3600);
+        assert_eq!(check(&ci, &wrong_aud, &clients), Err("Unauthorized client_assertion"));
+        let other_subject = ci.idtoken("main", "other", TOKEN_ENDPOINT, 3600);
+        assert_eq!(check(&ci, &other_subject, &clients), Err("Wrong client_assertion"));
+        let impostor = AssertionIssuer::generate("https://impostor.example.com");
+        let wrong_issuer = impostor.idtoken("main", "deploy", TOKEN_ENDPOINT, 3600);
+        assert_eq!(check(&ci, &wrong_issuer, &clients), Err("Wrong client_assertion"));
+        // Same issuer name, another key: the kid finds no key.
+        let same_name = AssertionIssuer::generate(ISSUER);
+        let foreign_key = same_name.idtoken("main", "deploy", TOKEN_ENDPOINT, 3600);
+        assert_eq!(check(&ci, &foreign_key, &clients), Err("Untrusted client_assertion"));
+        let good = ci.idtoken("main", "deploy", TOKEN_ENDPOINT, 3600);
+        let (input, _) = good.rsplit_once('.').unwrap();
+        let tampered_claims = URL_SAFE_NO_PAD.encode(
+            json!({"iss": ISSUER, "sub": "main/deploy", "aud": TOKEN_ENDPOINT, "exp": unix_seconds() + 86_400})
+                .to_string(),
+        );
+        let header = input.split('.').next().unwrap();
+        let tampered = format!("{header}.{tampered_claims}.{}", good.rsplit_once('.').unwrap().1);
+        assert_eq!(check(&ci, &tampered, &clients), Err("Unauthorized client_assertion"));
+        assert_eq!(check(&ci, "not-a-jwt", &clients), Err("Bad client_assertion"));
+        let unsigned = format!("{}.{tampered_claims}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#));
+        assert_eq!(check(&ci, &unsigned, &clients), Err("Bad client_assertion algorithm"));
+        let no_exp = ci.sign(&json!({"iss": ISSUER, "sub": "main/deploy", "aud": [TOKEN_ENDPOINT]}));
+        assert_eq!(check(&ci, &no_exp, &clients), Err("Unauthorized client_assertion"));
+        let not_yet = ci.sign(&json!({"iss": ISSUER, "sub": "main/deploy", "aud": [TOKEN_ENDPOINT],
+            "exp": unix_seconds() + 3600, "nbf": unix_seconds() + 120}));
+        assert_eq!(check(&ci, &not_yet, &clients), Err("Unauthorized client_assertion"));
+    }
+
+    #[test]
+    fn a_credential_audience_replaces_the_token_endpoint_and_keys_come_from_the_issuer() {
+        let ci = AssertionIssuer::generate(ISSUER);
+        let clients = deployer(Some("cf-deployer"));
+        assert_eq!(check(&ci, &ci.idtoken("main", "deploy", "cf-deployer", 3600), &clients), Ok(()));
+        // getClientJwtFederation skips a credential whose aud the assertion does not name.
+        let endpoint_aud = ci.idtoken("main", "deploy", TOKEN_ENDPOINT, 3600);
+        assert_eq!(check(&ci, &endpoint_aud, &clients), Err("Wrong client_assertion"));
+        let token = ci.idtoken("main", "deploy", "cf-deployer", 3600);
+        let now = unix_seconds();
+        assert_eq!(
+            verify_client_assertion(&token, "deployer", &clients, &[], TOKEN_ENDPOINT, now),
+            Err("Bad client_assertion")
+        );
+        let keyless = TrustedIssuer { issuer: ISSUER.into(), keys: vec![] };
+        assert_eq!(
+            verify_client_assertion(&token, "deployer", &clients, &[keyless], TOKEN_ENDPOINT, now),
+            Err("Bad empty jwk_set")
+        );
+        assert_eq!(
+            verify_client_assertion(&token, "someone-else", &clients, &[ci.trusted()], TOKEN_ENDPOINT, now),
+            Err("Wrong client_assertion")
+        );
+    }
+
+    #[test]
+    fn rs256_assertions_verify_against_rsa_keys() {
+        let rng = SystemRandom::new();
+        let key = signature::RsaKeyPair::from_der(include_bytes!("../testdata/rs256-test-only.der")).unwrap();
+        let public = signature::RsaPublicKeyComponents::<Vec<u8>>::from(key.public());
+        let jwks = json!({"keys": [{"kty": "RSA", "kid": "rsa-1", "n": URL_SAFE_NO_PAD.encode(&public.n),
+            "e": URL_SAFE_NO_PAD.encode(&public.e)}]});
+        let issuer = TrustedIssuer::from_jwks(ISSUER, &jwks.to_string()).unwrap();
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"rsa-1"}"#);
+        let claims = URL_SAFE_NO_PAD.encode(
+            json!({"iss": ISSUER, "sub": "main/deploy", "aud": [TOKEN_ENDPOINT], "exp": unix_seconds() + 600})
+                .to_string(),
+        );
+        let input = format!("{header}.{claims}");
+        let mut sig = vec![0; key.public().modulus_len()];
+        key.sign(&signature::RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut sig).unwrap();
+        let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&sig));
+        let verify = |token: &str| {
+            verify_client_assertion(
+                token,
+                "deployer",
+                &deployer(None),
+                std::slice::from_ref(&issuer),
+                TOKEN_ENDPOINT,
+                unix_seconds(),
+            )
+        };
+        assert_eq!(verify(&token), Ok(()));
+        sig[10] ^= 1;
+        assert_eq!(verify(&format!("{input}.{}", URL_SAFE_NO_PAD.encode(&sig))), Err("Unauthorized client_assertion"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! UAA's HTTP API: `POST /oauth/token` with the password, client_credentials and refresh_token grants (client
-//! authentication by Basic header or form fields), UAA's OAuth2 error bodies, and `GET /login` for discovery.
+//! authentication by Basic header or form fields, or by a client assertion from a trusted issuer), UAA's OAuth2
+//! error bodies, and `GET /login` for discovery.
 
 use std::collections::HashMap;
 
@@ -15,7 +16,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use crate::shared::Ctx;
-use crate::tokens::{Grantee, TokenError};
+use crate::tokens::{CLIENT_ASSERTION_TYPE, Grantee, TokenError, assertion_client_id, verify_client_assertion};
 
 /// The client the cf CLI uses for user logins; its secret is empty.
 pub const CF_CLIENT: &str = "cf";
@@ -51,8 +52,59 @@ fn basic_client(headers: &HeaderMap) -> Option<(String, String)> {
     Some((id.to_string(), secret.to_string()))
 }
 
+/// The `client_assertion_type` and `client_assertion` of a request that authenticates its client with them:
+/// `ClientDetailsAuthenticationProvider.isPrivateKeyJwt` (no Authorization header, no client_secret, both set).
+fn client_assertion<'a>(headers: &HeaderMap, form: &'a HashMap<String, String>) -> Option<(&'a str, &'a str)> {
+    let given = |name: &str| form.get(name).map(String::as_str).filter(|v| !v.is_empty());
+    if headers.contains_key(header::AUTHORIZATION) || given("client_secret").is_some() {
+        return None;
+    }
+    Some((given("client_assertion_type")?, given("client_assertion")?))
+}
+
+/// A token for a client that authenticates with an assertion (`AbstractClientParametersAuthenticationFilter`, then
+/// `JwtClientAuthentication.validateClientJwt`); only the client_credentials grant is allowed such clients here.
+fn assertion_token(ctx: &Ctx, form: &HashMap<String, String>, assertion_type: &str, assertion: &str) -> Response {
+    let client_id =
+        form.get("client_id").filter(|id| !id.is_empty()).cloned().or_else(|| assertion_client_id(assertion));
+    let Some(client_id) = client_id.filter(|id| ctx.config.jwt_clients.iter().any(|c| c.client_id == *id)) else {
+        return bad_credentials();
+    };
+    if assertion_type != CLIENT_ASSERTION_TYPE {
+        return oauth_error(StatusCode::UNAUTHORIZED, "unauthorized", "Bad client_assertion type");
+    }
+    let token_endpoint = format!("{}/oauth/token", ctx.urls.uaa);
+    let checked = verify_client_assertion(
+        assertion,
+        &client_id,
+        &ctx.config.jwt_clients,
+        &ctx.config.trusted_issuers,
+        &token_endpoint,
+        crate::clock::unix_seconds(),
+    );
+    if let Err(description) = checked {
+        return oauth_error(StatusCode::UNAUTHORIZED, "unauthorized", description);
+    }
+    match form.get("grant_type").map(String::as_str) {
+        None => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing grant type"),
+        Some("client_credentials") => {
+            token_answer(ctx.tokens.issue(Grantee { client_id, user: None, grant_type: "client_credentials".into() }))
+        }
+        Some(other) => {
+            oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", &format!("Unauthorized grant type: {other}"))
+        }
+    }
+}
+
+fn token_answer(response: crate::tokens::TokenResponse) -> Response {
+    ([(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")], Json(response)).into_response()
+}
+
 async fn token(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Response {
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    if let Some((assertion_type, assertion)) = client_assertion(&headers, &form) {
+        return assertion_token(&ctx, &form, assertion_type, assertion);
+    }
     let client = basic_client(&headers).or_else(|| {
         form.get("client_id").map(|id| (id.clone(), form.get("client_secret").cloned().unwrap_or_default()))
     });
@@ -66,6 +118,10 @@ async fn token(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Respo
     let cf_client = client_id == CF_CLIENT && client_secret.is_empty();
     let known_client = ctx.clients.iter().any(|(id, secret)| *id == client_id && *secret == client_secret);
     if !cf_client && !known_client {
+        // A client without a secret (one that authenticates with assertions): ClientDetailsAuthenticationProvider.
+        if ctx.config.jwt_clients.iter().any(|c| c.client_id == client_id) {
+            return oauth_error(StatusCode::UNAUTHORIZED, "unauthorized", "Missing credentials");
+        }
         return bad_credentials();
     }
     let Some(grant_type) = form.get("grant_type") else {
@@ -125,7 +181,7 @@ async fn token(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Respo
             );
         }
     };
-    ([(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")], Json(response)).into_response()
+    token_answer(response)
 }
 
 async fn login_info(State(ctx): State<Ctx>) -> Response {
