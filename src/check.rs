@@ -45,7 +45,7 @@ fn current(app: &App) -> Option<Version> {
     match app.current_droplet_guid().filter(|guid| !guid.is_empty()) {
         Some(droplet) => {
             log::info(format_args!("production: app '{}' {} running droplet {droplet}", app.name, app.guid));
-            Some(Version { app_guid: app.guid.clone(), droplet_guid: droplet.to_owned() })
+            Some(Version::of(app, droplet))
         }
         None => {
             log::info(format_args!("app '{}' {} has no current droplet yet", app.name, app.guid));

@@ -54,6 +54,9 @@ pub async fn run(request: InRequest) -> Result<VersionResult> {
     let app = cf.apps().with_current_droplet(app).await?;
     let (organization, space) = place(&included, &app);
     check_place(&named, &source, &app, organization.as_ref(), space.as_ref())?;
+    if let Some(why) = no_longer_production(&source, &app, &version) {
+        log::warn(format_args!("{named} is no longer production: {why}"));
+    }
     let droplet = droplet?.ok_or_else(|| {
         anyhow!(
             "{named} is no longer available: droplet {} does not exist (CF deletes old droplets)",
@@ -155,6 +158,26 @@ fn check_place(
         );
     }
     Ok(())
+}
+
+/// Why `version` is no longer what production runs (its app renamed away, another droplet, a later deploy), if
+/// it is not: a plain `get` of a version Concourse saw earlier may fetch what a rollback replaced.
+fn no_longer_production(source: &Source, app: &App, version: &Version) -> Option<String> {
+    if !same_name(&app.name, &source.names.production) {
+        return Some(format!("its app is now '{}'", app.name));
+    }
+    let current = app.current_droplet_guid().unwrap_or_default();
+    if current != version.droplet_guid {
+        return Some(format!("'{}' runs droplet {current} now", app.name));
+    }
+    let now = Version::of(app, current);
+    (version.deploy_id.is_some() && now != *version).then(|| {
+        format!(
+            "'{}' has been deployed again since, at {}",
+            app.name,
+            now.deployed_at.as_deref().unwrap_or("an unknown time")
+        )
+    })
 }
 
 /// The checksum of the package the droplet was staged from: recorded by `out` in the audit annotations, else

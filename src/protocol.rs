@@ -14,16 +14,39 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::cf::apps::App;
 use crate::config::{InParams, OutParams, Source};
 use crate::log;
+use crate::record::Audit;
 
-/// A version of this resource: the production app and the droplet it runs. Renames keep guids, so the
-/// version `out` emits is the one `check` reports and the one `in` can fetch.
+/// A version of this resource: the production app, the droplet it runs and the deploy that made them production.
+/// Renames keep guids, so the version `out` emits is the one `check` reports and the one `in` can fetch. Every
+/// swap writes a new deploy into the audit annotations, so every swap — a rollback to an app and droplet that
+/// ran before too — is a version Concourse has not seen, and moves to "latest".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Version {
     pub(crate) app_guid: String,
     pub(crate) droplet_guid: String,
+    /// The deploy's id (its build URL) and when it swapped, from the audit annotations; absent for a droplet put
+    /// in production some other way (a push or restage by hand) and in versions of earlier releases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) deploy_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) deployed_at: Option<String>,
+}
+
+impl Version {
+    /// `app` running `droplet_guid`, with the deploy the app's audit annotations record for that droplet.
+    pub(crate) fn of(app: &App, droplet_guid: &str) -> Version {
+        let audit = Audit::from_annotations(&app.metadata.annotations).filter(|audit| audit.describes(droplet_guid));
+        Version {
+            app_guid: app.guid.clone(),
+            droplet_guid: droplet_guid.to_owned(),
+            deploy_id: audit.as_ref().and_then(|audit| audit.deploy_id.clone()),
+            deployed_at: audit.as_ref().and_then(Audit::deployed_at_text),
+        }
+    }
 }
 
 /// One `{name, value}` pair shown on the build page. Values are strings, as Concourse requires.
@@ -57,6 +80,8 @@ pub struct BuildEnv {
     pub team_name: Option<String>,
     pub url: Option<String>,
     pub atc_external_url: Option<String>,
+    /// `BUILD_STATUS`: the build's status so far, set in a step hook (`failed` in `on_failure`).
+    pub status: Option<String>,
 }
 
 impl BuildEnv {
@@ -77,9 +102,21 @@ impl BuildEnv {
             team_name: var("BUILD_TEAM_NAME"),
             url: var("BUILD_URL"),
             atc_external_url: var("ATC_EXTERNAL_URL"),
+            status: var("BUILD_STATUS"),
         };
         build.url = build.url.take().or_else(|| build_url(&build));
         build
+    }
+}
+
+impl BuildEnv {
+    /// `job 'deploy' build 7`, `build 7` or `this build`, for log lines.
+    pub(crate) fn describe(&self) -> String {
+        match (&self.job_name, &self.name) {
+            (Some(job), Some(name)) => format!("job '{job}' build {name}"),
+            (None, Some(name)) => format!("build {name}"),
+            _ => "this build".into(),
+        }
     }
 }
 
@@ -376,7 +413,7 @@ mod tests {
     #[test]
     fn version_serializes_as_string_map() {
         let result = VersionResult {
-            version: Version { app_guid: "a".into(), droplet_guid: "d".into() },
+            version: Version { app_guid: "a".into(), droplet_guid: "d".into(), deploy_id: None, deployed_at: None },
             metadata: vec![MetadataField::new("instances", 4)],
         };
         assert_eq!(

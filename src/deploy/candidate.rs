@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 
+use super::abort;
 use super::context::{Context, JOB_TIMEOUT};
 use super::failure;
 use super::gate::{self, GateReport, GateTarget};
@@ -26,7 +27,7 @@ pub(crate) struct Candidate {
 impl Candidate {
     /// Takes the lock (`take`: a new app, or `<app>-previous` renamed), recovering any deploy that died holding it.
     pub(crate) async fn take(ctx: &Context, journal: Journal, take: Take) -> Result<Candidate> {
-        let lock = lock::acquire(
+        let lock = abort::or_abort(lock::acquire(
             &ctx.cf,
             &ctx.target.space.guid,
             &ctx.source.names.green(),
@@ -34,7 +35,7 @@ impl Candidate {
             take,
             ctx.within(ctx.params.timeouts.lock)?,
             |claimed| recovery::recover(ctx, claimed),
-        )
+        ))
         .await?;
         Ok(Candidate { lock, temp_route_guid: None })
     }
@@ -80,7 +81,7 @@ impl Candidate {
             self.start(ctx, &mut pushed).await?;
             Ok(pushed)
         };
-        let pushed = pushed.await;
+        let pushed = abort::or_abort(pushed).await;
         self.or_release(ctx, pushed).await
     }
 
@@ -100,7 +101,7 @@ impl Candidate {
             self.start(ctx, &mut pushed).await?;
             Ok(pushed)
         };
-        let started = started.await;
+        let started = abort::or_abort(started).await;
         self.or_release(ctx, started).await
     }
 
@@ -142,6 +143,6 @@ impl Candidate {
             };
             gate::verify(&target, &ctx.params, ctx.within(ctx.params.timeouts.verify)?).await
         };
-        self.or_release(ctx, verified.await).await
+        self.or_release(ctx, abort::or_abort(verified).await).await
     }
 }

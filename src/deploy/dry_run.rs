@@ -60,7 +60,7 @@ pub(crate) async fn run(ctx: &Context, prepared: Prepared) -> Result<VersionResu
         .ok_or_else(|| anyhow!("dry run: {} has no droplet, so there is no version to report", production.name))?
         .to_owned();
     Ok(VersionResult {
-        version: Version { app_guid: production.guid.clone(), droplet_guid: droplet },
+        version: Version::of(&production, &droplet),
         metadata: vec![MetadataField::new("dry_run", "true"), MetadataField::new("app", &production.name)],
     })
 }

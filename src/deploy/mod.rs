@@ -5,6 +5,7 @@
 //! before the swap leaves production untouched and the candidate deleted or kept as `<app>-failed`; a deploy
 //! that died is recovered by the next one from its journal. `rollback` and `dry_run` are variations.
 
+mod abort;
 mod candidate;
 mod context;
 mod drain;
@@ -87,7 +88,7 @@ async fn deploy(ctx: &mut Context, prepared: Prepared) -> Result<VersionResult> 
     let mut candidate = Candidate::take(ctx, journal, Take::Create(new_app)).await?;
     // Planned under the lock: whatever an earlier deploy left is settled by now. From here on, every failure
     // before the swap releases the lock, so the next deploy need not wait for the lease.
-    let planned = plan_under_lock(ctx, prepared, lifecycle).await;
+    let planned = abort::or_abort(plan_under_lock(ctx, prepared, lifecycle)).await;
     let (apps, plan) = candidate.or_release(ctx, planned).await?;
 
     ctx.phases.start("push", &format!("Pushing {green_name}"));
@@ -118,6 +119,7 @@ async fn plan_under_lock(ctx: &Context, prepared: Prepared, lifecycle: &str) -> 
     let plan = Plan::make(ctx, prepared, &apps, lifecycle).await?;
     log::info("plan:");
     plan.print(ctx, &apps);
+    report::warn_if_older(&ctx.build, apps.production.as_ref());
     check_quotas(ctx, &plan).await?;
     Ok((apps, plan))
 }

@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 
+use super::abort;
 use super::candidate::Candidate;
 use super::context::{Context, JOB_TIMEOUT};
 use super::drain;
@@ -80,7 +81,7 @@ pub(crate) async fn swap_in(ctx: &mut Context, verified: Verified) -> Result<Ver
             let ctx = &*ctx;
             let (removed, watched) = tokio::join!(
                 remove_temporary_route,
-                drain::drain_and_watch(ctx, blue, &prod_routes, &route_guids, lock)
+                abort::cut_short(drain::drain_and_watch(ctx, blue, &prod_routes, &route_guids, lock))
             );
             watched?;
             removed.map_err(|e| after_swap(ctx, e))?;

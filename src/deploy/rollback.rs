@@ -4,6 +4,7 @@
 
 use anyhow::{Result, anyhow, bail};
 
+use super::abort;
 use super::candidate::Candidate;
 use super::context::Context;
 use super::lock::{Lock, Take};
@@ -13,7 +14,7 @@ use super::push::Pushed;
 use super::routes::{self, RouteTarget};
 use crate::cf::apps::App;
 use crate::log;
-use crate::protocol::VersionResult;
+use crate::protocol::{BuildEnv, VersionResult};
 use crate::record::Journal;
 
 /// What a rollback settles under the lock, before it starts the candidate.
@@ -26,6 +27,9 @@ struct Planned {
 }
 
 pub(crate) async fn run(ctx: &mut Context) -> Result<VersionResult> {
+    if let Some(line) = answers(&ctx.build) {
+        log::info(line);
+    }
     let names = ctx.source.names.clone();
     let (green_name, previous_name) = (names.green(), names.previous());
     let apps = Apps::read(&ctx.cf, &ctx.target.space.guid, &names).await?;
@@ -52,7 +56,7 @@ pub(crate) async fn run(ctx: &mut Context) -> Result<VersionResult> {
         ));
     }
     // From here every failure before the swap gives the lock back (the app is renamed back, stopped).
-    let planned = plan_under_lock(ctx, &candidate.lock).await;
+    let planned = abort::or_abort(plan_under_lock(ctx, &candidate.lock)).await;
     let Planned { droplet, blue, prod_routes, temp_url } = candidate.or_release(ctx, planned).await?;
 
     ctx.phases.start("start", &format!("Starting {green_name}"));
@@ -96,7 +100,30 @@ async fn plan_under_lock(ctx: &Context, lock: &Lock) -> Result<Planned> {
     Ok(Planned { droplet, blue, prod_routes, temp_url })
 }
 
+/// In a step hook (Concourse sets `BUILD_STATUS` there: `failed` in `on_failure`), which outcome of which
+/// build this rollback answers. It only says so: the rollback itself is the same in a hook or not.
+fn answers(build: &BuildEnv) -> Option<String> {
+    let status = build.status.as_deref()?;
+    Some(format!("rolling back because {} {status} (BUILD_STATUS={status})", build.describe()))
+}
+
 /// The droplet `app` (called `name`) would run; an error naming it when it has none.
 fn droplet_of(app: &App, name: &str) -> Result<String> {
     app.current_droplet_guid().map(str::to_owned).ok_or_else(|| anyhow!("rollback: {name} has no droplet to run"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rollback_in_a_hook_names_the_outcome_it_answers() {
+        let build = BuildEnv { job_name: Some("deploy".into()), name: Some("7".into()), ..BuildEnv::default() };
+        assert_eq!(answers(&build), None, "not in a hook: nothing to answer");
+        let failed = BuildEnv { status: Some("failed".into()), ..build };
+        assert_eq!(
+            answers(&failed).as_deref(),
+            Some("rolling back because job 'deploy' build 7 failed (BUILD_STATUS=failed)")
+        );
+    }
 }

@@ -239,7 +239,7 @@ mod tests {
     }
 
     fn details(app: &App, droplet: &Droplet, manifest: &AppManifest) -> Details {
-        let version = Version { app_guid: app.guid.clone(), droplet_guid: droplet.guid.clone() };
+        let version = Version::of(app, &droplet.guid);
         Details::new(Observed {
             version: &version,
             app,

@@ -50,9 +50,8 @@ impl Audit {
 
     /// The annotations that record this audit; every key is written (absent values remove stale ones).
     pub fn to_annotations(&self) -> BTreeMap<String, Option<String>> {
-        let at = self.deployed_at.map(|t| humantime::format_rfc3339_seconds(t).to_string());
         BTreeMap::from([
-            (DEPLOYED_AT.into(), at),
+            (DEPLOYED_AT.into(), self.deployed_at_text()),
             (DEPLOY_ID.into(), self.deploy_id.clone()),
             (TEAM.into(), self.team.clone()),
             (PIPELINE.into(), self.pipeline.clone()),
@@ -62,6 +61,11 @@ impl Audit {
             (DROPLET.into(), self.droplet_guid.clone()),
             (PACKAGE_CHECKSUM.into(), self.package_checksum.clone()),
         ])
+    }
+
+    /// `deployed_at` as the annotation writes it (RFC 3339, whole seconds).
+    pub fn deployed_at_text(&self) -> Option<String> {
+        self.deployed_at.map(|t| humantime::format_rfc3339_seconds(t).to_string())
     }
 
     /// The audit recorded on an app, if it has one.

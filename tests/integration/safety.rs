@@ -3,15 +3,19 @@
 //! finding the same dead lock, a swap half done, a housekeeping rename landing late, a killed rollback),
 //! one-step rollback, the KPI gate before
 //! the swap, the watch after it, the dry run, and a `<app>-green` this resource did not make. Production
-//! serves every request of a load loop wherever a deploy promises it.
+//! serves every request of a load loop wherever a deploy promises it. Also what Concourse users rely on: every
+//! swap a new version, an older build's put named as such, and an aborted build (SIGTERM) cleaning up after
+//! itself so that the next put need not wait for a lease.
 
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::util::deploy::{
-    PutDir, annotation, app_named, apps, build_url, deploy, logged, manifest, out, out_as, route_destinations, routes,
-    spawn_out, wait_for, wait_until_serving,
+    BUILD_ENV, PutDir, annotation, app_named, apps, build_url, deploy, logged, manifest, out, out_as,
+    route_destinations, routes, spawn_out, wait_for, wait_until_serving,
 };
-use crate::util::sim::{check_request, connect, destination_changes, home_space, source, start_sim_with};
+use crate::util::sim::{
+    check_request, connect, destination_changes, home_space, in_request, out_request, source, start_sim_with,
+};
 use crate::util::{self, Run, run_resource};
 use cf_blue_green_resource::cf::CfClient;
 use cf_blue_green_resource::cf::apps::NewApp;
@@ -80,6 +84,11 @@ fn assert_no_failures(report: &LoadReport) {
 
 fn guid(version: &Value) -> String {
     version["app_guid"].as_str().unwrap().to_owned()
+}
+
+/// A version's app and droplet, without the deploy that made them production.
+fn pair(version: &Value) -> (&Value, &Value) {
+    (&version["app_guid"], &version["droplet_guid"])
 }
 
 fn run_async<T>(work: impl AsyncFnOnce(CfClient) -> T, sim: &Sim) -> T {
@@ -386,6 +395,116 @@ fn a_put_killed_after_the_swap_is_finished_by_the_next_one() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Versions, order and aborted builds
+
+/// Runs `in` for `version` and returns its log (asserting success).
+fn fetch(sim: &Sim, version: &Value) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let run =
+        run_resource("in", &[dir.path().to_str().unwrap()], &in_request(&source(sim, "myapp"), version, None), &[]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    run.stderr
+}
+
+#[test]
+fn every_swap_is_a_version_concourse_has_not_seen_and_in_warns_once_it_is_replaced() {
+    let (sim, put, v1) = production_v1();
+    let v2 = deploy(&sim, &put, "myapp", params("v2"));
+    assert!(v2["deploy_id"].is_string() && v2["deployed_at"].is_string(), "{v2}");
+
+    // A rollback in the deploy job's on_failure hook, where Concourse sets BUILD_STATUS.
+    let env = [BUILD_ENV, &[("BUILD_STATUS", "failed")]].concat();
+    let request = out_request(&source(&sim, "myapp"), Some(json!({"rollback": true, "drain": "0s"})));
+    let run = logged("rollback", run_resource("out", &[put.path().to_str().unwrap()], &request, &env));
+    assert_eq!(run.status, 0, "{}", run.last_line());
+    assert!(
+        run.stderr.contains("rolling back because job 'deploy' build 7 failed (BUILD_STATUS=failed)"),
+        "{}",
+        run.stderr
+    );
+    let back: Value = serde_json::from_str::<Value>(&run.stdout).unwrap()["version"].clone();
+    assert_eq!(pair(&back), pair(&v1), "production runs v1's app and droplet again");
+    assert_ne!(back, v1, "but as a version Concourse has not seen, so that it becomes the latest");
+
+    let checked = run_resource("check", &[], &check_request(&source(&sim, "myapp"), Some(&v2)), &[]);
+    assert_eq!(serde_json::from_str::<Value>(&checked.stdout).unwrap(), json!([back]), "{}", checked.stderr);
+
+    assert!(!fetch(&sim, &back).contains("no longer production"));
+    let log = fetch(&sim, &v1);
+    assert!(log.contains("is no longer production: 'myapp' has been deployed again since, at "), "{log}");
+    let log = fetch(&sim, &v2);
+    assert!(log.contains("is no longer production: its app is now 'myapp-previous'"), "{log}");
+}
+
+#[test]
+fn a_put_of_an_older_build_of_the_job_says_so_and_deploys() {
+    let (sim, put, _) = production_v1();
+    let newer = out_as(&sim, &put, "myapp", params("v2"), "9");
+    assert_eq!(newer.status, 0, "{}", newer.last_line());
+    let older = out_as(&sim, &put, "myapp", params("v3"), "8");
+    assert_eq!(older.status, 0, "a warning, not a refusal: {}", older.last_line());
+    assert!(
+        older.stderr.contains("production runs build 9 of this job, newer than this build 8: this put replaces it"),
+        "{}",
+        older.stderr
+    );
+    wait_until_serving(&sim, "myapp", "v3");
+    let later = out_as(&sim, &put, "myapp", params("v4"), "10");
+    assert_eq!(later.status, 0, "{}", later.last_line());
+    assert!(!later.stderr.contains("newer than this build"), "{}", later.stderr);
+}
+
+/// Concourse aborts a build by sending its running step SIGTERM, and SIGKILL 10 s later.
+const ABORT_GRACE: Duration = Duration::from_secs(10);
+
+#[test]
+fn an_aborted_put_cleans_up_before_it_is_killed_so_the_next_put_does_not_wait() {
+    let (sim, put, v1) = production_v1();
+    // Long leases: a lock left behind would hold the next put for minutes, past its lock_timeout.
+    let with_lease = |mut params: Value| {
+        params["lock_lease"] = json!("5m");
+        params["lock_timeout"] = json!("5s");
+        params
+    };
+
+    // Before the swap (the smoke test runs): the candidate goes and the lock is released at once.
+    put.script("ci/slow-smoke-test.sh", "exec sleep 60");
+    let mut slow = with_lease(params("v2"));
+    slow["smoke_test"] = json!({"path": "ci/slow-smoke-test.sh"});
+    let aborted = spawn_out(&sim, &put, "myapp", slow, "8");
+    wait_for("build 8 to verify its candidate", PUT_LIMIT, || {
+        app_named(&sim, "myapp-green").filter(|green| annotation(green, PHASE) == Some("verifying"))
+    });
+    aborted.terminate();
+    let run = logged("out build 8, aborted", aborted.wait(ABORT_GRACE));
+    assert!(run.stderr.contains("SIGTERM: the build was aborted"), "{}", run.stderr);
+    run.assert_clean_failure("the build was aborted (SIGTERM)");
+    assert_eq!(apps(&sim), [("myapp".to_owned(), "STARTED".to_owned())], "the candidate is gone, the lock free");
+    assert_eq!(routes(&sim), [format!("myapp.{}", sim.info().domain)], "no temporary route is left");
+
+    // After the swap (the old version drains): the drain is cut short and the housekeeping finished.
+    let mut long_drain = with_lease(params("v2"));
+    long_drain["drain"] = json!("60s");
+    let aborted = spawn_out(&sim, &put, "myapp", long_drain, "9");
+    wait_for("build 9 to drain", PUT_LIMIT, || {
+        app_named(&sim, "myapp-green").filter(|green| annotation(green, PHASE) == Some("swapped"))
+    });
+    let sent = Instant::now();
+    aborted.terminate();
+    let run = logged("out build 9, aborted while draining", aborted.wait(ABORT_GRACE));
+    assert!(sent.elapsed() < ABORT_GRACE, "done {:?} after SIGTERM", sent.elapsed());
+    assert_eq!(run.status, 0, "the swap was done: the put finishes it ({})", run.last_line());
+    assert!(run.stderr.contains("SIGTERM: the drain is cut short to finish the housekeeping"), "{}", run.stderr);
+    let v2: Value = serde_json::from_str::<Value>(&run.stdout).unwrap()["version"].clone();
+    wait_until_serving(&sim, "myapp", "v2");
+    assert_settled(&sim, &v2, &guid(&v1));
+
+    let next = out_as(&sim, &put, "myapp", with_lease(params("v3")), "10");
+    assert_eq!(next.status, 0, "{}", next.last_line());
+    assert!(!next.stderr.contains("waiting for the deploy lock"), "{}", next.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Rollback
 
 #[test]
@@ -397,13 +516,13 @@ fn rollback_brings_the_previous_version_back_in_seconds_and_again_rolls_forward(
     let started = Instant::now();
     let back = deploy(&sim, &put, "myapp", json!({"rollback": true, "drain": DRAIN}));
     let took = started.elapsed();
-    assert_eq!(back, v1, "production is v1's app and droplet again");
+    assert_eq!(pair(&back), pair(&v1), "production is v1's app and droplet again");
     assert!(took < Duration::from_secs(20), "a rollback takes seconds, not a deploy ({took:?})");
     wait_until_serving(&sim, "myapp", "v1");
     assert_settled(&sim, &v1, &guid(&v2));
 
     let forward = deploy(&sim, &put, "myapp", json!({"rollback": true, "drain": DRAIN}));
-    assert_eq!(forward, v2, "a second rollback rolls forward");
+    assert_eq!(pair(&forward), pair(&v2), "a second rollback rolls forward");
     wait_until_serving(&sim, "myapp", "v2");
     assert_settled(&sim, &v2, &guid(&v1));
 
@@ -422,7 +541,7 @@ fn rollback_brings_the_previous_version_back_in_seconds_and_again_rolls_forward(
     assert_eq!(rollback.status, 0, "{}", rollback.last_line());
     assert!(rollback.stderr.contains("waiting for the deploy lock"), "{}", rollback.stderr);
     let back: Value = serde_json::from_str::<Value>(&rollback.stdout).unwrap()["version"].clone();
-    assert_eq!(back, v2, "rolled back from v3 to v2");
+    assert_eq!(pair(&back), pair(&v2), "rolled back from v3 to v2");
     wait_until_serving(&sim, "myapp", "v2");
     assert_settled(&sim, &v2, &guid(&v3));
 

@@ -147,6 +147,12 @@ impl Background {
         self.lines.lock().unwrap().iter().map(|line| format!("{line}\n")).collect()
     }
 
+    /// Sends it SIGTERM, as Concourse does to a step of a build that is aborted.
+    pub fn terminate(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success(), "kill -TERM {}", self.child.id());
+    }
+
     /// Whether it has exited.
     pub fn exited(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_some()
