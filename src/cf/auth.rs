@@ -6,6 +6,12 @@
 //! when little of its life remains (the JWT `exp`, decoded here), and once more when CC still rejects it with
 //! `CF-InvalidAuthToken`. A rejected refresh token means a full login; client credentials "refresh" by asking for
 //! a new token. Every token is registered for redaction the moment it arrives.
+//!
+//! A client may authenticate with a client assertion instead of a secret (RFC 7523 section 2.2, UAA's federated
+//! client credentials: `JwtClientAuthentication.validateClientJwt`), e.g. Concourse's `idtoken`. The assertion
+//! cannot be renewed here: a new access token re-sends the same assertion while it is valid, and once it has
+//! expired the login fails with a line that says when. UAA answers every refused assertion with one of a few
+//! `error_description`s; [`explain_refused_assertion`] adds what the assertion's own claims show.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +28,12 @@ use crate::{log, redact};
 
 /// The longest time before expiry at which the token is refreshed (the CLI's margin).
 pub(crate) const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+
+/// `client_assertion_type` of a JWT client assertion (RFC 7523 section 2.2).
+const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The clock skew UAA allows on an assertion's `exp` and `nbf` (nimbus `DefaultJWTClaimsVerifier`).
+const ASSERTION_CLOCK_SKEW: i64 = 60;
 
 /// Where things are, from `GET /`.
 #[derive(Clone, Debug)]
@@ -152,6 +164,98 @@ pub fn decode_jwt_claims(token: &str) -> Option<TokenClaims> {
     let (_header, payload, _sig) = (parts.next()?, parts.next()?, parts.next()?);
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+/// The claims of a client assertion that explain UAA's answers. `aud` is a string or a list (RFC 7519 section
+/// 4.1.3; Concourse writes a single audience as a string).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct AssertionClaims {
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    aud: Option<serde_json::Value>,
+    #[serde(default)]
+    exp: Option<i64>,
+    #[serde(default)]
+    nbf: Option<i64>,
+}
+
+impl AssertionClaims {
+    /// The claims of a compact JWS (three base64url parts, JSON claims), without checking the signature.
+    pub(crate) fn decode(assertion: &str) -> Option<AssertionClaims> {
+        let parts: Vec<&str> = assertion.trim().split('.').collect();
+        let [_, payload, _] = parts[..] else { return None };
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn audiences(&self) -> Vec<&str> {
+        match &self.aud {
+            Some(serde_json::Value::String(aud)) => vec![aud.as_str()],
+            Some(serde_json::Value::Array(auds)) => auds.iter().filter_map(serde_json::Value::as_str).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// `Some(exp)` when UAA would refuse the assertion as expired at `now`.
+    fn expired_at(&self, now: i64) -> Option<i64> {
+        self.exp.filter(|exp| exp + ASSERTION_CLOCK_SKEW <= now)
+    }
+}
+
+/// When `epoch` was, as an RFC 3339 time and how long ago.
+fn when(epoch: i64, now: i64) -> String {
+    let at = UNIX_EPOCH + Duration::from_secs(epoch.max(0) as u64);
+    let ago = Duration::from_secs((now - epoch).max(0) as u64);
+    format!("{} ({} ago)", humantime::format_rfc3339_seconds(at), humantime::format_duration(ago))
+}
+
+/// Why UAA refused a client assertion with `description` (the `error_description` of its 401, from
+/// `JwtClientAuthentication` and `ClientDetailsAuthenticationProvider`), in the terms of the assertion's claims.
+fn explain_refused_assertion(description: &str, claims: &AssertionClaims, token_url: &Url, now: i64) -> String {
+    let iss = claims.iss.as_deref().unwrap_or("(none)");
+    let sub = claims.sub.as_deref().unwrap_or("(none)");
+    match description {
+        "Wrong client_assertion" => format!(
+            "the client has no federated credential for issuer '{iss}' and subject '{sub}' (the assertion's iss and \
+             sub), or that credential names an audience the assertion does not"
+        ),
+        "Unauthorized client_assertion" => {
+            let audiences = claims.audiences();
+            if let Some(exp) = claims.expired_at(now) {
+                format!("the assertion expired at {}", when(exp, now))
+            } else if claims.exp.is_none() {
+                "the assertion has no exp claim".to_owned()
+            } else if let Some(nbf) = claims.nbf.filter(|nbf| nbf - ASSERTION_CLOCK_SKEW > now) {
+                format!(
+                    "the assertion is not valid before {}",
+                    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(nbf.max(0) as u64))
+                )
+            } else if !audiences.contains(&token_url.as_str()) {
+                format!(
+                    "its audience ({}) is not UAA's token endpoint {token_url} nor the audience of the client's \
+                     federated credential",
+                    if audiences.is_empty() { "none".to_owned() } else { audiences.join(", ") }
+                )
+            } else {
+                format!(
+                    "its signature does not verify with the keys issuer '{iss}' publishes (altered, or signed with another key)"
+                )
+            }
+        }
+        "Untrusted client_assertion" => {
+            format!("none of the keys issuer '{iss}' publishes matches the assertion's signing key")
+        }
+        "Bad client_assertion" => format!(
+            "UAA could not read the assertion or fetch the keys of issuer '{iss}' (its \
+             /.well-known/openid-configuration over https)"
+        ),
+        "Bad client_assertion algorithm" => "the assertion is unsigned or signed with a shared secret".to_owned(),
+        "Bad empty jwk_set" => format!("issuer '{iss}' publishes no keys"),
+        _ => "UAA has no such client, or it does not take client assertions".to_owned(),
+    }
 }
 
 fn now_epoch() -> i64 {
@@ -300,6 +404,7 @@ impl Auth {
                 ],
                 false,
             ),
+            Credentials::ClientAssertion { id, assertion } => return self.assertion_grant(core, id, assertion).await,
         };
         match self.token_request(core, form, basic).await {
             Ok(response) => Ok(Token::from_response(response, now_epoch())),
@@ -310,6 +415,42 @@ impl Auth {
                     self.token_url.host_str().unwrap_or_default(),
                     self.credentials.who(),
                     e.status.unwrap_or_default(),
+                )))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The client_credentials grant authenticated by the client assertion (no secret, no Authorization header, as
+    /// UAA's `ClientDetailsAuthenticationProvider.isPrivateKeyJwt` requires). An assertion that has already expired
+    /// is not sent.
+    async fn assertion_grant(&self, core: &Core, id: &str, assertion: &str) -> Result<Token> {
+        let claims = AssertionClaims::decode(assertion).unwrap_or_default();
+        let who = self.credentials.who();
+        let now = now_epoch();
+        if let Some(exp) = claims.expired_at(now) {
+            return Err(Error::Auth(format!(
+                "the client assertion of {who} expired at {}: UAA refuses it, and an assertion cannot be renewed \
+                 here (give the idtoken var source a longer expires_in, at most 24h, or run the step again)",
+                when(exp, now)
+            )));
+        }
+        let form = vec![
+            ("grant_type".to_owned(), "client_credentials".to_owned()),
+            ("client_id".to_owned(), id.to_owned()),
+            ("client_assertion_type".to_owned(), CLIENT_ASSERTION_TYPE.to_owned()),
+            ("client_assertion".to_owned(), assertion.to_owned()),
+        ];
+        match self.token_request(core, form, false).await {
+            Ok(response) => Ok(Token::from_response(response, now_epoch())),
+            Err(Error::Cf(e)) if e.status.is_some_and(|s| (400..500).contains(&s)) => {
+                let why = explain_refused_assertion(&e.detail, &claims, &self.token_url, now_epoch());
+                Err(Error::Auth(format!(
+                    "UAA ({}) refused the client assertion of {who} ({} {}: {}): {why}",
+                    self.token_url.host_str().unwrap_or_default(),
+                    e.status.unwrap_or_default(),
+                    e.title,
+                    e.detail,
                 )))
             }
             Err(e) => Err(e),
@@ -401,6 +542,54 @@ mod tests {
             now,
         );
         assert_eq!(opaque.refresh_at, Some(now + 3600 - 60));
+    }
+
+    #[test]
+    fn assertion_claims_take_one_audience_as_a_string_or_a_list() {
+        let single = jwt(r#"{"iss":"https://ci.example.com","sub":"main/p","aud":"https://uaa/oauth/token","exp":5}"#);
+        let claims = AssertionClaims::decode(&single).unwrap();
+        assert_eq!(claims.audiences(), ["https://uaa/oauth/token"]);
+        let list = AssertionClaims::decode(&jwt(r#"{"aud":["a","b"]}"#)).unwrap();
+        assert_eq!(list.audiences(), ["a", "b"]);
+        assert!(AssertionClaims::decode("a.b").is_none());
+        assert!(AssertionClaims::decode("not.!!.jwt").is_none());
+        // UAA allows 60 s of clock skew on exp.
+        assert_eq!(claims.expired_at(65), Some(5));
+        assert_eq!(claims.expired_at(64), None);
+    }
+
+    #[test]
+    fn each_refusal_of_uaa_is_explained_from_the_assertions_claims() {
+        let token_url = Url::parse("https://uaa.example.com/oauth/token").unwrap();
+        let now = 1_000_000;
+        let claims = |exp: i64, aud: &str| AssertionClaims {
+            iss: Some("https://ci.example.com".into()),
+            sub: Some("main/deploy".into()),
+            aud: Some(serde_json::json!(aud)),
+            exp: Some(exp),
+            nbf: None,
+        };
+        let explain = |description: &str, claims: &AssertionClaims| {
+            explain_refused_assertion(description, claims, &token_url, now)
+        };
+        let good = claims(now + 600, token_url.as_str());
+        assert_eq!(
+            explain("Unauthorized client_assertion", &claims(now - 300, token_url.as_str())),
+            "the assertion expired at 1970-01-12T13:41:40Z (5m ago)"
+        );
+        assert_eq!(
+            explain("Unauthorized client_assertion", &claims(now + 600, "https://other/oauth/token")),
+            "its audience (https://other/oauth/token) is not UAA's token endpoint https://uaa.example.com/oauth/token \
+             nor the audience of the client's federated credential"
+        );
+        assert!(explain("Unauthorized client_assertion", &good).starts_with("its signature does not verify"));
+        assert!(
+            explain("Wrong client_assertion", &good)
+                .contains("no federated credential for issuer 'https://ci.example.com' and subject 'main/deploy'")
+        );
+        assert!(explain("Untrusted client_assertion", &good).contains("none of the keys issuer"));
+        assert!(explain("Bad client_assertion", &good).contains("/.well-known/openid-configuration"));
+        assert_eq!(explain("Bad credentials", &good), "UAA has no such client, or it does not take client assertions");
     }
 
     #[test]

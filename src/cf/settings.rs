@@ -15,6 +15,9 @@ pub enum Credentials {
     Password { username: String, password: String },
     /// A UAA client with the `client_credentials` grant.
     Client { id: String, secret: String },
+    /// A UAA client with the `client_credentials` grant that authenticates with a JWT another issuer signed
+    /// (RFC 7523 client assertion, e.g. Concourse's `idtoken`) instead of a secret.
+    ClientAssertion { id: String, assertion: String },
 }
 
 impl Credentials {
@@ -22,7 +25,7 @@ impl Credentials {
     pub(crate) fn who(&self) -> String {
         match self {
             Credentials::Password { username, .. } => format!("user '{username}'"),
-            Credentials::Client { id, .. } => format!("client '{id}'"),
+            Credentials::Client { id, .. } | Credentials::ClientAssertion { id, .. } => format!("client '{id}'"),
         }
     }
 
@@ -30,6 +33,7 @@ impl Credentials {
         match self {
             Credentials::Password { password, .. } => password,
             Credentials::Client { secret, .. } => secret,
+            Credentials::ClientAssertion { assertion, .. } => assertion,
         }
     }
 }
@@ -41,6 +45,9 @@ impl fmt::Debug for Credentials {
                 f.debug_struct("Password").field("username", username).field("password", &"***").finish()
             }
             Credentials::Client { id, .. } => f.debug_struct("Client").field("id", id).field("secret", &"***").finish(),
+            Credentials::ClientAssertion { id, .. } => {
+                f.debug_struct("ClientAssertion").field("id", id).field("assertion", &"***").finish()
+            }
         }
     }
 }

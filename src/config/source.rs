@@ -73,6 +73,7 @@ struct RawSource {
     password: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    client_assertion: Option<String>,
     organization: Option<String>,
     space: Option<String>,
     app: Option<String>,
@@ -109,8 +110,17 @@ impl Source {
         let space = required("space", raw.space);
         let app = required("app", raw.app);
 
-        let credentials =
-            credentials(raw.username, raw.password, raw.client_id, raw.client_secret, &mut missing, &mut problems);
+        let credentials = credentials(
+            UserOrClient {
+                username: raw.username,
+                password: raw.password,
+                client_id: raw.client_id,
+                client_secret: raw.client_secret,
+                client_assertion: raw.client_assertion,
+            },
+            &mut missing,
+            &mut problems,
+        );
 
         if !api.is_empty() {
             match url::Url::parse(&api) {
@@ -184,37 +194,67 @@ impl Source {
 
 /// Registers every secret in the raw section before typed parsing, so even a type error cannot echo one.
 fn register_secrets_in(value: &Value) {
-    for key in ["password", "client_secret"] {
+    for key in ["password", "client_secret", "client_assertion"] {
         if let Some(secret) = value.get(key).and_then(Value::as_str) {
             redact::register(secret);
         }
     }
 }
 
-fn credentials(
+/// The credential keys of `source`, before it is known which kind of login they make.
+struct UserOrClient {
     username: Option<String>,
     password: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
-    missing: &mut Vec<String>,
-    problems: &mut Vec<String>,
-) -> Option<Credentials> {
+    client_assertion: Option<String>,
+}
+
+fn credentials(keys: UserOrClient, missing: &mut Vec<String>, problems: &mut Vec<String>) -> Option<Credentials> {
+    let UserOrClient { username, password, client_id, client_secret, client_assertion } = keys;
     let user_pair = username.is_some() || password.is_some();
-    let client_pair = client_id.is_some() || client_secret.is_some();
-    match (user_pair, client_pair) {
+    let client = client_id.is_some() || client_secret.is_some() || client_assertion.is_some();
+    match (user_pair, client) {
+        (true, true) if client_assertion.is_some() => {
+            problems.push(
+                "source.client_assertion authenticates a UAA client, not a user; remove source.username and source.password"
+                    .into(),
+            );
+            None
+        }
         (true, true) => {
             problems
                 .push("source has both username/password and client_id/client_secret; give exactly one pair".into());
             None
         }
         (false, false) => {
-            problems.push("source needs credentials: username and password, or client_id and client_secret".into());
+            problems.push(
+                "source needs credentials: username and password, client_id and client_secret, or client_id and client_assertion"
+                    .into(),
+            );
             None
         }
         (true, false) => both(("username", username), ("password", password), missing)
             .map(|(username, password)| Credentials::Password { username, password }),
-        (false, true) => both(("client_id", client_id), ("client_secret", client_secret), missing)
-            .map(|(id, secret)| Credentials::Client { id, secret }),
+        (false, true) => match client_assertion {
+            Some(_) if client_secret.is_some() => {
+                problems.push("source has both client_secret and client_assertion; give one of them".into());
+                None
+            }
+            Some(assertion) => {
+                if !assertion.trim().is_empty() && crate::cf::auth::AssertionClaims::decode(&assertion).is_none() {
+                    problems.push(
+                        "source.client_assertion is not a JWT (three base64url parts with JSON claims, as ((idtoken:token)) gives)"
+                            .into(),
+                    );
+                }
+                let assertion = Some(assertion).filter(|a| !a.trim().is_empty());
+                both(("client_id", client_id), ("client_assertion", assertion), missing)
+                    .map(|(id, assertion)| Credentials::ClientAssertion { id, assertion })
+            }
+            None => both(("client_id", client_id), ("client_secret", client_secret), missing)
+                .map(|(id, secret)| Credentials::Client { id, secret }),
+        },
     }
 }
 
@@ -354,6 +394,61 @@ mod tests {
         let err = Source::parse(source).unwrap_err().to_string();
         assert!(err.contains("source.api 'api.example.com' is not an http(s) URL"), "{err}");
         assert!(err.contains("source.router_address 'localhost' must be host:port"), "{err}");
+    }
+
+    fn assertion() -> String {
+        let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, s);
+        let claims = r#"{"iss":"https://ci.example.com","sub":"main/deploy","aud":"x","exp":4102444800}"#;
+        format!("{}.{}.sig-not-shown-4", b64(r#"{"alg":"ES256"}"#), b64(claims))
+    }
+
+    fn client_with_assertion() -> Value {
+        json!({"api": "https://api.example.com", "client_id": "deployer", "client_assertion": assertion(),
+               "organization": "o", "space": "s", "app": "myapp"})
+    }
+
+    #[test]
+    fn a_client_assertion_replaces_the_client_secret() {
+        let source = Source::parse(client_with_assertion()).unwrap();
+        assert!(
+            matches!(&source.credentials, Credentials::ClientAssertion { id, assertion: a } if id == "deployer" && *a == assertion())
+        );
+        let debug = format!("{source:?}");
+        assert!(debug.contains("deployer") && !debug.contains("sig-not-shown-4"), "{debug}");
+    }
+
+    #[test]
+    fn a_client_assertion_goes_with_a_client_id_and_nothing_else() {
+        let refused = |change: &dyn Fn(&mut Value)| {
+            let mut source = client_with_assertion();
+            change(&mut source);
+            let err = Source::parse(source).unwrap_err().to_string();
+            assert!(!err.contains("sig-not-shown-4") && !err.contains('\n'), "{err}");
+            err
+        };
+        assert_eq!(
+            refused(&|s| s["client_secret"] = json!("cs-not-shown-5")),
+            "source has both client_secret and client_assertion; give one of them"
+        );
+        assert_eq!(
+            refused(&|s| s["password"] = json!("pw-not-shown-6")),
+            "source.client_assertion authenticates a UAA client, not a user; remove source.username and source.password"
+        );
+        assert_eq!(
+            refused(&|s| {
+                s.as_object_mut().unwrap().remove("client_id");
+            }),
+            "source is missing required keys: client_id (source.client_assertion is set)"
+        );
+        assert_eq!(
+            refused(&|s| s["client_assertion"] = json!("")),
+            "source is missing required keys: client_assertion (source.client_id is set)"
+        );
+        assert_eq!(
+            refused(&|s| s["client_assertion"] = json!("opaque-not-shown-7")),
+            "source.client_assertion is not a JWT (three base64url parts with JSON claims, as ((idtoken:token)) gives)"
+        );
+        assert!(!refused(&|s| s["client_assertion"] = json!("opaque-not-shown-7")).contains("opaque-not-shown-7"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! area, sharing the toolkit in [`util`]. One binary, so the library and cf-sim are linked once for all of them.
 //! The slow proof suite is the other test binary (`tests/proof`).
 
+mod auth;
 mod bits;
 mod cf_client;
 mod cf_fixtures;

@@ -1,0 +1,135 @@
+//! Keyless authentication: `out` logs in as a UAA client with a client assertion signed by a CI system (shaped like
+//! Concourse's `idtoken`), which the sim's UAA checks as UAA checks a federated client credential. A valid
+//! assertion deploys; an expired, wrong-issuer, wrong-audience or tampered one fails with one line that says why,
+//! exit 1, nothing on stdout, nothing changed on the foundation, and the assertion never in the output.
+
+use cf_sim::config::JwtClient;
+use cf_sim::{AssertionIssuer, Sim};
+use serde_json::{Value, json};
+
+use crate::util::deploy::{BUILD_ENV, PutDir, apps, manifest};
+use crate::util::sim::{out_request, resource_requests, source, start_sim_with};
+use crate::util::{Run, run_resource};
+
+/// Concourse's issuer is its external URL.
+const CI: &str = "https://ci.example.com";
+const CLIENT: &str = "concourse-deployer";
+const APP: &str = "keyless";
+
+/// A sim whose UAA has the client [`CLIENT`] trusting `ci`'s assertions about the pipeline `main/shop`.
+fn sim_trusting(ci: &AssertionIssuer) -> Sim {
+    start_sim_with(|config| {
+        config.jwt_clients = vec![JwtClient {
+            client_id: CLIENT.into(),
+            issuer: CI.into(),
+            subject: "main/shop".into(),
+            audience: None,
+        }];
+        config.trusted_issuers = vec![ci.trusted()];
+    })
+}
+
+/// UAA's token endpoint, the audience the client's credential expects by default.
+fn token_endpoint(sim: &Sim) -> String {
+    format!("{}/oauth/token", sim.info().uaa)
+}
+
+/// Runs `out` for [`APP`] as the client [`CLIENT`] with `assertion` instead of a secret.
+fn out_with_assertion(sim: &Sim, put: &PutDir, assertion: &str) -> Run {
+    let mut source: Value = source(sim, APP);
+    let fields = source.as_object_mut().unwrap();
+    fields.remove("username");
+    fields.remove("password");
+    fields.insert("client_id".into(), json!(CLIENT));
+    fields.insert("client_assertion".into(), json!(assertion));
+    let params = json!({"path": "app", "manifest": "ci/manifest.yml"});
+    let run = run_resource("out", &[put.path().to_str().unwrap()], &out_request(&source, Some(params)), BUILD_ENV);
+    eprintln!("---- out with a client assertion exited {}\n{}", run.status, run.stderr);
+    assert!(!run.stdout.contains(assertion) && !run.stderr.contains(assertion), "the assertion was printed");
+    let signature = assertion.rsplit('.').next().unwrap();
+    assert!(!run.stderr.contains(signature), "the assertion's signature was printed");
+    run
+}
+
+fn put_dir(sim: &Sim) -> PutDir {
+    let put = PutDir::with_sample_app();
+    put.write("ci/manifest.yml", &manifest(sim, APP, 1, &[APP], &[]));
+    put
+}
+
+#[test]
+fn a_deploy_authenticates_with_a_signed_assertion_instead_of_a_secret() {
+    let ci = AssertionIssuer::generate(CI);
+    let sim = sim_trusting(&ci);
+    let put = put_dir(&sim);
+    let assertion = ci.idtoken("main", "shop", &token_endpoint(&sim), 3600);
+    let run = out_with_assertion(&sim, &put, &assertion);
+    assert_eq!(run.status, 0, "out failed: {}", run.last_line());
+    assert!(apps(&sim).contains(&(APP.to_owned(), "STARTED".to_owned())), "{:?}", apps(&sim));
+    let token_requests: Vec<_> = resource_requests(&sim).into_iter().filter(|r| r.path == "/oauth/token").collect();
+    assert!(!token_requests.is_empty() && token_requests.iter().all(|r| r.status == 200), "{token_requests:?}");
+}
+
+/// Runs `out` with `assertion`, which the UAA must refuse, and checks the failure contract and that the
+/// foundation is untouched: no app, and no request to the Cloud Controller beyond discovery.
+fn refused(ci: &AssertionIssuer, assertion: impl FnOnce(&Sim) -> String, expected: &str) {
+    let sim = sim_trusting(ci);
+    let put = put_dir(&sim);
+    sim.reset_request_log();
+    let run = out_with_assertion(&sim, &put, &assertion(&sim));
+    run.assert_clean_failure(expected);
+    assert!(apps(&sim).is_empty(), "an app was created: {:?}", apps(&sim));
+    let cc: Vec<_> = resource_requests(&sim).into_iter().filter(|r| r.listener == "api" && r.path != "/").collect();
+    assert!(cc.is_empty(), "the Cloud Controller was asked: {cc:?}");
+}
+
+#[test]
+fn an_expired_assertion_is_refused_saying_when_it_expired() {
+    let ci = AssertionIssuer::generate(CI);
+    refused(
+        &ci,
+        |sim| ci.idtoken("main", "shop", &token_endpoint(sim), -120),
+        "the client assertion of client 'concourse-deployer' expired at ",
+    );
+}
+
+#[test]
+fn an_assertion_from_another_issuer_is_refused_as_untrusted() {
+    let ci = AssertionIssuer::generate(CI);
+    let impostor = AssertionIssuer::generate("https://rogue-ci.example.com");
+    refused(
+        &ci,
+        |sim| impostor.idtoken("main", "shop", &token_endpoint(sim), 3600),
+        "(401 unauthorized: Wrong client_assertion): the client has no federated credential for issuer \
+         'https://rogue-ci.example.com' and subject 'main/shop'",
+    );
+}
+
+#[test]
+fn an_assertion_for_another_audience_is_refused_naming_the_audience() {
+    let ci = AssertionIssuer::generate(CI);
+    refused(
+        &ci,
+        |_| ci.idtoken("main", "shop", "https://uaa.other.example.com/oauth/token", 3600),
+        "(401 unauthorized: Unauthorized client_assertion): its audience (https://uaa.other.example.com/oauth/token) \
+         is not UAA's token endpoint",
+    );
+}
+
+#[test]
+fn a_tampered_assertion_is_refused_for_its_signature() {
+    let ci = AssertionIssuer::generate(CI);
+    refused(
+        &ci,
+        |sim| {
+            // Signed for the pipeline `main/other`, presented as `main/shop`: the claims change, the signature stays.
+            let signed = ci.idtoken("main", "other", &token_endpoint(sim), 3600);
+            let parts: Vec<&str> = signed.split('.').collect();
+            let genuine = ci.idtoken("main", "shop", &token_endpoint(sim), 3600);
+            let claims = genuine.split('.').nth(1).unwrap();
+            format!("{}.{claims}.{}", parts[0], parts[2])
+        },
+        "(401 unauthorized: Unauthorized client_assertion): its signature does not verify with the keys issuer \
+         'https://ci.example.com' publishes",
+    );
+}
