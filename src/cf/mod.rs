@@ -12,7 +12,8 @@
 //! - [`api`]: the generic typed [`Api<K>`] (get/list/delete/metadata) that every resource kind reuses.
 //! - One module per resource kind: [`orgs`], [`spaces`], [`domains`], [`routes`], [`apps`], [`packages`],
 //!   [`resource_matches`], [`builds`], [`droplets`], [`processes`], [`service_instances`],
-//!   [`bindings`], [`manifests`], [`jobs`], [`logs`], [`quotas`], plus [`root`] for the discovery documents.
+//!   [`bindings`], [`manifests`], [`jobs`], [`logs`], [`quotas`], plus [`root`] for the discovery documents and
+//!   [`policies`] for the policy server's network policies.
 
 pub(crate) mod api;
 pub mod apps;
@@ -29,6 +30,7 @@ pub mod manifests;
 pub mod orgs;
 pub mod packages;
 pub mod paginate;
+pub(crate) mod policies;
 pub mod processes;
 pub mod quotas;
 pub mod resource_matches;

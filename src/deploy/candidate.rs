@@ -5,6 +5,7 @@
 use anyhow::Result;
 
 use super::abort;
+use super::carry;
 use super::context::{Context, JOB_TIMEOUT};
 use super::failure;
 use super::gate::{self, GateReport, GateTarget};
@@ -106,6 +107,8 @@ impl Candidate {
     }
 
     async fn start(&self, ctx: &Context, pushed: &mut Pushed) -> Result<()> {
+        let production = self.lock.journal().await.blue_guid;
+        carry::policies_to(&ctx.cf, production.as_deref(), &self.lock.app).await?;
         let startup = ctx.within(ctx.params.timeouts.startup)?;
         push::start_and_wait(&ctx.cf, &self.lock.app.guid, &self.lock.app.name, pushed, startup).await
     }

@@ -1,9 +1,11 @@
 //! `dry_run: true`: the plan a deploy would carry out — apps to create, rename, stop and delete, routes to map
-//! and unmap, inherited scale, and what recovery would do with a dead deploy's leftovers — printed without
-//! changing anything. The answer is the version in production now.
+//! and unmap, inherited scale, the network policies the candidate would be given, and what recovery would do
+//! with a dead deploy's leftovers — printed without changing anything. The answer is the version in production
+//! now.
 
 use anyhow::{Result, anyhow};
 
+use super::carry;
 use super::context::Context;
 use super::inputs::Prepared;
 use super::plan::{self, Apps, Plan};
@@ -48,6 +50,9 @@ pub(crate) async fn run(ctx: &Context, prepared: Prepared) -> Result<VersionResu
     let lifecycle = plan::candidate_lifecycle(&prepared, apps.production.as_ref());
     let plan = Plan::make(ctx, prepared, &apps, lifecycle).await?;
     plan.print(ctx, &apps);
+    for line in carry::describe(&ctx.cf, apps.production.as_ref(), &names.green()).await? {
+        log::detail(line);
+    }
     log::detail("the candidate's manifest (values that may be secret hidden):");
     for line in crate::manifest::masked(&plan.candidate_manifest).lines() {
         log::output(line);

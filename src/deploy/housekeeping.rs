@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context as _, Result};
 
+use super::carry;
 use super::context::JOB_TIMEOUT;
 use crate::cf::CfClient;
 use crate::cf::apps::{App, AppState};
@@ -31,12 +32,14 @@ pub(crate) async fn retire(cf: &CfClient, names: &AppNames, retire: Retire<'_>) 
         log::detail(format_args!("stopped {}", blue.name));
     }
     if !retire.keep {
+        carry::forget(cf, blue).await?;
         cf.apps().delete_within(&blue.guid, JOB_TIMEOUT).await.with_context(|| format!("deleting {}", blue.name))?;
         log::detail(format_args!("deleted {}", blue.name));
         return Ok(());
     }
     let previous_name = names.previous();
     if let Some(older) = retire.previous.filter(|p| p.guid != blue.guid) {
+        carry::forget(cf, older).await?;
         cf.apps()
             .delete_within(&older.guid, JOB_TIMEOUT)
             .await

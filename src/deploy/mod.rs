@@ -7,6 +7,7 @@
 
 mod abort;
 mod candidate;
+mod carry;
 mod context;
 mod drain;
 mod dry_run;
@@ -63,6 +64,7 @@ pub async fn run(request: OutRequest) -> Result<VersionResult> {
     // The last checks that need the API or DNS, still before anything is changed.
     let route_client = route_client(&request.source, &cf).await?;
     routes::check_green_route(&cf, &request.params.green_route).await?;
+    carry::check(&cf, &target.space.guid, &request.source.names.production).await?;
     let OutRequest { source, params, dir, build } = request;
     let mut ctx =
         Context { cf, source, params, put_dir: dir, build, target, phases, deadline, route_client, smoke_test };

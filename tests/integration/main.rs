@@ -4,6 +4,7 @@
 
 mod auth;
 mod bits;
+mod carry;
 mod cf_client;
 mod cf_fixtures;
 mod check;

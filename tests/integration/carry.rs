@@ -1,0 +1,172 @@
+//! What a new version carries from production that no manifest holds: network policies. A frontend calls a
+//! backend over its internal route (`backend.apps.internal`), allowed by a policy; under load on both public
+//! routes (every frontend request is also an internal call), the backend is deployed blue-green, then the
+//! frontend, then the backend is rolled back: not one failed call. An identity that may not manage policies
+//! fails before the lock, saying which permission it lacks; the dry run lists what would be carried.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::util::deploy::{PutDir, app_named, deploy, get, out, wait_for};
+use crate::util::sim::{connect, start_sim_with};
+use cf_blue_green_resource::cf::CfClient;
+use cf_sim::Sim;
+use cf_sim::load::{self, LoadConfig};
+
+const INTERNAL_DOMAIN: &str = "apps.internal";
+
+/// A manifest for `name` with a public route, and (when `internal`) a route on the internal domain.
+fn manifest(sim: &Sim, name: &str, internal: bool, env: &[(&str, &str)]) -> String {
+    let mut routes = vec![json!({"route": format!("{name}.{}", sim.info().domain)})];
+    if internal {
+        routes.push(json!({"route": format!("{name}.{INTERNAL_DOMAIN}")}));
+    }
+    let env: serde_json::Map<String, Value> = env.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+    let app = json!({
+        "name": name, "instances": 2, "memory": "64M", "disk_quota": "256M", "routes": routes, "env": env,
+        "health-check-type": "http", "health-check-http-endpoint": "/healthcheck",
+    });
+    serde_norway::to_string(&json!({"applications": [app]})).unwrap()
+}
+
+fn params(manifest: &str, version: &str) -> Value {
+    json!({"path": "app", "manifest": manifest, "environment_variables": {"APP_VERSION": version}, "drain": "2s"})
+}
+
+/// The policy server's `path` (`…/networking/v1/external{path}`) with the deploying user's token.
+async fn policy_server(cf: &CfClient, sim: &Sim, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    let token = cf.access_token().await.unwrap();
+    let url = format!("{}/networking/v1/external{path}", sim.info().api);
+    let mut request = crate::util::http_client().build().unwrap().request(method, url).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// Every policy, as (source app name, destination app name, port).
+fn policies(sim: &Sim, runtime: &tokio::runtime::Runtime, cf: &CfClient) -> Vec<(String, String, u64)> {
+    let listed = runtime.block_on(policy_server(cf, sim, reqwest::Method::GET, "/policies", None));
+    let name = |guid: &Value| {
+        let apps = sim.state_dump()["apps"].as_array().unwrap().clone();
+        apps.iter().find(|a| &a["guid"] == guid).map_or("(deleted)".into(), |a| a["name"].as_str().unwrap().into())
+    };
+    let mut found: Vec<(String, String, u64)> = listed["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                name(&p["source"]["id"]),
+                name(&p["destination"]["id"]),
+                p["destination"]["ports"]["start"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+fn guid(sim: &Sim, name: &str) -> String {
+    app_named(sim, name).unwrap_or_else(|| panic!("no app {name}"))["guid"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn policies_follow_the_new_version_and_internal_calls_never_fail() {
+    let sim = start_sim_with(|c| {
+        c.route_propagation_delay_ms = 300;
+        c.stop_grace_ms = 3000;
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cf = runtime.block_on(connect(&sim));
+    let created: Value =
+        runtime.block_on(cf.post("/v3/domains", &json!({"name": INTERNAL_DOMAIN, "internal": true}))).unwrap();
+    assert_eq!(created["internal"], true);
+    let put = PutDir::with_sample_app();
+    put.write("ci/backend.yml", &manifest(&sim, "backend", true, &[]));
+    let backend_url = format!("http://backend.{INTERNAL_DOMAIN}:8080/version");
+    put.write("ci/frontend.yml", &manifest(&sim, "frontend", false, &[("BACKEND_URL", &backend_url)]));
+
+    deploy(&sim, &put, "backend", params("ci/backend.yml", "b1"));
+    deploy(&sim, &put, "frontend", params("ci/frontend.yml", "f1"));
+    // No policy yet: the backend cannot be reached (once the new frontend route has reached the router).
+    let refused = wait_for("the frontend route", Duration::from_secs(10), || {
+        Some(get(&sim, "frontend", "/backend")).filter(|(status, _)| *status != 404)
+    });
+    assert_eq!(refused.0, 502, "{}", refused.1);
+    // What `cf add-network-policy frontend backend` does.
+    let allow = json!({"policies": [{"source": {"id": guid(&sim, "frontend")}, "destination": {"id": guid(&sim, "backend"), "protocol": "tcp", "ports": {"start": 8080, "end": 8080}}}]});
+    runtime.block_on(policy_server(&cf, &sim, reqwest::Method::POST, "/policies", Some(allow)));
+    wait_for("the frontend to reach the backend", Duration::from_secs(10), || {
+        (get(&sim, "frontend", "/backend") == (200, "b1".to_owned())).then_some(())
+    });
+
+    let dry = out(&sim, &put, "backend", json!({"dry_run": true, "path": "app", "manifest": "ci/backend.yml"}));
+    assert_eq!(dry.status, 0, "{}", dry.stderr);
+    let expected = format!("carry network policy {} → backend-green tcp 8080", guid(&sim, "frontend"));
+    assert!(dry.stderr.contains(&expected), "the dry run lists what is carried: {}", dry.stderr);
+
+    let internal_load = |host: &str, path: &str| {
+        let mut config = LoadConfig::new(&sim.info().router, &format!("{host}.{}", sim.info().domain));
+        config.requests_per_second = 40;
+        config.new_connection_every = 3;
+        config.paths = vec![(path.to_owned(), 1)];
+        load::start(config)
+    };
+    let through_frontend = internal_load("frontend", "/backend");
+    let backend_public = internal_load("backend", "/version");
+    std::thread::sleep(Duration::from_secs(1));
+    deploy(&sim, &put, "backend", params("ci/backend.yml", "b2"));
+    deploy(&sim, &put, "frontend", params("ci/frontend.yml", "f2"));
+    let rolled_back = deploy(&sim, &put, "backend", json!({"rollback": true}));
+    std::thread::sleep(Duration::from_secs(2));
+    let (internal, public) = (through_frontend.stop(), backend_public.stop());
+
+    for (what, report) in [("frontend → backend", &internal), ("backend", &public)] {
+        eprintln!("{what}: {} requests, versions {:?}", report.total(), report.versions());
+        assert!(report.total() > 100, "{what}: the load ran ({} requests)", report.total());
+        assert!(report.failures().is_empty(), "{what}: failed calls:\n{}", report.describe_failures());
+    }
+    assert_eq!(internal.versions(), ["b1", "b2"], "internal calls reach the new backend, then the one rolled back to");
+    assert_eq!(get(&sim, "frontend", "/backend"), (200, "b1".to_owned()));
+    assert_eq!(rolled_back["app_guid"].as_str(), Some(guid(&sim, "backend").as_str()));
+
+    // Production is allowed as before; each kept version keeps what it had (and was given on the rollback).
+    let expected: Vec<(String, String, u64)> = [
+        ("frontend", "backend"),
+        ("frontend", "backend-previous"),
+        ("frontend-previous", "backend"),
+        ("frontend-previous", "backend-previous"),
+    ]
+    .iter()
+    .map(|(s, d)| ((*s).to_owned(), (*d).to_owned(), 8080))
+    .collect();
+    assert_eq!(policies(&sim, &runtime, &cf), expected);
+
+    // A version deleted by the housekeeping takes its policies with it.
+    let blue = guid(&sim, "frontend");
+    let mut no_keep = params("ci/frontend.yml", "f3");
+    no_keep["keep_previous"] = json!(false);
+    deploy(&sim, &put, "frontend", no_keep);
+    assert!(sim.state_dump()["apps"].as_array().unwrap().iter().all(|a| a["guid"] != blue.as_str()), "deleted");
+    let left = policies(&sim, &runtime, &cf);
+    assert!(left.iter().all(|(s, d, _)| s != "(deleted)" && d != "(deleted)"), "{left:?}");
+    assert_eq!(left.len(), 4, "the new frontend has the deleted one's: {left:?}");
+    assert_eq!(get(&sim, "frontend", "/backend"), (200, "b1".to_owned()));
+}
+
+#[test]
+fn a_user_who_may_not_manage_policies_fails_before_the_lock_saying_so() {
+    let sim = start_sim_with(|c| c.no_network_scopes = true);
+    let put = PutDir::with_sample_app();
+    put.write("ci/backend.yml", &manifest(&sim, "backend", false, &[]));
+    deploy(&sim, &put, "backend", params("ci/backend.yml", "b1"));
+    let refused = out(&sim, &put, "backend", params("ci/backend.yml", "b2"));
+    assert_ne!(refused.status, 0);
+    assert!(refused.stderr.contains("network.write"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("do not include allowed scopes"), "the policy server's reason: {}", refused.stderr);
+    assert!(app_named(&sim, "backend-green").is_none(), "the lock was never taken");
+}
