@@ -1,5 +1,5 @@
-# The cf-blue-green-resource image: /opt/resource/{check,in,out} on a slim Debian with ca-certificates, bash and
-# curl (for smoke-test scripts).
+# The cf-blue-green-resource image: /opt/resource/{check,in,out} on a slim Debian with ca-certificates, bash,
+# curl and jq (for smoke-test scripts: README.md, "What a smoke test can use", lists everything they get).
 #
 #   docker build -t cf-blue-green-resource .               the image
 #   docker build --target tests .                          also runs the integration tests against /opt/resource/*
@@ -40,7 +40,7 @@ RUN --mount=type=cache,id=cf-blue-green-cargo-registry,target=/usr/local/cargo/r
 
 FROM ${base_image} AS resource
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates curl bash \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates curl bash jq \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
 COPY --from=builder /assets/ /opt/resource/
 LABEL org.opencontainers.image.title="cf-blue-green-resource" \

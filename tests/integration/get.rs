@@ -24,6 +24,10 @@ use serde_json::{Value, json};
 /// droplet and the app's manifest.
 const MAX_IN_REQUESTS: usize = 5;
 
+/// The names of a get's metadata, in order: an interface, as Concourse 8 makes them local vars
+/// (`((.:<get>.<name>))`), documented in the README.
+const GET_METADATA_NAMES: [&str; 7] = ["app", "url", "instances", "memory", "stack", "deployed_at", "build"];
+
 /// One run of `in` into a fresh destination directory (created by `in`, as Concourse leaves it to the script).
 struct Get {
     run: Run,
@@ -119,6 +123,9 @@ async fn in_writes_what_the_version_deployed_without_secret_values() {
             {"name": "build", "value": "main/shop/deploy #42"},
         ]})
     );
+    let answer = got.answer();
+    let names: Vec<&str> = answer["metadata"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, GET_METADATA_NAMES, "every field known: the full list, in order");
     assert_eq!(got.file("app_guid"), shop.app_guid);
     assert_eq!(got.file("droplet_guid"), shop.droplet_guid);
     assert_eq!(got.file("app_name"), "shop");
@@ -289,4 +296,24 @@ fn tar_listing(tgz: &Path) -> Option<String> {
     let output = std::process::Command::new("tar").arg("tzf").arg(tgz).output().ok()?;
     assert!(output.status.success(), "tar tzf: {}", String::from_utf8_lossy(&output.stderr));
     Some(String::from_utf8(output.stdout).unwrap())
+}
+
+/// A local var's path segment needs quoting when it has one of `,.:/ ` (`vars.Reference.String` in Concourse);
+/// the names are plainer still: lower case letters, digits and `_`, starting with a letter.
+#[test]
+fn get_metadata_names_are_plain_identifiers_and_the_readme_lists_them() {
+    for name in GET_METADATA_NAMES {
+        let mut chars = name.chars();
+        assert!(
+            chars.next().is_some_and(|c| c.is_ascii_lowercase())
+                && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "{name} is not a plain identifier"
+        );
+    }
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme.find("The build page shows ").expect("the README lists the get metadata");
+    let sentence = &readme[start..start + readme[start..].find('.').unwrap()];
+    let listed: Vec<&str> = sentence.split('`').skip(1).step_by(2).collect();
+    assert_eq!(listed, GET_METADATA_NAMES, "the README's list: {sentence}");
+    assert!(readme[start..].contains("**These names are an interface**"), "the README says they are stable");
 }
