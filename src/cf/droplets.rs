@@ -70,6 +70,12 @@ impl Droplet {
     pub fn app_guid(&self) -> Option<&str> {
         self.relationships.app_guid()
     }
+
+    /// The package it was staged from (`links.package`); a copied or uploaded droplet has none.
+    pub(crate) fn package_guid(&self) -> Option<&str> {
+        let href = &self.links.get("package")?.as_ref()?.href;
+        href.trim_end_matches('/').rsplit('/').next().filter(|guid| !guid.is_empty() && *guid != "packages")
+    }
 }
 
 impl Bits for Droplet {

@@ -12,8 +12,8 @@
 //! - [`api`]: the generic typed [`Api<K>`] (get/list/delete/metadata) that every resource kind reuses.
 //! - One module per resource kind: [`orgs`], [`spaces`], [`domains`], [`routes`], [`apps`], [`packages`],
 //!   [`resource_matches`], [`builds`], [`droplets`], [`processes`], [`service_instances`],
-//!   [`bindings`], [`manifests`], [`jobs`], [`logs`], [`quotas`], plus [`root`] for the discovery documents and
-//!   [`policies`] for the policy server's network policies.
+//!   [`bindings`], [`manifests`], [`jobs`], [`logs`], [`quotas`], [`tasks`], plus [`root`] for the discovery
+//!   documents and [`policies`] for the policy server's network policies.
 
 pub(crate) mod api;
 pub mod apps;
@@ -40,6 +40,7 @@ pub mod routes;
 pub(crate) mod service_instances;
 pub(crate) mod settings;
 pub mod spaces;
+pub(crate) mod tasks;
 mod tls;
 pub(crate) mod trace;
 mod transfers;

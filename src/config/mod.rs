@@ -10,7 +10,7 @@ mod strict;
 
 pub(crate) use params::{
     AppSource, ExpectedStatus, GreenRoute, HealthCheck, HealthCheckType, HttpCheck, Kpi, MAX_HEALTH_CHECK_TIMEOUT,
-    OnFailure,
+    OnFailure, TaskParams,
 };
 pub use params::{InParams, OutParams};
 pub use source::Source;

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::duration;
 use super::strict::parse_section;
+use crate::manifest::megabytes;
 use crate::redact;
 
 /// What to do with a candidate that failed before the swap.
@@ -153,6 +154,33 @@ fn default_kpi_paths() -> Vec<String> {
     vec!["/".into()]
 }
 
+/// `params.task` as given: a command run as a Cloud Foundry task on the candidate's droplet, after staging and
+/// before the candidate starts (database migrations).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    command: Option<String>,
+    name: Option<String>,
+    /// A size as in a manifest (`512M`, `1G`).
+    memory: Option<String>,
+    disk: Option<String>,
+    #[serde(default, deserialize_with = "duration::optional")]
+    timeout: Option<Duration>,
+}
+
+/// The validated `params.task`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TaskParams {
+    pub(crate) command: String,
+    /// Names the task; its output is labelled `APP/TASK/<name>`.
+    pub(crate) name: String,
+    /// Megabytes; `None`: the candidate's web process's.
+    pub(crate) memory_mb: Option<u64>,
+    pub(crate) disk_mb: Option<u64>,
+    /// A task still running after this is cancelled and fails the put.
+    pub(crate) timeout: Duration,
+}
+
 /// A scalar environment value; numbers and booleans are written as YAML/JSON would print them.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -219,6 +247,9 @@ struct RawOutParams {
     rollback: bool,
     #[serde(default)]
     dry_run: bool,
+    task: Option<RawTask>,
+    #[serde(default)]
+    restage: bool,
 }
 
 /// Where the candidate's code comes from.
@@ -230,9 +261,11 @@ pub(crate) enum AppSource {
     Droplet(String),
     /// `params.docker_image`, with optional registry credentials.
     Docker { image: String, username: Option<String>, password: Option<String> },
-    /// None given: the candidate is built from production's current package (a restage), or for a rollback
-    /// the previous app is used as is.
+    /// None given: production's current droplet is deployed again, or for a rollback the previous app is used
+    /// as is.
     Unspecified,
+    /// `params.restage`: production's current package, staged again with today's buildpacks and stack.
+    Restage,
 }
 
 /// Timeouts of the phases of a deploy.
@@ -270,6 +303,7 @@ pub struct OutParams {
     pub(crate) on_failure: OnFailure,
     pub(crate) rollback: bool,
     pub(crate) dry_run: bool,
+    pub(crate) task: Option<TaskParams>,
 }
 
 /// The defaults of the put params README.md's `out` table states (a test reads them there).
@@ -283,6 +317,8 @@ const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
 const DEFAULT_KEEP_PREVIOUS: bool = true;
 const DEFAULT_KPI_REQUESTS: u32 = 200;
 const DEFAULT_KPI_CONCURRENCY: u32 = 10;
+const DEFAULT_TASK_NAME: &str = "migrate";
+const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 impl OutParams {
     /// Parses and validates the put's `params` (null: all defaults), every problem reported at once.
@@ -319,6 +355,16 @@ impl RawOutParams {
         }
         if self.rollback {
             self.rollback_problems(&given, &mut problems);
+        }
+        if self.restage {
+            for key in &given {
+                problems.push(format!(
+                    "params.restage rebuilds production's current package; params.{key} cannot be used with it"
+                ));
+            }
+        }
+        if let Some(task) = &self.task {
+            validate_task(task, &mut problems);
         }
         if self.docker_image.is_none() && (self.docker_username.is_some() || self.docker_password.is_some()) {
             problems.push("params.docker_username and params.docker_password need params.docker_image".into());
@@ -363,6 +409,8 @@ impl RawOutParams {
             ("health_check", self.health_check.is_some()),
             ("keep_previous", self.keep_previous == Some(false)),
             ("dry_run", self.dry_run),
+            ("task", self.task.is_some()),
+            ("restage", self.restage),
         ];
         let unused = unused.into_iter().filter(|(_, set)| *set).map(|(key, _)| key);
         for key in sources_given.iter().copied().chain(unused) {
@@ -378,6 +426,7 @@ impl RawOutParams {
             (_, _, Some(image)) => {
                 AppSource::Docker { image, username: self.docker_username, password: self.docker_password }
             }
+            _ if self.restage => AppSource::Restage,
             _ => AppSource::Unspecified,
         };
         let mut environment_variables: BTreeMap<String, String> =
@@ -411,6 +460,13 @@ impl RawOutParams {
             on_failure: self.on_failure.unwrap_or_default(),
             rollback: self.rollback,
             dry_run: self.dry_run,
+            task: self.task.map(|task| TaskParams {
+                command: task.command.unwrap_or_default(),
+                name: task.name.unwrap_or_else(|| DEFAULT_TASK_NAME.to_owned()),
+                memory_mb: task.memory.as_deref().and_then(megabytes),
+                disk_mb: task.disk.as_deref().and_then(megabytes),
+                timeout: task.timeout.unwrap_or(DEFAULT_TASK_TIMEOUT),
+            }),
         }
     }
 }
@@ -464,6 +520,27 @@ fn validate_health_check(check: &HealthCheck, problems: &mut Vec<String>) {
     }
     if check.invocation_timeout == Some(0) {
         problems.push("params.health_check.invocation_timeout must be at least 1 second".into());
+    }
+}
+
+fn validate_task(task: &RawTask, problems: &mut Vec<String>) {
+    if task.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
+        problems.push("params.task needs a command (e.g. command: bin/migrate)".into());
+    }
+    if let Some(name) = &task.name
+        && (name.trim().is_empty() || name.chars().any(char::is_control))
+    {
+        problems.push("params.task.name must be printable text, not empty".into());
+    }
+    for (key, size) in [("memory", &task.memory), ("disk", &task.disk)] {
+        if let Some(size) = size
+            && megabytes(size).is_none_or(|mb| mb == 0)
+        {
+            problems.push(format!("params.task.{key} '{size}' is not a size (e.g. 512M or 1G)"));
+        }
+    }
+    if task.timeout == Some(Duration::ZERO) {
+        problems.push("params.task.timeout must be at least 1 second".into());
     }
 }
 
@@ -701,6 +778,13 @@ mod tests {
                 assert!(meaning.contains(&stated), "README's kpi row must say {stated}: {meaning}");
                 checked.push("kpi".into());
             }
+            if keys == ["task"] {
+                let timeout = DEFAULT_TASK_TIMEOUT.as_secs() / 60;
+                let stated = format!("`name` defaults to `{DEFAULT_TASK_NAME}`");
+                assert!(meaning.contains(&stated), "README's task row must say {stated}: {meaning}");
+                assert!(meaning.contains(&format!("`timeout` to `{timeout}m`")), "README's task timeout: {meaning}");
+                checked.push("task".into());
+            }
             let Some(stated) = optional.split_once("Default").map(|(_, rest)| rest) else { continue };
             let stated = stated.trim_start_matches('s').trim().trim_end_matches('.');
             let values: Vec<&str> = stated.split(" / ").map(|v| v.trim_matches('`')).collect();
@@ -733,6 +817,7 @@ mod tests {
             "on_failure",
             "staging_timeout",
             "startup_timeout",
+            "task",
             "timeout",
             "verify_timeout",
         ];
@@ -754,6 +839,48 @@ mod tests {
         assert_eq!(params.keep_previous, DEFAULT_KEEP_PREVIOUS);
         let kpi = OutParams::parse(json!({"kpi": {}})).unwrap().kpi.unwrap();
         assert_eq!((kpi.requests, kpi.concurrency), (DEFAULT_KPI_REQUESTS, DEFAULT_KPI_CONCURRENCY));
+    }
+
+    #[test]
+    fn a_task_needs_a_command_and_gets_named_defaults() {
+        let task = OutParams::parse(json!({"task": {"command": "bin/migrate"}})).unwrap().task.unwrap();
+        let expected = TaskParams {
+            command: "bin/migrate".into(),
+            name: DEFAULT_TASK_NAME.into(),
+            memory_mb: None,
+            disk_mb: None,
+            timeout: DEFAULT_TASK_TIMEOUT,
+        };
+        assert_eq!(task, expected);
+        let sized =
+            OutParams::parse(json!({"task": {"command": "m", "memory": "1G", "disk": "512M", "timeout": "90s"}}))
+                .unwrap()
+                .task
+                .unwrap();
+        assert_eq!((sized.memory_mb, sized.disk_mb, sized.timeout), (Some(1024), Some(512), Duration::from_secs(90)));
+        assert_eq!(err(json!({"task": {"name": "db"}})), "params.task needs a command (e.g. command: bin/migrate)");
+        let message = err(json!({"task": {"command": "m", "memory": "lots", "timeout": 0, "name": ""}}));
+        assert!(message.contains("params.task.memory 'lots' is not a size (e.g. 512M or 1G)"), "{message}");
+        assert!(message.contains("params.task.timeout must be at least 1 second"), "{message}");
+        assert!(message.contains("params.task.name must be printable text, not empty"), "{message}");
+        assert_eq!(
+            err(json!({"task": {"command": "m", "memry": "1G"}})),
+            "params.task.memry is not a known key; did you mean memory?"
+        );
+    }
+
+    #[test]
+    fn restage_builds_from_production_and_takes_no_bits() {
+        assert_eq!(OutParams::parse(json!({"restage": true})).unwrap().source, AppSource::Restage);
+        assert_eq!(OutParams::parse(json!({"restage": false})).unwrap().source, AppSource::Unspecified);
+        assert_eq!(
+            err(json!({"restage": true, "path": "app"})),
+            "params.restage rebuilds production's current package; params.path cannot be used with it"
+        );
+        assert!(err(json!({"restage": true, "docker_image": "nginx"})).contains("params.docker_image cannot"));
+        let rollback = err(json!({"rollback": true, "restage": true, "task": {"command": "m"}}));
+        assert!(rollback.contains("params.restage cannot be used with it"), "{rollback}");
+        assert!(rollback.contains("params.task cannot be used with it"), "{rollback}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::plan::Plan;
 use super::push::{self, Pushed};
 use super::recovery;
 use super::routes::{self, RouteTarget};
+use super::task;
 use crate::cf::apps::App;
 use crate::record::{Journal, Phase};
 use crate::verify::smoke::SmokeEnv;
@@ -55,7 +56,7 @@ impl Candidate {
     }
 
     /// Phase push: the manifest applied (with the temporary route), the plan written to the journal, the bits
-    /// staged into a droplet, the app started and healthy.
+    /// staged into a droplet, `params.task` run on it, the app started and healthy.
     pub(crate) async fn push(&mut self, ctx: &Context, plan: &Plan) -> Result<Pushed> {
         let pushed = async {
             let (green, space_guid) = (&self.lock.app, &ctx.target.space.guid);
@@ -79,6 +80,9 @@ impl Candidate {
                 .await?;
             let staging = ctx.within(ctx.params.timeouts.staging)?;
             let mut pushed = push::droplet(&ctx.cf, &green.guid, &green.name, plan, staging).await?;
+            if let Some(params) = &ctx.params.task {
+                task::run(ctx, &self.lock, params).await?;
+            }
             self.start(ctx, &mut pushed).await?;
             Ok(pushed)
         };

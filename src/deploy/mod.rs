@@ -25,6 +25,7 @@ mod report;
 mod rollback;
 mod routes;
 mod swap;
+mod task;
 
 use std::time::Duration;
 

@@ -66,7 +66,7 @@ pub(crate) fn candidate_lifecycle(prepared: &Prepared, production: Option<&App>)
     let asked = prepared.manifest.as_ref().and_then(AppManifest::lifecycle);
     let kind = match &prepared.payload {
         Payload::Docker { .. } => Some(DOCKER),
-        Payload::Production => asked.or(production_kind),
+        Payload::Production | Payload::Restage => asked.or(production_kind),
         Payload::App(_) | Payload::Droplet { .. } => asked.or(production_kind.filter(|k| *k == CNB)),
     };
     [DOCKER, CNB].into_iter().find(|k| kind == Some(*k)).unwrap_or(BUILDPACK)

@@ -81,6 +81,11 @@ pub(crate) async fn droplet(
         }
         Payload::Droplet { tgz, process_types } => staged.droplet_tarball(tgz, process_types).await?,
         Payload::Production => staged.production_droplet(plan.blue.as_ref()).await?,
+        Payload::Restage => {
+            let (droplet, checksum) = staged.production_package(plan.blue.as_ref()).await?;
+            pushed.package_checksum = checksum;
+            droplet
+        }
     };
     cf.apps().set_current_droplet(green_guid, &pushed.droplet_guid).await?;
     let droplet = cf.droplets().get(&pushed.droplet_guid).await?;
@@ -172,6 +177,31 @@ impl Staging<'_> {
         log::info(format_args!("copying {}'s current droplet {current} — no staging", blue.app.name));
         let copy = self.cf.droplets().copy(current, self.green_guid).await?;
         Ok(self.cf.droplets().wait_staged(&copy.guid, self.timeout).await?.guid)
+    }
+
+    /// Production's current package (the one its current droplet was staged from), copied into the candidate
+    /// and staged there with today's buildpacks and stack: a restage that production never notices. Also
+    /// answers the package's checksum.
+    async fn production_package(&self, blue: Option<&Blue>) -> Result<(String, Option<String>)> {
+        let blue = blue.ok_or_else(|| {
+            anyhow!("params.restage rebuilds production's current package, but there is no production app")
+        })?;
+        let current = blue
+            .app
+            .current_droplet_guid()
+            .ok_or_else(|| anyhow!("params.restage: {} has no droplet, so no package to restage", blue.app.name))?;
+        let droplet = self.cf.droplets().get(current).await?;
+        let package = droplet.package_guid().ok_or_else(|| {
+            anyhow!(
+                "params.restage: {}'s droplet {current} was not staged from a package (it was copied or uploaded); deploy its bits with params.path",
+                blue.app.name
+            )
+        })?;
+        log::info(format_args!("restaging {}'s package {package} (of droplet {current})", blue.app.name));
+        let copy = self.cf.packages().copy(package, self.green_guid).await.context("copying production's package")?;
+        let copy = self.cf.packages().wait_ready(&copy.guid, self.timeout).await?;
+        let checksum = copy.data.checksum.and_then(|c| c.value);
+        Ok((self.stage(&copy.guid).await?, checksum))
     }
 
     /// Stages the package, streaming the staging output into the build log as it arrives.

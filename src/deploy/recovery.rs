@@ -1,7 +1,8 @@
 //! Recovering a deploy that died holding the lock, from its journal, so the foundation is consistent before
 //! the next deploy starts (the recovery table of the deploy design):
 //!
-//! - pushing / verifying: production is only on blue → remove the candidate and its temporary route;
+//! - pushing / task / verifying: production is only on blue → remove the candidate and its temporary route (a
+//!   task the dead deploy left running is cancelled first);
 //! - swapping, verified and healthy: finish the swap, then housekeeping;
 //! - swapping, with blue there but no longer running (a recovery before got as far as stopping it): finish the
 //!   swap, as the candidate is all that can serve production;
@@ -22,6 +23,7 @@ use super::housekeeping::{self, Retire};
 use super::lock::Lock;
 use super::plan::Apps;
 use super::swap;
+use super::task;
 use crate::cf::CfClient;
 use crate::cf::apps::{App, AppState};
 use crate::cf::processes::ProcessStats;
@@ -51,7 +53,7 @@ pub(crate) enum BlueNow {
 impl Action {
     pub(crate) fn decide(journal: &Journal, candidate_healthy: bool, blue: BlueNow) -> Action {
         match journal.phase {
-            Phase::Pushing | Phase::Verifying => Action::RemoveCandidate,
+            Phase::Pushing | Phase::Task | Phase::Verifying => Action::RemoveCandidate,
             Phase::Swapping if journal.verified && candidate_healthy => Action::FinishSwap,
             Phase::Swapping if blue == BlueNow::NotRunning => Action::FinishSwap,
             Phase::Swapping => Action::GiveBack,
@@ -109,6 +111,7 @@ pub(crate) async fn recover(ctx: &Context, claimed: Lock) -> Result<()> {
     let apps = Apps::read(cf, &ctx.target.space.guid, names).await?;
     match action {
         Action::RemoveCandidate => {
+            task::cancel_left_running(cf, &candidate.guid, &journal).await?;
             failure::show_recent_logs(cf, &candidate).await;
             remove(ctx, &claimed, &journal).await?;
         }
@@ -214,6 +217,7 @@ mod tests {
         use BlueNow::Running;
         let decide = Action::decide;
         assert_eq!(decide(&journal(Phase::Pushing, false), false, Running), Action::RemoveCandidate);
+        assert_eq!(decide(&journal(Phase::Task, false), false, Running), Action::RemoveCandidate);
         assert_eq!(decide(&journal(Phase::Verifying, false), true, Running), Action::RemoveCandidate);
         assert_eq!(decide(&journal(Phase::Swapping, true), true, Running), Action::FinishSwap);
         assert_eq!(decide(&journal(Phase::Swapping, true), false, Running), Action::GiveBack);

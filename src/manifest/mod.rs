@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 
 pub(crate) use candidate::Candidate;
 pub(crate) use mask::masked;
-pub(crate) use query::ProcessScale;
+pub(crate) use query::{ProcessScale, megabytes};
 pub(crate) use vars::Vars;
 
 /// One application of a manifest, with vars resolved.

@@ -169,7 +169,7 @@ impl ProcessScale {
 }
 
 /// `256M`, `1G`, `1024MB`, `2T` → megabytes.
-fn megabytes(size: &str) -> Option<u64> {
+pub(crate) fn megabytes(size: &str) -> Option<u64> {
     let size = size.trim().to_ascii_uppercase();
     let split = size.find(|c: char| !c.is_ascii_digit())?;
     let number: u64 = size[..split].parse().ok()?;

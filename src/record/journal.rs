@@ -27,6 +27,8 @@ const PROD_ROUTES: &str = concat!(prefix!(), "prod-routes");
 const TEMP_ROUTE: &str = concat!(prefix!(), "temp-route");
 const ROLLBACK: &str = concat!(prefix!(), "rollback");
 const RECOVERED_BY: &str = concat!(prefix!(), "recovered-by");
+/// The guid of the task `params.task` started (phase `task`).
+pub const TASK: &str = concat!(prefix!(), "task");
 
 /// Every key of a journal.
 pub const KEYS: &[&str] = &[
@@ -42,12 +44,15 @@ pub const KEYS: &[&str] = &[
     TEMP_ROUTE,
     ROLLBACK,
     RECOVERED_BY,
+    TASK,
 ];
 
 /// How far a deploy got. The order is the order of the deploy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
     Pushing,
+    /// `params.task` runs on the candidate's droplet, before the candidate starts.
+    Task,
     Verifying,
     Swapping,
     Swapped,
@@ -58,6 +63,7 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Pushing => "pushing",
+            Phase::Task => "task",
             Phase::Verifying => "verifying",
             Phase::Swapping => "swapping",
             Phase::Swapped => "swapped",
@@ -66,7 +72,7 @@ impl Phase {
     }
 
     fn parse(text: &str) -> Option<Phase> {
-        [Phase::Pushing, Phase::Verifying, Phase::Swapping, Phase::Swapped, Phase::Housekeeping]
+        [Phase::Pushing, Phase::Task, Phase::Verifying, Phase::Swapping, Phase::Swapped, Phase::Housekeeping]
             .into_iter()
             .find(|p| p.as_str() == text)
     }
@@ -105,6 +111,8 @@ pub struct Journal {
     pub rollback: bool,
     /// The deploy that claimed this dead deploy's lock to recover it (it renews the lease meanwhile).
     pub recovered_by: Option<String>,
+    /// The guid of the task `params.task` started on the candidate (phase `task`), once CF named it.
+    pub task: Option<String>,
 }
 
 impl Journal {
@@ -123,6 +131,7 @@ impl Journal {
             temp_route: None,
             rollback: false,
             recovered_by: None,
+            task: None,
         }
     }
 
@@ -157,6 +166,7 @@ impl Journal {
             temp_route: get(TEMP_ROUTE).cloned(),
             rollback: get(ROLLBACK).is_some_and(|v| v == "true"),
             recovered_by: get(RECOVERED_BY).cloned(),
+            task: get(TASK).cloned(),
         })
     }
 
@@ -176,6 +186,7 @@ impl Journal {
             (TEMP_ROUTE.into(), self.temp_route.clone()),
             (ROLLBACK.into(), self.rollback.then(|| "true".to_owned())),
             (RECOVERED_BY.into(), self.recovered_by.clone()),
+            (TASK.into(), self.task.clone()),
         ])
     }
 
@@ -245,6 +256,7 @@ mod tests {
         journal.prod_routes = vec!["r1".into(), "r2".into()];
         journal.temp_route = Some("t1".into());
         journal.rollback = true;
+        journal.task = Some("task-guid".into());
         journal.renewed_at = humantime::parse_rfc3339("2026-11-26T10:00:00Z").unwrap();
         let back = Journal::from_annotations(&written(&journal)).unwrap().unwrap();
         assert_eq!(back, journal);
@@ -290,6 +302,18 @@ mod tests {
     fn cleared_removes_every_journal_key() {
         let cleared = cleared();
         assert!(written(&Journal::new(&build(), Duration::from_secs(1))).keys().all(|k| cleared.get(k) == Some(&None)));
+    }
+
+    #[test]
+    fn the_task_phase_comes_between_pushing_and_verifying_and_round_trips() {
+        assert!(Phase::Pushing < Phase::Task && Phase::Task < Phase::Verifying);
+        assert!(!Phase::Task.production_may_be_on_candidate());
+        let mut journal = Journal::new(&build(), Duration::from_secs(60));
+        journal.phase = Phase::Task;
+        let annotations = written(&journal);
+        assert_eq!(annotations[PHASE], "task");
+        assert!(!annotations.contains_key(TASK), "no task guid until CF names one");
+        assert_eq!(Journal::from_annotations(&annotations).unwrap().unwrap().phase, Phase::Task);
     }
 
     #[test]

@@ -288,6 +288,32 @@ fn cases(fx: &Fixtures) -> Vec<Case> {
             "params.path and params.droplet cannot be combined",
         ),
         out(
+            "params.restage with params.path",
+            params(&["restage"], json!(true)),
+            "params.restage rebuilds production's current package; params.path cannot be used with it",
+        ),
+        out(
+            "params.restage with params.docker_image",
+            json!({"restage": true, "docker_image": "example/app:1"}),
+            "params.docker_image cannot be used with it",
+        ),
+        out("params.task without a command", params(&["task"], json!({"name": "db"})), "params.task needs a command"),
+        out(
+            "params.task.timeout 0",
+            params(&["task"], json!({"command": "bin/migrate", "timeout": 0})),
+            "params.task.timeout must be at least 1 second",
+        ),
+        out(
+            "params.task.memory that is no size",
+            params(&["task"], json!({"command": "bin/migrate", "memory": "lots"})),
+            "params.task.memory 'lots' is not a size",
+        ),
+        out(
+            "params.task with params.rollback",
+            json!({"rollback": true, "task": {"command": "bin/migrate"}}),
+            "params.rollback redeploys the previous app; params.task cannot be used with it",
+        ),
+        out(
             "params.health_check.timeout is a string",
             params(&["health_check"], json!({"timeout": "soon"})),
             "params.health_check.timeout: invalid type: string \"soon\", expected a whole number",
