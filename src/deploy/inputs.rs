@@ -100,6 +100,9 @@ pub(crate) fn prepare(request: &OutRequest) -> Result<Prepared> {
             },
             Some((m, path)) if m.path().is_some() => {
                 let manifest_dir = path.parent().unwrap_or(dir);
+                if let Some(rel) = inside(dir, &manifest_dir.join(m.path().unwrap_or_default())) {
+                    input_present(dir, "manifest's path", &rel)?;
+                }
                 Payload::App(AppBits::resolve(manifest_dir, m.path().unwrap_or_default()).with_context(|| {
                     format!("the 'path' of manifest {}", params.manifest.as_deref().unwrap_or_default())
                 })?)
@@ -141,6 +144,22 @@ fn droplet_param(source: &AppSource) -> Option<&str> {
         AppSource::Droplet(path) => Some(path),
         _ => None,
     }
+}
+
+/// `path` relative to `dir`, `..` resolved without touching the disk (the manifest's `path` may lead into
+/// another input: `../build/app.jar`); `None` when it leaves `dir`.
+fn inside(dir: &Path, path: &Path) -> Option<String> {
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for component in path.strip_prefix(dir).ok()?.components() {
+        match component {
+            std::path::Component::Normal(part) => parts.push(part),
+            std::path::Component::ParentDir => {
+                parts.pop()?;
+            }
+            _ => {}
+        }
+    }
+    Some(parts.iter().map(|p| p.to_string_lossy()).collect::<Vec<_>>().join("/"))
 }
 
 /// The input (a directory of the put directory, which Concourse mounts one per input) that `param` starts with
@@ -295,6 +314,13 @@ mod tests {
         let err = smoke_test(&smoke).unwrap_err();
         assert!(
             err.to_string().starts_with("params.smoke_test.path 'tests/smoke.sh': input 'tests' not found"),
+            "{err}"
+        );
+        // The manifest's path leads into another input.
+        write(dir.path(), "app-src/ci/m.yml", "applications:\n- name: myapp\n  path: ../../build/app.jar\n");
+        let err = prepare(&request(dir.path(), json!({"manifest": "app-src/ci/m.yml"}))).unwrap_err();
+        assert!(
+            err.to_string().starts_with("params.manifest's path 'build/app.jar': input 'build' not found"),
             "{err}"
         );
         // The input is there but not the file: the usual message.
