@@ -4,10 +4,13 @@
 //! backends, and no HTTP check on a public route would notice. Every policy production is the source or the
 //! destination of is created for the candidate (same ports and protocol), on a deploy and on a rollback alike;
 //! the version kept as `<app>-previous` keeps its own (a rollback needs them), and an app the deploy deletes
-//! loses its policies with it (the policy server would only clean them up much later).
+//! loses its policies with it (the policy server would only clean them up much later). Its manifest also gets
+//! production's user metadata and app features (SSH included) that it does not set itself.
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context as _, Result, anyhow};
+use serde_json::{Map, Value};
 
+use super::plan::Blue;
 use crate::cf::CfClient;
 use crate::cf::apps::App;
 use crate::cf::policies::Policy;
@@ -73,4 +76,91 @@ pub(crate) async fn describe(cf: &CfClient, production: Option<&App>, green: &st
 /// `policies` with production (`from`) replaced by the candidate (`to`).
 fn moved(policies: &[Policy], from: &str, to: &str) -> Vec<Policy> {
     policies.iter().map(|p| p.moved(from, to)).collect()
+}
+
+/// The candidate's manifest with what production has and the manifest does not set: production's user labels and
+/// annotations (ours are the deploy's to write) and its app features (`ssh`, `revisions`,
+/// `file-based-vcap-services`, `service-binding-k8s`, in CC's generated manifest from 3.197.0 on); and a line per
+/// key carried.
+pub(crate) fn manifest(candidate_manifest: &str, production: Option<&Blue>) -> Result<(String, Vec<String>)> {
+    let Some(production) = production else { return Ok((candidate_manifest.to_owned(), Vec::new())) };
+    let mut doc: Value = serde_norway::from_str(candidate_manifest).context("reading the candidate's manifest")?;
+    let app = doc["applications"][0].as_object_mut().ok_or_else(|| anyhow!("the candidate's manifest has no app"))?;
+    let mut carried = Vec::new();
+    let metadata = &production.app.metadata;
+    for (section, entries) in [("labels", &metadata.labels), ("annotations", &metadata.annotations)] {
+        let user = entries.iter().filter(|(key, _)| !key.starts_with(crate::record::PREFIX));
+        let values = user.map(|(key, value)| (key.clone(), Value::String(value.clone())));
+        let added = fill(app, &["metadata", section], values);
+        carried.extend(added.into_iter().map(|(k, v)| format!("{section}: {k}={v}")));
+    }
+    let features = production.manifest.features().into_iter().flatten().map(|(k, v)| (k.clone(), v.clone()));
+    carried.extend(fill(app, &["features"], features).into_iter().map(|(k, v)| format!("feature {k}: {v}")));
+    let yaml = serde_norway::to_string(&doc).context("writing the candidate's manifest")?;
+    Ok((yaml, carried.into_iter().map(|line| format!("carry {line} (as production has it)")).collect()))
+}
+
+/// Sets each of `values` at `path` of `app` that is not set there yet; answers those it set.
+fn fill(
+    app: &mut Map<String, Value>,
+    path: &[&str],
+    values: impl Iterator<Item = (String, Value)>,
+) -> Vec<(String, Value)> {
+    let existing = path.iter().try_fold(&*app, |map, key| map.get(*key)?.as_object());
+    let added: Vec<(String, Value)> =
+        values.filter(|(key, _)| !existing.is_some_and(|map| map.contains_key(key))).collect();
+    if added.is_empty() {
+        return added;
+    }
+    let mut target = app;
+    for key in path {
+        let entry = target.entry(key.to_string()).or_insert(Value::Null);
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        target = entry.as_object_mut().expect("just made an object");
+    }
+    target.extend(added.iter().cloned());
+    added
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::manifest::AppManifest;
+    use crate::manifest::Vars;
+
+    fn production() -> Blue {
+        let app = serde_json::from_value(json!({"guid": "blue", "name": "myapp", "state": "STARTED",
+            "metadata": {"labels": {"team": "a", "tier": "web", "cf-blue-green-resource.concourse/role": "x"},
+                         "annotations": {"owner": "ops", "cf-blue-green-resource.concourse/phase": "y"}}}))
+        .unwrap();
+        let generated = "applications:\n- name: myapp\n  features: {ssh: false, revisions: true}\n";
+        let manifest = AppManifest::parse("the manifest of myapp", generated, &Vars::default(), "myapp").unwrap();
+        Blue { app, routes: Vec::new(), domains: Vec::new(), manifest }
+    }
+
+    #[test]
+    fn what_the_manifest_leaves_unset_comes_from_production_and_ours_never_does() {
+        let candidate = "applications:\n- name: myapp-green\n  metadata:\n    labels: {tier: api}\n  features: {revisions: false}\n";
+        let (yaml, lines) = manifest(candidate, Some(&production())).unwrap();
+        let doc: Value = serde_norway::from_str(&yaml).unwrap();
+        let app = &doc["applications"][0];
+        assert_eq!(app["metadata"]["labels"], json!({"tier": "api", "team": "a"}), "the manifest's own value wins");
+        assert_eq!(app["metadata"]["annotations"], json!({"owner": "ops"}));
+        assert_eq!(app["features"], json!({"revisions": false, "ssh": false}));
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines.contains(&"carry feature ssh: false (as production has it)".to_owned()), "{lines:?}");
+    }
+
+    #[test]
+    fn a_first_deploy_carries_nothing_and_a_bare_manifest_everything() {
+        let candidate = "applications:\n- name: myapp-green\n";
+        let (yaml, lines) = manifest(candidate, None).unwrap();
+        assert_eq!((yaml.as_str(), lines.len()), (candidate, 0));
+        let (_, lines) = manifest(candidate, Some(&production())).unwrap();
+        assert_eq!(lines.len(), 5, "{lines:?}");
+    }
 }

@@ -41,7 +41,9 @@ pub(crate) async fn apply_manifest(
     timeout: Duration,
 ) -> Result<Option<String>> {
     log::info("applying the manifest (name, routes, env, services, processes, health checks)");
-    cf.manifests().apply(space_guid, &plan.candidate_manifest, timeout).await.context("applying the manifest")?;
+    let (manifest, carried) = super::carry::manifest(&plan.candidate_manifest, plan.blue.as_ref())?;
+    carried.iter().for_each(log::detail);
+    cf.manifests().apply(space_guid, &manifest, timeout).await.context("applying the manifest")?;
     let Some(url) = &plan.temp_route else { return Ok(None) };
     let routes = cf.routes().for_app(green_guid).await?;
     let route = routes

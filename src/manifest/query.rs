@@ -103,6 +103,12 @@ impl AppManifest {
         in_process || (process_type == "web" && self.app.contains_key(key))
     }
 
+    /// The app features the manifest sets (`features:`, e.g. `ssh: false`), as CC's generated manifest lists
+    /// them from CC API 3.197.0 on.
+    pub(crate) fn features(&self) -> Option<&Map<String, Value>> {
+        self.app.get("features").and_then(Value::as_object)
+    }
+
     /// The names of the service instances the manifest binds.
     pub(crate) fn services(&self) -> Vec<String> {
         self.service_entries().iter().filter_map(service_name).map(str::to_owned).collect()

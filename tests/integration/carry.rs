@@ -2,7 +2,8 @@
 //! backend over its internal route (`backend.apps.internal`), allowed by a policy; under load on both public
 //! routes (every frontend request is also an internal call), the backend is deployed blue-green, then the
 //! frontend, then the backend is rolled back: not one failed call. An identity that may not manage policies
-//! fails before the lock, saying which permission it lacks; the dry run lists what would be carried.
+//! fails before the lock, saying which permission it lacks; the dry run lists what would be carried. User
+//! labels and annotations set on production follow it to the new version.
 
 use std::time::Duration;
 
@@ -116,6 +117,10 @@ fn policies_follow_the_new_version_and_internal_calls_never_fail() {
         config.paths = vec![(path.to_owned(), 1)];
         load::start(config)
     };
+    // User metadata set on production (not in the manifest) goes to the new version.
+    let metadata = json!({"metadata": {"labels": {"team": "payments"}, "annotations": {"owner": "ops"}}});
+    let _: Value = runtime.block_on(cf.patch(&format!("/v3/apps/{}", guid(&sim, "backend")), &metadata)).unwrap();
+
     let through_frontend = internal_load("frontend", "/backend");
     let backend_public = internal_load("backend", "/version");
     std::thread::sleep(Duration::from_secs(1));
@@ -132,6 +137,9 @@ fn policies_follow_the_new_version_and_internal_calls_never_fail() {
     }
     assert_eq!(internal.versions(), ["b1", "b2"], "internal calls reach the new backend, then the one rolled back to");
     assert_eq!(get(&sim, "frontend", "/backend"), (200, "b1".to_owned()));
+    let previous = app_named(&sim, "backend-previous").unwrap();
+    assert_eq!(previous["metadata"]["labels"]["team"], "payments", "b2 was given production's labels: {previous}");
+    assert_eq!(previous["metadata"]["annotations"]["owner"], "ops");
     assert_eq!(rolled_back["app_guid"].as_str(), Some(guid(&sim, "backend").as_str()));
 
     // Production is allowed as before; each kept version keeps what it had (and was given on the rollback).
