@@ -475,6 +475,17 @@ fn an_aborted_put_cleans_up_before_it_is_killed_so_the_next_put_does_not_wait() 
     wait_for("build 8 to verify its candidate", PUT_LIMIT, || {
         app_named(&sim, "myapp-green").filter(|green| annotation(green, PHASE) == Some("verifying"))
     });
+    // A put waiting for the lock meanwhile stops waiting at once, and leaves the holder alone.
+    let mut patient = params("v2");
+    patient["lock_timeout"] = json!("2m");
+    let waiting = spawn_out(&sim, &put, "myapp", patient, "7");
+    wait_for("build 7 to wait for the lock", PUT_LIMIT, || {
+        waiting.stderr().contains("waiting for the deploy lock").then_some(())
+    });
+    waiting.terminate();
+    let run = logged("out build 7, aborted while waiting", waiting.wait(ABORT_GRACE));
+    run.assert_clean_failure("the build was aborted (SIGTERM)");
+    assert_eq!(annotation(&app_named(&sim, "myapp-green").unwrap(), DEPLOY_ID), Some(build_url("8").as_str()));
     aborted.terminate();
     let run = logged("out build 8, aborted", aborted.wait(ABORT_GRACE));
     assert!(run.stderr.contains("SIGTERM: the build was aborted"), "{}", run.stderr);
@@ -499,7 +510,31 @@ fn an_aborted_put_cleans_up_before_it_is_killed_so_the_next_put_does_not_wait() 
     wait_until_serving(&sim, "myapp", "v2");
     assert_settled(&sim, &v2, &guid(&v1));
 
-    let next = out_as(&sim, &put, "myapp", with_lease(params("v3")), "10");
+    // During the swap (unmapping the old version answers 3 s late): the swap is finished, then the housekeeping.
+    let slow_unmap = sim.add_fault(Fault {
+        method: Some("DELETE".into()),
+        path: "/v3/routes/*/destinations/*".into(),
+        nth: 1,
+        times: 1,
+        action: FaultAction::Delay { ms: 3000 },
+    });
+    let mut long_drain = with_lease(params("v3"));
+    long_drain["drain"] = json!("60s");
+    let aborted = spawn_out(&sim, &put, "myapp", long_drain, "10");
+    wait_for("build 10 to swap", PUT_LIMIT, || {
+        app_named(&sim, "myapp-green").filter(|green| annotation(green, PHASE) == Some("swapping"))
+    });
+    let sent = Instant::now();
+    aborted.terminate();
+    let run = logged("out build 10, aborted while swapping", aborted.wait(ABORT_GRACE));
+    sim.remove_fault(slow_unmap);
+    assert!(sent.elapsed() < ABORT_GRACE, "done {:?} after SIGTERM", sent.elapsed());
+    assert_eq!(run.status, 0, "the swap had begun: the put finishes it ({})", run.last_line());
+    let v3: Value = serde_json::from_str::<Value>(&run.stdout).unwrap()["version"].clone();
+    wait_until_serving(&sim, "myapp", "v3");
+    assert_settled(&sim, &v3, &guid(&v2));
+
+    let next = out_as(&sim, &put, "myapp", with_lease(params("v4")), "11");
     assert_eq!(next.status, 0, "{}", next.last_line());
     assert!(!next.stderr.contains("waiting for the deploy lock"), "{}", next.stderr);
 }
