@@ -399,6 +399,8 @@ pub struct State {
     pub service_instances: BTreeMap<String, ServiceInstance>,
     pub bindings: BTreeMap<String, Binding>,
     pub tasks: BTreeMap<String, Task>,
+    /// App features set away from CC's defaults: app guid → feature name → enabled (see cc/features.rs).
+    pub app_features: BTreeMap<String, BTreeMap<String, bool>>,
     /// The policy server's network policies, in creation order.
     pub policies: Vec<crate::cc::policies::NetworkPolicy>,
     pub org_quotas: BTreeMap<String, Quota>,

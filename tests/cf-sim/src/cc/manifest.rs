@@ -27,10 +27,6 @@ use crate::state::{Lifecycle, State as CcState};
 const MANIFEST_LIFECYCLE_SINCE: CcApiVersion = CcApiVersion(3, 169, 0);
 /// The first CC API version whose generated manifests carry `features` (commit d04c8c7a41, released in 3.197.0).
 const MANIFEST_FEATURES_SINCE: CcApiVersion = CcApiVersion(3, 197, 0);
-/// cf-sim's app features: CC's defaults (`default_app_ssh_access: true`, revisions on, the others off), which
-/// cf-sim cannot change (app/models/helpers/app_features.rb names them).
-const FEATURES: [(&str, bool); 4] =
-    [("ssh", true), ("revisions", true), ("service-binding-k8s", false), ("file-based-vcap-services", false)];
 /// App-level keys of AppManifestMessage cf-sim does not model.
 const UNMODELLED_APP_KEYS: [&str; 2] = ["sidecars", "cnb-credentials"];
 /// Keys of ManifestProcessUpdateMessage cf-sim does not model.
@@ -141,6 +137,7 @@ struct AppSpec {
     default_route: bool,
     services: Vec<(String, Option<String>)>,
     metadata: Option<Value>,
+    features: Option<Map<String, Value>>,
 }
 
 fn field<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
@@ -210,24 +207,6 @@ fn not_modelled(map: &Map<String, Value>, keys: &[&str]) -> ApiResult<()> {
         "cf-sim does not model the manifest key(s) '{}' (Cloud Controller accepts them)",
         present.join("', '")
     )))
-}
-
-/// `features:` (ManifestFeaturesUpdateMessage): cf-sim's features are fixed at CC's defaults, so only those
-/// values are accepted.
-fn check_features(value: &Value) -> ApiResult<()> {
-    let map = value
-        .as_object()
-        .ok_or_else(|| ApiError::unprocessable("Features must be a map of feature names to booleans"))?;
-    for (name, enabled) in map {
-        let fixed = FEATURES.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
-        if fixed.is_none() || enabled.as_bool() != fixed {
-            return Err(ApiError::unprocessable(format!(
-                "cf-sim does not model app features: '{name}: {enabled}' (its features are fixed at {})",
-                FEATURES.iter().map(|(n, v)| format!("{n}: {v}")).collect::<Vec<_>>().join(", ")
-            )));
-        }
-    }
-    Ok(())
 }
 
 fn health_value(map: &Map<String, Value>, prefix: &str, readiness: bool) -> ApiResult<Option<Value>> {
@@ -336,9 +315,7 @@ fn app_spec(map: &Map<String, Value>) -> ApiResult<AppSpec> {
             // AppManifestMessage#app_lifecycle_hash ignores any other value.
             _ => None,
         };
-        if let Some(features) = field(map, "features") {
-            check_features(features)?;
-        }
+        let features = field(map, "features").map(super::features::check_manifest).transpose()?;
         let mut buildpacks: Option<Vec<String>> = field(map, "buildpacks")
             .map(|b| {
                 serde_json::from_value(b.clone())
@@ -417,6 +394,7 @@ fn app_spec(map: &Map<String, Value>) -> ApiResult<AppSpec> {
             default_route,
             services,
             metadata,
+            features,
         })
     })();
     spec.map_err(context)
@@ -559,6 +537,9 @@ fn apply_app(ctx: &Ctx, space_guid: &str, app_guid: &str, spec: AppSpec) -> ApiR
             };
         }
         app.common.metadata.apply(spec.metadata.as_ref()).map_err(|e| fail(e.detail))?;
+        if let Some(features) = &spec.features {
+            super::features::bulk_update(&mut state, &app_guid, features).map_err(|e| fail(e.detail))?;
+        }
         state.touch(&mut app.common);
         state.apps.insert(app_guid.clone(), app);
 
@@ -746,7 +727,8 @@ fn app_manifest(state: &CcState, guid: &str, version: CcApiVersion) -> ApiResult
         }
     }
     if version.at_least(MANIFEST_FEATURES_SINCE) {
-        entry.push(("features", ordered(FEATURES.iter().map(|(name, on)| (*name, yaml(json!(on)))).collect())));
+        let features = super::features::of_app(state, guid);
+        entry.push(("features", ordered(features.into_iter().map(|(name, on)| (name, yaml(json!(on)))).collect())));
     }
     // ServicesPropertiesPresenter: instance names only, alphabetized ignoring case.
     let mut services: Vec<String> = state

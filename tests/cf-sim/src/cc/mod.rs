@@ -7,6 +7,7 @@ mod auth;
 pub mod body;
 mod builds;
 mod domains;
+mod features;
 mod droplets;
 pub mod error;
 mod jobs;
@@ -40,6 +41,7 @@ pub fn router(ctx: Ctx) -> Router {
         .merge(domains::routes())
         .merge(routes::routes())
         .merge(apps::routes())
+        .merge(features::routes())
         .merge(processes::routes())
         .merge(packages::routes())
         .merge(builds::routes())

@@ -404,8 +404,10 @@ async fn apply_manifest_refuses_what_cc_refuses() {
     let sidecars = apply_manifest(&api, "applications:\n- name: side\n  sidecars:\n  - name: s\n").await;
     assert_eq!(sidecars.status, 422);
     assert!(detail(&sidecars).contains("does not model the manifest key(s) 'sidecars'"), "{}", sidecars.text());
-    let features = apply_manifest(&api, "applications:\n- name: f\n  features:\n    ssh: false\n").await;
+    let features = apply_manifest(&api, "applications:\n- name: f\n  features:\n    ssh: maybe\n").await;
     assert_eq!(features.status, 422, "{}", features.text());
+    let message = "Features must be a map of valid feature names to booleans";
+    assert!(detail(&features).contains(message), "{}", features.text());
     let services = apply_manifest(&api, "applications:\n- name: s\n  services:\n  - name: db\n    plan: small\n").await;
     assert_unprocessable(&services, "For application 's': Services must be a list of service instances");
     let job = applied_job(&api, "applications:\n- name: s\n  services:\n  - missing\n").await;

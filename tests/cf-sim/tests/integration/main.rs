@@ -1,6 +1,7 @@
 //! Integration tests of the sim, in one binary so the test suite links once.
 
 mod api;
+mod app_features;
 mod binary;
 mod common;
 mod conformance_apps;
