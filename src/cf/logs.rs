@@ -1,6 +1,10 @@
 //! App logs from Log Cache (`GET {log_cache}/api/v1/read/<app_guid>`): recent envelopes for an app (shown when
 //! staging or starting fails), and a follower that polls for envelopes newer than the last one seen while
-//! something else runs, so staging output (`STG`) streams into the build log as it happens.
+//! something else runs, so staging output (`STG`) streams into the build log as it happens. Beside them, the
+//! app's real traffic: gorouter's `http` timers (`envelope_types=TIMER`) over a window, every page of it.
+//!
+//! Decoding is tolerant of every form Log Cache sends: proto or JSON field names, int64s as strings or numbers,
+//! an empty or missing batch, tags as `tags` (strings) or `deprecated_tags` (`{"text": …}` values), missing tags.
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -17,6 +21,9 @@ use crate::log;
 
 /// Log Cache's largest page.
 pub(crate) const MAX_LIMIT: u32 = 1000;
+
+/// The most pages of timers one window read takes before it says the window was cut short.
+const MAX_TIMER_PAGES: usize = 100;
 
 /// How often [`Logs::follow_while`] polls.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(1000);
@@ -85,9 +92,53 @@ struct RawEnvelope {
     #[serde(default, alias = "instanceId")]
     instance_id: String,
     #[serde(default)]
-    tags: BTreeMap<String, String>,
+    tags: BTreeMap<String, serde_json::Value>,
+    #[serde(default, alias = "deprecatedTags")]
+    deprecated_tags: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     log: Option<RawLog>,
+    #[serde(default)]
+    timer: Option<RawTimer>,
+}
+
+impl RawEnvelope {
+    /// A tag's text, from `tags` or else from `deprecated_tags` (`{"text": …}`, `{"integer": …}`, …).
+    fn tag(&self, key: &str) -> Option<String> {
+        let text = |value: &serde_json::Value| match value {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        self.tags.get(key).and_then(text).or_else(|| {
+            let value = self.deprecated_tags.get(key)?;
+            text(value).or_else(|| value.as_object()?.values().find_map(text))
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct RawTimer {
+    #[serde(default)]
+    name: String,
+    #[serde(default, deserialize_with = "int_or_string")]
+    start: i64,
+    #[serde(default, deserialize_with = "int_or_string")]
+    stop: i64,
+}
+
+/// One of gorouter's `http` timers: one request as the router saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpTimer {
+    /// Nanoseconds since the epoch.
+    pub timestamp: i64,
+    /// `Server` (the whole request, one per request) or `Client` (one backend attempt); `None` when untagged.
+    pub peer_type: Option<String>,
+    /// `None` when the tag is missing or not a number.
+    pub status: Option<u16>,
+    /// `stop - start` in nanoseconds; `None` when either is missing or they are out of order.
+    pub duration_ns: Option<i64>,
+    pub request_id: Option<String>,
+    pub instance: String,
 }
 
 #[derive(Deserialize)]
@@ -101,7 +152,9 @@ struct RawLog {
 fn int_or_string<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<i64, D::Error> {
     match serde_json::Value::deserialize(d)? {
         serde_json::Value::Number(n) => n.as_i64().ok_or_else(|| serde::de::Error::custom("timestamp out of range")),
-        serde_json::Value::String(s) => s.parse().map_err(serde::de::Error::custom),
+        serde_json::Value::String(s) => {
+            s.trim().parse().or_else(|_| s.trim().parse::<f64>().map(|f| f as i64)).map_err(serde::de::Error::custom)
+        }
         serde_json::Value::Null => Ok(0),
         other => Err(serde::de::Error::custom(format!("bad timestamp {other}"))),
     }
@@ -116,7 +169,7 @@ pub(crate) fn decode_envelopes(body: &[u8]) -> std::result::Result<Vec<LogLine>,
         .batch
         .into_iter()
         .filter_map(|e| {
-            let log = e.log?;
+            let log = e.log.as_ref()?;
             let bytes = base64::engine::general_purpose::STANDARD.decode(log.payload.as_bytes()).unwrap_or_default();
             let message = String::from_utf8_lossy(&bytes).trim_end_matches(['\n', '\r']).to_owned();
             let stream = match &log.kind {
@@ -126,13 +179,56 @@ pub(crate) fn decode_envelopes(body: &[u8]) -> std::result::Result<Vec<LogLine>,
             };
             Some(LogLine {
                 timestamp: e.timestamp,
-                source_type: e.tags.get("source_type").cloned().unwrap_or_default(),
-                instance: e.instance_id,
+                source_type: e.tag("source_type").unwrap_or_default(),
+                instance: e.instance_id.clone(),
                 stream,
                 message,
             })
         })
         .collect())
+}
+
+/// Decodes a Log Cache read answer into `http` timers (other envelopes and timers are skipped), in the order
+/// given.
+pub(crate) fn decode_http_timers(body: &[u8]) -> std::result::Result<Vec<HttpTimer>, serde_json::Error> {
+    let response: ReadResponse = serde_json::from_slice(body)?;
+    Ok(response
+        .envelopes
+        .unwrap_or_default()
+        .batch
+        .into_iter()
+        .filter_map(|e| {
+            let timer = e.timer.as_ref().filter(|t| t.name == "http")?;
+            let duration_ns = (timer.start > 0 && timer.stop >= timer.start).then(|| timer.stop - timer.start);
+            Some(HttpTimer {
+                timestamp: e.timestamp,
+                peer_type: e.tag("peer_type"),
+                status: e.tag("status_code").and_then(|s| s.trim().parse().ok()),
+                duration_ns,
+                request_id: e.tag("request_id").filter(|id| !id.is_empty()),
+                instance: e.instance_id.clone(),
+            })
+        })
+        .collect())
+}
+
+/// The `http` timers of a window, and whether all of them could be read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TimerWindow {
+    pub timers: Vec<HttpTimer>,
+    /// False when the window held more than [`MAX_TIMER_PAGES`] pages: the figures rest on its first part.
+    pub complete: bool,
+}
+
+/// One page of a timer read: its timers, and how many envelopes it held (a full page means there may be more).
+struct TimerPage {
+    timers: Vec<HttpTimer>,
+    envelopes: usize,
+}
+
+fn page_of_timers(body: &[u8]) -> std::result::Result<TimerPage, serde_json::Error> {
+    let envelopes = serde_json::from_slice::<ReadResponse>(body)?.envelopes.unwrap_or_default().batch.len();
+    Ok(TimerPage { timers: decode_http_timers(body)?, envelopes })
 }
 
 /// Log Cache access; see [`CfClient::logs`].
@@ -153,29 +249,76 @@ impl Logs {
         self.cf.endpoints().log_cache.is_some()
     }
 
-    fn read_url(&self, source_id: &str, start_ns: i64, limit: u32, descending: bool) -> Result<Url> {
+    fn read_url(&self, source_id: &str, query: &str) -> Result<Url> {
         let base =
             self.cf.endpoints().log_cache.clone().ok_or_else(|| {
                 Error::Config("this Cloud Foundry has no Log Cache (no links.log_cache in GET /)".into())
             })?;
         let base = base.as_str().trim_end_matches('/');
-        let url = format!(
-            "{base}/api/v1/read/{source_id}?start_time={start_ns}&envelope_types=LOG&limit={}&descending={descending}",
-            limit.clamp(1, MAX_LIMIT)
-        );
+        let url = format!("{base}/api/v1/read/{source_id}?{query}");
         Url::parse(&url).map_err(|e| Error::Config(format!("bad Log Cache URL {url}: {e}")))
     }
 
-    /// One read: envelopes of type LOG for `source_id` (an app guid) from `start_ns` on, at most `limit`.
-    pub async fn read(&self, source_id: &str, start_ns: i64, limit: u32, descending: bool) -> Result<Vec<LogLine>> {
-        let mut req = Req::new(Method::GET, Target::Url(self.read_url(source_id, start_ns, limit, descending)?));
+    /// One read of `source_id` with `query`, decoded by `decode`.
+    async fn read_with<T>(
+        &self,
+        source_id: &str,
+        query: &str,
+        decode: fn(&[u8]) -> std::result::Result<T, serde_json::Error>,
+    ) -> Result<T> {
+        let mut req = Req::new(Method::GET, Target::Url(self.read_url(source_id, query)?));
         req.timeout = Some(Duration::from_secs(15));
         let answer = self.cf.answer(&req).await?;
-        decode_envelopes(&answer.body).map_err(|e| Error::Decode {
+        decode(&answer.body).map_err(|e| Error::Decode {
             method: "GET".into(),
             path: answer.path.clone(),
             message: e.to_string(),
         })
+    }
+
+    /// One read: envelopes of type LOG for `source_id` (an app guid) from `start_ns` on, at most `limit`.
+    pub async fn read(&self, source_id: &str, start_ns: i64, limit: u32, descending: bool) -> Result<Vec<LogLine>> {
+        let limit = limit.clamp(1, MAX_LIMIT);
+        let query = format!("start_time={start_ns}&envelope_types=LOG&limit={limit}&descending={descending}");
+        self.read_with(source_id, &query, decode_envelopes).await
+    }
+
+    /// The `http` timers of `source_id` (an app guid) with `start_ns <= timestamp < end_ns`, oldest first, every
+    /// page of them (at most [`MAX_TIMER_PAGES`]).
+    pub async fn http_timers(&self, source_id: &str, start_ns: i64, end_ns: i64) -> Result<TimerWindow> {
+        let mut window = TimerWindow::default();
+        let mut next = start_ns;
+        // Timers already taken whose timestamp is `next` (a read from `next` returns them again).
+        let mut seen_at_next: HashSet<(Option<String>, Option<String>, i64)> = HashSet::new();
+        for _ in 0..MAX_TIMER_PAGES {
+            if next >= end_ns {
+                window.complete = true;
+                return Ok(window);
+            }
+            let query = format!("start_time={next}&end_time={end_ns}&envelope_types=TIMER&limit={MAX_LIMIT}");
+            let page = self.read_with(source_id, &query, page_of_timers).await?;
+            let mut fresh = 0;
+            let mut timers = page.timers;
+            timers.sort_by_key(|t| t.timestamp);
+            for timer in timers {
+                let key = (timer.request_id.clone(), timer.peer_type.clone(), timer.duration_ns.unwrap_or_default());
+                if timer.timestamp < next || (timer.timestamp == next && !seen_at_next.insert(key.clone())) {
+                    continue;
+                }
+                if timer.timestamp > next {
+                    next = timer.timestamp;
+                    seen_at_next = HashSet::from([key]);
+                }
+                fresh += 1;
+                window.timers.push(timer);
+            }
+            // A short page is the last one; so is a full page of timers all seen before.
+            if page.envelopes < MAX_LIMIT as usize || fresh == 0 {
+                window.complete = true;
+                return Ok(window);
+            }
+        }
+        Ok(window)
     }
 
     /// The last `limit` log lines of the app (staging and runtime), oldest first.
@@ -293,5 +436,43 @@ mod tests {
         assert_eq!(lines[1].display(), "[APP/PROC/WEB/1] ERR boom");
         assert!(decode_envelopes(br#"{"envelopes":{"batch":[]}}"#).unwrap().is_empty());
         assert!(decode_envelopes(br#"{}"#).unwrap().is_empty());
+    }
+
+    #[test]
+    fn http_timers_decode_in_every_form_log_cache_sends() {
+        let body = br#"{"envelopes":{"batch":[
+            {"timestamp":"1700000000000000100","source_id":"app","instance_id":"0",
+             "tags":{"peer_type":"Server","status_code":"503","request_id":"r1","method":"GET"},
+             "timer":{"name":"http","start":"1700000000000000000","stop":"1700000000080000000"}},
+            {"timestamp":1700000000000000200,"sourceId":"app","instanceId":"1",
+             "deprecatedTags":{"peer_type":{"text":"Client"},"status_code":{"integer":"200"}},
+             "timer":{"name":"http","start":1700000000000000000,"stop":1700000000050000000}},
+            {"timestamp":"3","tags":{},"timer":{"name":"http"}},
+            {"timestamp":"4","tags":{"status_code":"n/a"},"timer":{"name":"http","start":"9","stop":"5"}},
+            {"timestamp":"5","timer":{"name":"custom","start":"1","stop":"2"}},
+            {"timestamp":"6","tags":{"source_type":"APP/PROC/WEB"},"log":{"payload":"aGk=","type":"OUT"}},
+            {"timestamp":"7","gauge":{"metrics":{"cpu":{"unit":"percentage","value":1}}}}
+        ]}}"#;
+        let timers = decode_http_timers(body).unwrap();
+        assert_eq!(timers.len(), 4, "only http timers: {timers:?}");
+        assert_eq!(
+            timers[0],
+            HttpTimer {
+                timestamp: 1_700_000_000_000_000_100,
+                peer_type: Some("Server".into()),
+                status: Some(503),
+                duration_ns: Some(80_000_000),
+                request_id: Some("r1".into()),
+                instance: "0".into(),
+            }
+        );
+        assert_eq!((timers[1].peer_type.as_deref(), timers[1].status), (Some("Client"), Some(200)));
+        assert_eq!(timers[1].duration_ns, Some(50_000_000));
+        assert_eq!((timers[2].peer_type.as_ref(), timers[2].status, timers[2].duration_ns), (None, None, None));
+        assert_eq!((timers[3].status, timers[3].duration_ns), (None, None), "unparsable status, stop before start");
+        for empty in [&br#"{"envelopes":{"batch":[]}}"#[..], br#"{"envelopes":{}}"#, br#"{}"#, br#"{"envelopes":null}"#]
+        {
+            assert!(decode_http_timers(empty).unwrap().is_empty());
+        }
     }
 }

@@ -6,13 +6,16 @@
 pub(crate) mod duration;
 mod params;
 mod source;
+mod statuses;
 mod strict;
 
 pub(crate) use params::{
     AppSource, ExpectedStatus, GreenRoute, HealthCheck, HealthCheckType, HttpCheck, Kpi, MAX_HEALTH_CHECK_TIMEOUT,
     OnFailure, TaskParams,
 };
+pub(crate) use params::KpiRequest;
 pub use params::{InParams, OutParams};
 pub use source::Source;
 pub(crate) use source::{AppNames, RouteScheme};
+pub(crate) use statuses::ErrorStatuses;
 pub(crate) use strict::json_kind;

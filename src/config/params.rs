@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::duration;
+use super::statuses::ErrorStatuses;
 use super::strict::parse_section;
 use crate::manifest::megabytes;
 use crate::redact;
@@ -124,7 +125,8 @@ pub(crate) struct SmokeTest {
     pub(crate) timeout: Option<Duration>,
 }
 
-/// `params.kpi`: a bounded load probe against the candidate (and production, for the relative gate).
+/// `params.kpi`: a bounded load probe against the candidate (and production, for the relative gate), and the
+/// gates the post-swap watch applies to production.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Kpi {
@@ -133,7 +135,15 @@ pub(crate) struct Kpi {
     #[serde(default = "default_kpi_concurrency")]
     pub(crate) concurrency: u32,
     #[serde(default = "default_kpi_paths")]
-    pub(crate) paths: Vec<String>,
+    pub(crate) paths: Vec<KpiRequest>,
+    /// The answers that count as errors (default 5xx); no answer at all always does.
+    #[serde(default)]
+    pub(crate) error_statuses: ErrorStatuses,
+    /// Requests sent to each app before measuring, not judged.
+    #[serde(default = "default_kpi_warmup")]
+    pub(crate) warmup: u32,
+    /// Fewer requests than this and a gate does not judge a window; see [`Kpi::min_requests`].
+    pub(crate) min_requests: Option<u32>,
     /// Highest acceptable fraction of failed requests, 0.0–1.0.
     pub(crate) max_error_rate: Option<f64>,
     /// Highest acceptable 95th percentile latency in milliseconds.
@@ -150,8 +160,64 @@ fn default_kpi_concurrency() -> u32 {
     DEFAULT_KPI_CONCURRENCY
 }
 
-fn default_kpi_paths() -> Vec<String> {
-    vec!["/".into()]
+fn default_kpi_paths() -> Vec<KpiRequest> {
+    vec![KpiRequest::get("/")]
+}
+
+fn default_kpi_warmup() -> u32 {
+    DEFAULT_KPI_WARMUP
+}
+
+impl Kpi {
+    /// The fewest requests a gate judges: as given, or [`DEFAULT_KPI_MIN_REQUESTS`] but never more than the
+    /// probe's `requests` (a probe must be able to fail).
+    pub(crate) fn min_requests(&self) -> u32 {
+        self.min_requests.unwrap_or(DEFAULT_KPI_MIN_REQUESTS.min(self.requests))
+    }
+}
+
+/// One entry of `params.kpi.paths`: a path (sent as a GET) or a request like a `verify` check's, `{path, method,
+/// headers, body}`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct KpiRequest {
+    pub(crate) path: String,
+    pub(crate) method: String,
+    pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) body: Option<String>,
+}
+
+impl KpiRequest {
+    pub(crate) fn get(path: &str) -> KpiRequest {
+        KpiRequest { path: path.to_owned(), method: default_method(), headers: BTreeMap::new(), body: None }
+    }
+
+    /// `/orders` for a GET, `POST /orders` otherwise.
+    pub(crate) fn display(&self) -> String {
+        if self.method == "GET" { self.path.clone() } else { format!("{} {}", self.method, self.path) }
+    }
+}
+
+impl<'de> Deserialize<'de> for KpiRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            path: String,
+            #[serde(default = "default_method")]
+            method: String,
+            #[serde(default)]
+            headers: BTreeMap<String, String>,
+            body: Option<String>,
+        }
+        match Value::deserialize(d)? {
+            Value::String(path) => Ok(KpiRequest::get(&path)),
+            value @ Value::Object(_) => {
+                let raw: Raw = serde_json::from_value(value).map_err(serde::de::Error::custom)?;
+                Ok(KpiRequest { path: raw.path, method: raw.method, headers: raw.headers, body: raw.body })
+            }
+            other => Err(serde::de::Error::custom(format!("a path or {{path, method, headers, body}}, got {other}"))),
+        }
+    }
 }
 
 /// `params.task` as given: a command run as a Cloud Foundry task on the candidate's droplet, after staging and
@@ -317,6 +383,8 @@ const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
 const DEFAULT_KEEP_PREVIOUS: bool = true;
 const DEFAULT_KPI_REQUESTS: u32 = 200;
 const DEFAULT_KPI_CONCURRENCY: u32 = 10;
+const DEFAULT_KPI_WARMUP: u32 = 20;
+const DEFAULT_KPI_MIN_REQUESTS: u32 = 100;
 const DEFAULT_TASK_NAME: &str = "migrate";
 const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
@@ -549,10 +617,7 @@ fn validate_http_check(index: usize, check: &HttpCheck, problems: &mut Vec<Strin
     if !check.path.starts_with('/') {
         problems.push(format!("{at}.path '{}' must start with /", check.path));
     }
-    const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
-    if !METHODS.contains(&check.method.as_str()) {
-        problems.push(format!("{at}.method '{}' is not one of {}", check.method, METHODS.join(", ")));
-    }
+    validate_request(&at, &check.method, &check.headers, problems);
     let codes: &[u16] = match &check.status {
         Some(ExpectedStatus::One(code)) => std::slice::from_ref(code),
         Some(ExpectedStatus::Any(codes)) => codes,
@@ -561,7 +626,21 @@ fn validate_http_check(index: usize, check: &HttpCheck, problems: &mut Vec<Strin
     if let Some(bad) = codes.iter().find(|c| !(100..=599).contains(*c)) {
         problems.push(format!("{at}.status {bad} is not an HTTP status code"));
     }
-    for (name, value) in &check.headers {
+    if let Some(pattern) = &check.body_matches
+        && let Err(err) = regex::Regex::new(pattern)
+    {
+        let first_line = err.to_string().lines().last().unwrap_or_default().trim().to_owned();
+        problems.push(format!("{at}.body_matches is not a valid regular expression: {first_line}"));
+    }
+}
+
+/// The method and headers of a request the resource sends to a route (`verify` checks, KPI requests).
+fn validate_request(at: &str, method: &str, headers: &BTreeMap<String, String>, problems: &mut Vec<String>) {
+    const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    if !METHODS.contains(&method) {
+        problems.push(format!("{at}.method '{method}' is not one of {}", METHODS.join(", ")));
+    }
+    for (name, value) in headers {
         if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
             problems.push(format!("{at}.headers: '{name}' is not a valid HTTP header name"));
         } else if reqwest::header::HeaderValue::from_str(value).is_err() {
@@ -569,12 +648,6 @@ fn validate_http_check(index: usize, check: &HttpCheck, problems: &mut Vec<Strin
                 "{at}.headers.{name} is not a valid HTTP header value (no line breaks or control characters)"
             ));
         }
-    }
-    if let Some(pattern) = &check.body_matches
-        && let Err(err) = regex::Regex::new(pattern)
-    {
-        let first_line = err.to_string().lines().last().unwrap_or_default().trim().to_owned();
-        problems.push(format!("{at}.body_matches is not a valid regular expression: {first_line}"));
     }
 }
 
@@ -585,8 +658,23 @@ fn validate_kpi(kpi: &Kpi, problems: &mut Vec<String>) {
     if kpi.concurrency == 0 || kpi.concurrency > 256 {
         problems.push("params.kpi.concurrency must be between 1 and 256".into());
     }
-    if kpi.paths.is_empty() || kpi.paths.iter().any(|p| !p.starts_with('/')) {
+    if kpi.paths.is_empty() || kpi.paths.iter().any(|p| !p.path.starts_with('/')) {
         problems.push("params.kpi.paths must be a non-empty list of paths starting with /".into());
+    }
+    for (i, request) in kpi.paths.iter().enumerate() {
+        validate_request(&format!("params.kpi.paths[{i}]"), &request.method, &request.headers, problems);
+    }
+    if kpi.warmup > 10_000 {
+        problems.push("params.kpi.warmup must be at most 10000".into());
+    }
+    match kpi.min_requests {
+        Some(0) => problems.push("params.kpi.min_requests must be at least 1".into()),
+        Some(min) if min > kpi.requests => problems.push(format!(
+            "params.kpi.min_requests ({min}) is more than params.kpi.requests ({}): the probe's gates could never \
+             judge",
+            kpi.requests
+        )),
+        _ => {}
     }
     if kpi.max_error_rate.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
         problems.push("params.kpi.max_error_rate is a fraction between 0.0 and 1.0 (0.01 = 1%)".into());
@@ -774,7 +862,12 @@ mod tests {
         let mut checked = Vec::new();
         for (keys, optional, meaning) in readme_out_rows() {
             if keys == ["kpi"] {
-                let stated = format!("defaults {DEFAULT_KPI_REQUESTS} requests, {DEFAULT_KPI_CONCURRENCY} at a time");
+                let stated = format!(
+                    "defaults {DEFAULT_KPI_REQUESTS} requests, {DEFAULT_KPI_CONCURRENCY} at a time, after \
+                     {DEFAULT_KPI_WARMUP} warm-up requests"
+                );
+                assert!(meaning.contains(&stated), "README's kpi row must say {stated}: {meaning}");
+                let stated = format!("`min_requests` (default {DEFAULT_KPI_MIN_REQUESTS}, or `requests` when fewer)");
                 assert!(meaning.contains(&stated), "README's kpi row must say {stated}: {meaning}");
                 checked.push("kpi".into());
             }
@@ -839,6 +932,35 @@ mod tests {
         assert_eq!(params.keep_previous, DEFAULT_KEEP_PREVIOUS);
         let kpi = OutParams::parse(json!({"kpi": {}})).unwrap().kpi.unwrap();
         assert_eq!((kpi.requests, kpi.concurrency), (DEFAULT_KPI_REQUESTS, DEFAULT_KPI_CONCURRENCY));
+        assert_eq!((kpi.warmup, kpi.min_requests()), (DEFAULT_KPI_WARMUP, DEFAULT_KPI_MIN_REQUESTS));
+        let few = OutParams::parse(json!({"kpi": {"requests": 40}})).unwrap().kpi.unwrap();
+        assert_eq!(few.min_requests(), 40, "never more than the probe sends");
+        assert_eq!((kpi.paths, kpi.error_statuses), (vec![KpiRequest::get("/")], ErrorStatuses::default()));
+    }
+
+    #[test]
+    fn kpi_requests_take_methods_headers_and_bodies_and_error_statuses() {
+        let kpi = OutParams::parse(json!({"kpi": {
+            "paths": ["/", {"path": "/orders", "method": "POST", "headers": {"Content-Type": "application/json"},
+                            "body": "{}"}],
+            "error_statuses": ["5xx", 429], "warmup": 0, "min_requests": 50
+        }}))
+        .unwrap()
+        .kpi
+        .unwrap();
+        assert_eq!(kpi.paths[0], KpiRequest::get("/"));
+        assert_eq!((kpi.paths[1].method.as_str(), kpi.paths[1].body.as_deref()), ("POST", Some("{}")));
+        assert_eq!(kpi.paths[1].display(), "POST /orders");
+        assert!(kpi.error_statuses.contains(429) && !kpi.error_statuses.contains(404));
+        assert_eq!((kpi.warmup, kpi.min_requests()), (0, 50));
+        let message = err(json!({"kpi": {"paths": [{"path": "/", "method": "FETCH", "headers": {"a b": "c"}}]}}));
+        assert!(message.contains("params.kpi.paths[0].method 'FETCH' is not one of GET"), "{message}");
+        assert!(message.contains("params.kpi.paths[0].headers: 'a b' is not a valid HTTP header name"), "{message}");
+        assert!(err(json!({"kpi": {"paths": [{"path": "/", "verb": "GET"}]}})).contains("verb"));
+        assert!(err(json!({"kpi": {"error_statuses": ["oops"]}})).contains("is not an HTTP status or class"));
+        assert!(err(json!({"kpi": {"min_requests": 0}})).contains("params.kpi.min_requests must be at least 1"));
+        let never = err(json!({"kpi": {"requests": 50, "min_requests": 100}}));
+        assert!(never.contains("the probe's gates could never judge"), "{never}");
     }
 
     #[test]

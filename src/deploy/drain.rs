@@ -1,7 +1,10 @@
 //! Phase 6, and every other wait for an app that production routes no longer reach: it keeps running, unrouted,
 //! for `drain` — routers learn route changes asynchronously and requests in flight must finish. With `watch`,
-//! production is probed meanwhile (like a post-promotion analysis); if a gate fails, production is swapped back
-//! to blue, which is still running.
+//! production is judged meanwhile (like a post-promotion analysis) from two sources: the probe's rounds, and its
+//! real traffic as Log Cache recorded it (gorouter's `http` timers, the probe's own requests among them). The
+//! gates judge each source's whole window once it holds `kpi.min_requests` requests; if a gate fails, production
+//! is swapped back to blue, which is still running. Log Cache trouble never fails the watch: it goes on with the
+//! probe alone and says so.
 
 use std::time::{Duration, SystemTime};
 
@@ -13,9 +16,11 @@ use super::failure;
 use super::lock::Lock;
 use super::routes::RouteTarget;
 use crate::cf::apps::App;
+use crate::cf::logs::now_ns;
 use crate::config::Kpi;
 use crate::log;
-use crate::verify::kpi;
+use crate::verify::kpi::{self, ProbeStats, Verdict};
+use crate::verify::traffic;
 
 /// Requests per watch round; rounds repeat until the watch is over.
 const ROUND_REQUESTS: u32 = 40;
@@ -40,11 +45,8 @@ pub(crate) async fn drain_and_watch(
         log::human_duration(watch),
         blue.name
     ));
-    let urls: Vec<String> = prod_routes
-        .iter()
-        .flat_map(|route| gates.paths.iter().map(|path| ctx.route_client.url(&route.url, path)))
-        .collect();
-    if urls.is_empty() {
+    let routes: Vec<&str> = prod_routes.iter().map(|route| route.url.as_str()).collect();
+    if routes.is_empty() {
         log::info(format_args!(
             "nothing to watch: production has no routes; {} keeps running for {}",
             blue.name,
@@ -54,22 +56,72 @@ pub(crate) async fn drain_and_watch(
         return Ok(());
     }
     let watch_gates = Kpi { max_p95_ratio: None, ..gates.clone() };
+    let logs = ctx.cf.logs();
+    let mut real_traffic = logs.available();
+    if !real_traffic {
+        log::detail("this Cloud Foundry has no Log Cache: the watch judges the probe alone");
+    }
+    let since_ns = now_ns();
+    let mut window = kpi::Samples::default();
     let mut rounds = 0;
+    // Each source's latest verdict, with the requests it rests on.
+    let mut verdicts: Vec<(&str, Verdict, u32)> = Vec::new();
     while started.elapsed() < watch {
-        let stats =
-            kpi::probe_urls(&ctx.route_client, &urls, ROUND_REQUESTS, gates.concurrency.min(ROUND_REQUESTS)).await;
+        window.extend(kpi::round(&ctx.route_client, &routes, gates, ROUND_REQUESTS).await);
         rounds += 1;
-        if let Err(why) = kpi::evaluate(&watch_gates, &stats, None) {
-            log::warn(format_args!("watch round {rounds} failed: {why}"));
-            return failure::after_watch(ctx, lock, blue, route_guids, &why).await;
+        let probe = window.stats();
+        let mut judged = vec![(PROBE, probe.clone())];
+        let mut line = format!("watch round {rounds}, the window so far: probe {}", probe.summary());
+        if real_traffic {
+            match traffic::window(&logs, &lock.app.guid, since_ns, now_ns(), &gates.error_statuses).await {
+                Ok(real) => {
+                    line.push_str(&format!("; {REAL_TRAFFIC} {}", real.summary()));
+                    judged.push((REAL_TRAFFIC, ProbeStats::from(&real)));
+                }
+                Err(e) => {
+                    log::warn(format_args!(
+                        "cannot read production's real traffic from Log Cache ({e}); the watch goes on with the probe \
+                         alone"
+                    ));
+                    real_traffic = false;
+                }
+            }
         }
-        log::detail(format_args!("watch round {rounds}: {}", stats.summary()));
+        verdicts.clear();
+        for (source, stats) in judged {
+            let requests = stats.requests;
+            match kpi::evaluate(&watch_gates, &stats, None) {
+                Verdict::Fail(why) => {
+                    let why = format!("{why}, from {source}");
+                    log::warn(format_args!("watch failed after {rounds} round(s): {why}"));
+                    return failure::after_watch(ctx, lock, blue, route_guids, &why).await;
+                }
+                verdict => verdicts.push((source, verdict, requests)),
+            }
+        }
+        log::detail(line);
         tokio::time::sleep(Duration::from_secs(1).min(watch.saturating_sub(started.elapsed()))).await;
     }
-    log::detail(format_args!("production passed {rounds} watch round(s)"));
+    for (source, verdict, requests) in verdicts {
+        match verdict {
+            Verdict::Pass(text) => log::detail(format_args!("production passed the watch ({source}): {text}")),
+            Verdict::TooFew(_) if source == REAL_TRAFFIC && requests == 0 => log::warn(format_args!(
+                "the watch could not judge production from {source}: Log Cache holds no http timers of it for the \
+                 watch (the routers may not send them, or Log Cache evicted them)"
+            )),
+            Verdict::TooFew(text) => {
+                log::warn(format_args!("the watch could not judge production from {source}: {text}"))
+            }
+            Verdict::Fail(_) => unreachable!("a failed gate ends the watch"),
+        }
+    }
     tokio::time::sleep(hold_for.saturating_sub(started.elapsed())).await;
     Ok(())
 }
+
+/// The names of the watch's sources of figures, as the log says them.
+const PROBE: &str = "the probe";
+const REAL_TRAFFIC: &str = "real traffic (Log Cache)";
 
 /// Waits `drain` (of this put) for an app that production routes no longer reach, counting from `unmapped_by`
 /// (when it is known to have been unmapped already) or from now.

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::config::OutParams;
 use crate::log;
 use crate::verify::http_checks::{self, CheckOutcome};
-use crate::verify::kpi::{self, ProbeStats};
+use crate::verify::kpi::{self, ProbeStats, Verdict};
 use crate::verify::route_client::RouteClient;
 use crate::verify::smoke::{self, SmokeEnv};
 
@@ -72,29 +72,28 @@ pub(crate) async fn verify(target: &GateTarget<'_>, params: &OutParams, time_lim
         report.smoke_test_passed = Some(true);
     }
     if let (Some(kpi_params), Some(route)) = (&params.kpi, target.temp_route) {
+        let paths: Vec<String> = kpi_params.paths.iter().map(|p| p.display()).collect();
         log::info(format_args!(
-            "KPI probe: {} requests, {} at a time, over {}",
+            "KPI probe: {} requests, {} at a time, over {}, after {} warm-up request(s)",
             kpi_params.requests,
             kpi_params.concurrency,
-            kpi_params.paths.join(", ")
+            paths.join(", "),
+            kpi_params.warmup
         ));
-        let production = match (kpi_params.max_p95_ratio, target.production_route) {
-            (Some(_), Some(prod)) => {
-                let stats = kpi::probe(target.client, prod, kpi_params).await;
-                log::detail(format_args!("production ({prod}): {}", stats.summary()));
-                Some(stats)
-            }
-            _ => None,
-        };
-        let candidate = kpi::probe(target.client, route, kpi_params).await;
-        log::detail(format_args!("candidate ({route}): {}", candidate.summary()));
-        let verdict = kpi::evaluate(kpi_params, &candidate, production.as_ref());
-        report.candidate = Some(candidate);
-        report.production = production;
-        if let Err(why) = verdict {
-            bail!("KPI gate failed: {why}");
+        let production = kpi_params.max_p95_ratio.and(target.production_route);
+        let measured = kpi::measure(target.client, route, production, kpi_params).await;
+        if let (Some(prod), Some(stats)) = (production, &measured.production) {
+            log::detail(format_args!("production ({prod}), measured interleaved: {}", stats.summary()));
         }
-        log::detail("KPI gates passed");
+        log::detail(format_args!("candidate ({route}): {}", measured.candidate.summary()));
+        let verdict = kpi::evaluate(kpi_params, &measured.candidate, measured.production.as_ref());
+        report.candidate = Some(measured.candidate);
+        report.production = measured.production;
+        match verdict {
+            Verdict::Fail(why) => bail!("KPI gate failed: {why}"),
+            Verdict::TooFew(why) => log::warn(format_args!("KPI gates did not judge: {why}")),
+            Verdict::Pass(text) => log::detail(format_args!("KPI gates {text}")),
+        }
     }
     Ok(report)
 }

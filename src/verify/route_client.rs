@@ -44,8 +44,10 @@ pub(crate) struct RouteRequest<'a> {
     pub(crate) follow_redirects: bool,
 }
 
+#[cfg(test)]
 static NO_HEADERS: BTreeMap<String, String> = BTreeMap::new();
 
+#[cfg(test)]
 impl<'a> RouteRequest<'a> {
     /// A plain `GET`, following redirects.
     pub(crate) fn get(url: &'a str) -> RouteRequest<'a> {

@@ -15,4 +15,5 @@ mod lifecycle;
 mod pipeline_examples;
 mod protocol;
 mod safety;
+mod traffic;
 mod util;
