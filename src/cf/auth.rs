@@ -214,7 +214,8 @@ fn when(epoch: i64, now: i64) -> String {
 
 /// Why UAA refused a client assertion with `description` (the `error_description` of its 401, from
 /// `JwtClientAuthentication` and `ClientDetailsAuthenticationProvider`), in the terms of the assertion's claims.
-fn explain_refused_assertion(description: &str, claims: &AssertionClaims, token_url: &Url, now: i64) -> String {
+/// `expected_aud` is the audience UAA wants when the client's federated credential names none.
+fn explain_refused_assertion(description: &str, claims: &AssertionClaims, expected_aud: &str, now: i64) -> String {
     let iss = claims.iss.as_deref().unwrap_or("(none)");
     let sub = claims.sub.as_deref().unwrap_or("(none)");
     match description {
@@ -233,9 +234,9 @@ fn explain_refused_assertion(description: &str, claims: &AssertionClaims, token_
                     "the assertion is not valid before {}",
                     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(nbf.max(0) as u64))
                 )
-            } else if !audiences.contains(&token_url.as_str()) {
+            } else if !audiences.contains(&expected_aud) {
                 format!(
-                    "its audience ({}) is not UAA's token endpoint {token_url} nor the audience of the client's \
+                    "its audience ({}) is not UAA's token endpoint {expected_aud} nor the audience of the client's \
                      federated credential",
                     if audiences.is_empty() { "none".to_owned() } else { audiences.join(", ") }
                 )
@@ -444,7 +445,11 @@ impl Auth {
         match self.token_request(core, form, false).await {
             Ok(response) => Ok(Token::from_response(response, now_epoch())),
             Err(Error::Cf(e)) if e.status.is_some_and(|s| (400..500).contains(&s)) => {
-                let why = explain_refused_assertion(&e.detail, &claims, &self.token_url, now_epoch());
+                let expected_aud = match e.detail.as_str() {
+                    "Unauthorized client_assertion" => self.token_endpoint_as_uaa_names_it(core).await,
+                    _ => self.token_url.to_string(),
+                };
+                let why = explain_refused_assertion(&e.detail, &claims, &expected_aud, now_epoch());
                 Err(Error::Auth(format!(
                     "UAA ({}) refused the client assertion of {who} ({} {}: {}): {why}",
                     self.token_url.host_str().unwrap_or_default(),
@@ -455,6 +460,26 @@ impl Auth {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// UAA's token endpoint as UAA names itself (`issuer` of `GET /oauth/token/.well-known/openid-configuration`,
+    /// `OpenIdConnectEndpoints`): the audience it expects of an assertion (`KeyInfoService.getTokenEndpointUrl`),
+    /// which can differ from the login URL the token was asked of. The URL asked of, if UAA does not say.
+    async fn token_endpoint_as_uaa_names_it(&self, core: &Core) -> String {
+        #[derive(Deserialize)]
+        struct OpenIdConfiguration {
+            issuer: String,
+        }
+        let url =
+            Url::parse(&format!("{}/.well-known/openid-configuration", self.token_url.as_str().trim_end_matches('/')));
+        let Ok(url) = url else { return self.token_url.to_string() };
+        let mut req = Req::new(Method::GET, Target::Url(url));
+        req.authenticated = false;
+        let issuer = match core.answer(&req, None).await {
+            Ok(answer) => answer.json::<OpenIdConfiguration>().ok().map(|conf| conf.issuer),
+            Err(_) => None,
+        };
+        issuer.unwrap_or_else(|| self.token_url.to_string())
     }
 
     async fn token_request(&self, core: &Core, form: Vec<(String, String)>, basic_cf: bool) -> Result<TokenResponse> {
@@ -560,7 +585,7 @@ mod tests {
 
     #[test]
     fn each_refusal_of_uaa_is_explained_from_the_assertions_claims() {
-        let token_url = Url::parse("https://uaa.example.com/oauth/token").unwrap();
+        let token_url = "https://uaa.example.com/oauth/token";
         let now = 1_000_000;
         let claims = |exp: i64, aud: &str| AssertionClaims {
             iss: Some("https://ci.example.com".into()),
@@ -570,11 +595,11 @@ mod tests {
             nbf: None,
         };
         let explain = |description: &str, claims: &AssertionClaims| {
-            explain_refused_assertion(description, claims, &token_url, now)
+            explain_refused_assertion(description, claims, token_url, now)
         };
-        let good = claims(now + 600, token_url.as_str());
+        let good = claims(now + 600, token_url);
         assert_eq!(
-            explain("Unauthorized client_assertion", &claims(now - 300, token_url.as_str())),
+            explain("Unauthorized client_assertion", &claims(now - 300, token_url)),
             "the assertion expired at 1970-01-12T13:41:40Z (5m ago)"
         );
         assert_eq!(

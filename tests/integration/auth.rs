@@ -4,7 +4,7 @@
 //! exit 1, nothing on stdout, nothing changed on the foundation, and the assertion never in the output.
 
 use cf_sim::config::JwtClient;
-use cf_sim::{AssertionIssuer, Sim};
+use cf_sim::{AssertionIssuer, Sim, SimConfig};
 use serde_json::{Value, json};
 
 use crate::util::deploy::{BUILD_ENV, PutDir, apps, manifest};
@@ -18,6 +18,10 @@ const APP: &str = "keyless";
 
 /// A sim whose UAA has the client [`CLIENT`] trusting `ci`'s assertions about the pipeline `main/shop`.
 fn sim_trusting(ci: &AssertionIssuer) -> Sim {
+    sim_trusting_with(ci, |_| {})
+}
+
+fn sim_trusting_with(ci: &AssertionIssuer, adjust: impl FnOnce(&mut SimConfig)) -> Sim {
     start_sim_with(|config| {
         config.jwt_clients = vec![JwtClient {
             client_id: CLIENT.into(),
@@ -26,7 +30,13 @@ fn sim_trusting(ci: &AssertionIssuer) -> Sim {
             audience: None,
         }];
         config.trusted_issuers = vec![ci.trusted()];
+        adjust(config);
     })
+}
+
+/// The token requests of the run so far, as `status` codes.
+fn token_answers(sim: &Sim) -> Vec<u16> {
+    resource_requests(sim).into_iter().filter(|r| r.path == "/oauth/token").map(|r| r.status).collect()
 }
 
 /// UAA's token endpoint, the audience the client's credential expects by default.
@@ -66,8 +76,46 @@ fn a_deploy_authenticates_with_a_signed_assertion_instead_of_a_secret() {
     let run = out_with_assertion(&sim, &put, &assertion);
     assert_eq!(run.status, 0, "out failed: {}", run.last_line());
     assert!(apps(&sim).contains(&(APP.to_owned(), "STARTED".to_owned())), "{:?}", apps(&sim));
-    let token_requests: Vec<_> = resource_requests(&sim).into_iter().filter(|r| r.path == "/oauth/token").collect();
-    assert!(!token_requests.is_empty() && token_requests.iter().all(|r| r.status == 200), "{token_requests:?}");
+    let answers = token_answers(&sim);
+    assert!(!answers.is_empty() && answers.iter().all(|status| *status == 200), "{answers:?}");
+}
+
+/// UAA's tokens outlive no deploy here (2 s): each new one is asked for with the same assertion, which UAA
+/// accepts again while it is valid (UAA keeps no record of assertions it has seen).
+#[test]
+fn short_lived_tokens_are_renewed_with_the_same_assertion() {
+    let ci = AssertionIssuer::generate(CI);
+    let sim = sim_trusting_with(&ci, |config| {
+        config.token_ttl_secs = 2;
+        config.api_latency_ms = 20;
+    });
+    let put = put_dir(&sim);
+    let run = out_with_assertion(&sim, &put, &ci.idtoken("main", "shop", &token_endpoint(&sim), 3600));
+    assert_eq!(run.status, 0, "out failed: {}", run.last_line());
+    let answers = token_answers(&sim);
+    assert!(answers.len() >= 2 && answers.iter().all(|status| *status == 200), "{answers:?}");
+}
+
+/// The assertion runs out while the deploy goes on (staging takes 15 s, UAA's tokens last 2 s): the tokens it
+/// buys are renewed with it while UAA would take it, and the renewal after that says that the assertion expired,
+/// and when, instead of sending it.
+#[test]
+fn an_assertion_that_expires_mid_deploy_fails_the_renewal_saying_when() {
+    let ci = AssertionIssuer::generate(CI);
+    let sim = sim_trusting_with(&ci, |config| {
+        config.token_ttl_secs = 2;
+        config.staging_delay_ms = 15_000;
+    });
+    let put = put_dir(&sim);
+    // UAA takes it for ten more seconds (60 s of clock skew on exp).
+    let assertion = ci.idtoken("main", "shop", &token_endpoint(&sim), -50);
+    let run = out_with_assertion(&sim, &put, &assertion);
+    run.assert_clean_failure("the client assertion of client 'concourse-deployer' expired at ");
+    assert!(run.last_line().contains("an assertion cannot be renewed here"), "{}", run.last_line());
+    let answers = token_answers(&sim);
+    assert!(answers.len() >= 2 && answers.iter().all(|status| *status == 200), "{answers:?}");
+    let cc = resource_requests(&sim).into_iter().filter(|r| r.listener == "api" && r.path != "/").count();
+    assert!(cc > 0, "the deploy had begun before the assertion expired");
 }
 
 /// Runs `out` with `assertion`, which the UAA must refuse, and checks the failure contract and that the

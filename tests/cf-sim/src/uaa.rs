@@ -25,6 +25,8 @@ pub fn router(ctx: Ctx) -> Router {
     Router::new()
         .route("/oauth/token", post(token))
         .route("/login", get(login_info))
+        .route("/.well-known/openid-configuration", get(openid_configuration))
+        .route("/oauth/token/.well-known/openid-configuration", get(openid_configuration))
         .route("/", get(login_info))
         .fallback(|| async { oauth_error(StatusCode::NOT_FOUND, "not_found", "Not Found") })
         .layer(from_fn_with_state((ctx.clone(), "uaa"), crate::faults::inject))
@@ -182,6 +184,36 @@ async fn token(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Respo
         }
     };
     token_answer(response)
+}
+
+/// UAA's OpenID discovery (`OpenIdConnectEndpoints`, `OpenIdConfiguration`): `issuer` is the token endpoint URL,
+/// the audience a client assertion must name by default.
+async fn openid_configuration(State(ctx): State<Ctx>) -> Response {
+    let uaa = &ctx.urls.uaa;
+    Json(json!({
+        "issuer": format!("{uaa}/oauth/token"),
+        "authorization_endpoint": format!("{uaa}/oauth/authorize"),
+        "token_endpoint": format!("{uaa}/oauth/token"),
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "HS256"],
+        "userinfo_endpoint": format!("{uaa}/userinfo"),
+        "jwks_uri": format!("{uaa}/token_keys"),
+        "end_session_endpoint": format!("{uaa}/logout.do"),
+        "scopes_supported": ["openid", "profile", "email", "phone", "roles", "user_attributes"],
+        "response_types_supported": ["code", "code id_token", "id_token", "token id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256", "HS256"],
+        "id_token_encryption_alg_values_supported": ["none"],
+        "claim_types_supported": ["normal"],
+        "claims_supported": ["sub", "user_name", "origin", "iss", "auth_time", "amr", "acr", "client_id", "aud",
+            "zid", "grant_type", "user_id", "azp", "scope", "exp", "iat", "jti", "rev_sig", "cid", "given_name",
+            "family_name", "phone_number", "email"],
+        "claims_parameter_supported": false,
+        "service_documentation": "http://docs.cloudfoundry.org/api/uaa/",
+        "ui_locales_supported": ["en-US"],
+        "code_challenge_methods_supported": ["S256", "plain"],
+    }))
+    .into_response()
 }
 
 async fn login_info(State(ctx): State<Ctx>) -> Response {
