@@ -3,7 +3,7 @@
 //! routes (every frontend request is also an internal call), the backend is deployed blue-green, then the
 //! frontend, then the backend is rolled back: not one failed call. An identity that may not manage policies
 //! fails before the lock, saying which permission it lacks; the dry run lists what would be carried. User
-//! labels and annotations set on production follow it to the new version.
+//! labels and annotations, app features (SSH) and binding names set on production follow it to the new version.
 
 use std::time::Duration;
 
@@ -118,8 +118,19 @@ fn policies_follow_the_new_version_and_internal_calls_never_fail() {
         load::start(config)
     };
     // User metadata set on production (not in the manifest) goes to the new version.
+    // So do its features (SSH off) and a binding with its own name, made with the API rather than the manifest.
+    let backend = guid(&sim, "backend");
     let metadata = json!({"metadata": {"labels": {"team": "payments"}, "annotations": {"owner": "ops"}}});
-    let _: Value = runtime.block_on(cf.patch(&format!("/v3/apps/{}", guid(&sim, "backend")), &metadata)).unwrap();
+    let _: Value = runtime.block_on(cf.patch(&format!("/v3/apps/{backend}"), &metadata)).unwrap();
+    let ssh_off = json!({"enabled": false});
+    let _: Value = runtime.block_on(cf.patch(&format!("/v3/apps/{backend}/features/ssh"), &ssh_off)).unwrap();
+    let space = app_named(&sim, "backend").unwrap()["space"].clone();
+    let db = json!({"type": "user-provided", "name": "db", "credentials": {"uri": "postgres://db"},
+        "relationships": {"space": {"data": {"guid": space}}}});
+    let db: Value = runtime.block_on(cf.post("/v3/service_instances", &db)).unwrap();
+    let binding = json!({"type": "app", "name": "primary-db", "relationships": {"app": {"data": {"guid": backend}},
+        "service_instance": {"data": {"guid": db["guid"]}}}});
+    let _: Value = runtime.block_on(cf.post("/v3/service_credential_bindings", &binding)).unwrap();
 
     let through_frontend = internal_load("frontend", "/backend");
     let backend_public = internal_load("backend", "/version");
@@ -140,6 +151,11 @@ fn policies_follow_the_new_version_and_internal_calls_never_fail() {
     let previous = app_named(&sim, "backend-previous").unwrap();
     assert_eq!(previous["metadata"]["labels"]["team"], "payments", "b2 was given production's labels: {previous}");
     assert_eq!(previous["metadata"]["annotations"]["owner"], "ops");
+    let b2 = previous["guid"].as_str().unwrap().to_owned();
+    let ssh: Value = runtime.block_on(cf.get(&format!("/v3/apps/{b2}/ssh_enabled"))).unwrap();
+    assert_eq!(ssh["enabled"], false, "b2 was given production's features: {ssh}");
+    let bindings: Value = runtime.block_on(cf.get(&format!("/v3/service_credential_bindings?app_guids={b2}"))).unwrap();
+    assert_eq!(bindings["resources"][0]["name"], "primary-db", "and its binding's name: {bindings}");
     assert_eq!(rolled_back["app_guid"].as_str(), Some(guid(&sim, "backend").as_str()));
 
     // Production is allowed as before; each kept version keeps what it had (and was given on the rollback).
