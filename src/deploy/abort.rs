@@ -41,7 +41,8 @@ fn listen() {
             };
             if ABORTED.set((name, Instant::now())).is_ok() {
                 log::warn(format_args!(
-                    "{name}: the build was aborted; cleaning up before Concourse kills this step (10 s after the signal)"
+                    "{name}: the build was aborted; cleaning up before Concourse kills this step (10 s after the \
+                     signal)"
                 ));
             }
             ARRIVED.notify_waiters();

@@ -178,10 +178,11 @@ fn input_present(dir: &Path, key: &str, param: &str) -> Result<()> {
         .unwrap_or_default();
     present.sort();
     let present = if present.is_empty() { "none".to_owned() } else { present.join(", ") };
+    let missing = if param.contains(['*', '?', '[']) { "matched no files" } else { "does not exist" };
     bail!(
-        "params.{key} '{param}': input '{input}' not found in the build (this put has: {present}); with Concourse \
-         8's put.inputs: detect, only inputs named in params are mounted: name it in params or add it to the put's \
-         inputs:"
+        "params.{key} '{param}' {missing}: input '{input}' is not in this put (it has: {present}); Concourse 8 \
+         mounts only the inputs a put's params name (put.inputs: detect): name '{input}' in params or add it to the \
+         put's inputs:"
     )
 }
 
@@ -303,29 +304,32 @@ mod tests {
             .to_string();
         assert_eq!(
             err,
-            "params.path './build/app.jar': input 'build' not found in the build (this put has: app-src); with \
-             Concourse 8's put.inputs: detect, only inputs named in params are mounted: name it in params or add it \
-             to the put's inputs:"
+            "params.path './build/app.jar' does not exist: input 'build' is not in this put (it has: app-src); \
+             Concourse 8 mounts only the inputs a put's params name (put.inputs: detect): name 'build' in params or \
+             add it to the put's inputs:"
         );
         let err = prepare(&request(dir.path(), json!({"manifest": "app-src/manifest.yml", "vars_files": ["v/x.yml"]})))
             .unwrap_err();
-        assert!(err.to_string().starts_with("params.vars_files 'v/x.yml': input 'v' not found"), "{err}");
+        assert!(
+            err.to_string().starts_with("params.vars_files 'v/x.yml' does not exist: input 'v' is not in this put"),
+            "{err}"
+        );
         let smoke = request(dir.path(), json!({"smoke_test": {"path": "tests/smoke.sh"}}));
         let err = smoke_test(&smoke).unwrap_err();
         assert!(
-            err.to_string().starts_with("params.smoke_test.path 'tests/smoke.sh': input 'tests' not found"),
+            err.to_string().starts_with("params.smoke_test.path 'tests/smoke.sh' does not exist: input 'tests' is not"),
             "{err}"
         );
         // The manifest's path leads into another input.
         write(dir.path(), "app-src/ci/m.yml", "applications:\n- name: myapp\n  path: ../../build/app.jar\n");
         let err = prepare(&request(dir.path(), json!({"manifest": "app-src/ci/m.yml"}))).unwrap_err();
         assert!(
-            err.to_string().starts_with("params.manifest's path 'build/app.jar': input 'build' not found"),
+            err.to_string().starts_with("params.manifest's path 'build/app.jar' does not exist: input 'build' is not"),
             "{err}"
         );
         // The input is there but not the file: the usual message.
         let err = prepare(&request(dir.path(), json!({"manifest": "app-src/nope.yml"}))).unwrap_err();
-        assert!(!err.to_string().contains("not found in the build"), "{err}");
+        assert!(!err.to_string().contains("is not in this put"), "{err}");
     }
 
     fn droplet_tgz(dir: &Path, staging_info: Option<&str>) -> PathBuf {
