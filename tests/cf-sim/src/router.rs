@@ -81,7 +81,7 @@ async fn connect(shared: &Shared, backends: &[Backend], facts: &RequestFacts) ->
         if let Ok(Ok(stream)) = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(backend.addr)).await {
             return Some((stream, backend.clone(), started));
         }
-        facts.emit(shared, Peer::Client, backend, 0, -1, started);
+        facts.emit(shared, Peer::Client, backend, 0, 0, started);
     }
     None
 }
@@ -308,7 +308,7 @@ async fn proxy(shared: &Arc<Shared>, mut request: Request<Incoming>) -> Response
         *request.uri_mut() = path_and_query.as_str().parse().expect("a path and query is a valid URI");
     }
     let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
-        facts.emit(shared, Peer::Client, &backend, 0, -1, attempt_started);
+        facts.emit(shared, Peer::Client, &backend, 0, 0, attempt_started);
         return timed(shared, facts, backend, started, endpoint_failure());
     };
     tokio::spawn(connection);
@@ -330,7 +330,7 @@ async fn proxy(shared: &Arc<Shared>, mut request: Request<Incoming>) -> Response
             Response::from_parts(parts, Body::new(body))
         }
         Err(_) => {
-            facts.emit(shared, Peer::Client, &backend, 0, -1, attempt_started);
+            facts.emit(shared, Peer::Client, &backend, 0, 0, attempt_started);
             endpoint_failure()
         }
     };

@@ -226,3 +226,24 @@ async fn a_population_of_users_leaves_one_server_timer_per_request() {
     assert_eq!(carts, 20);
     sim.stop();
 }
+
+/// A backend that closes the connection without answering: the attempt's Client timer has status 0 and content
+/// length 0 (dropsonde's instrumented round tripper on an error), the Server timer the router's 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attempt_leaves_a_client_timer_without_status() {
+    let sim = Sim::start(test_config()).unwrap();
+    let api = Api::login(&sim).await;
+    let app = routed_app(&api, "dying", "dying").await;
+    assert_eq!(via_router(&sim, &host(&sim, "dying"), "/exit").await.status, 502);
+    let timers = poll(Duration::from_secs(5), || async {
+        let timers = sim.http_timers(&app);
+        (timers.len() == 2).then_some(timers)
+    })
+    .await;
+    let tag = |peer: &str, key: &str| {
+        timers.iter().find(|t| t.tags["peer_type"] == peer).map(|t| t.tags[key].clone()).unwrap()
+    };
+    assert_eq!((tag("Client", "status_code"), tag("Client", "content_length")), ("0".into(), "0".into()));
+    assert_eq!(tag("Server", "status_code"), "502");
+    sim.stop();
+}
