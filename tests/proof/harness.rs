@@ -184,6 +184,13 @@ impl Lane {
             lane.last_deploy = started.elapsed();
         }
         lane.wait_serving("v0");
+        // Production may reach itself over the container network: every deploy carries the policy.
+        let production = app_named(&lane.sim, APP).unwrap()["guid"].clone();
+        let policy = json!({"policies": [{"source": {"id": production}, "destination": {"id": production,
+            "protocol": "tcp", "ports": {"start": 8080, "end": 8080}}}]});
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let cf = runtime.block_on(crate::util::sim::connect(&lane.sim));
+        let _: Value = runtime.block_on(cf.post("/networking/v1/external/policies", &policy)).unwrap();
         let mut probe = LoadConfig::new(&lane.sim.info().router, &lane.host());
         probe.requests_per_second = lane.config.probe_rate;
         probe.slow_every = 10;
@@ -238,13 +245,12 @@ impl Lane {
 
     /// Starts `out` deploying `version` without waiting for it; `on_line` sees its stderr lines.
     pub fn spawn_out(&self, version: &str, env: &[(&str, &str)], on_line: Option<LineHook>) -> Background {
-        spawn_resource(
-            "out",
-            &[self.put.path().to_str().unwrap()],
-            &self.request(self.params(version)),
-            &Self::env(env),
-            on_line,
-        )
+        self.spawn_out_with(self.params(version), env, on_line)
+    }
+
+    /// [`spawn_out`](Self::spawn_out) with these `params`.
+    pub fn spawn_out_with(&self, params: Value, env: &[(&str, &str)], on_line: Option<LineHook>) -> Background {
+        spawn_resource("out", &[self.put.path().to_str().unwrap()], &self.request(params), &Self::env(env), on_line)
     }
 
     /// How long any one put may take here before the test gives up on it.
@@ -301,6 +307,10 @@ impl Lane {
             json!(version),
             "{context}: production runs the version deployed last"
         );
+        let own = json!({"source": production["guid"], "destination": production["guid"], "protocol": "tcp",
+            "ports": [8080, 8080]});
+        let policies = state["network_policies"].as_array().unwrap();
+        assert!(policies.contains(&own), "{context}: production keeps its network policy: {policies:?}");
         self.wait_serving(version);
     }
 

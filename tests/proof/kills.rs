@@ -1,5 +1,6 @@
-//! The kill matrix: `out` is SIGKILLed (as a worker crash or an OOM kill ends it) at every phase boundary, at
-//! every step of the swap and the housekeeping, and at seeded random instants of a deploy. Production must
+//! The kill matrix: `out` is SIGKILLed (as a worker crash or an OOM kill ends it) at every phase boundary (the
+//! deploys run a migration task: before, while and after it runs too), at every step of the swap and the
+//! housekeeping, and at seeded random instants of a deploy. Production must
 //! serve every probe request throughout (a candidate killed before the swap never serving it), and the next
 //! `out` must recover from the journal and deploy, leaving exactly `myapp` and `myapp-previous` and only the
 //! production route.
@@ -55,6 +56,10 @@ fn boundaries() -> Vec<Point> {
         Point::Line("[3/7] Pushing"),
         Point::Line("applying the manifest"),
         Point::Line("staging myapp-green"),
+        Point::Line("running the task 'migrate'"),
+        Point::Line("│ migrating to"),
+        Point::Line("the task 'migrate' succeeded"),
+        Point::Line("carrying 1 network policies of production to myapp-green"),
         Point::Line("myapp-green is running"),
         Point::Line("[4/7] Verifying"),
         Point::Line("[5/7] Swapping production routes"),
@@ -70,6 +75,14 @@ fn boundaries() -> Vec<Point> {
     ]
 }
 
+/// The params of every deploy here: the lane's, with a migration task that is still running a second after it
+/// printed its line (so a kill on that line lands while it runs).
+fn params(lane: &Lane, version: &str) -> serde_json::Value {
+    let mut params = lane.params(version);
+    params["task"] = json!({"command": "echo migrating to $APP_VERSION; sleep 1"});
+    params
+}
+
 /// Kills a deploy at `point`, then deploys again; returns a one-line description.
 fn kill_and_recover(lane: &mut Lane, point: &Point) -> String {
     let killed_version = lane.next_version("killed");
@@ -83,7 +96,7 @@ fn kill_and_recover(lane: &mut Lane, point: &Point) -> String {
         }
         Point::After(_) => (None, Arc::default()),
     };
-    let mut running = lane.spawn_out(&killed_version, &[], hook);
+    let mut running = lane.spawn_out_with(params(lane, &killed_version), &[], hook);
     let reached = match point {
         Point::Line(_) => {
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -106,7 +119,7 @@ fn kill_and_recover(lane: &mut Lane, point: &Point) -> String {
     let last_step = killed.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_owned();
 
     let version = lane.next_version("after-kill");
-    let rerun = lane.out(&version, &[]);
+    let rerun = lane.out_with(params(lane, &version), &[]);
     let context = format!("killed {point}");
     if let Outcome::Failed(line) = assert_clean_outcome(&rerun, &context) {
         panic!(
