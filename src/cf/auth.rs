@@ -180,6 +180,8 @@ pub(crate) struct AssertionClaims {
     exp: Option<i64>,
     #[serde(default)]
     nbf: Option<i64>,
+    #[serde(default)]
+    jti: Option<serde_json::Value>,
 }
 
 impl AssertionClaims {
@@ -239,6 +241,12 @@ fn explain_refused_assertion(description: &str, claims: &AssertionClaims, expect
                     "its audience ({}) is not UAA's token endpoint {expected_aud} nor the audience of the client's \
                      federated credential",
                     if audiences.is_empty() { "none".to_owned() } else { audiences.join(", ") }
+                )
+            } else if claims.jti.as_ref().is_none_or(serde_json::Value::is_null) {
+                format!(
+                    "it has no jti claim, which UAA releases without cloudfoundry/uaa#3577 require (Concourse's idtoken \
+                     has one from concourse/concourse#9693), or its signature does not verify with the keys issuer \
+                     '{iss}' publishes"
                 )
             } else {
                 format!(
@@ -593,6 +601,7 @@ mod tests {
             aud: Some(serde_json::json!(aud)),
             exp: Some(exp),
             nbf: None,
+            jti: Some(serde_json::json!("3f2a")),
         };
         let explain = |description: &str, claims: &AssertionClaims| {
             explain_refused_assertion(description, claims, token_url, now)
@@ -608,6 +617,11 @@ mod tests {
              nor the audience of the client's federated credential"
         );
         assert!(explain("Unauthorized client_assertion", &good).starts_with("its signature does not verify"));
+        let without_jti = AssertionClaims { jti: None, ..good.clone() };
+        assert!(
+            explain("Unauthorized client_assertion", &without_jti)
+                .starts_with("it has no jti claim, which UAA releases without cloudfoundry/uaa#3577 require")
+        );
         assert!(
             explain("Wrong client_assertion", &good)
                 .contains("no federated credential for issuer 'https://ci.example.com' and subject 'main/deploy'")

@@ -72,7 +72,8 @@ fn a_deploy_authenticates_with_a_signed_assertion_instead_of_a_secret() {
     let ci = AssertionIssuer::generate(CI);
     let sim = sim_trusting(&ci);
     let put = put_dir(&sim);
-    let assertion = ci.idtoken("main", "shop", &token_endpoint(&sim), 3600);
+    // As Concourse 7.14 to 8 make it: without a jti, which UAA has not required since cloudfoundry/uaa#3577.
+    let assertion = ci.idtoken_without_jti("main", "shop", &token_endpoint(&sim), 3600);
     let run = out_with_assertion(&sim, &put, &assertion);
     assert_eq!(run.status, 0, "out failed: {}", run.last_line());
     assert!(apps(&sim).contains(&(APP.to_owned(), "STARTED".to_owned())), "{:?}", apps(&sim));
@@ -120,8 +121,7 @@ fn an_assertion_that_expires_mid_deploy_fails_the_renewal_saying_when() {
 
 /// Runs `out` with `assertion`, which the UAA must refuse, and checks the failure contract and that the
 /// foundation is untouched: no app, and no request to the Cloud Controller beyond discovery.
-fn refused(ci: &AssertionIssuer, assertion: impl FnOnce(&Sim) -> String, expected: &str) {
-    let sim = sim_trusting(ci);
+fn refused(sim: Sim, assertion: impl FnOnce(&Sim) -> String, expected: &str) {
     let put = put_dir(&sim);
     sim.reset_request_log();
     let run = out_with_assertion(&sim, &put, &assertion(&sim));
@@ -135,7 +135,7 @@ fn refused(ci: &AssertionIssuer, assertion: impl FnOnce(&Sim) -> String, expecte
 fn an_expired_assertion_is_refused_saying_when_it_expired() {
     let ci = AssertionIssuer::generate(CI);
     refused(
-        &ci,
+        sim_trusting(&ci),
         |sim| ci.idtoken("main", "shop", &token_endpoint(sim), -120),
         "the client assertion of client 'concourse-deployer' expired at ",
     );
@@ -146,7 +146,7 @@ fn an_assertion_from_another_issuer_is_refused_as_untrusted() {
     let ci = AssertionIssuer::generate(CI);
     let impostor = AssertionIssuer::generate("https://rogue-ci.example.com");
     refused(
-        &ci,
+        sim_trusting(&ci),
         |sim| impostor.idtoken("main", "shop", &token_endpoint(sim), 3600),
         "(401 unauthorized: Wrong client_assertion): the client has no federated credential for issuer \
          'https://rogue-ci.example.com' and subject 'main/shop'",
@@ -157,7 +157,7 @@ fn an_assertion_from_another_issuer_is_refused_as_untrusted() {
 fn an_assertion_for_another_audience_is_refused_naming_the_audience() {
     let ci = AssertionIssuer::generate(CI);
     refused(
-        &ci,
+        sim_trusting(&ci),
         |_| ci.idtoken("main", "shop", "https://uaa.other.example.com/oauth/token", 3600),
         "(401 unauthorized: Unauthorized client_assertion): its audience (https://uaa.other.example.com/oauth/token) \
          is not UAA's token endpoint",
@@ -168,7 +168,7 @@ fn an_assertion_for_another_audience_is_refused_naming_the_audience() {
 fn a_tampered_assertion_is_refused_for_its_signature() {
     let ci = AssertionIssuer::generate(CI);
     refused(
-        &ci,
+        sim_trusting(&ci),
         |sim| {
             // Signed for the pipeline `main/other`, presented as `main/shop`: the claims change, the signature stays.
             let signed = ci.idtoken("main", "other", &token_endpoint(sim), 3600);
@@ -179,5 +179,16 @@ fn a_tampered_assertion_is_refused_for_its_signature() {
         },
         "(401 unauthorized: Unauthorized client_assertion): its signature does not verify with the keys issuer \
          'https://ci.example.com' publishes",
+    );
+}
+
+#[test]
+fn an_older_uaa_refuses_an_idtoken_without_jti_naming_the_missing_claim() {
+    let ci = AssertionIssuer::generate(CI);
+    refused(
+        sim_trusting_with(&ci, |config| config.client_assertion_requires_jti = true),
+        |sim| ci.idtoken_without_jti("main", "shop", &token_endpoint(sim), 3600),
+        "(401 unauthorized: Unauthorized client_assertion): it has no jti claim, which UAA releases without \
+         cloudfoundry/uaa#3577 require",
     );
 }

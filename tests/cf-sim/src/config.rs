@@ -66,6 +66,10 @@ pub struct SimConfig {
     /// document's `jwks_uri` serves, which UAA fetches). Repeatable.
     #[arg(long = "trusted-issuer", value_name = "ISSUER=JWKS_FILE", value_parser = TrustedIssuer::parse_flag)]
     pub trusted_issuers: Vec<TrustedIssuer>,
+    /// Client assertions must carry a `jti`, as in UAA releases without cloudfoundry/uaa#3577 (Concourse's idtoken
+    /// has one only from concourse/concourse#9693).
+    #[arg(long)]
+    pub client_assertion_requires_jti: bool,
     /// Tokens carry none of the policy server's scopes (users get `network.write`, clients `network.admin`
     /// otherwise): a deploying identity that may not manage network policies.
     #[arg(long)]

@@ -231,13 +231,20 @@ pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-
 /// The clock skew UAA's claims verifier allows on `exp` and `nbf` (nimbus `DefaultJWTClaimsVerifier`).
 const CLOCK_SKEW_SECS: u64 = 60;
 
+/// What UAA trusts of client assertions: the federated credentials of its clients, the keys of their issuers, and
+/// whether an assertion must carry a `jti` (UAA releases without cloudfoundry/uaa#3577 require one).
+pub struct AssertionTrust<'a> {
+    pub clients: &'a [JwtClient],
+    pub issuers: &'a [TrustedIssuer],
+    pub require_jti: bool,
+}
+
 /// Checks a client assertion for `client_id` as UAA's `JwtClientAuthentication.validateClientJwt` does for a
 /// federated credential. `Err` is the `error_description` of UAA's 401 `unauthorized` answer.
 pub fn verify_client_assertion(
     assertion: &str,
     client_id: &str,
-    credentials: &[JwtClient],
-    issuers: &[TrustedIssuer],
+    trust: &AssertionTrust,
     token_endpoint: &str,
     now: u64,
 ) -> Result<(), &'static str> {
@@ -246,7 +253,8 @@ pub fn verify_client_assertion(
     let audiences = jwt.audiences();
     // getClientJwtFederation: the client's credential whose sub and iss equal the assertion's, and whose aud (if
     // any) is among the assertion's audiences (or the assertion names none).
-    let credential = credentials
+    let credential = trust
+        .clients
         .iter()
         .find(|c| {
             c.client_id == client_id
@@ -260,7 +268,7 @@ pub fn verify_client_assertion(
     if !(credential.issuer.starts_with("https://") || credential.issuer.starts_with("http://")) {
         return Err("Bad client_assertion type");
     }
-    let issuer = issuers.iter().find(|i| i.issuer == credential.issuer).ok_or("Bad client_assertion")?;
+    let issuer = trust.issuers.iter().find(|i| i.issuer == credential.issuer).ok_or("Bad client_assertion")?;
     if issuer.keys.is_empty() {
         return Err("Bad empty jwk_set");
     }
@@ -276,11 +284,12 @@ pub fn verify_client_assertion(
     if !candidates.iter().any(|key| signature_verifies(key, alg, &jwt)) {
         return Err("Unauthorized client_assertion");
     }
-    // DefaultJWTClaimsVerifier(expectedAud, exact {iss, sub}, required {iss, sub, aud, exp}).
+    // DefaultJWTClaimsVerifier(expectedAud, exact {iss, sub}, required {iss, sub, aud, exp} and jti before 3577).
     let expected_aud = credential.audience.as_deref().unwrap_or(token_endpoint);
     let exp = jwt.claims.get("exp").and_then(Value::as_u64);
     let nbf = jwt.claims.get("nbf").and_then(Value::as_u64);
     let valid = exp.is_some_and(|exp| exp + CLOCK_SKEW_SECS > now)
+        && (!trust.require_jti || jwt.claims.get("jti").is_some_and(|jti| !jti.is_null()))
         && nbf.is_none_or(|nbf| nbf <= now + CLOCK_SKEW_SECS)
         && audiences.iter().any(|aud| aud == expected_aud);
     if !valid {
@@ -401,14 +410,25 @@ impl AssertionIssuer {
     }
 
     /// A token like Concourse's `idtoken`: `iss` this issuer, `sub` `team/pipeline`, one audience (serialized as a
-    /// string, as go-jose does), `iat` now, `exp` `lifetime_secs` from now (negative: already expired), and the
-    /// `team`, `pipeline` and `job` claims.
+    /// string, as go-jose does), `iat` now, `exp` `lifetime_secs` from now (negative: already expired), the `team`,
+    /// `pipeline` and `job` claims, and a random `jti` (concourse/concourse#9693).
     pub fn idtoken(&self, team: &str, pipeline: &str, audience: &str, lifetime_secs: i64) -> String {
+        let mut claims = self.idtoken_claims(team, pipeline, audience, lifetime_secs);
+        claims["jti"] = json!(new_guid());
+        self.sign(&claims)
+    }
+
+    /// The same as Concourse made it before concourse/concourse#9693: without a `jti`.
+    pub fn idtoken_without_jti(&self, team: &str, pipeline: &str, audience: &str, lifetime_secs: i64) -> String {
+        self.sign(&self.idtoken_claims(team, pipeline, audience, lifetime_secs))
+    }
+
+    fn idtoken_claims(&self, team: &str, pipeline: &str, audience: &str, lifetime_secs: i64) -> Value {
         let now = unix_seconds() as i64;
-        self.sign(&json!({
+        json!({
             "iss": self.issuer, "sub": format!("{team}/{pipeline}"), "aud": audience,
             "iat": now, "exp": now + lifetime_secs, "team": team, "pipeline": pipeline, "job": "deploy",
-        }))
+        })
     }
 
     /// Any claims, signed with ES256 under this issuer's `kid`.
@@ -468,7 +488,9 @@ mod tests {
     }
 
     fn check(issuer: &AssertionIssuer, assertion: &str, clients: &[JwtClient]) -> Result<(), &'static str> {
-        verify_client_assertion(assertion, "deployer", clients, &[issuer.trusted()], TOKEN_ENDPOINT, unix_seconds())
+        let issuers = [issuer.trusted()];
+        let trust = AssertionTrust { clients, issuers: &issuers, require_jti: false };
+        verify_client_assertion(assertion, "deployer", &trust, TOKEN_ENDPOINT, unix_seconds())
     }
 
     #[test]
@@ -476,6 +498,8 @@ mod tests {
         let ci = AssertionIssuer::generate(ISSUER);
         let clients = deployer(None);
         assert_eq!(check(&ci, &ci.idtoken("main", "deploy", TOKEN_ENDPOINT, 3600), &clients), Ok(()));
+        // jti is optional since cloudfoundry/uaa#3577.
+        assert_eq!(check(&ci, &ci.idtoken_without_jti("main", "deploy", TOKEN_ENDPOINT, 3600), &clients), Ok(()));
         // exp is checked with nimbus' 60 s skew.
         assert_eq!(check(&ci, &ci.idtoken("main", "deploy", TOKEN_ENDPOINT, -30), &clients), Ok(()));
         let expired = ci.idtoken("main", "deploy", TOKEN_ENDPOINT, -61);
@@ -520,19 +544,26 @@ mod tests {
         assert_eq!(check(&ci, &endpoint_aud, &clients), Err("Wrong client_assertion"));
         let token = ci.idtoken("main", "deploy", "cf-deployer", 3600);
         let now = unix_seconds();
-        assert_eq!(
-            verify_client_assertion(&token, "deployer", &clients, &[], TOKEN_ENDPOINT, now),
-            Err("Bad client_assertion")
-        );
+        let verify = |client: &str, issuers: &[TrustedIssuer]| {
+            let trust = AssertionTrust { clients: &clients, issuers, require_jti: false };
+            verify_client_assertion(&token, client, &trust, TOKEN_ENDPOINT, now)
+        };
+        assert_eq!(verify("deployer", &[]), Err("Bad client_assertion"));
         let keyless = TrustedIssuer { issuer: ISSUER.into(), keys: vec![] };
-        assert_eq!(
-            verify_client_assertion(&token, "deployer", &clients, &[keyless], TOKEN_ENDPOINT, now),
-            Err("Bad empty jwk_set")
-        );
-        assert_eq!(
-            verify_client_assertion(&token, "someone-else", &clients, &[ci.trusted()], TOKEN_ENDPOINT, now),
-            Err("Wrong client_assertion")
-        );
+        assert_eq!(verify("deployer", &[keyless]), Err("Bad empty jwk_set"));
+        assert_eq!(verify("someone-else", &[ci.trusted()]), Err("Wrong client_assertion"));
+    }
+
+    #[test]
+    fn a_uaa_without_pr_3577_requires_a_jti_which_concourse_idtokens_lacked() {
+        let ci = AssertionIssuer::generate(ISSUER);
+        let clients = deployer(None);
+        let issuers = [ci.trusted()];
+        let trust = AssertionTrust { clients: &clients, issuers: &issuers, require_jti: true };
+        let verify = |token: &str| verify_client_assertion(token, "deployer", &trust, TOKEN_ENDPOINT, unix_seconds());
+        let without_jti = ci.idtoken_without_jti("main", "deploy", TOKEN_ENDPOINT, 3600);
+        assert_eq!(verify(&without_jti), Err("Unauthorized client_assertion"));
+        assert_eq!(verify(&ci.idtoken("main", "deploy", TOKEN_ENDPOINT, 3600)), Ok(()));
     }
 
     #[test]
@@ -552,16 +583,9 @@ mod tests {
         let mut sig = vec![0; key.public().modulus_len()];
         key.sign(&signature::RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut sig).unwrap();
         let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&sig));
-        let verify = |token: &str| {
-            verify_client_assertion(
-                token,
-                "deployer",
-                &deployer(None),
-                std::slice::from_ref(&issuer),
-                TOKEN_ENDPOINT,
-                unix_seconds(),
-            )
-        };
+        let clients = deployer(None);
+        let trust = AssertionTrust { clients: &clients, issuers: std::slice::from_ref(&issuer), require_jti: false };
+        let verify = |token: &str| verify_client_assertion(token, "deployer", &trust, TOKEN_ENDPOINT, unix_seconds());
         assert_eq!(verify(&token), Ok(()));
         sig[10] ^= 1;
         assert_eq!(verify(&format!("{input}.{}", URL_SAFE_NO_PAD.encode(&sig))), Err("Unauthorized client_assertion"));

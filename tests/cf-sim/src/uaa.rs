@@ -16,7 +16,9 @@ use bytes::Bytes;
 use serde_json::json;
 
 use crate::shared::Ctx;
-use crate::tokens::{CLIENT_ASSERTION_TYPE, Grantee, TokenError, assertion_client_id, verify_client_assertion};
+use crate::tokens::{
+    AssertionTrust, CLIENT_ASSERTION_TYPE, Grantee, TokenError, assertion_client_id, verify_client_assertion,
+};
 
 /// The client the cf CLI uses for user logins; its secret is empty.
 pub const CF_CLIENT: &str = "cf";
@@ -76,14 +78,12 @@ fn assertion_token(ctx: &Ctx, form: &HashMap<String, String>, assertion_type: &s
         return oauth_error(StatusCode::UNAUTHORIZED, "unauthorized", "Bad client_assertion type");
     }
     let token_endpoint = format!("{}/oauth/token", ctx.urls.uaa);
-    let checked = verify_client_assertion(
-        assertion,
-        &client_id,
-        &ctx.config.jwt_clients,
-        &ctx.config.trusted_issuers,
-        &token_endpoint,
-        crate::clock::unix_seconds(),
-    );
+    let trust = AssertionTrust {
+        clients: &ctx.config.jwt_clients,
+        issuers: &ctx.config.trusted_issuers,
+        require_jti: ctx.config.client_assertion_requires_jti,
+    };
+    let checked = verify_client_assertion(assertion, &client_id, &trust, &token_endpoint, crate::clock::unix_seconds());
     if let Err(description) = checked {
         return oauth_error(StatusCode::UNAUTHORIZED, "unauthorized", description);
     }
