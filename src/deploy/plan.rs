@@ -13,7 +13,7 @@ use crate::cf::orgs::Organization;
 use crate::cf::routes::Route;
 use crate::cf::spaces::Space;
 use crate::cf::{CfClient, ListParams};
-use crate::config::{AppNames, Source};
+use crate::config::{AppNames, Source, TaskParams};
 use crate::log;
 use crate::manifest::{AppManifest, BUILDPACK, CNB, Candidate, DOCKER, ProcessScale};
 
@@ -253,12 +253,19 @@ impl Plan {
     /// Prints the plan into the build log (a deploy's and the dry run's); `apps.previous` is replaced when blue is
     /// kept.
     pub(crate) fn print(&self, ctx: &Context, apps: &Apps) {
-        for line in self.describe(&ctx.source.names, ctx.params.keep_previous, apps.previous.as_ref()) {
+        let task = ctx.params.task.as_ref();
+        for line in self.describe(&ctx.source.names, ctx.params.keep_previous, apps.previous.as_ref(), task) {
             log::detail(line);
         }
     }
 
-    fn describe(&self, names: &AppNames, keep_previous: bool, older_previous: Option<&App>) -> Vec<String> {
+    fn describe(
+        &self,
+        names: &AppNames,
+        keep_previous: bool,
+        older_previous: Option<&App>,
+        task: Option<&TaskParams>,
+    ) -> Vec<String> {
         let mut lines = Vec::new();
         let green = names.green();
         match &self.blue {
@@ -267,6 +274,9 @@ impl Plan {
         }
         lines.push(format!("create {green} from {}", self.payload.describe()));
         lines.extend(self.scales.iter().filter_map(PlannedScale::describe));
+        if let Some(task) = task {
+            lines.push(format!("run the task '{}' on {green}'s droplet before it starts: {}", task.name, task.command));
+        }
         match &self.temp_route {
             Some(route) => lines.push(format!("verify {green} on its temporary route {route}")),
             None => lines.push(format!("verify {green} by instance health (no-route app)")),

@@ -185,3 +185,18 @@ fn restage_builds_a_new_droplet_from_productions_package_and_swaps_it_in() {
     wait_until_serving(&sim, "myapp", "v1");
     assert_settled(&sim, "myapp", false, "after a restage");
 }
+
+#[test]
+fn a_dry_run_plans_the_task_and_the_restage_and_changes_nothing() {
+    let (sim, put, _) = production_v1();
+    let before = sim.state_dump();
+    let mut params = with_task(params("v2"), json!({"command": "bin/migrate"}));
+    params.as_object_mut().unwrap().remove("path");
+    params["restage"] = json!(true);
+    params["dry_run"] = json!(true);
+    let run = out(&sim, &put, "myapp", params);
+    assert_eq!(run.status, 0, "{}", run.last_line());
+    assert!(run.stderr.contains("create myapp-green from production's current package, restaged"), "{}", run.stderr);
+    assert!(run.stderr.contains("run the task 'migrate' on myapp-green's droplet before it starts: bin/migrate"));
+    assert_eq!(sim.state_dump(), before, "a dry run changes nothing");
+}
