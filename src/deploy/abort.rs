@@ -4,7 +4,7 @@
 //! on, `out` catches SIGTERM (and SIGINT) and uses those seconds so that the next put need not wait for a
 //! lease to run out: before the swap the work stops at once and the failure path removes the candidate and
 //! releases the lock; a swap that has begun runs to its end (or gives production back); the drain is cut short
-//! so that the housekeeping finishes before the SIGKILL.
+//! so that the housekeeping (or the clean-up after giving production back) finishes before the SIGKILL.
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -72,6 +72,17 @@ pub(crate) async fn or_abort<T>(work: impl Future<Output = Result<T>>) -> Result
     }
 }
 
+/// Waits `duration` for an app to drain (a candidate given production back drains too), or until
+/// [`DRAIN_AFTER_ABORT`] after an abort.
+pub(crate) async fn sleep(duration: Duration) {
+    let drained = async {
+        tokio::time::sleep(duration).await;
+        Ok(())
+    };
+    // The drain itself never fails.
+    let _ = cut_short(drained).await;
+}
+
 /// `drain` (the old version draining after the swap, and the watch), cut short [`DRAIN_AFTER_ABORT`] after an
 /// abort so that the housekeeping still finishes before the SIGKILL.
 pub(crate) async fn cut_short(drain: impl Future<Output = Result<()>>) -> Result<()> {
@@ -80,7 +91,7 @@ pub(crate) async fn cut_short(drain: impl Future<Output = Result<()>>) -> Result
         () = async {
             let (signal, at) = aborted().await;
             tokio::time::sleep_until(at + DRAIN_AFTER_ABORT).await;
-            log::warn(format_args!("{signal}: the drain is cut short to finish the housekeeping"));
+            log::warn(format_args!("{signal}: the drain is cut short, to clean up before Concourse kills this step"));
         } => Ok(()),
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Result;
 use tokio::time::Instant;
 
+use super::abort;
 use super::context::Context;
 use super::failure;
 use super::lock::Lock;
@@ -140,5 +141,5 @@ async fn hold(app_name: &str, duration: Duration) {
         "{app_name} keeps running, unrouted, for {} so requests in flight finish",
         log::human_duration(duration)
     ));
-    tokio::time::sleep(duration).await;
+    abort::sleep(duration).await;
 }

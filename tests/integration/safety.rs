@@ -505,7 +505,7 @@ fn an_aborted_put_cleans_up_before_it_is_killed_so_the_next_put_does_not_wait() 
     let run = logged("out build 9, aborted while draining", aborted.wait(ABORT_GRACE));
     assert!(sent.elapsed() < ABORT_GRACE, "done {:?} after SIGTERM", sent.elapsed());
     assert_eq!(run.status, 0, "the swap was done: the put finishes it ({})", run.last_line());
-    assert!(run.stderr.contains("SIGTERM: the drain is cut short to finish the housekeeping"), "{}", run.stderr);
+    assert!(run.stderr.contains("SIGTERM: the drain is cut short, to clean up before"), "{}", run.stderr);
     let v2: Value = serde_json::from_str::<Value>(&run.stdout).unwrap()["version"].clone();
     wait_until_serving(&sim, "myapp", "v2");
     assert_settled(&sim, &v2, &guid(&v1));
@@ -535,6 +535,47 @@ fn an_aborted_put_cleans_up_before_it_is_killed_so_the_next_put_does_not_wait() 
     assert_settled(&sim, &v3, &guid(&v2));
 
     let next = out_as(&sim, &put, "myapp", with_lease(params("v4")), "11");
+    assert_eq!(next.status, 0, "{}", next.last_line());
+    assert!(!next.stderr.contains("waiting for the deploy lock"), "{}", next.stderr);
+}
+
+#[test]
+fn an_aborted_put_giving_production_back_cuts_the_drain_and_releases_the_lock() {
+    let (sim, put, v1) = production_v1();
+    // Mapping the production route to the candidate is refused: the put gives production back, then lets the
+    // candidate drain for a minute before removing it; an abort cuts that short.
+    let refuse_mapping = sim.add_fault(Fault {
+        method: Some("POST".into()),
+        path: "/v3/routes/*/destinations".into(),
+        nth: 1,
+        times: 1,
+        action: FaultAction::Status {
+            status: 422,
+            code: Some(10008),
+            title: Some("CF-UnprocessableEntity".into()),
+            detail: Some("refused for the test".into()),
+        },
+    });
+    let mut long_drain = params("v2");
+    long_drain["drain"] = json!("60s");
+    long_drain["lock_lease"] = json!("5m");
+    let failing = spawn_out(&sim, &put, "myapp", long_drain, "8");
+    wait_for("build 8 to give production back", PUT_LIMIT, || {
+        failing.stderr().contains("production is back on myapp").then_some(())
+    });
+    sim.remove_fault(refuse_mapping);
+    let sent = Instant::now();
+    failing.terminate();
+    let run = logged("out build 8, aborted while giving back", failing.wait(ABORT_GRACE));
+    assert!(sent.elapsed() < ABORT_GRACE, "done {:?} after SIGTERM", sent.elapsed());
+    run.assert_clean_failure("deploy failed in phase swap");
+    assert!(run.stderr.contains("SIGTERM: the drain is cut short"), "{}", run.stderr);
+    assert_eq!(apps(&sim), [("myapp".to_owned(), "STARTED".to_owned())], "the candidate is gone, the lock free");
+    assert_eq!(route_destinations(&sim), [(format!("myapp.{}", sim.info().domain), vec![guid(&v1)])]);
+
+    let mut next = params("v2");
+    next["lock_timeout"] = json!("5s");
+    let next = out_as(&sim, &put, "myapp", next, "9");
     assert_eq!(next.status, 0, "{}", next.last_line());
     assert!(!next.stderr.contains("waiting for the deploy lock"), "{}", next.stderr);
 }
