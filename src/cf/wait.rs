@@ -23,9 +23,11 @@ pub enum Poll<T> {
 
 type OnPoll<'a> = Box<dyn FnMut(u32, Duration) + Send + 'a>;
 
-/// A bounded poll loop: checks at once, then after 100 ms, backing off by a quarter each time to 3 s (so
-/// short waits end promptly and long ones settle at the CLI's interval), and gives up with
-/// [`Error::Timeout`] at the deadline. Never waits without one.
+/// A bounded poll loop: checks at once, then 100 ms after that check was sent, backing off by a quarter each
+/// time to 3 s (so short waits end promptly and long ones settle at the CLI's interval), and gives up with
+/// [`Error::Timeout`] at the deadline. Never waits without one. A check is never sent before the answer to the
+/// previous one is back, and a slow answer counts towards the interval: on a far API, whose answers take longer
+/// than the interval, the next check goes out as soon as the previous answer is in.
 pub struct Wait<'a> {
     what: String,
     timeout: Duration,
@@ -65,17 +67,17 @@ impl<'a> Wait<'a> {
         let mut polls = 0u32;
         loop {
             polls += 1;
+            let sent = Instant::now();
             if let Poll::Ready(value) = check().await? {
                 return Ok(value);
             }
             if let Some(callback) = self.on_poll.as_mut() {
                 callback(polls, started.elapsed());
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 return Err(Error::Timeout { what: self.what, after: self.timeout });
             }
-            tokio::time::sleep(delay.min(deadline - now)).await;
+            tokio::time::sleep_until((sent + delay).min(deadline)).await;
             delay = (delay * 5 / 4).min(self.max);
         }
     }
@@ -149,6 +151,25 @@ mod tests {
         assert!(gaps.windows(2).all(|w| w[1] >= w[0] || w[1] < Duration::from_secs(3)), "{gaps:?}");
         assert!(gaps.iter().all(|g| *g <= Duration::from_secs(3)), "{gaps:?}");
         assert!(started.elapsed() <= Duration::from_secs(10) + Duration::from_millis(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_answer_counts_towards_the_interval() {
+        let sent = std::sync::Mutex::new(Vec::new());
+        let started = tokio::time::Instant::now();
+        let result: Result<()> = Wait::new("the thing", Duration::from_secs(1))
+            .until(|| async {
+                sent.lock().unwrap().push(started.elapsed());
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                Ok(Poll::Pending)
+            })
+            .await;
+        assert!(matches!(result, Err(Error::Timeout { .. })));
+        let sent = sent.into_inner().unwrap();
+        let gaps: Vec<u128> = sent.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
+        // 100 ms and 125 ms are shorter than an answer: each check goes out when the previous answer is in; then
+        // 156.25 ms (the timer rounds it up to the next millisecond).
+        assert_eq!(gaps[..3], [150, 150, 157], "{sent:?}");
     }
 
     #[tokio::test(start_paused = true)]
