@@ -40,7 +40,8 @@ use self::phases::Phases;
 use self::plan::{Apps, Plan, Target};
 use self::promotion::Verified;
 use crate::cf::CfClient;
-use crate::cf::apps::NewApp;
+use crate::cf::apps::{App, NewApp};
+use crate::cf::quotas::MemoryQuotas;
 use crate::cf::types::Lifecycle;
 use crate::config::Source;
 use crate::log;
@@ -81,7 +82,7 @@ pub async fn run(request: OutRequest) -> Result<VersionResult> {
 async fn deploy(ctx: &mut Context, prepared: Prepared) -> Result<VersionResult> {
     let green_name = ctx.source.names.green();
     ctx.phases.start("lock", &format!("Taking the deploy lock ({green_name})"));
-    let lifecycle = candidate_lifecycle(ctx, &prepared).await?;
+    let (lifecycle, seen) = candidate_lifecycle(ctx, &prepared).await?;
     let new_app = NewApp {
         space_guid: ctx.target.space.guid.clone(),
         lifecycle: (lifecycle != BUILDPACK).then(|| Lifecycle { kind: lifecycle.into(), data: Default::default() }),
@@ -91,7 +92,7 @@ async fn deploy(ctx: &mut Context, prepared: Prepared) -> Result<VersionResult> 
     let mut candidate = Candidate::take(ctx, journal, Take::Create(new_app)).await?;
     // Planned under the lock: whatever an earlier deploy left is settled by now. From here on, every failure
     // before the swap releases the lock, so the next deploy need not wait for the lease.
-    let planned = abort::or_abort(plan_under_lock(ctx, prepared, lifecycle)).await;
+    let planned = abort::or_abort(plan_under_lock(ctx, prepared, lifecycle, seen.as_ref())).await;
     let (apps, plan) = candidate.or_release(ctx, planned).await?;
 
     ctx.phases.start("push", &format!("Pushing {green_name}"));
@@ -106,32 +107,43 @@ async fn deploy(ctx: &mut Context, prepared: Prepared) -> Result<VersionResult> 
     promotion::swap_in(ctx, verified).await
 }
 
-/// The lifecycle type the candidate is created with (production's app is read only when it matters).
-async fn candidate_lifecycle(ctx: &Context, prepared: &Prepared) -> Result<&'static str> {
+/// The lifecycle type the candidate is created with (production's app is read only when it matters), and the
+/// production app seen.
+async fn candidate_lifecycle(ctx: &Context, prepared: &Prepared) -> Result<(&'static str, Option<App>)> {
     let production = if plan::lifecycle_needs_production(prepared) {
         Apps::read(&ctx.cf, &ctx.target.space.guid, &ctx.source.names).await?.production
     } else {
         None
     };
-    Ok(plan::candidate_lifecycle(prepared, production.as_ref()))
+    Ok((plan::candidate_lifecycle(prepared, production.as_ref()), production))
 }
 
-/// Reads what the foundation looks like now (under the lock), makes the plan and prints it.
-async fn plan_under_lock(ctx: &Context, prepared: Prepared, lifecycle: &str) -> Result<(Apps, Plan)> {
-    let apps = Apps::read(&ctx.cf, &ctx.target.space.guid, &ctx.source.names).await?;
-    let plan = Plan::make(ctx, prepared, &apps, lifecycle).await?;
+/// Reads what the foundation looks like now (under the lock; production `seen` before it is read beside the
+/// apps, and the quotas too), makes the plan and prints it.
+async fn plan_under_lock(
+    ctx: &Context,
+    prepared: Prepared,
+    lifecycle: &str,
+    seen: Option<&App>,
+) -> Result<(Apps, Plan)> {
+    let (cf, target) = (&ctx.cf, &ctx.target);
+    let (read, quotas) = tokio::join!(
+        Apps::read_with_blue(cf, &target.space.guid, &ctx.source.names, seen),
+        cf.memory_quotas(&target.org, &target.space)
+    );
+    let (apps, blue) = read?;
+    let plan = Plan::for_blue(ctx, prepared, blue, lifecycle).await?;
     log::info("plan:");
     plan.print(ctx, &apps);
     report::warn_if_older(&ctx.build, apps.production.as_ref());
-    check_quotas(ctx, &plan).await?;
+    check_quotas(ctx, &plan, quotas.context("reading the memory quotas")?)?;
     Ok((apps, plan))
 }
 
 /// Fails before anything is pushed when the organization's or the space's memory quota cannot hold the candidate
 /// beside production (CC would refuse to start it, after staging).
-async fn check_quotas(ctx: &Context, plan: &Plan) -> Result<()> {
+fn check_quotas(ctx: &Context, plan: &Plan, quotas: MemoryQuotas) -> Result<()> {
     let needed = plan.memory_needed_mb();
-    let quotas = ctx.cf.memory_quotas(&ctx.target.org, &ctx.target.space).await.context("reading the memory quotas")?;
     match quotas.shortfall(needed) {
         Some(short) => anyhow::bail!("{} cannot run beside production: {short}", ctx.source.names.green()),
         None => Ok(()),

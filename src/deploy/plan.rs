@@ -103,6 +103,28 @@ impl Apps {
             tokio::try_join!(with_droplet(find(&names.production)), with_droplet(find(&names.previous())))?;
         Ok(Apps { production, green: find(&names.green()), previous })
     }
+
+    /// The apps as they are now and production as a [`Blue`], with production's manifest and routes read beside
+    /// the apps, for the production `seen` earlier: when the apps show that one still, that is one round trip
+    /// instead of two. Otherwise (or when that early read failed) production is read afterwards. Called under the
+    /// lock, so what is read side by side cannot change in between.
+    pub(crate) async fn read_with_blue(
+        cf: &CfClient,
+        space_guid: &str,
+        names: &AppNames,
+        seen: Option<&App>,
+    ) -> Result<(Apps, Option<Blue>)> {
+        let (apps, early) = tokio::join!(Apps::read(cf, space_guid, names), Blue::read_production(cf, seen.cloned()));
+        let apps = apps?;
+        let blue = match (early, &apps.production) {
+            (Ok(Some(early)), Some(now)) if early.app.guid == now.guid && early.app.name == now.name => {
+                Some(Blue { app: now.clone(), ..early })
+            }
+            (Ok(None), None) => None,
+            _ => Blue::read_production(cf, apps.production.clone()).await?,
+        };
+        Ok((apps, blue))
+    }
 }
 
 /// Production as the deploy found it.
@@ -126,27 +148,35 @@ impl Blue {
         }
     }
 
+    /// Its manifest (with the names of its service bindings) and its routes, read side by side.
     async fn read(cf: &CfClient, app: App) -> Result<Blue> {
-        let yaml = cf.apps().manifest(&app.guid).await?;
-        let mut manifest = AppManifest::literal(&format!("the manifest of {}", app.name), &yaml, &app.name)
-            .with_context(|| format!("reading the current manifest of {}", app.name))?;
-        if !manifest.services().is_empty() {
-            let (bindings, instances) = cf.bindings().for_app(&app.guid).await?;
-            let binding_names = bindings
-                .iter()
-                .filter_map(|b| {
-                    let instance = instances.iter().find(|i| Some(i.guid.as_str()) == b.service_instance_guid())?;
-                    Some((instance.name.clone(), b.name.clone()?))
-                })
-                .collect();
-            manifest.name_bindings(&binding_names);
-        }
+        let manifest = async {
+            let yaml = cf.apps().manifest(&app.guid).await?;
+            let mut manifest = AppManifest::literal(&format!("the manifest of {}", app.name), &yaml, &app.name)
+                .with_context(|| format!("reading the current manifest of {}", app.name))?;
+            if !manifest.services().is_empty() {
+                let (bindings, instances) = cf.bindings().for_app(&app.guid).await?;
+                let binding_names = bindings
+                    .iter()
+                    .filter_map(|b| {
+                        let instance = instances.iter().find(|i| Some(i.guid.as_str()) == b.service_instance_guid())?;
+                        Some((instance.name.clone(), b.name.clone()?))
+                    })
+                    .collect();
+                manifest.name_bindings(&binding_names);
+            }
+            anyhow::Ok(manifest)
+        };
         // `GET /v3/routes?app_guids=` rather than `/v3/apps/:guid/routes`: only the former renders `include=domain`
         // (`routes_controller.rb#index` passes decorators, `#index_by_app` does not).
-        let params = ListParams::new().filter("app_guids", [&app.guid]).include("domain");
-        let listed = cf.routes().list_with_included(&params).await?;
-        let domains = listed.included.get("domains")?;
-        Ok(Blue { app, routes: listed.resources, domains, manifest })
+        let routes = async {
+            let params = ListParams::new().filter("app_guids", [&app.guid]).include("domain");
+            let listed = cf.routes().list_with_included(&params).await?;
+            let domains: Vec<Domain> = listed.included.get("domains")?;
+            anyhow::Ok((listed.resources, domains))
+        };
+        let (manifest, (routes, domains)) = tokio::try_join!(manifest, routes)?;
+        Ok(Blue { app, routes, domains, manifest })
     }
 }
 
@@ -199,8 +229,18 @@ impl PlannedScale {
 impl Plan {
     /// The plan for the foundation as `apps` found it, for a candidate of type `lifecycle`.
     pub(crate) async fn make(ctx: &Context, prepared: Prepared, apps: &Apps, lifecycle: &str) -> Result<Plan> {
-        let (names, params) = (&ctx.source.names, &ctx.params);
         let blue = Blue::read_production(&ctx.cf, apps.production.clone()).await?;
+        Plan::for_blue(ctx, prepared, blue, lifecycle).await
+    }
+
+    /// The plan for production as `blue` found it (read under the lock), for a candidate of type `lifecycle`.
+    pub(crate) async fn for_blue(
+        ctx: &Context,
+        prepared: Prepared,
+        blue: Option<Blue>,
+        lifecycle: &str,
+    ) -> Result<Plan> {
+        let (names, params) = (&ctx.source.names, &ctx.params);
         let Prepared { payload, manifest: user_manifest } = prepared;
         let base = base_manifest(names, user_manifest.as_ref(), blue.as_ref());
         let (prod_routes, temp_route) = plan_routes(ctx, &base, blue.as_ref()).await?;
