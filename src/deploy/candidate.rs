@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use super::abort;
 use super::carry;
-use super::context::{Context, JOB_TIMEOUT};
+use super::context::Context;
 use super::failure;
 use super::gate::{self, GateReport, GateTarget};
 use super::lock::{self, Lock, Take};
@@ -59,27 +59,7 @@ impl Candidate {
     /// staged into a droplet, `params.task` run on it, the app started and healthy.
     pub(crate) async fn push(&mut self, ctx: &Context, plan: &Plan) -> Result<Pushed> {
         let pushed = async {
-            let (green, space_guid) = (&self.lock.app, &ctx.target.space.guid);
-            let applied = push::apply_manifest(&ctx.cf, space_guid, &green.guid, plan, ctx.within(JOB_TIMEOUT)?).await;
-            self.temp_route_guid = match applied {
-                Ok(guid) => guid,
-                Err(e) => {
-                    // CF may have created the temporary route before the failure: find it, so the cleanup
-                    // removes it.
-                    self.temp_route_guid = push::existing_temporary_route(&ctx.cf, space_guid, plan).await;
-                    return Err(e);
-                }
-            };
-            // One journal write for all the plan settled: what recovery needs to undo or finish this deploy.
-            self.lock
-                .record(|j| {
-                    j.temp_route = self.temp_route_guid.clone();
-                    j.blue_guid = plan.blue.as_ref().map(|b| b.app.guid.clone());
-                    j.prod_routes = routes::existing_guids(&plan.prod_routes);
-                })
-                .await?;
-            let staging = ctx.within(ctx.params.timeouts.staging)?;
-            let mut pushed = push::droplet(&ctx.cf, &green.guid, &green.name, plan, staging).await?;
+            let mut pushed = push::to_droplet(ctx, &self.lock, plan, &mut self.temp_route_guid).await?;
             if let Some(params) = &ctx.params.task {
                 task::run(ctx, &self.lock, params).await?;
             }
@@ -127,7 +107,6 @@ impl Candidate {
         production_runs: bool,
     ) -> Result<GateReport> {
         let verified = async {
-            self.lock.record(|j| j.phase = Phase::Verifying).await?;
             let scheme = ctx.source.route_scheme.as_str();
             let smoke_env = SmokeEnv {
                 green_url: temp_route.map(|r| format!("{scheme}://{r}")).unwrap_or_default(),
@@ -148,7 +127,11 @@ impl Candidate {
                 put_dir: &ctx.put_dir,
                 put_time_left: ctx.within(ctx.params.timeouts.overall)?,
             };
-            gate::verify(&target, &ctx.params, ctx.within(ctx.params.timeouts.verify)?).await
+            let gate = gate::verify(&target, &ctx.params, ctx.within(ctx.params.timeouts.verify)?);
+            // Recovery treats `verifying` as `pushing`: the journal is written while the checks run.
+            let (recorded, verified) = tokio::join!(self.lock.record(|j| j.phase = Phase::Verifying), gate);
+            recorded?;
+            verified
         };
         self.or_release(ctx, abort::or_abort(verified).await).await
     }

@@ -1,19 +1,23 @@
-//! Pushing the candidate: CF's own `apply_manifest` with the rewritten manifest, then the bits (uploaded with
-//! resource matching and staged with its output streamed, a droplet uploaded as is, a docker image, or
-//! production's droplet copied), the droplet set, inherited scale applied, and the app started and waited
-//! for until every instance is running and routable.
+//! Pushing the candidate: CF's own `apply_manifest` with the rewritten manifest and, beside it, the bits
+//! (uploaded with resource matching, a droplet uploaded as is, a docker image, or production's droplet copied);
+//! then staging with its output streamed, the droplet set, inherited scale applied, and the app started and
+//! waited for until every instance is running and routable.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 
+use super::context::{Context, JOB_TIMEOUT};
 use super::inputs::Payload;
+use super::lock::Lock;
 use super::plan::{Blue, Plan};
 use super::routes;
 use crate::bits::{AppBits, gather, match_cached, write_zip};
 use crate::cf::builds::NewBuild;
+use crate::cf::droplets::Droplet;
 use crate::cf::processes::{InstanceState, InstanceStats, Scale};
 use crate::cf::{CfClient, Poll, Wait};
 use crate::log;
@@ -33,7 +37,7 @@ pub(crate) struct Pushed {
 }
 
 /// Applies the candidate's manifest and finds its temporary route.
-pub(crate) async fn apply_manifest(
+async fn apply_manifest(
     cf: &CfClient,
     space_guid: &str,
     green_guid: &str,
@@ -56,50 +60,83 @@ pub(crate) async fn apply_manifest(
 
 /// The guid of the candidate's temporary route if it exists in the space (mapped or not), looked up by its
 /// URL; `None` when it does not exist or cannot be looked up.
-pub(crate) async fn existing_temporary_route(cf: &CfClient, space_guid: &str, plan: &Plan) -> Option<String> {
+async fn existing_temporary_route(cf: &CfClient, space_guid: &str, plan: &Plan) -> Option<String> {
     let url = plan.temp_route.as_ref()?;
     let targets = routes::resolve_manifest_routes(cf, space_guid, std::slice::from_ref(url)).await.ok()?;
     targets.into_iter().next()?.route.map(|r| r.guid)
 }
 
-/// Gets the candidate a droplet, sets it, applies inherited scale.
-pub(crate) async fn droplet(
-    cf: &CfClient,
-    green_guid: &str,
-    green_name: &str,
+/// The push up to the candidate's droplet: the manifest applied and the plan written to the journal, side by side
+/// with the bits made ready (resource matching, upload; a docker package; a droplet uploaded or copied), which do
+/// not need the manifest; then staging, the droplet set, inherited scale applied. The guid of the temporary
+/// route lands in `temp_route_guid` as soon as it is known, also when this fails (for the cleanup).
+pub(crate) async fn to_droplet(
+    ctx: &Context,
+    lock: &Lock,
     plan: &Plan,
-    staging_timeout: Duration,
+    temp_route_guid: &mut Option<String>,
 ) -> Result<Pushed> {
-    let mut pushed = Pushed::default();
-    let staged = Staging { cf, green_guid, green_name, timeout: staging_timeout };
-    pushed.droplet_guid = match &plan.payload {
-        Payload::App(bits) => {
-            let (droplet, checksum) = staged.app_bits(bits).await?;
-            pushed.package_checksum = checksum;
-            droplet
-        }
-        Payload::Docker { image, username, password } => {
-            staged.docker_image(image, username.as_deref(), password.as_deref()).await?
-        }
-        Payload::Droplet { tgz, process_types } => staged.droplet_tarball(tgz, process_types).await?,
-        Payload::Production => staged.production_droplet(plan.blue.as_ref()).await?,
-        Payload::Restage => {
-            let (droplet, checksum) = staged.production_package(plan.blue.as_ref()).await?;
-            pushed.package_checksum = checksum;
-            droplet
-        }
+    let (cf, green, space_guid) = (&ctx.cf, &lock.app, &ctx.target.space.guid);
+    let staging = Staging {
+        cf,
+        green_guid: &green.guid,
+        green_name: &green.name,
+        timeout: ctx.within(ctx.params.timeouts.staging)?,
     };
-    cf.apps().set_current_droplet(green_guid, &pushed.droplet_guid).await?;
-    let droplet = cf.droplets().get(&pushed.droplet_guid).await?;
+    let applied = async {
+        match apply_manifest(cf, space_guid, &green.guid, plan, ctx.within(JOB_TIMEOUT)?).await {
+            Ok(guid) => *temp_route_guid = guid,
+            Err(e) => {
+                // CF may have created the temporary route before the failure: find it, so the cleanup removes it.
+                *temp_route_guid = existing_temporary_route(cf, space_guid, plan).await;
+                return Err(e);
+            }
+        }
+        // One journal write for all the plan settled: what recovery needs to undo or finish this deploy.
+        lock.record(|j| {
+            j.temp_route = temp_route_guid.clone();
+            j.blue_guid = plan.blue.as_ref().map(|b| b.app.guid.clone());
+            j.prod_routes = routes::existing_guids(&plan.prod_routes);
+        })
+        .await
+    };
+    // A failure of the manifest's side drops the bits at once; one of the bits' side waits for the manifest's,
+    // which learns the temporary route's guid.
+    let made = async { anyhow::Ok(staging.source(plan).await) };
+    let ((), made) = tokio::try_join!(applied, made)?;
+    let mut pushed = Pushed::default();
+    let droplet = match made? {
+        Made::Package { guid, checksum } => {
+            pushed.package_checksum = checksum;
+            staging.stage_then(&guid, |droplet_guid| set_droplet(cf, &green.guid, droplet_guid)).await?
+        }
+        Made::Droplet(guid) => set_droplet(cf, &green.guid, guid).await?,
+    };
+    pushed.droplet_guid = droplet.guid.clone();
     pushed.stack = droplet.stack.clone();
     pushed.buildpacks =
         droplet.buildpacks.iter().flatten().filter_map(|b| b.buildpack_name.clone().or(b.name.clone())).collect();
-    scale_like_production(cf, green_guid, plan).await?;
+    scale_like_production(cf, &green.guid, plan).await?;
     Ok(pushed)
 }
 
-/// Where a droplet for the candidate comes from: one method per source of bits, each answering the droplet's
-/// guid.
+/// Makes `droplet_guid` the candidate's current droplet, reading the droplet (stack, buildpacks) meanwhile.
+async fn set_droplet(cf: &CfClient, green_guid: &str, droplet_guid: String) -> Result<Droplet> {
+    let set = async { cf.apps().set_current_droplet(green_guid, &droplet_guid).await.map_err(anyhow::Error::from) };
+    let read = async { cf.droplets().get(&droplet_guid).await.map_err(anyhow::Error::from) };
+    let (_, droplet) = tokio::try_join!(set, read)?;
+    Ok(droplet)
+}
+
+/// What the candidate's droplet is made from, ready before the manifest is applied.
+enum Made {
+    /// A package to stage, with the checksum of the bits uploaded.
+    Package { guid: String, checksum: Option<String> },
+    /// A droplet, staged already.
+    Droplet(String),
+}
+
+/// Where a droplet for the candidate comes from: one method per source of bits.
 struct Staging<'a> {
     cf: &'a CfClient,
     green_guid: &'a str,
@@ -108,35 +145,52 @@ struct Staging<'a> {
 }
 
 impl Staging<'_> {
-    /// App bits: packaged with resource matching, uploaded and staged; also answers the package's checksum.
-    async fn app_bits(&self, bits: &AppBits) -> Result<(String, Option<String>)> {
+    /// The package or droplet of the plan's payload.
+    async fn source(&self, plan: &Plan) -> Result<Made> {
+        match &plan.payload {
+            Payload::App(bits) => self.app_bits(bits).await,
+            Payload::Docker { image, username, password } => {
+                self.docker_image(image, username.as_deref(), password.as_deref()).await
+            }
+            Payload::Droplet { tgz, process_types } => self.droplet_tarball(tgz, process_types).await,
+            Payload::Production => self.production_droplet(plan.blue.as_ref()).await,
+            Payload::Restage => self.production_package(plan.blue.as_ref()).await,
+        }
+    }
+
+    /// App bits: packaged with resource matching (the package is created meanwhile) and uploaded.
+    async fn app_bits(&self, bits: &AppBits) -> Result<Made> {
         let (cf, started) = (self.cf, Instant::now());
-        let gathered = {
-            let bits = bits.clone();
-            tokio::task::spawn_blocking(move || gather(&bits)).await??
+        let zipped = async {
+            let gathered = {
+                let bits = bits.clone();
+                tokio::task::spawn_blocking(move || gather(&bits)).await??
+            };
+            let files = gathered.iter().filter(|r| r.is_match_candidate()).count();
+            let total: u64 = gathered.iter().map(|r| r.size).sum();
+            log::info(format_args!(
+                "packaging {} ({} files, {}, hashed in {})",
+                bits.param(),
+                files,
+                log::human_bytes(total),
+                log::human_duration(started.elapsed())
+            ));
+            let (cached, matched) = match_cached(cf, &gathered).await?;
+            let cached_bytes: u64 = gathered.iter().filter(|r| r.is_cached(&cached)).map(|r| r.size).sum();
+            log::detail(format_args!(
+                "{} of {} files ({}) already in Cloud Foundry's cache",
+                matched.len(),
+                files,
+                log::human_bytes(cached_bytes)
+            ));
+            let zip = {
+                let bits = bits.clone();
+                tokio::task::spawn_blocking(move || write_zip(&bits, &gathered, &cached)).await??
+            };
+            anyhow::Ok((zip, matched))
         };
-        let files = gathered.iter().filter(|r| r.is_match_candidate()).count();
-        let total: u64 = gathered.iter().map(|r| r.size).sum();
-        log::info(format_args!(
-            "packaging {} ({} files, {}, hashed in {})",
-            bits.param(),
-            files,
-            log::human_bytes(total),
-            log::human_duration(started.elapsed())
-        ));
-        let (cached, matched) = match_cached(cf, &gathered).await?;
-        let cached_bytes: u64 = gathered.iter().filter(|r| r.is_cached(&cached)).map(|r| r.size).sum();
-        log::detail(format_args!(
-            "{} of {} files ({}) already in Cloud Foundry's cache",
-            matched.len(),
-            files,
-            log::human_bytes(cached_bytes)
-        ));
-        let zip = {
-            let bits = bits.clone();
-            tokio::task::spawn_blocking(move || write_zip(&bits, &gathered, &cached)).await??
-        };
-        let package = cf.packages().create_bits(self.green_guid).await?;
+        let package = async { cf.packages().create_bits(self.green_guid).await.map_err(anyhow::Error::from) };
+        let ((zip, matched), package) = tokio::try_join!(zipped, package)?;
         let zip_path = (!zip.is_empty()).then(|| zip.path());
         if let Some(path) = zip_path {
             log::info(format_args!("uploading {} ({} zipped)", path.display(), log::human_bytes(zip.len())));
@@ -146,27 +200,27 @@ impl Staging<'_> {
         cf.packages().upload(&package.guid, zip_path, &matched).await.context("uploading the app bits")?;
         let package = cf.packages().wait_ready(&package.guid, self.timeout).await?;
         let checksum = package.data.checksum.and_then(|c| c.value);
-        Ok((self.stage(&package.guid).await?, checksum))
+        Ok(Made::Package { guid: package.guid, checksum })
     }
 
-    /// A docker image: staged from a docker package.
-    async fn docker_image(&self, image: &str, username: Option<&str>, password: Option<&str>) -> Result<String> {
+    /// A docker image: a docker package, to stage.
+    async fn docker_image(&self, image: &str, username: Option<&str>, password: Option<&str>) -> Result<Made> {
         log::info(format_args!("using docker image {image}"));
         let package = self.cf.packages().create_docker(self.green_guid, image, username, password).await?;
-        self.stage(&package.guid).await
+        Ok(Made::Package { guid: package.guid, checksum: None })
     }
 
     /// A droplet tarball: uploaded as is, no staging.
-    async fn droplet_tarball(&self, tgz: &Path, process_types: &BTreeMap<String, String>) -> Result<String> {
+    async fn droplet_tarball(&self, tgz: &Path, process_types: &BTreeMap<String, String>) -> Result<Made> {
         let size = std::fs::metadata(tgz).map(|m| m.len()).unwrap_or(0);
         log::info(format_args!("uploading droplet {} ({}) — no staging", tgz.display(), log::human_bytes(size)));
         let droplet = self.cf.droplets().create(self.green_guid, process_types).await?;
         self.cf.droplets().upload(&droplet.guid, tgz, self.timeout).await.context("uploading the droplet")?;
-        Ok(droplet.guid)
+        Ok(Made::Droplet(droplet.guid))
     }
 
     /// Production's current droplet, copied: a redeploy with new settings, no staging.
-    async fn production_droplet(&self, blue: Option<&Blue>) -> Result<String> {
+    async fn production_droplet(&self, blue: Option<&Blue>) -> Result<Made> {
         let blue = blue.ok_or_else(|| {
             anyhow!("nothing to deploy: give params.path, params.droplet or params.docker_image (there is no production app to redeploy)")
         })?;
@@ -178,13 +232,12 @@ impl Staging<'_> {
         })?;
         log::info(format_args!("copying {}'s current droplet {current} — no staging", blue.app.name));
         let copy = self.cf.droplets().copy(current, self.green_guid).await?;
-        Ok(self.cf.droplets().wait_staged(&copy.guid, self.timeout).await?.guid)
+        Ok(Made::Droplet(self.cf.droplets().wait_staged(&copy.guid, self.timeout).await?.guid))
     }
 
-    /// Production's current package (the one its current droplet was staged from), copied into the candidate
-    /// and staged there with today's buildpacks and stack: a restage that production never notices. Also
-    /// answers the package's checksum.
-    async fn production_package(&self, blue: Option<&Blue>) -> Result<(String, Option<String>)> {
+    /// Production's current package (the one its current droplet was staged from), copied into the candidate to
+    /// be staged there with today's buildpacks and stack: a restage that production never notices.
+    async fn production_package(&self, blue: Option<&Blue>) -> Result<Made> {
         let blue = blue.ok_or_else(|| {
             anyhow!("params.restage rebuilds production's current package, but there is no production app")
         })?;
@@ -202,34 +255,44 @@ impl Staging<'_> {
         log::info(format_args!("restaging {}'s package {package} (of droplet {current})", blue.app.name));
         let copy = self.cf.packages().copy(package, self.green_guid).await.context("copying production's package")?;
         let copy = self.cf.packages().wait_ready(&copy.guid, self.timeout).await?;
-        let checksum = copy.data.checksum.and_then(|c| c.value);
-        Ok((self.stage(&copy.guid).await?, checksum))
+        Ok(Made::Package { guid: copy.guid, checksum: copy.data.checksum.and_then(|c| c.value) })
     }
 
-    /// Stages the package, streaming the staging output into the build log as it arrives.
-    async fn stage(&self, package_guid: &str) -> Result<String> {
+    /// Stages the package, streaming the staging output into the build log as it arrives, and hands the droplet
+    /// to `then` as soon as it is staged: the last look at the staging output runs beside `then`.
+    async fn stage_then<T, F>(&self, package_guid: &str, then: impl FnOnce(String) -> F) -> Result<T>
+    where
+        F: Future<Output = Result<T>>,
+    {
         let (cf, app_name) = (self.cf, self.green_name);
         log::info(format_args!("staging {app_name}"));
         let start = crate::cf::logs::now_ns();
         let build = cf.builds().create(package_guid, &NewBuild::default()).await?;
-        let waited = cf
-            .logs()
-            .follow_while(
-                self.green_guid,
-                start,
-                cf.builds().wait_staged(&build.guid, self.timeout, |_, _| {}),
-                |line| {
-                    if line.is_staging() {
-                        log::output(&line.message);
-                    }
-                },
-            )
-            .await;
-        let build = waited.with_context(|| format!("staging {app_name} failed"))?;
-        build
-            .droplet_guid()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow!("staging {app_name} succeeded but CF named no droplet"))
+        let (staged_tx, staged_rx) = tokio::sync::oneshot::channel();
+        let staging = async {
+            let staged = cf.builds().wait_staged(&build.guid, self.timeout, |_, _| {}).await;
+            // The receiver lives until both sides are done.
+            let _ = staged_tx.send(staged);
+        };
+        let logs = cf.logs();
+        let followed = logs.follow_while(self.green_guid, start, staging, |line| {
+            if line.is_staging() {
+                log::output(&line.message);
+            }
+        });
+        let after = async {
+            let build = staged_rx
+                .await
+                .context("staging ended without an outcome")?
+                .with_context(|| format!("staging {app_name} failed"))?;
+            let droplet = build
+                .droplet_guid()
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("staging {app_name} succeeded but CF named no droplet"))?;
+            then(droplet).await
+        };
+        let ((), outcome) = tokio::join!(followed, after);
+        outcome
     }
 }
 
@@ -275,8 +338,10 @@ pub(crate) async fn start_and_wait(
     pushed: &mut Pushed,
     timeout: Duration,
 ) -> Result<()> {
-    cf.apps().start(green_guid).await.with_context(|| format!("starting {green_name}"))?;
-    let processes = cf.processes().for_app(green_guid).await?;
+    // Starting changes no process's instances: they are read meanwhile.
+    let start = async { cf.apps().start(green_guid).await.with_context(|| format!("starting {green_name}")) };
+    let processes = async { cf.processes().for_app(green_guid).await.map_err(anyhow::Error::from) };
+    let (_, processes) = tokio::try_join!(start, processes)?;
     for process in processes.iter().filter(|p| p.instances > 0) {
         let wanted = process.instances;
         let kind = process.kind.clone();
