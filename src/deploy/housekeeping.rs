@@ -24,37 +24,47 @@ pub(crate) struct Retire<'a> {
     pub(crate) keep: bool,
 }
 
-/// Stops blue and keeps it as `<app>-previous`, or deletes it.
+/// Stops blue and keeps it as `<app>-previous`, or deletes it. Blue serves nothing any more (unmapped, drained),
+/// so stopping it and making room for it under `<app>-previous` go side by side; both are done before
+/// [`promote`] releases the lock.
 pub(crate) async fn retire(cf: &CfClient, names: &AppNames, retire: Retire<'_>) -> Result<()> {
     let blue = retire.blue;
-    if blue.state != AppState::Stopped {
-        cf.apps().stop(&blue.guid).await.with_context(|| format!("stopping {}", blue.name))?;
-        log::detail(format_args!("stopped {}", blue.name));
-    }
+    let stop = async {
+        if blue.state != AppState::Stopped {
+            cf.apps().stop(&blue.guid).await.with_context(|| format!("stopping {}", blue.name))?;
+            log::detail(format_args!("stopped {}", blue.name));
+        }
+        anyhow::Ok(())
+    };
     if !retire.keep {
+        stop.await?;
         carry::forget(cf, blue).await?;
         cf.apps().delete_within(&blue.guid, JOB_TIMEOUT).await.with_context(|| format!("deleting {}", blue.name))?;
         log::detail(format_args!("deleted {}", blue.name));
         return Ok(());
     }
     let previous_name = names.previous();
-    if let Some(older) = retire.previous.filter(|p| p.guid != blue.guid) {
-        carry::forget(cf, older).await?;
-        cf.apps()
-            .delete_within(&older.guid, JOB_TIMEOUT)
-            .await
-            .with_context(|| format!("deleting the older {previous_name}"))?;
-        log::detail(format_args!("deleted the older {previous_name} ({})", older.guid));
-    }
-    if blue.name != previous_name {
-        // Also drops any journal keys a journal write that CF processed after the client gave up on it left on
-        // the app (it was the candidate of the deploy before): a kept version carries no journal.
-        cf.apps()
-            .update(&blue.guid, &record::release(&previous_name, BTreeMap::new()))
-            .await
-            .with_context(|| format!("renaming {} to {previous_name}", blue.name))?;
-        log::detail(format_args!("renamed {} to {previous_name} (kept stopped for rollback)", blue.name));
-    }
+    let rename = async {
+        if let Some(older) = retire.previous.filter(|p| p.guid != blue.guid) {
+            carry::forget(cf, older).await?;
+            cf.apps()
+                .delete_within(&older.guid, JOB_TIMEOUT)
+                .await
+                .with_context(|| format!("deleting the older {previous_name}"))?;
+            log::detail(format_args!("deleted the older {previous_name} ({})", older.guid));
+        }
+        if blue.name != previous_name {
+            // Also drops any journal keys a journal write that CF processed after the client gave up on it left
+            // on the app (it was the candidate of the deploy before): a kept version carries no journal.
+            cf.apps()
+                .update(&blue.guid, &record::release(&previous_name, BTreeMap::new()))
+                .await
+                .with_context(|| format!("renaming {} to {previous_name}", blue.name))?;
+            log::detail(format_args!("renamed {} to {previous_name} (kept stopped for rollback)", blue.name));
+        }
+        anyhow::Ok(())
+    };
+    tokio::try_join!(stop, rename)?;
     Ok(())
 }
 

@@ -62,13 +62,13 @@ pub(crate) async fn swap_in(ctx: &mut Context, verified: Verified) -> Result<Ver
         Err(e) => return Err(failure::during_swap(ctx, &candidate, blue, &existing_routes, e).await),
     };
     log::success(format_args!("production routes now reach {}", lock.app.name));
-    lock.record(|j| {
+    // Written while blue drains: recovery finishes a swap that is complete just as it finishes its housekeeping,
+    // and drains blue from the journal's last renewal, which is later than the swap either way. Polled first, the
+    // write holds the journal before anything else (a failed watch) can write it.
+    let record_swapped = lock.record(|j| {
         j.prod_routes = route_guids.clone();
         j.phase = Phase::Swapped;
-    })
-    .await
-    .map_err(|e| after_swap(ctx, e))?;
-
+    });
     let remove_temporary_route = async {
         match &candidate.temp_route_guid {
             Some(route) => swap::remove_temporary_route(&ctx.cf, route, JOB_TIMEOUT).await,
@@ -79,24 +79,39 @@ pub(crate) async fn swap_in(ctx: &mut Context, verified: Verified) -> Result<Ver
         Some(blue) => {
             ctx.phases.start("drain", &format!("Draining {}", blue.name));
             let ctx = &*ctx;
-            let (removed, watched) = tokio::join!(
+            let (recorded, removed, watched) = tokio::join!(
+                record_swapped,
                 remove_temporary_route,
                 abort::cut_short(drain::drain_and_watch(ctx, blue, &prod_routes, &route_guids, lock))
             );
             watched?;
+            recorded.map_err(|e| after_swap(ctx, e))?;
             removed.map_err(|e| after_swap(ctx, e))?;
         }
-        None => remove_temporary_route.await.map_err(|e| after_swap(ctx, e))?,
+        None => {
+            let (recorded, removed) = tokio::join!(record_swapped, remove_temporary_route);
+            recorded.map_err(|e| after_swap(ctx, e))?;
+            removed.map_err(|e| after_swap(ctx, e))?;
+        }
     }
 
     ctx.phases.start("housekeeping", "Housekeeping");
-    lock.record(|j| j.phase = Phase::Housekeeping).await.map_err(|e| after_swap(ctx, e))?;
     // A rollback always keeps the version it replaced (rolling back again returns to it).
     let keep = ctx.params.rollback || ctx.params.keep_previous;
-    if let Some(blue) = blue {
-        let retire = Retire { blue, previous: previous.as_ref(), keep };
-        housekeeping::retire(&ctx.cf, &names, retire).await.map_err(|e| after_swap(ctx, e))?;
-    }
+    // Recovery tells `housekeeping` from `swapped` only by the drain, which is over: the journal is written beside
+    // blue's retirement.
+    let retired = async {
+        match blue {
+            Some(blue) => {
+                let retire = Retire { blue, previous: previous.as_ref(), keep };
+                housekeeping::retire(&ctx.cf, &names, retire).await
+            }
+            None => Ok(()),
+        }
+    };
+    let (recorded, retired) = tokio::join!(lock.record(|j| j.phase = Phase::Housekeeping), retired);
+    recorded.map_err(|e| after_swap(ctx, e))?;
+    retired.map_err(|e| after_swap(ctx, e))?;
     lock.stop_renewing().await;
     let deploy_id = lock.journal().await.deploy_id;
     let audit = Audit::new(&ctx.build, &deploy_id, &pushed.droplet_guid, pushed.package_checksum.clone());

@@ -5,14 +5,19 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use super::routes::RouteTarget;
 use crate::cf::CfClient;
 use crate::cf::routes::{Destination, NewDestination};
 use crate::log;
 
-/// Maps `green_guid` to every production route (creating missing ones), then unmaps `blue_guid` from them.
-/// Returns the routes' guids, in order.
+/// How many routes are mapped (or unmapped) at once.
+const ROUTES_IN_FLIGHT: usize = 8;
+
+/// Maps `green_guid` to every production route (creating missing ones), then — once every route has it — unmaps
+/// `blue_guid` from them. The routes are mapped side by side, and then unmapped side by side. Returns the routes'
+/// guids, in order.
 pub(crate) async fn take_over(
     cf: &CfClient,
     space_guid: &str,
@@ -20,9 +25,7 @@ pub(crate) async fn take_over(
     blue_guid: Option<&str>,
     prod_routes: &mut [RouteTarget],
 ) -> Result<Vec<String>> {
-    let mut blue_destinations = Vec::new();
-    let mut guids = Vec::new();
-    for target in prod_routes.iter_mut() {
+    let mapped: Vec<(String, Vec<Destination>)> = stream::iter(prod_routes.iter_mut().map(|target| async move {
         let route_guid = target.ensure(cf, space_guid).await?;
         let destinations = cf
             .routes()
@@ -30,24 +33,29 @@ pub(crate) async fn take_over(
             .await
             .with_context(|| format!("mapping {}", target.url))?;
         log::detail(format_args!("mapped {} to the candidate", target.url));
-        if let Some(blue) = blue_guid {
-            blue_destinations.extend(
-                destinations
-                    .into_iter()
-                    .filter(|d| d.app.guid == blue)
-                    .map(|d| (route_guid.clone(), d.guid, target.url.clone())),
-            );
-        }
-        guids.push(route_guid);
-    }
-    for (route_guid, destination_guid, url) in blue_destinations {
+        anyhow::Ok((route_guid, destinations))
+    }))
+    .buffered(ROUTES_IN_FLIGHT)
+    .try_collect()
+    .await?;
+    let blue_destinations = mapped.iter().zip(prod_routes.iter()).flat_map(|((route_guid, destinations), target)| {
+        destinations
+            .iter()
+            .filter(|d| Some(d.app.guid.as_str()) == blue_guid)
+            .map(move |d| (route_guid, &d.guid, &target.url))
+    });
+    stream::iter(blue_destinations.map(|(route_guid, destination_guid, url)| async move {
         cf.routes()
-            .remove_destination(&route_guid, &destination_guid)
+            .remove_destination(route_guid, destination_guid)
             .await
             .with_context(|| format!("unmapping production's previous version from {url}"))?;
         log::detail(format_args!("unmapped the previous version from {url}"));
-    }
-    Ok(guids)
+        anyhow::Ok(())
+    }))
+    .buffered(ROUTES_IN_FLIGHT)
+    .try_collect::<Vec<()>>()
+    .await?;
+    Ok(mapped.into_iter().map(|(guid, _)| guid).collect())
 }
 
 /// How the candidate is mapped to a production route: the way blue is mapped there, else with the protocol the
