@@ -13,6 +13,7 @@
 //!   polls), under the same load, route propagation delay and latency (0 and 150 ms).
 //!
 //! `cargo bench --bench deploy` (all), or name sections: `cargo bench --bench deploy -- overhead requests`.
+//! `cargo bench --bench deploy -- latency --list-requests` lists the requests of each phase of the redeploys.
 
 #[path = "cf_cli.rs"]
 mod cf_cli;
@@ -364,6 +365,10 @@ const LATENCIES_MS: [u64; 3] = [0, 50, 150];
 /// The latency the issue's targets are set at.
 const TARGET_LATENCY_MS: u64 = 150;
 
+/// With this argument, the latency section lists every request of each phase: when it left and when its answer
+/// was back (seconds into the phase), method and path.
+const LIST_REQUESTS_ARG: &str = "--list-requests";
+
 /// Requests and sequential round trips of `requests`, as `12 requests, 9 round trips`.
 fn requests_and_rounds(requests: &[&Timed]) -> String {
     format!("{} requests, {} round trips", requests.len(), critical_path::rounds(requests))
@@ -376,6 +381,7 @@ fn latency() {
          flight together count once)"
     );
     let configured = (STAGING_MS + APP_START_MS + DRAIN_MS) as f64 / 1000.0;
+    let list_requests = std::env::args().any(|a| a == LIST_REQUESTS_ARG);
     let mut at_target = (f64::NAN, f64::NAN);
     for latency_ms in LATENCIES_MS {
         let sim = sim(|c| {
@@ -405,6 +411,12 @@ fn latency() {
                 .filter(|t| (i == 0 || t.start >= *from) && (i + 1 == phases.len() || t.start < *to))
                 .collect();
             println!("    {phase:<13} {:>5.2} s  {}", to - from, requests_and_rounds(&in_phase));
+            if list_requests {
+                for t in &in_phase {
+                    let what = cf_sim::request_log::path_template(&t.record.path);
+                    println!("        {:>6.3} → {:>6.3}  {} {what}", t.start - from, t.end - from, t.record.method);
+                }
+            }
         }
         let waits = critical_path::waits(&timed);
         for wait in &waits {
