@@ -3,6 +3,7 @@
 mod api;
 mod app_features;
 mod binary;
+mod client_assertions;
 mod common;
 mod conformance_apps;
 mod conformance_routes;
