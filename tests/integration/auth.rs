@@ -192,3 +192,17 @@ fn an_older_uaa_refuses_an_idtoken_without_jti_naming_the_missing_claim() {
          cloudfoundry/uaa#3577 require",
     );
 }
+
+/// The README's keyless pipeline is a source the resource takes once Concourse has put a token in it.
+#[test]
+fn the_readmes_keyless_pipeline_has_a_valid_source() {
+    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme.split("### Keyless login with Concourse's `idtoken`").nth(1).expect("the README's section");
+    let yaml = section.split("```yaml\n").nth(1).and_then(|block| block.split("```").next()).expect("its pipeline");
+    let token = AssertionIssuer::generate(CI).idtoken("main", "myapp", "https://uaa.sys.example.com/oauth/token", 3600);
+    let pipeline: Value = serde_norway::from_str(&yaml.replace("((idtoken:token))", &token)).unwrap();
+    assert_eq!(pipeline["var_sources"][0]["type"], "idtoken");
+    let source = pipeline["resources"][0]["source"].clone();
+    assert_eq!(source["client_assertion"], json!(token));
+    cf_blue_green_resource::config::Source::parse(source).expect("the README's source parses");
+}
