@@ -220,15 +220,18 @@ pub struct TimerWindow {
     pub complete: bool,
 }
 
-/// One page of a timer read: its timers, and how many envelopes it held (a full page means there may be more).
+/// One page of a timer read: its `http` timers, how many envelopes it held (a full page means there may be more)
+/// and the newest timestamp among them.
 struct TimerPage {
     timers: Vec<HttpTimer>,
     envelopes: usize,
+    newest: i64,
 }
 
 fn page_of_timers(body: &[u8]) -> std::result::Result<TimerPage, serde_json::Error> {
-    let envelopes = serde_json::from_slice::<ReadResponse>(body)?.envelopes.unwrap_or_default().batch.len();
-    Ok(TimerPage { timers: decode_http_timers(body)?, envelopes })
+    let batch = serde_json::from_slice::<ReadResponse>(body)?.envelopes.unwrap_or_default().batch;
+    let newest = batch.iter().map(|e| e.timestamp).max().unwrap_or_default();
+    Ok(TimerPage { timers: decode_http_timers(body)?, envelopes: batch.len(), newest })
 }
 
 /// Log Cache access; see [`CfClient::logs`].
@@ -286,39 +289,18 @@ impl Logs {
     /// The `http` timers of `source_id` (an app guid) with `start_ns <= timestamp < end_ns`, oldest first, every
     /// page of them (at most [`MAX_TIMER_PAGES`]).
     pub async fn http_timers(&self, source_id: &str, start_ns: i64, end_ns: i64) -> Result<TimerWindow> {
-        let mut window = TimerWindow::default();
-        let mut next = start_ns;
-        // Timers already taken whose timestamp is `next` (a read from `next` returns them again).
-        let mut seen_at_next: HashSet<(Option<String>, Option<String>, i64)> = HashSet::new();
-        for _ in 0..MAX_TIMER_PAGES {
-            if next >= end_ns {
-                window.complete = true;
-                return Ok(window);
-            }
-            let query = format!("start_time={next}&end_time={end_ns}&envelope_types=TIMER&limit={MAX_LIMIT}");
-            let page = self.read_with(source_id, &query, page_of_timers).await?;
-            let mut fresh = 0;
-            let mut timers = page.timers;
-            timers.sort_by_key(|t| t.timestamp);
-            for timer in timers {
-                let key = (timer.request_id.clone(), timer.peer_type.clone(), timer.duration_ns.unwrap_or_default());
-                if timer.timestamp < next || (timer.timestamp == next && !seen_at_next.insert(key.clone())) {
-                    continue;
-                }
-                if timer.timestamp > next {
-                    next = timer.timestamp;
-                    seen_at_next = HashSet::from([key]);
-                }
-                fresh += 1;
-                window.timers.push(timer);
-            }
-            // A short page is the last one; so is a full page of timers all seen before.
-            if page.envelopes < MAX_LIMIT as usize || fresh == 0 {
-                window.complete = true;
-                return Ok(window);
-            }
+        self.follow_timers(source_id, start_ns).poll(end_ns).await
+    }
+
+    /// A follower of the `http` timers of `source_id` from `start_ns` on: each poll returns the ones that arrived
+    /// since the last, each once.
+    pub fn follow_timers(&self, source_id: &str, start_ns: i64) -> TimerFollower {
+        TimerFollower {
+            logs: self.clone(),
+            source_id: source_id.to_owned(),
+            next: start_ns,
+            seen_at_next: HashSet::new(),
         }
-        Ok(window)
     }
 
     /// The last `limit` log lines of the app (staging and runtime), oldest first.
@@ -365,6 +347,64 @@ impl Logs {
                 }
             }
         }
+    }
+}
+
+/// What tells timers with the same timestamp apart.
+type TimerKey = (Option<String>, Option<String>, Option<i64>);
+
+/// Polls Log Cache for `http` timers newer than the last one it returned.
+pub struct TimerFollower {
+    logs: Logs,
+    source_id: String,
+    /// Start time of the next read (inclusive), the newest timestamp seen so far.
+    next: i64,
+    /// Timers already returned whose timestamp is `next` (a read from `next` returns them again).
+    seen_at_next: HashSet<TimerKey>,
+}
+
+impl TimerFollower {
+    /// The timers that arrived since the last poll, before `end_ns`, oldest first: every page of them, at most
+    /// [`MAX_TIMER_PAGES`] (the next poll goes on where this one stopped).
+    pub async fn poll(&mut self, end_ns: i64) -> Result<TimerWindow> {
+        let mut window = TimerWindow::default();
+        for _ in 0..MAX_TIMER_PAGES {
+            if self.next >= end_ns {
+                window.complete = true;
+                return Ok(window);
+            }
+            let query = format!("start_time={}&end_time={end_ns}&envelope_types=TIMER&limit={MAX_LIMIT}", self.next);
+            let page = self.logs.read_with(&self.source_id, &query, page_of_timers).await?;
+            let mut fresh = 0;
+            let mut timers = page.timers;
+            timers.sort_by_key(|t| t.timestamp);
+            for timer in timers {
+                let key = (timer.request_id.clone(), timer.peer_type.clone(), timer.duration_ns);
+                if timer.timestamp < self.next
+                    || (timer.timestamp == self.next && !self.seen_at_next.insert(key.clone()))
+                {
+                    continue;
+                }
+                if timer.timestamp > self.next {
+                    self.next = timer.timestamp;
+                    self.seen_at_next = HashSet::from([key]);
+                }
+                fresh += 1;
+                window.timers.push(timer);
+            }
+            // A page of other timers only: go on after them.
+            if fresh == 0 && page.newest > self.next {
+                self.next = page.newest;
+                self.seen_at_next.clear();
+                continue;
+            }
+            // A short page is the last one; so is a full page of timers all seen before.
+            if page.envelopes < MAX_LIMIT as usize || fresh == 0 {
+                window.complete = true;
+                return Ok(window);
+            }
+        }
+        Ok(window)
     }
 }
 

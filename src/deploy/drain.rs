@@ -21,7 +21,7 @@ use crate::cf::logs::now_ns;
 use crate::config::Kpi;
 use crate::log;
 use crate::verify::kpi::{self, ProbeStats, Verdict};
-use crate::verify::traffic;
+use crate::verify::traffic::TrafficWindow;
 
 /// Requests per watch round; rounds repeat until the watch is over.
 const ROUND_REQUESTS: u32 = 40;
@@ -62,7 +62,7 @@ pub(crate) async fn drain_and_watch(
     if !real_traffic {
         log::detail("this Cloud Foundry has no Log Cache: the watch judges the probe alone");
     }
-    let since_ns = now_ns();
+    let mut real_window = TrafficWindow::since(&logs, &lock.app.guid, now_ns());
     let mut window = kpi::Samples::default();
     let mut rounds = 0;
     // Each source's latest verdict, with the requests it rests on.
@@ -74,7 +74,7 @@ pub(crate) async fn drain_and_watch(
         let mut judged = vec![(PROBE, probe.clone())];
         let mut line = format!("watch round {rounds}, the window so far: probe {}", probe.summary());
         if real_traffic {
-            match traffic::window(&logs, &lock.app.guid, since_ns, now_ns(), &gates.error_statuses).await {
+            match real_window.until(now_ns(), &gates.error_statuses).await {
                 Ok(real) => {
                     line.push_str(&format!("; {REAL_TRAFFIC} {}", real.summary()));
                     judged.push((REAL_TRAFFIC, ProbeStats::from(&real)));

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::cf::logs::{HttpTimer, Logs};
+use crate::cf::logs::{HttpTimer, Logs, TimerFollower};
 use crate::config::ErrorStatuses;
 use crate::verify::kpi::ProbeStats;
 
@@ -51,16 +51,28 @@ impl From<&Traffic> for ProbeStats {
     }
 }
 
-/// The traffic of `app_guid` with `start_ns <= timestamp < end_ns` (nanoseconds since the epoch).
-pub(crate) async fn window(
-    logs: &Logs,
-    app_guid: &str,
-    start_ns: i64,
-    end_ns: i64,
-    error_statuses: &ErrorStatuses,
-) -> crate::cf::Result<Traffic> {
-    let read = logs.http_timers(app_guid, start_ns, end_ns).await?;
-    Ok(Traffic { complete: read.complete, ..analyse(&read.timers, error_statuses) })
+/// An app's traffic from a start time on, read from Log Cache as it arrives: each update reads only the timers
+/// that are new and judges the whole window.
+pub(crate) struct TrafficWindow {
+    follower: TimerFollower,
+    timers: Vec<HttpTimer>,
+    /// False once a read could not take everything Log Cache held.
+    complete: bool,
+}
+
+impl TrafficWindow {
+    /// The traffic of `app_guid` from `start_ns` (nanoseconds since the epoch) on.
+    pub(crate) fn since(logs: &Logs, app_guid: &str, start_ns: i64) -> TrafficWindow {
+        TrafficWindow { follower: logs.follow_timers(app_guid, start_ns), timers: Vec::new(), complete: true }
+    }
+
+    /// The window's traffic until `end_ns`.
+    pub(crate) async fn until(&mut self, end_ns: i64, error_statuses: &ErrorStatuses) -> crate::cf::Result<Traffic> {
+        let read = self.follower.poll(end_ns).await?;
+        self.timers.extend(read.timers);
+        self.complete &= read.complete;
+        Ok(Traffic { complete: self.complete, ..analyse(&self.timers, error_statuses) })
+    }
 }
 
 /// The figures of a set of timers, one request per request id.

@@ -29,7 +29,8 @@ fn production_v1(sim: &Sim, put: &PutDir) -> String {
     v1["app_guid"].as_str().unwrap().to_owned()
 }
 
-/// More timers than one page holds (each request leaves a Server and a Client timer), all read, each once.
+/// More timers than one page holds (each request leaves a Server and a Client timer), all read, each once, in one
+/// read or followed in several.
 #[test]
 fn the_timers_of_a_window_are_read_page_by_page() {
     let sim = start_sim_with(|_| {});
@@ -53,6 +54,14 @@ fn the_timers_of_a_window_are_read_page_by_page() {
     assert_eq!((server, client), (600, 600));
     assert!(window.timers.windows(2).all(|w| w[0].timestamp <= w[1].timestamp), "oldest first");
     assert!(window.timers.iter().all(|t| t.status == Some(200) && t.duration_ns.is_some_and(|ns| ns > 0)));
+    // Followed in two polls, the same timers, each once.
+    let middle = window.timers[700].timestamp;
+    let (first, second) = runtime.block_on(async {
+        let mut follower = connect(&sim).await.logs().follow_timers(&app, before);
+        (follower.poll(middle).await.unwrap(), follower.poll(after).await.unwrap())
+    });
+    assert_eq!((first.timers.len(), second.timers.len()), (700, 500));
+    assert_eq!([first.timers, second.timers].concat(), window.timers);
     let empty =
         runtime.block_on(async { connect(&sim).await.logs().http_timers(&app, after, now_ns()).await.unwrap() });
     assert_eq!((empty.timers.len(), empty.complete), (0, true));
