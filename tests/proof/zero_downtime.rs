@@ -1,7 +1,9 @@
 //! Zero downtime under heavy load: at least 200 requests/s to the production route through the router for the
 //! whole deploy — every 10th a slow one (1 s), every 3rd on a new connection, the rest on kept-alive ones —
 //! with a route propagation delay of 1 s. Not one request may fail (any non-2xx or connection error counts);
-//! responses switch from v1 to v2 once, and the moment they switch is reported. With 2 and with 4 instances.
+//! responses switch from v1 to v2 once, and the moment they switch is reported. With 2 and with 4 instances,
+//! and once at a real foundation's API latency (every CC, UAA and Log Cache answer 150 ms late), where the deploy
+//! sends requests side by side.
 
 use std::time::Duration;
 
@@ -15,17 +17,20 @@ use cf_sim::load::{self, LoadConfig};
 
 const RATE: u32 = 200;
 const PROPAGATION: Duration = Duration::from_secs(1);
+/// How long the load may run at most, whatever happens to the deploy.
+const LOAD_BOUND: Duration = Duration::from_secs(120);
 
 fn params(version: &str) -> Value {
     // Blue keeps running, unrouted, for longer than the router takes to learn the swap plus a slow request.
     json!({"path": "app", "manifest": "ci/manifest.yml", "environment_variables": {"APP_VERSION": version}, "drain": "3s"})
 }
 
-fn deploy_under_load(instances: u32) {
+fn deploy_under_load(instances: u32, api_latency_ms: u64) {
     let _heavy = harness::heavy();
     let sim = start_sim_with(|c| {
         c.route_propagation_delay_ms = PROPAGATION.as_millis() as u64;
         c.stop_grace_ms = 5000;
+        c.api_latency_ms = api_latency_ms;
     });
     let put = PutDir::with_sample_app();
     put.write("ci/manifest.yml", &manifest(&sim, "myapp", instances, &["myapp"], &[]));
@@ -33,7 +38,8 @@ fn deploy_under_load(instances: u32) {
     wait_until_serving(&sim, "myapp", "v1");
 
     let host = format!("myapp.{}", sim.info().domain);
-    let load = load::start(LoadConfig::heavy(&sim.info().router, &host, RATE));
+    let load =
+        load::start(LoadConfig { max_duration: LOAD_BOUND, ..LoadConfig::heavy(&sim.info().router, &host, RATE) });
     std::thread::sleep(Duration::from_secs(2));
     let deploy_started = load.elapsed();
     deploy(&sim, &put, "myapp", params("v2"));
@@ -45,7 +51,7 @@ fn deploy_under_load(instances: u32) {
     let first_v2 = report.first_answer_by("v2");
     let last_v1 = report.last_answer_by("v1");
     let secs = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64());
-    eprintln!("{instances} instances: {}", report.describe());
+    eprintln!("{instances} instances, API latency {api_latency_ms} ms: {}", report.describe());
     eprintln!(
         "deploy from +{:.2}s to +{:.2}s; first v2 answer at +{:.2}s, last v1 answer at +{:.2}s",
         deploy_started.as_secs_f64(),
@@ -55,7 +61,8 @@ fn deploy_under_load(instances: u32) {
     );
     summary::record(
         "zero-downtime",
-        json!({"test": format!("{RATE} req/s during a deploy, {instances} instances"), "requests": report.total(),
+        json!({"test": format!("{RATE} req/s during a deploy, {instances} instances{}", latency_note(api_latency_ms)),
+               "requests": report.total(),
                "failed": report.failures().len(), "rate": report.rate(), "slow": report.slow(),
                "new_connections": report.new_connections(), "deploy_from": deploy_started.as_secs_f64(),
                "deploy_to": deploy_finished.as_secs_f64(), "first_v2": secs(first_v2), "last_v1": secs(last_v1),
@@ -75,12 +82,21 @@ fn deploy_under_load(instances: u32) {
     );
 }
 
+fn latency_note(api_latency_ms: u64) -> String {
+    if api_latency_ms == 0 { String::new() } else { format!(", API answers {api_latency_ms} ms late") }
+}
+
 #[test]
 fn two_hundred_requests_a_second_through_a_deploy_with_two_instances() {
-    deploy_under_load(2);
+    deploy_under_load(2, 0);
 }
 
 #[test]
 fn two_hundred_requests_a_second_through_a_deploy_with_four_instances() {
-    deploy_under_load(4);
+    deploy_under_load(4, 0);
+}
+
+#[test]
+fn two_hundred_requests_a_second_through_a_deploy_at_150_ms_api_latency() {
+    deploy_under_load(2, 150);
 }
