@@ -248,7 +248,7 @@ fn credentials(keys: UserOrClient, missing: &mut Vec<String>, problems: &mut Vec
                             .into(),
                     );
                 }
-                let assertion = Some(assertion).filter(|a| !a.trim().is_empty());
+                let assertion = Some(assertion.trim().to_owned()).filter(|a| !a.is_empty());
                 both(("client_id", client_id), ("client_assertion", assertion), missing)
                     .map(|(id, assertion)| Credentials::ClientAssertion { id, assertion })
             }
@@ -415,6 +415,11 @@ mod tests {
         );
         let debug = format!("{source:?}");
         assert!(debug.contains("deployer") && !debug.contains("sig-not-shown-4"), "{debug}");
+        // A token read from a file keeps its newline; UAA would not parse it with one.
+        let mut with_newline = client_with_assertion();
+        with_newline["client_assertion"] = json!(format!("{}\n", assertion()));
+        let source = Source::parse(with_newline).unwrap();
+        assert!(matches!(&source.credentials, Credentials::ClientAssertion { assertion: a, .. } if *a == assertion()));
     }
 
     #[test]
