@@ -138,6 +138,12 @@ pub fn dump_state(state: &CcState) -> Value {
         .values()
         .map(|b| json!({"guid": b.common.guid, "name": b.name, "app": b.app_guid, "service_instance": b.service_instance_guid, "metadata": b.common.metadata}))
         .collect();
+    let mut policies: Vec<Value> = state
+        .policies
+        .iter()
+        .map(|p| json!({"source": p.source, "destination": p.destination, "protocol": p.protocol, "ports": [p.start, p.end]}))
+        .collect();
+    policies.sort_by_key(Value::to_string);
     json!({
         "organizations": sorted(orgs),
         "spaces": sorted(spaces),
@@ -149,6 +155,7 @@ pub fn dump_state(state: &CcState) -> Value {
         "builds": sorted(builds),
         "service_instances": sorted(service_instances),
         "service_credential_bindings": sorted(bindings),
+        "network_policies": policies,
     })
 }
 
