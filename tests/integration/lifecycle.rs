@@ -64,11 +64,13 @@ fn metadata(answer: &Value, name: &str) -> Value {
 #[test]
 fn a_failing_migration_task_leaves_production_untouched_and_its_output_in_the_log() {
     let (sim, put, v1) = production_v1();
-    let task = json!({"command": "echo \"migrating to $APP_VERSION\"; echo 'relation users is locked' >&2; exit 4"});
+    let command = "echo \"migrating to $APP_VERSION with $MEMORY_LIMIT\"; echo 'relation users is locked' >&2; exit 4";
+    let task = json!({"command": command});
     let run = out(&sim, &put, "myapp", with_task(params("v2"), task));
 
     run.assert_clean_failure("the task 'migrate' failed: APP/TASK/migrate: Exited with status 4");
     assert!(run.stderr.contains("migrating to v2"), "the task's output is in the log, with the candidate's env");
+    assert!(run.stderr.contains("with 64m"), "without a memory of its own the task gets the web process's (64M)");
     assert!(run.stderr.contains("relation users is locked"), "its stderr too");
     assert_eq!(apps(&sim), [("myapp".to_owned(), "STARTED".to_owned())], "the candidate is gone");
     assert_eq!(app_named(&sim, "myapp").unwrap()["guid"], v1["app_guid"]);
