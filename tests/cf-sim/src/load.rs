@@ -257,11 +257,16 @@ impl LoadHandle {
         LoadReport { samples: self.samples.lock().unwrap().clone(), duration: self.started.elapsed() }
     }
 
-    /// Stops sending, waits for the requests in flight and returns everything.
-    pub fn stop(mut self) -> LoadReport {
-        self.stop.store(true, Ordering::SeqCst);
+    /// Waits until the load ends by itself (its request or time budget), then returns everything.
+    pub fn finish(mut self) -> LoadReport {
         self.thread.take().expect("joined once").join().expect("the load thread does not panic");
         LoadReport { samples: std::mem::take(&mut *self.samples.lock().unwrap()), duration: self.started.elapsed() }
+    }
+
+    /// Stops sending, waits for the requests in flight and returns everything.
+    pub fn stop(self) -> LoadReport {
+        self.stop.store(true, Ordering::SeqCst);
+        self.finish()
     }
 }
 
