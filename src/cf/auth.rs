@@ -237,10 +237,11 @@ fn explain_refused_assertion(description: &str, claims: &AssertionClaims, expect
                     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(nbf.max(0) as u64))
                 )
             } else if !audiences.contains(&expected_aud) {
+                let audiences = if audiences.is_empty() { "none".to_owned() } else { audiences.join(", ") };
                 format!(
-                    "its audience ({}) is not UAA's token endpoint {expected_aud} nor the audience of the client's \
-                     federated credential",
-                    if audiences.is_empty() { "none".to_owned() } else { audiences.join(", ") }
+                    "its audience ({audiences}) is not UAA's token endpoint {expected_aud} (unless the client's \
+                     federated credential names that audience: then its signature does not verify with the keys \
+                     issuer '{iss}' publishes)"
                 )
             } else if claims.jti.as_ref().is_none_or(serde_json::Value::is_null) {
                 format!(
@@ -614,7 +615,8 @@ mod tests {
         assert_eq!(
             explain("Unauthorized client_assertion", &claims(now + 600, "https://other/oauth/token")),
             "its audience (https://other/oauth/token) is not UAA's token endpoint https://uaa.example.com/oauth/token \
-             nor the audience of the client's federated credential"
+             (unless the client's federated credential names that audience: then its signature does not verify with \
+             the keys issuer 'https://ci.example.com' publishes)"
         );
         assert!(explain("Unauthorized client_assertion", &good).starts_with("its signature does not verify"));
         let without_jti = AssertionClaims { jti: None, ..good.clone() };
