@@ -71,8 +71,8 @@ pub(crate) async fn drain_and_watch(
         window.extend(kpi::round(&ctx.route_client, &routes, gates, ROUND_REQUESTS).await);
         rounds += 1;
         let probe = window.stats();
-        let mut judged = vec![(PROBE, probe.clone())];
         let mut line = format!("watch round {rounds}, the window so far: probe {}", probe.summary());
+        let mut judged = vec![(PROBE, probe)];
         if real_traffic {
             match real_window.until(now_ns(), &gates.error_statuses).await {
                 Ok(real) => {
