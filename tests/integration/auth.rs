@@ -44,7 +44,9 @@ fn token_endpoint(sim: &Sim) -> String {
     format!("{}/oauth/token", sim.info().uaa)
 }
 
-/// Runs `out` for [`APP`] as the client [`CLIENT`] with `assertion` instead of a secret.
+/// Runs `out` for [`APP`] as the client [`CLIENT`] with `assertion` instead of a secret, tracing every request, and
+/// checks that neither the assertion nor its signature was printed (the secrets scan of [`run_resource`] checks
+/// the assertion's other forms and every token the sim issued).
 fn out_with_assertion(sim: &Sim, put: &PutDir, assertion: &str) -> Run {
     let mut source: Value = source(sim, APP);
     let fields = source.as_object_mut().unwrap();
@@ -52,6 +54,8 @@ fn out_with_assertion(sim: &Sim, put: &PutDir, assertion: &str) -> Run {
     fields.remove("password");
     fields.insert("client_id".into(), json!(CLIENT));
     fields.insert("client_assertion".into(), json!(assertion));
+    // Every request traced too: no line may carry the assertion.
+    fields.insert("verbose".into(), json!(true));
     let params = json!({"path": "app", "manifest": "ci/manifest.yml"});
     let run = run_resource("out", &[put.path().to_str().unwrap()], &out_request(&source, Some(params)), BUILD_ENV);
     eprintln!("---- out with a client assertion exited {}\n{}", run.status, run.stderr);
