@@ -138,6 +138,7 @@ pub struct HttpTimer {
     /// `stop - start` in nanoseconds; `None` when either is missing or they are out of order.
     pub duration_ns: Option<i64>,
     pub request_id: Option<String>,
+    pub user_agent: Option<String>,
     pub instance: String,
 }
 
@@ -206,6 +207,7 @@ pub(crate) fn decode_http_timers(body: &[u8]) -> std::result::Result<Vec<HttpTim
                 status: e.tag("status_code").and_then(|s| s.trim().parse().ok()),
                 duration_ns,
                 request_id: e.tag("request_id").filter(|id| !id.is_empty()),
+                user_agent: e.tag("user_agent").filter(|agent| !agent.is_empty()),
                 instance: e.instance_id.clone(),
             })
         })
@@ -482,7 +484,7 @@ mod tests {
     fn http_timers_decode_in_every_form_log_cache_sends() {
         let body = br#"{"envelopes":{"batch":[
             {"timestamp":"1700000000000000100","source_id":"app","instance_id":"0",
-             "tags":{"peer_type":"Server","status_code":"503","request_id":"r1","method":"GET"},
+             "tags":{"peer_type":"Server","status_code":"503","request_id":"r1","method":"GET","user_agent":"curl/8"},
              "timer":{"name":"http","start":"1700000000000000000","stop":"1700000000080000000"}},
             {"timestamp":1700000000000000200,"sourceId":"app","instanceId":"1",
              "deprecatedTags":{"peer_type":{"text":"Client"},"status_code":{"integer":"200"}},
@@ -503,6 +505,7 @@ mod tests {
                 status: Some(503),
                 duration_ns: Some(80_000_000),
                 request_id: Some("r1".into()),
+                user_agent: Some("curl/8".into()),
                 instance: "0".into(),
             }
         );

@@ -1,7 +1,7 @@
 //! Phase 6, and every other wait for an app that production routes no longer reach: it keeps running, unrouted,
 //! for `drain` — routers learn route changes asynchronously and requests in flight must finish. With `watch`,
 //! production is judged meanwhile (like a post-promotion analysis) from two sources: the probe's rounds, and its
-//! real traffic as Log Cache recorded it (gorouter's `http` timers, the probe's own requests among them). The
+//! real traffic as Log Cache recorded it (gorouter's `http` timers; the resource's own requests counted aside). The
 //! gates judge each source's whole window once it holds `kpi.min_requests` requests; if a gate fails, production
 //! is swapped back to blue, which is still running. Log Cache trouble never fails the watch: it goes on with the
 //! probe alone and says so.

@@ -110,7 +110,7 @@ impl RouteClient {
                 .timeout(request_timeout)
                 .connect_timeout(connect_timeout(request_timeout))
                 .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("cf-blue-green-resource/", env!("CARGO_PKG_VERSION")))
+                .user_agent(crate::cf::client::USER_AGENT)
         };
         let build =
             |builder: reqwest::ClientBuilder| builder.build().context("cannot build the HTTP client for app routes");

@@ -6,11 +6,13 @@
 //! backend attempt) with the same `request_id`; operators may turn either off. A request counts once: its
 //! `Server` timer when there is one, else its last `Client` attempt (no answer, status 0, is an error); timers
 //! without a request id count on their own. A timer without a status counts as a request of unknown outcome, not
-//! as an error.
+//! as an error. The resource's own requests (its probe and checks, by their `User-Agent`) are not users' and are
+//! only counted aside.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::cf::client::USER_AGENT;
 use crate::cf::logs::{HttpTimer, Logs, TimerFollower};
 use crate::config::ErrorStatuses;
 use crate::verify::kpi::ProbeStats;
@@ -22,6 +24,8 @@ pub(crate) struct Traffic {
     pub(crate) errors: u32,
     /// Requests whose timer carried no status.
     pub(crate) unknown_status: u32,
+    /// The resource's own requests in the window, not counted in the figures.
+    pub(crate) own_requests: u32,
     pub(crate) by_status: BTreeMap<u16, u32>,
     pub(crate) p50_ms: f64,
     pub(crate) p95_ms: f64,
@@ -35,10 +39,16 @@ impl Traffic {
         if self.requests == 0 { 0.0 } else { f64::from(self.errors) / f64::from(self.requests) }
     }
 
-    /// `412 req, 0.2% errors, p95 84 ms`.
+    /// `412 req, 0.2% errors, p95 84 ms (40 of the resource's own not counted)`.
     pub(crate) fn summary(&self) -> String {
         let partial = if self.complete { "" } else { " (the window's first part only)" };
-        format!("{} req, {:.1}% errors, p95 {:.0} ms{partial}", self.requests, self.error_rate() * 100.0, self.p95_ms)
+        let own = if self.own_requests > 0 {
+            format!(" ({} of the resource's own not counted)", self.own_requests)
+        } else {
+            String::new()
+        };
+        let (requests, errors, p95) = (self.requests, self.error_rate() * 100.0, self.p95_ms);
+        format!("{requests} req, {errors:.1}% errors, p95 {p95:.0} ms{own}{partial}")
     }
 }
 
@@ -79,6 +89,7 @@ impl TrafficWindow {
 pub(crate) fn analyse(timers: &[HttpTimer], error_statuses: &ErrorStatuses) -> Traffic {
     let mut requests: BTreeMap<&str, &HttpTimer> = BTreeMap::new();
     let mut anonymous: Vec<&HttpTimer> = Vec::new();
+    let own = |t: &HttpTimer| t.user_agent.as_deref() == Some(USER_AGENT);
     for timer in timers {
         let Some(id) = timer.request_id.as_deref() else {
             anonymous.push(timer);
@@ -97,6 +108,7 @@ pub(crate) fn analyse(timers: &[HttpTimer], error_statuses: &ErrorStatuses) -> T
         requests: 0,
         errors: 0,
         unknown_status: 0,
+        own_requests: 0,
         by_status: BTreeMap::new(),
         p50_ms: 0.0,
         p95_ms: 0.0,
@@ -105,6 +117,10 @@ pub(crate) fn analyse(timers: &[HttpTimer], error_statuses: &ErrorStatuses) -> T
     };
     let mut latencies: Vec<Duration> = Vec::new();
     for timer in requests.into_values().chain(anonymous) {
+        if own(timer) {
+            traffic.own_requests += 1;
+            continue;
+        }
         traffic.requests += 1;
         match timer.status {
             None => traffic.unknown_status += 1,
@@ -137,6 +153,7 @@ mod tests {
             status,
             duration_ns: Some(ms * 1_000_000),
             request_id: id.map(str::to_string),
+            user_agent: Some("browser/1".into()),
             instance: "0".into(),
         }
     }
@@ -182,5 +199,16 @@ mod tests {
         let empty = analyse(&[], &ErrorStatuses::default());
         assert_eq!((empty.requests, empty.error_rate(), empty.p95_ms), (0, 0.0, 0.0));
         assert_eq!(empty.summary(), "0 req, 0.0% errors, p95 0 ms");
+    }
+
+    #[test]
+    fn the_resources_own_requests_are_counted_aside() {
+        let probe =
+            |id| HttpTimer { user_agent: Some(USER_AGENT.into()), ..timer(Some(id), Some("Server"), Some(200), 1, 1) };
+        let timers = [probe("p1"), probe("p2"), timer(Some("u1"), Some("Server"), Some(500), 90, 2)];
+        let traffic = analyse(&timers, &ErrorStatuses::default());
+        assert_eq!((traffic.requests, traffic.errors, traffic.own_requests), (1, 1, 2));
+        assert_eq!(traffic.p95_ms, 90.0);
+        assert_eq!(traffic.summary(), "1 req, 100.0% errors, p95 90 ms (2 of the resource's own not counted)");
     }
 }

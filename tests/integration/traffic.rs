@@ -94,6 +94,7 @@ fn the_watch_judges_production_by_its_real_traffic() {
     assert!(run.last_line().contains("production was swapped back to myapp"), "{}", run.last_line());
     assert!(run.stderr.contains("real traffic (Log Cache) "), "each round names both sources:\n{}", run.stderr);
     assert!(run.stderr.contains("probe "), "{}", run.stderr);
+    assert!(run.stderr.contains("of the resource's own not counted"), "the probe is not users:\n{}", run.stderr);
     assert!(report.by_path()["/backend"] > 0, "{}", report.describe());
     assert_eq!(app_named(&sim, "myapp").unwrap()["guid"], json!(v1), "production is blue again");
 }
