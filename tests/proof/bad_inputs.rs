@@ -196,7 +196,7 @@ fn cases(fx: &Fixtures) -> Vec<Case> {
         out_source(
             "neither credential pair",
             with(with(src.clone(), &["username"], Value::Null), &["password"], Value::Null),
-            "source needs credentials: username and password, or client_id and client_secret",
+            "source needs credentials: username and password, client_id and client_secret, or client_id and client_assertion",
         ),
         out_source(
             "a username without a password",
@@ -509,7 +509,7 @@ fn cases(fx: &Fixtures) -> Vec<Case> {
         (
             "neither credential pair",
             json!({"source": neither_pair}).to_string(),
-            "source needs credentials: username and password, or client_id and client_secret",
+            "source needs credentials: username and password, client_id and client_secret, or client_id and client_assertion",
         ),
     ];
     for (name, stdin, expect) in shared {
