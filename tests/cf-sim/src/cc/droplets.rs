@@ -220,7 +220,16 @@ async fn create(
         if source.state != DropletState::Staged {
             return Err(ApiError::unprocessable("Source droplet is not staged."));
         }
-        let droplet = Droplet { common, app_guid, state: DropletState::Copying, error: None, ..source.clone() };
+        // DropletCopy (app/actions/droplet_copy.rb) clones process types, receipts and execution metadata, not
+        // the package: a copy was staged from no package of its app.
+        let droplet = Droplet {
+            common,
+            app_guid,
+            package_guid: None,
+            state: DropletState::Copying,
+            error: None,
+            ..source.clone()
+        };
         let body = present::droplet(&ctx.urls.api, &droplet);
         state.droplets.insert(guid.clone(), droplet);
         drop(state);

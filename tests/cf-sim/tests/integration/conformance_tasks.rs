@@ -218,5 +218,14 @@ async fn a_package_stages_again_into_a_new_droplet_here_and_copied_into_another_
     let droplet = api.get(&format!("/v3/droplets/{}", staged["droplet"]["guid"].as_str().unwrap())).await.json();
     assert_eq!(droplet["relationships"]["app"]["data"]["guid"], green.as_str());
     assert_eq!(droplet["process_types"]["web"], "python3 server.py");
+
+    let copy = api
+        .post(
+            &format!("/v3/droplets?source_guid={}", droplet["guid"].as_str().unwrap()),
+            json!({"relationships": {"app": {"data": {"guid": app}}}}),
+        )
+        .await;
+    assert_eq!(copy.status, 201, "{}", copy.text());
+    assert_eq!(copy.json()["links"].get("package"), None, "a copied droplet was staged from no package");
     sim.stop();
 }
