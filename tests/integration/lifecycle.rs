@@ -202,3 +202,19 @@ fn a_dry_run_plans_the_task_and_the_restage_and_changes_nothing() {
     assert!(run.stderr.contains("run the task 'migrate' on myapp-green's droplet before it starts: bin/migrate"));
     assert_eq!(sim.state_dump(), before, "a dry run changes nothing");
 }
+
+#[test]
+fn restage_refuses_a_production_droplet_that_was_copied_and_leaves_it_serving() {
+    let (sim, put, _) = production_v1();
+    let mut redeploy = params("v1");
+    redeploy.as_object_mut().unwrap().remove("path");
+    let copied = deploy(&sim, &put, "myapp", redeploy.clone());
+    redeploy["restage"] = json!(true);
+    let run = out(&sim, &put, "myapp", redeploy);
+    run.assert_clean_failure(
+        "was not staged from a package (it was copied or uploaded); deploy its bits with params.path",
+    );
+    assert_eq!(apps(&sim)[0], ("myapp".to_owned(), "STARTED".to_owned()));
+    assert_eq!(app_named(&sim, "myapp").unwrap()["guid"], copied["app_guid"]);
+    wait_until_serving(&sim, "myapp", "v1");
+}
