@@ -127,11 +127,10 @@ impl Candidate {
                 put_dir: &ctx.put_dir,
                 put_time_left: ctx.within(ctx.params.timeouts.overall)?,
             };
-            let gate = gate::verify(&target, &ctx.params, ctx.within(ctx.params.timeouts.verify)?);
-            // Recovery treats `verifying` as `pushing`: the journal is written while the checks run.
-            let (recorded, verified) = tokio::join!(self.lock.record(|j| j.phase = Phase::Verifying), gate);
-            recorded?;
-            verified
+            // Recovery treats `verifying` as `pushing`: the journal is written while the checks run (the swap's
+            // own journal write waits for it).
+            self.lock.record_behind(|j| j.phase = Phase::Verifying).await?;
+            gate::verify(&target, &ctx.params, ctx.within(ctx.params.timeouts.verify)?).await
         };
         self.or_release(ctx, abort::or_abort(verified).await).await
     }

@@ -25,6 +25,8 @@ pub(crate) struct Lock {
     pub(crate) app: App,
     journal: Arc<Mutex<Journal>>,
     renewer: JoinHandle<()>,
+    /// A journal write [`Lock::record_behind`] started and nobody has waited for yet.
+    behind: std::sync::Mutex<Option<JoinHandle<Result<()>>>>,
 }
 
 impl Drop for Lock {
@@ -38,11 +40,38 @@ impl Lock {
     /// locked until the write is done, so a renewal can never write an older phase over a newer one.
     /// A change whose write fails is not kept, so no later renewal can publish it.
     pub(crate) async fn record(&self, change: impl FnOnce(&mut Journal)) -> Result<()> {
+        self.catch_up().await?;
         let mut journal = self.journal.lock().await;
         let mut changed = journal.clone();
         change(&mut changed);
         *journal = renew(&self.cf, &self.app.guid, &changed).await?;
         Ok(())
+    }
+
+    /// [`Lock::record`] without waiting for the write: it holds the journal until it is done, so every later
+    /// write (and renewal) comes after it, and the next [`Lock::record`] or [`Lock::ensure_held`] fails with its
+    /// error. For a phase recovery treats like the one before, written while the work it names goes on.
+    pub(crate) async fn record_behind(&self, change: impl FnOnce(&mut Journal)) -> Result<()> {
+        self.catch_up().await?;
+        let mut journal = self.journal.clone().lock_owned().await;
+        let mut changed = journal.clone();
+        change(&mut changed);
+        let (cf, guid) = (self.cf.clone(), self.app.guid.clone());
+        let write = tokio::spawn(async move {
+            *journal = renew(&cf, &guid, &changed).await?;
+            Ok(())
+        });
+        *self.behind.lock().expect("never poisoned") = Some(write);
+        Ok(())
+    }
+
+    /// Waits for the write [`Lock::record_behind`] started, if any, and answers its outcome.
+    async fn catch_up(&self) -> Result<()> {
+        let behind = self.behind.lock().expect("never poisoned").take();
+        match behind {
+            Some(write) => write.await.context("writing the deploy journal")?,
+            None => Ok(()),
+        }
     }
 
     pub(crate) async fn journal(&self) -> Journal {
@@ -52,6 +81,7 @@ impl Lock {
     /// Fails when the lease was last renewed longer ago than it lasts (the API was out of reach): another deploy
     /// may have taken this one for dead and be recovering it, so this one must not move production.
     pub(crate) async fn ensure_held(&self) -> Result<()> {
+        self.catch_up().await?;
         let journal = self.journal.lock().await;
         if journal.is_stale(SystemTime::now()) {
             bail!(
@@ -247,5 +277,5 @@ fn start_renewing(cf: &CfClient, app: App, journal: Journal) -> Lock {
             }
         })
     };
-    Lock { cf: cf.clone(), app, journal, renewer }
+    Lock { cf: cf.clone(), app, journal, renewer, behind: std::sync::Mutex::new(None) }
 }

@@ -37,7 +37,7 @@ use self::context::Context;
 use self::inputs::Prepared;
 use self::lock::Take;
 use self::phases::Phases;
-use self::plan::{Apps, Plan, Target};
+use self::plan::{Apps, Plan};
 use self::promotion::Verified;
 use crate::cf::CfClient;
 use crate::cf::apps::{App, NewApp};
@@ -61,7 +61,9 @@ pub async fn run(request: OutRequest) -> Result<VersionResult> {
         log::detail(format_args!("deploying {} as {}", prepared.payload.describe(), request.source.names.production));
     }
     let cf = CfClient::connect(request.source.client_settings()?).await.context("connecting to Cloud Foundry")?;
-    let target = Target::resolve(&cf, &request.source).await?;
+    // The apps are looked at beside the space when the candidate's lifecycle depends on production's.
+    let with_apps = prepared.as_ref().is_some_and(|p| !request.params.dry_run && plan::lifecycle_needs_production(p));
+    let (target, seen) = Apps::read_beside_target(&cf, &request.source, with_apps).await?;
     log::detail(format_args!("target: {} / {} on {}", target.org.name, target.space.name, request.source.api));
     // The last checks that need the API or DNS, still before anything is changed.
     let route_client = route_client(&request.source, &cf).await?;
@@ -74,15 +76,16 @@ pub async fn run(request: OutRequest) -> Result<VersionResult> {
     match prepared {
         None => rollback::run(&mut ctx).await,
         Some(prepared) if ctx.params.dry_run => dry_run::run(&ctx, prepared).await,
-        Some(prepared) => deploy(&mut ctx, prepared).await,
+        Some(prepared) => deploy(&mut ctx, prepared, seen.and_then(|apps| apps.production)).await,
     }
 }
 
-/// Phases 2–7 of a deploy: lock, push, verify, then the swap and what follows it.
-async fn deploy(ctx: &mut Context, prepared: Prepared) -> Result<VersionResult> {
+/// Phases 2–7 of a deploy: lock, push, verify, then the swap and what follows it. `seen`: production as found
+/// before the lock, when the candidate's lifecycle depends on it.
+async fn deploy(ctx: &mut Context, prepared: Prepared, seen: Option<App>) -> Result<VersionResult> {
     let green_name = ctx.source.names.green();
     ctx.phases.start("lock", &format!("Taking the deploy lock ({green_name})"));
-    let (lifecycle, seen) = candidate_lifecycle(ctx, &prepared).await?;
+    let lifecycle = plan::candidate_lifecycle(&prepared, seen.as_ref());
     let new_app = NewApp {
         space_guid: ctx.target.space.guid.clone(),
         lifecycle: (lifecycle != BUILDPACK).then(|| Lifecycle { kind: lifecycle.into(), data: Default::default() }),
@@ -105,17 +108,6 @@ async fn deploy(ctx: &mut Context, prepared: Prepared) -> Result<VersionResult> 
     let blue = blue.map(|b| b.app);
     let verified = Verified { candidate, blue, previous: apps.previous, prod_routes, pushed, gate };
     promotion::swap_in(ctx, verified).await
-}
-
-/// The lifecycle type the candidate is created with (production's app is read only when it matters), and the
-/// production app seen.
-async fn candidate_lifecycle(ctx: &Context, prepared: &Prepared) -> Result<(&'static str, Option<App>)> {
-    let production = if plan::lifecycle_needs_production(prepared) {
-        Apps::read(&ctx.cf, &ctx.target.space.guid, &ctx.source.names).await?.production
-    } else {
-        None
-    };
-    Ok((plan::candidate_lifecycle(prepared, production.as_ref()), production))
 }
 
 /// Reads what the foundation looks like now (under the lock; production `seen` before it is read beside the

@@ -87,10 +87,42 @@ pub(crate) struct Apps {
 
 impl Apps {
     pub(crate) async fn read(cf: &CfClient, space_guid: &str, names: &AppNames) -> Result<Apps> {
-        let wanted = [names.production.clone(), names.green(), names.previous()];
-        let filter =
-            AppFilter { names: wanted.to_vec(), space_guids: vec![space_guid.to_owned()], ..AppFilter::default() };
-        let apps = cf.apps().list_filtered(&filter).await?;
+        let filter = AppFilter { space_guids: vec![space_guid.to_owned()], ..Apps::named(names) };
+        Apps::found(cf, names, cf.apps().list_filtered(&filter).await?).await
+    }
+
+    /// The space and its organization, and (`with_apps`) the apps as they are: asked for side by side, the apps
+    /// in every space the user sees (one list), those of the space kept once it is known.
+    pub(crate) async fn read_beside_target(
+        cf: &CfClient,
+        source: &Source,
+        with_apps: bool,
+    ) -> Result<(Target, Option<Apps>)> {
+        let named = async {
+            match with_apps {
+                true => cf.apps().list_filtered(&Apps::named(&source.names)).await.map(Some),
+                false => Ok(None),
+            }
+        };
+        let (target, named) = tokio::join!(Target::resolve(cf, source), named);
+        let target = target?;
+        let apps = match named? {
+            Some(apps) => {
+                let here = apps.into_iter().filter(|a| a.space_guid() == Some(target.space.guid.as_str())).collect();
+                Some(Apps::found(cf, &source.names, here).await?)
+            }
+            None => None,
+        };
+        Ok((target, apps))
+    }
+
+    /// The filter for the apps of a deploy, in any space.
+    fn named(names: &AppNames) -> AppFilter {
+        AppFilter { names: vec![names.production.clone(), names.green(), names.previous()], ..AppFilter::default() }
+    }
+
+    /// The apps of a deploy among `apps` (of one space).
+    async fn found(cf: &CfClient, names: &AppNames, apps: Vec<App>) -> Result<Apps> {
         let find = |name: &str| apps.iter().find(|a| a.name.eq_ignore_ascii_case(name)).cloned();
         // Production's and the previous version's droplets matter (redeploy, rollback, the version answered).
         let with_droplet = |app: Option<App>| async {
