@@ -316,6 +316,12 @@ struct RawOutParams {
     task: Option<RawTask>,
     #[serde(default)]
     restage: bool,
+    #[serde(default)]
+    hold: bool,
+    #[serde(default)]
+    promote: bool,
+    #[serde(default)]
+    abort: bool,
 }
 
 /// Where the candidate's code comes from.
@@ -370,6 +376,12 @@ pub struct OutParams {
     pub(crate) rollback: bool,
     pub(crate) dry_run: bool,
     pub(crate) task: Option<TaskParams>,
+    /// Stop once the candidate is verified, before any production traffic, until a put with `promote` or `abort`.
+    pub(crate) hold: bool,
+    /// Verify the held candidate again and swap it in.
+    pub(crate) promote: bool,
+    /// Remove the held candidate.
+    pub(crate) abort: bool,
 }
 
 /// The defaults of the put params README.md's `out` table states (a test reads them there).
@@ -424,6 +436,7 @@ impl RawOutParams {
         if self.rollback {
             self.rollback_problems(&given, &mut problems);
         }
+        self.approval_problems(&given, &mut problems);
         if self.restage {
             for key in &given {
                 problems.push(format!(
@@ -486,6 +499,40 @@ impl RawOutParams {
         }
     }
 
+    /// `hold` leaves a new candidate waiting for approval; `promote` and `abort` act on the one waiting, so
+    /// nothing that builds or configures a candidate applies to them, and each excludes the other two.
+    fn approval_problems(&self, sources_given: &[&str], problems: &mut Vec<String>) {
+        if self.hold && self.rollback {
+            problems
+                .push("params.hold holds a new candidate for approval; params.rollback cannot be used with it".into());
+        }
+        if self.promote && self.abort {
+            problems.push("params.promote and params.abort cannot be combined; give one of them".into());
+        }
+        let acting = [
+            ("promote", self.promote, "swaps in the held candidate"),
+            ("abort", self.abort, "removes the held candidate"),
+        ];
+        let Some((key, _, does)) = acting.into_iter().find(|(_, given, _)| *given) else { return };
+        let unused = [
+            ("manifest", self.manifest.is_some()),
+            ("vars", !self.vars.is_empty()),
+            ("vars_files", !self.vars_files.is_empty()),
+            ("environment_variables", !self.environment_variables.is_empty()),
+            ("secret_environment_variables", !self.secret_environment_variables.is_empty()),
+            ("health_check", self.health_check.is_some()),
+            ("task", self.task.is_some()),
+            ("restage", self.restage),
+            ("rollback", self.rollback),
+            ("dry_run", self.dry_run),
+            ("hold", self.hold),
+        ];
+        let unused = unused.into_iter().filter(|(_, set)| *set).map(|(other, _)| other);
+        for other in sources_given.iter().copied().chain(unused) {
+            problems.push(format!("params.{key} {does}; params.{other} cannot be used with it"));
+        }
+    }
+
     /// The validated params, defaults filled in; secret env values are registered for redaction.
     fn into_params(self) -> OutParams {
         let source = match (self.path, self.droplet, self.docker_image) {
@@ -535,6 +582,9 @@ impl RawOutParams {
                 disk_mb: task.disk.as_deref().and_then(megabytes),
                 timeout: task.timeout.unwrap_or(DEFAULT_TASK_TIMEOUT),
             }),
+            hold: self.hold,
+            promote: self.promote,
+            abort: self.abort,
         }
     }
 }
@@ -1003,6 +1053,43 @@ mod tests {
         let rollback = err(json!({"rollback": true, "restage": true, "task": {"command": "m"}}));
         assert!(rollback.contains("params.restage cannot be used with it"), "{rollback}");
         assert!(rollback.contains("params.task cannot be used with it"), "{rollback}");
+    }
+
+    #[test]
+    fn hold_promote_and_abort_exclude_what_does_not_apply_to_them() {
+        let hold = OutParams::parse(json!({"hold": true, "path": "app"})).unwrap();
+        assert!(hold.hold && !hold.promote && !hold.abort);
+        let promote = OutParams::parse(json!({"promote": true, "smoke_test": {"path": "ci/smoke.sh"}})).unwrap();
+        assert!(promote.promote && promote.smoke_test.is_some());
+        assert!(OutParams::parse(json!({"abort": true, "on_failure": "keep"})).unwrap().abort);
+        assert_eq!(
+            err(json!({"hold": true, "rollback": true})),
+            "params.hold holds a new candidate for approval; params.rollback cannot be used with it"
+        );
+        assert_eq!(
+            err(json!({"promote": true, "path": "app"})),
+            "params.promote swaps in the held candidate; params.path cannot be used with it"
+        );
+        for key in ["droplet", "restage", "task", "hold"] {
+            let value = match key {
+                "droplet" => json!("d.tgz"),
+                "task" => json!({"command": "bin/migrate"}),
+                _ => json!(true),
+            };
+            let message = err(json!({"promote": true, key: value}));
+            assert_eq!(
+                message,
+                format!("params.promote swaps in the held candidate; params.{key} cannot be used with it")
+            );
+        }
+        assert_eq!(
+            err(json!({"abort": true, "hold": true})),
+            "params.abort removes the held candidate; params.hold cannot be used with it"
+        );
+        assert_eq!(
+            err(json!({"promote": true, "abort": true})),
+            "params.promote and params.abort cannot be combined; give one of them"
+        );
     }
 
     #[test]

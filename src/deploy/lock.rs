@@ -13,11 +13,12 @@ use anyhow::{Context as _, Result, bail};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
+use super::hold;
 use crate::cf::apps::{App, AppUpdate, NewApp};
 use crate::cf::types::MetadataPatch;
 use crate::cf::{CfClient, Error};
 use crate::log;
-use crate::record::{Journal, candidate_metadata};
+use crate::record::{Journal, Phase, candidate_metadata};
 
 /// A held lock: the candidate app, its journal, and the task renewing the lease.
 pub(crate) struct Lock {
@@ -158,6 +159,10 @@ where
             ),
             Some(parsed) => parsed.with_context(|| format!("{green_name} has a damaged deploy journal"))?,
         };
+        // A held candidate waits for approval, not for its holder: waiting would never end.
+        if theirs.phase == Phase::Held {
+            bail!("{}", hold::refusal(green_name, &theirs));
+        }
         if theirs.is_stale(SystemTime::now()) {
             log::warn(format_args!(
                 "the deploy lock held by {} was last renewed {} ago (lease {}): that deploy died; recovering from its {} phase",
@@ -200,7 +205,7 @@ where
 /// recoverer (renewing its lease, so deploys that look now see it held), waits [`CLAIM_SETTLE`] and reads it
 /// back. Of several waiters that saw it stale together, only the last to write finds its own id: it alone
 /// recovers, renewing the lease while it does.
-async fn claim(cf: &CfClient, holder: App, theirs: Journal, ours: &str) -> Result<Option<Lock>> {
+pub(crate) async fn claim(cf: &CfClient, holder: App, theirs: Journal, ours: &str) -> Result<Option<Lock>> {
     let theirs = Journal { recovered_by: Some(ours.to_owned()), ..theirs };
     match renew(cf, &holder.guid, &theirs).await {
         Ok(_) => {}

@@ -13,6 +13,7 @@ mod drain;
 mod dry_run;
 mod failure;
 mod gate;
+mod hold;
 mod housekeeping;
 mod inputs;
 mod lock;
@@ -53,10 +54,12 @@ use crate::verify::route_client::RouteClient;
 /// Phase 1 (validate), then a deploy, a rollback or a dry run.
 pub async fn run(request: OutRequest) -> Result<VersionResult> {
     let deadline = Instant::now() + request.params.timeouts.overall;
-    let mut phases = Phases::new(if request.params.rollback { 6 } else { 7 });
+    let usual = if request.params.rollback { 6 } else { 7 };
+    let mut phases = Phases::new(hold::phase_count(&request.params).unwrap_or(usual));
     phases.start("validate", "Checking the request");
     let smoke_test = inputs::smoke_test(&request)?;
-    let prepared = if request.params.rollback { None } else { Some(inputs::prepare(&request)?) };
+    let held_is_used = request.params.promote || request.params.abort;
+    let prepared = if request.params.rollback || held_is_used { None } else { Some(inputs::prepare(&request)?) };
     if let Some(prepared) = &prepared {
         log::detail(format_args!("deploying {} as {}", prepared.payload.describe(), request.source.names.production));
     }
@@ -74,6 +77,8 @@ pub async fn run(request: OutRequest) -> Result<VersionResult> {
         Context { cf, source, params, put_dir: dir, build, target, phases, deadline, route_client, smoke_test };
 
     match prepared {
+        None if ctx.params.promote => hold::promote(&mut ctx).await,
+        None if ctx.params.abort => hold::abort_held(&mut ctx).await,
         None => rollback::run(&mut ctx).await,
         Some(prepared) if ctx.params.dry_run => dry_run::run(&ctx, prepared).await,
         Some(prepared) => deploy(&mut ctx, prepared, seen.and_then(|apps| apps.production)).await,
@@ -103,6 +108,10 @@ async fn deploy(ctx: &mut Context, prepared: Prepared, seen: Option<App>) -> Res
 
     ctx.phases.start("verify", &format!("Verifying {green_name}"));
     let gate = candidate.verify(ctx, plan.temp_route.as_deref(), &plan.prod_routes, plan.blue.is_some()).await?;
+    if ctx.params.hold {
+        // Before the canary, which serves production traffic: a held candidate serves none until promoted.
+        return hold::hold(ctx, candidate, plan, pushed, gate).await;
+    }
 
     let Plan { blue, prod_routes, .. } = plan;
     let blue = blue.map(|b| b.app);

@@ -19,6 +19,7 @@ use anyhow::{Context as _, Result};
 use super::context::{Context, JOB_TIMEOUT};
 use super::drain;
 use super::failure;
+use super::hold;
 use super::housekeeping::{self, Retire};
 use super::lock::Lock;
 use super::plan::Apps;
@@ -38,6 +39,8 @@ pub(crate) enum Action {
     FinishSwap,
     GiveBack,
     FinishHousekeeping,
+    /// A held candidate waits for a put with `promote` or `abort`: it is never recovered.
+    LeaveHeld,
 }
 
 /// The version the dead deploy was replacing, as it is now.
@@ -54,6 +57,7 @@ impl Action {
     pub(crate) fn decide(journal: &Journal, candidate_healthy: bool, blue: BlueNow) -> Action {
         match journal.phase {
             Phase::Pushing | Phase::Task | Phase::Verifying => Action::RemoveCandidate,
+            Phase::Held => Action::LeaveHeld,
             Phase::Swapping if journal.verified && candidate_healthy => Action::FinishSwap,
             Phase::Swapping if blue == BlueNow::NotRunning => Action::FinishSwap,
             Phase::Swapping => Action::GiveBack,
@@ -69,6 +73,7 @@ impl Action {
             Action::FinishSwap => "finish moving production to the verified, healthy candidate, then the housekeeping",
             Action::GiveBack => "give every production route back to the previous version and remove the candidate",
             Action::FinishHousekeeping => "finish the housekeeping: production already runs on the candidate",
+            Action::LeaveHeld => "leave the held candidate as it is (a put with promote or abort decides)",
         }
     }
 }
@@ -157,6 +162,7 @@ pub(crate) async fn recover(ctx: &Context, claimed: Lock) -> Result<()> {
             }
             finish_housekeeping(ctx, &claimed, blue.as_ref(), &apps).await?
         }
+        Action::LeaveHeld => anyhow::bail!("{}", hold::refusal(&candidate.name, &journal)),
     }
     log::success("recovered: the foundation is consistent again");
     Ok(())
@@ -225,6 +231,9 @@ mod tests {
         assert_eq!(decide(&journal(Phase::Swapping, false), false, BlueNow::None), Action::GiveBack);
         assert_eq!(decide(&journal(Phase::Swapped, true), false, Running), Action::FinishHousekeeping);
         assert_eq!(decide(&journal(Phase::Housekeeping, true), true, Running), Action::FinishHousekeeping);
+        for (verified, healthy, blue) in [(true, true, Running), (false, false, BlueNow::NotRunning)] {
+            assert_eq!(decide(&journal(Phase::Held, verified), healthy, blue), Action::LeaveHeld, "never recovered");
+        }
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub enum Phase {
     /// `params.task` runs on the candidate's droplet, before the candidate starts.
     Task,
     Verifying,
+    /// `params.hold`: verified, running on its temporary route, waiting for a put with `promote` or `abort`. Its
+    /// lease never runs out and recovery never touches it.
+    Held,
     Swapping,
     Swapped,
     Housekeeping,
@@ -65,6 +68,7 @@ impl Phase {
             Phase::Pushing => "pushing",
             Phase::Task => "task",
             Phase::Verifying => "verifying",
+            Phase::Held => "held",
             Phase::Swapping => "swapping",
             Phase::Swapped => "swapped",
             Phase::Housekeeping => "housekeeping",
@@ -72,9 +76,17 @@ impl Phase {
     }
 
     fn parse(text: &str) -> Option<Phase> {
-        [Phase::Pushing, Phase::Task, Phase::Verifying, Phase::Swapping, Phase::Swapped, Phase::Housekeeping]
-            .into_iter()
-            .find(|p| p.as_str() == text)
+        [
+            Phase::Pushing,
+            Phase::Task,
+            Phase::Verifying,
+            Phase::Held,
+            Phase::Swapping,
+            Phase::Swapped,
+            Phase::Housekeeping,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == text)
     }
 
     /// Whether production may already be (partly) on the candidate.
@@ -190,9 +202,10 @@ impl Journal {
         ])
     }
 
-    /// Whether the holder has stopped renewing: it crashed or was killed.
+    /// Whether the holder has stopped renewing: it crashed or was killed. A held candidate is never stale: no
+    /// put renews it while it waits for approval.
     pub fn is_stale(&self, now: SystemTime) -> bool {
-        now.duration_since(self.renewed_at).is_ok_and(|age| age > self.lease)
+        self.phase != Phase::Held && now.duration_since(self.renewed_at).is_ok_and(|age| age > self.lease)
     }
 
     /// `team/pipeline/job #12 (https://ci/…)`, for "waiting for …" lines.
@@ -314,6 +327,20 @@ mod tests {
         assert_eq!(annotations[PHASE], "task");
         assert!(!annotations.contains_key(TASK), "no task guid until CF names one");
         assert_eq!(Journal::from_annotations(&annotations).unwrap().unwrap().phase, Phase::Task);
+    }
+
+    #[test]
+    fn a_held_candidate_never_goes_stale_and_round_trips() {
+        let mut journal = Journal::new(&build(), Duration::from_secs(1));
+        journal.phase = Phase::Held;
+        journal.renewed_at = SystemTime::now() - Duration::from_secs(3600);
+        assert!(!journal.is_stale(SystemTime::now()), "held: no lease runs out");
+        assert!(Phase::Verifying < Phase::Held && !Phase::Held.production_may_be_on_candidate());
+        let annotations = written(&journal);
+        assert_eq!(annotations[PHASE], "held");
+        assert_eq!(Journal::from_annotations(&annotations).unwrap().unwrap().phase, Phase::Held);
+        journal.phase = Phase::Verifying;
+        assert!(journal.is_stale(SystemTime::now()), "any other phase goes stale");
     }
 
     #[test]

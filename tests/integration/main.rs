@@ -11,6 +11,7 @@ mod check;
 mod deploy;
 mod foundation;
 mod get;
+mod hold;
 mod lifecycle;
 mod pipeline_examples;
 mod protocol;

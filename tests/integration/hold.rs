@@ -1,0 +1,157 @@
+//! `hold`, `promote` and `abort` end to end, with the real `out` binary against cf-sim under load: a held
+//! candidate answers on its temporary route while production keeps its version, keeps the lock past any lease
+//! (no later put recovers or takes it over; they fail naming the holder), and is then promoted without a failed
+//! request or aborted leaving nothing behind. Promote and abort with nothing held are refused.
+
+use std::time::Duration;
+
+use crate::util::deploy::{
+    PutDir, annotation, app_named, apps, build_url, deploy, get, journal_keys, manifest, out, out_as,
+    route_destinations, wait_until_serving,
+};
+use crate::util::sim::start_sim_with;
+use cf_blue_green_resource::record::journal::{DEPLOY_ID, PHASE};
+use cf_sim::Sim;
+use cf_sim::load::{self, LoadConfig, LoadHandle, LoadReport};
+use serde_json::{Value, json};
+
+const DRAIN: &str = "1500ms";
+/// A lease this short would let any other deploy take over a lock within seconds, were it not held.
+const LEASE: &str = "2s";
+
+/// Put params deploying the sample app as `version`, with a short lease and a drain just long enough for the
+/// router (300 ms late) to learn of a swap and the load's requests to finish.
+fn params(version: &str) -> Value {
+    json!({
+        "path": "app",
+        "manifest": "ci/manifest.yml",
+        "environment_variables": {"APP_VERSION": version},
+        "drain": DRAIN,
+        "lock_lease": LEASE,
+        "verify": [{"path": "/version", "body_contains": version}],
+    })
+}
+
+fn held(version: &str) -> Value {
+    let mut params = params(version);
+    params["hold"] = json!(true);
+    params
+}
+
+fn acting(on_held: &str) -> Value {
+    json!({on_held: true, "drain": DRAIN, "lock_lease": LEASE})
+}
+
+/// A sim with `myapp` v1 in production (one instance, route `myapp.<domain>`); its version.
+fn production_v1() -> (Sim, PutDir, Value) {
+    let sim = start_sim_with(|c| {
+        c.route_propagation_delay_ms = 300;
+        c.stop_grace_ms = 3000;
+    });
+    let put = PutDir::with_sample_app();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    let v1 = deploy(&sim, &put, "myapp", params("v1"));
+    wait_until_serving(&sim, "myapp", "v1");
+    (sim, put, v1)
+}
+
+fn start_load(sim: &Sim) -> LoadHandle {
+    let mut config = LoadConfig::new(&sim.info().router, &format!("myapp.{}", sim.info().domain));
+    config.requests_per_second = 30;
+    config.slow_every = 15;
+    let load = load::start(config);
+    std::thread::sleep(Duration::from_millis(500));
+    load
+}
+
+fn assert_no_failures(report: &LoadReport) {
+    eprintln!("load: {} requests, versions {:?}", report.total(), report.versions());
+    assert!(report.total() > 30, "the load ran ({} requests)", report.total());
+    assert!(report.failures().is_empty(), "production dropped requests:\n{}", report.describe_failures());
+}
+
+/// A successful put's answer.
+fn answer(run: &crate::util::Run) -> Value {
+    assert_eq!(run.status, 0, "out failed: {}", run.last_line());
+    serde_json::from_str(&run.stdout).expect("out prints JSON")
+}
+
+fn metadata<'a>(answer: &'a Value, name: &str) -> Option<&'a str> {
+    answer["metadata"].as_array().unwrap().iter().find(|m| m["name"] == name).and_then(|m| m["value"].as_str())
+}
+
+fn pair(version: &Value) -> (&Value, &Value) {
+    (&version["app_guid"], &version["droplet_guid"])
+}
+
+/// Holds v2 as build 20 and checks the held state: production's version answered, the candidate serving v2 on
+/// its temporary route, its journal saying `held` by build 20. Returns the candidate's guid.
+fn hold_v2(sim: &Sim, put: &PutDir, v1: &Value) -> String {
+    let hold = answer(&out_as(sim, put, "myapp", held("v2"), "20"));
+    assert_eq!(pair(&hold["version"]), pair(v1), "a held put answers production's version, unchanged");
+    let url = metadata(&hold, "held_url").expect("the held put names the candidate's temporary route");
+    let host = url.trim_start_matches("http://").trim_end_matches(&format!(".{}", sim.info().domain));
+    assert_eq!(get(sim, host, "/version"), (200, "v2".to_owned()), "the candidate answers on {url}");
+    assert_eq!(get(sim, "myapp", "/version"), (200, "v1".to_owned()), "production is unchanged");
+    let green = app_named(sim, "myapp-green").expect("the held candidate");
+    assert_eq!(annotation(&green, PHASE), Some("held"));
+    assert_eq!(annotation(&green, DEPLOY_ID), Some(build_url("20").as_str()));
+    assert_eq!(green["state"], "STARTED");
+    assert!(metadata(&hold, "held").unwrap().starts_with("myapp-green"), "{hold}");
+    green["guid"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_held_candidate_is_tried_on_its_route_then_promoted_without_a_failed_request() {
+    let (sim, put, v1) = production_v1();
+    let load = start_load(&sim);
+    let candidate = hold_v2(&sim, &put, &v1);
+
+    // Long past the lease: nothing took the held candidate for a dead deploy.
+    std::thread::sleep(Duration::from_secs(4));
+    let held_by = format!("myapp-green is held for approval by main/shop/deploy #20 ({})", build_url("20"));
+    let blocked = out_as(&sim, &put, "myapp", params("v3"), "21");
+    blocked.assert_clean_failure(&held_by);
+    assert!(blocked.last_line().contains("params.promote: true") && blocked.last_line().contains("params.abort: true"));
+    out_as(&sim, &put, "myapp", json!({"rollback": true, "lock_lease": LEASE}), "21").assert_clean_failure(&held_by);
+    let green = app_named(&sim, "myapp-green").expect("still held");
+    assert_eq!((green["guid"].as_str(), annotation(&green, PHASE)), (Some(candidate.as_str()), Some("held")));
+
+    let promoted = answer(&out_as(&sim, &put, "myapp", acting("promote"), "22"));
+    assert_eq!(promoted["version"]["app_guid"], json!(candidate), "the held candidate is production now");
+    wait_until_serving(&sim, "myapp", "v2");
+    assert_no_failures(&load.stop());
+    let settled = crate::util::deploy::assert_settled(&sim, "myapp", false, "after the promote");
+    assert_eq!((settled.production, settled.previous), (candidate, v1["app_guid"].as_str().unwrap().to_owned()));
+}
+
+#[test]
+fn an_aborted_hold_leaves_nothing_and_production_untouched() {
+    let (sim, put, v1) = production_v1();
+    let before = (apps(&sim), route_destinations(&sim));
+    let load = start_load(&sim);
+    hold_v2(&sim, &put, &v1);
+    let aborted = answer(&out_as(&sim, &put, "myapp", acting("abort"), "23"));
+    assert_eq!(pair(&aborted["version"]), pair(&v1), "production's version, untouched");
+    assert_no_failures(&load.stop());
+    assert_eq!((apps(&sim), route_destinations(&sim)), before, "no candidate, no temporary route left");
+    for app in sim.state_dump()["apps"].as_array().unwrap() {
+        assert!(journal_keys(app).is_empty(), "{} carries deploy journal keys", app["name"]);
+    }
+    // The lock is free: the next deploy runs at once.
+    deploy(&sim, &put, "myapp", params("v3"));
+    wait_until_serving(&sim, "myapp", "v3");
+}
+
+#[test]
+fn promote_and_abort_with_nothing_held_are_refused_and_change_nothing() {
+    let (sim, put, _v1) = production_v1();
+    let before = sim.state_dump();
+    for what in ["promote", "abort"] {
+        out(&sim, &put, "myapp", acting(what)).assert_clean_failure(&format!(
+            "params.{what}: nothing is held: there is no myapp-green waiting for approval (a put with params.hold: \
+             true leaves one)"
+        ));
+    }
+    assert_eq!(sim.state_dump(), before, "nothing changed");
+}
