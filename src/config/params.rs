@@ -176,6 +176,57 @@ impl Kpi {
     }
 }
 
+/// What the canary does when it has too little real traffic to judge (fewer than `min_requests` requests, or no
+/// timers at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum OnNoData {
+    /// The deploy fails before the swap.
+    #[default]
+    Fail,
+    /// The swap goes ahead, the log saying the canary did not judge.
+    Pass,
+}
+
+/// `params.canary`: after the pre-swap gates, the candidate (with `instances` instances) serves its share of
+/// production's real traffic beside blue for `duration`, judged from Log Cache against these gates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Canary {
+    #[serde(default = "default_canary_instances")]
+    pub(crate) instances: u32,
+    /// How long it serves beside blue; see [`Canary::duration`].
+    #[serde(default, rename = "duration", deserialize_with = "duration::optional")]
+    given_duration: Option<Duration>,
+    /// Highest acceptable share of the candidate's requests answered with an error status, 0.0–1.0.
+    pub(crate) max_error_rate: Option<f64>,
+    pub(crate) max_p95_ms: Option<u64>,
+    /// Highest acceptable ratio of the candidate's p95 to blue's over the same window.
+    pub(crate) max_p95_ratio: Option<f64>,
+    #[serde(default = "default_canary_min_requests")]
+    pub(crate) min_requests: u32,
+    /// Regular expressions; a candidate log line matching one fails the canary at once.
+    #[serde(default)]
+    pub(crate) log_patterns: Vec<String>,
+    #[serde(default)]
+    pub(crate) on_no_data: OnNoData,
+}
+
+fn default_canary_instances() -> u32 {
+    DEFAULT_CANARY_INSTANCES
+}
+
+impl Canary {
+    /// How long the candidate serves beside blue: as given, or [`DEFAULT_CANARY_DURATION`].
+    pub(crate) fn duration(&self) -> Duration {
+        self.given_duration.unwrap_or(DEFAULT_CANARY_DURATION)
+    }
+}
+
+fn default_canary_min_requests() -> u32 {
+    DEFAULT_CANARY_MIN_REQUESTS
+}
+
 /// One entry of `params.kpi.paths`: a path (sent as a GET) or a request like a `verify` check's, `{path, method,
 /// headers, body}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -291,6 +342,7 @@ struct RawOutParams {
     verify: Vec<HttpCheck>,
     smoke_test: Option<SmokeTest>,
     kpi: Option<Kpi>,
+    canary: Option<Canary>,
     #[serde(default, deserialize_with = "duration::optional")]
     watch: Option<Duration>,
     #[serde(default, deserialize_with = "duration::optional")]
@@ -366,6 +418,7 @@ pub struct OutParams {
     pub(crate) verify: Vec<HttpCheck>,
     pub(crate) smoke_test: Option<SmokeTest>,
     pub(crate) kpi: Option<Kpi>,
+    pub(crate) canary: Option<Canary>,
     pub(crate) watch: Option<Duration>,
     pub(crate) timeouts: Timeouts,
     pub(crate) drain: Duration,
@@ -397,6 +450,9 @@ const DEFAULT_KPI_REQUESTS: u32 = 200;
 const DEFAULT_KPI_CONCURRENCY: u32 = 10;
 const DEFAULT_KPI_WARMUP: u32 = 20;
 const DEFAULT_KPI_MIN_REQUESTS: u32 = 100;
+const DEFAULT_CANARY_INSTANCES: u32 = 1;
+const DEFAULT_CANARY_DURATION: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_CANARY_MIN_REQUESTS: u32 = 50;
 const DEFAULT_TASK_NAME: &str = "migrate";
 const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
@@ -462,6 +518,9 @@ impl RawOutParams {
         if let Some(kpi) = &self.kpi {
             validate_kpi(kpi, &mut problems);
         }
+        if let Some(canary) = &self.canary {
+            validate_canary(canary, &mut problems);
+        }
         if self.watch.is_some()
             && self.kpi.as_ref().is_none_or(|k| k.max_error_rate.is_none() && k.max_p95_ms.is_none())
         {
@@ -492,6 +551,7 @@ impl RawOutParams {
             ("dry_run", self.dry_run),
             ("task", self.task.is_some()),
             ("restage", self.restage),
+            ("canary", self.canary.is_some()),
         ];
         let unused = unused.into_iter().filter(|(_, set)| *set).map(|(key, _)| key);
         for key in sources_given.iter().copied().chain(unused) {
@@ -561,6 +621,7 @@ impl RawOutParams {
             verify: self.verify,
             smoke_test: self.smoke_test,
             kpi: self.kpi,
+            canary: self.canary,
             watch: self.watch,
             timeouts: Timeouts {
                 staging: self.staging_timeout.unwrap_or(DEFAULT_STAGING_TIMEOUT),
@@ -731,6 +792,39 @@ fn validate_kpi(kpi: &Kpi, problems: &mut Vec<String>) {
     }
     if kpi.max_p95_ratio.is_some_and(|r| r < 1.0) {
         problems.push("params.kpi.max_p95_ratio must be at least 1.0 (e.g. 1.5 = 50% slower than production)".into());
+    }
+}
+
+fn validate_canary(canary: &Canary, problems: &mut Vec<String>) {
+    if canary.instances == 0 {
+        problems.push("params.canary.instances must be at least 1".into());
+    }
+    if canary.duration() < Duration::from_secs(1) {
+        problems.push("params.canary.duration must be at least 1 second".into());
+    }
+    if canary.min_requests == 0 {
+        problems.push("params.canary.min_requests must be at least 1".into());
+    }
+    if canary.max_error_rate.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+        problems.push("params.canary.max_error_rate is a fraction between 0.0 and 1.0 (0.01 = 1%)".into());
+    }
+    if canary.max_p95_ratio.is_some_and(|r| r < 1.0) {
+        problems.push("params.canary.max_p95_ratio must be at least 1.0 (e.g. 1.5 = 50% slower than blue)".into());
+    }
+    for (i, pattern) in canary.log_patterns.iter().enumerate() {
+        if let Err(err) = regex::Regex::new(pattern) {
+            let last_line = err.to_string().lines().last().unwrap_or_default().trim().to_owned();
+            problems.push(format!("params.canary.log_patterns[{i}] is not a valid regular expression: {last_line}"));
+        }
+    }
+    if canary.max_error_rate.is_none()
+        && canary.max_p95_ms.is_none()
+        && canary.max_p95_ratio.is_none()
+        && canary.log_patterns.is_empty()
+    {
+        problems.push(
+            "params.canary needs a gate: max_error_rate, max_p95_ms, max_p95_ratio or log_patterns".into(),
+        );
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use tokio::time::Instant;
 
+use super::canary::CanaryReport;
 use crate::config::OutParams;
 use crate::log;
 use crate::verify::http_checks::{self, CheckOutcome};
@@ -21,6 +22,8 @@ pub(crate) struct GateReport {
     pub(crate) smoke_test_passed: Option<bool>,
     pub(crate) candidate: Option<ProbeStats>,
     pub(crate) production: Option<ProbeStats>,
+    /// Both apps' real traffic while the candidate served beside blue (`params.canary`).
+    pub(crate) canary: Option<CanaryReport>,
 }
 
 impl GateReport {

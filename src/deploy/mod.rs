@@ -6,6 +6,7 @@
 //! that died is recovered by the next one from its journal. `rollback` and `dry_run` are variations.
 
 mod abort;
+mod canary;
 mod candidate;
 mod carry;
 mod context;
@@ -44,7 +45,7 @@ use crate::cf::CfClient;
 use crate::cf::apps::{App, NewApp};
 use crate::cf::quotas::MemoryQuotas;
 use crate::cf::types::Lifecycle;
-use crate::config::Source;
+use crate::config::{Canary, Source};
 use crate::log;
 use crate::manifest::BUILDPACK;
 use crate::protocol::{OutRequest, VersionResult};
@@ -54,7 +55,8 @@ use crate::verify::route_client::RouteClient;
 /// Phase 1 (validate), then a deploy, a rollback or a dry run.
 pub async fn run(request: OutRequest) -> Result<VersionResult> {
     let deadline = Instant::now() + request.params.timeouts.overall;
-    let usual = if request.params.rollback { 6 } else { 7 };
+    let canary_phase = usize::from(request.params.canary.is_some() && !request.params.rollback);
+    let usual = if request.params.rollback { 6 } else { 7 } + canary_phase;
     let mut phases = Phases::new(hold::phase_count(&request.params).unwrap_or(usual));
     phases.start("validate", "Checking the request");
     let smoke_test = inputs::smoke_test(&request)?;
@@ -107,16 +109,36 @@ async fn deploy(ctx: &mut Context, prepared: Prepared, seen: Option<App>) -> Res
     let pushed = candidate.push(ctx, &plan).await?;
 
     ctx.phases.start("verify", &format!("Verifying {green_name}"));
-    let gate = candidate.verify(ctx, plan.temp_route.as_deref(), &plan.prod_routes, plan.blue.is_some()).await?;
+    let mut gate = candidate.verify(ctx, plan.temp_route.as_deref(), &plan.prod_routes, plan.blue.is_some()).await?;
     if ctx.params.hold {
         // Before the canary, which serves production traffic: a held candidate serves none until promoted.
         return hold::hold(ctx, candidate, plan, pushed, gate).await;
+    }
+    if let Some(params) = ctx.params.canary.clone() {
+        gate.canary = run_canary(ctx, &candidate, &plan, &params).await?;
     }
 
     let Plan { blue, prod_routes, .. } = plan;
     let blue = blue.map(|b| b.app);
     let verified = Verified { candidate, blue, previous: apps.previous, prod_routes, pushed, gate };
     promotion::swap_in(ctx, verified).await
+}
+
+/// Phase canary, after the pre-swap gates: the candidate beside blue on production's routes (a first deploy has
+/// no production to compare with, and goes on without it).
+async fn run_canary(
+    ctx: &mut Context,
+    candidate: &Candidate,
+    plan: &Plan,
+    params: &Canary,
+) -> Result<Option<canary::CanaryReport>> {
+    let Some(blue) = &plan.blue else {
+        log::info("canary: this is the first deploy, there is no production to serve beside; skipped");
+        return Ok(None);
+    };
+    ctx.phases.start("canary", &format!("Canary: {} beside {}", candidate.app().name, blue.app.name));
+    let report = canary::run(ctx, candidate, &blue.app, &plan.prod_routes, params).await;
+    candidate.or_release(ctx, report).await.map(Some)
 }
 
 /// Reads what the foundation looks like now (under the lock; production `seen` before it is read beside the

@@ -3,6 +3,8 @@
 //!
 //! - pushing / task / verifying: production is only on blue → remove the candidate and its temporary route (a
 //!   task the dead deploy left running is cancelled first);
+//! - canary: the candidate served beside blue, which never stopped → unmap the candidate from the production
+//!   routes (blue keeps them), let it drain, remove it;
 //! - swapping, verified and healthy: finish the swap, then housekeeping;
 //! - swapping, with blue there but no longer running (a recovery before got as far as stopping it): finish the
 //!   swap, as the candidate is all that can serve production;
@@ -58,6 +60,7 @@ impl Action {
         match journal.phase {
             Phase::Pushing | Phase::Task | Phase::Verifying => Action::RemoveCandidate,
             Phase::Held => Action::LeaveHeld,
+            Phase::Canary => Action::GiveBack,
             Phase::Swapping if journal.verified && candidate_healthy => Action::FinishSwap,
             Phase::Swapping if blue == BlueNow::NotRunning => Action::FinishSwap,
             Phase::Swapping => Action::GiveBack,
@@ -225,6 +228,7 @@ mod tests {
         assert_eq!(decide(&journal(Phase::Pushing, false), false, Running), Action::RemoveCandidate);
         assert_eq!(decide(&journal(Phase::Task, false), false, Running), Action::RemoveCandidate);
         assert_eq!(decide(&journal(Phase::Verifying, false), true, Running), Action::RemoveCandidate);
+        assert_eq!(decide(&journal(Phase::Canary, true), true, Running), Action::GiveBack, "a canary never swaps");
         assert_eq!(decide(&journal(Phase::Swapping, true), true, Running), Action::FinishSwap);
         assert_eq!(decide(&journal(Phase::Swapping, true), false, Running), Action::GiveBack);
         assert_eq!(decide(&journal(Phase::Swapping, false), true, Running), Action::GiveBack);

@@ -91,6 +91,11 @@ impl Outcome<'_> {
         if let Some(production) = &self.gate.production {
             metadata.push(MetadataField::new("kpi_production", production.summary()));
         }
+        if let Some(canary) = &self.gate.canary {
+            metadata.push(MetadataField::new("canary", &canary.verdict));
+            metadata.push(MetadataField::new("canary_candidate", canary.candidate.summary()));
+            metadata.push(MetadataField::new("canary_blue", canary.blue.summary()));
+        }
         for (key, took) in self.phases.durations() {
             metadata.push(MetadataField::new(format!("duration_{key}"), log::human_duration(*took)));
         }

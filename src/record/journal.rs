@@ -57,6 +57,9 @@ pub enum Phase {
     /// `params.hold`: verified, running on its temporary route, waiting for a put with `promote` or `abort`. Its
     /// lease never runs out and recovery never touches it.
     Held,
+    /// The verified candidate serves its share of production beside blue (mapped to blue's production routes,
+    /// written to the journal before the first is mapped).
+    Canary,
     Swapping,
     Swapped,
     Housekeeping,
@@ -69,6 +72,7 @@ impl Phase {
             Phase::Task => "task",
             Phase::Verifying => "verifying",
             Phase::Held => "held",
+            Phase::Canary => "canary",
             Phase::Swapping => "swapping",
             Phase::Swapped => "swapped",
             Phase::Housekeeping => "housekeeping",
@@ -81,6 +85,7 @@ impl Phase {
             Phase::Task,
             Phase::Verifying,
             Phase::Held,
+            Phase::Canary,
             Phase::Swapping,
             Phase::Swapped,
             Phase::Housekeeping,
@@ -91,7 +96,7 @@ impl Phase {
 
     /// Whether production may already be (partly) on the candidate.
     pub fn production_may_be_on_candidate(self) -> bool {
-        self >= Phase::Swapping
+        self >= Phase::Canary
     }
 }
 
@@ -327,6 +332,19 @@ mod tests {
         assert_eq!(annotations[PHASE], "task");
         assert!(!annotations.contains_key(TASK), "no task guid until CF names one");
         assert_eq!(Journal::from_annotations(&annotations).unwrap().unwrap().phase, Phase::Task);
+    }
+
+    #[test]
+    fn the_canary_phase_comes_between_verifying_and_swapping_and_round_trips() {
+        assert!(Phase::Verifying < Phase::Canary && Phase::Canary < Phase::Swapping);
+        assert!(Phase::Canary.production_may_be_on_candidate(), "the candidate serves beside blue");
+        let mut journal = Journal::new(&build(), Duration::from_secs(60));
+        journal.phase = Phase::Canary;
+        journal.prod_routes = vec!["r1".into()];
+        let annotations = written(&journal);
+        assert_eq!(annotations[PHASE], "canary");
+        let back = Journal::from_annotations(&annotations).unwrap().unwrap();
+        assert_eq!((back.phase, back.prod_routes), (Phase::Canary, journal.prod_routes));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod auth;
 mod bits;
+mod canary;
 mod carry;
 mod cf_client;
 mod cf_fixtures;
