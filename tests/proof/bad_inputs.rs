@@ -314,6 +314,48 @@ fn cases(fx: &Fixtures) -> Vec<Case> {
             "params.rollback redeploys the previous app; params.task cannot be used with it",
         ),
         out(
+            "params.hold with params.rollback",
+            json!({"rollback": true, "hold": true}),
+            "params.hold holds a new candidate for approval; params.rollback cannot be used with it",
+        ),
+        out(
+            "params.promote with params.path",
+            params(&["promote"], json!(true)),
+            "params.promote swaps in the held candidate; params.path cannot be used with it",
+        ),
+        out(
+            "params.promote with params.droplet",
+            json!({"promote": true, "droplet": "x.tgz"}),
+            "params.promote swaps in the held candidate; params.droplet cannot be used with it",
+        ),
+        out(
+            "params.promote with params.restage",
+            json!({"promote": true, "restage": true}),
+            "params.promote swaps in the held candidate; params.restage cannot be used with it",
+        ),
+        out(
+            "params.promote with params.task",
+            json!({"promote": true, "task": {"command": "bin/migrate"}}),
+            "params.promote swaps in the held candidate; params.task cannot be used with it",
+        ),
+        out(
+            "params.promote with params.abort",
+            json!({"promote": true, "abort": true}),
+            "params.promote and params.abort cannot be combined; give one of them",
+        ),
+        out(
+            "params.promote with params.hold",
+            json!({"promote": true, "hold": true}),
+            "params.promote swaps in the held candidate; params.hold cannot be used with it",
+        ),
+        out(
+            "params.abort with params.hold",
+            json!({"abort": true, "hold": true}),
+            "params.abort removes the held candidate; params.hold cannot be used with it",
+        ),
+        out("params.promote with nothing held", json!({"promote": true}), "params.promote: nothing is held"),
+        out("params.abort with nothing held", json!({"abort": true}), "params.abort: nothing is held"),
+        out(
             "params.health_check.timeout is a string",
             params(&["health_check"], json!({"timeout": "soon"})),
             "params.health_check.timeout: invalid type: string \"soon\", expected a whole number",
