@@ -978,6 +978,46 @@ mod tests {
     }
 
     #[test]
+    fn a_canary_gets_named_defaults_and_every_bad_value_is_named() {
+        let canary = OutParams::parse(json!({"canary": {"max_error_rate": 0.01}})).unwrap().canary.unwrap();
+        assert_eq!((canary.instances, canary.duration()), (DEFAULT_CANARY_INSTANCES, DEFAULT_CANARY_DURATION));
+        assert_eq!((canary.min_requests, canary.on_no_data), (DEFAULT_CANARY_MIN_REQUESTS, OnNoData::Fail));
+        assert_eq!((DEFAULT_CANARY_INSTANCES, DEFAULT_CANARY_MIN_REQUESTS), (1, 50));
+        let full = OutParams::parse(json!({"canary": {
+            "instances": 2, "duration": "90s", "max_p95_ms": 300, "max_p95_ratio": 1.5, "min_requests": 10,
+            "log_patterns": ["OutOfMemoryError"], "on_no_data": "pass"
+        }}))
+        .unwrap()
+        .canary
+        .unwrap();
+        assert_eq!((full.instances, full.duration(), full.min_requests), (2, Duration::from_secs(90), 10));
+        assert_eq!((full.max_p95_ratio, full.on_no_data), (Some(1.5), OnNoData::Pass));
+        let message = err(json!({"canary": {
+            "instances": 0, "duration": "0s", "min_requests": 0, "max_error_rate": 5, "max_p95_ratio": 0.5,
+            "log_patterns": ["(unclosed"]
+        }}));
+        for expected in [
+            "params.canary.instances must be at least 1",
+            "params.canary.duration must be at least 1 second",
+            "params.canary.min_requests must be at least 1",
+            "params.canary.max_error_rate is a fraction between 0.0 and 1.0",
+            "params.canary.max_p95_ratio must be at least 1.0",
+            "params.canary.log_patterns[0] is not a valid regular expression",
+        ] {
+            assert!(message.contains(expected), "{expected}: {message}");
+        }
+        assert!(!message.contains('\n'), "one line: {message}");
+        assert_eq!(
+            err(json!({"canary": {"duration": "1m"}})),
+            "params.canary needs a gate: max_error_rate, max_p95_ms, max_p95_ratio or log_patterns"
+        );
+        assert!(err(json!({"canary": {"max_error_rate": 0.1, "on_no_data": "skip"}})).contains("params.canary.on_no_data"));
+        assert!(err(json!({"canary": {"max_error_rate": 0.1, "instancs": 2}})).contains("did you mean instances?"));
+        let rollback = err(json!({"rollback": true, "canary": {"max_error_rate": 0.1}}));
+        assert!(rollback.contains("params.canary cannot be used with it"), "{rollback}");
+    }
+
+    #[test]
     fn watch_needs_a_gate() {
         assert!(err(json!({"watch": 30})).contains("params.watch needs a gate"));
     }
@@ -1015,6 +1055,19 @@ mod tests {
                 assert!(meaning.contains(&stated), "README's kpi row must say {stated}: {meaning}");
                 checked.push("kpi".into());
             }
+            if keys == ["canary"] {
+                let minutes = DEFAULT_CANARY_DURATION.as_secs() / 60;
+                for stated in [
+                    format!("`instances` instances (default {DEFAULT_CANARY_INSTANCES})"),
+                    format!("`duration` (default `{minutes}m`)"),
+                    format!("`min_requests` (default {DEFAULT_CANARY_MIN_REQUESTS})"),
+                    "`on_no_data` (default `fail`".to_owned(),
+                ] {
+                    assert!(meaning.contains(&stated), "README's canary row must say {stated}: {meaning}");
+                }
+                assert_eq!(OnNoData::default(), OnNoData::Fail);
+                checked.push("canary".into());
+            }
             if keys == ["task"] {
                 let timeout = DEFAULT_TASK_TIMEOUT.as_secs() / 60;
                 let stated = format!("`name` defaults to `{DEFAULT_TASK_NAME}`");
@@ -1046,6 +1099,7 @@ mod tests {
         }
         checked.sort();
         let every = [
+            "canary",
             "drain",
             "keep_previous",
             "kpi",
