@@ -7,12 +7,13 @@ use anyhow::{Result, anyhow};
 
 use super::carry;
 use super::context::Context;
+use super::hold;
 use super::inputs::Prepared;
 use super::plan::{self, Apps, Plan};
 use super::recovery::{self, Action};
 use crate::log;
 use crate::protocol::{MetadataField, Version, VersionResult};
-use crate::record::Journal;
+use crate::record::{Journal, Phase};
 
 pub(crate) async fn run(ctx: &Context, prepared: Prepared) -> Result<VersionResult> {
     let names = &ctx.source.names;
@@ -39,6 +40,9 @@ pub(crate) async fn run(ctx: &Context, prepared: Prepared) -> Result<VersionResu
                         green.name, green.guid, names.production
                     ));
                 }
+            }
+            Some(Ok(journal)) if journal.phase == Phase::Held => {
+                log::info(format_args!("{}; a real deploy would fail", hold::refusal(&green.name, &journal)))
             }
             Some(Ok(journal)) => log::info(format_args!(
                 "a deploy by {} holds the lock (phase {}); a real deploy would wait for it",

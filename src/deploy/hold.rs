@@ -56,6 +56,7 @@ pub(crate) async fn hold(
 ) -> Result<VersionResult> {
     let Plan { blue, mut prod_routes, temp_route, .. } = plan;
     ctx.phases.start("hold", &format!("Holding {} for approval", candidate.app().name));
+    log::detail("the swap and what follows it in the plan wait for a put with params.promote: true");
     let held = async {
         candidate.lock.ensure_held().await?;
         let mut guids = Vec::new();
@@ -179,8 +180,9 @@ async fn find_held(ctx: &Context, what: &str) -> Result<(App, Journal)> {
     Ok((app, journal))
 }
 
-/// Takes the held candidate's lock over: its journal now names this put, renewed on this put's lease. Of two puts
-/// taking it over together, one wins and the other fails.
+/// Takes the held candidate's lock over: its journal now names this put, renewed on this put's lease, and moves on
+/// from `held` (to `verifying`: should this put die from here on, the next one removes the candidate, as it would a
+/// deploy's that died verifying). Of two puts taking it over together, one wins and the other fails.
 async fn take_over(ctx: &Context, app: App, theirs: Journal) -> Result<Candidate> {
     log::info(format_args!("taking over {}, held by {}", app.name, theirs.describe_holder()));
     let name = app.name.clone();
@@ -195,6 +197,7 @@ async fn take_over(ctx: &Context, app: App, theirs: Journal) -> Result<Candidate
         j.holder = ours.holder;
         j.build_url = ours.build_url;
         j.recovered_by = None;
+        j.phase = Phase::Verifying;
     })
     .await?;
     Ok(Candidate { lock, temp_route_guid })

@@ -131,6 +131,16 @@ fn an_aborted_hold_leaves_nothing_and_production_untouched() {
     let before = (apps(&sim), route_destinations(&sim));
     let load = start_load(&sim);
     hold_v2(&sim, &put, &v1);
+    let mut dry = params("v3");
+    dry["dry_run"] = json!(true);
+    let dry = out(&sim, &put, "myapp", dry);
+    assert_eq!(dry.status, 0, "{}", dry.stderr);
+    assert!(
+        dry.stderr.contains("myapp-green is held for approval by main/shop/deploy #20")
+            && dry.stderr.contains("; a real deploy would fail"),
+        "the dry run says a deploy would fail on the held candidate:\n{}",
+        dry.stderr
+    );
     let aborted = answer(&out_as(&sim, &put, "myapp", acting("abort"), "23"));
     assert_eq!(pair(&aborted["version"]), pair(&v1), "production's version, untouched");
     assert_no_failures(&load.stop());
@@ -154,4 +164,23 @@ fn promote_and_abort_with_nothing_held_are_refused_and_change_nothing() {
         ));
     }
     assert_eq!(sim.state_dump(), before, "nothing changed");
+}
+
+#[test]
+fn a_first_deploy_held_answers_the_candidates_version_which_the_promote_makes_production() {
+    let sim = start_sim_with(|c| c.route_propagation_delay_ms = 300);
+    let put = PutDir::with_sample_app();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    let hold = answer(&out_as(&sim, &put, "myapp", held("v1"), "20"));
+    let candidate = app_named(&sim, "myapp-green").expect("the held candidate");
+    assert_eq!(hold["version"]["app_guid"], candidate["guid"], "nothing in production: the candidate's version");
+    assert_eq!(get(&sim, "myapp", "/version").0, 404, "the production route serves nothing yet");
+    let promoted = answer(&out_as(&sim, &put, "myapp", acting("promote"), "22"));
+    assert_eq!(pair(&promoted["version"]), pair(&hold["version"]), "the version the held put answered");
+    wait_until_serving(&sim, "myapp", "v1");
+    assert_eq!(apps(&sim), [("myapp".to_owned(), "STARTED".to_owned())]);
+    assert_eq!(
+        route_destinations(&sim),
+        [(format!("myapp.{}", sim.info().domain), vec![hold["version"]["app_guid"].as_str().unwrap().to_owned()])]
+    );
 }

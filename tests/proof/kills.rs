@@ -164,3 +164,64 @@ fn a_deploy_killed_at_any_moment_is_recovered_by_the_next_one() {
     let failed = ("kills", json!({"killed": 1, "recovered": 0}));
     harness::run_on_lanes("kill matrix", failed, &points, lanes, Some(lane), kill_and_recover);
 }
+
+/// Kills a put of `params` once it prints a line starting with `line`; returns its log.
+fn kill_at_line(lane: &Lane, params: serde_json::Value, line: &'static str) -> String {
+    let (hook, killed) = harness::kill_on(move |printed| printed.trim_start().starts_with(line));
+    let mut running = lane.spawn_out_with(params, &[], Some(hook));
+    let deadline = Instant::now() + Lane::PUT_LIMIT;
+    while !running.exited() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let run = running.kill();
+    assert!(killed.load(Ordering::SeqCst), "the put never printed \"{line}…\":\n{}", run.stderr);
+    run.stderr
+}
+
+/// The held phase: a put with `hold` killed once its journal says `held` is just held — past its lease no deploy
+/// recovers it (one is refused, naming the holder), and the next promote swaps it in. A promote killed while it
+/// verifies the candidate again is recovered by the next deploy like a deploy that died verifying. Production
+/// serves every probe request throughout.
+#[test]
+fn a_held_put_killed_is_still_held_and_a_killed_promote_is_recovered() {
+    let _heavy = harness::heavy();
+    let mut lane = Lane::new(LaneConfig::default());
+    let mark = lane.mark();
+    let acting =
+        |lane: &Lane| json!({"promote": true, "drain": lane.config.drain, "lock_lease": lane.config.lock_lease});
+
+    let held = lane.next_version("held");
+    let mut hold = lane.params(&held);
+    hold["hold"] = json!(true);
+    kill_at_line(&lane, hold.clone(), "Summary");
+    // Longer than the lease: a dead deploy's lock would be taken over by now.
+    std::thread::sleep(Duration::from_secs(5));
+    let blocked = lane.next_version("blocked");
+    let blocked = lane.out(&blocked, &[]);
+    match assert_clean_outcome(&blocked, "a deploy while held") {
+        Outcome::Failed(line) => assert!(line.contains("is held for approval by"), "{line}"),
+        Outcome::Succeeded => panic!("a deploy ran over the held candidate:\n{}", blocked.stderr),
+    }
+    let promoted = lane.out_with(acting(&lane), &[]);
+    if let Outcome::Failed(line) = assert_clean_outcome(&promoted, "the promote after a killed hold") {
+        panic!("the promote failed: {line}\n{}", promoted.stderr);
+    }
+    lane.assert_settled(&held, "promoted after the held put was killed");
+    summary::record("kills", json!({"killed": 1, "recovered": 1, "point": "a held put after writing held"}));
+
+    let again = lane.next_version("held-again");
+    hold["environment_variables"]["APP_VERSION"] = json!(again);
+    let run = lane.out_with(hold, &[]);
+    assert!(matches!(assert_clean_outcome(&run, "the second hold"), Outcome::Succeeded), "{}", run.stderr);
+    kill_at_line(&lane, acting(&lane), "[3/6] Verifying");
+    let version = lane.next_version("after-killed-promote");
+    let rerun = lane.out(&version, &[]);
+    if let Outcome::Failed(line) = assert_clean_outcome(&rerun, "the deploy after a killed promote") {
+        panic!("the deploy after a killed promote failed: {line}\n{}", rerun.stderr);
+    }
+    assert!(rerun.stderr.contains("recovery: remove the unfinished candidate"), "{}", rerun.stderr);
+    lane.assert_settled(&version, "deployed after a killed promote");
+    summary::record("kills", json!({"killed": 1, "recovered": 1, "point": "a promote while verifying again"}));
+    let probe = lane.assert_served_since(mark, "hold, promote and their kills");
+    assert!(!probe.versions().contains(&again), "the candidate whose promote was killed never served production");
+}
