@@ -353,6 +353,31 @@ fn cases(fx: &Fixtures) -> Vec<Case> {
             json!({"abort": true, "hold": true}),
             "params.abort removes the held candidate; params.hold cannot be used with it",
         ),
+        out(
+            "params.canary without a gate",
+            params(&["canary"], json!({"duration": "1m"})),
+            "params.canary needs a gate: max_error_rate, max_p95_ms, max_p95_ratio or log_patterns",
+        ),
+        out(
+            "params.canary.log_patterns that is no regex",
+            params(&["canary"], json!({"log_patterns": ["(unclosed"]})),
+            "params.canary.log_patterns[0] is not a valid regular expression",
+        ),
+        out(
+            "params.canary.instances 0 and max_error_rate 5",
+            params(&["canary"], json!({"instances": 0, "max_error_rate": 5})),
+            "params.canary.instances must be at least 1; params.canary.max_error_rate is a fraction",
+        ),
+        out(
+            "params.canary.on_no_data that is neither fail nor pass",
+            params(&["canary"], json!({"max_error_rate": 0.01, "on_no_data": "skip"})),
+            "params.canary.on_no_data: unknown variant `skip`",
+        ),
+        out(
+            "params.canary with params.rollback",
+            json!({"rollback": true, "canary": {"max_error_rate": 0.01}}),
+            "params.rollback redeploys the previous app; params.canary cannot be used with it",
+        ),
         out("params.promote with nothing held", json!({"promote": true}), "params.promote: nothing is held"),
         out("params.abort with nothing held", json!({"abort": true}), "params.abort: nothing is held"),
         out(
