@@ -10,6 +10,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::harness;
+// The benchmark's reading of cf-sim's request log as a client sees it; this test needs its round trips only.
+#[allow(dead_code)]
+#[path = "../../benches/critical_path.rs"]
+mod critical_path;
 use crate::util::deploy::{PutDir, apps, deploy, manifest, wait_until_serving};
 use crate::util::sim::start_sim_with;
 use crate::util::summary;
@@ -42,8 +46,10 @@ fn deploy_under_load(instances: u32, api_latency_ms: u64) {
         load::start(LoadConfig { max_duration: LOAD_BOUND, ..LoadConfig::heavy(&sim.info().router, &host, RATE) });
     std::thread::sleep(Duration::from_secs(2));
     let deploy_started = load.elapsed();
+    sim.reset_request_log();
     deploy(&sim, &put, "myapp", params("v2"));
     let deploy_finished = load.elapsed();
+    let requests = critical_path::timed(&sim.request_log(), Duration::from_millis(api_latency_ms));
     // Until every slow request sent during the deploy has answered, and a little beyond.
     std::thread::sleep(Duration::from_secs(2));
     let report = load.stop();
@@ -80,6 +86,30 @@ fn deploy_under_load(instances: u32, api_latency_ms: u64) {
         apps(&sim),
         [("myapp".to_owned(), "STARTED".to_owned()), ("myapp-previous".to_owned(), "STOPPED".to_owned())]
     );
+    if api_latency_ms > 0 {
+        assert_side_by_side_in_order(&requests);
+    }
+}
+
+/// At API latency the deploy has requests in flight together (fewer round trips one after another than
+/// requests), and still the candidate's mapping to the production route was answered before blue's unmapping
+/// was sent.
+fn assert_side_by_side_in_order(requests: &[critical_path::Timed]) {
+    let all: Vec<&critical_path::Timed> = requests.iter().collect();
+    let rounds = critical_path::rounds(&all);
+    eprintln!("the deploy: {} requests in {rounds} round trips", all.len());
+    assert!(
+        rounds < all.len(),
+        "some requests of the deploy go side by side: {rounds} round trips, {} requests",
+        all.len()
+    );
+    let destinations = |method: &str| {
+        requests.iter().find(|r| {
+            r.record.method == method && cf_sim::request_log::path_template(&r.record.path).contains("/destinations")
+        })
+    };
+    let (mapped, unmapped) = (destinations("POST").expect("a mapping"), destinations("DELETE").expect("an unmapping"));
+    assert!(mapped.end <= unmapped.start, "the candidate was mapped before blue was unmapped");
 }
 
 fn latency_note(api_latency_ms: u64) -> String {
