@@ -566,6 +566,15 @@ impl RawOutParams {
             problems
                 .push("params.hold holds a new candidate for approval; params.rollback cannot be used with it".into());
         }
+        // The gates that judge the candidate on production's traffic run at the promote, with its params: given to a
+        // hold they would be skipped unseen.
+        let on_production = [("canary", self.canary.is_some()), ("watch", self.watch.is_some())];
+        for (key, _) in on_production.into_iter().filter(|(_, given)| self.hold && *given) {
+            problems.push(format!(
+                "params.hold stops before production moves; params.{key} applies to the promote: give it to the put \
+                 with params.promote: true"
+            ));
+        }
         if self.promote && self.abort {
             problems.push("params.promote and params.abort cannot be combined; give one of them".into());
         }
@@ -1238,6 +1247,14 @@ mod tests {
             err(json!({"promote": true, "abort": true})),
             "params.promote and params.abort cannot be combined; give one of them"
         );
+        assert_eq!(
+            err(json!({"hold": true, "watch": "1m", "kpi": {"max_error_rate": 0.01}})),
+            "params.hold stops before production moves; params.watch applies to the promote: give it to the put with \
+             params.promote: true"
+        );
+        let message = err(json!({"hold": true, "canary": {"max_error_rate": 0.01}}));
+        assert!(message.contains("params.canary applies to the promote"), "{message}");
+        assert!(OutParams::parse(json!({"promote": true, "canary": {"max_error_rate": 0.01}, "drain": "30s"})).is_ok());
     }
 
     #[test]

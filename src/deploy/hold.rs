@@ -31,8 +31,12 @@ use crate::record::{Journal, Phase};
 
 /// How many phases a put with `hold`, `promote` or `abort` has; `None` for any other put.
 pub(crate) fn phase_count(params: &OutParams) -> Option<usize> {
-    // hold: validate, lock, push, verify, hold; promote: validate, lock, verify, swap, drain, housekeeping.
-    [(params.hold, 5), (params.promote, 6), (params.abort, 2)].into_iter().find(|(given, _)| *given).map(|(_, n)| n)
+    // hold: validate, lock, push, verify, hold; promote: validate, lock, verify, (canary,) swap, drain, housekeeping.
+    let promote = 6 + usize::from(params.canary.is_some());
+    [(params.hold, 5), (params.promote, promote), (params.abort, 2)]
+        .into_iter()
+        .find(|(given, _)| *given)
+        .map(|(_, n)| n)
 }
 
 /// The line every other deploy of the app fails with while `green_name` is held (`journal`).
@@ -104,8 +108,8 @@ pub(crate) async fn hold(
     ))
 }
 
-/// `promote: true`: takes the held candidate over, runs the gates again on its temporary route, then swaps it
-/// in like any deploy. What it reads first fails without touching anything: the candidate stays held.
+/// `promote: true`: takes the held candidate over, runs the gates again on its temporary route (and the canary
+/// beside production, with `canary`), then swaps it in like any deploy. What it reads first fails without touching anything: the candidate stays held.
 pub(crate) async fn promote(ctx: &mut Context) -> Result<VersionResult> {
     let green_name = ctx.source.names.green();
     ctx.phases.start("lock", &format!("Taking over the held {green_name}"));
@@ -121,7 +125,10 @@ pub(crate) async fn promote(ctx: &mut Context) -> Result<VersionResult> {
     let candidate = take_over(ctx, app, journal).await?;
 
     ctx.phases.start("verify", &format!("Verifying {green_name} again"));
-    let gate = candidate.verify(ctx, temp_url.as_deref(), &prod_routes, apps.production.is_some()).await?;
+    let mut gate = candidate.verify(ctx, temp_url.as_deref(), &prod_routes, apps.production.is_some()).await?;
+    if let Some(params) = ctx.params.canary.clone() {
+        gate.canary = super::run_canary(ctx, &candidate, apps.production.as_ref(), &prod_routes, &params).await?;
+    }
     let pushed = Pushed { droplet_guid: droplet, ..Pushed::default() };
     let verified = Verified { candidate, blue: apps.production, previous: apps.previous, prod_routes, pushed, gate };
     promotion::swap_in(ctx, verified).await

@@ -41,6 +41,7 @@ use self::lock::Take;
 use self::phases::Phases;
 use self::plan::{Apps, Plan};
 use self::promotion::Verified;
+use self::routes::RouteTarget;
 use crate::cf::CfClient;
 use crate::cf::apps::{App, NewApp};
 use crate::cf::quotas::MemoryQuotas;
@@ -115,7 +116,8 @@ async fn deploy(ctx: &mut Context, prepared: Prepared, seen: Option<App>) -> Res
         return hold::hold(ctx, candidate, plan, pushed, gate).await;
     }
     if let Some(params) = ctx.params.canary.clone() {
-        gate.canary = run_canary(ctx, &candidate, &plan, &params).await?;
+        let blue = plan.blue.as_ref().map(|b| &b.app);
+        gate.canary = run_canary(ctx, &candidate, blue, &plan.prod_routes, &params).await?;
     }
 
     let Plan { blue, prod_routes, .. } = plan;
@@ -124,20 +126,21 @@ async fn deploy(ctx: &mut Context, prepared: Prepared, seen: Option<App>) -> Res
     promotion::swap_in(ctx, verified).await
 }
 
-/// Phase canary, after the pre-swap gates: the candidate beside blue on production's routes (a first deploy has
-/// no production to compare with, and goes on without it).
+/// Phase canary, after the pre-swap gates (of a deploy or a promote): the candidate beside `blue` on
+/// `prod_routes` (a first deploy has no production to compare with, and goes on without it).
 async fn run_canary(
     ctx: &mut Context,
     candidate: &Candidate,
-    plan: &Plan,
+    blue: Option<&App>,
+    prod_routes: &[RouteTarget],
     params: &Canary,
 ) -> Result<Option<canary::CanaryReport>> {
-    let Some(blue) = &plan.blue else {
+    let Some(blue) = blue else {
         log::info("canary: this is the first deploy, there is no production to serve beside; skipped");
         return Ok(None);
     };
-    ctx.phases.start("canary", &format!("Canary: {} beside {}", candidate.app().name, blue.app.name));
-    let report = canary::run(ctx, candidate, &blue.app, &plan.prod_routes, params).await;
+    ctx.phases.start("canary", &format!("Canary: {} beside {}", candidate.app().name, blue.name));
+    let report = canary::run(ctx, candidate, blue, prod_routes, params).await;
     candidate.or_release(ctx, report).await.map(Some)
 }
 

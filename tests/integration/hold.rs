@@ -184,3 +184,46 @@ fn a_first_deploy_held_answers_the_candidates_version_which_the_promote_makes_pr
         [(format!("myapp.{}", sim.info().domain), vec![hold["version"]["app_guid"].as_str().unwrap().to_owned()])]
     );
 }
+
+#[test]
+fn a_promote_runs_its_own_gates_again_and_a_failing_one_removes_the_candidate() {
+    let (sim, put, v1) = production_v1();
+    hold_v2(&sim, &put, &v1);
+    let mut promote = acting("promote");
+    promote["verify"] = json!([{"path": "/version", "body_contains": "v3"}]);
+    promote["verify_timeout"] = json!("3s");
+    let run = out_as(&sim, &put, "myapp", promote, "22");
+    run.assert_clean_failure("deploy failed in phase verify");
+    assert_eq!(apps(&sim), [("myapp".to_owned(), "STARTED".to_owned())], "the candidate is gone");
+    assert_eq!(app_named(&sim, "myapp").unwrap()["guid"], v1["app_guid"], "production never moved");
+    assert_eq!(
+        route_destinations(&sim),
+        [(format!("myapp.{}", sim.info().domain), vec![v1["app_guid"].as_str().unwrap().to_owned()])]
+    );
+    wait_until_serving(&sim, "myapp", "v1");
+}
+
+#[test]
+fn a_promote_with_a_canary_runs_it_beside_production_before_the_swap() {
+    let (sim, put, v1) = production_v1();
+    hold_v2(&sim, &put, &v1);
+    let host = format!("myapp.{}", sim.info().domain);
+    let users = load::start(LoadConfig::population(
+        &sim.info().router,
+        &host,
+        60,
+        10,
+        &[("/version", 1)],
+        Duration::from_secs(120),
+    ));
+    let mut promote = acting("promote");
+    promote["canary"] = json!({"duration": "4s", "max_error_rate": 0.01, "max_p95_ms": 2000, "min_requests": 20});
+    let run = out_as(&sim, &put, "myapp", promote, "22");
+    std::thread::sleep(Duration::from_secs(1));
+    let report = users.stop();
+    answer(&run);
+    assert!(run.stderr.contains("canary: myapp-green passed on "), "{}", run.stderr);
+    assert_eq!(report.failures().len(), 0, "{}", report.describe_failures());
+    assert!(report.answers_by("v2") > 0 && report.answers_by("v1") > 0, "{}", report.describe());
+    wait_until_serving(&sim, "myapp", "v2");
+}
