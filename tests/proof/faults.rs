@@ -6,6 +6,9 @@
 //! - `timeout`: call k is answered only after the client's request timeout (made 1 s with
 //!   `CF_BG_REQUEST_TIMEOUT`); the sim still processes it late, as CC does.
 //!
+//! The same for the calls of a canary (`params.canary`): from scaling the candidate down for it, through mapping it
+//! beside production and reading both apps' traffic from Log Cache, to scaling it back to full size.
+//!
 //! Plus token expiry at seeded random points: access tokens that live 2–4 s, and a token rejected with
 //! `CF-InvalidAuthToken` at a random call. For every case: production served every probe request throughout;
 //! `out` succeeded or failed cleanly in one line; a following `out` succeeds; afterwards exactly `myapp` and
@@ -70,12 +73,26 @@ fn template(path: &str) -> String {
         .join("/")
 }
 
-/// The calls of one normal deploy on `lane`, in order: every request to the API, UAA and Log Cache but the
-/// sim's admin API (exactly the requests faults count).
-fn record_calls(lane: &mut Lane) -> Vec<Call> {
+/// What the deploys of a matrix send: the lane's params, or those with a canary.
+type Params = fn(&Lane, &str) -> serde_json::Value;
+
+fn plain(lane: &Lane, version: &str) -> serde_json::Value {
+    lane.params(version)
+}
+
+/// A short canary that a good candidate passes on the probe's traffic.
+fn with_canary(lane: &Lane, version: &str) -> serde_json::Value {
+    let mut params = lane.params(version);
+    params["canary"] = json!({"duration": "2s", "max_error_rate": 0.5, "min_requests": 5});
+    params
+}
+
+/// The calls of one deploy with `params` on `lane`, in order: every request to the API, UAA and Log Cache but
+/// the sim's admin API (exactly the requests faults count).
+fn record_calls(lane: &mut Lane, params: Params) -> Vec<Call> {
     lane.sim.reset_request_log();
     let version = lane.next_version("record");
-    lane.deploy(&version);
+    lane.deploy_with(params(lane, &version));
     lane.sim
         .request_log()
         .into_iter()
@@ -118,7 +135,7 @@ fn fault_for(case: &Case) -> Fault {
 }
 
 /// Runs one case on `lane`; returns a one-line description.
-fn run_case(lane: &mut Lane, case: &Case, calls: &[Call]) -> String {
+fn run_case(lane: &mut Lane, case: &Case, calls: &[Call], params: Params) -> String {
     let version = lane.next_version("fault");
     let mark = lane.mark();
     let started = Instant::now();
@@ -141,7 +158,7 @@ fn run_case(lane: &mut Lane, case: &Case, calls: &[Call]) -> String {
     } else {
         &[]
     };
-    let first = lane.out(&version, env);
+    let first = lane.out_with(params(lane, &version), env);
     let fired = lane.sim.faults().first().map_or(0, |f| f.fired);
     lane.sim.clear_faults();
     if let Case::Token { .. } = case {
@@ -221,6 +238,28 @@ fn run_case(lane: &mut Lane, case: &Case, calls: &[Call]) -> String {
     )
 }
 
+/// The call indices (from 1) of the canary in a deploy with one: from scaling the candidate down to scaling it
+/// back up, and the look at its instances after that.
+fn canary_calls(calls: &[Call]) -> Vec<usize> {
+    let scale = |c: &Call| c.method == "POST" && c.template.ends_with("/actions/scale");
+    let first = calls.iter().position(scale).expect("the canary scales the candidate down");
+    let last = calls.iter().rposition(scale).expect("and back up");
+    assert!(last > first, "the candidate is scaled down and then back up");
+    (first + 1..=(last + 2).min(calls.len())).collect()
+}
+
+/// The cases of the canary's calls: all of them with `PROOF_FULL`, else two of each kind.
+fn canary_cases(calls: &[Call], rng: &mut Rng) -> Vec<Case> {
+    let indices = canary_calls(calls);
+    [Kind::Status500, Kind::Drop, Kind::Timeout]
+        .into_iter()
+        .flat_map(|kind| {
+            let chosen = if harness::full() { indices.clone() } else { rng.sample(&indices, 2) };
+            chosen.into_iter().map(move |index| Case::Call { index, kind })
+        })
+        .collect()
+}
+
 /// The cases to run: everything with `PROOF_FULL`, else a seeded handful.
 fn cases(calls: &[Call], rng: &mut Rng) -> Vec<Case> {
     let kinds = [Kind::Status500, Kind::Drop, Kind::Timeout];
@@ -251,7 +290,7 @@ fn every_api_call_of_a_deploy_can_fail_and_production_never_notices() {
     let _heavy = harness::heavy();
     let mut rng = Rng::seeded("fault matrix");
     let mut first = Lane::new(LaneConfig::default());
-    let calls = record_calls(&mut first);
+    let calls = record_calls(&mut first, plain);
     eprintln!("a normal deploy makes {} calls:", calls.len());
     for (i, call) in calls.iter().enumerate() {
         eprintln!("  {:>3}. {call}", i + 1);
@@ -260,6 +299,26 @@ fn every_api_call_of_a_deploy_can_fail_and_production_never_notices() {
     let lanes = if harness::full() { 6 } else { 2 };
     let failed = ("faults", json!({"injected": 1, "survived": 0}));
     harness::run_on_lanes("fault matrix", failed, &cases, lanes, Some(first), |lane, case| {
-        run_case(lane, case, &calls)
+        run_case(lane, case, &calls, plain)
+    });
+}
+
+#[test]
+fn every_api_call_of_a_canary_can_fail_and_production_never_notices() {
+    let _heavy = harness::heavy();
+    let mut rng = Rng::seeded("canary fault matrix");
+    // Two instances, so the candidate is scaled down for the canary and back up after it.
+    let mut first = Lane::new(LaneConfig { instances: 2, ..LaneConfig::default() });
+    let calls = record_calls(&mut first, with_canary);
+    let indices = canary_calls(&calls);
+    eprintln!("the canary makes calls {}–{} of {}:", indices[0], indices[indices.len() - 1], calls.len());
+    for index in &indices {
+        eprintln!("  {index:>3}. {}", calls[index - 1]);
+    }
+    let cases = canary_cases(&calls, &mut rng);
+    let lanes = if harness::full() { 6 } else { 2 };
+    let failed = ("faults", json!({"injected": 1, "survived": 0}));
+    harness::run_on_lanes("canary fault matrix", failed, &cases, lanes, Some(first), |lane, case| {
+        run_case(lane, case, &calls, with_canary)
     });
 }

@@ -256,12 +256,12 @@ impl Lane {
     /// How long any one put may take here before the test gives up on it.
     pub const PUT_LIMIT: Duration = Duration::from_secs(180);
 
-    /// Runs `out` deploying `version` and asserts it succeeds.
-    pub fn deploy(&mut self, version: &str) -> Value {
+    /// Runs `out` with `params` and asserts it succeeds.
+    pub fn deploy_with(&mut self, params: Value) -> Value {
         let started = Instant::now();
-        let run = self.out(version, &[]);
+        let run = self.out_with(params, &[]);
         if let Outcome::Failed(line) = assert_clean_outcome(&run, "a deploy") {
-            panic!("deploying {version} failed: {line}\n{}", run.stderr);
+            panic!("the deploy failed: {line}\n{}", run.stderr);
         }
         self.last_deploy = started.elapsed();
         serde_json::from_str::<Value>(&run.stdout).unwrap()["version"].clone()
