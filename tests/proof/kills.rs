@@ -3,7 +3,8 @@
 //! housekeeping, and at seeded random instants of a deploy. Production must
 //! serve every probe request throughout (a candidate killed before the swap never serving it), and the next
 //! `out` must recover from the journal and deploy, leaving exactly `myapp` and `myapp-previous` and only the
-//! production route.
+//! production route. Deploys with a canary are killed at each of its steps too: the candidate serves beside
+//! production then, and the next `out` unmaps it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -75,7 +76,7 @@ fn boundaries() -> Vec<Point> {
     ]
 }
 
-/// The params of every deploy here: the lane's, with a migration task that is still running a second after it
+/// The params of the kill matrix's deploys: the lane's, with a migration task that is still running a second after it
 /// printed its line (so a kill on that line lands while it runs).
 fn params(lane: &Lane, version: &str) -> serde_json::Value {
     let mut params = lane.params(version);
@@ -83,8 +84,29 @@ fn params(lane: &Lane, version: &str) -> serde_json::Value {
     params
 }
 
-/// Kills a deploy at `point`, then deploys again; returns a one-line description.
-fn kill_and_recover(lane: &mut Lane, point: &Point) -> String {
+/// Every step of a canary a deploy of `myapp` (two instances) prints, in order, and the swap after it.
+fn canary_steps() -> Vec<Point> {
+    vec![
+        Point::Line("[5/8] Canary: myapp-green beside myapp"),
+        Point::Line("scaled myapp-green to 1 instance(s) for the canary"),
+        Point::Line("mapped myapp."),
+        Point::Line("canary: myapp-green serves beside myapp"),
+        Point::Line("canary 1"),
+        Point::Line("canary: myapp-green passed on"),
+        Point::Line("myapp-green is at full size"),
+        Point::Line("[6/8] Swapping production routes"),
+    ]
+}
+
+/// The params of a deploy with a short canary that a good candidate passes on the probe's traffic.
+fn canary_params(lane: &Lane, version: &str) -> serde_json::Value {
+    let mut params = lane.params(version);
+    params["canary"] = json!({"duration": "3s", "max_error_rate": 0.5, "min_requests": 5});
+    params
+}
+
+/// Kills a deploy with `params` at `point`, then deploys again; returns a one-line description.
+fn kill_and_recover(lane: &mut Lane, point: &Point, params: fn(&Lane, &str) -> serde_json::Value) -> String {
     let killed_version = lane.next_version("killed");
     let mark = lane.mark();
     let started = Instant::now();
@@ -162,7 +184,22 @@ fn a_deploy_killed_at_any_moment_is_recovered_by_the_next_one() {
     }
     let lanes = if harness::full() { 3 } else { 2 };
     let failed = ("kills", json!({"killed": 1, "recovered": 0}));
-    harness::run_on_lanes("kill matrix", failed, &points, lanes, Some(lane), kill_and_recover);
+    harness::run_on_lanes("kill matrix", failed, &points, lanes, Some(lane), |lane, point| {
+        kill_and_recover(lane, point, params)
+    });
+}
+
+#[test]
+fn a_deploy_killed_during_its_canary_is_recovered_by_the_next_one() {
+    let _heavy = harness::heavy();
+    let mut rng = Rng::seeded("canary kill matrix");
+    // Two instances, so the candidate is scaled down for the canary and back up after it.
+    let lane = Lane::new(LaneConfig { instances: 2, ..LaneConfig::default() });
+    let points = if harness::full() { canary_steps() } else { rng.sample(&canary_steps(), 3) };
+    let failed = ("kills", json!({"killed": 1, "recovered": 0}));
+    harness::run_on_lanes("canary kill matrix", failed, &points, 2, Some(lane), |lane, point| {
+        kill_and_recover(lane, point, canary_params)
+    });
 }
 
 /// Kills a put of `params` once it prints a line starting with `line`; returns its log.
