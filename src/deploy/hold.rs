@@ -129,7 +129,7 @@ pub(crate) async fn promote(ctx: &mut Context) -> Result<VersionResult> {
     if let Some(params) = ctx.params.canary.clone() {
         gate.canary = super::run_canary(ctx, &candidate, apps.production.as_ref(), &prod_routes, &params).await?;
     }
-    let pushed = Pushed { droplet_guid: droplet, ..Pushed::default() };
+    let pushed = running(&ctx.cf, candidate.app(), droplet).await?;
     let verified = Verified { candidate, blue: apps.production, previous: apps.previous, prod_routes, pushed, gate };
     promotion::swap_in(ctx, verified).await
 }
@@ -216,6 +216,19 @@ async fn with_droplet(cf: &CfClient, app: App) -> Result<(App, String)> {
     let droplet =
         app.current_droplet_guid().map(str::to_owned).ok_or_else(|| anyhow!("{} has no droplet", app.name))?;
     Ok((app, droplet))
+}
+
+/// What the held candidate runs, for the promote's answer: its droplet, and the instances (and the web process's
+/// memory) it was started with.
+async fn running(cf: &CfClient, app: &App, droplet_guid: String) -> Result<Pushed> {
+    let mut pushed = Pushed { droplet_guid, ..Pushed::default() };
+    for process in cf.processes().for_app(&app.guid).await?.into_iter().filter(|p| p.instances > 0) {
+        if process.kind == "web" {
+            pushed.memory_mb = process.memory_in_mb;
+        }
+        pushed.instances.insert(process.kind, process.instances);
+    }
+    Ok(pushed)
 }
 
 /// The routes the journal names, read again.

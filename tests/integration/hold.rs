@@ -119,6 +119,7 @@ fn a_held_candidate_is_tried_on_its_route_then_promoted_without_a_failed_request
 
     let promoted = answer(&out_as(&sim, &put, "myapp", acting("promote"), "22"));
     assert_eq!(promoted["version"]["app_guid"], json!(candidate), "the held candidate is production now");
+    assert_eq!(metadata(&promoted, "instances"), Some("web: 1"), "{promoted}");
     wait_until_serving(&sim, "myapp", "v2");
     assert_no_failures(&load.stop());
     let settled = crate::util::deploy::assert_settled(&sim, "myapp", false, "after the promote");
@@ -226,4 +227,20 @@ fn a_promote_with_a_canary_runs_it_beside_production_before_the_swap() {
     assert_eq!(report.failures().len(), 0, "{}", report.describe_failures());
     assert!(report.answers_by("v2") > 0 && report.answers_by("v1") > 0, "{}", report.describe());
     wait_until_serving(&sim, "myapp", "v2");
+}
+
+#[test]
+fn an_abort_with_on_failure_keep_keeps_the_candidate_stopped_as_failed() {
+    let (sim, put, v1) = production_v1();
+    let candidate = hold_v2(&sim, &put, &v1);
+    let mut abort = acting("abort");
+    abort["on_failure"] = json!("keep");
+    answer(&out_as(&sim, &put, "myapp", abort, "23"));
+    let kept = app_named(&sim, "myapp-failed").expect("kept as myapp-failed");
+    assert_eq!((kept["guid"].as_str(), kept["state"].as_str()), (Some(candidate.as_str()), Some("STOPPED")));
+    assert!(journal_keys(&kept).is_empty(), "it no longer holds the lock");
+    assert_eq!(
+        route_destinations(&sim),
+        [(format!("myapp.{}", sim.info().domain), vec![v1["app_guid"].as_str().unwrap().to_owned()])]
+    );
 }
