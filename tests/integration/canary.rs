@@ -190,6 +190,34 @@ fn without_timers_on_no_data_decides_and_says_so() {
     wait_until_serving(&sim, "myapp", "v3");
 }
 
+/// Waits until `myapp-green`'s journal says `canary` and it is mapped to the production route beside blue.
+fn wait_for_the_canary(sim: &Sim) {
+    let domain = sim.info().domain.clone();
+    wait_for("the candidate serving beside blue", Duration::from_secs(120), || {
+        let green = app_named(sim, "myapp-green").filter(|g| annotation(g, PHASE) == Some("canary"))?;
+        let guid = green["guid"].as_str()?.to_owned();
+        let routes = route_destinations(sim);
+        routes.iter().any(|(route, apps)| *route == format!("myapp.{domain}") && apps.contains(&guid)).then_some(())
+    });
+}
+
+/// An aborted build (SIGTERM) during the canary: the candidate is unmapped and removed, and the lock released,
+/// within Concourse's 10 seconds; production is on blue.
+#[test]
+fn an_aborted_put_during_the_canary_gives_production_back_to_blue_at_once() {
+    let sim = start_sim_with(|_| {});
+    let put = PutDir::with_sample_app();
+    let blue = production_v1(&sim, &put, 1, &[]);
+    let canary = json!({"duration": "10m", "max_error_rate": 0.01});
+    let running = spawn_out(&sim, &put, "myapp", with_canary(params("v2", &[]), canary), "8");
+    wait_for_the_canary(&sim);
+    running.terminate();
+    let run = running.wait(Duration::from_secs(10));
+    assert_ne!(run.status, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("unmapped myapp-green from production"), "{}", run.stderr);
+    assert_production_on(&sim, &blue);
+}
+
 /// `out` killed while its candidate serves beside blue: the next put finds the journal in phase `canary`, unmaps
 /// the candidate from production, removes it, and deploys; nothing of the killed put is left.
 #[test]
@@ -201,13 +229,7 @@ fn a_put_killed_during_the_canary_is_recovered_by_the_next() {
     killed["lock_lease"] = json!("2s");
     let canary = json!({"duration": "10m", "max_error_rate": 0.01});
     let running = spawn_out(&sim, &put, "myapp", with_canary(killed, canary), "7");
-    let domain = sim.info().domain.clone();
-    wait_for("the candidate serving beside blue", Duration::from_secs(120), || {
-        let green = app_named(&sim, "myapp-green").filter(|g| annotation(g, PHASE) == Some("canary"))?;
-        let guid = green["guid"].as_str()?.to_owned();
-        let routes = route_destinations(&sim);
-        routes.iter().any(|(route, apps)| *route == format!("myapp.{domain}") && apps.contains(&guid)).then_some(())
-    });
+    wait_for_the_canary(&sim);
     let killed = running.kill();
     assert!(killed.stderr.contains("Canary: myapp-green beside myapp"), "{}", killed.stderr);
 
