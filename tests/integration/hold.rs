@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::util::deploy::{
     PutDir, annotation, app_named, apps, build_url, deploy, get, journal_keys, manifest, out, out_as,
-    route_destinations, wait_until_serving,
+    route_destinations, spawn_out, wait_until_serving,
 };
 use crate::util::sim::start_sim_with;
 use cf_blue_green_resource::record::journal::{DEPLOY_ID, PHASE};
@@ -243,4 +243,28 @@ fn an_abort_with_on_failure_keep_keeps_the_candidate_stopped_as_failed() {
         route_destinations(&sim),
         [(format!("myapp.{}", sim.info().domain), vec![v1["app_guid"].as_str().unwrap().to_owned()])]
     );
+}
+
+#[test]
+fn of_two_promotes_at_once_one_swaps_the_candidate_in_and_the_other_fails_cleanly() {
+    let (sim, put, v1) = production_v1();
+    let candidate = hold_v2(&sim, &put, &v1);
+    let first = spawn_out(&sim, &put, "myapp", acting("promote"), "22");
+    let second = spawn_out(&sim, &put, "myapp", acting("promote"), "23");
+    let runs = [first.wait(Duration::from_secs(120)), second.wait(Duration::from_secs(120))];
+    for run in &runs {
+        eprintln!("---- a promote exited {}\n{}", run.status, run.stderr);
+    }
+    let (won, lost): (Vec<_>, Vec<_>) = runs.iter().partition(|run| run.status == 0);
+    assert_eq!((won.len(), lost.len()), (1, 1), "exactly one promote swaps the candidate in");
+    assert_eq!(answer(won[0])["version"]["app_guid"], json!(candidate));
+    let line = lost[0].last_line();
+    assert!(
+        line.contains("another put took myapp-green over first") || line.contains("params.promote: nothing is held"),
+        "{line}"
+    );
+    assert_eq!(lost[0].stdout, "", "nothing on stdout");
+    let settled = crate::util::deploy::assert_settled(&sim, "myapp", false, "after the promotes");
+    assert_eq!(settled.production, candidate);
+    wait_until_serving(&sim, "myapp", "v2");
 }
