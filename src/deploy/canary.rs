@@ -59,14 +59,17 @@ pub(crate) async fn run(
     let app = candidate.app();
     let patterns = compile(&params.log_patterns)?;
     let logs = ctx.cf.logs();
-    if !logs.available() {
-        let empty = crate::verify::traffic::analyse(&[], &ErrorStatuses::default());
-        let why = "this Cloud Foundry has no Log Cache, so there is no real traffic to judge".to_owned();
-        return no_data(params, &app.name, why, empty.clone(), empty);
-    }
     let routes: Vec<&RouteTarget> = prod_routes.iter().filter(|r| r.route.is_some()).collect();
-    if routes.is_empty() {
-        bail!("the canary needs production routes that exist already, and production has none");
+    let nothing_to_judge = if !logs.available() {
+        Some("this Cloud Foundry has no Log Cache, so there is no real traffic to judge")
+    } else if routes.is_empty() {
+        Some("production has no routes, so no users' traffic reaches it")
+    } else {
+        None
+    };
+    if let Some(why) = nothing_to_judge {
+        let empty = crate::verify::traffic::analyse(&[], &ErrorStatuses::default());
+        return no_data(params, &app.name, why.to_owned(), empty.clone(), empty);
     }
     let full = scale_down(ctx, app, params.instances).await?;
     let route_guids: Vec<String> = routes.iter().filter_map(|r| r.route.as_ref()).map(|r| r.guid.clone()).collect();
@@ -88,20 +91,19 @@ pub(crate) async fn run(
             routes.len(),
             log::human_duration(params.duration())
         ));
-        judge(ctx, app, blue, params, &patterns, started_ns).await
+        let report = judge(ctx, app, blue, params, &patterns, started_ns).await?;
+        if let Some(full) = full {
+            scale_up(ctx, app, full).await?;
+        }
+        Ok(report)
     };
-    match abort::or_abort(judged).await {
-        Ok(report) => {
-            if let Some(full) = full {
-                scale_up(ctx, app, full).await?;
-            }
-            Ok(report)
-        }
-        Err(e) => {
-            withdraw(ctx, app, blue, &route_guids).await?;
-            Err(e)
-        }
+    let judged = abort::or_abort(judged).await;
+    if judged.is_err()
+        && let Err(e) = withdraw(ctx, app, blue, &route_guids).await
+    {
+        log::warn(format_args!("could not unmap {} from production ({e:#}); removing it unmaps it", app.name));
     }
+    judged
 }
 
 /// The candidate's log patterns, compiled (they were validated with the params).

@@ -246,3 +246,16 @@ fn a_put_killed_during_the_canary_is_recovered_by_the_next() {
     let settled = crate::util::deploy::assert_settled(&sim, "myapp", false, "after the recovery");
     assert_ne!(settled.production, settled.previous);
 }
+
+/// A `no-route` app has no users' traffic to judge a canary by: that is no data too, and `on_no_data` decides.
+#[test]
+fn a_canary_of_an_app_without_routes_has_no_data() {
+    let sim = start_sim_with(|_| {});
+    let put = PutDir::with_sample_app();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &[], &[]));
+    deploy(&sim, &put, "myapp", params("v1", &[]));
+    let canary = json!({"duration": "2s", "max_error_rate": 0.01});
+    let run = out(&sim, &put, "myapp", with_canary(params("v2", &[]), canary));
+    run.assert_clean_failure("no data to judge myapp-green by: production has no routes");
+    assert_eq!(apps(&sim), [("myapp".to_owned(), "STARTED".to_owned())], "the candidate is gone");
+}
