@@ -110,10 +110,12 @@ fn a_held_candidate_is_tried_on_its_route_then_promoted_without_a_failed_request
     // Long past the lease: nothing took the held candidate for a dead deploy.
     std::thread::sleep(Duration::from_secs(4));
     let held_by = format!("myapp-green is held for approval by main/shop/deploy #20 ({})", build_url("20"));
+    let before = sim.state_dump();
     let blocked = out_as(&sim, &put, "myapp", params("v3"), "21");
     blocked.assert_clean_failure(&held_by);
     assert!(blocked.last_line().contains("params.promote: true") && blocked.last_line().contains("params.abort: true"));
     out_as(&sim, &put, "myapp", json!({"rollback": true, "lock_lease": LEASE}), "21").assert_clean_failure(&held_by);
+    assert_eq!(sim.state_dump(), before, "the refused deploy and rollback changed nothing");
     let green = app_named(&sim, "myapp-green").expect("still held");
     assert_eq!((green["guid"].as_str(), annotation(&green, PHASE)), (Some(candidate.as_str()), Some("held")));
 
