@@ -1,15 +1,13 @@
-//! Network policies: the policy server's external API (cloudfoundry/cf-networking-release), found at
-//! `links.network_policy_v1` of `GET /` (on the API's host). An app's policies are listed with `?id=<guid>`
+//! Network policies: the policy server's external API (cloudfoundry/cf-networking-release), on the API's host
+//! (`links.network_policy_v1` of `GET /`). An app's policies are listed with `?id=<guid>`
 //! (source or destination), created with `POST …/policies` and deleted with `POST …/policies/delete`; both are
 //! no-ops for what already is (or is not) there, so they are safe to send again.
 
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
-use url::Url;
 
-use crate::cf::client::{CfClient, Req, Target};
-use crate::cf::error::{Error, Result};
-use crate::cf::root::Root;
+use crate::cf::client::{CfClient, Req};
+use crate::cf::error::Result;
 
 /// One policy: the source app may open connections to the destination app's `protocol` ports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,37 +58,26 @@ struct Payload {
     policies: Vec<Policy>,
 }
 
+/// Where CC's root links the policy server (`links.network_policy_v1`, root_controller.rb): on the API's host,
+/// whatever the foundation, so it is not discovered; a foundation without container networking answers 404.
+const BASE: &str = "/networking/v1/external";
+
 /// The policy server of a foundation.
 pub(crate) struct PolicyServer<'a> {
     cf: &'a CfClient,
-    /// `…/networking/v1/external`.
-    base: Url,
 }
 
 impl CfClient {
-    /// The policy server, when `GET /` links one (a foundation without container networking has none).
-    pub(crate) async fn policy_server(&self) -> Result<Option<PolicyServer<'_>>> {
-        let mut req = Req::path(Method::GET, "/");
-        req.authenticated = false;
-        let root: Root = self.answer(&req).await?.json()?;
-        let Some(link) = root.link("network_policy_v1") else { return Ok(None) };
-        let base = Url::parse(&link.href)
-            .map_err(|e| Error::Config(format!("GET / gave a bad network_policy_v1 link '{}': {e}", link.href)))?;
-        Ok(Some(PolicyServer { cf: self, base }))
+    pub(crate) fn policy_server(&self) -> PolicyServer<'_> {
+        PolicyServer { cf: self }
     }
 }
 
 impl PolicyServer<'_> {
-    fn url(&self, path: &str) -> Result<Url> {
-        let base = self.base.as_str().trim_end_matches('/');
-        Url::parse(&format!("{base}{path}")).map_err(|e| Error::Config(format!("policy server URL: {e}")))
-    }
-
     /// Every policy the app is the source or the destination of (that the caller may see).
     pub(crate) async fn for_app(&self, app_guid: &str) -> Result<Vec<Policy>> {
-        let mut url = self.url("/policies")?;
-        url.query_pairs_mut().append_pair("id", app_guid);
-        let answer = self.cf.answer(&Req::new(Method::GET, Target::Url(url))).await?;
+        let path = format!("{BASE}/policies?id={app_guid}");
+        let answer = self.cf.answer(&Req::path(Method::GET, path)).await?;
         Ok(answer.json::<Payload>()?.policies)
     }
 
@@ -109,7 +96,7 @@ impl PolicyServer<'_> {
             return Ok(());
         }
         let body = Payload { policies: policies.to_vec() };
-        let req = Req::new(Method::POST, Target::Url(self.url(path)?)).json(&body)?.idempotent(true);
+        let req = Req::path(Method::POST, format!("{BASE}{path}")).json(&body)?.idempotent(true);
         self.cf.answer(&req).await.map(drop)
     }
 }

@@ -13,36 +13,39 @@ use serde_json::{Map, Value};
 use super::plan::Blue;
 use crate::cf::CfClient;
 use crate::cf::apps::App;
-use crate::cf::policies::{Policy, PolicyServer};
+use crate::cf::policies::Policy;
 use crate::log;
 
 /// Before the lock: production's network policies are read, which proves the deploying identity may manage them
 /// (a 403 fails the put here, saying which permission is missing). Nothing to check when nothing runs in
-/// production or the foundation has no policy server.
+/// production.
 pub(crate) async fn check(cf: &CfClient, space_guid: &str, production_name: &str) -> Result<()> {
     let Some(production) = cf.apps().by_name(space_guid, production_name).await? else { return Ok(()) };
-    let Some(server) = cf.policy_server().await? else { return Ok(()) };
-    policies_of(&server, &production.guid, &production.name).await.map(drop)
+    policies_of(cf, &production.guid, &production.name).await.map(drop)
 }
 
-/// The policies the app `guid` (called `name`) is the source or the destination of.
-async fn policies_of(server: &PolicyServer<'_>, guid: &str, name: &str) -> Result<Vec<Policy>> {
-    server.for_app(guid).await.map_err(|e| match e.cf().filter(|c| c.status == Some(403)) {
-        Some(refused) => anyhow!(
-            "network policies: the policy server refused to list {name}'s policies ({}): the deploying user needs \
-             the network.write scope (or network.admin) and space developer rights in the apps' spaces, so the new \
-             version keeps them",
-            refused.title
-        ),
-        None => anyhow!(e).context(format!("listing the network policies of {name}")),
-    })
+/// The policies the app `guid` (called `name`) is the source or the destination of; none where the foundation
+/// has no container networking (its policy server's path is not found).
+async fn policies_of(cf: &CfClient, guid: &str, name: &str) -> Result<Vec<Policy>> {
+    match cf.policy_server().for_app(guid).await {
+        Ok(policies) => Ok(policies),
+        Err(e) if e.cf().is_some_and(|c| c.status == Some(404)) => Ok(Vec::new()),
+        Err(e) => Err(match e.cf().filter(|c| c.status == Some(403)) {
+            Some(refused) => anyhow!(
+                "network policies: the policy server refused to list {name}'s policies ({}): the deploying user \
+                 needs the network.write scope (or network.admin) and space developer rights in the apps' spaces, \
+                 so the new version keeps them",
+                refused.title
+            ),
+            None => anyhow!(e).context(format!("listing the network policies of {name}")),
+        }),
+    }
 }
 
 /// Gives `candidate` every policy of production (`production_guid`): what it may call and who may call it.
 pub(crate) async fn policies_to(cf: &CfClient, production_guid: Option<&str>, candidate: &App) -> Result<()> {
     let Some(production) = production_guid else { return Ok(()) };
-    let Some(server) = cf.policy_server().await? else { return Ok(()) };
-    let carried = moved(&policies_of(&server, production, "production").await?, production, &candidate.guid);
+    let carried = moved(&policies_of(cf, production, "production").await?, production, &candidate.guid);
     if carried.is_empty() {
         return Ok(());
     }
@@ -50,7 +53,7 @@ pub(crate) async fn policies_to(cf: &CfClient, production_guid: Option<&str>, ca
     for policy in &carried {
         log::detail(policy.describe(|guid| if guid == candidate.guid { candidate.name.clone() } else { guid.into() }));
     }
-    server
+    cf.policy_server()
         .create(&carried)
         .await
         .map_err(|e| anyhow!(e).context(format!("creating {}'s network policies", candidate.name)))
@@ -58,16 +61,15 @@ pub(crate) async fn policies_to(cf: &CfClient, production_guid: Option<&str>, ca
 
 /// Deletes every policy of `app`, which is about to be deleted.
 pub(crate) async fn forget(cf: &CfClient, app: &App) -> Result<()> {
-    let Some(server) = cf.policy_server().await? else { return Ok(()) };
-    let policies = policies_of(&server, &app.guid, &app.name).await?;
-    server.delete(&policies).await.map_err(|e| anyhow!(e).context(format!("deleting {}'s network policies", app.name)))
+    let policies = policies_of(cf, &app.guid, &app.name).await?;
+    let deleted = cf.policy_server().delete(&policies).await;
+    deleted.map_err(|e| anyhow!(e).context(format!("deleting {}'s network policies", app.name)))
 }
 
 /// The dry run's lines: what the candidate `green` would be given of `production`'s policies.
 pub(crate) async fn describe(cf: &CfClient, production: Option<&App>, green: &str) -> Result<Vec<String>> {
     let Some(production) = production else { return Ok(Vec::new()) };
-    let Some(server) = cf.policy_server().await? else { return Ok(Vec::new()) };
-    let listed = policies_of(&server, &production.guid, &production.name).await?;
+    let listed = policies_of(cf, &production.guid, &production.name).await?;
     let carried = moved(&listed, &production.guid, green);
     Ok(carried.iter().map(|p| format!("carry network policy {}", p.describe(str::to_owned))).collect())
 }

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use crate::util::deploy::{PutDir, app_named, deploy, get, out, wait_for};
 use crate::util::sim::{connect, start_sim_with};
 use cf_blue_green_resource::cf::CfClient;
-use cf_sim::Sim;
 use cf_sim::load::{self, LoadConfig};
+use cf_sim::{Fault, FaultAction, Sim};
 
 const INTERNAL_DOMAIN: &str = "apps.internal";
 
@@ -193,4 +193,24 @@ fn a_user_who_may_not_manage_policies_fails_before_the_lock_saying_so() {
     assert!(refused.stderr.contains("network.write"), "{}", refused.stderr);
     assert!(refused.stderr.contains("do not include allowed scopes"), "the policy server's reason: {}", refused.stderr);
     assert!(app_named(&sim, "backend-green").is_none(), "the lock was never taken");
+}
+
+#[test]
+fn a_foundation_without_container_networking_is_deployed_to_without_policies() {
+    let sim = start_sim_with(|_| {});
+    // No policy server: its path on the API's host is CC's unknown request.
+    sim.add_fault(Fault {
+        method: None,
+        path: "/networking/v1/external/*".into(),
+        nth: 1,
+        times: 0,
+        action: FaultAction::Status { status: 404, code: Some(10000), title: None, detail: None },
+    });
+    let put = PutDir::with_sample_app();
+    put.write("ci/backend.yml", &manifest(&sim, "backend", false, &[]));
+    deploy(&sim, &put, "backend", params("ci/backend.yml", "b1"));
+    let run = out(&sim, &put, "backend", params("ci/backend.yml", "b2"));
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("network policies"), "{}", run.stderr);
+    assert!(sim.faults()[0].fired >= 2, "the policy server was asked before and under the lock");
 }
