@@ -63,6 +63,10 @@ pub(crate) async fn hold(
     log::detail("the swap and what follows it in the plan wait for a put with params.promote: true");
     let held = async {
         candidate.lock.ensure_held().await?;
+        let production = match blue {
+            Some(blue) => Some(with_droplet(&ctx.cf, blue.app).await?),
+            None => None,
+        };
         let mut guids = Vec::new();
         for route in &mut prod_routes {
             guids.push(route.ensure(&ctx.cf, &ctx.target.space.guid).await?);
@@ -74,17 +78,14 @@ pub(crate) async fn hold(
                 j.verified = true;
                 j.prod_routes = guids;
             })
-            .await
+            .await?;
+        Ok(production)
     };
-    candidate.or_release(ctx, abort::or_abort(held).await).await?;
+    let production = candidate.or_release(ctx, abort::or_abort(held).await).await?;
     candidate.lock.stop_renewing().await;
     ctx.phases.finish();
 
     let green = candidate.app();
-    let production = match blue {
-        Some(blue) => Some(with_droplet(&ctx.cf, blue.app).await?),
-        None => None,
-    };
     let scheme = ctx.source.route_scheme.as_str();
     let url = temp_route.map(|route| format!("{scheme}://{route}"));
     let held = format!("{} ({}) with droplet {}", green.name, green.guid, pushed.droplet_guid);
@@ -109,7 +110,8 @@ pub(crate) async fn hold(
 }
 
 /// `promote: true`: takes the held candidate over, runs the gates again on its temporary route (and the canary
-/// beside production, with `canary`), then swaps it in like any deploy. What it reads first fails without touching anything: the candidate stays held.
+/// beside production, with `canary`), then swaps it in like any deploy. A failure while it reads what it needs,
+/// before the takeover, touches nothing: the candidate stays held.
 pub(crate) async fn promote(ctx: &mut Context) -> Result<VersionResult> {
     let green_name = ctx.source.names.green();
     ctx.phases.start("lock", &format!("Taking over the held {green_name}"));
@@ -122,6 +124,7 @@ pub(crate) async fn promote(ctx: &mut Context) -> Result<VersionResult> {
         None => None,
     };
     let (app, droplet) = with_droplet(cf, app).await?;
+    let pushed = running(cf, &app, droplet).await?;
     let candidate = take_over(ctx, app, journal).await?;
 
     ctx.phases.start("verify", &format!("Verifying {green_name} again"));
@@ -129,7 +132,6 @@ pub(crate) async fn promote(ctx: &mut Context) -> Result<VersionResult> {
     if let Some(params) = ctx.params.canary.clone() {
         gate.canary = super::run_canary(ctx, &candidate, apps.production.as_ref(), &prod_routes, &params).await?;
     }
-    let pushed = running(&ctx.cf, candidate.app(), droplet).await?;
     let verified = Verified { candidate, blue: apps.production, previous: apps.previous, prod_routes, pushed, gate };
     promotion::swap_in(ctx, verified).await
 }
