@@ -60,7 +60,11 @@ pub(crate) async fn take_over(
 
 /// How the candidate is mapped to a production route: the way blue is mapped there, else with the protocol the
 /// manifest gives the route, else CC's defaults.
-pub(crate) fn candidate_destinations(target: &RouteTarget, green_guid: &str, blue_guid: Option<&str>) -> Vec<NewDestination> {
+pub(crate) fn candidate_destinations(
+    target: &RouteTarget,
+    green_guid: &str,
+    blue_guid: Option<&str>,
+) -> Vec<NewDestination> {
     let blue_destinations = target.route.iter().flat_map(|r| &r.destinations);
     let fallback = NewDestination { protocol: target.protocol.clone(), ..NewDestination::app(green_guid) };
     mapped_like(blue_destinations, blue_guid, green_guid, fallback)
