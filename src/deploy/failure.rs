@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context as _, Result, bail};
 
 use super::candidate::Candidate;
+use super::carry;
 use super::context::{Context, JOB_TIMEOUT};
 use super::drain;
 use super::lock::Lock;
@@ -122,8 +123,9 @@ pub(crate) async fn show_recent_logs(cf: &CfClient, app: &App) {
 }
 
 /// Gives the lock up with the candidate: stops renewing it (no renewal may write the journal back onto the app
-/// once it is renamed), removes the temporary route, and deletes the candidate or keeps it stopped as
-/// `<app>-failed`; the candidate of a `rollback` is stopped and named `<app>-previous` again instead.
+/// once it is renamed), removes the temporary route, and deletes the candidate (with the policies it was given)
+/// or keeps it stopped as `<app>-failed`; the candidate of a `rollback` is stopped and named `<app>-previous`
+/// again instead.
 pub(crate) async fn release(ctx: &Context, lock: &Lock, temp_route_guid: Option<&str>, rollback: bool) -> Result<()> {
     lock.stop_renewing().await;
     let (cf, names, candidate) = (&ctx.cf, &ctx.source.names, &lock.app);
@@ -138,6 +140,7 @@ pub(crate) async fn release(ctx: &Context, lock: &Lock, temp_route_guid: Option<
     }
     match ctx.params.on_failure {
         OnFailure::Delete => {
+            carry::forget(cf, candidate).await?;
             cf.apps()
                 .delete_within(&candidate.guid, JOB_TIMEOUT)
                 .await
@@ -150,6 +153,7 @@ pub(crate) async fn release(ctx: &Context, lock: &Lock, temp_route_guid: Option<
             let older = cf.apps().by_name(candidate.space_guid().unwrap_or_default(), &failed).await?;
             // Already renamed by an earlier attempt at this same cleanup: that is the candidate itself.
             if let Some(older) = older.filter(|older| older.guid != candidate.guid) {
+                carry::forget(cf, &older).await?;
                 cf.apps()
                     .delete_within(&older.guid, JOB_TIMEOUT)
                     .await

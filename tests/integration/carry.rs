@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::util::deploy::{PutDir, app_named, deploy, get, out, wait_for};
+use crate::util::deploy::{PutDir, app_named, deploy, get, logged, out, out_as, spawn_out, wait_for};
 use crate::util::sim::{connect, start_sim_with};
 use cf_blue_green_resource::cf::CfClient;
 use cf_sim::load::{self, LoadConfig};
@@ -213,4 +213,52 @@ fn a_foundation_without_container_networking_is_deployed_to_without_policies() {
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert!(!run.stderr.contains("network policies"), "{}", run.stderr);
     assert!(sim.faults()[0].fired >= 2, "the policy server was asked before and under the lock");
+}
+
+/// `backend` deployed (b1) and `frontend`, with a policy frontend → backend.
+fn backend_with_a_caller(sim: &Sim, runtime: &tokio::runtime::Runtime, cf: &CfClient, put: &PutDir) {
+    put.write("ci/backend.yml", &manifest(sim, "backend", false, &[]));
+    put.write("ci/frontend.yml", &manifest(sim, "frontend", false, &[]));
+    deploy(sim, put, "backend", params("ci/backend.yml", "b1"));
+    deploy(sim, put, "frontend", params("ci/frontend.yml", "f1"));
+    let allow = json!({"policies": [{"source": {"id": guid(sim, "frontend")}, "destination": {"id": guid(sim, "backend"), "protocol": "tcp", "ports": {"start": 8080, "end": 8080}}}]});
+    runtime.block_on(policy_server(cf, sim, reqwest::Method::POST, "/policies", Some(allow)));
+}
+
+fn frontend_to(destinations: &[&str]) -> Vec<(String, String, u64)> {
+    destinations.iter().map(|d| ("frontend".to_owned(), (*d).to_owned(), 8080)).collect()
+}
+
+#[test]
+fn a_failed_candidate_is_deleted_with_the_policies_it_was_given() {
+    let sim = start_sim_with(|_| {});
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cf = runtime.block_on(connect(&sim));
+    let put = PutDir::with_sample_app();
+    backend_with_a_caller(&sim, &runtime, &cf, &put);
+
+    // Its verify fails: the candidate had been given frontend → it, and is deleted.
+    let mut failing = params("ci/backend.yml", "b2");
+    failing["verify"] = json!([{"path": "/version", "body_contains": "b9"}]);
+    failing["verify_timeout"] = json!("2s");
+    let failed = out(&sim, &put, "backend", failing.clone());
+    assert_ne!(failed.status, 0);
+    assert!(failed.stderr.contains("carrying 1 network policies of production to backend-green"), "{}", failed.stderr);
+    assert!(failed.stderr.contains("deleted backend-green (on_failure: delete)"), "{}", failed.stderr);
+    assert_eq!(policies(&sim, &runtime, &cf), frontend_to(&["backend"]), "nothing names the deleted candidate");
+
+    // Killed while it verifies: the next put removes the candidate and what it was given, then deploys.
+    failing["verify_timeout"] = json!("60s");
+    failing["lock_lease"] = json!("2s");
+    let running = spawn_out(&sim, &put, "backend", failing, "8");
+    let green = wait_for("the candidate to be given the policy", Duration::from_secs(30), || {
+        let green = app_named(&sim, "backend-green")?["guid"].as_str()?.to_owned();
+        policies(&sim, &runtime, &cf).contains(&("frontend".into(), "backend-green".into(), 8080)).then_some(green)
+    });
+    logged("out build 8, killed while it verifies", running.kill());
+    let next = out_as(&sim, &put, "backend", params("ci/backend.yml", "b3"), "9");
+    assert_eq!(next.status, 0, "{}", next.stderr);
+    assert!(next.stderr.contains("recovering"), "{}", next.stderr);
+    assert!(app_named(&sim, "backend-failed").is_none() && !sim.state_dump().to_string().contains(&green));
+    assert_eq!(policies(&sim, &runtime, &cf), frontend_to(&["backend", "backend-previous"]));
 }
