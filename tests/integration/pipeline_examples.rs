@@ -348,7 +348,23 @@ fn examples_cover_the_documented_features() {
             }
         }
     }
-    for key in ["path", "manifest", "verify", "smoke_test", "kpi", "watch", "rollback", "droplet", "download_droplet"] {
+    for key in [
+        "path",
+        "manifest",
+        "verify",
+        "smoke_test",
+        "kpi",
+        "canary",
+        "watch",
+        "rollback",
+        "droplet",
+        "download_droplet",
+        "task",
+        "restage",
+        "hold",
+        "promote",
+        "abort",
+    ] {
         assert!(keys.contains(key), "no example uses `{key}`; keys used: {keys:?}");
     }
 }
