@@ -57,6 +57,8 @@ pub struct Domain {
     /// `None` for a shared domain.
     pub org_guid: Option<String>,
     pub shared_org_guids: Vec<String>,
+    /// `enforce_route_policies` and `route_policies_scope` (CC 3.225.0, see cc/route_policies.rs).
+    pub route_policies: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -403,6 +405,8 @@ pub struct State {
     pub app_features: BTreeMap<String, BTreeMap<String, bool>>,
     /// The policy server's network policies, in creation order.
     pub policies: Vec<crate::cc::policies::NetworkPolicy>,
+    /// CC's route policies by guid (cc/route_policies.rs).
+    pub route_policies: BTreeMap<String, crate::cc::route_policies::RoutePolicy>,
     pub org_quotas: BTreeMap<String, Quota>,
     pub space_quotas: BTreeMap<String, Quota>,
     /// Apps whose next staging the admin API made fail.
@@ -435,6 +439,7 @@ listable! {
     Quota => |q| Some(q.name.as_str()),
     Binding => |b| b.name.as_deref(),
     Task => |t| Some(t.name.as_str()),
+    crate::cc::route_policies::RoutePolicy => |_p| None,
 }
 
 impl State {

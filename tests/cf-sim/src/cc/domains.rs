@@ -59,14 +59,26 @@ pub fn insert_domain(state: &mut CcState, name: &str, org_guid: Option<String>, 
     let guid = common.guid.clone();
     state.domains.insert(
         guid.clone(),
-        Domain { common, name: name.to_ascii_lowercase(), internal, org_guid, shared_org_guids: Vec::new() },
+        Domain {
+            common,
+            name: name.to_ascii_lowercase(),
+            internal,
+            org_guid,
+            shared_org_guids: Vec::new(),
+            route_policies: None,
+        },
     );
     Ok(guid)
 }
 
 async fn create(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
     let map = body::object(&raw)?;
-    body::only_keys(&map, &["name", "internal", "relationships", "metadata", "router_group"])?;
+    let mut keys = vec!["name", "internal", "relationships", "metadata", "router_group"];
+    if ctx.config.cc_api_version.at_least(super::route_policies::SINCE) {
+        keys.extend(["enforce_route_policies", "route_policies_scope"]);
+    }
+    body::only_keys(&map, &keys)?;
+    let route_policies = super::route_policies::domain_enforcement(&map)?;
     let name = body::string_field(&map, "name")?.ok_or_else(|| ApiError::unprocessable("Name can't be blank"))?;
     let internal = map.get("internal").and_then(Value::as_bool).unwrap_or(false);
     let org = body::relationship_guid(&map, "organization");
@@ -88,6 +100,7 @@ async fn create(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(StatusCode, Js
     let guid = insert_domain(&mut state, &name, org, internal)?;
     let domain = state.domains.get_mut(&guid).expect("just created");
     domain.shared_org_guids = shared_orgs;
+    domain.route_policies = route_policies;
     domain.common.metadata.apply(map.get("metadata"))?;
     Ok((StatusCode::CREATED, Json(present::domain(&ctx.urls.api, domain))))
 }

@@ -21,6 +21,7 @@ pub mod present;
 mod processes;
 mod quotas;
 mod root;
+pub mod route_policies;
 mod routes;
 mod services;
 pub(crate) mod tasks;
@@ -40,6 +41,7 @@ pub fn router(ctx: Ctx) -> Router {
         .merge(orgs::routes())
         .merge(domains::routes())
         .merge(routes::routes())
+        .merge(route_policies::routes())
         .merge(apps::routes())
         .merge(features::routes())
         .merge(processes::routes())

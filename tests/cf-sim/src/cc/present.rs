@@ -85,7 +85,7 @@ pub fn domain(base: &str, domain: &Domain) -> Value {
         links["organization"] = link(base, &format!("/v3/organizations/{org}"));
         links["shared_organizations"] = link(base, &format!("/v3/domains/{g}/relationships/shared_organizations"));
     }
-    json!({
+    let mut body = json!({
         "guid": g,
         "created_at": domain.common.created_at,
         "updated_at": domain.common.updated_at,
@@ -93,15 +93,19 @@ pub fn domain(base: &str, domain: &Domain) -> Value {
         "internal": domain.internal,
         "router_group": null,
         "supported_protocols": ["http"],
-        "enforce_route_policies": false,
-        "route_policies_scope": null,
         "metadata": domain.common.metadata.to_json(),
         "relationships": {
             "organization": to_one(domain.org_guid.as_deref()),
             "shared_organizations": {"data": domain.shared_org_guids.iter().map(|g| json!({"guid": g})).collect::<Vec<_>>()},
         },
         "links": links,
-    })
+    });
+    // domain_presenter.rb: both keys only on a domain that enforces route policies.
+    if let Some(scope) = &domain.route_policies {
+        body["enforce_route_policies"] = json!(true);
+        body["route_policies_scope"] = json!(scope);
+    }
+    body
 }
 
 /// The first CC API version whose route destinations have `protocol` (cloud_controller_ng PR #2439, released with

@@ -352,7 +352,10 @@ async fn delete_route(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiRe
         "route.delete",
         Some(("route".into(), format!("/v3/routes/{guid}"))),
         Box::new(move |ctx| {
-            ctx.state().routes.remove(&work_guid);
+            let mut state = ctx.state();
+            state.routes.remove(&work_guid);
+            super::route_policies::forget_route(&mut state, &work_guid);
+            drop(state);
             ctx.routing.publish(ctx);
             Ok(Vec::new())
         }),
@@ -377,7 +380,17 @@ async fn delete_unmapped(
         "space.delete_unmapped_routes",
         Some(("space".into(), format!("/v3/spaces/{guid}"))),
         Box::new(move |ctx| {
-            ctx.state().routes.retain(|_, r| r.space_guid != space || !r.destinations.is_empty());
+            let mut state = ctx.state();
+            let unmapped: Vec<String> = state
+                .routes
+                .values()
+                .filter(|r| r.space_guid == space && r.destinations.is_empty())
+                .map(|r| r.common.guid.clone())
+                .collect();
+            for route in &unmapped {
+                state.routes.remove(route);
+                super::route_policies::forget_route(&mut state, route);
+            }
             Ok(Vec::new())
         }),
     ))

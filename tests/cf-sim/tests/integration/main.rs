@@ -12,5 +12,6 @@ mod contract;
 mod faults;
 mod log_cache;
 mod policies;
+mod route_policies;
 mod runtime;
 mod tls;
