@@ -6,25 +6,28 @@
 //! (see [`inspect::details`](crate::inspect::details)); with `download_droplet` the droplet is streamed to
 //! `droplet.tgz`. The same CF state always gives the same files and answer, as Concourse caches gets. A version
 //! whose app or droplet is gone, or whose droplet belongs to another app, is an error naming the version.
+//! The kept versions (`<app>-previous`, `<app>-previous-2`, …, what `rollback_to` takes) are listed in the
+//! metadata as `kept`, from one more app list asked for beside the rest (`check` lists none: it stays at three
+//! requests).
 
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 
-use crate::cf::apps::App;
+use crate::cf::apps::{App, AppFilter};
 use crate::cf::droplets::{Droplet, DropletState};
 use crate::cf::orgs::Organization;
 use crate::cf::paginate::Included;
 use crate::cf::spaces::Space;
 use crate::cf::types::Checksum;
 use crate::cf::{CfClient, Error};
-use crate::config::Source;
+use crate::config::{MAX_KEEP_PREVIOUS, Source};
 use crate::inspect::details::{Details, Observed, audit_of};
 use crate::inspect::production::same_name;
 use crate::log;
 use crate::manifest::AppManifest;
-use crate::protocol::{InRequest, Version, VersionResult};
+use crate::protocol::{InRequest, MetadataField, Version, VersionResult};
 
 /// The file the droplet is downloaded to with `download_droplet: true`.
 const DROPLET_FILE: &str = "droplet.tgz";
@@ -43,10 +46,13 @@ pub async fn run(request: InRequest) -> Result<VersionResult> {
     let app_path = format!("/v3/apps/{}?include=space.organization", version.app_guid);
     let manifest_path = format!("/v3/apps/{}/manifest", version.app_guid);
     let droplets = cf.droplets();
-    let (app, droplet, manifest) = tokio::join!(
+    let (apps, kept_names) = (cf.apps(), (1..=MAX_KEEP_PREVIOUS).map(|n| source.names.kept(n)).collect());
+    let kept_filter = AppFilter { names: kept_names, ..AppFilter::default() };
+    let (app, droplet, manifest, kept) = tokio::join!(
         cf.get_opt::<AppInPlace>(&app_path),
         droplets.find(&version.droplet_guid),
         cf.get_text(&manifest_path, "application/x-yaml"),
+        apps.list_filtered(&kept_filter),
     );
     let AppInPlace { app, included } = app?.ok_or_else(|| {
         anyhow!("{named} is no longer available: app {} does not exist (it was deleted)", version.app_guid)
@@ -97,12 +103,33 @@ pub async fn run(request: InRequest) -> Result<VersionResult> {
         download(&cf, &droplet, &dir.join(DROPLET_FILE)).await?;
     }
     write_files(&dir, &details)?;
-    Ok(VersionResult { version, metadata: details.ui_metadata() })
+    let mut metadata = details.ui_metadata();
+    let kept = kept.context("cannot list the kept versions")?;
+    if let Some(field) = kept_field(&source, app.space_guid(), kept) {
+        metadata.push(field);
+    }
+    Ok(VersionResult { version, metadata })
 }
 
 /// `version {app_guid: …, droplet_guid: …}`, for errors.
 fn describe(version: &Version) -> String {
     format!("version {{app_guid: {}, droplet_guid: {}}}", version.app_guid, version.droplet_guid)
+}
+
+/// The `kept` metadata field: the kept versions in the app's space, the most recent first, each with the droplet
+/// that `rollback_to` can name (`None` when there are none).
+fn kept_field(source: &Source, space_guid: Option<&str>, apps: Vec<App>) -> Option<MetadataField> {
+    let mut kept: Vec<(u32, App)> = apps
+        .into_iter()
+        .filter(|a| a.space_guid() == space_guid)
+        .filter_map(|a| Some((source.names.kept_slot(&a.name, MAX_KEEP_PREVIOUS)?, a)))
+        .collect();
+    kept.sort_by_key(|(nth, _)| *nth);
+    let listed: Vec<String> = kept
+        .iter()
+        .map(|(nth, a)| format!("{nth}: {} droplet {}", a.name, a.current_droplet_guid().unwrap_or("unknown")))
+        .collect();
+    (!listed.is_empty()).then(|| MetadataField::new("kept", listed.join(", ")))
 }
 
 /// Guids go into request paths, so only the characters of a guid are accepted.

@@ -14,6 +14,7 @@ pub(crate) use params::{
     OnFailure, TaskParams,
 };
 pub(crate) use params::KpiRequest;
+pub(crate) use params::{MAX_KEEP_PREVIOUS, RollbackTo};
 pub(crate) use params::{Canary, OnNoData};
 pub use params::{InParams, OutParams};
 pub use source::Source;

@@ -359,10 +359,11 @@ struct RawOutParams {
     lock_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "duration::optional")]
     lock_lease: Option<Duration>,
-    keep_previous: Option<bool>,
+    keep_previous: Option<Value>,
     on_failure: Option<OnFailure>,
     #[serde(default)]
     rollback: bool,
+    rollback_to: Option<Value>,
     #[serde(default)]
     dry_run: bool,
     task: Option<RawTask>,
@@ -390,6 +391,20 @@ pub(crate) enum AppSource {
     Unspecified,
     /// `params.restage`: production's current package, staged again with today's buildpacks and stack.
     Restage,
+}
+
+/// The kept version a rollback goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RollbackTo {
+    /// The Nth kept version: 1 is `<app>-previous`, 2 is `<app>-previous-2`, …
+    Nth(u32),
+    /// The kept version whose current droplet has this guid (as `check` and `get` report versions).
+    Droplet(String),
+}
+
+/// Whether `text` can be a droplet guid: it goes into a comparison with guids, and into the log.
+fn is_guid(text: &str) -> bool {
+    text.len() >= 8 && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Timeouts of the phases of a deploy.
@@ -424,9 +439,13 @@ pub struct OutParams {
     pub(crate) drain: Duration,
     /// A lock not renewed for this long belongs to a dead deploy and may be taken over.
     pub(crate) lock_lease: Duration,
-    pub(crate) keep_previous: bool,
+    /// How many earlier versions stay stopped as `<app>-previous`, `<app>-previous-2`, …
+    pub(crate) keep_previous: u32,
     pub(crate) on_failure: OnFailure,
+    /// `rollback` or `rollback_to`: the candidate is a kept version.
     pub(crate) rollback: bool,
+    /// Which kept version a rollback goes to (`<app>-previous` unless `rollback_to` names another).
+    pub(crate) rollback_to: RollbackTo,
     pub(crate) dry_run: bool,
     pub(crate) task: Option<TaskParams>,
     /// Stop once the candidate is verified, before any production traffic, until a put with `promote` or `abort`.
@@ -445,7 +464,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_LOCK_LEASE: Duration = Duration::from_secs(2 * 60);
 const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
-const DEFAULT_KEEP_PREVIOUS: bool = true;
+const DEFAULT_KEEP_PREVIOUS: u32 = 1;
+/// The most versions `keep_previous` may keep (each is a stopped app in the space, and one name in every lookup).
+pub(crate) const MAX_KEEP_PREVIOUS: u32 = 10;
 const DEFAULT_KPI_REQUESTS: u32 = 200;
 const DEFAULT_KPI_CONCURRENCY: u32 = 10;
 const DEFAULT_KPI_WARMUP: u32 = 20;
@@ -489,7 +510,13 @@ impl RawOutParams {
         if given.len() > 1 {
             problems.push(format!("params.{} cannot be combined; give one of them", given.join(" and params.")));
         }
-        if self.rollback {
+        if let Err(problem) = self.keep_previous() {
+            problems.push(problem);
+        }
+        if let Err(problem) = self.rollback_to() {
+            problems.push(problem);
+        }
+        if self.rollback || self.rollback_to.is_some() {
             self.rollback_problems(&given, &mut problems);
         }
         self.approval_problems(&given, &mut problems);
@@ -547,16 +574,59 @@ impl RawOutParams {
             ("environment_variables", !self.environment_variables.is_empty()),
             ("secret_environment_variables", !self.secret_environment_variables.is_empty()),
             ("health_check", self.health_check.is_some()),
-            ("keep_previous", self.keep_previous == Some(false)),
+            ("keep_previous", self.keep_previous() == Ok(Some(0))),
             ("dry_run", self.dry_run),
             ("task", self.task.is_some()),
             ("restage", self.restage),
             ("canary", self.canary.is_some()),
         ];
         let unused = unused.into_iter().filter(|(_, set)| *set).map(|(key, _)| key);
+        let (asked, what) = match self.rollback_to {
+            Some(_) => ("rollback_to", "a kept version"),
+            None => ("rollback", "the previous app"),
+        };
         for key in sources_given.iter().copied().chain(unused) {
-            problems.push(format!("params.rollback redeploys the previous app; params.{key} cannot be used with it"));
+            problems.push(format!("params.{asked} redeploys {what}; params.{key} cannot be used with it"));
         }
+    }
+
+    /// `keep_previous`: `true` (1), `false` (0) or a count up to [`MAX_KEEP_PREVIOUS`]; `None` when not given.
+    fn keep_previous(&self) -> Result<Option<u32>, String> {
+        let count = match &self.keep_previous {
+            None => return Ok(None),
+            Some(Value::Bool(keep)) => Some(u32::from(*keep)),
+            Some(Value::Number(n)) => {
+                n.as_u64().and_then(|n| u32::try_from(n).ok()).filter(|n| *n <= MAX_KEEP_PREVIOUS)
+            }
+            Some(_) => None,
+        };
+        count.map(Some).ok_or_else(|| {
+            format!(
+                "params.keep_previous must be true, false or a number of versions from 0 to {MAX_KEEP_PREVIOUS}, not {}",
+                self.keep_previous.as_ref().map(Value::to_string).unwrap_or_default()
+            )
+        })
+    }
+
+    /// `rollback_to`: the Nth kept version (1 to [`MAX_KEEP_PREVIOUS`]) or the guid of a kept version's droplet.
+    fn rollback_to(&self) -> Result<RollbackTo, String> {
+        let target = match &self.rollback_to {
+            None => Some(RollbackTo::Nth(1)),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| (1..=MAX_KEEP_PREVIOUS).contains(n))
+                .map(RollbackTo::Nth),
+            Some(Value::String(guid)) if is_guid(guid) => Some(RollbackTo::Droplet(guid.clone())),
+            Some(_) => None,
+        };
+        target.ok_or_else(|| {
+            format!(
+                "params.rollback_to must be the number of a kept version (1 = <app>-previous, up to \
+                 {MAX_KEEP_PREVIOUS}) or the guid of its droplet (check and get name it), not {}",
+                self.rollback_to.as_ref().map(Value::to_string).unwrap_or_default()
+            )
+        })
     }
 
     /// `hold` leaves a new candidate waiting for approval; `promote` and `abort` act on the one waiting, so
@@ -604,6 +674,8 @@ impl RawOutParams {
 
     /// The validated params, defaults filled in; secret env values are registered for redaction.
     fn into_params(self) -> OutParams {
+        let keep_previous = self.keep_previous().ok().flatten().unwrap_or(DEFAULT_KEEP_PREVIOUS);
+        let rollback_to = self.rollback_to().unwrap_or(RollbackTo::Nth(1));
         let source = match (self.path, self.droplet, self.docker_image) {
             (Some(path), _, _) => AppSource::Bits(path),
             (_, Some(droplet), _) => AppSource::Droplet(droplet),
@@ -641,9 +713,10 @@ impl RawOutParams {
             },
             drain: self.drain.unwrap_or(DEFAULT_DRAIN),
             lock_lease: self.lock_lease.unwrap_or(DEFAULT_LOCK_LEASE),
-            keep_previous: self.keep_previous.unwrap_or(DEFAULT_KEEP_PREVIOUS),
+            keep_previous,
             on_failure: self.on_failure.unwrap_or_default(),
-            rollback: self.rollback,
+            rollback: self.rollback || self.rollback_to.is_some(),
+            rollback_to,
             dry_run: self.dry_run,
             task: self.task.map(|task| TaskParams {
                 command: task.command.unwrap_or_default(),
@@ -872,7 +945,7 @@ mod tests {
         let params = OutParams::parse(Value::Null).unwrap();
         assert_eq!(params.source, AppSource::Unspecified);
         assert_eq!(params.drain, Duration::from_secs(10));
-        assert!(params.keep_previous);
+        assert_eq!(params.keep_previous, 1);
         assert_eq!(params.on_failure, OnFailure::Delete);
         assert_eq!(params.timeouts.staging, Duration::from_secs(900));
     }
@@ -1210,6 +1283,35 @@ mod tests {
         let rollback = err(json!({"rollback": true, "restage": true, "task": {"command": "m"}}));
         assert!(rollback.contains("params.restage cannot be used with it"), "{rollback}");
         assert!(rollback.contains("params.task cannot be used with it"), "{rollback}");
+    }
+
+    #[test]
+    fn keep_previous_is_a_count_and_rollback_to_names_a_kept_version() {
+        let keep = |value: Value| OutParams::parse(json!({ "keep_previous": value })).map(|p| p.keep_previous);
+        assert_eq!(keep(json!(true)).unwrap(), 1);
+        assert_eq!(keep(json!(false)).unwrap(), 0);
+        assert_eq!(keep(json!(3)).unwrap(), 3);
+        for bad in [json!(-1), json!(MAX_KEEP_PREVIOUS + 1), json!(1.5), json!("3")] {
+            let message = keep(bad.clone()).unwrap_err().to_string();
+            assert!(message.contains("params.keep_previous must be true, false or a number of versions from 0 to 10"));
+            assert!(message.contains(&bad.to_string()), "{message}");
+        }
+        let to = |value: Value| OutParams::parse(json!({ "rollback_to": value }));
+        let second = to(json!(2)).unwrap();
+        assert!(second.rollback, "rollback_to is a rollback");
+        assert_eq!(second.rollback_to, RollbackTo::Nth(2));
+        let droplet = "6f9a1c2e-0b3d-4e5f-8a7b-9c0d1e2f3a4b";
+        assert_eq!(to(json!(droplet)).unwrap().rollback_to, RollbackTo::Droplet(droplet.into()));
+        assert_eq!(OutParams::parse(json!({"rollback": true})).unwrap().rollback_to, RollbackTo::Nth(1));
+        for bad in [json!(0), json!(11), json!("x/y"), json!(true)] {
+            assert!(to(bad).unwrap_err().to_string().contains("params.rollback_to must be the number of a kept version"));
+        }
+        assert_eq!(
+            err(json!({"rollback_to": 2, "path": "a"})),
+            "params.rollback_to redeploys a kept version; params.path cannot be used with it"
+        );
+        assert!(err(json!({"rollback_to": 2, "keep_previous": 0})).contains("params.keep_previous cannot be used"));
+        assert!(OutParams::parse(json!({"rollback_to": 2, "keep_previous": 3})).is_ok());
     }
 
     #[test]

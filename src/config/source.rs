@@ -24,6 +24,17 @@ impl AppNames {
     pub(crate) fn previous(&self) -> String {
         format!("{}{}", self.production, self.previous_suffix)
     }
+    /// The name of the `nth` kept version: `<app>-previous` for the 1st, `<app>-previous-N` for the Nth.
+    pub(crate) fn kept(&self, nth: u32) -> String {
+        match nth {
+            0 | 1 => self.previous(),
+            n => format!("{}-{n}", self.previous()),
+        }
+    }
+    /// Which kept version `name` names (`1` for `<app>-previous`), if any up to `most`.
+    pub(crate) fn kept_slot(&self, name: &str, most: u32) -> Option<u32> {
+        (1..=most).find(|n| self.kept(*n).eq_ignore_ascii_case(name))
+    }
     pub(crate) fn failed(&self) -> String {
         format!("{}{}", self.production, self.failed_suffix)
     }

@@ -134,8 +134,9 @@ pub(crate) async fn release(ctx: &Context, lock: &Lock, temp_route_guid: Option<
     }
     if rollback {
         cf.apps().stop(&candidate.guid).await.with_context(|| format!("stopping {}", candidate.name))?;
-        rename_clearing_journal(cf, candidate, &names.previous()).await?;
-        log::info(format_args!("renamed {} back to {} (stopped)", candidate.name, names.previous()));
+        let kept_as = lock.journal().await.rollback_from.unwrap_or_else(|| names.previous());
+        rename_clearing_journal(cf, candidate, &kept_as).await?;
+        log::info(format_args!("renamed {} back to {kept_as} (stopped)", candidate.name));
         return Ok(());
     }
     match ctx.params.on_failure {

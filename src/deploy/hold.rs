@@ -132,7 +132,7 @@ pub(crate) async fn promote(ctx: &mut Context) -> Result<VersionResult> {
     if let Some(params) = ctx.params.canary.clone() {
         gate.canary = super::run_canary(ctx, &candidate, apps.production.as_ref(), &prod_routes, &params).await?;
     }
-    let verified = Verified { candidate, blue: apps.production, previous: apps.previous, prod_routes, pushed, gate };
+    let verified = Verified { candidate, blue: apps.production, kept: apps.kept, prod_routes, pushed, gate };
     promotion::swap_in(ctx, verified).await
 }
 

@@ -122,7 +122,7 @@ async fn deploy(ctx: &mut Context, prepared: Prepared, seen: Option<App>) -> Res
 
     let Plan { blue, prod_routes, .. } = plan;
     let blue = blue.map(|b| b.app);
-    let verified = Verified { candidate, blue, previous: apps.previous, prod_routes, pushed, gate };
+    let verified = Verified { candidate, blue, kept: apps.kept, prod_routes, pushed, gate };
     promotion::swap_in(ctx, verified).await
 }
 

@@ -13,7 +13,7 @@ use crate::cf::orgs::Organization;
 use crate::cf::routes::Route;
 use crate::cf::spaces::Space;
 use crate::cf::{CfClient, ListParams};
-use crate::config::{AppNames, Source, TaskParams};
+use crate::config::{AppNames, MAX_KEEP_PREVIOUS, Source, TaskParams};
 use crate::log;
 use crate::manifest::{AppManifest, BUILDPACK, CNB, Candidate, DOCKER, ProcessScale};
 
@@ -82,7 +82,15 @@ pub(crate) fn lifecycle_needs_production(prepared: &Prepared) -> bool {
 pub(crate) struct Apps {
     pub(crate) production: Option<App>,
     pub(crate) green: Option<App>,
-    pub(crate) previous: Option<App>,
+    /// Every kept version found (`<app>-previous` too), the most recent first, each with its current droplet.
+    pub(crate) kept: Vec<Kept>,
+}
+
+/// A kept version: the app named `<app>-previous` (`nth` 1) or `<app>-previous-N` (`nth` N).
+#[derive(Debug, Clone)]
+pub(crate) struct Kept {
+    pub(crate) nth: u32,
+    pub(crate) app: App,
 }
 
 impl Apps {
@@ -116,24 +124,35 @@ impl Apps {
         Ok((target, apps))
     }
 
-    /// The filter for the apps of a deploy, in any space.
+    /// The filter for the apps of a deploy, in any space: every name a kept version can have is asked for in the
+    /// same lookup.
     fn named(names: &AppNames) -> AppFilter {
-        AppFilter { names: vec![names.production.clone(), names.green(), names.previous()], ..AppFilter::default() }
+        let kept = (1..=MAX_KEEP_PREVIOUS).map(|n| names.kept(n));
+        AppFilter {
+            names: [names.production.clone(), names.green()].into_iter().chain(kept).collect(),
+            ..AppFilter::default()
+        }
     }
 
     /// The apps of a deploy among `apps` (of one space).
     async fn found(cf: &CfClient, names: &AppNames, apps: Vec<App>) -> Result<Apps> {
         let find = |name: &str| apps.iter().find(|a| a.name.eq_ignore_ascii_case(name)).cloned();
-        // Production's and the previous version's droplets matter (redeploy, rollback, the version answered).
+        // Production's and the kept versions' droplets matter (redeploy, rollback, the version answered).
         let with_droplet = |app: Option<App>| async {
             match app {
                 Some(app) => cf.apps().with_current_droplet(app).await.map(Some),
                 None => Ok(None),
             }
         };
-        let (production, previous) =
-            tokio::try_join!(with_droplet(find(&names.production)), with_droplet(find(&names.previous())))?;
-        Ok(Apps { production, green: find(&names.green()), previous })
+        let mut kept: Vec<(u32, App)> =
+            apps.iter().filter_map(|a| Some((names.kept_slot(&a.name, MAX_KEEP_PREVIOUS)?, a.clone()))).collect();
+        kept.sort_by_key(|(nth, _)| *nth);
+        let kept =
+            futures_util::future::try_join_all(kept.into_iter().map(|(nth, app)| async move {
+                cf.apps().with_current_droplet(app).await.map(|app| Kept { nth, app })
+            }));
+        let (production, kept) = tokio::try_join!(with_droplet(find(&names.production)), kept)?;
+        Ok(Apps { production, green: find(&names.green()), kept })
     }
 
     /// The apps as they are now and production as a [`Blue`], with production's manifest and routes read beside
@@ -322,22 +341,16 @@ impl Plan {
             .sum()
     }
 
-    /// Prints the plan into the build log (a deploy's and the dry run's); `apps.previous` is replaced when blue is
-    /// kept.
+    /// Prints the plan into the build log (a deploy's and the dry run's); `apps.kept` move down the list when blue
+    /// is kept.
     pub(crate) fn print(&self, ctx: &Context, apps: &Apps) {
         let task = ctx.params.task.as_ref();
-        for line in self.describe(&ctx.source.names, ctx.params.keep_previous, apps.previous.as_ref(), task) {
+        for line in self.describe(&ctx.source.names, ctx.params.keep_previous, &apps.kept, task) {
             log::detail(line);
         }
     }
 
-    fn describe(
-        &self,
-        names: &AppNames,
-        keep_previous: bool,
-        older_previous: Option<&App>,
-        task: Option<&TaskParams>,
-    ) -> Vec<String> {
+    fn describe(&self, names: &AppNames, keep_previous: u32, kept: &[Kept], task: Option<&TaskParams>) -> Vec<String> {
         let mut lines = Vec::new();
         let green = names.green();
         match &self.blue {
@@ -361,13 +374,19 @@ impl Plan {
             if !self.prod_routes.is_empty() {
                 lines.push(format!("unmap {} from those routes, then let it drain", blue.app.name));
             }
-            if keep_previous {
-                if let Some(older) = older_previous.filter(|p| p.guid != blue.app.guid) {
-                    lines.push(format!("delete the older {} ({})", older.name, older.guid));
+            let older = kept.iter().map(|k| &k.app).filter(|app| app.guid != blue.app.guid);
+            for (nth, app) in (2..).zip(older) {
+                match nth <= keep_previous {
+                    true if app.name != names.kept(nth) => {
+                        lines.push(format!("rename {} to {}", app.name, names.kept(nth)))
+                    }
+                    true => {}
+                    false => lines.push(format!("delete the older {} ({})", app.name, app.guid)),
                 }
-                lines.push(format!("stop {} and keep it as {}", blue.app.name, names.previous()));
-            } else {
-                lines.push(format!("stop and delete {}", blue.app.name));
+            }
+            match keep_previous {
+                0 => lines.push(format!("stop and delete {}", blue.app.name)),
+                _ => lines.push(format!("stop {} and keep it as {}", blue.app.name, names.previous())),
             }
         }
         if let Some(route) = &self.temp_route {

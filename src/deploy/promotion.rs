@@ -11,6 +11,7 @@ use super::drain;
 use super::failure::{self, after_swap};
 use super::gate::GateReport;
 use super::housekeeping::{self, Retire};
+use super::plan::Kept;
 use super::push::Pushed;
 use super::report::Outcome;
 use super::routes::{self, RouteTarget};
@@ -25,15 +26,15 @@ pub(crate) struct Verified {
     pub(crate) candidate: Candidate,
     /// The app production runs on now (`None` on a first deploy).
     pub(crate) blue: Option<App>,
-    /// The `<app>-previous` there is now, replaced when blue is kept.
-    pub(crate) previous: Option<App>,
+    /// The versions kept now, the most recent first: blue goes before them.
+    pub(crate) kept: Vec<Kept>,
     pub(crate) prod_routes: Vec<RouteTarget>,
     pub(crate) pushed: Pushed,
     pub(crate) gate: GateReport,
 }
 
 pub(crate) async fn swap_in(ctx: &mut Context, verified: Verified) -> Result<VersionResult> {
-    let Verified { candidate, blue, previous, mut prod_routes, mut pushed, gate } = verified;
+    let Verified { candidate, blue, kept, mut prod_routes, mut pushed, gate } = verified;
     let (lock, blue) = (&candidate.lock, blue.as_ref());
     let names = ctx.source.names.clone();
     ctx.phases.start("swap", "Swapping production routes");
@@ -97,13 +98,13 @@ pub(crate) async fn swap_in(ctx: &mut Context, verified: Verified) -> Result<Ver
 
     ctx.phases.start("housekeeping", "Housekeeping");
     // A rollback always keeps the version it replaced (rolling back again returns to it).
-    let keep = ctx.params.rollback || ctx.params.keep_previous;
+    let keep = housekeeping::keep_count(ctx.params.keep_previous, ctx.params.rollback, &kept);
     // Recovery tells `housekeeping` from `swapped` only by the drain, which is over: the journal is written beside
     // blue's retirement.
     let retired = async {
         match blue {
             Some(blue) => {
-                let retire = Retire { blue, previous: previous.as_ref(), keep };
+                let retire = Retire { blue, kept: &kept, keep };
                 housekeeping::retire(&ctx.cf, &names, retire).await
             }
             None => Ok(()),
@@ -132,8 +133,8 @@ pub(crate) async fn swap_in(ctx: &mut Context, verified: Verified) -> Result<Ver
         build: &ctx.build,
         previous: blue.map(|_| match (ctx.params.rollback, keep) {
             (true, _) => format!("kept stopped as {previous_name} (roll back again to return to it)"),
-            (false, true) => format!("kept stopped as {previous_name}"),
-            (false, false) => "deleted".into(),
+            (false, 0) => "deleted".into(),
+            (false, _) => format!("kept stopped as {previous_name}"),
         }),
     };
     outcome.print_summary();

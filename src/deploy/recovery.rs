@@ -189,8 +189,8 @@ async fn finish_housekeeping(ctx: &Context, claimed: &Lock, blue: Option<&App>, 
     let names = &ctx.source.names;
     if let Some(blue) = blue {
         // A rollback always keeps the version it replaced (rolling back again returns to it).
-        let keep = journal.rollback || ctx.params.keep_previous;
-        let retire = Retire { blue, previous: apps.previous.as_ref(), keep };
+        let keep = housekeeping::keep_count(ctx.params.keep_previous, journal.rollback, &apps.kept);
+        let retire = Retire { blue, kept: &apps.kept, keep };
         housekeeping::retire(cf, names, retire).await?;
     }
     claimed.stop_renewing().await;

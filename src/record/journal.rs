@@ -26,6 +26,7 @@ const BLUE: &str = concat!(prefix!(), "blue-app");
 const PROD_ROUTES: &str = concat!(prefix!(), "prod-routes");
 const TEMP_ROUTE: &str = concat!(prefix!(), "temp-route");
 const ROLLBACK: &str = concat!(prefix!(), "rollback");
+const ROLLBACK_FROM: &str = concat!(prefix!(), "rollback-from");
 const RECOVERED_BY: &str = concat!(prefix!(), "recovered-by");
 /// The guid of the task `params.task` started (phase `task`).
 pub const TASK: &str = concat!(prefix!(), "task");
@@ -43,6 +44,7 @@ pub const KEYS: &[&str] = &[
     PROD_ROUTES,
     TEMP_ROUTE,
     ROLLBACK,
+    ROLLBACK_FROM,
     RECOVERED_BY,
     TASK,
 ];
@@ -126,6 +128,9 @@ pub struct Journal {
     pub temp_route: Option<String>,
     /// The candidate is `<app>-previous` being rolled back to: undoing means renaming it back, never deleting.
     pub rollback: bool,
+    /// The name the rollback's candidate had as a kept version (`<app>-previous-2` …), given back to it when the
+    /// rollback is undone; `None`: `<app>-previous`.
+    pub rollback_from: Option<String>,
     /// The deploy that claimed this dead deploy's lock to recover it (it renews the lease meanwhile).
     pub recovered_by: Option<String>,
     /// The guid of the task `params.task` started on the candidate (phase `task`), once CF named it.
@@ -147,6 +152,7 @@ impl Journal {
             prod_routes: Vec::new(),
             temp_route: None,
             rollback: false,
+            rollback_from: None,
             recovered_by: None,
             task: None,
         }
@@ -182,6 +188,7 @@ impl Journal {
             prod_routes: get(PROD_ROUTES).map(|r| r.split(',').map(str::to_owned).collect()).unwrap_or_default(),
             temp_route: get(TEMP_ROUTE).cloned(),
             rollback: get(ROLLBACK).is_some_and(|v| v == "true"),
+            rollback_from: get(ROLLBACK_FROM).cloned(),
             recovered_by: get(RECOVERED_BY).cloned(),
             task: get(TASK).cloned(),
         })
@@ -202,6 +209,7 @@ impl Journal {
             (PROD_ROUTES.into(), (!self.prod_routes.is_empty()).then(|| self.prod_routes.join(","))),
             (TEMP_ROUTE.into(), self.temp_route.clone()),
             (ROLLBACK.into(), self.rollback.then(|| "true".to_owned())),
+            (ROLLBACK_FROM.into(), self.rollback_from.clone()),
             (RECOVERED_BY.into(), self.recovered_by.clone()),
             (TASK.into(), self.task.clone()),
         ])

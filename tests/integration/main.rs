@@ -19,3 +19,4 @@ mod protocol;
 mod safety;
 mod traffic;
 mod util;
+mod versions;

@@ -378,6 +378,31 @@ fn cases(fx: &Fixtures) -> Vec<Case> {
             json!({"rollback": true, "canary": {"max_error_rate": 0.01}}),
             "params.rollback redeploys the previous app; params.canary cannot be used with it",
         ),
+        out(
+            "params.keep_previous negative",
+            params(&["keep_previous"], json!(-1)),
+            "params.keep_previous must be true, false or a number of versions from 0 to 10, not -1",
+        ),
+        out(
+            "params.keep_previous huge",
+            params(&["keep_previous"], json!(1_000_000)),
+            "params.keep_previous must be true, false or a number of versions from 0 to 10, not 1000000",
+        ),
+        out(
+            "params.rollback_to with params.path",
+            json!({"rollback_to": 2, "path": "app"}),
+            "params.rollback_to redeploys a kept version; params.path cannot be used with it",
+        ),
+        out(
+            "params.rollback_to 0",
+            json!({"rollback_to": 0}),
+            "params.rollback_to must be the number of a kept version",
+        ),
+        out(
+            "params.rollback_to a version not kept",
+            json!({"rollback_to": 4}),
+            "rollback: there is no myapp-previous-4 to roll back to",
+        ),
         out("params.promote with nothing held", json!({"promote": true}), "params.promote: nothing is held"),
         out("params.abort with nothing held", json!({"abort": true}), "params.abort: nothing is held"),
         out(

@@ -1,0 +1,129 @@
+//! `keep_previous: N` and `rollback_to`, end to end with the real `out` and `in` binaries against cf-sim: the last
+//! N versions stay stopped as `<app>-previous`, `<app>-previous-2`, … (the oldest beyond N deleted); a rollback to
+//! the Nth (by number or by its droplet's guid) swaps it in and moves the others so the list stays in order, most
+//! recent first; a rollback forward again returns; `in` lists the kept versions. Names and droplets are checked
+//! at every step.
+
+use crate::util::deploy::{PutDir, app_named, apps, deploy, manifest, out, wait_until_serving};
+use crate::util::run_resource;
+use crate::util::sim::{in_request, source, start_sim};
+use cf_sim::Sim;
+use serde_json::{Value, json};
+
+fn params(version: &str) -> Value {
+    json!({
+        "path": "app",
+        "manifest": "ci/manifest.yml",
+        "environment_variables": {"APP_VERSION": version},
+        "drain": "0s",
+        "keep_previous": 3,
+        "verify": [{"path": "/version", "body_contains": version}],
+    })
+}
+
+fn rollback(to: Value) -> Value {
+    json!({"rollback_to": to, "drain": "0s", "keep_previous": 3})
+}
+
+/// The app guid and droplet guid of a version `out` answered.
+fn guids(version: &Value) -> (String, String) {
+    (version["app_guid"].as_str().unwrap().to_owned(), version["droplet_guid"].as_str().unwrap().to_owned())
+}
+
+/// Asserts that `name` is the app of `version`, running (or not) its droplet.
+fn assert_is(sim: &Sim, name: &str, version: &Value, state: &str) {
+    let app = app_named(sim, name).unwrap_or_else(|| panic!("no app {name}: {:?}", apps(sim)));
+    let (app_guid, droplet) = guids(version);
+    assert_eq!(app["guid"], app_guid.as_str(), "{name} is the app of {version}");
+    assert_eq!(app["current_droplet"], droplet.as_str(), "{name} runs the droplet of {version}");
+    assert_eq!(app["state"], state, "{name}");
+}
+
+/// Production and the kept versions, most recent first, are exactly `list` (nothing else called `myapp*`).
+fn assert_versions(sim: &Sim, production: &Value, kept: &[&Value]) {
+    assert_is(sim, "myapp", production, "STARTED");
+    let mut names = vec!["myapp".to_owned()];
+    for (nth, version) in (1..).zip(kept) {
+        let name = if nth == 1 { "myapp-previous".to_owned() } else { format!("myapp-previous-{nth}") };
+        assert_is(sim, &name, version, "STOPPED");
+        names.push(name);
+    }
+    let mut there: Vec<String> = apps(sim).into_iter().map(|(name, _)| name).collect();
+    names.sort();
+    there.sort();
+    assert_eq!(there, names, "the apps in the space");
+}
+
+fn production_with(sim: &Sim, put: &PutDir, versions: &[&str]) -> Vec<Value> {
+    put.write("ci/manifest.yml", &manifest(sim, "myapp", 1, &["myapp"], &[]));
+    versions.iter().map(|v| deploy(sim, put, "myapp", params(v))).collect()
+}
+
+#[test]
+fn keep_three_keeps_three_a_rollback_to_the_second_keeps_the_order_and_a_rollback_returns() {
+    let sim = start_sim();
+    let put = PutDir::with_sample_app();
+    let v = production_with(&sim, &put, &["v1", "v2", "v3", "v4", "v5"]);
+    // v1 was the 4th previous: deleted when v5 came.
+    assert_versions(&sim, &v[4], &[&v[3], &v[2], &v[1]]);
+
+    let run = out(&sim, &put, "myapp", rollback(json!(2)));
+    assert_eq!(run.status, 0, "{}", run.last_line());
+    let answer: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(guids(&answer["version"]), guids(&v[2]), "production is the 2nd previous (v3) again");
+    wait_until_serving(&sim, "myapp", "v3");
+    // The version it replaced is the most recent kept one; the one rolled back to leaves its place to the next.
+    assert_versions(&sim, &v[2], &[&v[4], &v[3], &v[1]]);
+
+    // Forward again: `rollback: true` is the 1st previous, the version production had.
+    let run = out(&sim, &put, "myapp", json!({"rollback": true, "drain": "0s", "keep_previous": 3}));
+    assert_eq!(run.status, 0, "{}", run.last_line());
+    wait_until_serving(&sim, "myapp", "v5");
+    assert_versions(&sim, &v[4], &[&v[2], &v[3], &v[1]]);
+
+    // By droplet guid: the oldest kept (v2), as check reported it once.
+    let (_, v2_droplet) = guids(&v[1]);
+    let run = out(&sim, &put, "myapp", rollback(json!(v2_droplet)));
+    assert_eq!(run.status, 0, "{}", run.last_line());
+    wait_until_serving(&sim, "myapp", "v2");
+    assert_versions(&sim, &v[1], &[&v[4], &v[2], &v[3]]);
+
+    // `in` lists the kept versions with the droplets `rollback_to` takes.
+    let dir = tempfile::tempdir().unwrap();
+    let request = in_request(&source(&sim, "myapp"), &v[1], None);
+    let run = run_resource("in", &[dir.path().to_str().unwrap()], &request, &[]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let answer: Value = serde_json::from_str(&run.stdout).unwrap();
+    let kept = answer["metadata"].as_array().unwrap().iter().find(|m| m["name"] == "kept").expect("kept metadata");
+    let expected: Vec<String> =
+        [(1, "myapp-previous", &v[4]), (2, "myapp-previous-2", &v[2]), (3, "myapp-previous-3", &v[3])]
+            .iter()
+            .map(|(nth, name, version)| format!("{nth}: {name} droplet {}", guids(version).1))
+            .collect();
+    assert_eq!(kept["value"], expected.join(", "));
+}
+
+#[test]
+fn fewer_kept_deletes_the_oldest_and_a_rollback_to_what_is_not_kept_changes_nothing() {
+    let sim = start_sim();
+    let put = PutDir::with_sample_app();
+    let v = production_with(&sim, &put, &["v1", "v2", "v3"]);
+    assert_versions(&sim, &v[2], &[&v[1], &v[0]]);
+
+    let before = sim.state_dump();
+    let run = out(&sim, &put, "myapp", rollback(json!(3)));
+    run.assert_clean_failure("rollback: there is no myapp-previous-3 to roll back to");
+    let run = out(&sim, &put, "myapp", rollback(json!("0000-not-kept-droplet")));
+    run.assert_clean_failure("rollback_to: no kept version runs droplet 0000-not-kept-droplet; kept: myapp-previous");
+    assert_eq!(sim.state_dump()["apps"], before["apps"], "a refused rollback changes nothing");
+
+    // keep_previous: 1 now: the version production had is kept, the older one deleted.
+    let mut one = params("v4");
+    one["keep_previous"] = json!(1);
+    let v4 = deploy(&sim, &put, "myapp", one);
+    assert_versions(&sim, &v4, &[&v[2]]);
+    let mut none = params("v5");
+    none["keep_previous"] = json!(false);
+    let v5 = deploy(&sim, &put, "myapp", none);
+    assert_versions(&sim, &v5, &[]);
+}
