@@ -159,7 +159,7 @@ fn cases(fx: &Fixtures) -> Vec<Case> {
         out(
             "params.keep_previous is a string",
             params(&["keep_previous"], json!("yes")),
-            "params.keep_previous: invalid type: string \"yes\", expected a boolean",
+            "params.keep_previous must be true, false or a number of versions from 0 to 10, not \"yes\"",
         ),
         out(
             "params.environment_variables is a list",
