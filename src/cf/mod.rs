@@ -13,7 +13,8 @@
 //! - One module per resource kind: [`orgs`], [`spaces`], [`domains`], [`routes`], [`apps`], [`packages`],
 //!   [`resource_matches`], [`builds`], [`droplets`], [`processes`], [`service_instances`],
 //!   [`bindings`], [`manifests`], [`jobs`], [`logs`], [`quotas`], [`tasks`], plus [`root`] for the discovery
-//!   documents and [`policies`] for the policy server's network policies.
+//!   documents, [`policies`] for the policy server's network policies and [`route_policies`] for CC's route
+//!   policies.
 
 pub(crate) mod api;
 pub mod apps;
@@ -36,6 +37,7 @@ pub mod quotas;
 pub mod resource_matches;
 pub(crate) mod retry;
 pub mod root;
+pub(crate) mod route_policies;
 pub mod routes;
 pub(crate) mod service_instances;
 pub(crate) mod settings;

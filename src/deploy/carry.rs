@@ -1,10 +1,14 @@
 //! What the candidate carries over from production that no manifest holds, before it gets production traffic:
-//! the network policies. Container-to-container networking names apps by guid, so the new app of a blue-green
+//! the network policies and the route policies. Container-to-container networking names apps by guid, so the new
+//! app of a blue-green
 //! deploy would start with none: its callers could no longer reach it over its internal routes, nor it its
 //! backends, and no HTTP check on a public route would notice. Every policy production is the source or the
 //! destination of is created for the candidate (same ports and protocol), on a deploy and on a rollback alike;
 //! the version kept as `<app>-previous` keeps its own (a rollback needs them), and an app the deploy deletes
-//! loses its policies with it (the policy server would only clean them up much later). Its manifest also gets
+//! loses its policies with it (the policy server would only clean them up much later). Route policies (CC 3.225.0
+//! on) name their source app by guid too: those whose source is production are created for the candidate on the
+//! same routes, where the foundation has them; CC never deletes an app's, so a deleted app's go with it here.
+//! Its manifest also gets
 //! production's user metadata and app features (SSH included) that it does not set itself.
 
 use anyhow::{Context as _, Result, anyhow};
@@ -14,6 +18,7 @@ use super::plan::Blue;
 use crate::cf::CfClient;
 use crate::cf::apps::App;
 use crate::cf::policies::Policy;
+use crate::cf::route_policies::{RoutePolicy, app_source};
 use crate::log;
 
 /// Before the lock: production's network policies are read, which proves the deploying identity may manage them
@@ -45,6 +50,7 @@ async fn policies_of(cf: &CfClient, guid: &str, name: &str) -> Result<Vec<Policy
 /// Gives `candidate` every policy of production (`production_guid`): what it may call and who may call it.
 pub(crate) async fn policies_to(cf: &CfClient, production_guid: Option<&str>, candidate: &App) -> Result<()> {
     let Some(production) = production_guid else { return Ok(()) };
+    route_policies_to(cf, production, candidate).await?;
     let carried = moved(&policies_of(cf, production, "production").await?, production, &candidate.guid);
     if carried.is_empty() {
         return Ok(());
@@ -59,19 +65,58 @@ pub(crate) async fn policies_to(cf: &CfClient, production_guid: Option<&str>, ca
         .map_err(|e| anyhow!(e).context(format!("creating {}'s network policies", candidate.name)))
 }
 
-/// Deletes every policy of `app`, which is about to be deleted.
+/// Deletes every policy of `app`, which is about to be deleted: its network policies and the route policies it
+/// is the source of.
 pub(crate) async fn forget(cf: &CfClient, app: &App) -> Result<()> {
-    let policies = policies_of(cf, &app.guid, &app.name).await?;
-    let deleted = cf.policy_server().delete(&policies).await;
-    deleted.map_err(|e| anyhow!(e).context(format!("deleting {}'s network policies", app.name)))
+    let (policies, routed) = tokio::try_join!(policies_of(cf, &app.guid, &app.name), route_policies_of(cf, &app.guid))?;
+    let network = async {
+        let deleted = cf.policy_server().delete(&policies).await;
+        deleted.map_err(|e| anyhow!(e).context(format!("deleting {}'s network policies", app.name)))
+    };
+    let routed = async {
+        let deleted =
+            routed.unwrap_or_default().into_iter().map(|p| async move { cf.route_policies().delete(&p.guid).await });
+        let deleted = futures_util::future::try_join_all(deleted).await;
+        deleted.map_err(|e| anyhow!(e).context(format!("deleting {}'s route policies", app.name)))
+    };
+    tokio::try_join!(network, routed).map(drop)
+}
+
+/// The route policies whose source is the app `guid`; `None` where the foundation has none (CC before 3.225.0).
+async fn route_policies_of(cf: &CfClient, guid: &str) -> Result<Option<Vec<RoutePolicy>>> {
+    cf.route_policies().of_app(guid).await.context("listing route policies")
+}
+
+/// Creates the route policies whose source is `production` for `candidate`: same routes, same metadata. A
+/// foundation without route policies is said so once, and deployed to without.
+async fn route_policies_to(cf: &CfClient, production: &str, candidate: &App) -> Result<()> {
+    let Some(routed) = route_policies_of(cf, production).await? else {
+        log::detail("this foundation has no route policies (CC before 3.225.0): none to carry");
+        return Ok(());
+    };
+    if routed.is_empty() {
+        return Ok(());
+    }
+    log::info(format_args!("carrying {} route policies of production to {}", routed.len(), candidate.name));
+    let (api, source) = (cf.route_policies(), app_source(&candidate.guid));
+    let created = routed.iter().map(|policy| {
+        log::detail(format_args!("{} → route {}", candidate.name, policy.route_guid()));
+        api.create(&source, policy.route_guid(), &policy.metadata)
+    });
+    let created = futures_util::future::try_join_all(created).await;
+    created.map(drop).map_err(|e| anyhow!(e).context(format!("creating {}'s route policies", candidate.name)))
 }
 
 /// The dry run's lines: what the candidate `green` would be given of `production`'s policies.
 pub(crate) async fn describe(cf: &CfClient, production: Option<&App>, green: &str) -> Result<Vec<String>> {
     let Some(production) = production else { return Ok(Vec::new()) };
-    let listed = policies_of(cf, &production.guid, &production.name).await?;
+    let (listed, routed) =
+        tokio::try_join!(policies_of(cf, &production.guid, &production.name), route_policies_of(cf, &production.guid))?;
     let carried = moved(&listed, &production.guid, green);
-    Ok(carried.iter().map(|p| format!("carry network policy {}", p.describe(str::to_owned))).collect())
+    let network = carried.iter().map(|p| format!("carry network policy {}", p.describe(str::to_owned)));
+    let routed = routed.unwrap_or_default().into_iter();
+    let routed = routed.map(|p| format!("carry route policy {green} → route {}", p.route_guid()));
+    Ok(network.chain(routed).collect())
 }
 
 /// `policies` with production (`from`) replaced by the candidate (`to`).

@@ -170,7 +170,7 @@ fn policies_follow_the_new_version_and_internal_calls_never_fail() {
     .collect();
     assert_eq!(policies(&sim, &runtime, &cf), expected);
 
-    // A version deleted by the housekeeping takes its policies with it.
+    // Versions deleted by the housekeeping (keeping none: blue and the one kept before it) take theirs with them.
     let blue = guid(&sim, "frontend");
     let mut no_keep = params("ci/frontend.yml", "f3");
     no_keep["keep_previous"] = json!(false);
@@ -178,7 +178,7 @@ fn policies_follow_the_new_version_and_internal_calls_never_fail() {
     assert!(sim.state_dump()["apps"].as_array().unwrap().iter().all(|a| a["guid"] != blue.as_str()), "deleted");
     let left = policies(&sim, &runtime, &cf);
     assert!(left.iter().all(|(s, d, _)| s != "(deleted)" && d != "(deleted)"), "{left:?}");
-    assert_eq!(left.len(), 4, "the new frontend has the deleted one's: {left:?}");
+    assert_eq!(left, frontend_to(&["backend", "backend-previous"]), "the new frontend has the deleted one's");
     assert_eq!(get(&sim, "frontend", "/backend"), (200, "b1".to_owned()));
 }
 
@@ -261,4 +261,108 @@ fn a_failed_candidate_is_deleted_with_the_policies_it_was_given() {
     assert!(next.stderr.contains("recovering"), "{}", next.stderr);
     assert!(app_named(&sim, "backend-failed").is_none() && !sim.state_dump().to_string().contains(&green));
     assert_eq!(policies(&sim, &runtime, &cf), frontend_to(&["backend", "backend-previous"]));
+}
+
+/// Every route policy, as (source app name, route host, `team` label).
+fn route_policies(sim: &Sim, runtime: &tokio::runtime::Runtime, cf: &CfClient) -> Vec<(String, String, String)> {
+    let listed: Value = runtime.block_on(cf.get("/v3/route_policies?include=route")).unwrap();
+    let routes = listed["included"]["routes"].as_array().cloned().unwrap_or_default();
+    let apps = sim.state_dump()["apps"].as_array().unwrap().clone();
+    let mut found: Vec<(String, String, String)> = listed["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let app = p["relationships"]["app"]["data"]["guid"].clone();
+            let app_name = apps.iter().find(|a| a["guid"] == app).map_or("(deleted)", |a| a["name"].as_str().unwrap());
+            let name = if app.is_null() { "(not an app)" } else { app_name };
+            let route = &p["relationships"]["route"]["data"]["guid"];
+            let host = routes.iter().find(|r| &r["guid"] == route).map_or("", |r| r["host"].as_str().unwrap());
+            (name.to_owned(), host.to_owned(), p["metadata"]["labels"]["team"].as_str().unwrap_or("").to_owned())
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn route_policies_of_production_follow_the_new_version_and_go_with_a_deleted_one() {
+    let sim = start_sim_with(|_| {});
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cf = runtime.block_on(connect(&sim));
+    let mtls = json!({"name": "mtls.example.com", "enforce_route_policies": true, "route_policies_scope": "any"});
+    let _: Value = runtime.block_on(cf.post("/v3/domains", &mtls)).unwrap();
+    let put = PutDir::with_sample_app();
+    let mut backend: Value = serde_norway::from_str(&manifest(&sim, "backend", false, &[])).unwrap();
+    backend["applications"][0]["routes"].as_array_mut().unwrap().push(json!({"route": "backend.mtls.example.com"}));
+    put.write("ci/backend.yml", &serde_norway::to_string(&backend).unwrap());
+    put.write("ci/frontend.yml", &manifest(&sim, "frontend", false, &[]));
+    deploy(&sim, &put, "backend", params("ci/backend.yml", "b1"));
+    deploy(&sim, &put, "frontend", params("ci/frontend.yml", "f1"));
+    // The frontend may call the backend's mTLS route; so may anything in the space (not the frontend's to carry).
+    let routes: Value = runtime.block_on(cf.get("/v3/routes?hosts=backend")).unwrap();
+    let route = routes["resources"].as_array().unwrap().iter().find(|r| r["url"] == "backend.mtls.example.com");
+    let route = route.unwrap()["guid"].clone();
+    let space = app_named(&sim, "frontend").unwrap()["space"].as_str().unwrap().to_owned();
+    for source in [format!("cf:app:{}", guid(&sim, "frontend")), format!("cf:space:{space}")] {
+        let policy = json!({"source": source, "relationships": {"route": {"data": {"guid": route}}},
+            "metadata": {"labels": {"team": "payments"}}});
+        let _: Value = runtime.block_on(cf.post("/v3/route_policies", &policy)).unwrap();
+    }
+    let before = route_policies(&sim, &runtime, &cf);
+
+    let dry = out(&sim, &put, "frontend", json!({"dry_run": true, "path": "app", "manifest": "ci/frontend.yml"}));
+    assert!(
+        dry.stderr.contains(&format!("carry route policy frontend-green → route {}", route.as_str().unwrap())),
+        "{}",
+        dry.stderr
+    );
+
+    // A candidate that fails is deleted with the route policy it was given.
+    let mut failing = params("ci/frontend.yml", "f9");
+    failing["verify"] = json!([{"path": "/version", "body_contains": "f0"}]);
+    failing["verify_timeout"] = json!("2s");
+    let failed = out(&sim, &put, "frontend", failing);
+    assert!(failed.stderr.contains("carrying 1 route policies of production to frontend-green"), "{}", failed.stderr);
+    assert_eq!(route_policies(&sim, &runtime, &cf), before, "none names the deleted candidate");
+
+    // The new version gets production's (same route, same labels); the kept one keeps its own.
+    deploy(&sim, &put, "frontend", params("ci/frontend.yml", "f2"));
+    let policy = |app: &str| (app.to_owned(), "backend".to_owned(), "payments".to_owned());
+    let carried = route_policies(&sim, &runtime, &cf);
+    assert!(carried.contains(&policy("frontend")) && carried.contains(&policy("frontend-previous")), "{carried:?}");
+    assert_eq!(carried.len(), 3, "and the space's, untouched: {carried:?}");
+
+    // Versions the housekeeping deletes take theirs with them.
+    let mut no_keep = params("ci/frontend.yml", "f3");
+    no_keep["keep_previous"] = json!(false);
+    deploy(&sim, &put, "frontend", no_keep);
+    let left = route_policies(&sim, &runtime, &cf);
+    assert!(left.iter().all(|(app, _, _)| app != "(deleted)"), "{left:?}");
+    assert!(left.contains(&policy("frontend")) && left.len() == 2, "{left:?}");
+}
+
+#[test]
+fn a_foundation_without_route_policies_is_deployed_to_without_them_said_once() {
+    let sim = start_sim_with(|c| c.cc_api_version = cf_sim::config::CcApiVersion(3, 224, 0));
+    let put = PutDir::with_sample_app();
+    put.write("ci/backend.yml", &manifest(&sim, "backend", false, &[]));
+    deploy(&sim, &put, "backend", params("ci/backend.yml", "b1"));
+    let run = out(&sim, &put, "backend", params("ci/backend.yml", "b2"));
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(run.stderr.matches("this foundation has no route policies").count(), 1, "{}", run.stderr);
+}
+
+#[test]
+fn a_production_without_route_policies_costs_one_request_for_them() {
+    let sim = start_sim_with(|_| {});
+    let put = PutDir::with_sample_app();
+    put.write("ci/backend.yml", &manifest(&sim, "backend", false, &[]));
+    deploy(&sim, &put, "backend", params("ci/backend.yml", "b1"));
+    sim.reset_request_log();
+    let run = out(&sim, &put, "backend", params("ci/backend.yml", "b2"));
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let asked = sim.request_log().iter().filter(|r| r.path.starts_with("/v3/route_policies")).count();
+    assert_eq!(asked, 1);
+    assert!(!run.stderr.contains("route polic"), "{}", run.stderr);
 }
