@@ -7,7 +7,7 @@
 use crate::util::deploy::{PutDir, app_named, apps, deploy, manifest, out, wait_until_serving};
 use crate::util::run_resource;
 use crate::util::sim::{in_request, source, start_sim};
-use cf_sim::Sim;
+use cf_sim::{Fault, FaultAction, Sim};
 use serde_json::{Value, json};
 
 fn params(version: &str) -> Value {
@@ -126,4 +126,48 @@ fn fewer_kept_deletes_the_oldest_and_a_rollback_to_what_is_not_kept_changes_noth
     none["keep_previous"] = json!(false);
     let v5 = deploy(&sim, &put, "myapp", none);
     assert_versions(&sim, &v5, &[]);
+}
+
+#[test]
+fn a_put_that_dies_between_two_renames_leaves_the_list_in_order_and_the_next_put_finishes_it() {
+    let sim = start_sim();
+    let put = PutDir::with_sample_app();
+    let with_lease = |version: &str| {
+        let mut params = params(version);
+        params["lock_lease"] = json!("2s");
+        params
+    };
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    let v: Vec<Value> = ["v1", "v2", "v3", "v4"].iter().map(|n| deploy(&sim, &put, "myapp", with_lease(n))).collect();
+    assert_versions(&sim, &v[3], &[&v[2], &v[1], &v[0]]);
+
+    // Renaming v3 (`myapp-previous`) to `myapp-previous-2` fails: v1 is deleted and v2 moved to `-3` by then.
+    let (v3_app, _) = guids(&v[2]);
+    let fault = sim.add_fault(Fault {
+        method: Some("PATCH".into()),
+        path: format!("/v3/apps/{v3_app}"),
+        nth: 1,
+        times: 0,
+        action: FaultAction::Status { status: 500, code: None, title: None, detail: None },
+    });
+    let run = out(&sim, &put, "myapp", with_lease("v5"));
+    assert_ne!(run.status, 0, "the put died in its housekeeping");
+    sim.remove_fault(fault);
+    let mut names: Vec<String> = apps(&sim).into_iter().map(|(name, _)| name).collect();
+    names.sort();
+    assert_eq!(names, ["myapp", "myapp-green", "myapp-previous", "myapp-previous-3"], "a gap, every name its own");
+    assert_is(&sim, "myapp-previous", &v[2], "STOPPED");
+    assert_is(&sim, "myapp-previous-3", &v[1], "STOPPED");
+
+    // The next put recovers the dead one (v5 to production, every kept version one place down), then deploys.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let run = out(&sim, &put, "myapp", with_lease("v6"));
+    assert_eq!(run.status, 0, "{}", run.last_line());
+    assert!(run.stderr.contains("recovered: the foundation is consistent again"), "{}", run.stderr);
+    let v6: Value = serde_json::from_str::<Value>(&run.stdout).unwrap()["version"].clone();
+    wait_until_serving(&sim, "myapp", "v6");
+    let v5 = app_named(&sim, "myapp-previous").expect("v5 is kept");
+    assert_eq!(v5["metadata"]["annotations"].as_object().map(|a| a.keys().any(|k| k.ends_with("phase"))), Some(false));
+    let v5 = json!({"app_guid": v5["guid"], "droplet_guid": v5["current_droplet"]});
+    assert_versions(&sim, &v6, &[&v5, &v[3], &v[2]]);
 }
