@@ -42,7 +42,12 @@ const TOLERATED: &[(&str, &str, &str)] = &[
     ("processes_list.json", "resources[].relationships.revision.data", "the sim does not implement revisions"),
     ("job_failed.json", "links.app", "the failed job here is space.apply_manifest, whose resource link is space"),
     ("job_failed.json", "warnings", "the sim's jobs carry no warnings"),
-    ("domains_list.json", "resources[].route_policies_scope", "null while a domain does not enforce route policies"),
+    (
+        "domains_list.json",
+        "resources[].enforce_route_policies",
+        "only a domain that enforces route policies has the key (domain_presenter.rb); the sim's list has none",
+    ),
+    ("domains_list.json", "resources[].route_policies_scope", "likewise (domain_presenter.rb)"),
     ("spaces_list.json", "resources[].links.quota", "only spaces with a space quota link one"),
     (
         "space_usage_summary.json",
