@@ -139,6 +139,9 @@ async fn route_policies_are_validated_created_listed_shown_and_deleted_as_cc_doe
     let deleted = api.delete(&format!("/v3/routes/{guarded}")).await;
     api.wait_job(&deleted.header("location").unwrap()).await;
     assert_eq!(count(api.get(&format!("{POLICIES}?route_guids={guarded}")).await.json()), 0, "a route's go with it");
+    let unmapped = api.delete(&format!("/v3/spaces/{space}/routes?unmapped=true")).await;
+    api.wait_job(&unmapped.header("location").unwrap()).await;
+    assert_eq!(count(api.get(&format!("{POLICIES}?route_guids={other}")).await.json()), 0, "so do unmapped routes'");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
