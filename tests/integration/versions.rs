@@ -110,6 +110,15 @@ fn fewer_kept_deletes_the_oldest_and_a_rollback_to_what_is_not_kept_changes_noth
     let v = production_with(&sim, &put, &["v1", "v2", "v3"]);
     assert_versions(&sim, &v[2], &[&v[1], &v[0]]);
 
+    // A rollback to the 2nd whose gate fails gives it back its own place, not `myapp-previous`'s.
+    let mut failing = rollback(json!(2));
+    failing["verify"] = json!([{"path": "/version", "body_contains": "not-this-version"}]);
+    failing["verify_timeout"] = json!("2s");
+    let run = out(&sim, &put, "myapp", failing);
+    assert_ne!(run.status, 0, "the gate failed");
+    assert!(run.stderr.contains("renamed myapp-green back to myapp-previous-2 (stopped)"), "{}", run.stderr);
+    assert_versions(&sim, &v[2], &[&v[1], &v[0]]);
+
     let before = sim.state_dump();
     let run = out(&sim, &put, "myapp", rollback(json!(3)));
     run.assert_clean_failure("rollback: there is no myapp-previous-3 to roll back to");
