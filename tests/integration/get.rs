@@ -21,12 +21,12 @@ use cf_sim::{RequestRecord, Sim};
 use serde_json::{Value, json};
 
 /// The most requests a plain get of a version `out` deployed may make: `GET /`, the token, the app, the
-/// droplet and the app's manifest.
-const MAX_IN_REQUESTS: usize = 5;
+/// droplet, the app's manifest and the kept versions (one app list).
+const MAX_IN_REQUESTS: usize = 6;
 
 /// The names of a get's metadata, in order: an interface, as Concourse 8 makes them local vars
 /// (`((.:<get>.<name>))`), documented in the README.
-const GET_METADATA_NAMES: [&str; 7] = ["app", "url", "instances", "memory", "stack", "deployed_at", "build"];
+const GET_METADATA_NAMES: [&str; 8] = ["app", "url", "instances", "memory", "stack", "deployed_at", "build", "kept"];
 
 /// One run of `in` into a fresh destination directory (created by `in`, as Concourse leaves it to the script).
 struct Get {
@@ -125,7 +125,7 @@ async fn in_writes_what_the_version_deployed_without_secret_values() {
     );
     let answer = got.answer();
     let names: Vec<&str> = answer["metadata"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
-    assert_eq!(names, GET_METADATA_NAMES, "every field known: the full list, in order");
+    assert_eq!(names, GET_METADATA_NAMES[..7], "every field known (no kept versions here): the list, in order");
     assert_eq!(got.file("app_guid"), shop.app_guid);
     assert_eq!(got.file("droplet_guid"), shop.droplet_guid);
     assert_eq!(got.file("app_name"), "shop");
