@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::cc::error::{ApiError, ApiResult};
 use crate::cc::list::Listable;
@@ -375,6 +375,16 @@ pub struct ServiceInstance {
     pub tags: Vec<String>,
     pub syslog_drain_url: Option<String>,
     pub route_service_url: Option<String>,
+    /// The plan of a managed instance (of the built-in broker); `None` for a user-provided one.
+    pub plan: Option<ServicePlan>,
+}
+
+/// A plan of the built-in broker: its guid and whether its offering lets bindings be fetched
+/// (`bindings_retrievable`), which `GET /v3/service_credential_bindings/:guid/parameters` needs.
+#[derive(Debug, Clone)]
+pub struct ServicePlan {
+    pub guid: String,
+    pub bindings_retrievable: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -383,6 +393,8 @@ pub struct Binding {
     pub name: Option<String>,
     pub app_guid: String,
     pub service_instance_guid: String,
+    /// The parameters the broker was given at bind time (managed instances only).
+    pub parameters: Map<String, Value>,
 }
 
 #[derive(Debug, Default)]

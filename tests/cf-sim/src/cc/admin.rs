@@ -30,6 +30,7 @@ pub fn routes() -> Router<Ctx> {
         .route("/instances", get(instances))
         .route("/routing", get(routing))
         .route("/config", get(get_config).patch(patch_config))
+        .route("/managed_service_instances", post(super::managed_services::seed))
 }
 
 /// An app by guid, or by name when exactly one app has it.

@@ -48,20 +48,27 @@ struct ProcessSpec {
     readiness_check: Option<Value>,
 }
 
-/// A `services:` entry: its instance name and binding name, `None` when the entry is malformed.
-fn service_binding(entry: &Value) -> Option<(String, Option<String>)> {
+/// A manifest `services:` entry: instance name, binding name, parameters (empty when not given).
+type ServiceEntry = (String, Option<String>, Map<String, Value>);
+
+/// A `services:` entry: its instance name, binding name and parameters, `None` when the entry is malformed.
+fn service_binding(entry: &Value) -> Option<ServiceEntry> {
     match entry {
-        Value::String(name) => Some((name.clone(), None)),
+        Value::String(name) => Some((name.clone(), None, Map::new())),
         Value::Object(o) => {
             let known = o.keys().all(|k| ["name", "parameters", "binding_name"].contains(&k.as_str()));
-            let parameters = o.get("parameters").is_none_or(Value::is_object);
+            let parameters = match o.get("parameters") {
+                None => Some(Map::new()),
+                Some(p) => p.as_object().cloned(),
+            };
             let binding_name = match o.get("binding_name") {
                 None => None,
                 Some(Value::String(b)) => Some(Some(b.clone())),
                 Some(_) => return None,
             };
             let name = o.get("name").and_then(Value::as_str)?;
-            (known && parameters).then(|| (name.to_string(), binding_name.flatten()))
+            (known && parameters.is_some())
+                .then(|| (name.to_string(), binding_name.flatten(), parameters.unwrap_or_default()))
         }
         _ => None,
     }
@@ -135,7 +142,7 @@ struct AppSpec {
     no_route: bool,
     random_route: bool,
     default_route: bool,
-    services: Vec<(String, Option<String>)>,
+    services: Vec<ServiceEntry>,
     metadata: Option<Value>,
     features: Option<Map<String, Value>>,
 }
@@ -369,7 +376,7 @@ fn app_spec(map: &Map<String, Value>) -> ApiResult<AppSpec> {
             return Err(ApiError::unprocessable("Cannot use the combination of no-route and routes"));
         }
         // ManifestServiceBindingCreateMessage: names, or objects of `name`, an object `parameters` (which a
-        // user-provided instance, the only kind cf-sim has, does not use) and a string `binding_name`.
+        // user-provided instance ignores, a managed one's broker keeps) and a string `binding_name`.
         let services = match field(map, "services") {
             None => Some(Vec::new()),
             Some(Value::Array(list)) => list.iter().map(service_binding).collect::<Option<Vec<_>>>(),
@@ -545,7 +552,7 @@ fn apply_app(ctx: &Ctx, space_guid: &str, app_guid: &str, spec: AppSpec) -> ApiR
 
         // Services first: a missing instance fails the job before routes change.
         let mut to_bind = Vec::new();
-        for (name, binding_name) in &spec.services {
+        for (name, binding_name, parameters) in &spec.services {
             let instance =
                 state.service_instances.values().find(|s| s.space_guid == space_guid && &s.name == name).ok_or_else(
                     || {
@@ -554,11 +561,11 @@ fn apply_app(ctx: &Ctx, space_guid: &str, app_guid: &str, spec: AppSpec) -> ApiR
                         ApiError::new(404, 10010, "CF-ResourceNotFound", detail)
                     },
                 )?;
-            to_bind.push((instance.common.guid.clone(), binding_name.clone()));
+            to_bind.push((instance.common.guid.clone(), binding_name.clone(), parameters.clone()));
         }
-        for (instance, binding_name) in to_bind {
+        for (instance, binding_name, parameters) in to_bind {
             if !state.bindings.values().any(|b| b.app_guid == app_guid && b.service_instance_guid == instance) {
-                super::services::insert_binding(&mut state, &app_guid, &instance, binding_name)
+                super::services::insert_binding(&mut state, &app_guid, &instance, binding_name, parameters)
                     .map_err(|e| fail(e.detail))?;
             }
         }

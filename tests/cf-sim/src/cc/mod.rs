@@ -13,6 +13,7 @@ pub mod error;
 mod jobs;
 pub mod list;
 pub mod manifest;
+mod managed_services;
 pub mod metadata;
 mod orgs;
 mod packages;

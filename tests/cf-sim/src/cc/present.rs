@@ -421,28 +421,46 @@ pub fn job(base: &str, job: &Job) -> Value {
     })
 }
 
+/// `service_instance_presenter.rb`: the common fields, then a managed instance's plan, maintenance info and
+/// links, or a user-provided one's drain and route service URLs and credentials link.
 pub fn service_instance(base: &str, si: &ServiceInstance) -> Value {
     let g = &si.common.guid;
-    json!({
+    let mut body = json!({
         "guid": g,
         "created_at": si.common.created_at,
         "updated_at": si.common.updated_at,
         "name": si.name,
-        "type": "user-provided",
         "tags": si.tags,
-        "syslog_drain_url": si.syslog_drain_url,
-        "route_service_url": si.route_service_url,
         "last_operation": {"type": "create", "state": "succeeded", "description": "Operation succeeded", "created_at": si.common.created_at, "updated_at": si.common.updated_at},
         "relationships": {"space": to_one(Some(&si.space_guid))},
         "metadata": si.common.metadata.to_json(),
         "links": {
             "self": link(base, &format!("/v3/service_instances/{g}")),
             "space": link(base, &format!("/v3/spaces/{}", si.space_guid)),
-            "credentials": link(base, &format!("/v3/service_instances/{g}/credentials")),
             "service_credential_bindings": link(base, &format!("/v3/service_credential_bindings?service_instance_guids={g}")),
             "service_route_bindings": link(base, &format!("/v3/service_route_bindings?service_instance_guids={g}")),
         },
-    })
+    });
+    match &si.plan {
+        Some(plan) => {
+            body["type"] = json!("managed");
+            body["maintenance_info"] = json!({});
+            body["upgrade_available"] = json!(false);
+            body["dashboard_url"] = Value::Null;
+            body["relationships"]["service_plan"] = to_one(Some(&plan.guid));
+            body["links"]["service_plan"] = link(base, &format!("/v3/service_plans/{}", plan.guid));
+            body["links"]["parameters"] = link(base, &format!("/v3/service_instances/{g}/parameters"));
+            body["links"]["shared_spaces"] =
+                link(base, &format!("/v3/service_instances/{g}/relationships/shared_spaces"));
+        }
+        None => {
+            body["type"] = json!("user-provided");
+            body["syslog_drain_url"] = json!(si.syslog_drain_url);
+            body["route_service_url"] = json!(si.route_service_url);
+            body["links"]["credentials"] = link(base, &format!("/v3/service_instances/{g}/credentials"));
+        }
+    }
+    body
 }
 
 pub fn binding(base: &str, binding: &Binding) -> Value {

@@ -5,12 +5,14 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::body;
 use super::error::{ApiError, ApiResult};
+use super::jobs;
 use super::list::{ListQuery, matches_any};
 use super::present;
 use crate::shared::Ctx;
@@ -40,7 +42,7 @@ async fn list_instances(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiR
         .select(state.service_instances.values().filter(|s| {
             matches_any(&names, &s.name, false)
                 && matches_any(&spaces, &s.space_guid, false)
-                && kind.is_none_or(|k| k == "user-provided")
+                && kind.is_none_or(|k| k == if s.plan.is_some() { "managed" } else { "user-provided" })
                 && orgs.as_ref().is_none_or(|orgs| {
                     state.spaces.get(&s.space_guid).is_some_and(|space| orgs.contains(&space.org_guid))
                 })
@@ -127,6 +129,7 @@ async fn create_instance(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(Statu
         tags: Vec::new(),
         syslog_drain_url: None,
         route_service_url: None,
+        plan: None,
     };
     apply_instance_fields(&mut si, &map)?;
     let body = present::service_instance(&ctx.urls.api, &si);
@@ -168,12 +171,14 @@ async fn delete_instance(State(ctx): State<Ctx>, Path(guid): Path<String>) -> Ap
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Binds an app to a user-provided instance (shared with apply_manifest).
+/// Binds an app to an instance (shared with apply_manifest); the built-in broker keeps a managed binding's
+/// `parameters`, a user-provided instance has none.
 pub fn insert_binding(
     state: &mut CcState,
     app_guid: &str,
     instance_guid: &str,
     name: Option<String>,
+    parameters: Map<String, Value>,
 ) -> ApiResult<String> {
     let app = state
         .apps
@@ -196,11 +201,18 @@ pub fn insert_binding(
              already has a binding with name '{name}'."
         )));
     }
+    let parameters = if instance.plan.is_some() { parameters } else { Map::new() };
     let common = state.common();
     let guid = common.guid.clone();
     state.bindings.insert(
         guid.clone(),
-        Binding { common, name, app_guid: app_guid.to_string(), service_instance_guid: instance_guid.to_string() },
+        Binding {
+            common,
+            name,
+            app_guid: app_guid.to_string(),
+            service_instance_guid: instance_guid.to_string(),
+            parameters,
+        },
     );
     Ok(guid)
 }
@@ -208,9 +220,11 @@ pub fn insert_binding(
 /// `service_credential_bindings_controller.rb#create`: the generic then the app message
 /// (`service_credential_binding_create_message.rb`, `service_credential_app_binding_create_message.rb`), the service
 /// instance (422 when unknown), `check_parameters_support` (a user-provided instance refuses any `parameters` key,
-/// even `{}`), the app, then `ServiceCredentialBindingAppCreate`'s rules. Every instance in the sim is
-/// user-provided, so a `key` binding is refused as `service_credential_binding_key_create.rb` refuses it.
-async fn create_binding(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+/// even `{}`), the app, then `ServiceCredentialBindingAppCreate`'s rules. A user-provided instance is bound at
+/// once (201); a managed one answers 202 with a `service_bindings.create` job, its binding (with the
+/// `parameters` the broker was given) made before the job completes. A `key` binding is refused as
+/// `service_credential_binding_key_create.rb` refuses it for a user-provided instance; cf-sim has no service keys.
+async fn create_binding(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<Response> {
     let map = body::object(&raw)?;
     body::only_keys(&map, &["type", "strategy", "name", "relationships", "parameters", "metadata"])?;
     let kind = map.get("type").and_then(Value::as_str).filter(|t| *t == "app" || *t == "key");
@@ -241,13 +255,17 @@ async fn create_binding(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(Status
     let mut metadata = crate::cc::metadata::Metadata::default();
     metadata.apply(map.get("metadata"))?;
     let mut state = ctx.state();
-    if !state.service_instances.contains_key(&instance) {
-        return Err(ApiError::unprocessable(format!("The service instance could not be found: '{instance}'")));
-    }
-    if map.contains_key("parameters") {
+    let managed = match state.service_instances.get(&instance) {
+        None => return Err(ApiError::unprocessable(format!("The service instance could not be found: '{instance}'"))),
+        Some(si) => si.plan.is_some(),
+    };
+    if !managed && map.contains_key("parameters") {
         return Err(ApiError::unprocessable(
             "Binding parameters are not supported for user-provided service instances",
         ));
+    }
+    if kind == Some("key") && managed {
+        return Err(ApiError::unprocessable("cf-sim does not model service keys"));
     }
     if kind == Some("key") {
         return Err(ApiError::unprocessable(
@@ -255,10 +273,16 @@ async fn create_binding(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(Status
         ));
     }
     let app = body::required_relationship(&map, "app")?;
-    let guid = insert_binding(&mut state, &app, &instance, name)?;
+    let parameters = map.get("parameters").and_then(Value::as_object).cloned().unwrap_or_default();
+    let guid = insert_binding(&mut state, &app, &instance, name, parameters)?;
     let binding = state.bindings.get_mut(&guid).expect("just created");
     binding.common.metadata = metadata;
-    Ok((StatusCode::CREATED, Json(present::binding(&ctx.urls.api, binding))))
+    if !managed {
+        return Ok((StatusCode::CREATED, Json(present::binding(&ctx.urls.api, binding))).into_response());
+    }
+    drop(state);
+    let link = ("service_credential_binding".to_string(), format!("/v3/service_credential_bindings/{guid}"));
+    Ok(jobs::enqueue(&ctx, "service_bindings.create", Some(link), Box::new(|_| Ok(Vec::new()))))
 }
 
 /// The binding list's filters on a service plan or offering (`service_credential_binding_list_message.rb`).
@@ -371,8 +395,20 @@ async fn binding_details(State(ctx): State<Ctx>, Path(guid): Path<String>) -> Ap
     ))
 }
 
+/// `service_credential_bindings_controller.rb#parameters` and `ServiceBindingRead#fetch_parameters`: the
+/// broker's parameters of a binding to a managed instance whose offering is `bindings_retrievable`; any other
+/// binding (a user-provided instance's too) is refused with `ServiceFetchBindingParametersNotSupported`.
 async fn binding_parameters(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
     let state = ctx.state();
-    state.bindings.get(&guid).ok_or_else(|| ApiError::not_found("Service credential binding"))?;
-    Err(ApiError::unprocessable("This service does not support fetching service binding parameters."))
+    let binding = state.bindings.get(&guid).ok_or_else(|| ApiError::not_found("Service credential binding"))?;
+    let instance = state.service_instance(&binding.service_instance_guid)?;
+    if !instance.plan.as_ref().is_some_and(|p| p.bindings_retrievable) {
+        return Err(ApiError::new(
+            400,
+            90007,
+            "CF-ServiceFetchBindingParametersNotSupported",
+            "This service does not support fetching service binding parameters.",
+        ));
+    }
+    Ok(Json(Value::Object(binding.parameters.clone())))
 }

@@ -11,6 +11,7 @@ mod conformance_tasks;
 mod contract;
 mod faults;
 mod log_cache;
+mod managed_services;
 mod policies;
 mod route_policies;
 mod runtime;
