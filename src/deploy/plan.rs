@@ -374,16 +374,14 @@ impl Plan {
             if !self.prod_routes.is_empty() {
                 lines.push(format!("unmap {} from those routes, then let it drain", blue.app.name));
             }
-            let older = kept.iter().map(|k| &k.app).filter(|app| app.guid != blue.app.guid);
-            for (nth, app) in (2..).zip(older) {
-                match nth <= keep_previous {
-                    true if app.name != names.kept(nth) => {
-                        lines.push(format!("rename {} to {}", app.name, names.kept(nth)))
-                    }
-                    true => {}
-                    false => lines.push(format!("delete the older {} ({})", app.name, app.guid)),
-                }
-            }
+            // In the order the housekeeping goes: the oldest beyond `keep_previous` deleted, then the renames from
+            // the oldest down, so each goes to a name no app has any more.
+            let older: Vec<(u32, &App)> =
+                (2..).zip(kept.iter().map(|k| &k.app).filter(|app| app.guid != blue.app.guid)).collect();
+            let (moved, deleted): (Vec<_>, Vec<_>) = older.into_iter().partition(|(nth, _)| *nth <= keep_previous);
+            lines.extend(deleted.iter().map(|(_, app)| format!("delete the older {} ({})", app.name, app.guid)));
+            let renames = moved.iter().rev().filter(|(nth, app)| app.name != names.kept(*nth));
+            lines.extend(renames.map(|(nth, app)| format!("rename {} to {}", app.name, names.kept(*nth))));
             match keep_previous {
                 0 => lines.push(format!("stop and delete {}", blue.app.name)),
                 _ => lines.push(format!("stop {} and keep it as {}", blue.app.name, names.previous())),

@@ -110,6 +110,28 @@ fn fewer_kept_deletes_the_oldest_and_a_rollback_to_what_is_not_kept_changes_noth
     let v = production_with(&sim, &put, &["v1", "v2", "v3"]);
     assert_versions(&sim, &v[2], &[&v[1], &v[0]]);
 
+    // The dry run says what the housekeeping of keep_previous: 3 would do, in its order.
+    let mut dry = params("v4");
+    dry["dry_run"] = json!(true);
+    let run = out(&sim, &put, "myapp", dry);
+    assert_eq!(run.status, 0, "{}", run.last_line());
+    let planned: Vec<&str> = run
+        .stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("rename myapp-previous") || l.starts_with("stop myapp and keep"))
+        .collect();
+    assert_eq!(
+        planned,
+        [
+            "rename myapp-previous-2 to myapp-previous-3",
+            "rename myapp-previous to myapp-previous-2",
+            "stop myapp and keep it as myapp-previous"
+        ],
+        "{}",
+        run.stderr
+    );
+
     // A rollback to the 2nd whose gate fails gives it back its own place, not `myapp-previous`'s.
     let mut failing = rollback(json!(2));
     failing["verify"] = json!([{"path": "/version", "body_contains": "not-this-version"}]);
