@@ -31,6 +31,20 @@ impl AppNames {
             n => format!("{}-{n}", self.previous()),
         }
     }
+    /// Fails when the name of the oldest of `keep` kept versions is longer than Cloud Foundry takes: its rename in
+    /// the housekeeping, after the swap, would be refused.
+    pub(crate) fn check_kept(&self, keep: u32) -> Result<()> {
+        let oldest = self.kept(keep);
+        if oldest.chars().count() > MAX_APP_NAME {
+            bail!(
+                "params.keep_previous: {keep} makes app names up to {} characters ({}…); Cloud Foundry allows \
+                 {MAX_APP_NAME}",
+                oldest.chars().count(),
+                oldest.chars().take(24).collect::<String>()
+            );
+        }
+        Ok(())
+    }
     /// Which kept version `name` names (`1` for `<app>-previous`), if any up to `most`.
     pub(crate) fn kept_slot(&self, name: &str, most: u32) -> Option<u32> {
         (1..=most).find(|n| self.kept(*n).eq_ignore_ascii_case(name))
@@ -366,6 +380,16 @@ mod tests {
         source["app"] = json!("a".repeat(247));
         let err = Source::parse(source).unwrap_err().to_string();
         assert!(err.contains("makes app names up to 256 characters") && err.contains("allows 255"), "{err}");
+    }
+
+    #[test]
+    fn the_oldest_kept_version_s_name_stays_within_the_cloud_controllers_limit() {
+        let mut source = valid();
+        source["app"] = json!("a".repeat(244));
+        let names = Source::parse(source).unwrap().names;
+        assert!(names.check_kept(1).is_ok() && names.check_kept(9).is_ok(), "244 + '-previous-9' is 255");
+        let err = names.check_kept(10).unwrap_err().to_string();
+        assert!(err.contains("params.keep_previous: 10 makes app names up to 256 characters"), "{err}");
     }
 
     #[test]

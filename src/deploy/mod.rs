@@ -60,6 +60,7 @@ pub async fn run(request: OutRequest) -> Result<VersionResult> {
     let usual = if request.params.rollback { 6 } else { 7 } + canary_phase;
     let mut phases = Phases::new(hold::phase_count(&request.params).unwrap_or(usual));
     phases.start("validate", "Checking the request");
+    request.source.names.check_kept(request.params.keep_previous)?;
     let smoke_test = inputs::smoke_test(&request)?;
     let held_is_used = request.params.promote || request.params.abort;
     let prepared = if request.params.rollback || held_is_used { None } else { Some(inputs::prepare(&request)?) };
