@@ -56,21 +56,21 @@ pub(crate) async fn retire(cf: &CfClient, names: &AppNames, retire: Retire<'_>) 
         false => (false, beyond),
     };
     let make_room = async {
-        futures_util::future::try_join_all(beyond.iter().map(|app| delete(cf, app, "the oldest kept version"))).await?;
+        futures_util::future::try_join_all(beyond.iter().map(|app| delete(cf, app, "the older "))).await?;
         shift(cf, names, kept).await
     };
     tokio::try_join!(stop, make_room)?;
     if blue_deleted {
-        delete(cf, blue, "it").await?;
+        delete(cf, blue, "").await?;
     }
     Ok(())
 }
 
-/// Deletes `app` (a kept version, `what` in the log) with its network policies.
-async fn delete(cf: &CfClient, app: &App, what: &str) -> Result<()> {
+/// Deletes `app` with its network policies; the log says `deleted <which><name> (<guid>)`.
+async fn delete(cf: &CfClient, app: &App, which: &str) -> Result<()> {
     carry::forget(cf, app).await?;
     cf.apps().delete_within(&app.guid, JOB_TIMEOUT).await.with_context(|| format!("deleting {}", app.name))?;
-    log::detail(format_args!("deleted {} ({what}, {})", app.name, app.guid));
+    log::detail(format_args!("deleted {which}{} ({})", app.name, app.guid));
     Ok(())
 }
 
