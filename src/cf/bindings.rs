@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::cf::api::{Api, Resource, resource};
 use crate::cf::client::Req;
@@ -46,7 +47,11 @@ impl ServiceCredentialBinding {
     }
 }
 
-/// A binding to create. `parameters` cannot be read back from CF in general, so they come from config.
+/// CC's `ServiceFetchBindingParametersNotSupported` (errors/v2.yml).
+const PARAMETERS_NOT_SUPPORTED: i64 = 90007;
+
+/// A binding to create. `parameters` can be read back only from a managed service that allows it, so they come
+/// from config.
 #[derive(Clone, Debug, Default)]
 pub struct NewBinding {
     pub app_guid: String,
@@ -66,6 +71,17 @@ impl Api<ServiceCredentialBinding> {
             .await?;
         let instances = listed.included.get("service_instances")?;
         Ok((listed.resources, instances))
+    }
+
+    /// `GET /v3/service_credential_bindings/:guid/parameters`: the parameters the broker keeps for the binding;
+    /// `None` when the service does not let them be read (`service_binding_read.rb`: a user-provided instance, or
+    /// an offering not `bindings_retrievable`, answer 400 CF-ServiceFetchBindingParametersNotSupported).
+    pub async fn parameters(&self, guid: &str) -> Result<Option<Map<String, Value>>> {
+        match self.cf.get(&format!("{}/{guid}/parameters", ServiceCredentialBinding::PATH)).await {
+            Ok(parameters) => Ok(Some(parameters)),
+            Err(e) if e.cf().is_some_and(|c| c.code == Some(PARAMETERS_NOT_SUPPORTED)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The binding of this app to this instance, if any.
