@@ -157,8 +157,8 @@ impl Apps {
 
     /// The apps as they are now and production as a [`Blue`], with production's manifest and routes read beside
     /// the apps, for the production `seen` earlier: when the apps show that one still, that is one round trip
-    /// instead of two. Otherwise (or when that early read failed) production is read afterwards. Called under the
-    /// lock, so what is read side by side cannot change in between.
+    /// instead of two, and a failure of that read fails the deploy. When production changed, it is read afterwards.
+    /// Called under the lock, so what is read side by side cannot change in between.
     pub(crate) async fn read_with_blue(
         cf: &CfClient,
         space_guid: &str,
@@ -172,6 +172,8 @@ impl Apps {
                 Some(Blue { app: now.clone(), ..early })
             }
             (Ok(None), None) => None,
+            // The early read was of production as it still is: its failure is this deploy's.
+            (Err(e), Some(now)) if seen.is_some_and(|seen| seen.guid == now.guid) => return Err(e),
             _ => Blue::read_production(cf, apps.production.clone()).await?,
         };
         Ok((apps, blue))

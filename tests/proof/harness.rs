@@ -352,15 +352,17 @@ pub fn run_on_lanes<C: Sync + std::fmt::Debug>(
     run: impl Fn(&mut Lane, &C) -> String + Sync,
 ) {
     let started = Instant::now();
+    // Every lane is set up as the first one given, so each case runs against the same kind of production.
+    let config = first.as_ref().map(|lane| lane.config.clone()).unwrap_or_default();
     let mut first = first;
     let results: Vec<(usize, Vec<String>, LoadReport)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..lanes)
             .map(|n| {
                 let mine: Vec<&C> = cases.iter().skip(n).step_by(lanes).collect();
                 let given = if n == 0 { first.take() } else { None };
-                let (run, failed_case) = (&run, &failed_case);
+                let (run, failed_case, config) = (&run, &failed_case, &config);
                 scope.spawn(move || {
-                    let mut lane = given.unwrap_or_else(|| Lane::new(LaneConfig::default()));
+                    let mut lane = given.unwrap_or_else(|| Lane::new(config.clone()));
                     let mut failed = Vec::new();
                     for case in &mine {
                         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut lane, case))) {
