@@ -82,6 +82,8 @@ impl Candidate {
                 self.temp_route_guid = Some(guid);
                 self.lock.record(|j| j.temp_route = self.temp_route_guid.clone()).await?;
             }
+            let production = self.lock.journal().await.blue_guid;
+            carry::policies_to(&ctx.cf, production.as_deref(), &self.lock.app, &ctx.production_policies).await?;
             let mut pushed = Pushed::default();
             self.start(ctx, &mut pushed).await?;
             Ok(pushed)
@@ -91,8 +93,6 @@ impl Candidate {
     }
 
     async fn start(&self, ctx: &Context, pushed: &mut Pushed) -> Result<()> {
-        let production = self.lock.journal().await.blue_guid;
-        carry::policies_to(&ctx.cf, production.as_deref(), &self.lock.app).await?;
         let startup = ctx.within(ctx.params.timeouts.startup)?;
         push::start_and_wait(&ctx.cf, &self.lock.app.guid, &self.lock.app.name, pushed, startup).await
     }

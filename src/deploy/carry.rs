@@ -9,7 +9,11 @@
 //! on) name their source app by guid too: those whose source is production are created for the candidate on the
 //! same routes, where the foundation has them; CC never deletes an app's, so a deleted app's go with it here.
 //! Its manifest also gets
-//! production's user metadata and app features (SSH included) that it does not set itself.
+//! production's user metadata and app features (SSH included) that it does not set itself, and the parameters of
+//! production's bindings to managed services (read where the service allows it) for the services it binds
+//! without parameters of its own.
+
+use std::collections::BTreeMap;
 
 use anyhow::{Context as _, Result, anyhow};
 use serde_json::{Map, Value};
@@ -21,12 +25,78 @@ use crate::cf::policies::Policy;
 use crate::cf::route_policies::{RoutePolicy, app_source};
 use crate::log;
 
-/// Before the lock: production's network policies are read, which proves the deploying identity may manage them
-/// (a 403 fails the put here, saying which permission is missing). Nothing to check when nothing runs in
-/// production.
-pub(crate) async fn check(cf: &CfClient, space_guid: &str, production_name: &str) -> Result<()> {
-    let Some(production) = cf.apps().by_name(space_guid, production_name).await? else { return Ok(()) };
-    policies_of(cf, &production.guid, &production.name).await.map(drop)
+/// Production's network policies and its managed bindings' parameters as read before the lock.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Listed {
+    production_guid: Option<String>,
+    policies: Vec<Policy>,
+    parameters: BindingParameters,
+}
+
+/// The parameters of an app's bindings to managed services, by service instance name. They may hold secrets:
+/// shown (`Debug` too) by their keys only.
+#[derive(Clone, Default)]
+pub(crate) struct BindingParameters(BTreeMap<String, Map<String, Value>>);
+
+impl std::fmt::Debug for BindingParameters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.0.iter().map(|(name, p)| (name, p.keys().collect::<Vec<_>>()))).finish()
+    }
+}
+
+/// Before the lock: the network policies of `production` (as the apps' lookup found it) are read, which proves
+/// the deploying identity may manage them (a 403 fails the put here, saying which permission is missing), and
+/// so are its managed bindings' parameters. Nothing to check when nothing runs in production.
+pub(crate) async fn check(cf: &CfClient, production: Option<&App>) -> Result<Listed> {
+    let Some(production) = production else { return Ok(Listed::default()) };
+    let (policies, parameters) =
+        tokio::try_join!(policies_of(cf, &production.guid, &production.name), parameters_of(cf, production))?;
+    Ok(Listed { production_guid: Some(production.guid.clone()), policies, parameters })
+}
+
+/// The parameters of `app`'s bindings to managed instances: one request per binding, side by side, none when it
+/// has no such binding. A service that does not let them be read (not `bindings_retrievable`) is carried
+/// without them, said once; any other failure fails the put.
+async fn parameters_of(cf: &CfClient, app: &App) -> Result<BindingParameters> {
+    let (bindings, instances) =
+        cf.bindings().for_app(&app.guid).await.with_context(|| format!("listing {}'s service bindings", app.name))?;
+    let managed = bindings.iter().filter_map(|b| {
+        let instance = instances.iter().find(|i| Some(i.guid.as_str()) == b.service_instance_guid())?;
+        (instance.kind.as_deref() == Some("managed")).then_some((b.guid.as_str(), instance.name.as_str()))
+    });
+    let read = managed.map(|(guid, name)| async move {
+        let parameters = cf.bindings().parameters(guid).await;
+        let parameters =
+            parameters.with_context(|| format!("reading the parameters of {}'s binding to {name}", app.name));
+        anyhow::Ok((name.to_owned(), parameters?))
+    });
+    let read = futures_util::future::try_join_all(read).await?;
+    let unreadable: Vec<&str> = read.iter().filter(|(_, p)| p.is_none()).map(|(name, _)| name.as_str()).collect();
+    if !unreadable.is_empty() {
+        log::info(format_args!(
+            "the parameters of {}'s bindings to {} cannot be read (the service does not allow it): the new version \
+             is bound without them unless the manifest gives them",
+            app.name,
+            unreadable.join(", ")
+        ));
+    }
+    Ok(BindingParameters(read.into_iter().filter_map(|(name, p)| Some((name, p?))).collect()))
+}
+
+/// The managed bindings' parameters of production as `production` found it: those read before the lock when it
+/// is still the same app, else read again.
+pub(crate) async fn parameters_for(
+    cf: &CfClient,
+    production: Option<&Blue>,
+    listed: &Listed,
+) -> Result<BindingParameters> {
+    match production {
+        None => Ok(BindingParameters::default()),
+        Some(blue) if listed.production_guid.as_deref() == Some(blue.app.guid.as_str()) => {
+            Ok(listed.parameters.clone())
+        }
+        Some(blue) => parameters_of(cf, &blue.app).await,
+    }
 }
 
 /// The policies the app `guid` (called `name`) is the source or the destination of; none where the foundation
@@ -47,11 +117,22 @@ async fn policies_of(cf: &CfClient, guid: &str, name: &str) -> Result<Vec<Policy
     }
 }
 
-/// Gives `candidate` every policy of production (`production_guid`): what it may call and who may call it.
-pub(crate) async fn policies_to(cf: &CfClient, production_guid: Option<&str>, candidate: &App) -> Result<()> {
+/// Gives `candidate` every policy of production (`production_guid`): what it may call and who may call it. The
+/// list read before the lock is used when production is still that app; it is read again when another app became
+/// production meanwhile.
+pub(crate) async fn policies_to(
+    cf: &CfClient,
+    production_guid: Option<&str>,
+    candidate: &App,
+    listed: &Listed,
+) -> Result<()> {
     let Some(production) = production_guid else { return Ok(()) };
     route_policies_to(cf, production, candidate).await?;
-    let carried = moved(&policies_of(cf, production, "production").await?, production, &candidate.guid);
+    let policies = match listed.production_guid.as_deref() == Some(production) {
+        true => listed.policies.clone(),
+        false => policies_of(cf, production, "production").await?,
+    };
+    let carried = moved(&policies, production, &candidate.guid);
     if carried.is_empty() {
         return Ok(());
     }
@@ -126,9 +207,14 @@ fn moved(policies: &[Policy], from: &str, to: &str) -> Vec<Policy> {
 
 /// The candidate's manifest with what production has and the manifest does not set: production's user labels and
 /// annotations (ours are the deploy's to write) and its app features (`ssh`, `revisions`,
-/// `file-based-vcap-services`, `service-binding-k8s`, in CC's generated manifest from 3.197.0 on); and a line per
-/// key carried.
-pub(crate) fn manifest(candidate_manifest: &str, production: Option<&Blue>) -> Result<(String, Vec<String>)> {
+/// `file-based-vcap-services`, `service-binding-k8s`, in CC's generated manifest from 3.197.0 on), and its
+/// managed bindings' `parameters` on the `services:` entries that give none; and a line per key carried (a
+/// binding's parameters by their keys only: their values may be secret).
+pub(crate) fn manifest(
+    candidate_manifest: &str,
+    production: Option<&Blue>,
+    parameters: &BindingParameters,
+) -> Result<(String, Vec<String>)> {
     let Some(production) = production else { return Ok((candidate_manifest.to_owned(), Vec::new())) };
     let mut doc: Value = serde_norway::from_str(candidate_manifest).context("reading the candidate's manifest")?;
     let app = doc["applications"][0].as_object_mut().ok_or_else(|| anyhow!("the candidate's manifest has no app"))?;
@@ -142,8 +228,34 @@ pub(crate) fn manifest(candidate_manifest: &str, production: Option<&Blue>) -> R
     }
     let features = production.manifest.features().into_iter().flatten().map(|(k, v)| (k.clone(), v.clone()));
     carried.extend(fill(app, &["features"], features).into_iter().map(|(k, v)| format!("feature {k}: {v}")));
+    carried.extend(give_parameters(app, parameters));
     let yaml = serde_norway::to_string(&doc).context("writing the candidate's manifest")?;
     Ok((yaml, carried.into_iter().map(|line| format!("carry {line} (as production has it)")).collect()))
+}
+
+/// Gives each `services:` entry of `app` without `parameters` those of production's binding to its instance
+/// (a plain name becomes `{name, parameters}`); answers a line per entry given, naming the keys only.
+fn give_parameters(app: &mut Map<String, Value>, parameters: &BindingParameters) -> Vec<String> {
+    let Some(Value::Array(services)) = app.get_mut("services") else { return Vec::new() };
+    let mut carried = Vec::new();
+    for entry in services.iter_mut() {
+        let name = match entry {
+            Value::String(name) => name.clone(),
+            Value::Object(o) if !o.contains_key("parameters") => match o.get("name").and_then(Value::as_str) {
+                Some(name) => name.to_owned(),
+                None => continue,
+            },
+            _ => continue,
+        };
+        let Some(given) = parameters.0.get(&name).filter(|p| !p.is_empty()) else { continue };
+        if entry.is_string() {
+            *entry = serde_json::json!({ "name": name });
+        }
+        entry["parameters"] = Value::Object(given.clone());
+        let keys: Vec<&str> = given.keys().map(String::as_str).collect();
+        carried.push(format!("the parameters of the binding to {name} ({})", keys.join(", ")));
+    }
+    carried
 }
 
 /// Sets each of `values` at `path` of `app` that is not set there yet; answers those it set.
@@ -191,7 +303,7 @@ mod tests {
     #[test]
     fn what_the_manifest_leaves_unset_comes_from_production_and_ours_never_does() {
         let candidate = "applications:\n- name: myapp-green\n  metadata:\n    labels: {tier: api}\n  features: {revisions: false}\n";
-        let (yaml, lines) = manifest(candidate, Some(&production())).unwrap();
+        let (yaml, lines) = manifest(candidate, Some(&production()), &BindingParameters::default()).unwrap();
         let doc: Value = serde_norway::from_str(&yaml).unwrap();
         let app = &doc["applications"][0];
         assert_eq!(app["metadata"]["labels"], json!({"tier": "api", "team": "a"}), "the manifest's own value wins");
@@ -202,11 +314,32 @@ mod tests {
     }
 
     #[test]
+    fn managed_bindings_parameters_go_to_the_entries_that_give_none_by_their_keys_only() {
+        let candidate = "applications:\n- name: myapp-green\n  services:\n  - db\n  - name: cache\n    binding_name: c\n  - name: queue\n    parameters: {durable: false}\n  - logs\n";
+        let given = |pairs: serde_json::Value| pairs.as_object().unwrap().clone();
+        let parameters = BindingParameters(BTreeMap::from([
+            ("db".to_owned(), given(json!({"password": "s3cret-value", "pool": 5}))),
+            ("cache".to_owned(), given(json!({"ttl": 60}))),
+            ("queue".to_owned(), given(json!({"durable": true}))),
+        ]));
+        let (yaml, lines) = manifest(candidate, Some(&production()), &parameters).unwrap();
+        let doc: Value = serde_norway::from_str(&yaml).unwrap();
+        let services = &doc["applications"][0]["services"];
+        assert_eq!(services[0], json!({"name": "db", "parameters": {"password": "s3cret-value", "pool": 5}}));
+        assert_eq!(services[1], json!({"name": "cache", "binding_name": "c", "parameters": {"ttl": 60}}));
+        assert_eq!(services[2], json!({"name": "queue", "parameters": {"durable": false}}), "the manifest's own win");
+        assert_eq!(services[3], json!("logs"), "no managed binding, nothing given");
+        let shown = format!("{lines:?} {parameters:?}");
+        assert!(shown.contains("the parameters of the binding to db (password, pool)"), "{shown}");
+        assert!(!shown.contains("s3cret-value") && !shown.contains("queue (durable)"), "{shown}");
+    }
+
+    #[test]
     fn a_first_deploy_carries_nothing_and_a_bare_manifest_everything() {
         let candidate = "applications:\n- name: myapp-green\n";
-        let (yaml, lines) = manifest(candidate, None).unwrap();
+        let (yaml, lines) = manifest(candidate, None, &BindingParameters::default()).unwrap();
         assert_eq!((yaml.as_str(), lines.len()), (candidate, 0));
-        let (_, lines) = manifest(candidate, Some(&production())).unwrap();
+        let (_, lines) = manifest(candidate, Some(&production()), &BindingParameters::default()).unwrap();
         assert_eq!(lines.len(), 5, "{lines:?}");
     }
 }

@@ -7,8 +7,10 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::time::Instant;
 
+use super::carry;
 use super::phases::Phases;
 use super::plan::Target;
+use super::push::ZipAhead;
 use crate::cf::CfClient;
 use crate::config::{OutParams, Source};
 use crate::log;
@@ -30,6 +32,10 @@ pub(crate) struct Context {
     pub(crate) route_client: RouteClient,
     /// The smoke-test program in the put's inputs.
     pub(crate) smoke_test: Option<PathBuf>,
+    /// Production's network policies as read before the lock.
+    pub(crate) production_policies: carry::Listed,
+    /// The app bits' packaging, started before the lock (a deploy of app bits).
+    pub(crate) zip_ahead: Option<ZipAhead>,
     pub(crate) phases: Phases,
     /// When the put's overall `timeout` runs out.
     pub(crate) deadline: Instant,

@@ -41,6 +41,7 @@ use self::lock::Take;
 use self::phases::Phases;
 use self::plan::{Apps, Plan};
 use self::promotion::Verified;
+use self::push::ZipAhead;
 use self::routes::RouteTarget;
 use crate::cf::CfClient;
 use crate::cf::apps::{App, NewApp};
@@ -75,10 +76,29 @@ pub async fn run(request: OutRequest) -> Result<VersionResult> {
     // The last checks that need the API or DNS, still before anything is changed.
     let route_client = route_client(&request.source, &cf).await?;
     routes::check_green_route(&cf, &request.params.green_route).await?;
-    carry::check(&cf, &target.space.guid, &request.source.names.production).await?;
+    // Nothing is refused any more but the policy permission: the bits are packaged from here on, beside it.
+    let zip_ahead =
+        prepared.as_ref().filter(|_| !request.params.dry_run).and_then(|p| ZipAhead::start(&cf, &p.payload));
+    let production = match &seen {
+        Some(apps) => apps.production.clone(),
+        None => cf.apps().by_name(&target.space.guid, &request.source.names.production).await?,
+    };
+    let production_policies = carry::check(&cf, production.as_ref()).await?;
     let OutRequest { source, params, dir, build } = request;
-    let mut ctx =
-        Context { cf, source, params, put_dir: dir, build, target, phases, deadline, route_client, smoke_test };
+    let mut ctx = Context {
+        cf,
+        source,
+        params,
+        put_dir: dir,
+        build,
+        target,
+        phases,
+        deadline,
+        route_client,
+        smoke_test,
+        production_policies,
+        zip_ahead,
+    };
 
     match prepared {
         None if ctx.params.promote => hold::promote(&mut ctx).await,

@@ -6,19 +6,23 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use tokio::task::JoinHandle;
 
+use super::carry;
 use super::context::{Context, JOB_TIMEOUT};
 use super::inputs::Payload;
 use super::lock::Lock;
 use super::plan::{Blue, Plan};
 use super::routes;
-use crate::bits::{AppBits, gather, match_cached, write_zip};
+use crate::bits::{AppBits, PackageZip, gather, match_cached, write_zip};
 use crate::cf::builds::NewBuild;
 use crate::cf::droplets::Droplet;
 use crate::cf::processes::{InstanceState, InstanceStats, Scale};
+use crate::cf::resource_matches::FileResource;
 use crate::cf::{CfClient, Poll, Wait};
 use crate::log;
 
@@ -42,10 +46,12 @@ async fn apply_manifest(
     space_guid: &str,
     green_guid: &str,
     plan: &Plan,
+    listed: &carry::Listed,
     timeout: Duration,
 ) -> Result<Option<String>> {
     log::info("applying the manifest (name, routes, env, services, processes, health checks)");
-    let (manifest, carried) = super::carry::manifest(&plan.candidate_manifest, plan.blue.as_ref())?;
+    let parameters = carry::parameters_for(cf, plan.blue.as_ref(), listed).await?;
+    let (manifest, carried) = carry::manifest(&plan.candidate_manifest, plan.blue.as_ref(), &parameters)?;
     carried.iter().for_each(log::detail);
     cf.manifests().apply(space_guid, &manifest, timeout).await.context("applying the manifest")?;
     let Some(url) = &plan.temp_route else { return Ok(None) };
@@ -79,12 +85,14 @@ pub(crate) async fn to_droplet(
     let (cf, green, space_guid) = (&ctx.cf, &lock.app, &ctx.target.space.guid);
     let staging = Staging {
         cf,
+        ahead: ctx.zip_ahead.as_ref(),
         green_guid: &green.guid,
         green_name: &green.name,
         timeout: ctx.within(ctx.params.timeouts.staging)?,
     };
     let applied = async {
-        match apply_manifest(cf, space_guid, &green.guid, plan, ctx.within(JOB_TIMEOUT)?).await {
+        let timeout = ctx.within(JOB_TIMEOUT)?;
+        match apply_manifest(cf, space_guid, &green.guid, plan, &ctx.production_policies, timeout).await {
             Ok(guid) => *temp_route_guid = guid,
             Err(e) => {
                 // CF may have created the temporary route before the failure: find it, so the cleanup removes it.
@@ -100,10 +108,14 @@ pub(crate) async fn to_droplet(
         })
         .await
     };
-    // A failure of the manifest's side drops the bits at once; one of the bits' side waits for the manifest's,
-    // which learns the temporary route's guid.
+    // A failure of the manifest's side drops the bits at once; one of the bits' side (or of the network
+    // policies') waits for the manifest's, which learns the temporary route's guid.
     let made = async { anyhow::Ok(staging.source(plan).await) };
-    let ((), made) = tokio::try_join!(applied, made)?;
+    // Production's network policies need nothing but the two apps: given beside the rest, before the start.
+    let production = plan.blue.as_ref().map(|b| b.app.guid.as_str());
+    let carried = async { anyhow::Ok(carry::policies_to(cf, production, green, &ctx.production_policies).await) };
+    let ((), made, carried) = tokio::try_join!(applied, made, carried)?;
+    carried?;
     let mut pushed = Pushed::default();
     let droplet = match made? {
         Made::Package { guid, checksum } => {
@@ -136,9 +148,71 @@ enum Made {
     Droplet(String),
 }
 
+/// The zip of what Cloud Foundry lacks of the app bits, and the files it has.
+type Zipped = (PackageZip, Vec<FileResource>);
+
+/// App bits gathered, matched against Cloud Foundry's resource cache and zipped.
+async fn zip(cf: &CfClient, bits: &AppBits) -> Result<Zipped> {
+    let started = Instant::now();
+    let gathered = {
+        let bits = bits.clone();
+        tokio::task::spawn_blocking(move || gather(&bits)).await??
+    };
+    let files = gathered.iter().filter(|r| r.is_match_candidate()).count();
+    let total: u64 = gathered.iter().map(|r| r.size).sum();
+    log::info(format_args!(
+        "packaging {} ({} files, {}, hashed in {})",
+        bits.param(),
+        files,
+        log::human_bytes(total),
+        log::human_duration(started.elapsed())
+    ));
+    let (cached, matched) = match_cached(cf, &gathered).await?;
+    let cached_bytes: u64 = gathered.iter().filter(|r| r.is_cached(&cached)).map(|r| r.size).sum();
+    log::detail(format_args!(
+        "{} of {} files ({}) already in Cloud Foundry's cache",
+        matched.len(),
+        files,
+        log::human_bytes(cached_bytes)
+    ));
+    let zip = {
+        let bits = bits.clone();
+        tokio::task::spawn_blocking(move || write_zip(&bits, &gathered, &cached)).await??
+    };
+    Ok((zip, matched))
+}
+
+/// The app bits' packaging started before the lock, so the zipping (the longest of it) runs while the lock is
+/// taken and the plan made; the push uploads what it made. Dropped unused (a put that fails before its push),
+/// it is aborted.
+pub(crate) struct ZipAhead(Mutex<Option<JoinHandle<Result<Zipped>>>>);
+
+impl ZipAhead {
+    /// Starts packaging `payload` when it is app bits.
+    pub(crate) fn start(cf: &CfClient, payload: &Payload) -> Option<ZipAhead> {
+        let Payload::App(bits) = payload else { return None };
+        let (cf, bits) = (cf.clone(), bits.clone());
+        Some(ZipAhead(Mutex::new(Some(tokio::spawn(async move { zip(&cf, &bits).await })))))
+    }
+
+    fn take(&self) -> Option<JoinHandle<Result<Zipped>>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
+}
+
+impl Drop for ZipAhead {
+    fn drop(&mut self) {
+        if let Some(task) = self.take() {
+            task.abort();
+        }
+    }
+}
+
 /// Where a droplet for the candidate comes from: one method per source of bits.
 struct Staging<'a> {
     cf: &'a CfClient,
+    /// The app bits' packaging, when it started before the lock.
+    ahead: Option<&'a ZipAhead>,
     green_guid: &'a str,
     green_name: &'a str,
     timeout: Duration,
@@ -158,36 +232,14 @@ impl Staging<'_> {
         }
     }
 
-    /// App bits: packaged with resource matching (the package is created meanwhile) and uploaded.
+    /// App bits: packaged with resource matching (ahead, or meanwhile the package is created) and uploaded.
     async fn app_bits(&self, bits: &AppBits) -> Result<Made> {
-        let (cf, started) = (self.cf, Instant::now());
+        let cf = self.cf;
         let zipped = async {
-            let gathered = {
-                let bits = bits.clone();
-                tokio::task::spawn_blocking(move || gather(&bits)).await??
-            };
-            let files = gathered.iter().filter(|r| r.is_match_candidate()).count();
-            let total: u64 = gathered.iter().map(|r| r.size).sum();
-            log::info(format_args!(
-                "packaging {} ({} files, {}, hashed in {})",
-                bits.param(),
-                files,
-                log::human_bytes(total),
-                log::human_duration(started.elapsed())
-            ));
-            let (cached, matched) = match_cached(cf, &gathered).await?;
-            let cached_bytes: u64 = gathered.iter().filter(|r| r.is_cached(&cached)).map(|r| r.size).sum();
-            log::detail(format_args!(
-                "{} of {} files ({}) already in Cloud Foundry's cache",
-                matched.len(),
-                files,
-                log::human_bytes(cached_bytes)
-            ));
-            let zip = {
-                let bits = bits.clone();
-                tokio::task::spawn_blocking(move || write_zip(&bits, &gathered, &cached)).await??
-            };
-            anyhow::Ok((zip, matched))
+            match self.ahead.and_then(ZipAhead::take) {
+                Some(task) => task.await.context("packaging the app bits")?,
+                None => zip(cf, bits).await,
+            }
         };
         let package = async { cf.packages().create_bits(self.green_guid).await.map_err(anyhow::Error::from) };
         let ((zip, matched), package) = tokio::try_join!(zipped, package)?;

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::util::deploy::{PutDir, app_named, deploy, get, logged, out, out_as, spawn_out, wait_for};
 use crate::util::sim::{connect, start_sim_with};
 use cf_blue_green_resource::cf::CfClient;
+use cf_blue_green_resource::cf::bindings::NewBinding;
 use cf_sim::load::{self, LoadConfig};
 use cf_sim::{Fault, FaultAction, Sim};
 
@@ -212,7 +213,115 @@ fn a_foundation_without_container_networking_is_deployed_to_without_policies() {
     let run = out(&sim, &put, "backend", params("ci/backend.yml", "b2"));
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert!(!run.stderr.contains("network policies"), "{}", run.stderr);
-    assert!(sim.faults()[0].fired >= 2, "the policy server was asked before and under the lock");
+    assert_eq!(sim.faults()[0].fired, 1, "asked once, before the lock: production did not change under it");
+}
+
+#[test]
+fn a_redeploy_lists_production_s_policies_once_and_looks_production_up_once() {
+    let sim = start_sim_with(|_| {});
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cf = runtime.block_on(connect(&sim));
+    let put = PutDir::with_sample_app();
+    backend_with_a_caller(&sim, &runtime, &cf, &put);
+    sim.reset_request_log();
+    let run = out(&sim, &put, "backend", params("ci/backend.yml", "b2"));
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let log = sim.request_log();
+    let lists = log.iter().filter(|r| r.method == "GET" && r.path == "/networking/v1/external/policies").count();
+    assert_eq!(lists, 1, "the list read before the lock is what the candidate is given");
+    let lookups = log.iter().filter(|r| r.method == "GET" && r.path == "/v3/apps").count();
+    assert_eq!(lookups, 2, "the apps beside the space, and again under the lock: {log:#?}");
+    assert_eq!(policies(&sim, &runtime, &cf), frontend_to(&["backend", "backend-previous"]), "carried");
+}
+
+/// A managed instance of the sim's built-in broker in `space`, whose bindings' parameters can be read or not.
+fn managed_instance(
+    runtime: &tokio::runtime::Runtime,
+    cf: &CfClient,
+    space: &Value,
+    name: &str,
+    readable: bool,
+) -> String {
+    let seed = json!({"name": name, "space_guid": space, "bindings_retrievable": readable});
+    let seeded: Value = runtime.block_on(cf.post("/_sim/managed_service_instances", &seed)).unwrap();
+    seeded["guid"].as_str().unwrap().to_owned()
+}
+
+/// The (name, parameters) of `app`'s binding to `instance`; parameters `None` where the service refuses them.
+fn binding_of(runtime: &tokio::runtime::Runtime, cf: &CfClient, app: &str, instance: &str) -> (Value, Option<Value>) {
+    let path = format!("/v3/service_credential_bindings?app_guids={app}&service_instance_guids={instance}");
+    let listed: Value = runtime.block_on(cf.get(&path)).unwrap();
+    let binding = &listed["resources"][0];
+    let path = format!("/v3/service_credential_bindings/{}/parameters", binding["guid"].as_str().unwrap());
+    (binding["name"].clone(), runtime.block_on(cf.get::<Value>(&path)).ok())
+}
+
+#[test]
+fn production_s_managed_bindings_keep_their_names_and_parameters_which_are_never_shown() {
+    const SECRET: &str = "pw-9f3e1c-never-printed";
+    let sim = start_sim_with(|_| {});
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cf = runtime.block_on(connect(&sim));
+    let put = PutDir::with_sample_app();
+    put.write("ci/backend.yml", &manifest(&sim, "backend", false, &[]));
+    deploy(&sim, &put, "backend", params("ci/backend.yml", "b1"));
+    let (backend, space) = (guid(&sim, "backend"), app_named(&sim, "backend").unwrap()["space"].clone());
+    let (db, audit) =
+        (managed_instance(&runtime, &cf, &space, "db", true), managed_instance(&runtime, &cf, &space, "audit", false));
+    let parameters = json!({"pool": 5, "password": SECRET});
+    for (instance, name, given) in [(&db, "primary-db", &parameters), (&audit, "audit", &json!({"level": "all"}))] {
+        let binding = NewBinding {
+            app_guid: backend.clone(),
+            service_instance_guid: instance.clone(),
+            name: Some(name.to_owned()),
+            parameters: Some(serde_json::from_value(given.clone()).unwrap()),
+            ..NewBinding::default()
+        };
+        runtime.block_on(cf.bindings().create(&binding, Duration::from_secs(10))).unwrap();
+    }
+
+    let dry = out(&sim, &put, "backend", json!({"dry_run": true, "path": "app", "manifest": "ci/backend.yml"}));
+    assert_eq!(dry.status, 0, "{}", dry.stderr);
+    assert!(dry.stderr.contains("the parameters of the binding to db (password, pool)"), "keys only: {}", dry.stderr);
+    sim.reset_request_log();
+    let run = out(&sim, &put, "backend", params("ci/backend.yml", "b2"));
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let reads = sim.request_log().iter().filter(|r| r.method == "GET" && r.path.ends_with("/parameters")).count();
+    assert_eq!(reads, 2, "one read per managed binding");
+    assert!(run.stderr.contains("cannot be read (the service does not allow it)"), "said once: {}", run.stderr);
+    for shown in [&dry.stdout, &dry.stderr, &run.stdout, &run.stderr] {
+        assert!(!shown.contains(SECRET), "a parameter's value is never shown: {shown}");
+    }
+
+    let b2 = guid(&sim, "backend");
+    assert_ne!(b2, backend, "a new production");
+    assert_eq!(binding_of(&runtime, &cf, &b2, &db), (json!("primary-db"), Some(parameters)));
+    assert_eq!(binding_of(&runtime, &cf, &b2, &audit), (json!("audit"), None), "bound, without what cannot be read");
+}
+
+#[test]
+fn a_failure_to_read_a_binding_s_parameters_fails_before_the_lock() {
+    let sim = start_sim_with(|_| {});
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cf = runtime.block_on(connect(&sim));
+    let put = PutDir::with_sample_app();
+    put.write("ci/backend.yml", &manifest(&sim, "backend", false, &[]));
+    deploy(&sim, &put, "backend", params("ci/backend.yml", "b1"));
+    let space = app_named(&sim, "backend").unwrap()["space"].clone();
+    let db = managed_instance(&runtime, &cf, &space, "db", true);
+    let binding = NewBinding { app_guid: guid(&sim, "backend"), service_instance_guid: db, ..NewBinding::default() };
+    runtime.block_on(cf.bindings().create(&binding, Duration::from_secs(10))).unwrap();
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: "/v3/service_credential_bindings/:guid/parameters".into(),
+        nth: 1,
+        times: 0,
+        action: FaultAction::Status { status: 403, code: Some(10003), title: None, detail: None },
+    });
+    let refused = out(&sim, &put, "backend", params("ci/backend.yml", "b2"));
+    assert_ne!(refused.status, 0);
+    assert!(refused.stderr.contains("reading the parameters of backend's binding to db"), "{}", refused.stderr);
+    assert!(app_named(&sim, "backend-green").is_none(), "the lock was never taken");
 }
 
 /// `backend` deployed (b1) and `frontend`, with a policy frontend → backend.
