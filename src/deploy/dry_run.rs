@@ -57,7 +57,8 @@ pub(crate) async fn run(ctx: &Context, prepared: Prepared) -> Result<VersionResu
     for line in carry::describe(&ctx.cf, apps.production.as_ref(), &names.green()).await? {
         log::detail(line);
     }
-    carry::manifest(&plan.candidate_manifest, plan.blue.as_ref())?.1.iter().for_each(log::detail);
+    let parameters = carry::parameters_for(&ctx.cf, plan.blue.as_ref(), &ctx.production_policies).await?;
+    carry::manifest(&plan.candidate_manifest, plan.blue.as_ref(), &parameters)?.1.iter().for_each(log::detail);
     log::detail("the candidate's manifest (values that may be secret hidden):");
     for line in crate::manifest::masked(&plan.candidate_manifest).lines() {
         log::output(line);
