@@ -1,5 +1,5 @@
 //! Packages: create (bits or docker), upload bits (streaming multipart from a zip on disk plus the matched
-//! resources), wait until READY, copy between apps, download.
+//! resources), wait until READY, copy between apps, an app's newest READY package, download.
 
 use std::path::Path;
 use std::time::Duration;
@@ -148,6 +148,13 @@ impl Api<Package> {
             Done::Acted(answer) => answer.json(),
             Done::Checked(package) => Ok(package),
         }
+    }
+
+    /// `GET /v3/packages?app_guids=…&states=READY&order_by=-created_at&per_page=1`: the app's newest READY package.
+    pub(crate) async fn newest_ready(&self, app_guid: &str) -> Result<Option<Package>> {
+        let params =
+            ListParams::new().filter("app_guids", [app_guid]).filter("states", ["READY"]).order_by("-created_at");
+        self.first(&params).await
     }
 
     /// Polls until the package is READY (after upload or copy); FAILED or EXPIRED is an error with CF's reason.

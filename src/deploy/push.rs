@@ -283,12 +283,25 @@ impl Staging<'_> {
             )
         })?;
         log::info(format_args!("copying {}'s current droplet {current} — no staging", blue.app.name));
-        let copy = self.cf.droplets().copy(current, self.green_guid).await?;
-        Ok(Made::Droplet(self.cf.droplets().wait_staged(&copy.guid, self.timeout).await?.guid))
+        let droplet = async {
+            let copy = self.cf.droplets().copy(current, self.green_guid).await?;
+            Ok(self.cf.droplets().wait_staged(&copy.guid, self.timeout).await?.guid)
+        };
+        let (droplet, ()) = tokio::try_join!(droplet, self.copy_newest_package(blue))?;
+        Ok(Made::Droplet(droplet))
     }
 
-    /// Production's current package (the one its current droplet was staged from), copied into the candidate to
-    /// be staged there with today's buildpacks and stack: a restage that production never notices.
+    /// Production's newest READY package, copied into the candidate beside its copied droplet (CC's droplet copy
+    /// clones no package), so that a later `params.restage` still finds the package to stage again.
+    async fn copy_newest_package(&self, blue: &Blue) -> Result<()> {
+        let Some(package) = self.cf.packages().newest_ready(&blue.app.guid).await? else { return Ok(()) };
+        self.cf.packages().copy(&package.guid, self.green_guid).await.context("copying production's package")?;
+        Ok(())
+    }
+
+    /// Production's current package (the one its current droplet was staged from, else its newest READY package:
+    /// the one a no-bits redeploy copied beside the droplet), copied into the candidate to be staged there with
+    /// today's buildpacks and stack: a restage that production never notices.
     async fn production_package(&self, blue: Option<&Blue>) -> Result<Made> {
         let blue = blue.ok_or_else(|| {
             anyhow!("params.restage rebuilds production's current package, but there is no production app")
@@ -298,14 +311,17 @@ impl Staging<'_> {
             .current_droplet_guid()
             .ok_or_else(|| anyhow!("params.restage: {} has no droplet, so no package to restage", blue.app.name))?;
         let droplet = self.cf.droplets().get(current).await?;
-        let package = droplet.package_guid().ok_or_else(|| {
-            anyhow!(
-                "params.restage: {}'s droplet {current} was not staged from a package (it was copied or uploaded); deploy its bits with params.path",
-                blue.app.name
-            )
-        })?;
+        let package = match droplet.package_guid() {
+            Some(guid) => guid.to_owned(),
+            None => self.cf.packages().newest_ready(&blue.app.guid).await?.map(|p| p.guid).ok_or_else(|| {
+                anyhow!(
+                    "params.restage: {} has no package to restage (its droplet {current} was uploaded, not staged); deploy its bits with params.path",
+                    blue.app.name
+                )
+            })?,
+        };
         log::info(format_args!("restaging {}'s package {package} (of droplet {current})", blue.app.name));
-        let copy = self.cf.packages().copy(package, self.green_guid).await.context("copying production's package")?;
+        let copy = self.cf.packages().copy(&package, self.green_guid).await.context("copying production's package")?;
         let copy = self.cf.packages().wait_ready(&copy.guid, self.timeout).await?;
         Ok(Made::Package { guid: copy.guid, checksum: copy.data.checksum.and_then(|c| c.value) })
     }

@@ -13,7 +13,8 @@ use crate::util::deploy::{
     PutDir, annotation, app_named, apps, assert_settled, build_url, deploy, logged, manifest, out, out_as, spawn_out,
     wait_for, wait_until_serving,
 };
-use crate::util::sim::start_sim_with;
+use crate::util::run_resource;
+use crate::util::sim::{in_request, source, start_sim_with};
 
 fn params(version: &str) -> Value {
     json!({
@@ -204,17 +205,47 @@ fn a_dry_run_plans_the_task_and_the_restage_and_changes_nothing() {
 }
 
 #[test]
-fn restage_refuses_a_production_droplet_that_was_copied_and_leaves_it_serving() {
-    let (sim, put, _) = production_v1();
+fn restage_after_a_no_bits_redeploy_stages_the_package_copied_beside_productions_droplet() {
+    let (sim, put) = sim_and_put();
+    let first = out(&sim, &put, "myapp", params("v1"));
+    assert_eq!(first.status, 0, "{}", first.last_line());
+    let first: Value = serde_json::from_str(&first.stdout).unwrap();
     let mut redeploy = params("v1");
     redeploy.as_object_mut().unwrap().remove("path");
+    redeploy["environment_variables"]["FEATURE"] = json!("on");
     let copied = deploy(&sim, &put, "myapp", redeploy.clone());
     redeploy["restage"] = json!(true);
     let run = out(&sim, &put, "myapp", redeploy);
-    run.assert_clean_failure(
-        "was not staged from a package (it was copied or uploaded); deploy its bits with params.path",
-    );
-    assert_eq!(apps(&sim)[0], ("myapp".to_owned(), "STARTED".to_owned()));
-    assert_eq!(app_named(&sim, "myapp").unwrap()["guid"], copied["app_guid"]);
+    assert_eq!(run.status, 0, "{}", run.last_line());
+    let after: Value = serde_json::from_str(&run.stdout).unwrap();
+
+    assert!(run.stderr.contains("restaging myapp's package"), "{}", run.stderr);
+    assert_ne!(after["version"]["droplet_guid"], copied["droplet_guid"], "a new droplet");
+    let checksum = metadata(&first, "package_checksum");
+    assert!(checksum.is_string(), "{first}");
+    assert_eq!(metadata(&after, "package_checksum"), checksum, "from the package of the first deploy");
     wait_until_serving(&sim, "myapp", "v1");
+    assert_settled(&sim, "myapp", false, "after a restage of a redeployed production");
+}
+
+#[test]
+fn restage_refuses_a_production_pushed_from_an_uploaded_droplet_and_leaves_it_serving() {
+    let (sim, put, v1) = production_v1();
+    let fetched = put.path().join("staged");
+    let download = json!({"download_droplet": true});
+    let run =
+        run_resource("in", &[fetched.to_str().unwrap()], &in_request(&source(&sim, "myapp"), &v1, Some(download)), &[]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let other = start_sim_with(|_| {});
+    put.write("ci/manifest.yml", &manifest(&other, "myapp", 1, &["myapp"], &[]));
+    let mut uploaded = params("v1");
+    uploaded.as_object_mut().unwrap().remove("path");
+    uploaded["droplet"] = json!("staged/droplet.tgz");
+    let production = deploy(&other, &put, "myapp", uploaded.clone());
+    uploaded.as_object_mut().unwrap().remove("droplet");
+    uploaded["restage"] = json!(true);
+    let run = out(&other, &put, "myapp", uploaded);
+    run.assert_clean_failure("params.restage: myapp has no package to restage (its droplet");
+    assert_eq!(app_named(&other, "myapp").unwrap()["guid"], production["app_guid"]);
+    wait_until_serving(&other, "myapp", "v1");
 }

@@ -229,3 +229,33 @@ async fn a_package_stages_again_into_a_new_droplet_here_and_copied_into_another_
     assert_eq!(copy.json()["links"].get("package"), None, "a copied droplet was staged from no package");
     sim.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apps_packages_list_newest_first_by_created_at_and_filter_by_state() {
+    let sim = Sim::start(test_config()).unwrap();
+    let api = Api::login(&sim).await;
+    let app = api.create_app("blue").await;
+    let older = api.upload_package(&app, app_zip()).await;
+    let newer = api.upload_package(&app, app_zip()).await;
+    let awaiting = api
+        .post("/v3/packages", json!({"type": "bits", "relationships": {"app": {"data": {"guid": app}}}}))
+        .await
+        .json()["guid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let guids = |path: String| {
+        let api = &api;
+        async move {
+            let page = api.get(&path).await.json();
+            page["resources"].as_array().unwrap().iter().map(|p| p["guid"].as_str().unwrap().to_string()).collect()
+        }
+    };
+    let newest: Vec<String> = guids(format!("/v3/apps/{app}/packages?order_by=-created_at&per_page=1")).await;
+    assert_eq!(newest, [awaiting]);
+    let ready = format!("/v3/packages?app_guids={app}&states=READY&order_by=-created_at&per_page=1");
+    assert_eq!(guids(ready).await, std::slice::from_ref(&newer), "the newest READY package");
+    let oldest_first = format!("/v3/apps/{app}/packages?states=READY&order_by=created_at");
+    assert_eq!(guids(oldest_first).await, [older, newer]);
+    sim.stop();
+}
