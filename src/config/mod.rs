@@ -9,14 +9,14 @@ mod source;
 mod statuses;
 mod strict;
 
+pub(crate) use params::KpiRequest;
 pub(crate) use params::{
     AppSource, ExpectedStatus, GreenRoute, HealthCheck, HealthCheckType, HttpCheck, Kpi, MAX_HEALTH_CHECK_TIMEOUT,
     OnFailure, TaskParams,
 };
-pub(crate) use params::KpiRequest;
-pub(crate) use params::{MAX_KEEP_PREVIOUS, RollbackTo};
 pub(crate) use params::{Canary, OnNoData};
 pub use params::{InParams, OutParams};
+pub(crate) use params::{MAX_KEEP_PREVIOUS, RollbackTo};
 pub use source::Source;
 pub(crate) use source::{AppNames, RouteScheme};
 pub(crate) use statuses::ErrorStatuses;

@@ -904,9 +904,7 @@ fn validate_canary(canary: &Canary, problems: &mut Vec<String>) {
         && canary.max_p95_ratio.is_none()
         && canary.log_patterns.is_empty()
     {
-        problems.push(
-            "params.canary needs a gate: max_error_rate, max_p95_ms, max_p95_ratio or log_patterns".into(),
-        );
+        problems.push("params.canary needs a gate: max_error_rate, max_p95_ms, max_p95_ratio or log_patterns".into());
     }
 }
 
@@ -1093,7 +1091,9 @@ mod tests {
             err(json!({"canary": {"duration": "1m"}})),
             "params.canary needs a gate: max_error_rate, max_p95_ms, max_p95_ratio or log_patterns"
         );
-        assert!(err(json!({"canary": {"max_error_rate": 0.1, "on_no_data": "skip"}})).contains("params.canary.on_no_data"));
+        assert!(
+            err(json!({"canary": {"max_error_rate": 0.1, "on_no_data": "skip"}})).contains("params.canary.on_no_data")
+        );
         assert!(err(json!({"canary": {"max_error_rate": 0.1, "instancs": 2}})).contains("did you mean instances?"));
         let rollback = err(json!({"rollback": true, "canary": {"max_error_rate": 0.1}}));
         assert!(rollback.contains("params.canary cannot be used with it"), "{rollback}");
@@ -1304,7 +1304,9 @@ mod tests {
         assert_eq!(to(json!(droplet)).unwrap().rollback_to, RollbackTo::Droplet(droplet.into()));
         assert_eq!(OutParams::parse(json!({"rollback": true})).unwrap().rollback_to, RollbackTo::Nth(1));
         for bad in [json!(0), json!(11), json!("x/y"), json!(true)] {
-            assert!(to(bad).unwrap_err().to_string().contains("params.rollback_to must be the number of a kept version"));
+            assert!(
+                to(bad).unwrap_err().to_string().contains("params.rollback_to must be the number of a kept version")
+            );
         }
         assert_eq!(
             err(json!({"rollback_to": 2, "path": "a"})),
