@@ -157,6 +157,8 @@ async fn run_canary(
     params: &Canary,
 ) -> Result<Option<canary::CanaryReport>> {
     let Some(blue) = blue else {
+        // Its header still stands, so the numbers of the phases after it match the total the first one gave.
+        ctx.phases.start("canary", "Canary: skipped");
         log::info("canary: this is the first deploy, there is no production to serve beside; skipped");
         return Ok(None);
     };

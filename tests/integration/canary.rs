@@ -259,3 +259,19 @@ fn a_canary_of_an_app_without_routes_has_no_data() {
     run.assert_clean_failure("no data to judge myapp-green by: production has no routes");
     assert_eq!(apps(&sim), [("myapp".to_owned(), "STARTED".to_owned())], "the candidate is gone");
 }
+
+/// A first deploy has no production to serve beside: the canary is skipped, said in its own numbered phase, so
+/// the phases after it keep the numbers the first header's total gave them.
+#[test]
+fn a_first_deploy_skips_the_canary_in_a_phase_of_its_own() {
+    let sim = start_sim_with(|_| {});
+    let put = PutDir::with_sample_app();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    let canary = json!({"duration": "4s", "max_error_rate": 0.01});
+    let run = out(&sim, &put, "myapp", with_canary(params("v1", &[]), canary));
+    assert_eq!(run.status, 0, "{}", run.last_line());
+    assert!(run.stderr.contains("[5/8] Canary: skipped"), "{}", run.stderr);
+    assert!(run.stderr.contains("canary: this is the first deploy"), "{}", run.stderr);
+    assert!(run.stderr.contains("[6/8] Swapping production routes"), "{}", run.stderr);
+    wait_until_serving(&sim, "myapp", "v1");
+}
