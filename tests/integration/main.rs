@@ -16,6 +16,7 @@ mod hold;
 mod lifecycle;
 mod pipeline_examples;
 mod protocol;
+mod readme_layout;
 mod safety;
 mod traffic;
 mod util;
