@@ -9,10 +9,10 @@ use crate::util::deploy::{
     PutDir, annotation, app_named, apps, build_url, deploy, get, journal_keys, manifest, out, out_as,
     route_destinations, spawn_out, wait_until_serving,
 };
-use crate::util::sim::start_sim_with;
+use crate::util::sim::{assert_no_failures, start_load, start_sim_with};
 use cf_blue_green_resource::record::journal::{DEPLOY_ID, PHASE};
 use cf_sim::Sim;
-use cf_sim::load::{self, LoadConfig, LoadHandle, LoadReport};
+use cf_sim::load::{self, LoadConfig};
 use serde_json::{Value, json};
 
 const DRAIN: &str = "1500ms";
@@ -53,21 +53,6 @@ fn production_v1() -> (Sim, PutDir, Value) {
     let v1 = deploy(&sim, &put, "myapp", params("v1"));
     wait_until_serving(&sim, "myapp", "v1");
     (sim, put, v1)
-}
-
-fn start_load(sim: &Sim) -> LoadHandle {
-    let mut config = LoadConfig::new(&sim.info().router, &format!("myapp.{}", sim.info().domain));
-    config.requests_per_second = 30;
-    config.slow_every = 15;
-    let load = load::start(config);
-    std::thread::sleep(Duration::from_millis(500));
-    load
-}
-
-fn assert_no_failures(report: &LoadReport) {
-    eprintln!("load: {} requests, versions {:?}", report.total(), report.versions());
-    assert!(report.total() > 30, "the load ran ({} requests)", report.total());
-    assert!(report.failures().is_empty(), "production dropped requests:\n{}", report.describe_failures());
 }
 
 /// A successful put's answer.

@@ -14,7 +14,8 @@ use crate::util::deploy::{
     route_destinations, routes, spawn_out, wait_for, wait_until_serving,
 };
 use crate::util::sim::{
-    check_request, connect, destination_changes, home_space, in_request, out_request, source, start_sim_with,
+    assert_no_failures, check_request, connect, destination_changes, home_space, in_request, out_request, source,
+    start_load, start_sim_with,
 };
 use crate::util::{self, Run, run_resource};
 use cf_blue_green_resource::cf::CfClient;
@@ -23,7 +24,6 @@ use cf_blue_green_resource::protocol::BuildEnv;
 use cf_blue_green_resource::record::candidate_metadata;
 use cf_blue_green_resource::record::journal::{DEPLOY_ID, PHASE};
 use cf_blue_green_resource::record::{Journal, Phase};
-use cf_sim::load::{self, LoadConfig, LoadHandle, LoadReport};
 use cf_sim::{Fault, FaultAction, RequestRecord, Sim};
 use serde_json::{Value, json};
 
@@ -65,21 +65,6 @@ fn production_v1() -> (Sim, PutDir, Value) {
     let v1 = deploy(&sim, &put, "myapp", params("v1"));
     wait_until_serving(&sim, "myapp", "v1");
     (sim, put, v1)
-}
-
-fn start_load(sim: &Sim) -> LoadHandle {
-    let mut config = LoadConfig::new(&sim.info().router, &format!("myapp.{}", sim.info().domain));
-    config.requests_per_second = 30;
-    config.slow_every = 15;
-    let load = load::start(config);
-    std::thread::sleep(Duration::from_millis(500));
-    load
-}
-
-fn assert_no_failures(report: &LoadReport) {
-    eprintln!("load: {} requests, versions {:?}", report.total(), report.versions());
-    assert!(report.total() > 30, "the load ran ({} requests)", report.total());
-    assert!(report.failures().is_empty(), "production dropped requests:\n{}", report.describe_failures());
 }
 
 fn guid(version: &Value) -> String {

@@ -11,6 +11,7 @@ use cf_blue_green_resource::cf::apps::AppState;
 use cf_blue_green_resource::cf::builds::NewBuild;
 use cf_blue_green_resource::cf::spaces::Space;
 use cf_blue_green_resource::cf::{CfClient, Credentials, Poll, ProxySettings, RetryPolicy, Settings, Wait};
+use cf_sim::load::{self, LoadConfig, LoadHandle, LoadReport};
 use cf_sim::{RequestRecord, Sim, SimConfig};
 use serde_json::{Value, json};
 
@@ -259,4 +260,22 @@ pub async fn wait_running(cf: &CfClient, app_guid: &str) {
         })
         .await
         .expect("the app's instances run");
+}
+
+/// A load loop of 30 requests a second (every 15th slow) on `myapp.<domain>` through the sim's router, given
+/// half a second to begin.
+pub fn start_load(sim: &Sim) -> LoadHandle {
+    let mut config = LoadConfig::new(&sim.info().router, &format!("myapp.{}", sim.info().domain));
+    config.requests_per_second = 30;
+    config.slow_every = 15;
+    let load = load::start(config);
+    std::thread::sleep(Duration::from_millis(500));
+    load
+}
+
+/// Fails unless the load of [`start_load`] ran and production answered every one of its requests.
+pub fn assert_no_failures(report: &LoadReport) {
+    eprintln!("load: {} requests, versions {:?}", report.total(), report.versions());
+    assert!(report.total() > 30, "the load ran ({} requests)", report.total());
+    assert!(report.failures().is_empty(), "production dropped requests:\n{}", report.describe_failures());
 }
