@@ -199,6 +199,16 @@ fn cases(fx: &Fixtures) -> Vec<Case> {
             "source needs credentials: username and password, client_id and client_secret, or client_id and client_assertion",
         ),
         out_source(
+            "a client_assertion that is no JWT",
+            with(
+                with(with(src.clone(), &["username"], Value::Null), &["password"], Value::Null),
+                &["client_id"],
+                json!("ci-client"),
+            )
+            .pipe(|s| with(s, &["client_assertion"], json!("opaque-assertion-proof-never-printed"))),
+            "source.client_assertion is not a JWT (three base64url parts with JSON claims, as ((idtoken:token)) gives)",
+        ),
+        out_source(
             "a username without a password",
             with(src.clone(), &["password"], Value::Null),
             "source is missing required keys: password (source.username is set)",
@@ -352,6 +362,16 @@ fn cases(fx: &Fixtures) -> Vec<Case> {
             "params.abort with params.hold",
             json!({"abort": true, "hold": true}),
             "params.abort removes the held candidate; params.hold cannot be used with it",
+        ),
+        out(
+            "params.kpi.error_statuses with a class that is none",
+            params(&["kpi"], json!({"error_statuses": ["6xx"]})),
+            "params.kpi.error_statuses: \"6xx\" is not an HTTP status or class (e.g. \"5xx\", 429)",
+        ),
+        out(
+            "params.kpi.error_statuses empty",
+            params(&["kpi"], json!({"error_statuses": []})),
+            "params.kpi.error_statuses: must be a non-empty list like [\"5xx\", 429], got []",
         ),
         out(
             "params.canary without a gate",
