@@ -282,7 +282,13 @@ impl Logs {
     }
 
     /// One read: envelopes of type LOG for `source_id` (an app guid) from `start_ns` on, at most `limit`.
-    pub async fn read(&self, source_id: &str, start_ns: i64, limit: u32, descending: bool) -> Result<Vec<LogLine>> {
+    pub(crate) async fn read(
+        &self,
+        source_id: &str,
+        start_ns: i64,
+        limit: u32,
+        descending: bool,
+    ) -> Result<Vec<LogLine>> {
         let limit = limit.clamp(1, MAX_LIMIT);
         let query = format!("start_time={start_ns}&envelope_types=LOG&limit={limit}&descending={descending}");
         self.read_with(source_id, &query, decode_envelopes).await

@@ -64,7 +64,7 @@ impl Audit {
     }
 
     /// `deployed_at` as the annotation writes it (RFC 3339, whole seconds).
-    pub fn deployed_at_text(&self) -> Option<String> {
+    pub(crate) fn deployed_at_text(&self) -> Option<String> {
         self.deployed_at.map(|t| humantime::format_rfc3339_seconds(t).to_string())
     }
 
