@@ -72,6 +72,20 @@ fn policies(sim: &Sim, runtime: &tokio::runtime::Runtime, cf: &CfClient) -> Vec<
     found
 }
 
+/// A runtime and a client logged in to `sim`, for what the tests read and arrange beside the binary.
+fn connected(sim: &Sim) -> (tokio::runtime::Runtime, CfClient) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cf = runtime.block_on(connect(sim));
+    (runtime, cf)
+}
+
+/// A default sim, with [`connected`]'s runtime and client.
+fn connected_sim() -> (Sim, tokio::runtime::Runtime, CfClient) {
+    let sim = start_sim_with(|_| {});
+    let (runtime, cf) = connected(&sim);
+    (sim, runtime, cf)
+}
+
 fn guid(sim: &Sim, name: &str) -> String {
     app_named(sim, name).unwrap_or_else(|| panic!("no app {name}"))["guid"].as_str().unwrap().to_owned()
 }
@@ -82,8 +96,7 @@ fn policies_follow_the_new_version_and_internal_calls_never_fail() {
         c.route_propagation_delay_ms = 300;
         c.stop_grace_ms = 3000;
     });
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let cf = runtime.block_on(connect(&sim));
+    let (runtime, cf) = connected(&sim);
     let created: Value =
         runtime.block_on(cf.post("/v3/domains", &json!({"name": INTERNAL_DOMAIN, "internal": true}))).unwrap();
     assert_eq!(created["internal"], true);
@@ -218,9 +231,7 @@ fn a_foundation_without_container_networking_is_deployed_to_without_policies() {
 
 #[test]
 fn a_redeploy_lists_production_s_policies_once_and_looks_production_up_once() {
-    let sim = start_sim_with(|_| {});
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let cf = runtime.block_on(connect(&sim));
+    let (sim, runtime, cf) = connected_sim();
     let put = PutDir::with_sample_app();
     backend_with_a_caller(&sim, &runtime, &cf, &put);
     sim.reset_request_log();
@@ -259,9 +270,7 @@ fn binding_of(runtime: &tokio::runtime::Runtime, cf: &CfClient, app: &str, insta
 #[test]
 fn production_s_managed_bindings_keep_their_names_and_parameters_which_are_never_shown() {
     const SECRET: &str = "pw-9f3e1c-never-printed";
-    let sim = start_sim_with(|_| {});
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let cf = runtime.block_on(connect(&sim));
+    let (sim, runtime, cf) = connected_sim();
     let put = PutDir::with_sample_app();
     put.write("ci/backend.yml", &manifest(&sim, "backend", false, &[]));
     deploy(&sim, &put, "backend", params("ci/backend.yml", "b1"));
@@ -301,9 +310,7 @@ fn production_s_managed_bindings_keep_their_names_and_parameters_which_are_never
 
 #[test]
 fn a_failure_to_read_a_binding_s_parameters_fails_before_the_lock() {
-    let sim = start_sim_with(|_| {});
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let cf = runtime.block_on(connect(&sim));
+    let (sim, runtime, cf) = connected_sim();
     let put = PutDir::with_sample_app();
     put.write("ci/backend.yml", &manifest(&sim, "backend", false, &[]));
     deploy(&sim, &put, "backend", params("ci/backend.yml", "b1"));
@@ -340,9 +347,7 @@ fn frontend_to(destinations: &[&str]) -> Vec<(String, String, u64)> {
 
 #[test]
 fn a_failed_candidate_is_deleted_with_the_policies_it_was_given() {
-    let sim = start_sim_with(|_| {});
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let cf = runtime.block_on(connect(&sim));
+    let (sim, runtime, cf) = connected_sim();
     let put = PutDir::with_sample_app();
     backend_with_a_caller(&sim, &runtime, &cf, &put);
 
@@ -396,9 +401,7 @@ fn route_policies(sim: &Sim, runtime: &tokio::runtime::Runtime, cf: &CfClient) -
 
 #[test]
 fn route_policies_of_production_follow_the_new_version_and_go_with_a_deleted_one() {
-    let sim = start_sim_with(|_| {});
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let cf = runtime.block_on(connect(&sim));
+    let (sim, runtime, cf) = connected_sim();
     let mtls = json!({"name": "mtls.example.com", "enforce_route_policies": true, "route_policies_scope": "any"});
     let _: Value = runtime.block_on(cf.post("/v3/domains", &mtls)).unwrap();
     let put = PutDir::with_sample_app();
