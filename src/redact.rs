@@ -39,6 +39,18 @@ pub(crate) fn register(secret: &str) {
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
 }
 
+/// Registers every string inside `value` (a managed binding's parameters: a broker's options and credentials
+/// alike) of at least [`MIN_LINE`] characters; a shorter one is more likely a plan name or a flag than a secret,
+/// and masking it would garble the log.
+pub(crate) fn register_strings_in(value: &serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) if text.len() >= MIN_LINE => register(text),
+        serde_json::Value::Array(items) => items.iter().for_each(register_strings_in),
+        serde_json::Value::Object(fields) => fields.values().for_each(register_strings_in),
+        _ => {}
+    }
+}
+
 /// `text` with every registered secret replaced by [`MASK`]. All matches are found in the original text and
 /// overlapping ones merged, so one secret never matches inside another's mask or a mask's own letters.
 pub(crate) fn redact(text: &str) -> Cow<'_, str> {
@@ -85,6 +97,20 @@ fn percent_encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_long_string_inside_parameters_is_masked() {
+        register_strings_in(&serde_json::json!({
+            "pool": 5,
+            "plan": "small",
+            "credentials": {"password": "s3cret-in-params"},
+            "hosts": ["db-host-one.internal"],
+        }));
+        assert_eq!(
+            redact("password s3cret-in-params on db-host-one.internal, plan small, pool 5"),
+            format!("password {MASK} on {MASK}, plan small, pool 5")
+        );
+    }
 
     #[test]
     fn masks_form_encoded_folded_and_line_by_line_forms() {

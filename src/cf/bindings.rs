@@ -75,10 +75,16 @@ impl Api<ServiceCredentialBinding> {
 
     /// `GET /v3/service_credential_bindings/:guid/parameters`: the parameters the broker keeps for the binding;
     /// `None` when the service does not let them be read (`service_binding_read.rb`: a user-provided instance, or
-    /// an offering not `bindings_retrievable`, answer 400 CF-ServiceFetchBindingParametersNotSupported).
+    /// an offering not `bindings_retrievable`, answer 400 CF-ServiceFetchBindingParametersNotSupported). Their
+    /// values are masked in all later output.
     pub(crate) async fn parameters(&self, guid: &str) -> Result<Option<Map<String, Value>>> {
-        match self.cf.get(&format!("{}/{guid}/parameters", ServiceCredentialBinding::PATH)).await {
-            Ok(parameters) => Ok(Some(parameters)),
+        match self.cf.get::<Map<String, Value>>(&format!("{}/{guid}/parameters", ServiceCredentialBinding::PATH)).await
+        {
+            Ok(parameters) => {
+                // They may hold credentials, and they go into the candidate's manifest.
+                parameters.values().for_each(crate::redact::register_strings_in);
+                Ok(Some(parameters))
+            }
             Err(e) if e.cf().is_some_and(|c| c.code == Some(PARAMETERS_NOT_SUPPORTED)) => Ok(None),
             Err(e) => Err(e),
         }
