@@ -47,8 +47,13 @@ impl Traffic {
         } else {
             String::new()
         };
+        let unknown = if self.unknown_status > 0 {
+            format!(" ({} without a status)", self.unknown_status)
+        } else {
+            String::new()
+        };
         let (requests, errors, p95) = (self.requests, self.error_rate() * 100.0, self.p95_ms);
-        format!("{requests} req, {errors:.1}% errors, p95 {p95:.0} ms{own}{partial}")
+        format!("{requests} req, {errors:.1}% errors, p95 {p95:.0} ms{unknown}{own}{partial}")
     }
 }
 
@@ -193,6 +198,11 @@ mod tests {
         ];
         let default = analyse(&timers, &ErrorStatuses::default());
         assert_eq!((default.requests, default.errors, default.unknown_status), (4, 0, 1), "4xx are answers");
+        assert!(
+            default.summary().contains("4 req, 0.0% errors, p95 10 ms (1 without a status)"),
+            "{}",
+            default.summary()
+        );
         let strict: ErrorStatuses = serde_json::from_value(serde_json::json!(["5xx", 429])).unwrap();
         assert_eq!(analyse(&timers, &strict).errors, 1);
         assert_eq!(default.p95_ms, 10.0, "a timer without times has no latency");
