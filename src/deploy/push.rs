@@ -40,20 +40,24 @@ pub(crate) struct Pushed {
     pub(crate) buildpacks: Vec<String>,
 }
 
-/// Applies the candidate's manifest and finds its temporary route.
+/// Applies the candidate's manifest.
 async fn apply_manifest(
     cf: &CfClient,
     space_guid: &str,
-    green_guid: &str,
     plan: &Plan,
     listed: &carry::Listed,
     timeout: Duration,
-) -> Result<Option<String>> {
+) -> Result<()> {
     log::info("applying the manifest (name, routes, env, services, processes, health checks)");
     let parameters = carry::parameters_for(cf, plan.blue.as_ref(), listed).await?;
     let (manifest, carried) = carry::manifest(&plan.candidate_manifest, plan.blue.as_ref(), &parameters)?;
     carried.iter().for_each(log::detail);
     cf.manifests().apply(space_guid, &manifest, timeout).await.context("applying the manifest")?;
+    Ok(())
+}
+
+/// The guid of the temporary route the applied manifest mapped to the candidate, if the plan has one.
+async fn temporary_route(cf: &CfClient, green_guid: &str, plan: &Plan) -> Result<Option<String>> {
     let Some(url) = &plan.temp_route else { return Ok(None) };
     let routes = cf.routes().for_app(green_guid).await?;
     let route = routes
@@ -72,10 +76,11 @@ async fn existing_temporary_route(cf: &CfClient, space_guid: &str, plan: &Plan) 
     targets.into_iter().next()?.route.map(|r| r.guid)
 }
 
-/// The push up to the candidate's droplet: the manifest applied and the plan written to the journal, side by side
-/// with the bits made ready (resource matching, upload; a docker package; a droplet uploaded or copied), which do
-/// not need the manifest; then staging, the droplet set, inherited scale applied. The guid of the temporary
-/// route lands in `temp_route_guid` as soon as it is known, also when this fails (for the cleanup).
+/// The push up to the candidate's droplet: the manifest applied, side by side with the bits made ready (resource
+/// matching, upload; a docker package; a droplet uploaded or copied), which do not need the manifest; then
+/// staging, the droplet set, inherited scale applied, beside the temporary route's lookup and the plan written to
+/// the journal. The guid of the temporary route lands in `temp_route_guid` as soon as it is known, also when this
+/// fails (for the cleanup).
 pub(crate) async fn to_droplet(
     ctx: &Context,
     lock: &Lock,
@@ -92,38 +97,59 @@ pub(crate) async fn to_droplet(
     };
     let applied = async {
         let timeout = ctx.within(JOB_TIMEOUT)?;
-        match apply_manifest(cf, space_guid, &green.guid, plan, &ctx.production_policies, timeout).await {
-            Ok(guid) => *temp_route_guid = guid,
-            Err(e) => {
-                // CF may have created the temporary route before the failure: find it, so the cleanup removes it.
-                *temp_route_guid = existing_temporary_route(cf, space_guid, plan).await;
-                return Err(e);
-            }
+        let applied = apply_manifest(cf, space_guid, plan, &ctx.production_policies, timeout).await;
+        if applied.is_err() {
+            // CF may have created the temporary route before the failure: find it, so the cleanup removes it.
+            *temp_route_guid = existing_temporary_route(cf, space_guid, plan).await;
         }
-        // One journal write for all the plan settled: what recovery needs to undo or finish this deploy.
-        lock.record(|j| {
+        applied
+    };
+    // A failure of the manifest's side drops the bits at once; one of the bits' side (or of the network
+    // policies') waits for the manifest's, which may have created the temporary route.
+    let made = async { anyhow::Ok(staging.source(plan).await) };
+    // Production's network policies need nothing but the two apps: given beside the rest, before the start.
+    let production = plan.blue.as_ref().map(|b| b.app.guid.as_str());
+    let carried = async { anyhow::Ok(carry::policies_to(cf, production, green, &ctx.production_policies).await) };
+    let ((), made, carried) = tokio::try_join!(applied, made, carried)?;
+    let made = match carried.and(made) {
+        Ok(made) => made,
+        Err(e) => {
+            // The manifest applied has mapped the temporary route: find it, so the cleanup removes it.
+            *temp_route_guid = existing_temporary_route(cf, space_guid, plan).await;
+            return Err(e);
+        }
+    };
+    // Beside staging: the temporary route's guid looked up, then one journal write for all the plan settled (what
+    // recovery needs to undo or finish this deploy), in the background (the next journal write waits for it): a
+    // temporary route created just before a crash, before the journal names it, is reused by the next deploy.
+    let recorded = async {
+        let found = temporary_route(cf, &green.guid, plan).await;
+        *temp_route_guid = match &found {
+            Ok(guid) => guid.clone(),
+            Err(_) => existing_temporary_route(cf, space_guid, plan).await,
+        };
+        found?;
+        lock.record_behind(|j| {
             j.temp_route = temp_route_guid.clone();
             j.blue_guid = plan.blue.as_ref().map(|b| b.app.guid.clone());
             j.prod_routes = routes::existing_guids(&plan.prod_routes);
         })
         .await
     };
-    // A failure of the manifest's side drops the bits at once; one of the bits' side (or of the network
-    // policies') waits for the manifest's, which learns the temporary route's guid.
-    let made = async { anyhow::Ok(staging.source(plan).await) };
-    // Production's network policies need nothing but the two apps: given beside the rest, before the start.
-    let production = plan.blue.as_ref().map(|b| b.app.guid.as_str());
-    let carried = async { anyhow::Ok(carry::policies_to(cf, production, green, &ctx.production_policies).await) };
-    let ((), made, carried) = tokio::try_join!(applied, made, carried)?;
-    carried?;
     let mut pushed = Pushed::default();
-    let droplet = match made? {
-        Made::Package { guid, checksum } => {
-            pushed.package_checksum = checksum;
-            staging.stage_then(&guid, |droplet_guid| set_droplet(cf, &green.guid, droplet_guid)).await?
-        }
-        Made::Droplet(guid) => set_droplet(cf, &green.guid, guid).await?,
+    // A failure of the journal's side drops the staging at once; one of the staging waits for the journal's, which
+    // learns the temporary route's guid.
+    let staged = async {
+        anyhow::Ok(match made {
+            Made::Package { guid, checksum } => {
+                pushed.package_checksum = checksum;
+                staging.stage_then(&guid, |droplet_guid| set_droplet(cf, &green.guid, droplet_guid)).await
+            }
+            Made::Droplet(guid) => set_droplet(cf, &green.guid, guid).await,
+        })
     };
+    let ((), droplet) = tokio::try_join!(recorded, staged)?;
+    let droplet = droplet?;
     pushed.droplet_guid = droplet.guid.clone();
     pushed.stack = droplet.stack.clone();
     pushed.buildpacks =
