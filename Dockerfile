@@ -49,9 +49,9 @@ LABEL org.opencontainers.image.title="cf-blue-green-resource" \
 
 FROM resource AS tests
 COPY --from=test-builder /tests/ /tests/
-# What the tests read at run time, where the test binary was built (/src).
-COPY --from=test-builder /src/tests/fixtures/ /src/tests/fixtures/
-COPY --from=test-builder /src/pipeline-examples/ /src/pipeline-examples/
+# What the tests read at run time (fixtures, examples, the README and the tree it describes), where the test
+# binary was built (/src).
+COPY --from=test-builder /src/ /src/
 ENV RESOURCE_BIN_DIR=/opt/resource SAMPLE_APP_BIN=/tests/sample-app
 RUN /tests/integration
 CMD ["/tests/integration"]

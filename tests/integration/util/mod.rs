@@ -149,7 +149,9 @@ impl Background {
 
     /// Sends it SIGTERM, as Concourse does to a step of a build that is aborted.
     pub fn terminate(&self) {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        // bash's own kill: the image has bash but no procps.
+        let kill = format!("kill -TERM {}", self.child.id());
+        let status = Command::new("bash").args(["-c", &kill]).status().expect("bash");
         assert!(status.success(), "kill -TERM {}", self.child.id());
     }
 
