@@ -163,55 +163,50 @@ fn int_or_string<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<i64, D:
 
 /// Decodes a Log Cache read answer into log lines (non-log envelopes are skipped), in the order given.
 pub(crate) fn decode_envelopes(body: &[u8]) -> std::result::Result<Vec<LogLine>, serde_json::Error> {
-    let response: ReadResponse = serde_json::from_slice(body)?;
-    Ok(response
-        .envelopes
-        .unwrap_or_default()
-        .batch
-        .into_iter()
-        .filter_map(|e| {
-            let log = e.log.as_ref()?;
-            let bytes = base64::engine::general_purpose::STANDARD.decode(log.payload.as_bytes()).unwrap_or_default();
-            let message = String::from_utf8_lossy(&bytes).trim_end_matches(['\n', '\r']).to_owned();
-            let stream = match &log.kind {
-                serde_json::Value::String(s) if s == "ERR" => LogStream::Err,
-                serde_json::Value::Number(n) if n.as_i64() == Some(1) => LogStream::Err,
-                _ => LogStream::Out,
-            };
-            Some(LogLine {
-                timestamp: e.timestamp,
-                source_type: e.tag("source_type").unwrap_or_default(),
-                instance: e.instance_id.clone(),
-                stream,
-                message,
-            })
+    decode_batch(body, |e| {
+        let log = e.log.as_ref()?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(log.payload.as_bytes()).unwrap_or_default();
+        let message = String::from_utf8_lossy(&bytes).trim_end_matches(['\n', '\r']).to_owned();
+        let stream = match &log.kind {
+            serde_json::Value::String(s) if s == "ERR" => LogStream::Err,
+            serde_json::Value::Number(n) if n.as_i64() == Some(1) => LogStream::Err,
+            _ => LogStream::Out,
+        };
+        Some(LogLine {
+            timestamp: e.timestamp,
+            source_type: e.tag("source_type").unwrap_or_default(),
+            instance: e.instance_id.clone(),
+            stream,
+            message,
         })
-        .collect())
+    })
 }
 
 /// Decodes a Log Cache read answer into `http` timers (other envelopes and timers are skipped), in the order
 /// given.
 pub(crate) fn decode_http_timers(body: &[u8]) -> std::result::Result<Vec<HttpTimer>, serde_json::Error> {
-    let response: ReadResponse = serde_json::from_slice(body)?;
-    Ok(response
-        .envelopes
-        .unwrap_or_default()
-        .batch
-        .into_iter()
-        .filter_map(|e| {
-            let timer = e.timer.as_ref().filter(|t| t.name == "http")?;
-            let duration_ns = (timer.start > 0 && timer.stop >= timer.start).then(|| timer.stop - timer.start);
-            Some(HttpTimer {
-                timestamp: e.timestamp,
-                peer_type: e.tag("peer_type"),
-                status: e.tag("status_code").and_then(|s| s.trim().parse().ok()),
-                duration_ns,
-                request_id: e.tag("request_id").filter(|id| !id.is_empty()),
-                user_agent: e.tag("user_agent").filter(|agent| !agent.is_empty()),
-                instance: e.instance_id.clone(),
-            })
+    decode_batch(body, |e| {
+        let timer = e.timer.as_ref().filter(|t| t.name == "http")?;
+        let duration_ns = (timer.start > 0 && timer.stop >= timer.start).then(|| timer.stop - timer.start);
+        Some(HttpTimer {
+            timestamp: e.timestamp,
+            peer_type: e.tag("peer_type"),
+            status: e.tag("status_code").and_then(|s| s.trim().parse().ok()),
+            duration_ns,
+            request_id: e.tag("request_id").filter(|id| !id.is_empty()),
+            user_agent: e.tag("user_agent").filter(|agent| !agent.is_empty()),
+            instance: e.instance_id.clone(),
         })
-        .collect())
+    })
+}
+
+/// The envelopes of a Log Cache read answer that `keep` turns into a value, in the order given.
+fn decode_batch<T>(
+    body: &[u8],
+    keep: impl FnMut(&RawEnvelope) -> Option<T>,
+) -> std::result::Result<Vec<T>, serde_json::Error> {
+    let response: ReadResponse = serde_json::from_slice(body)?;
+    Ok(response.envelopes.unwrap_or_default().batch.iter().filter_map(keep).collect())
 }
 
 /// The `http` timers of a window, and whether all of them could be read.
