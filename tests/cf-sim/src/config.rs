@@ -70,6 +70,23 @@ pub struct SimConfig {
     /// has one only from concourse/concourse#9693).
     #[arg(long)]
     pub client_assertion_requires_jti: bool,
+    /// An OpenID Connect identity provider (`oidc1.0`) whose ID tokens UAA takes as the assertion of the JWT bearer
+    /// grant, as `ORIGIN,ISSUER,RELYING_PARTY_ID,JWKS_FILE[,USER_NAME_CLAIM]`: its origin key, `issuer`,
+    /// `relyingPartyId`, the keys its token key URL serves, and `attributeMappings.user_name` (default `sub`).
+    /// Repeatable.
+    #[arg(long = "oidc-provider", value_name = "ORIGIN,ISSUER,RP,JWKS[,CLAIM]", value_parser = OidcProvider::parse_flag)]
+    pub oidc_providers: Vec<OidcProvider>,
+    /// The OIDC providers add no shadow user at a user's first login (`addShadowUserOnLogin: false`): the user must
+    /// exist (`--oidc-user`).
+    #[arg(long)]
+    pub no_shadow_users: bool,
+    /// A user of an OIDC provider that exists before any login, as `ORIGIN:NAME`. Repeatable.
+    #[arg(long = "oidc-user", value_name = "ORIGIN:NAME")]
+    pub oidc_users: Vec<String>,
+    /// A client (`--client-id` or `--client`) allowed the JWT bearer grant
+    /// (`urn:ietf:params:oauth:grant-type:jwt-bearer` among its `authorized_grant_types`). Repeatable.
+    #[arg(long = "jwt-bearer-client", value_name = "ID")]
+    pub jwt_bearer_clients: Vec<String>,
     /// Tokens carry none of the policy server's scopes (users get `network.write`, clients `network.admin`
     /// otherwise): a deploying identity that may not manage network policies.
     #[arg(long)]
@@ -232,6 +249,44 @@ impl TrustedIssuer {
     }
 }
 
+/// An OpenID Connect identity provider of UAA, as the JWT bearer grant uses it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OidcProvider {
+    /// The origin key its users carry.
+    pub origin: String,
+    /// `relyingPartyId`: the audience its ID tokens must name.
+    pub relying_party_id: String,
+    /// The claim `attributeMappings.user_name` names; `sub` when unset.
+    pub user_name_claim: Option<String>,
+    /// Its `issuer` and the keys that verify its signatures.
+    pub issuer: TrustedIssuer,
+}
+
+impl OidcProvider {
+    /// Parses `ORIGIN,ISSUER,RELYING_PARTY_ID,JWKS_FILE[,USER_NAME_CLAIM]` and reads the key set.
+    pub fn parse_flag(value: &str) -> anyhow::Result<Self> {
+        let parts: Vec<&str> = value.split(',').collect();
+        let (origin, issuer, relying_party_id, path, claim) = match parts[..] {
+            [origin, issuer, rp, path] => (origin, issuer, rp, path, None),
+            [origin, issuer, rp, path, claim] => (origin, issuer, rp, path, Some(claim)),
+            _ => ("", "", "", "", None),
+        };
+        if [origin, issuer, relying_party_id, path].iter().any(|p| p.is_empty()) {
+            anyhow::bail!(
+                "--oidc-provider must look like ORIGIN,ISSUER,RELYING_PARTY_ID,JWKS_FILE[,USER_NAME_CLAIM], got {value:?}"
+            );
+        }
+        let jwks = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("--oidc-provider: reading the key set {path:?}: {e}"))?;
+        Ok(OidcProvider {
+            origin: origin.to_owned(),
+            relying_party_id: relying_party_id.to_owned(),
+            user_name_claim: claim.filter(|c| !c.is_empty()).map(str::to_owned),
+            issuer: TrustedIssuer::from_jwks(issuer, &jwks)?,
+        })
+    }
+}
+
 /// One public key of a JSON Web Key Set (RFC 7517): RSA (`n`, `e`) or EC (`crv`, `x`, `y`), base64url.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub struct Jwk {
@@ -325,6 +380,36 @@ mod tests {
         assert!(JwtClient::parse("a,b,c,d,e").is_err());
         assert!(TrustedIssuer::parse_flag("https://ci.example.com=/no/such/file").is_err());
         assert!(TrustedIssuer::from_jwks("i", r#"{"keys":{}}"#).is_err());
+    }
+
+    #[test]
+    fn oidc_providers_and_their_users_parse() {
+        let jwks = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(jwks.path(), r#"{"keys":[{"kty":"EC","crv":"P-256","x":"eA","y":"eQ"}]}"#).unwrap();
+        let path = jwks.path().display();
+        let config = SimConfig::parse_from([
+            "cf-sim",
+            "--oidc-provider",
+            &format!("concourse,https://ci.example.com,cf-deploy,{path}"),
+            "--oidc-provider",
+            &format!("other,https://other.example.com,rp,{path},pipeline"),
+            "--no-shadow-users",
+            "--oidc-user",
+            "concourse:main/shop",
+            "--jwt-bearer-client",
+            "deployer",
+        ]);
+        let [concourse, other] = &config.oidc_providers[..] else { panic!("{:?}", config.oidc_providers) };
+        assert_eq!((concourse.origin.as_str(), concourse.relying_party_id.as_str()), ("concourse", "cf-deploy"));
+        assert_eq!(concourse.issuer.issuer, "https://ci.example.com");
+        assert_eq!(concourse.user_name_claim, None);
+        assert_eq!(other.user_name_claim.as_deref(), Some("pipeline"));
+        assert!(config.no_shadow_users);
+        assert_eq!(config.oidc_users, ["concourse:main/shop"]);
+        assert_eq!(config.jwt_bearer_clients, ["deployer"]);
+        assert!(OidcProvider::parse_flag(&format!("o,https://ci.example.com,{path}")).is_err());
+        assert!(OidcProvider::parse_flag(&format!("o,,rp,{path}")).is_err());
+        assert!(OidcProvider::parse_flag(&format!("o,i,rp,{path},a,b")).is_err());
     }
 
     #[test]

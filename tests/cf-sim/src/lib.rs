@@ -8,6 +8,7 @@ mod clock;
 pub mod config;
 mod diego;
 pub mod faults;
+mod jwt_bearer;
 mod latency;
 pub mod load;
 mod log_cache;

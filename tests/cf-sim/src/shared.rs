@@ -67,6 +67,8 @@ pub struct Shared {
     pub users: Vec<UserAccount>,
     /// Clients allowed the client_credentials grant: (id, secret).
     pub clients: Vec<(String, String)>,
+    /// The users of the OIDC identity providers (`--oidc-user` and the shadow users added at login).
+    pub idp_users: crate::jwt_bearer::IdpUsers,
     pub state: Mutex<State>,
     pub tokens: Tokens,
     pub logs: LogStore,
@@ -89,8 +91,9 @@ impl Shared {
         self.knobs.default_per_page.load(Ordering::SeqCst)
     }
 
-    /// A user by guid (for `created_by` of builds).
-    pub fn user(&self, guid: &str) -> Option<&User> {
-        self.users.iter().map(|u| &u.user).find(|u| u.guid == guid)
+    /// A user by guid (for `created_by` of builds), of UAA or of an OIDC identity provider.
+    pub fn user(&self, guid: &str) -> Option<User> {
+        let idp_users = || self.idp_users.all().into_iter().map(|u| u.user);
+        self.users.iter().map(|u| u.user.clone()).chain(idp_users()).find(|u| u.guid == guid)
     }
 }

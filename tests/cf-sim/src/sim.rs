@@ -141,6 +141,7 @@ impl Sim {
             state: std::sync::Mutex::new(state),
             users,
             clients,
+            idp_users: crate::jwt_bearer::IdpUsers::from_flags(&config.oidc_users)?,
             urls: urls.clone(),
             config: config.clone(),
         });

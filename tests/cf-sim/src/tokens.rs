@@ -229,7 +229,7 @@ impl Tokens {
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The clock skew UAA's claims verifier allows on `exp` and `nbf` (nimbus `DefaultJWTClaimsVerifier`).
-const CLOCK_SKEW_SECS: u64 = 60;
+pub(crate) const CLOCK_SKEW_SECS: u64 = 60;
 
 /// What UAA trusts of client assertions: the federated credentials of its clients, the keys of their issuers, and
 /// whether an assertion must carry a `jti` (UAA releases without cloudfoundry/uaa#3577 require one).
@@ -307,15 +307,15 @@ pub fn assertion_client_id(assertion: &str) -> Option<String> {
 }
 
 /// A compact JWS split into its decoded header and claims, the signed input and the signature.
-struct ParsedJwt {
-    header: serde_json::Map<String, Value>,
-    claims: serde_json::Map<String, Value>,
+pub(crate) struct ParsedJwt {
+    pub(crate) header: serde_json::Map<String, Value>,
+    pub(crate) claims: serde_json::Map<String, Value>,
     signing_input: String,
     signature: Vec<u8>,
 }
 
 impl ParsedJwt {
-    fn parse(token: &str) -> Option<ParsedJwt> {
+    pub(crate) fn parse(token: &str) -> Option<ParsedJwt> {
         let mut parts = token.split('.');
         let (header, payload, signature) = (parts.next()?, parts.next()?, parts.next()?);
         if parts.next().is_some() {
@@ -331,7 +331,7 @@ impl ParsedJwt {
     }
 
     /// `aud`, a string or a list of strings (RFC 7519 section 4.1.3).
-    fn audiences(&self) -> Vec<String> {
+    pub(crate) fn audiences(&self) -> Vec<String> {
         match self.claims.get("aud") {
             Some(Value::String(aud)) => vec![aud.clone()],
             Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
@@ -342,7 +342,7 @@ impl ParsedJwt {
 
 /// Whether `key` may verify an `alg` signature (nimbus `JWSVerificationKeySelector`: the key type of the
 /// algorithm, the header's `kid` if it names one, `use` sig or unset, the key's `alg` if set).
-fn key_matches(key: &Jwk, alg: &str, kid: Option<&str>) -> bool {
+pub(crate) fn key_matches(key: &Jwk, alg: &str, kid: Option<&str>) -> bool {
     let key_type = match alg {
         "RS256" => key.kty == "RSA",
         "ES256" => key.kty == "EC" && key.crv.as_deref() == Some("P-256"),
@@ -354,7 +354,7 @@ fn key_matches(key: &Jwk, alg: &str, kid: Option<&str>) -> bool {
         && key.alg.as_deref().is_none_or(|a| a == alg)
 }
 
-fn signature_verifies(key: &Jwk, alg: &str, jwt: &ParsedJwt) -> bool {
+pub(crate) fn signature_verifies(key: &Jwk, alg: &str, jwt: &ParsedJwt) -> bool {
     let decode = |part: &Option<String>| part.as_deref().and_then(|p| URL_SAFE_NO_PAD.decode(p).ok());
     let message = jwt.signing_input.as_bytes();
     match alg {

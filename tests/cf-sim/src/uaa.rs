@@ -1,6 +1,6 @@
-//! UAA's HTTP API: `POST /oauth/token` with the password, client_credentials and refresh_token grants (client
-//! authentication by Basic header or form fields, or by a client assertion from a trusted issuer), UAA's OAuth2
-//! error bodies, and `GET /login` for discovery.
+//! UAA's HTTP API: `POST /oauth/token` with the password, client_credentials, refresh_token and JWT bearer grants
+//! (client authentication by Basic header or form fields, or by a client assertion from a trusted issuer), UAA's
+//! OAuth2 error bodies, and `GET /login` for discovery.
 
 use std::collections::HashMap;
 
@@ -15,6 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use serde_json::json;
 
+use crate::jwt_bearer::{JWT_BEARER_GRANT, authenticate};
 use crate::shared::Ctx;
 use crate::tokens::{
     AssertionTrust, CLIENT_ASSERTION_TYPE, Grantee, TokenError, assertion_client_id, verify_client_assertion,
@@ -98,6 +99,26 @@ fn assertion_token(ctx: &Ctx, form: &HashMap<String, String>, assertion_type: &s
     }
 }
 
+/// The JWT bearer grant for a client that has authenticated: the assertion's user first (see
+/// [`crate::jwt_bearer`]), then whether the client may use the grant.
+fn jwt_bearer_token(ctx: &Ctx, client_id: String, form: &HashMap<String, String>) -> Response {
+    let Some(assertion) = form.get("assertion") else {
+        return oauth_error(StatusCode::UNAUTHORIZED, "unauthorized", "Assertion is missing");
+    };
+    let now = crate::clock::unix_seconds();
+    let user = authenticate(assertion, &ctx.config.oidc_providers, now)
+        .and_then(|(provider, name)| ctx.idp_users.login(&provider.origin, &name, !ctx.config.no_shadow_users));
+    let user = match user {
+        Ok(user) => user,
+        Err(refusal) => return oauth_error(StatusCode::UNAUTHORIZED, refusal.error, &refusal.description),
+    };
+    if !ctx.config.jwt_bearer_clients.contains(&client_id) {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Unauthorized grant type");
+    }
+    let user = Some((user.guid, user.name));
+    token_answer(ctx.tokens.issue(Grantee { client_id, user, grant_type: JWT_BEARER_GRANT.into() }))
+}
+
 fn token_answer(response: crate::tokens::TokenResponse) -> Response {
     ([(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")], Json(response)).into_response()
 }
@@ -142,6 +163,7 @@ async fn token(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Respo
                 grant_type: "password".into(),
             })
         }
+        JWT_BEARER_GRANT => return jwt_bearer_token(&ctx, client_id, &form),
         "client_credentials" if known_client => {
             ctx.tokens.issue(Grantee { client_id, user: None, grant_type: "client_credentials".into() })
         }

@@ -177,7 +177,7 @@ async fn create(
     }
     let mut metadata = crate::cc::metadata::Metadata::default();
     metadata.apply(map.get("metadata"))?;
-    let user = identity.user_guid.as_deref().and_then(|g| ctx.user(g).cloned()).unwrap_or(User {
+    let user = identity.user_guid.as_deref().and_then(|g| ctx.user(g)).unwrap_or(User {
         guid: identity.client_id.clone(),
         name: identity.client_id.clone(),
         email: String::new(),

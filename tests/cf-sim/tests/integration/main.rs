@@ -10,6 +10,7 @@ mod conformance_routes;
 mod conformance_tasks;
 mod contract;
 mod faults;
+mod jwt_bearer;
 mod log_cache;
 mod managed_services;
 mod policies;
