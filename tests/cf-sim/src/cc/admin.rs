@@ -31,6 +31,7 @@ pub fn routes() -> Router<Ctx> {
         .route("/routing", get(routing))
         .route("/config", get(get_config).patch(patch_config))
         .route("/managed_service_instances", post(super::managed_services::seed))
+        .route("/domains/{domain}", axum::routing::patch(super::route_policies::seed_enforcement))
 }
 
 /// An app by guid, or by name when exactly one app has it.
@@ -145,6 +146,12 @@ pub fn dump_state(state: &CcState) -> Value {
         .map(|p| json!({"source": p.source, "destination": p.destination, "protocol": p.protocol, "ports": [p.start, p.end]}))
         .collect();
     policies.sort_by_key(Value::to_string);
+    let mut route_policies: Vec<Value> = state
+        .route_policies
+        .values()
+        .map(|p| json!({"guid": p.common.guid, "source": p.source, "route": p.route_guid}))
+        .collect();
+    route_policies.sort_by_key(Value::to_string);
     json!({
         "organizations": sorted(orgs),
         "spaces": sorted(spaces),
@@ -157,6 +164,7 @@ pub fn dump_state(state: &CcState) -> Value {
         "service_instances": sorted(service_instances),
         "service_credential_bindings": sorted(bindings),
         "network_policies": policies,
+        "route_policies": route_policies,
     })
 }
 

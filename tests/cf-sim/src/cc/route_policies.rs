@@ -300,6 +300,28 @@ async fn destroy(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// `PATCH /_sim/domains/:domain` (the admin API, `domain` a guid or a name): seeds `enforce_route_policies` and
+/// `route_policies_scope` on an existing domain, validated as a create validates them. CC sets them only when it
+/// creates a domain; this makes a foundation whose default domain enforces route policies.
+pub async fn seed_enforcement(
+    State(ctx): State<Ctx>,
+    Path(domain): Path<String>,
+    raw: Bytes,
+) -> ApiResult<Json<Value>> {
+    available(&ctx)?;
+    let scope = domain_enforcement(&body::object(&raw)?)?;
+    let mut state = ctx.state();
+    let found = state.domains.values_mut().find(|d| d.common.guid == domain || d.name == domain);
+    let found = found.ok_or_else(|| ApiError::not_found("Domain"))?;
+    if found.internal && scope.is_some() {
+        return Err(ApiError::unprocessable(
+            "Internal domains cannot have route policy enforcement. Internal routes bypass GoRouter.",
+        ));
+    }
+    found.route_policies = scope;
+    Ok(Json(present::domain(&ctx.urls.api, found)))
+}
+
 /// Deleting a route deletes its policies (route.rb, `add_association_dependencies route_policies: :destroy`).
 pub fn forget_route(state: &mut CcState, route_guid: &str) {
     state.route_policies.retain(|_, p| p.route_guid != route_guid);

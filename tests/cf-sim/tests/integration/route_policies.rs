@@ -157,3 +157,25 @@ async fn before_cc_3_225_there_are_no_route_policies() {
         "Unknown field(s): 'enforce_route_policies', 'route_policies_scope'"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_seeded_to_enforce_route_policies_takes_them_and_the_state_dump_lists_them() {
+    let sim = Sim::start(test_config()).unwrap();
+    let api = Api::login(&sim).await;
+    let domain = api.first_guid(&format!("/v3/domains?names={}", sim.info().domain)).await;
+    let route = route(&api, "api", &domain).await;
+    let source = format!("cf:app:{}", api.create_app("caller").await);
+    let refused = unprocessable(&api, POLICIES, policy(&source, &route)).await;
+    assert!(refused.ends_with("does not have enforce_route_policies enabled."), "{refused}");
+
+    let seed = format!("/_sim/domains/{}", sim.info().domain);
+    let invalid = api.patch(&seed, json!({"enforce_route_policies": true})).await;
+    assert_eq!(invalid.status, 422, "validated as a create: {}", invalid.text());
+    let seeded = api.patch(&seed, json!({"enforce_route_policies": true, "route_policies_scope": "any"})).await;
+    assert_eq!(seeded.status, 200, "{}", seeded.text());
+    assert_eq!(seeded.json()["route_policies_scope"], "any");
+    let created = api.post(POLICIES, policy(&source, &route)).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let guid = created.json()["guid"].clone();
+    assert_eq!(sim.state_dump()["route_policies"], json!([{"guid": guid, "source": source, "route": route}]));
+}
