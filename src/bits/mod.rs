@@ -13,6 +13,7 @@
 mod archive;
 mod cfignore;
 mod deflate;
+mod digest;
 mod error;
 mod gather;
 mod hash;
@@ -22,8 +23,10 @@ mod resource;
 mod source;
 mod zipfile;
 
+pub(crate) use digest::{content_digest, file_digest};
 pub use error::BitsError;
 pub use gather::gather;
+pub(crate) use hash::to_hex;
 pub use matching::match_cached;
 pub use package::{PackageStats, PackageZip, write_zip};
 pub use resource::{Kind, Resource};

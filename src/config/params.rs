@@ -375,6 +375,8 @@ struct RawOutParams {
     promote: bool,
     #[serde(default)]
     abort: bool,
+    #[serde(default)]
+    skip_unchanged: bool,
 }
 
 /// Where the candidate's code comes from.
@@ -454,6 +456,8 @@ pub struct OutParams {
     pub(crate) promote: bool,
     /// Remove the held candidate.
     pub(crate) abort: bool,
+    /// Do nothing when the bits, the manifest and the env are what production runs.
+    pub(crate) skip_unchanged: bool,
 }
 
 /// The defaults of the put params README.md's `out` table states (a test reads them there).
@@ -579,6 +583,7 @@ impl RawOutParams {
             ("task", self.task.is_some()),
             ("restage", self.restage),
             ("canary", self.canary.is_some()),
+            ("skip_unchanged", self.skip_unchanged),
         ];
         let unused = unused.into_iter().filter(|(_, set)| *set).map(|(key, _)| key);
         let (asked, what) = match self.rollback_to {
@@ -636,6 +641,11 @@ impl RawOutParams {
             problems
                 .push("params.hold holds a new candidate for approval; params.rollback cannot be used with it".into());
         }
+        if self.hold && self.skip_unchanged {
+            problems.push(
+                "params.hold holds a new candidate for approval; params.skip_unchanged cannot be used with it".into(),
+            );
+        }
         // The gates that judge the candidate on production's traffic run at the promote, with its params: given to a
         // hold they would be skipped unseen.
         let on_production = [("canary", self.canary.is_some()), ("watch", self.watch.is_some())];
@@ -665,6 +675,7 @@ impl RawOutParams {
             ("rollback", self.rollback),
             ("dry_run", self.dry_run),
             ("hold", self.hold),
+            ("skip_unchanged", self.skip_unchanged),
         ];
         let unused = unused.into_iter().filter(|(_, set)| *set).map(|(other, _)| other);
         for other in sources_given.iter().copied().chain(unused) {
@@ -728,6 +739,7 @@ impl RawOutParams {
             hold: self.hold,
             promote: self.promote,
             abort: self.abort,
+            skip_unchanged: self.skip_unchanged,
         }
     }
 }
@@ -1314,6 +1326,23 @@ mod tests {
         );
         assert!(err(json!({"rollback_to": 2, "keep_previous": 0})).contains("params.keep_previous cannot be used"));
         assert!(OutParams::parse(json!({"rollback_to": 2, "keep_previous": 3})).is_ok());
+    }
+
+    #[test]
+    fn skip_unchanged_is_refused_beside_what_deploys_no_new_version() {
+        assert!(OutParams::parse(json!({"skip_unchanged": true, "path": "app"})).unwrap().skip_unchanged);
+        assert!(!OutParams::parse(json!({})).unwrap().skip_unchanged);
+        let refusals = [
+            (json!({"rollback": true}), "params.rollback redeploys the previous app"),
+            (json!({"rollback_to": 2}), "params.rollback_to redeploys a kept version"),
+            (json!({"promote": true}), "params.promote swaps in the held candidate"),
+            (json!({"abort": true}), "params.abort removes the held candidate"),
+            (json!({"hold": true}), "params.hold holds a new candidate for approval"),
+        ];
+        for (mut params, does) in refusals {
+            params["skip_unchanged"] = json!(true);
+            assert_eq!(err(params), format!("{does}; params.skip_unchanged cannot be used with it"));
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::carry;
 use super::phases::Phases;
 use super::plan::Target;
 use super::push::ZipAhead;
+use super::unchanged::Fingerprint;
 use crate::cf::CfClient;
 use crate::config::{OutParams, Source};
 use crate::log;
@@ -36,6 +37,8 @@ pub(crate) struct Context {
     pub(crate) production_policies: carry::Listed,
     /// The app bits' packaging, started before the lock (a deploy of app bits).
     pub(crate) zip_ahead: Option<ZipAhead>,
+    /// What a deploy gives production (bits, manifest, env), for `skip_unchanged` and production's audit.
+    pub(crate) fingerprint: Option<Fingerprint>,
     pub(crate) phases: Phases,
     /// When the put's overall `timeout` runs out.
     pub(crate) deadline: Instant,

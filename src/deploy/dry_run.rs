@@ -11,6 +11,7 @@ use super::hold;
 use super::inputs::Prepared;
 use super::plan::{self, Apps, Plan};
 use super::recovery::{self, Action};
+use super::unchanged;
 use crate::log;
 use crate::protocol::{MetadataField, Version, VersionResult};
 use crate::record::{Journal, Phase};
@@ -62,6 +63,9 @@ pub(crate) async fn run(ctx: &Context, prepared: Prepared) -> Result<VersionResu
     log::detail("the candidate's manifest (values that may be secret hidden):");
     for line in crate::manifest::masked(&plan.candidate_manifest).lines() {
         log::output(line);
+    }
+    if let Some(production) = apps.production.as_ref().filter(|_| ctx.params.skip_unchanged) {
+        unchanged::describe(ctx, production).await?;
     }
     let production = apps.production.ok_or_else(|| {
         anyhow!("dry run: nothing runs in production yet, so there is no version to report (the plan is above)")

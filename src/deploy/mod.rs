@@ -28,6 +28,7 @@ mod rollback;
 mod routes;
 mod swap;
 mod task;
+mod unchanged;
 
 use std::time::Duration;
 
@@ -36,13 +37,14 @@ use tokio::time::Instant;
 
 use self::candidate::Candidate;
 use self::context::Context;
-use self::inputs::Prepared;
+use self::inputs::{Payload, Prepared};
 use self::lock::Take;
 use self::phases::Phases;
 use self::plan::{Apps, Plan};
 use self::promotion::Verified;
 use self::push::ZipAhead;
 use self::routes::RouteTarget;
+use self::unchanged::Fingerprint;
 use crate::cf::CfClient;
 use crate::cf::apps::{App, NewApp};
 use crate::cf::quotas::MemoryQuotas;
@@ -68,6 +70,15 @@ pub async fn run(request: OutRequest) -> Result<VersionResult> {
     if let Some(prepared) = &prepared {
         log::detail(format_args!("deploying {} as {}", prepared.payload.describe(), request.source.names.production));
     }
+    // The app bits are gathered and hashed from here on, beside the API's answers; a dry run needs them only to
+    // tell whether they changed.
+    let gathering =
+        prepared.as_ref().filter(|_| !request.params.dry_run || request.params.skip_unchanged).and_then(|p| {
+            match &p.payload {
+                Payload::App(bits) => Some(tokio::spawn(push::gather_bits(bits.clone()))),
+                _ => None,
+            }
+        });
     let cf = CfClient::connect(request.source.client_settings()?).await.context("connecting to Cloud Foundry")?;
     // The apps are looked at beside the space when the candidate's lifecycle depends on production's.
     let with_apps = prepared.as_ref().is_some_and(|p| !request.params.dry_run && plan::lifecycle_needs_production(p));
@@ -76,14 +87,30 @@ pub async fn run(request: OutRequest) -> Result<VersionResult> {
     // The last checks that need the API or DNS, still before anything is changed.
     let route_client = route_client(&request.source, &cf).await?;
     routes::check_green_route(&cf, &request.params.green_route).await?;
-    // Nothing is refused any more but the policy permission: the bits are packaged from here on, beside it.
-    let zip_ahead =
-        prepared.as_ref().filter(|_| !request.params.dry_run).and_then(|p| ZipAhead::start(&cf, &p.payload));
+    let gathered = match gathering {
+        Some(task) => Some(task.await.context("gathering the app bits")??),
+        None => None,
+    };
+    let bits_digest = gathered.as_ref().map(|g| g.digest.clone());
+    // Nothing is refused any more but the policy permission: the bits are packaged from here on, beside it (with
+    // skip_unchanged, once the put is known to deploy).
+    let mut gathered = gathered.filter(|_| !request.params.dry_run);
+    let mut zip_ahead = None;
+    if !request.params.skip_unchanged {
+        zip_ahead = gathered.take().map(|g| ZipAhead::start(&cf, g));
+    }
     let production = match &seen {
         Some(apps) => apps.production.clone(),
         None => cf.apps().by_name(&target.space.guid, &request.source.names.production).await?,
     };
     let production_policies = carry::check(&cf, production.as_ref()).await?;
+    let fingerprint = match &prepared {
+        Some(p) => {
+            let names = &request.source.names;
+            Some(Fingerprint::of(p, bits_digest, &request.params, &names.production, production.as_ref()).await?)
+        }
+        None => None,
+    };
     let OutRequest { source, params, dir, build } = request;
     let mut ctx = Context {
         cf,
@@ -98,7 +125,14 @@ pub async fn run(request: OutRequest) -> Result<VersionResult> {
         smoke_test,
         production_policies,
         zip_ahead,
+        fingerprint,
     };
+    if ctx.params.skip_unchanged && !ctx.params.dry_run {
+        if let Some(skipped) = unchanged::skip(&ctx, production.as_ref()).await? {
+            return Ok(skipped);
+        }
+        ctx.zip_ahead = gathered.map(|g| ZipAhead::start(&ctx.cf, g));
+    }
 
     match prepared {
         None if ctx.params.promote => hold::promote(&mut ctx).await,

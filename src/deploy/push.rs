@@ -18,7 +18,7 @@ use super::inputs::Payload;
 use super::lock::Lock;
 use super::plan::{Blue, Plan};
 use super::routes;
-use crate::bits::{AppBits, PackageZip, gather, match_cached, write_zip};
+use crate::bits::{AppBits, PackageZip, Resource, content_digest, gather, match_cached, write_zip};
 use crate::cf::builds::NewBuild;
 use crate::cf::droplets::Droplet;
 use crate::cf::processes::{InstanceState, InstanceStats, Scale};
@@ -177,13 +177,29 @@ enum Made {
 /// The zip of what Cloud Foundry lacks of the app bits, and the files it has.
 type Zipped = (PackageZip, Vec<FileResource>);
 
-/// App bits gathered, matched against Cloud Foundry's resource cache and zipped.
-async fn zip(cf: &CfClient, bits: &AppBits) -> Result<Zipped> {
+/// App bits gathered in one walk: the entries the zip is made from, and their content digest.
+pub(crate) struct Gathered {
+    bits: AppBits,
+    resources: Vec<Resource>,
+    /// What [`content_digest`] makes of them.
+    pub(crate) digest: String,
+    took: Duration,
+}
+
+/// Gathers and hashes `bits` on a blocking thread.
+pub(crate) async fn gather_bits(bits: AppBits) -> Result<Gathered> {
     let started = Instant::now();
-    let gathered = {
-        let bits = bits.clone();
-        tokio::task::spawn_blocking(move || gather(&bits)).await??
-    };
+    tokio::task::spawn_blocking(move || {
+        let resources = gather(&bits)?;
+        let digest = content_digest(&bits, &resources)?;
+        Ok(Gathered { bits, resources, digest, took: started.elapsed() })
+    })
+    .await?
+}
+
+/// Gathered app bits matched against Cloud Foundry's resource cache and zipped.
+async fn zip(cf: &CfClient, gathered: Gathered) -> Result<Zipped> {
+    let Gathered { bits, resources: gathered, took, .. } = gathered;
     let files = gathered.iter().filter(|r| r.is_match_candidate()).count();
     let total: u64 = gathered.iter().map(|r| r.size).sum();
     log::info(format_args!(
@@ -191,7 +207,7 @@ async fn zip(cf: &CfClient, bits: &AppBits) -> Result<Zipped> {
         bits.param(),
         files,
         log::human_bytes(total),
-        log::human_duration(started.elapsed())
+        log::human_duration(took)
     ));
     let (cached, matched) = match_cached(cf, &gathered).await?;
     let cached_bytes: u64 = gathered.iter().filter(|r| r.is_cached(&cached)).map(|r| r.size).sum();
@@ -201,10 +217,7 @@ async fn zip(cf: &CfClient, bits: &AppBits) -> Result<Zipped> {
         files,
         log::human_bytes(cached_bytes)
     ));
-    let zip = {
-        let bits = bits.clone();
-        tokio::task::spawn_blocking(move || write_zip(&bits, &gathered, &cached)).await??
-    };
+    let zip = tokio::task::spawn_blocking(move || write_zip(&bits, &gathered, &cached)).await??;
     Ok((zip, matched))
 }
 
@@ -214,11 +227,10 @@ async fn zip(cf: &CfClient, bits: &AppBits) -> Result<Zipped> {
 pub(crate) struct ZipAhead(Mutex<Option<JoinHandle<Result<Zipped>>>>);
 
 impl ZipAhead {
-    /// Starts packaging `payload` when it is app bits.
-    pub(crate) fn start(cf: &CfClient, payload: &Payload) -> Option<ZipAhead> {
-        let Payload::App(bits) = payload else { return None };
-        let (cf, bits) = (cf.clone(), bits.clone());
-        Some(ZipAhead(Mutex::new(Some(tokio::spawn(async move { zip(&cf, &bits).await })))))
+    /// Starts matching and zipping the `gathered` app bits.
+    pub(crate) fn start(cf: &CfClient, gathered: Gathered) -> ZipAhead {
+        let cf = cf.clone();
+        ZipAhead(Mutex::new(Some(tokio::spawn(async move { zip(&cf, gathered).await }))))
     }
 
     fn take(&self) -> Option<JoinHandle<Result<Zipped>>> {
@@ -264,7 +276,7 @@ impl Staging<'_> {
         let zipped = async {
             match self.ahead.and_then(ZipAhead::take) {
                 Some(task) => task.await.context("packaging the app bits")?,
-                None => zip(cf, bits).await,
+                None => zip(cf, gather_bits(bits.clone()).await?).await,
             }
         };
         let package = async { cf.packages().create_bits(self.green_guid).await.map_err(anyhow::Error::from) };

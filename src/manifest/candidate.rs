@@ -8,7 +8,7 @@ use super::{AppManifest, CNB, DOCKER, ProcessScale, scalar_text, service_name};
 use crate::config::{HealthCheck, HealthCheckType};
 
 /// Manifest keys that only the cf CLI reads; CF's apply_manifest must not see them for the candidate.
-const CLIENT_SIDE_KEYS: &[&str] =
+pub(super) const CLIENT_SIDE_KEYS: &[&str] =
     &["path", "random-route", "default-route", "no-hostname", "host", "hosts", "domain", "domains"];
 
 /// What the candidate's manifest is made from, besides the user's manifest.
@@ -140,7 +140,7 @@ fn set_lifecycle(app: &mut Map<String, Value>, candidate: &Candidate) {
 }
 
 /// Our own labels and annotations are the deploy's to write, never copied from production.
-fn drop_our_metadata(app: &mut Map<String, Value>) {
+pub(super) fn drop_our_metadata(app: &mut Map<String, Value>) {
     if let Some(Value::Object(metadata)) = app.get_mut("metadata") {
         for section in ["labels", "annotations"] {
             if let Some(Value::Object(entries)) = metadata.get_mut(section) {
@@ -167,7 +167,7 @@ fn web_process_entry(app: &mut Map<String, Value>) -> &mut Map<String, Value> {
         .expect("checked above")
 }
 
-fn apply_health_check(entry: &mut Map<String, Value>, check: &HealthCheck) {
+pub(super) fn apply_health_check(entry: &mut Map<String, Value>, check: &HealthCheck) {
     if let Some(kind) = check.check_type {
         entry.insert("health-check-type".into(), Value::String(kind.as_str().into()));
         if kind != HealthCheckType::Http {

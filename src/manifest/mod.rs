@@ -12,6 +12,7 @@
 
 mod candidate;
 mod check;
+mod diff;
 mod mask;
 mod query;
 mod read;
@@ -20,6 +21,7 @@ mod vars;
 use serde_json::{Map, Value};
 
 pub(crate) use candidate::Candidate;
+pub(crate) use diff::Normalised;
 pub(crate) use mask::masked;
 pub(crate) use query::{ProcessScale, megabytes};
 pub(crate) use vars::Vars;

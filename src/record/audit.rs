@@ -16,6 +16,8 @@ const BUILD: &str = concat!(prefix!(), "build-name");
 const BUILD_URL: &str = concat!(prefix!(), "build-url-deployed");
 const DROPLET: &str = concat!(prefix!(), "droplet");
 const PACKAGE_CHECKSUM: &str = concat!(prefix!(), "package-checksum");
+const BITS_DIGEST: &str = concat!(prefix!(), "bits-digest");
+const MANIFEST_DIGEST: &str = concat!(prefix!(), "manifest-digest");
 
 /// Who deployed the production app and with what.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -31,6 +33,11 @@ pub struct Audit {
     pub droplet_guid: Option<String>,
     /// SHA-256 of the package the droplet was staged from, when the deploy uploaded one.
     pub package_checksum: Option<String>,
+    /// The content digest of the app bits deployed (`skip_unchanged` compares the next deploy's with it).
+    pub bits_digest: Option<String>,
+    /// The digest of the deploy's manifest as normalised for `skip_unchanged` (a key removed from the manifest
+    /// changes it, while `manifest_diff` cannot see it).
+    pub manifest_digest: Option<String>,
 }
 
 impl Audit {
@@ -45,6 +52,8 @@ impl Audit {
             build_url: build.url.clone(),
             droplet_guid: Some(droplet_guid.to_owned()),
             package_checksum,
+            bits_digest: None,
+            manifest_digest: None,
         }
     }
 
@@ -60,6 +69,8 @@ impl Audit {
             (BUILD_URL.into(), self.build_url.clone()),
             (DROPLET.into(), self.droplet_guid.clone()),
             (PACKAGE_CHECKSUM.into(), self.package_checksum.clone()),
+            (BITS_DIGEST.into(), self.bits_digest.clone()),
+            (MANIFEST_DIGEST.into(), self.manifest_digest.clone()),
         ])
     }
 
@@ -81,6 +92,8 @@ impl Audit {
             build_url: get(BUILD_URL),
             droplet_guid: get(DROPLET),
             package_checksum: get(PACKAGE_CHECKSUM),
+            bits_digest: get(BITS_DIGEST),
+            manifest_digest: get(MANIFEST_DIGEST),
         };
         (audit != Audit::default()).then_some(audit)
     }
@@ -106,6 +119,8 @@ mod tests {
             ..Default::default()
         };
         let mut audit = Audit::new(&build, "deploy-1", "droplet-1", Some("abc".into()));
+        audit.bits_digest = Some(format!("sha1:{}", "0".repeat(40)));
+        audit.manifest_digest = Some(format!("sha1:{}", "1".repeat(40)));
         audit.deployed_at = Some(humantime::parse_rfc3339("2026-11-26T10:00:00Z").unwrap());
         let written: BTreeMap<String, String> =
             audit.to_annotations().into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();

@@ -92,7 +92,9 @@ mod tests {
     fn every_key_we_write_is_one_the_cloud_controller_accepts() {
         let build = BuildEnv { url: Some("https://ci.example.com/builds/1".into()), ..BuildEnv::default() };
         let journal = Journal::new(&build, Duration::from_secs(60));
-        let audit = Audit::new(&build, "id", "droplet", Some("abc".into()));
+        let mut audit = Audit::new(&build, "id", "droplet", Some("abc".into()));
+        audit.bits_digest = Some("sha1:0".into());
+        audit.manifest_digest = Some("sha1:1".into());
         let keys: Vec<String> = journal
             .to_annotations()
             .into_keys()

@@ -364,6 +364,31 @@ fn cases(fx: &Fixtures) -> Vec<Case> {
             "params.abort removes the held candidate; params.hold cannot be used with it",
         ),
         out(
+            "params.skip_unchanged with params.rollback",
+            json!({"skip_unchanged": true, "rollback": true}),
+            "params.rollback redeploys the previous app; params.skip_unchanged cannot be used with it",
+        ),
+        out(
+            "params.skip_unchanged with params.rollback_to",
+            json!({"skip_unchanged": true, "rollback_to": 2}),
+            "params.rollback_to redeploys a kept version; params.skip_unchanged cannot be used with it",
+        ),
+        out(
+            "params.skip_unchanged with params.promote",
+            json!({"skip_unchanged": true, "promote": true}),
+            "params.promote swaps in the held candidate; params.skip_unchanged cannot be used with it",
+        ),
+        out(
+            "params.skip_unchanged with params.abort",
+            json!({"skip_unchanged": true, "abort": true}),
+            "params.abort removes the held candidate; params.skip_unchanged cannot be used with it",
+        ),
+        out(
+            "params.skip_unchanged with params.hold",
+            json!({"skip_unchanged": true, "hold": true}),
+            "params.hold holds a new candidate for approval; params.skip_unchanged cannot be used with it",
+        ),
+        out(
             "params.kpi.error_statuses with a class that is none",
             params(&["kpi"], json!({"error_statuses": ["6xx"]})),
             "params.kpi.error_statuses: \"6xx\" is not an HTTP status or class (e.g. \"5xx\", 429)",
