@@ -12,6 +12,11 @@
 //! cannot be renewed here: a new access token re-sends the same assertion while it is valid, and once it has
 //! expired the login fails with a line that says when. UAA answers every refused assertion with one of a few
 //! `error_description`s; [`explain_refused_assertion`] adds what the assertion's own claims show.
+//!
+//! A user of an OpenID Connect identity provider UAA trusts logs in with the JWT bearer grant (RFC 7523 section
+//! 2.1, UAA's `ExternalOAuthAuthenticationManager`): the provider's token as `assertion`, asked for by a client with
+//! its secret. UAA answers with a refresh token, which renews the user's token as for the password grant; only
+//! without one is the assertion sent again, and never once it has expired.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -31,6 +36,9 @@ pub(crate) const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 
 /// `client_assertion_type` of a JWT client assertion (RFC 7523 section 2.2).
 const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// `grant_type` of the JWT bearer grant (RFC 7523 section 2.1).
+const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 /// The clock skew UAA allows on an assertion's `exp` and `nbf` (nimbus `DefaultJWTClaimsVerifier`).
 const ASSERTION_CLOCK_SKEW: i64 = 60;
@@ -268,6 +276,60 @@ fn explain_refused_assertion(description: &str, claims: &AssertionClaims, expect
     }
 }
 
+/// Why UAA refused the user assertion of the JWT bearer grant with `description` (the `error_description` of its
+/// 401: `ExternalOAuthAuthenticationManager`, `JwtTokenSignedByThisUAA`, `ExternalLoginAuthenticationManager`,
+/// `AbstractTokenGranter`), in the terms of the assertion's claims.
+fn explain_refused_user_assertion(description: &str, claims: &AssertionClaims, client_id: &str, now: i64) -> String {
+    let iss = claims.iss.as_deref().unwrap_or("(none)");
+    let sub = claims.sub.as_deref().unwrap_or("(none)");
+    let audiences = claims.audiences();
+    let expired = |exp: i64| format!("the assertion expired at {}", when(exp, now));
+    if description.starts_with("Unable to map issuer") {
+        return format!(
+            "the issuer '{iss}' is not trusted: UAA has no OpenID Connect identity provider with that issuer (the \
+             assertion's iss)"
+        );
+    }
+    if let Some(relying_party) = description.strip_prefix("Some parties were not in the token audience: ") {
+        let audiences = if audiences.is_empty() { "none".to_owned() } else { audiences.join(", ") };
+        return format!(
+            "its audience ({audiences}) does not name the identity provider's relyingPartyId '{relying_party}': add \
+             it to the idtoken var source's audience"
+        );
+    }
+    match description {
+        "Could not verify token signature." => match claims.exp.filter(|exp| exp + ASSERTION_CLOCK_SKEW <= now) {
+            Some(exp) => expired(exp),
+            None => format!(
+                "its signature does not verify with the keys of the identity provider for issuer '{iss}' (altered, \
+                 signed with another key, or the provider's token key does not hold the issuer's current keys)"
+            ),
+        },
+        "The token does not bear an AUD claim." => {
+            "the assertion names no audience: give the idtoken var source an audience holding the identity \
+             provider's relyingPartyId"
+                .to_owned()
+        }
+        "Token does not bear a valid EXP claim." => match claims.exp {
+            Some(exp) => expired(exp),
+            None => "the assertion has no exp claim".to_owned(),
+        },
+        "The user account must be pre-created. Please contact your system administrator." => format!(
+            "UAA has no user for the assertion (subject '{sub}', or the claim the identity provider maps to \
+             user_name) and the provider adds no shadow users: create the user with that origin"
+        ),
+        "Unable to map claim to a username" => {
+            "the assertion lacks the claim the identity provider maps to user_name".to_owned()
+        }
+        "Unauthorized grant type" => format!(
+            "client '{client_id}' may not use the JWT bearer grant: add {JWT_BEARER_GRANT} to its \
+             authorized_grant_types"
+        ),
+        "Bad credentials" => format!("UAA has no client '{client_id}' with that secret"),
+        _ => format!("UAA did not log in the user of the assertion of issuer '{iss}' and subject '{sub}'"),
+    }
+}
+
 fn now_epoch() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
@@ -374,14 +436,12 @@ impl Auth {
     }
 
     async fn renew(&self, core: &Core, current: Option<&Token>) -> Result<Token> {
-        if let (Credentials::Password { .. }, Some(refresh)) =
-            (&self.credentials, current.and_then(|t| t.refresh.as_ref()))
-        {
+        if let (Some(basic), Some(refresh)) = (self.user_client(), current.and_then(|t| t.refresh.as_ref())) {
             let form = vec![
                 ("grant_type".to_owned(), "refresh_token".to_owned()),
                 ("refresh_token".to_owned(), refresh.clone()),
             ];
-            match self.token_request(core, form, true).await {
+            match self.token_request(core, form, Some(basic)).await {
                 Ok(response) => return Ok(Token::from_response(response, now_epoch())),
                 Err(Error::Cf(e)) if e.status.is_some_and(|s| (400..500).contains(&s)) => {
                     log::trace(format_args!(
@@ -404,7 +464,7 @@ impl Auth {
                     ("username".to_owned(), username.clone()),
                     ("password".to_owned(), password.clone()),
                 ],
-                true,
+                self.user_client(),
             ),
             Credentials::Client { id, secret } => (
                 vec![
@@ -412,9 +472,12 @@ impl Auth {
                     ("client_id".to_owned(), id.clone()),
                     ("client_secret".to_owned(), secret.clone()),
                 ],
-                false,
+                None,
             ),
             Credentials::ClientAssertion { id, assertion } => return self.assertion_grant(core, id, assertion).await,
+            Credentials::UserAssertion { client_id, assertion, .. } => {
+                return self.user_assertion_grant(core, client_id, assertion).await;
+            }
         };
         match self.token_request(core, form, basic).await {
             Ok(response) => Ok(Token::from_response(response, now_epoch())),
@@ -451,7 +514,7 @@ impl Auth {
             ("client_assertion_type".to_owned(), CLIENT_ASSERTION_TYPE.to_owned()),
             ("client_assertion".to_owned(), assertion.to_owned()),
         ];
-        match self.token_request(core, form, false).await {
+        match self.token_request(core, form, None).await {
             Ok(response) => Ok(Token::from_response(response, now_epoch())),
             Err(Error::Cf(e)) if e.status.is_some_and(|s| (400..500).contains(&s)) => {
                 let expected_aud = match e.detail.as_str() {
@@ -491,15 +554,64 @@ impl Auth {
         issuer.unwrap_or_else(|| self.token_url.to_string())
     }
 
-    async fn token_request(&self, core: &Core, form: Vec<(String, String)>, basic_cf: bool) -> Result<TokenResponse> {
+    /// The client a user's token is asked for and refreshed by, as its Basic credentials: `cf` with an empty secret
+    /// for the password grant (as the CLI does), the configured client for the JWT bearer grant; `None` for a
+    /// client's own token.
+    fn user_client(&self) -> Option<(String, String)> {
+        match &self.credentials {
+            Credentials::Password { .. } => Some(("cf".to_owned(), String::new())),
+            Credentials::UserAssertion { client_id, client_secret, .. } => {
+                Some((client_id.clone(), client_secret.clone()))
+            }
+            Credentials::Client { .. } | Credentials::ClientAssertion { .. } => None,
+        }
+    }
+
+    /// The JWT bearer grant (RFC 7523 section 2.1) for the user of `assertion`, asked for by the client with its
+    /// secret in the Authorization header (as `cf auth CLIENT SECRET --assertion TOKEN` does). An assertion that has
+    /// already expired is not sent: UAA's `checkExpiry` allows no skew.
+    async fn user_assertion_grant(&self, core: &Core, client_id: &str, assertion: &str) -> Result<Token> {
+        let claims = AssertionClaims::decode(assertion).unwrap_or_default();
+        let who = self.credentials.who();
+        let now = now_epoch();
+        if let Some(exp) = claims.exp.filter(|exp| *exp < now) {
+            return Err(Error::Auth(format!(
+                "the user assertion of client '{client_id}' expired at {}: UAA refuses it, and an assertion cannot be                  renewed here (give the idtoken var source a longer expires_in, at most 24h, or run the step again)",
+                when(exp, now)
+            )));
+        }
+        let form = vec![
+            ("grant_type".to_owned(), JWT_BEARER_GRANT.to_owned()),
+            ("assertion".to_owned(), assertion.to_owned()),
+        ];
+        match self.token_request(core, form, self.user_client()).await {
+            Ok(response) => Ok(Token::from_response(response, now_epoch())),
+            Err(Error::Cf(e)) if e.status.is_some_and(|s| (400..500).contains(&s)) => {
+                let why = explain_refused_user_assertion(&e.detail, &claims, client_id, now_epoch());
+                Err(Error::Auth(format!(
+                    "UAA ({}) refused {who} ({} {}: {}): {why}",
+                    self.token_url.host_str().unwrap_or_default(),
+                    e.status.unwrap_or_default(),
+                    e.title,
+                    e.detail,
+                )))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn token_request(
+        &self,
+        core: &Core,
+        form: Vec<(String, String)>,
+        basic: Option<(String, String)>,
+    ) -> Result<TokenResponse> {
         let mut req = Req::new(Method::POST, Target::Url(self.token_url.clone()));
         // Asking for a token has no effect that repeating could double.
         req.idempotent = true;
         req.authenticated = false;
         req.body = ReqBody::Form(form);
-        if basic_cf {
-            req.basic_auth = Some(("cf".to_owned(), String::new()));
-        }
+        req.basic_auth = basic;
         let answer = core.answer(&req, None).await?;
         let response: TokenResponse = decode_json(&answer.method, &answer.path, &answer.body)?;
         if response.access_token.is_empty() {
@@ -631,6 +743,55 @@ mod tests {
         assert!(explain("Untrusted client_assertion", &good).contains("none of the keys issuer"));
         assert!(explain("Bad client_assertion", &good).contains("/.well-known/openid-configuration"));
         assert_eq!(explain("Bad credentials", &good), "UAA has no such client, or it does not take client assertions");
+    }
+
+    #[test]
+    fn each_refusal_of_a_user_assertion_is_explained_from_its_claims() {
+        let now = 1_000_000;
+        let claims = |exp: Option<i64>, aud: &str| AssertionClaims {
+            iss: Some("https://ci.example.com".into()),
+            sub: Some("main/deploy".into()),
+            aud: Some(serde_json::json!(aud)),
+            exp,
+            nbf: None,
+            jti: None,
+        };
+        let good = claims(Some(now + 600), "cf-deploy");
+        let explain = |description: &str, claims: &AssertionClaims| {
+            explain_refused_user_assertion(description, claims, "deployer", now)
+        };
+        assert_eq!(
+            explain("Unable to map issuer, https://ci.example.com , to a single registered provider", &good),
+            "the issuer 'https://ci.example.com' is not trusted: UAA has no OpenID Connect identity provider with \
+             that issuer (the assertion's iss)"
+        );
+        assert_eq!(
+            explain("Some parties were not in the token audience: cf-deploy", &claims(Some(now + 600), "other")),
+            "its audience (other) does not name the identity provider's relyingPartyId 'cf-deploy': add it to the \
+             idtoken var source's audience"
+        );
+        // More than 60 s past exp fails UAA's signature check; within them, its exp check.
+        let signature = "Could not verify token signature.";
+        assert_eq!(
+            explain(signature, &claims(Some(now - 300), "cf-deploy")),
+            "the assertion expired at 1970-01-12T13:41:40Z (5m ago)"
+        );
+        assert!(explain(signature, &good).starts_with("its signature does not verify with the keys of the identity"));
+        assert_eq!(
+            explain("Token does not bear a valid EXP claim.", &claims(Some(now - 30), "cf-deploy")),
+            "the assertion expired at 1970-01-12T13:46:10Z (30s ago)"
+        );
+        assert_eq!(
+            explain("Token does not bear a valid EXP claim.", &claims(None, "x")),
+            "the assertion has no exp claim"
+        );
+        assert!(explain("The token does not bear an AUD claim.", &good).starts_with("the assertion names no audience"));
+        assert!(
+            explain("The user account must be pre-created. Please contact your system administrator.", &good)
+                .contains("subject 'main/deploy'")
+        );
+        assert!(explain("Unauthorized grant type", &good).contains("add urn:ietf:params:oauth:grant-type:jwt-bearer"));
+        assert_eq!(explain("Bad credentials", &good), "UAA has no client 'deployer' with that secret");
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub enum Credentials {
     /// A UAA client with the `client_credentials` grant that authenticates with a JWT another issuer signed
     /// (RFC 7523 client assertion, e.g. Concourse's `idtoken`) instead of a secret.
     ClientAssertion { id: String, assertion: String },
+    /// A user of an OIDC identity provider UAA trusts, logged in with the JWT bearer grant: `assertion` is a JWT that
+    /// provider signed (e.g. Concourse's `idtoken`), asked for by the client `client_id` with its secret.
+    UserAssertion { client_id: String, client_secret: String, assertion: String },
 }
 
 impl Credentials {
@@ -26,14 +29,16 @@ impl Credentials {
         match self {
             Credentials::Password { username, .. } => format!("user '{username}'"),
             Credentials::Client { id, .. } | Credentials::ClientAssertion { id, .. } => format!("client '{id}'"),
+            Credentials::UserAssertion { client_id, .. } => format!("the user of the assertion (client '{client_id}')"),
         }
     }
 
-    fn secret(&self) -> &str {
+    fn secrets(&self) -> Vec<&str> {
         match self {
-            Credentials::Password { password, .. } => password,
-            Credentials::Client { secret, .. } => secret,
-            Credentials::ClientAssertion { assertion, .. } => assertion,
+            Credentials::Password { password, .. } => vec![password],
+            Credentials::Client { secret, .. } => vec![secret],
+            Credentials::ClientAssertion { assertion, .. } => vec![assertion],
+            Credentials::UserAssertion { client_secret, assertion, .. } => vec![client_secret, assertion],
         }
     }
 }
@@ -48,6 +53,12 @@ impl fmt::Debug for Credentials {
             Credentials::ClientAssertion { id, .. } => {
                 f.debug_struct("ClientAssertion").field("id", id).field("assertion", &"***").finish()
             }
+            Credentials::UserAssertion { client_id, .. } => f
+                .debug_struct("UserAssertion")
+                .field("client_id", client_id)
+                .field("client_secret", &"***")
+                .field("assertion", &"***")
+                .finish(),
         }
     }
 }
@@ -145,7 +156,9 @@ impl Settings {
     }
 
     pub(crate) fn register_secrets(&self) {
-        crate::redact::register(self.credentials.secret());
+        for secret in self.credentials.secrets() {
+            crate::redact::register(secret);
+        }
     }
 
     /// Applies the operator knobs from the process environment (see [`Settings::apply_knobs`]).

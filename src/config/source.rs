@@ -99,6 +99,7 @@ struct RawSource {
     client_id: Option<String>,
     client_secret: Option<String>,
     client_assertion: Option<String>,
+    user_assertion: Option<String>,
     organization: Option<String>,
     space: Option<String>,
     app: Option<String>,
@@ -142,6 +143,7 @@ impl Source {
                 client_id: raw.client_id,
                 client_secret: raw.client_secret,
                 client_assertion: raw.client_assertion,
+                user_assertion: raw.user_assertion,
             },
             &mut missing,
             &mut problems,
@@ -219,7 +221,7 @@ impl Source {
 
 /// Registers every secret in the raw section before typed parsing, so even a type error cannot echo one.
 fn register_secrets_in(value: &Value) {
-    for key in ["password", "client_secret", "client_assertion"] {
+    for key in ["password", "client_secret", "client_assertion", "user_assertion"] {
         if let Some(secret) = value.get(key).and_then(Value::as_str) {
             redact::register(secret);
         }
@@ -233,10 +235,16 @@ struct UserOrClient {
     client_id: Option<String>,
     client_secret: Option<String>,
     client_assertion: Option<String>,
+    user_assertion: Option<String>,
 }
 
 fn credentials(keys: UserOrClient, missing: &mut Vec<String>, problems: &mut Vec<String>) -> Option<Credentials> {
-    let UserOrClient { username, password, client_id, client_secret, client_assertion } = keys;
+    let UserOrClient { username, password, client_id, client_secret, client_assertion, user_assertion } = keys;
+    if let Some(assertion) = user_assertion {
+        let keys =
+            UserOrClient { username, password, client_id, client_secret, client_assertion, user_assertion: None };
+        return user_assertion_credentials(keys, assertion, missing, problems);
+    }
     let user_pair = username.is_some() || password.is_some();
     let client = client_id.is_some() || client_secret.is_some() || client_assertion.is_some();
     match (user_pair, client) {
@@ -254,7 +262,7 @@ fn credentials(keys: UserOrClient, missing: &mut Vec<String>, problems: &mut Vec
         }
         (false, false) => {
             problems.push(
-                "source needs credentials: username and password, client_id and client_secret, or client_id and client_assertion"
+                "source needs credentials: username and password, client_id and client_secret, client_id and client_assertion, or client_id, client_secret and user_assertion"
                     .into(),
             );
             None
@@ -281,6 +289,52 @@ fn credentials(keys: UserOrClient, missing: &mut Vec<String>, problems: &mut Vec
                 .map(|(id, secret)| Credentials::Client { id, secret }),
         },
     }
+}
+
+/// A user of an OIDC identity provider logging in with `assertion` (the JWT bearer grant), asked for by the client
+/// of `client_id` and `client_secret`; the other keys of `keys` must be absent.
+fn user_assertion_credentials(
+    keys: UserOrClient,
+    assertion: String,
+    missing: &mut Vec<String>,
+    problems: &mut Vec<String>,
+) -> Option<Credentials> {
+    let UserOrClient { username, password, client_id, client_secret, client_assertion, .. } = keys;
+    if username.is_some() || password.is_some() {
+        problems.push(
+            "source.user_assertion logs in a user in place of username and password; remove source.username and source.password"
+                .into(),
+        );
+    }
+    if client_assertion.is_some() {
+        problems.push(
+            "source has both user_assertion and client_assertion; the client that asks for the user's token authenticates with client_id and client_secret"
+                .into(),
+        );
+    }
+    if !assertion.trim().is_empty() && crate::cf::auth::AssertionClaims::decode(&assertion).is_none() {
+        problems.push(
+            "source.user_assertion is not a JWT (three base64url parts with JSON claims, as ((idtoken:token)) gives)"
+                .into(),
+        );
+    }
+    let mut needed = |key: &str, value: Option<String>| {
+        let value = value.filter(|v| !v.trim().is_empty());
+        if value.is_none() {
+            missing.push(format!("{key} (source.user_assertion is set)"));
+        }
+        value
+    };
+    let client_id = needed("client_id", client_id);
+    let client_secret = needed("client_secret", client_secret);
+    let assertion = Some(assertion.trim().to_owned()).filter(|a| !a.is_empty());
+    if assertion.is_none() {
+        missing.push("user_assertion (it is empty)".into());
+    }
+    if !problems.is_empty() {
+        return None;
+    }
+    Some(Credentials::UserAssertion { client_id: client_id?, client_secret: client_secret?, assertion: assertion? })
 }
 
 /// The two values of a credential pair; when one is given alone, the other is reported missing.
@@ -489,6 +543,65 @@ mod tests {
             "source.client_assertion is not a JWT (three base64url parts with JSON claims, as ((idtoken:token)) gives)"
         );
         assert!(!refused(&|s| s["client_assertion"] = json!("opaque-not-shown-7")).contains("opaque-not-shown-7"));
+    }
+
+    fn user_with_assertion() -> Value {
+        json!({"api": "https://api.example.com", "client_id": "deployer", "client_secret": "cs-not-shown-8",
+               "user_assertion": format!("{}\n", assertion()), "organization": "o", "space": "s", "app": "myapp"})
+    }
+
+    #[test]
+    fn a_user_assertion_is_asked_for_by_a_client_with_its_secret() {
+        let source = Source::parse(user_with_assertion()).unwrap();
+        assert!(matches!(
+            &source.credentials,
+            Credentials::UserAssertion { client_id, client_secret, assertion: a }
+                if client_id == "deployer" && client_secret == "cs-not-shown-8" && *a == assertion()
+        ));
+        let debug = format!("{source:?}");
+        assert!(
+            debug.contains("deployer") && !debug.contains("sig-not-shown-4") && !debug.contains("cs-not"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn a_user_assertion_goes_with_a_client_id_and_secret_and_nothing_else() {
+        let refused = |change: &dyn Fn(&mut Value)| {
+            let mut source = user_with_assertion();
+            change(&mut source);
+            let err = Source::parse(source).unwrap_err().to_string();
+            assert!(!err.contains("sig-not-shown-4") && !err.contains("cs-not-shown") && !err.contains('\n'), "{err}");
+            err
+        };
+        assert_eq!(
+            refused(&|s| s["username"] = json!("ci-user")),
+            "source.user_assertion logs in a user in place of username and password; remove source.username and \
+             source.password"
+        );
+        assert_eq!(
+            refused(&|s| s["client_assertion"] = json!(assertion())),
+            "source has both user_assertion and client_assertion; the client that asks for the user's token \
+             authenticates with client_id and client_secret"
+        );
+        assert_eq!(
+            refused(&|s| {
+                let fields = s.as_object_mut().unwrap();
+                fields.remove("client_id");
+                fields.remove("client_secret");
+            }),
+            "source is missing required keys: client_id (source.user_assertion is set), client_secret \
+             (source.user_assertion is set)"
+        );
+        assert_eq!(
+            refused(&|s| s["user_assertion"] = json!(" ")),
+            "source is missing required keys: user_assertion (it is empty)"
+        );
+        assert_eq!(
+            refused(&|s| s["user_assertion"] = json!("opaque-not-shown-9")),
+            "source.user_assertion is not a JWT (three base64url parts with JSON claims, as ((idtoken:token)) gives)"
+        );
+        assert!(!refused(&|s| s["user_assertion"] = json!("opaque-not-shown-9")).contains("opaque-not-shown-9"));
     }
 
     #[test]
