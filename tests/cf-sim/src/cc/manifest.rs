@@ -7,6 +7,8 @@
 //! "For application '…': …"), and app_manifest_presenter.rb with app_manifest_presenters/* (the generated form).
 //! A key CC accepts that cf-sim does not model is refused with a 422 naming it, never silently dropped.
 
+mod diff;
+
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
@@ -35,6 +37,7 @@ const UNMODELLED_PROCESS_KEYS: [&str; 1] = ["user"];
 pub fn routes() -> Router<Ctx> {
     Router::new()
         .route("/v3/spaces/{guid}/actions/apply_manifest", post(apply))
+        .route("/v3/spaces/{guid}/manifest_diff", post(diff::diff))
         .route("/v3/apps/{guid}/manifest", get(generated))
 }
 

@@ -13,6 +13,7 @@ mod faults;
 mod jwt_bearer;
 mod log_cache;
 mod managed_services;
+mod manifest_diff;
 mod policies;
 mod route_policies;
 mod runtime;
