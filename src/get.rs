@@ -1,27 +1,27 @@
 //! `in`: writes what a version deployed into the destination directory.
 //!
-//! Reads, never writes, CF: the app (with its space and organization), the droplet and the app's generated
-//! manifest, fetched at once, plus the droplet's package when no audit annotation records its checksum. From
-//! them it writes `metadata.json` and the one-value files `app_guid`, `droplet_guid`, `url` and `app_name`
-//! (see [`inspect::details`](crate::inspect::details)); with `download_droplet` the droplet is streamed to
-//! `droplet.tgz`. The same CF state always gives the same files and answer, as Concourse caches gets. A version
+//! Reads, never writes, CF: the apps called like production and its kept versions (one list, with their spaces
+//! and organizations: the version's app is among them, and is read on its own only when it was renamed away), the
+//! droplet and the app's generated manifest, fetched at once, plus the droplet's package when no audit
+//! annotation records its checksum. From them it writes `metadata.json` and the one-value files `app_guid`,
+//! `droplet_guid`, `url` and `app_name` (see [`inspect::details`](crate::inspect::details)); with
+//! `download_droplet` the droplet is streamed to `droplet.tgz`. The same CF state always gives the same files and answer, as Concourse caches gets. A version
 //! whose app or droplet is gone, or whose droplet belongs to another app, is an error naming the version.
 //! The kept versions (`<app>-previous`, `<app>-previous-2`, …, what `rollback_to` takes) are listed in the
-//! metadata as `kept`, from one more app list asked for beside the rest (`check` lists none: it stays at three
-//! requests).
+//! metadata as `kept`, from that list: a plain get makes five requests (`check` lists none: it stays at three).
 
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 
-use crate::cf::apps::{App, AppFilter};
+use crate::cf::apps::App;
 use crate::cf::droplets::{Droplet, DropletState};
 use crate::cf::orgs::Organization;
 use crate::cf::paginate::Included;
 use crate::cf::spaces::Space;
 use crate::cf::types::Checksum;
-use crate::cf::{CfClient, Error};
+use crate::cf::{CfClient, Error, ListParams};
 use crate::config::{MAX_KEEP_PREVIOUS, Source};
 use crate::inspect::details::{Details, Observed, audit_of};
 use crate::inspect::production::same_name;
@@ -43,20 +43,23 @@ pub async fn run(request: InRequest) -> Result<VersionResult> {
     }
     let cf = CfClient::connect(source.client_settings()?).await?;
 
-    let app_path = format!("/v3/apps/{}?include=space.organization", version.app_guid);
     let manifest_path = format!("/v3/apps/{}/manifest", version.app_guid);
-    let droplets = cf.droplets();
-    let (apps, kept_names) = (cf.apps(), (1..=MAX_KEEP_PREVIOUS).map(|n| source.names.kept(n)).collect());
-    let kept_filter = AppFilter { names: kept_names, ..AppFilter::default() };
-    let (app, droplet, manifest, kept) = tokio::join!(
-        cf.get_opt::<AppInPlace>(&app_path),
+    let (apps, droplets, named_apps) = (cf.apps(), cf.droplets(), named_apps(&source));
+    let (listed, droplet, manifest) = tokio::join!(
+        apps.list_with_included(&named_apps),
         droplets.find(&version.droplet_guid),
         cf.get_text(&manifest_path, "application/x-yaml"),
-        apps.list_filtered(&kept_filter),
     );
-    let AppInPlace { app, included } = app?.ok_or_else(|| {
-        anyhow!("{named} is no longer available: app {} does not exist (it was deleted)", version.app_guid)
-    })?;
+    let listed = listed.context("cannot list the apps named like production and its kept versions")?;
+    let AppInPlace { app, included } = match listed.resources.iter().find(|a| a.guid == version.app_guid) {
+        Some(app) => AppInPlace { app: app.clone(), included: listed.included.clone() },
+        None => {
+            let app_path = format!("/v3/apps/{}?include=space.organization", version.app_guid);
+            cf.get_opt::<AppInPlace>(&app_path).await?.ok_or_else(|| {
+                anyhow!("{named} is no longer available: app {} does not exist (it was deleted)", version.app_guid)
+            })?
+        }
+    };
     let app = cf.apps().with_current_droplet(app).await?;
     let (organization, space) = place(&included, &app);
     check_place(&named, &source, &app, organization.as_ref(), space.as_ref())?;
@@ -104,11 +107,19 @@ pub async fn run(request: InRequest) -> Result<VersionResult> {
     }
     write_files(&dir, &details)?;
     let mut metadata = details.ui_metadata();
-    let kept = kept.context("cannot list the kept versions")?;
-    if let Some(field) = kept_field(&source, app.space_guid(), kept) {
+    if let Some(field) = kept_field(&source, app.space_guid(), listed.resources) {
         metadata.push(field);
     }
     Ok(VersionResult { version, metadata })
+}
+
+/// The apps called like production and like its kept versions, in every space the user sees, with their spaces
+/// and organizations (`apps_list_message.rb` takes `include=space.organization`): the version's app is among
+/// them unless it was renamed away or deleted, and so are the kept versions.
+fn named_apps(source: &Source) -> ListParams {
+    let kept = (1..=MAX_KEEP_PREVIOUS).map(|n| source.names.kept(n));
+    let names: Vec<String> = std::iter::once(source.names.production.clone()).chain(kept).collect();
+    ListParams::new().filter("names", &names).include("space.organization")
 }
 
 /// `version {app_guid: …, droplet_guid: …}`, for errors.
@@ -137,7 +148,7 @@ fn is_guid_like(text: &str) -> bool {
     !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// `GET /v3/apps/:guid?include=space.organization`.
+/// `GET /v3/apps/:guid?include=space.organization`, or the version's app found in [`named_apps`].
 #[derive(Deserialize)]
 struct AppInPlace {
     #[serde(flatten)]

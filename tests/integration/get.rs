@@ -1,7 +1,8 @@
 //! `in` against cf-sim: the real binary writes `metadata.json` and the one-value files for a version, names
 //! env vars without their values, reads what `out` recorded (and the droplet's package when nothing was),
 //! downloads the droplet on request, answers the same for the same CF state, and fails with a clear message
-//! naming the version when its app or droplet is gone or belongs elsewhere. Plain gets cost at most 5 requests.
+//! naming the version when its app or droplet is gone or belongs elsewhere. Plain gets cost at most 5 requests
+//! (one more for a version whose app was renamed away).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -13,6 +14,7 @@ use crate::util::sim::{
 };
 use crate::util::{Run, run_resource};
 use cf_blue_green_resource::cf::CfClient;
+use cf_blue_green_resource::cf::apps::AppUpdate;
 use cf_blue_green_resource::cf::bindings::NewBinding;
 use cf_blue_green_resource::cf::types::MetadataPatch;
 use cf_blue_green_resource::protocol::BuildEnv;
@@ -20,9 +22,9 @@ use cf_blue_green_resource::record::Audit;
 use cf_sim::{RequestRecord, Sim};
 use serde_json::{Value, json};
 
-/// The most requests a plain get of a version `out` deployed may make: `GET /`, the token, the app, the
-/// droplet, the app's manifest and the kept versions (one app list).
-const MAX_IN_REQUESTS: usize = 6;
+/// The most requests a plain get of a version `out` deployed may make: `GET /`, the token, the apps named like
+/// production and its kept versions (one list, the version's app among them), the droplet and the app's manifest.
+const MAX_IN_REQUESTS: usize = 5;
 
 /// The names of a get's metadata, in order: an interface, as Concourse 8 makes them local vars
 /// (`((.:<get>.<name>))`), documented in the README.
@@ -216,6 +218,29 @@ async fn in_reads_a_hand_made_restage_and_older_droplets() {
     assert_eq!(metadata["build"]["deploy_id"], json!("deploy-77"));
     assert_eq!(metadata["package_checksum"], json!({"type": "sha256", "value": checksum}));
     assert!(older.requests.len() <= MAX_IN_REQUESTS, "{}", describe_requests(&older.requests));
+}
+
+#[tokio::test]
+async fn in_reads_a_version_whose_app_was_renamed_away_on_its_own() {
+    let sim = start_sim();
+    let cf = connect(&sim).await;
+    let space = home_space(&cf, &sim).await;
+    let bits = sample_app_dir();
+    let shop = push(&cf, &space, &sample_manifest(&sim, "shop", 1, &[]), bits.path()).await;
+    let checksum = package_checksum(&cf, &shop.package_guid).await;
+    write_audit(&cf, &shop, &checksum).await;
+    let renamed = AppUpdate { name: Some("shop-archived".into()), ..AppUpdate::default() };
+    cf.apps().update(&shop.app_guid, &renamed).await.unwrap();
+    let got = get(&sim, &source(&sim, "shop"), &shop.version(), None);
+    let answer = got.answer();
+    assert_eq!(answer["version"], shop.version());
+    assert_eq!(got.file("app_name"), "shop-archived");
+    assert!(got.run.stderr.contains("its app is now 'shop-archived'"), "{}", got.run.stderr);
+    // Not among the apps named like production: read on its own, after the list.
+    let app_reads: Vec<&RequestRecord> =
+        got.requests.iter().filter(|r| r.path == format!("/v3/apps/{}", shop.app_guid)).collect();
+    assert_eq!(app_reads.len(), 1, "{}", describe_requests(&got.requests));
+    assert_eq!(got.requests.len(), MAX_IN_REQUESTS + 1, "{}", describe_requests(&got.requests));
 }
 
 #[tokio::test]
