@@ -25,11 +25,14 @@ use crate::cf::policies::Policy;
 use crate::cf::route_policies::{RoutePolicy, app_source};
 use crate::log;
 
-/// Production's network policies and its managed bindings' parameters as read before the lock.
+/// Production's network policies, its route policies and its managed bindings' parameters as read before the
+/// lock.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Listed {
     production_guid: Option<String>,
     policies: Vec<Policy>,
+    /// `None` where the foundation has no route policies.
+    route_policies: Option<Vec<RoutePolicy>>,
     parameters: BindingParameters,
 }
 
@@ -44,14 +47,19 @@ impl std::fmt::Debug for BindingParameters {
     }
 }
 
-/// Before the lock: the network policies of `production` (as the apps' lookup found it) are read, which proves
-/// the deploying identity may manage them (a 403 fails the put here, saying which permission is missing), and
-/// so are its managed bindings' parameters. Nothing to check when nothing runs in production.
+/// Before the lock: the network policies and the route policies of `production` (as the apps' lookup found it)
+/// are read, which proves the deploying identity may read them (a 403 fails the put here, saying which
+/// permission is missing), and so are its managed bindings' parameters. Nothing to check when nothing runs in
+/// production.
 pub(crate) async fn check(cf: &CfClient, production: Option<&App>) -> Result<Listed> {
     let Some(production) = production else { return Ok(Listed::default()) };
-    let (policies, parameters) =
-        tokio::try_join!(policies_of(cf, &production.guid, &production.name), parameters_of(cf, production))?;
-    Ok(Listed { production_guid: Some(production.guid.clone()), policies, parameters })
+    let (guid, name) = (production.guid.as_str(), production.name.as_str());
+    let (policies, route_policies, parameters) = tokio::try_join!(
+        policies_of(cf, guid, name),
+        route_policies_of(cf, guid, name),
+        parameters_of(cf, production)
+    )?;
+    Ok(Listed { production_guid: Some(guid.to_owned()), policies, route_policies, parameters })
 }
 
 /// The parameters of `app`'s bindings to managed instances: one request per binding, side by side, none when it
@@ -105,21 +113,28 @@ async fn policies_of(cf: &CfClient, guid: &str, name: &str) -> Result<Vec<Policy
     match cf.policy_server().for_app(guid).await {
         Ok(policies) => Ok(policies),
         Err(e) if e.cf().is_some_and(|c| c.status == Some(404)) => Ok(Vec::new()),
-        Err(e) => Err(match e.cf().filter(|c| c.status == Some(403)) {
-            Some(refused) => anyhow!(
-                "network policies: the policy server refused to list {name}'s policies ({}): the deploying user \
-                 needs the network.write scope (or network.admin) and space developer rights in the apps' spaces, \
-                 so the new version keeps them",
-                refused.title
-            ),
-            None => anyhow!(e).context(format!("listing the network policies of {name}")),
-        }),
+        Err(e) => Err(not_listed(
+            e,
+            ("network policies", "the policy server"),
+            name,
+            "the deploying user needs the network.write scope (or network.admin) and space developer rights in the \
+             apps' spaces, so the new version keeps them",
+        )),
     }
 }
 
-/// Gives `candidate` every policy of production (`production_guid`): what it may call and who may call it. The
-/// list read before the lock is used when production is still that app; it is read again when another app became
-/// production meanwhile.
+/// Why `what` (the policies' kind, and who `refuser` is) of the app `name` could not be listed: a refusal (403)
+/// is one line saying which permission the deploying user lacks (`needs`); anything else keeps its cause.
+fn not_listed(e: crate::cf::Error, (what, refuser): (&str, &str), name: &str, needs: &str) -> anyhow::Error {
+    match e.cf().filter(|c| c.status == Some(403)) {
+        Some(refused) => anyhow!("{what}: {refuser} refused to list {name}'s {what} ({}): {needs}", refused.title),
+        None => anyhow!(e).context(format!("listing the {what} of {name}")),
+    }
+}
+
+/// Gives `candidate` every policy of production (`production_guid`): what it may call and who may call it, and
+/// the routes it may call where they enforce route policies. The lists read before the lock are used when
+/// production is still that app; they are read again when another app became production meanwhile.
 pub(crate) async fn policies_to(
     cf: &CfClient,
     production_guid: Option<&str>,
@@ -127,11 +142,14 @@ pub(crate) async fn policies_to(
     listed: &Listed,
 ) -> Result<()> {
     let Some(production) = production_guid else { return Ok(()) };
-    route_policies_to(cf, production, candidate).await?;
-    let policies = match listed.production_guid.as_deref() == Some(production) {
-        true => listed.policies.clone(),
-        false => policies_of(cf, production, "production").await?,
+    let (routed, policies) = match listed.production_guid.as_deref() == Some(production) {
+        true => (listed.route_policies.clone(), listed.policies.clone()),
+        false => tokio::try_join!(
+            route_policies_of(cf, production, "production"),
+            policies_of(cf, production, "production")
+        )?,
     };
+    route_policies_to(cf, routed, candidate).await?;
     let carried = moved(&policies, production, &candidate.guid);
     if carried.is_empty() {
         return Ok(());
@@ -149,7 +167,8 @@ pub(crate) async fn policies_to(
 /// Deletes every policy of `app`, which is about to be deleted: its network policies and the route policies it
 /// is the source of.
 pub(crate) async fn forget(cf: &CfClient, app: &App) -> Result<()> {
-    let (policies, routed) = tokio::try_join!(policies_of(cf, &app.guid, &app.name), route_policies_of(cf, &app.guid))?;
+    let (guid, name) = (app.guid.as_str(), app.name.as_str());
+    let (policies, routed) = tokio::try_join!(policies_of(cf, guid, name), route_policies_of(cf, guid, name))?;
     let network = async {
         let deleted = cf.policy_server().delete(&policies).await;
         deleted.map_err(|e| anyhow!(e).context(format!("deleting {}'s network policies", app.name)))
@@ -163,15 +182,23 @@ pub(crate) async fn forget(cf: &CfClient, app: &App) -> Result<()> {
     tokio::try_join!(network, routed).map(drop)
 }
 
-/// The route policies whose source is the app `guid`; `None` where the foundation has none (CC before 3.225.0).
-async fn route_policies_of(cf: &CfClient, guid: &str) -> Result<Option<Vec<RoutePolicy>>> {
-    cf.route_policies().of_app(guid).await.context("listing route policies")
+/// The route policies whose source is the app `guid` (called `name`); `None` where the foundation has none (CC
+/// before 3.225.0). CC answers a token without the `cloud_controller.read` scope (nor an admin's or a global
+/// auditor's) 403 CF-NotAuthorized (`ApplicationController#check_read_permissions!`); it lists only the
+/// policies of routes in spaces the user may read, and creating one on a route needs space developer rights in
+/// the route's space.
+async fn route_policies_of(cf: &CfClient, guid: &str, name: &str) -> Result<Option<Vec<RoutePolicy>>> {
+    cf.route_policies().of_app(guid).await.map_err(|e| {
+        let needs = "the deploying user needs the cloud_controller.read scope to read them, and space developer \
+                     rights in their routes' spaces to give them to the new version";
+        not_listed(e, ("route policies", "Cloud Controller"), name, needs)
+    })
 }
 
-/// Creates the route policies whose source is `production` for `candidate`: same routes, same metadata. A
-/// foundation without route policies is said so once, and deployed to without.
-async fn route_policies_to(cf: &CfClient, production: &str, candidate: &App) -> Result<()> {
-    let Some(routed) = route_policies_of(cf, production).await? else {
+/// Creates the route policies of production (`routed`, as listed) for `candidate`: same routes, same metadata.
+/// A foundation without route policies (`None`) is said so once, and deployed to without.
+async fn route_policies_to(cf: &CfClient, routed: Option<Vec<RoutePolicy>>, candidate: &App) -> Result<()> {
+    let Some(routed) = routed else {
         log::detail("this foundation has no route policies (CC before 3.225.0): none to carry");
         return Ok(());
     };
@@ -191,8 +218,8 @@ async fn route_policies_to(cf: &CfClient, production: &str, candidate: &App) -> 
 /// The dry run's lines: what the candidate `green` would be given of `production`'s policies.
 pub(crate) async fn describe(cf: &CfClient, production: Option<&App>, green: &str) -> Result<Vec<String>> {
     let Some(production) = production else { return Ok(Vec::new()) };
-    let (listed, routed) =
-        tokio::try_join!(policies_of(cf, &production.guid, &production.name), route_policies_of(cf, &production.guid))?;
+    let (guid, name) = (production.guid.as_str(), production.name.as_str());
+    let (listed, routed) = tokio::try_join!(policies_of(cf, guid, name), route_policies_of(cf, guid, name))?;
     let carried = moved(&listed, &production.guid, green);
     let network = carried.iter().map(|p| format!("carry network policy {}", p.describe(str::to_owned)));
     let routed = routed.unwrap_or_default().into_iter();

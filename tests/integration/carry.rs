@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::util::deploy::{PutDir, app_named, deploy, get, logged, out, out_as, spawn_out, wait_for};
+use crate::util::deploy::{PutDir, app_named, deploy, get, journal_keys, logged, out, out_as, spawn_out, wait_for};
 use crate::util::sim::{connect, start_sim_with};
 use cf_blue_green_resource::cf::CfClient;
 use cf_blue_green_resource::cf::bindings::NewBinding;
@@ -399,28 +399,45 @@ fn route_policies(sim: &Sim, runtime: &tokio::runtime::Runtime, cf: &CfClient) -
     found
 }
 
-#[test]
-fn route_policies_of_production_follow_the_new_version_and_go_with_a_deleted_one() {
-    let (sim, runtime, cf) = connected_sim();
+/// `backend` (b1) with a route on a domain that enforces route policies, and `frontend` (f1), which may call
+/// that route (a route policy labelled `team: payments`), as may anything in the space; answers the route's guid.
+fn frontend_calling_backend_over_mtls(
+    sim: &Sim,
+    runtime: &tokio::runtime::Runtime,
+    cf: &CfClient,
+    put: &PutDir,
+) -> Value {
     let mtls = json!({"name": "mtls.example.com", "enforce_route_policies": true, "route_policies_scope": "any"});
     let _: Value = runtime.block_on(cf.post("/v3/domains", &mtls)).unwrap();
-    let put = PutDir::with_sample_app();
-    let mut backend: Value = serde_norway::from_str(&manifest(&sim, "backend", false, &[])).unwrap();
+    let mut backend: Value = serde_norway::from_str(&manifest(sim, "backend", false, &[])).unwrap();
     backend["applications"][0]["routes"].as_array_mut().unwrap().push(json!({"route": "backend.mtls.example.com"}));
     put.write("ci/backend.yml", &serde_norway::to_string(&backend).unwrap());
-    put.write("ci/frontend.yml", &manifest(&sim, "frontend", false, &[]));
-    deploy(&sim, &put, "backend", params("ci/backend.yml", "b1"));
-    deploy(&sim, &put, "frontend", params("ci/frontend.yml", "f1"));
+    put.write("ci/frontend.yml", &manifest(sim, "frontend", false, &[]));
+    deploy(sim, put, "backend", params("ci/backend.yml", "b1"));
+    deploy(sim, put, "frontend", params("ci/frontend.yml", "f1"));
     // The frontend may call the backend's mTLS route; so may anything in the space (not the frontend's to carry).
     let routes: Value = runtime.block_on(cf.get("/v3/routes?hosts=backend")).unwrap();
     let route = routes["resources"].as_array().unwrap().iter().find(|r| r["url"] == "backend.mtls.example.com");
     let route = route.unwrap()["guid"].clone();
-    let space = app_named(&sim, "frontend").unwrap()["space"].as_str().unwrap().to_owned();
-    for source in [format!("cf:app:{}", guid(&sim, "frontend")), format!("cf:space:{space}")] {
+    let space = app_named(sim, "frontend").unwrap()["space"].as_str().unwrap().to_owned();
+    for source in [format!("cf:app:{}", guid(sim, "frontend")), format!("cf:space:{space}")] {
         let policy = json!({"source": source, "relationships": {"route": {"data": {"guid": route}}},
             "metadata": {"labels": {"team": "payments"}}});
         let _: Value = runtime.block_on(cf.post("/v3/route_policies", &policy)).unwrap();
     }
+    route
+}
+
+/// A route policy of `app` on the backend's mTLS route, as [`route_policies`] lists it.
+fn payments_policy(app: &str) -> (String, String, String) {
+    (app.to_owned(), "backend".to_owned(), "payments".to_owned())
+}
+
+#[test]
+fn route_policies_of_production_follow_the_new_version_and_go_with_a_deleted_one() {
+    let (sim, runtime, cf) = connected_sim();
+    let put = PutDir::with_sample_app();
+    let route = frontend_calling_backend_over_mtls(&sim, &runtime, &cf, &put);
     let before = route_policies(&sim, &runtime, &cf);
 
     let dry = out(&sim, &put, "frontend", json!({"dry_run": true, "path": "app", "manifest": "ci/frontend.yml"}));
@@ -440,7 +457,7 @@ fn route_policies_of_production_follow_the_new_version_and_go_with_a_deleted_one
 
     // The new version gets production's (same route, same labels); the kept one keeps its own.
     deploy(&sim, &put, "frontend", params("ci/frontend.yml", "f2"));
-    let policy = |app: &str| (app.to_owned(), "backend".to_owned(), "payments".to_owned());
+    let policy = payments_policy;
     let carried = route_policies(&sim, &runtime, &cf);
     assert!(carried.contains(&policy("frontend")) && carried.contains(&policy("frontend-previous")), "{carried:?}");
     assert_eq!(carried.len(), 3, "and the space's, untouched: {carried:?}");
@@ -477,4 +494,62 @@ fn a_production_without_route_policies_costs_one_request_for_them() {
     let asked = sim.request_log().iter().filter(|r| r.path.starts_with("/v3/route_policies")).count();
     assert_eq!(asked, 1);
     assert!(!run.stderr.contains("route polic"), "{}", run.stderr);
+}
+
+#[test]
+fn production_s_route_policies_are_listed_once_before_the_lock() {
+    let (sim, runtime, cf) = connected_sim();
+    let put = PutDir::with_sample_app();
+    frontend_calling_backend_over_mtls(&sim, &runtime, &cf, &put);
+    let production = guid(&sim, "frontend");
+    sim.reset_request_log();
+    let run = out(&sim, &put, "frontend", params("ci/frontend.yml", "f2"));
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let log = sim.request_log();
+    let listed: Vec<usize> = (0..log.len())
+        .filter(|&i| log[i].method == "GET" && log[i].path == "/v3/route_policies")
+        .filter(|&i| log[i].query.as_deref().is_some_and(|q| q.contains(&production)))
+        .collect();
+    assert_eq!(listed.len(), 1, "production's route policies are listed once: {log:#?}");
+    let lock = log.iter().position(|r| r.method == "POST" && r.path == "/v3/apps").expect("the candidate, the lock");
+    assert!(listed[0] < lock, "listed before the lock is taken: {log:#?}");
+    let carried = route_policies(&sim, &runtime, &cf);
+    assert!(carried.contains(&payments_policy("frontend")), "the new version was given it: {carried:?}");
+    assert!(carried.contains(&payments_policy("frontend-previous")), "{carried:?}");
+}
+
+#[test]
+fn a_user_who_may_not_read_route_policies_fails_before_the_lock_saying_so() {
+    let sim = start_sim_with(|_| {});
+    let put = PutDir::with_sample_app();
+    put.write("ci/backend.yml", &manifest(&sim, "backend", false, &[]));
+    deploy(&sim, &put, "backend", params("ci/backend.yml", "b1"));
+    // CC's answer to a token that may not read (ApplicationController#check_read_permissions!): 403, 10003.
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: "/v3/route_policies".into(),
+        nth: 1,
+        times: 0,
+        action: FaultAction::Status { status: 403, code: Some(10003), title: None, detail: None },
+    });
+    sim.reset_request_log();
+    let refused = out(&sim, &put, "backend", params("ci/backend.yml", "b2"));
+    assert_eq!((refused.status, refused.stdout.as_str()), (1, ""), "{}", refused.stderr);
+    assert_eq!(refused.stderr.matches("error:").count(), 1, "one line: {}", refused.stderr);
+    assert_eq!(
+        refused.last_line(),
+        "error: route policies: Cloud Controller refused to list backend's route policies (CF-NotAuthorized): the \
+         deploying user needs the cloud_controller.read scope to read them, and space developer rights in their \
+         routes' spaces to give them to the new version"
+    );
+    let written: Vec<String> = sim
+        .request_log()
+        .iter()
+        .filter(|r| r.path.starts_with("/v3/apps") && r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(written, Vec::<String>::new(), "no lock taken, no journal written");
+    assert!(app_named(&sim, "backend-green").is_none(), "no candidate");
+    let production = app_named(&sim, "backend").unwrap();
+    assert!(journal_keys(&production).is_empty(), "{production}");
 }
