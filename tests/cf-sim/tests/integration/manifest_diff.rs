@@ -183,6 +183,17 @@ async fn bad_requests_are_refused_as_cc_refuses_them() {
     let broken = post_yaml(&api, "manifest_diff", "application/x-yaml", "applications: [\n").await;
     assert_error(&broken, 500, 10001, "UnknownError", "An unknown error occurred.");
 
+    let anchors = "applications:\n- name: blah\n  processes:\n  - type: web\n    memory: &default_value 321M\n    disk_quota: *default_value\n";
+    let aliased = post_yaml(&api, "manifest_diff", "application/x-yaml", anchors).await;
+    assert_error(&aliased, 400, 1004, "CF-BadRequest", "Bad request: Manifest does not support Anchors and Aliases");
+    let large = format!("{valid}# {}\n", "x".repeat(1024 * 1024));
+    let too_large = post_yaml(&api, "manifest_diff", "application/x-yaml", &large).await;
+    let size = "Bad request: Manifest size is too large. The maximum supported size is 1MB.";
+    assert_error(&too_large, 400, 1004, "CF-BadRequest", size);
+    let nameless = post_yaml(&api, "manifest_diff", "application/x-yaml", "applications:\n- instances: 1\n").await;
+    let unnamed = "For application at index 0: Name must not be empty";
+    assert_error(&nameless, 422, 10008, "CF-UnprocessableEntity", unnamed);
+
     let invalid = post_yaml(
         &api,
         "manifest_diff",

@@ -118,9 +118,16 @@ pub(super) async fn diff(
         .as_sequence()
         .and_then(|list| list.iter().map(|a| a.as_mapping().cloned()).collect())
         .ok_or_else(ApiError::unhandled)?;
-    for app in &apps {
+    for (index, app) in apps.iter().enumerate() {
         let message = serde_json::to_value(app).map_err(|_| ApiError::unhandled())?;
-        app_spec(message.as_object().ok_or_else(ApiError::unhandled)?)?;
+        app_spec(message.as_object().ok_or_else(ApiError::unhandled)?).map_err(|e| {
+            // errors_for_message: an app without a name is named by its index.
+            if blank(app.get("name").unwrap_or(&Yaml::Null)) {
+                ApiError::unprocessable(format!("For application at index {index}: {}", e.detail))
+            } else {
+                e
+            }
+        })?;
     }
     let mut changes = Vec::new();
     for (index, app) in apps.into_iter().enumerate() {
@@ -144,11 +151,61 @@ fn parsed_yaml(raw: &[u8]) -> ApiResult<Mapping> {
         return Err(ApiError::message_parse("invalid request body"));
     }
     let document: Yaml = serde_norway::from_slice(raw).map_err(|_| ApiError::unhandled())?;
+    // Psych.safe_load(aliases: false) raises Psych::BadAlias on an alias (an anchor alone is read).
+    if has_alias(&String::from_utf8_lossy(raw)) {
+        return Err(ApiError::bad_request("Manifest does not support Anchors and Aliases"));
+    }
     refuse_tags(&document)?;
     match document {
         Yaml::Mapping(mapping) => Ok(mapping),
         _ => Err(ApiError::message_parse("invalid request body")),
     }
+}
+
+/// Whether a YAML text uses an alias: a `*name` where a node begins (a line's start, after the indicators `- `,
+/// `? `, `: `, `[`, `{` or `,`), outside quoted scalars, comments and block scalars. serde_norway resolves aliases
+/// without telling, so they are found in the text.
+fn has_alias(text: &str) -> bool {
+    // The indentation of the line that opened a block scalar: more indented lines are its content.
+    let mut block_parent: Option<usize> = None;
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if let Some(parent) = block_parent {
+            if line.trim().is_empty() || indent > parent {
+                continue;
+            }
+            block_parent = None;
+        }
+        let (mut node_start, mut quote, mut block) = (true, None, false);
+        let mut previous = ' ';
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            if let Some(q) = quote {
+                if c == q {
+                    quote = None;
+                } else if c == '\\' && q == '"' {
+                    chars.next();
+                }
+            } else if c == '#' && previous.is_whitespace() {
+                break;
+            } else if !c.is_whitespace() {
+                let followed_by_space = chars.peek().is_none_or(|n| n.is_whitespace());
+                match c {
+                    '*' if node_start => return true,
+                    '"' | '\'' if node_start => quote = Some(c),
+                    '|' | '>' if node_start => block = true,
+                    '0'..='9' | '+' | '-' if block => {}
+                    _ => block = false,
+                }
+                node_start = matches!(c, '[' | '{' | ',') || matches!(c, '-' | '?' | ':') && followed_by_space;
+            }
+            previous = c;
+        }
+        if block {
+            block_parent = Some(indent);
+        }
+    }
+    false
 }
 
 /// YAML tags are not modelled (Psych's safe_load resolves or refuses them class by class).
@@ -786,6 +843,31 @@ mod tests {
         for (before, after, expected) in cases {
             assert_eq!(Yaml::Sequence(ops(before, after)), yaml(expected), "{before} → {after}");
         }
+    }
+
+    /// Psych refuses aliases, not anchors; a `*` inside a scalar, a quoted string, a comment or a block scalar is
+    /// no alias.
+    #[test]
+    fn aliases_are_found_where_a_node_begins() {
+        for aliased in
+            ["a: &m 1\nb: *m\n", "list:\n- &x 1\n- *x\n", "flow: [*a, 1]\n", "*k : v\n", "m: {a: 1, b: *c}\n"]
+        {
+            assert!(has_alias(aliased), "{aliased}");
+        }
+        let plain = [
+            "a: &m 1\n",
+            "command: ls *.txt\n",
+            "command: 'echo *x'\n",
+            "command: \"echo \\\" *x\"\n",
+            "a: 1 # see *x\n",
+            "script: |\n  *x\n  - *y\nnext: 1\n",
+            "folded: >-\n  *x\n",
+            "a: b*c\n",
+        ];
+        for text in plain {
+            assert!(!has_alias(text), "{text}");
+        }
+        assert!(has_alias("script: |\n  *x\nnext: *y\n"), "the block scalar ends with its indentation");
     }
 
     /// `JsonDiff.similarity`: hash key sets compared with an integer division, so unequal key sets weigh 0.
