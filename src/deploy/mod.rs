@@ -107,7 +107,7 @@ pub async fn run(request: OutRequest) -> Result<VersionResult> {
     let fingerprint = match &prepared {
         Some(p) => {
             let names = &request.source.names;
-            Some(Fingerprint::of(p, bits_digest, &request.params, &names.production, production.as_ref()).await?)
+            Some(Fingerprint::of(p, bits_digest, &request.params, &names.production).await?)
         }
         None => None,
     };

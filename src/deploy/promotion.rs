@@ -117,7 +117,7 @@ pub(crate) async fn swap_in(ctx: &mut Context, verified: Verified) -> Result<Ver
     let deploy_id = lock.journal().await.deploy_id;
     let mut audit = Audit::new(&ctx.build, &deploy_id, &pushed.droplet_guid, pushed.package_checksum.clone());
     if let Some(fingerprint) = ctx.fingerprint.as_ref().filter(|_| !ctx.params.rollback) {
-        fingerprint.record(&mut audit);
+        fingerprint.record(&mut audit, blue);
     }
     let production = housekeeping::promote(&ctx.cf, &names, &lock.app, &audit).await.map_err(|e| after_swap(ctx, e))?;
     ctx.phases.finish();

@@ -25,9 +25,7 @@ use crate::record::Audit;
 /// What a deploy gives production, compared with what production runs and recorded in its audit.
 #[derive(Debug, Clone)]
 pub(crate) struct Fingerprint {
-    /// The content digest of the bits; `None` when nothing tells them from another's (a docker image, whose tag
-    /// may move; a restage, which builds anew).
-    pub(crate) bits: Option<String>,
+    bits: Bits,
     pub(crate) manifest: Normalised,
     /// The env the manifest and the params set (production's other variables are kept by the deploy).
     env: BTreeMap<String, String>,
@@ -35,23 +33,23 @@ pub(crate) struct Fingerprint {
 
 impl Fingerprint {
     /// The fingerprint of a deploy of `prepared` to `production_name`; `bits_digest` is the app bits' content
-    /// digest (when they were gathered), `production` the app the deploy replaces.
+    /// digest (when they were gathered).
     pub(crate) async fn of(
         prepared: &Prepared,
         bits_digest: Option<String>,
         params: &OutParams,
         production_name: &str,
-        production: Option<&App>,
     ) -> Result<Fingerprint> {
         let bits = match &prepared.payload {
-            Payload::App(_) => bits_digest,
+            Payload::App(_) => bits_digest.map_or(Bits::Unknown, Bits::Digest),
             Payload::Droplet { tgz, .. } => {
                 let tgz = tgz.clone();
-                Some(tokio::task::spawn_blocking(move || file_digest(&tgz)).await?.context("digesting the droplet")?)
+                Bits::Digest(
+                    tokio::task::spawn_blocking(move || file_digest(&tgz)).await?.context("digesting the droplet")?,
+                )
             }
-            // Production's own droplet again: its bits are the ones production runs.
-            Payload::Production => production.and_then(recorded).and_then(|audit| audit.bits_digest),
-            Payload::Docker { .. } | Payload::Restage => None,
+            Payload::Production => Bits::Production,
+            Payload::Docker { .. } | Payload::Restage => Bits::Unknown,
         };
         let minimal;
         let manifest = match &prepared.manifest {
@@ -68,11 +66,27 @@ impl Fingerprint {
         Ok(Fingerprint { bits, manifest, env })
     }
 
-    /// The audit with this fingerprint recorded.
-    pub(crate) fn record(&self, audit: &mut Audit) {
-        audit.bits_digest = self.bits.clone();
+    /// The audit with this fingerprint recorded; `blue` is the production it replaced (whose bits a redeploy of
+    /// its droplet has).
+    pub(crate) fn record(&self, audit: &mut Audit, blue: Option<&App>) {
+        audit.bits_digest = match &self.bits {
+            Bits::Digest(digest) => Some(digest.clone()),
+            Bits::Production => blue.and_then(recorded).and_then(|audit| audit.bits_digest),
+            Bits::Unknown => None,
+        };
         audit.manifest_digest = Some(self.manifest.digest());
     }
+}
+
+/// What tells a deploy's bits apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Bits {
+    /// Their content digest (app bits, a droplet tarball).
+    Digest(String),
+    /// Production's own droplet, deployed again: the bits production runs.
+    Production,
+    /// Nothing: a docker image (its tag may move), a restage (it builds anew).
+    Unknown,
 }
 
 /// The audit recorded for the droplet `app` runs now.
@@ -128,8 +142,11 @@ async fn compare(
     let audit = recorded(production);
     let audit = audit.as_ref();
     let mut comparison = Comparison {
-        bits_same: fingerprint.bits.is_some()
-            && audit.and_then(|a| a.bits_digest.as_ref()) == fingerprint.bits.as_ref(),
+        bits_same: match &fingerprint.bits {
+            Bits::Digest(digest) => audit.and_then(|a| a.bits_digest.as_ref()) == Some(digest),
+            Bits::Production => true,
+            Bits::Unknown => false,
+        },
         manifest_digest_same: audit.and_then(|a| a.manifest_digest.clone()) == Some(fingerprint.manifest.digest()),
         ..Comparison::default()
     };
@@ -208,8 +225,8 @@ pub(crate) async fn describe(ctx: &Context, production: &App) -> Result<()> {
     log::info(format_args!(
         "skip_unchanged: bits {}",
         match fingerprint.bits {
-            Some(_) => said(comparison.bits_same),
-            None => "changed (a docker image or a restage is always deployed)",
+            Bits::Unknown => "changed (a docker image or a restage is always deployed)",
+            _ => said(comparison.bits_same),
         }
     ));
     log::info(format_args!("skip_unchanged: manifest since the last deploy {}", said(comparison.manifest_digest_same)));

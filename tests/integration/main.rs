@@ -18,6 +18,7 @@ mod pipeline_examples;
 mod protocol;
 mod readme_layout;
 mod safety;
+mod skip_unchanged;
 mod traffic;
 mod util;
 mod versions;
