@@ -119,6 +119,7 @@ async fn processes_and_routes_are_pruned_as_space_diff_manifest_does() {
         }]),
         "a is deleted, b skipped and left, c kept"
     );
+    assert_eq!(diff(&api, &app(&routes(&["a", "b"]), both)).await, json!([]), "c is deleted");
     let full_c = json!({"route": format!("c.{domain}"), "protocol": "http1", "options": {}});
     assert_eq!(
         diff(&api, &app(&routes(&["a", "c"]), both)).await,
