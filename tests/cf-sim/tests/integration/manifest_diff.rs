@@ -209,6 +209,18 @@ async fn bad_requests_are_refused_as_cc_refuses_them() {
         "CF-UnprocessableEntity",
         "For application 'x': Buildpack and Buildpacks fields cannot be used together.",
     );
+    let two_apps = "applications:\n- name: x\n  buildpack: a\n  buildpacks: [b]\n- name: y\n- instances: 1\n";
+    let both = post_yaml(&api, "manifest_diff", "application/x-yaml", two_apps).await;
+    assert_eq!(both.status, 422, "{}", both.text());
+    let details: Vec<Value> = both.json()["errors"].as_array().unwrap().iter().map(|e| e["detail"].clone()).collect();
+    assert_eq!(
+        details,
+        [
+            "For application 'x': Buildpack and Buildpacks fields cannot be used together.",
+            "For application at index 2: Name must not be empty"
+        ],
+        "one CompoundError"
+    );
     let sidecars =
         post_yaml(&api, "manifest_diff", "application/x-yaml", "applications:\n- name: x\n  sidecars:\n  - name: s\n")
             .await;

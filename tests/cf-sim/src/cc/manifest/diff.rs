@@ -8,10 +8,12 @@
 //! `include_was`, its array pairing by similarity and its move rings). The app's side is the generated manifest of
 //! `GET /v3/apps/:guid/manifest` with the web process merged into the app level.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use serde_json::json;
 use serde_norway::Mapping;
 
 use super::{Yaml, app_manifest, app_spec, human_bytes};
@@ -118,16 +120,22 @@ pub(super) async fn diff(
         .as_sequence()
         .and_then(|list| list.iter().map(|a| a.as_mapping().cloned()).collect())
         .ok_or_else(ApiError::unhandled)?;
+    // compound_error!: every app's errors in one answer, with the first one's status.
+    let mut errors = Vec::new();
     for (index, app) in apps.iter().enumerate() {
         let message = serde_json::to_value(app).map_err(|_| ApiError::unhandled())?;
-        app_spec(message.as_object().ok_or_else(ApiError::unhandled)?).map_err(|e| {
+        if let Err(e) = app_spec(message.as_object().ok_or_else(ApiError::unhandled)?) {
             // errors_for_message: an app without a name is named by its index.
-            if blank(app.get("name").unwrap_or(&Yaml::Null)) {
+            errors.push(if blank(app.get("name").unwrap_or(&Yaml::Null)) {
                 ApiError::unprocessable(format!("For application at index {index}: {}", e.detail))
             } else {
                 e
-            }
-        })?;
+            });
+        }
+    }
+    if let Some(first) = errors.first() {
+        let body = json!({"errors": errors.iter().map(ApiError::to_json).collect::<Vec<_>>()});
+        return Ok((first.status, Json(body)).into_response());
     }
     let mut changes = Vec::new();
     for (index, app) in apps.into_iter().enumerate() {
