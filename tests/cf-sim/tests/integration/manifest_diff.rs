@@ -5,7 +5,8 @@
 use serde_json::{Value, json};
 
 use crate::common::{Api, Response, test_config};
-use cf_sim::Sim;
+use cf_sim::config::CcApiVersion;
+use cf_sim::{Sim, SimConfig};
 
 async fn post_yaml(api: &Api, action: &str, content_type: &str, yaml: &str) -> Response {
     let space = api.space_guid().await;
@@ -226,4 +227,42 @@ async fn bad_requests_are_refused_as_cc_refuses_them() {
             .await;
     assert_eq!(sidecars.status, 422, "{}", sidecars.text());
     assert!(sidecars.text().contains("does not model the manifest key(s) 'sidecars'"), "{}", sidecars.text());
+}
+
+/// The endpoint arrived in 3.88.0 (080a393846); its rules are modelled from 3.197.0 (`features`, d04c8c7a41), and
+/// until 3.217.0 (ff9ac83b1a) a new app's `features` raised NoMethodError.
+#[tokio::test]
+async fn older_ccs_answer_as_their_version_or_are_refused_by_name() {
+    let at = |version: &str| {
+        Sim::start(SimConfig { cc_api_version: CcApiVersion::parse(version).unwrap(), ..test_config() })
+    };
+    let features = "applications:\n- name: featured\n  features:\n    ssh: true\n";
+
+    let sim = at("3.87.0").unwrap();
+    let api = Api::login(&sim).await;
+    let none = post_yaml(&api, "manifest_diff", "application/x-yaml", features).await;
+    assert_error(&none, 404, 10000, "CF-NotFound", "Unknown request");
+
+    let sim = at("3.196.0").unwrap();
+    let api = Api::login(&sim).await;
+    let older = post_yaml(&api, "manifest_diff", "application/x-yaml", features).await;
+    assert_eq!(older.status, 422, "{}", older.text());
+    assert!(older.text().contains("cf-sim does not model manifest_diff before CC API 3.197.0"), "{}", older.text());
+
+    let sim = at("3.216.0").unwrap();
+    let api = Api::login(&sim).await;
+    let new_app = post_yaml(&api, "manifest_diff", "application/x-yaml", features).await;
+    assert_error(&new_app, 500, 10001, "UnknownError", "An unknown error occurred.");
+    apply(&api, "applications:\n- name: featured\n").await;
+    assert_eq!(diff(&api, features).await, json!([]));
+
+    let sim = at("3.217.0").unwrap();
+    let api = Api::login(&sim).await;
+    assert_eq!(
+        diff(&api, features).await,
+        json!([
+            {"op": "add", "path": "/applications/0/name", "value": "featured"},
+            {"op": "add", "path": "/applications/0/features", "value": {"ssh": true}},
+        ])
+    );
 }

@@ -18,6 +18,7 @@ use serde_norway::Mapping;
 
 use super::{Yaml, app_manifest, app_spec, human_bytes};
 use crate::cc::error::{ApiError, ApiResult};
+use crate::config::CcApiVersion;
 use crate::shared::Ctx;
 
 /// `AppManifestMessage.allowed_keys`, dasherized: the app-level keys `generate_diff` compares.
@@ -85,6 +86,15 @@ fn identifier(key: &str) -> Option<&'static str> {
     }
 }
 
+/// The first CC API version with the endpoint (080a393846, released in 3.88.0).
+const DIFF_SINCE: CcApiVersion = CcApiVersion(3, 88, 0);
+/// The first version whose rules cf-sim models: the last to change what is compared, `features` (d04c8c7a41).
+/// Older ones compared other keys (readiness checks from 3.145.0, log rates from 3.126.0, route protocols from
+/// 3.105.0, app-level memory and disk until 3.103.0).
+const MODELLED_SINCE: CcApiVersion = CcApiVersion(3, 197, 0);
+/// Before this version a new app's `features` raised NoMethodError (`slice!` on nil), fixed in ff9ac83b1a.
+const NEW_APP_FEATURES_SINCE: CcApiVersion = CcApiVersion(3, 217, 0);
+
 /// The largest body `parsed_yaml` reads.
 const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
 
@@ -95,6 +105,16 @@ pub(super) async fn diff(
     headers: HeaderMap,
     raw: Bytes,
 ) -> ApiResult<Response> {
+    let version = ctx.config.cc_api_version;
+    if !version.at_least(DIFF_SINCE) {
+        return Err(ApiError::unknown_request());
+    }
+    if !version.at_least(MODELLED_SINCE) {
+        return Err(ApiError::unprocessable(format!(
+            "cf-sim does not model manifest_diff before CC API {MODELLED_SINCE} (space_diff_manifest.rb compared \
+             other keys then); this foundation presents {version}"
+        )));
+    }
     // validate_content_type!, a before_action: `Mime::Type.lookup(content_type) == :yaml`.
     let media_type = headers
         .get(header::CONTENT_TYPE)
@@ -107,8 +127,8 @@ pub(super) async fn diff(
     state.space(&space_guid)?;
     let document = parsed_yaml(&raw)?;
     // check_version_is_supported!: `!version || version == 1`.
-    let version = document.get("version").unwrap_or(&Yaml::Null);
-    if !matches!(version, Yaml::Null | Yaml::Bool(false)) && !ruby_eq(version, &Yaml::from(1)) {
+    let schema = document.get("version").unwrap_or(&Yaml::Null);
+    if !matches!(schema, Yaml::Null | Yaml::Bool(false)) && !ruby_eq(schema, &Yaml::from(1)) {
         return Err(ApiError::unprocessable("Unsupported manifest schema version. Currently supported versions: [1]."));
     }
     let applications = document.get("applications").unwrap_or(&Yaml::Null);
@@ -139,7 +159,10 @@ pub(super) async fn diff(
     }
     let mut changes = Vec::new();
     for (index, app) in apps.into_iter().enumerate() {
-        let existing = existing_app(&state, &space_guid, &app, ctx.config.cc_api_version)?;
+        let existing = existing_app(&state, &space_guid, &app, version)?;
+        if existing.is_none() && app.contains_key("features") && !version.at_least(NEW_APP_FEATURES_SINCE) {
+            return Err(ApiError::unhandled());
+        }
         changes.extend(app_diff(index, app, existing)?);
     }
     let mut answer = Mapping::new();
@@ -235,7 +258,7 @@ fn existing_app(
     state: &crate::state::State,
     space_guid: &str,
     app: &Mapping,
-    version: crate::config::CcApiVersion,
+    version: CcApiVersion,
 ) -> ApiResult<Option<Mapping>> {
     let name = app.get("name").and_then(Yaml::as_str);
     let Some(found) = state.apps.values().find(|a| a.space_guid == space_guid && Some(a.name.as_str()) == name) else {
