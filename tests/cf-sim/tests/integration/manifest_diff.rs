@@ -210,7 +210,7 @@ async fn bad_requests_are_refused_as_cc_refuses_them() {
         "CF-UnprocessableEntity",
         "For application 'x': Buildpack and Buildpacks fields cannot be used together.",
     );
-    let two_apps = "applications:\n- name: x\n  buildpack: a\n  buildpacks: [b]\n- name: y\n- instances: 1\n";
+    let two_apps = "applications:\n- name: x\n  buildpack: a\n  buildpacks: [b]\n- name: y\n- name: '  '\n- name: 5\n";
     let both = post_yaml(&api, "manifest_diff", "application/x-yaml", two_apps).await;
     assert_eq!(both.status, 422, "{}", both.text());
     let details: Vec<Value> = both.json()["errors"].as_array().unwrap().iter().map(|e| e["detail"].clone()).collect();
@@ -218,7 +218,8 @@ async fn bad_requests_are_refused_as_cc_refuses_them() {
         details,
         [
             "For application 'x': Buildpack and Buildpacks fields cannot be used together.",
-            "For application at index 2: Name must not be empty"
+            "For application at index 2: Name must not be empty",
+            "For application '5': Name must be a string",
         ],
         "one CompoundError"
     );

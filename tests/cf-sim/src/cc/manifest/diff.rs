@@ -143,14 +143,8 @@ pub(super) async fn diff(
     // compound_error!: every app's errors in one answer, with the first one's status.
     let mut errors = Vec::new();
     for (index, app) in apps.iter().enumerate() {
-        let message = serde_json::to_value(app).map_err(|_| ApiError::unhandled())?;
-        if let Err(e) = app_spec(message.as_object().ok_or_else(ApiError::unhandled)?) {
-            // errors_for_message: an app without a name is named by its index.
-            errors.push(if blank(app.get("name").unwrap_or(&Yaml::Null)) {
-                ApiError::unprocessable(format!("For application at index {index}: {}", e.detail))
-            } else {
-                e
-            });
+        if let Err(e) = validate(index, app) {
+            errors.push(e);
         }
     }
     if let Some(first) = errors.first() {
@@ -170,6 +164,21 @@ pub(super) async fn diff(
     // Serialized from the ordered mapping, so keys keep CC's order.
     let body = serde_json::to_vec(&Yaml::Mapping(answer)).map_err(|_| ApiError::unknown_error())?;
     Ok((StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json; charset=utf-8")], body).into_response())
+}
+
+/// AppManifestMessage's validations, as `apply_manifest` models them, named as `errors_for_message` names them:
+/// by the app's name, or by its index when the name is blank (`name: must not be empty`, `string: true`).
+fn validate(index: usize, app: &Mapping) -> ApiResult<()> {
+    let name = app.get("name").unwrap_or(&Yaml::Null);
+    if blank(name) {
+        return Err(ApiError::unprocessable(format!("For application at index {index}: Name must not be empty")));
+    }
+    if !name.is_string() {
+        let detail = format!("For application '{}': Name must be a string", ruby_to_s(name));
+        return Err(ApiError::unprocessable(detail));
+    }
+    let message = serde_json::to_value(app).map_err(|_| ApiError::unhandled())?;
+    app_spec(message.as_object().ok_or_else(ApiError::unhandled)?).map(drop)
 }
 
 /// `ApplicationController#parsed_yaml`: at most 1 MB, a hash at the top. Psych's syntax errors are rescued nowhere.
