@@ -267,3 +267,46 @@ async fn older_ccs_answer_as_their_version_or_are_refused_by_name() {
         ])
     );
 }
+
+/// The keys a resource compares: sent as CC presents them they show nothing; other forms of the same settings
+/// are changes (`buildpack` is never presented, services are names, labels a whole hash).
+#[tokio::test]
+async fn only_the_presented_form_of_a_setting_compares_equal() {
+    let sim = Sim::start(test_config()).unwrap();
+    let api = Api::login(&sim).await;
+    let domain = sim.info().domain.clone();
+    let space = api.space_guid().await;
+    let db = json!({"type": "user-provided", "name": "db", "relationships": {"space": {"data": {"guid": space}}}});
+    assert_eq!(api.post("/v3/service_instances", db).await.status, 201);
+    let full = format!(
+        "applications:\n- name: full\n  buildpacks: [binary_buildpack]\n  stack: cflinuxfs4\n  services: [db]\n  \
+         metadata:\n    labels:\n      team: a\n      tier: web\n  routes:\n  - route: full.{domain}\n  processes:\n  \
+         - type: web\n    instances: 1\n    memory: 256M\n"
+    );
+    apply(&api, &full).await;
+    assert_eq!(diff(&api, &full).await, json!([]));
+
+    let singular = full.replace("buildpacks: [binary_buildpack]", "buildpack: binary_buildpack");
+    assert_eq!(
+        diff(&api, &singular).await,
+        json!([{"op": "add", "path": "/applications/0/buildpack", "value": "binary_buildpack"}])
+    );
+    let object = full.replace("services: [db]", "services:\n  - name: db");
+    assert_eq!(
+        diff(&api, &object).await,
+        json!([
+            {"op": "remove", "path": "/applications/0/services/0", "was": "db"},
+            {"op": "add", "path": "/applications/0/services/0", "value": {"name": "db"}},
+        ])
+    );
+    let fewer_labels = full.replace("      tier: web\n", "");
+    assert_eq!(
+        diff(&api, &fewer_labels).await,
+        json!([{"op": "remove", "path": "/applications/0/metadata/labels/tier", "was": "web"}])
+    );
+    let random = full.replace("  stack: cflinuxfs4\n", "  stack: cflinuxfs4\n  random-route: true\n");
+    assert_eq!(
+        diff(&api, &random).await,
+        json!([{"op": "add", "path": "/applications/0/random-route", "value": true}])
+    );
+}
