@@ -626,6 +626,7 @@ fn array_diff(before: &[Yaml], after: &[Yaml], path: &str) -> Vec<Op> {
     changes
 }
 
+/// `array_pairing`'s answer: before/after index pairs with their similarity, unpaired before and after indices.
 struct Pairing {
     pairs: Vec<(usize, usize, f64)>,
     removed: Vec<usize>,
