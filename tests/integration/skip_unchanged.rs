@@ -2,7 +2,8 @@
 //! no write at all and answers production's version (the one `check` reports) with `skipped: unchanged`; a
 //! changed file, a changed manifest key, a removed env key and a changed env value each deploy, as do a scale and
 //! an env var changed on the foundation by hand (only `manifest_diff` and production's env can see those); a dry
-//! run prints the diff and what changed, never an env value.
+//! run prints the diff and what changed, never an env value; values Cloud Foundry presents in another form than a
+//! manifest writes them (route order, units, an unlimited log rate, `health-check-type: none`) are no change.
 
 use std::collections::BTreeMap;
 
@@ -154,4 +155,25 @@ fn a_dry_run_prints_the_manifest_diff_and_what_changed_but_no_env_value() {
     assert!(log.contains("skip_unchanged: env changed: DB_PASSWORD (values not shown)"), "{log}");
     assert!(log.contains("skip_unchanged: a real put would deploy"), "{log}");
     assert!(!log.contains("hunter3") && !log.contains(SECRET), "an env value was printed");
+}
+
+#[test]
+fn values_cf_presents_in_another_form_are_no_change() {
+    let sim = start_sim();
+    let dir = PutDir::with_sample_app();
+    let domain = &sim.info().domain;
+    // Routes out of CC's alphabetical order, memory in MB, disk with a hyphen, an unlimited log rate and the
+    // deprecated health-check type `none`: each would be a false change if sent as written.
+    dir.write(
+        "ci/manifest.yml",
+        &format!(
+            "applications:\n- name: myapp\n  instances: 1\n  memory: 64MB\n  disk-quota: 256M\n  \
+             log-rate-limit-per-second: -1\n  health-check-type: none\n  routes:\n  - route: zz-myapp.{domain}\n  \
+             - route: myapp.{domain}\n"
+        ),
+    );
+    let mut params = params("v1");
+    params["verify"] = json!([]);
+    deploy(&sim, &dir, "myapp", params.clone());
+    assert_skips(&sim, &dir, params);
 }
