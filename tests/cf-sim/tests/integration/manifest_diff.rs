@@ -182,6 +182,9 @@ async fn bad_requests_are_refused_as_cc_refuses_them() {
         "CF-MessageParseError",
         "Request invalid due to parse error: invalid request body",
     );
+    let twice = post_yaml(&api, "manifest_diff", "application/x-yaml", "applications: []\napplications: []\n").await;
+    assert_eq!(twice.status, 422, "{}", twice.text());
+    assert!(twice.text().contains("does not model a manifest with a duplicate key"), "{}", twice.text());
     let broken = post_yaml(&api, "manifest_diff", "application/x-yaml", "applications: [\n").await;
     assert_error(&broken, 500, 10001, "UnknownError", "An unknown error occurred.");
 

@@ -190,7 +190,13 @@ fn parsed_yaml(raw: &[u8]) -> ApiResult<Mapping> {
         // Psych.safe_load("") is false.
         return Err(ApiError::message_parse("invalid request body"));
     }
-    let document: Yaml = serde_norway::from_slice(raw).map_err(|_| ApiError::unhandled())?;
+    let document: Yaml = serde_norway::from_slice(raw).map_err(|e| {
+        if e.to_string().contains("duplicate entry") {
+            ApiError::unprocessable("cf-sim does not model a manifest with a duplicate key (Psych keeps the last one)")
+        } else {
+            ApiError::unhandled()
+        }
+    })?;
     // Psych.safe_load(aliases: false) raises Psych::BadAlias on an alias (an anchor alone is read).
     if has_alias(&String::from_utf8_lossy(raw)) {
         return Err(ApiError::bad_request("Manifest does not support Anchors and Aliases"));
