@@ -100,7 +100,9 @@ fn recorded(app: &App) -> Option<Audit> {
 struct Comparison {
     bits_same: bool,
     manifest_digest_same: bool,
-    /// `manifest_diff`'s answer (`None`: not asked).
+    /// Whether the foundation was asked (the digests alone already tell a change otherwise).
+    asked: bool,
+    /// `manifest_diff`'s answer (`None`: not asked, or it failed: a Cloud Controller without it).
     diff: Option<Vec<DiffEntry>>,
     /// The names of the env vars the put would set to another value (`None`: not asked).
     env_changed: Option<Vec<String>>,
@@ -116,8 +118,8 @@ impl Comparison {
         [
             (self.bits_same, "the bits"),
             (self.manifest_digest_same, "the manifest (since the last deploy)"),
-            (self.diff.is_none() || none_in(&self.diff), "the manifest (as Cloud Foundry sees it)"),
-            (self.env_changed.is_none() || none_in(&self.env_changed), "the env"),
+            (!self.asked || none_in(&self.diff), "the manifest (as Cloud Foundry sees it)"),
+            (!self.asked || none_in(&self.env_changed), "the env"),
         ]
         .into_iter()
         .filter_map(|(same, what)| (!same).then_some(what))
@@ -171,13 +173,22 @@ async fn compare(
             }
         };
         let yaml = fingerprint.manifest.diff_yaml(&bound);
-        let diff =
-            cf.manifests().diff(space_guid, &yaml).await.context("asking Cloud Foundry for the manifest diff")?;
-        anyhow::Ok(diff.diff)
+        // An endpoint CC calls experimental, and one older Cloud Controllers lack: without its answer the manifest
+        // counts as changed, and the put deploys.
+        match cf.manifests().diff(space_guid, &yaml).await {
+            Ok(diff) => anyhow::Ok(Some(diff.diff)),
+            Err(e) => {
+                log::warn(format_args!(
+                    "skip_unchanged: Cloud Foundry's manifest diff failed, so the manifest counts as changed: {e}"
+                ));
+                Ok(None)
+            }
+        }
     };
     let (env, diff) = tokio::try_join!(env, diff)?;
+    comparison.asked = true;
     comparison.env_changed = Some(env);
-    comparison.diff = Some(diff);
+    comparison.diff = diff;
     Ok(comparison)
 }
 
@@ -231,7 +242,9 @@ pub(crate) async fn describe(ctx: &Context, production: &App) -> Result<()> {
     ));
     log::info(format_args!("skip_unchanged: manifest since the last deploy {}", said(comparison.manifest_digest_same)));
     let diff = comparison.diff.as_deref().unwrap_or_default();
-    log::info(format_args!("skip_unchanged: manifest diff from Cloud Foundry: {} change(s)", diff.len()));
+    if comparison.diff.is_some() {
+        log::info(format_args!("skip_unchanged: manifest diff from Cloud Foundry: {} change(s)", diff.len()));
+    }
     for entry in diff {
         let show = |v: &Option<serde_json::Value>| v.as_ref().map_or("-".to_owned(), ToString::to_string);
         log::output(&format!("{} {}: {} → {}", entry.op, entry.path, show(&entry.was), show(&entry.value)));

@@ -9,11 +9,14 @@ use std::collections::BTreeMap;
 
 use cf_blue_green_resource::cf::processes::Scale;
 use cf_sim::Sim;
+use cf_sim::config::CcApiVersion;
 use serde_json::{Value, json};
 
 use crate::util::deploy::{PutDir, app_named, deploy, manifest, out};
 use crate::util::run_resource;
-use crate::util::sim::{check_request, connect, describe_requests, resource_requests, source, start_sim};
+use crate::util::sim::{
+    check_request, connect, describe_requests, resource_requests, source, start_sim, start_sim_with,
+};
 
 /// A secret env value that must never be printed.
 const SECRET: &str = "hunter2-skip-unchanged";
@@ -176,4 +179,20 @@ fn values_cf_presents_in_another_form_are_no_change() {
     params["verify"] = json!([]);
     deploy(&sim, &dir, "myapp", params.clone());
     assert_skips(&sim, &dir, params);
+}
+
+#[test]
+fn a_cloud_controller_without_manifest_diff_makes_the_put_deploy_saying_why() {
+    // manifest_diff came with CC API 3.88.0; the resource runs against 3.86.0 on.
+    let sim = start_sim_with(|c| c.cc_api_version = CcApiVersion(3, 87, 0));
+    let dir = PutDir::with_sample_app();
+    write_manifest(&sim, &dir, 1, &[]);
+    deploy(&sim, &dir, "myapp", params("v1"));
+    let (answer, log) = put(&sim, &dir, params("v1"));
+    assert_eq!(metadata(&answer, "skipped"), Value::Null, "{answer}");
+    assert!(
+        log.contains("skip_unchanged: Cloud Foundry's manifest diff failed, so the manifest counts as changed"),
+        "{log}"
+    );
+    assert!(log.contains("skip_unchanged: the manifest (as Cloud Foundry sees it) changed; deploying"), "{log}");
 }
