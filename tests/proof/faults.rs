@@ -6,6 +6,11 @@
 //! - `timeout`: call k is answered only after the client's request timeout (made 1 s with
 //!   `CF_BG_REQUEST_TIMEOUT`); the sim still processes it late, as CC does.
 //!
+//! The requests to route policies (production's listed before the lock, one created for the candidate, the older
+//! previous version's listed and deleted) fail too, each picked by its method and path (a call index may land on
+//! another request, as requests made side by side come in varying order): with a seeded kind each, with every
+//! kind under `PROOF_FULL`.
+//!
 //! The same for the calls of a canary (`params.canary`): from scaling the candidate down for it, through mapping it
 //! beside production and reading both apps' traffic from Log Cache, to scaling it back to full size.
 //!
@@ -58,6 +63,8 @@ impl std::fmt::Display for Call {
 enum Case {
     /// Call number `index` (from 1) fails like `kind`.
     Call { index: usize, kind: Kind },
+    /// The `nth` request (from 1) of `method` to `path` (a fault's pattern) fails like `kind`.
+    Request { method: &'static str, path: &'static str, nth: u64, kind: Kind },
     /// Tokens live `ttl_secs`, and the `/v3` call number `rejected_at` is refused with CF-InvalidAuthToken.
     Token { ttl_secs: u64, rejected_at: usize },
 }
@@ -101,24 +108,40 @@ fn record_calls(lane: &mut Lane, params: Params) -> Vec<Call> {
         .collect()
 }
 
+impl Case {
+    /// How the call fails, for the cases of one call.
+    fn kind(&self) -> Option<Kind> {
+        match self {
+            Case::Call { kind, .. } | Case::Request { kind, .. } => Some(*kind),
+            Case::Token { .. } => None,
+        }
+    }
+}
+
+/// A fault failing the `nth` request of `method` (any when `None`) to `path` like `kind`.
+fn call_fault(method: Option<&str>, path: &str, nth: u64, kind: Kind) -> Fault {
+    Fault {
+        method: method.map(str::to_owned),
+        path: path.into(),
+        nth,
+        times: match kind {
+            Kind::Status500 => u64::from(RetryPolicy::default().max_attempts),
+            Kind::Drop | Kind::Timeout => 1,
+        },
+        action: match kind {
+            Kind::Status500 => {
+                FaultAction::Status { status: 500, code: None, title: None, detail: Some("injected".into()) }
+            }
+            Kind::Drop => FaultAction::DropAfter,
+            Kind::Timeout => FaultAction::Delay { ms: LATE_ANSWER.as_millis() as u64 },
+        },
+    }
+}
+
 fn fault_for(case: &Case) -> Fault {
     match case {
-        Case::Call { index, kind } => Fault {
-            method: None,
-            path: "/**".into(),
-            nth: *index as u64,
-            times: match kind {
-                Kind::Status500 => u64::from(RetryPolicy::default().max_attempts),
-                Kind::Drop | Kind::Timeout => 1,
-            },
-            action: match kind {
-                Kind::Status500 => {
-                    FaultAction::Status { status: 500, code: None, title: None, detail: Some("injected".into()) }
-                }
-                Kind::Drop => FaultAction::DropAfter,
-                Kind::Timeout => FaultAction::Delay { ms: LATE_ANSWER.as_millis() as u64 },
-            },
-        },
+        Case::Call { index, kind } => call_fault(None, "/**", *index as u64, *kind),
+        Case::Request { method, path, nth, kind } => call_fault(Some(method), path, *nth, *kind),
         Case::Token { rejected_at, .. } => Fault {
             method: None,
             path: "/v3/**".into(),
@@ -143,6 +166,7 @@ fn run_case(lane: &mut Lane, case: &Case, calls: &[Call], params: Params) -> Str
         Case::Call { index, kind } => {
             format!("{} at call {index}/{} ({})", kind.label(), calls.len(), calls[index - 1])
         }
+        Case::Request { method, path, nth, kind } => format!("{} at {method} {path} number {nth}", kind.label()),
         Case::Token { ttl_secs, rejected_at } => {
             format!("tokens living {ttl_secs}s, and the token rejected at /v3 call {rejected_at}")
         }
@@ -153,18 +177,16 @@ fn run_case(lane: &mut Lane, case: &Case, calls: &[Call], params: Params) -> Str
         lane.sim.set_token_ttl(Duration::from_secs(*ttl_secs));
     }
     lane.sim.add_fault(fault_for(case));
-    let env: &[(&str, &str)] = if matches!(case, Case::Call { kind: Kind::Timeout, .. }) {
-        &[("CF_BG_REQUEST_TIMEOUT", CLIENT_TIMEOUT)]
-    } else {
-        &[]
-    };
+    let env: &[(&str, &str)] =
+        if case.kind() == Some(Kind::Timeout) { &[("CF_BG_REQUEST_TIMEOUT", CLIENT_TIMEOUT)] } else { &[] };
     let first = lane.out_with(params(lane, &version), env);
     let fired = lane.sim.faults().first().map_or(0, |f| f.fired);
+    assert!(fired > 0 || !matches!(case, Case::Request { .. }), "{description}: the request was never made");
     lane.sim.clear_faults();
     if let Case::Token { .. } = case {
         lane.sim.set_token_ttl(Duration::from_secs(1200));
     }
-    if matches!(case, Case::Call { kind: Kind::Timeout, .. }) {
+    if case.kind() == Some(Kind::Timeout) {
         // The sim answers the late request after the client gave up; let it land before looking.
         std::thread::sleep(LATE_ANSWER);
     }
@@ -179,7 +201,7 @@ fn run_case(lane: &mut Lane, case: &Case, calls: &[Call], params: Params) -> Str
     let outcome = assert_clean_outcome(&first, &context);
     let mut late_journal = false;
     match &outcome {
-        Outcome::Succeeded if matches!(case, Case::Call { kind: Kind::Timeout, .. }) => {
+        Outcome::Succeeded if case.kind() == Some(Kind::Timeout) => {
             late_journal = lane.assert_only_production_but_late_journal(&format!("{context}, which succeeded"));
         }
         Outcome::Succeeded => lane.assert_settled(&version, &format!("{context}, which succeeded")),
@@ -260,7 +282,30 @@ fn canary_cases(calls: &[Call], rng: &mut Rng) -> Vec<Case> {
         .collect()
 }
 
-/// The cases to run: everything with `PROOF_FULL`, else a seeded handful.
+/// The route-policy requests of a deploy, in order: production's listed before the lock, one created for the
+/// candidate, the older previous version's listed and deleted with it.
+const ROUTE_POLICY_REQUESTS: [(&str, &str, u64); 4] = [
+    ("GET", "/v3/route_policies", 1),
+    ("POST", "/v3/route_policies", 1),
+    ("GET", "/v3/route_policies", 2),
+    ("DELETE", "/v3/route_policies/:guid", 1),
+];
+
+/// Each route-policy request failing: with every kind under `PROOF_FULL`, else with a seeded one. (A call index
+/// of the cases of every call may land on another request than the recorded one, as requests made side by side
+/// come in another order.)
+fn route_policy_cases(rng: &mut Rng) -> Vec<Case> {
+    let kinds = [Kind::Status500, Kind::Drop, Kind::Timeout];
+    ROUTE_POLICY_REQUESTS
+        .iter()
+        .flat_map(|&(method, path, nth)| {
+            let chosen = if harness::full() { kinds.to_vec() } else { rng.sample(&kinds, 1) };
+            chosen.into_iter().map(move |kind| Case::Request { method, path, nth, kind })
+        })
+        .collect()
+}
+
+/// The cases to run: everything with `PROOF_FULL`, else a seeded handful; and the route-policy requests.
 fn cases(calls: &[Call], rng: &mut Rng) -> Vec<Case> {
     let kinds = [Kind::Status500, Kind::Drop, Kind::Timeout];
     let v3_calls = calls.iter().filter(|c| c.template.starts_with("/v3")).count();
@@ -272,6 +317,7 @@ fn cases(calls: &[Call], rng: &mut Rng) -> Vec<Case> {
         let mut all: Vec<Case> =
             kinds.iter().flat_map(|&kind| (1..=calls.len()).map(move |index| Case::Call { index, kind })).collect();
         all.extend((0..4).map(|_| token(rng)));
+        all.extend(route_policy_cases(rng));
         return all;
     }
     let mut some: Vec<Case> = kinds
@@ -282,6 +328,7 @@ fn cases(calls: &[Call], rng: &mut Rng) -> Vec<Case> {
         })
         .collect();
     some.push(token(rng));
+    some.extend(route_policy_cases(rng));
     some
 }
 
@@ -295,6 +342,13 @@ fn every_api_call_of_a_deploy_can_fail_and_production_never_notices() {
     for (i, call) in calls.iter().enumerate() {
         eprintln!("  {:>3}. {call}", i + 1);
     }
+    let route_policies: Vec<(&str, &str)> = calls
+        .iter()
+        .filter(|c| c.template.starts_with("/v3/route_policies"))
+        .map(|c| (c.method.as_str(), c.template.as_str()))
+        .collect();
+    let expected: Vec<(&str, &str)> = ROUTE_POLICY_REQUESTS.iter().map(|&(method, path, _)| (method, path)).collect();
+    assert_eq!(route_policies, expected, "the route-policy requests of a deploy");
     let cases = cases(&calls, &mut rng);
     let lanes = if harness::full() { 6 } else { 2 };
     let failed = ("faults", json!({"injected": 1, "survived": 0}));

@@ -191,6 +191,17 @@ impl Lane {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let cf = runtime.block_on(crate::util::sim::connect(&lane.sim));
         let _: Value = runtime.block_on(cf.post("/networking/v1/external/policies", &policy)).unwrap();
+        // Production and its previous version may call the production route over mTLS (its domain enforces route
+        // policies): every deploy carries production's route policy, and a version deleted takes its own along.
+        let enforce = json!({"enforce_route_policies": true, "route_policies_scope": "any"});
+        let domain = format!("/_sim/domains/{}", lane.sim.info().domain);
+        let _: Value = runtime.block_on(cf.patch(&domain, &enforce)).unwrap();
+        let route = lane.production_route();
+        for app in [APP.to_owned(), format!("{APP}-previous")] {
+            let source = format!("cf:app:{}", app_named(&lane.sim, &app).unwrap()["guid"].as_str().unwrap());
+            let policy = json!({"source": source, "relationships": {"route": {"data": {"guid": route}}}});
+            let _: Value = runtime.block_on(cf.post("/v3/route_policies", &policy)).unwrap();
+        }
         let mut probe = LoadConfig::new(&lane.sim.info().router, &lane.host());
         probe.requests_per_second = lane.config.probe_rate;
         probe.slow_every = 10;
@@ -201,6 +212,13 @@ impl Lane {
 
     pub fn host(&self) -> String {
         format!("{APP}.{}", self.sim.info().domain)
+    }
+
+    /// The guid of the production route.
+    fn production_route(&self) -> Value {
+        let state = self.sim.state_dump();
+        let route = state["routes"].as_array().unwrap().iter().find(|r| r["name"] == self.host()).cloned();
+        route.expect("the production route")["guid"].clone()
     }
 
     /// A fresh version name, `<tag>-<n>`.
@@ -311,6 +329,20 @@ impl Lane {
             "ports": [8080, 8080]});
         let policies = state["network_policies"].as_array().unwrap();
         assert!(policies.contains(&own), "{context}: production keeps its network policy: {policies:?}");
+        let route = self.production_route();
+        let mut routed: Vec<Value> =
+            state["route_policies"].as_array().unwrap().iter().map(|p| json!([p["source"], p["route"]])).collect();
+        routed.sort_by_key(Value::to_string);
+        let mut kept: Vec<Value> = [APP.to_owned(), format!("{APP}-previous")]
+            .iter()
+            .map(|name| app_named(&self.sim, name).unwrap()["guid"].as_str().unwrap().to_owned())
+            .map(|guid| json!([format!("cf:app:{guid}"), route]))
+            .collect();
+        kept.sort_by_key(Value::to_string);
+        assert_eq!(
+            routed, kept,
+            "{context}: production and its previous version keep their route policies, no other app has one"
+        );
         self.wait_serving(version);
     }
 

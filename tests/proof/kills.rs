@@ -3,7 +3,7 @@
 //! housekeeping, and at seeded random instants of a deploy. Production must
 //! serve every probe request throughout (a candidate killed before the swap never serving it), and the next
 //! `out` must recover from the journal and deploy, leaving exactly `myapp` and `myapp-previous` and only the
-//! production route. Deploys with a canary are killed at each of its steps too: the candidate serves beside
+//! production route, with production's network and route policies and none of a deleted app. Deploys with a canary are killed at each of its steps too: the candidate serves beside
 //! production then, and the next `out` unmaps it.
 
 use std::sync::Arc;
@@ -60,6 +60,8 @@ fn boundaries() -> Vec<Point> {
         Point::Line("running the task 'migrate'"),
         Point::Line("│ migrating to"),
         Point::Line("the task 'migrate' succeeded"),
+        // Production's route policy is created right after this line, and its network policy after the next.
+        Point::Line("carrying 1 route policies of production to myapp-green"),
         Point::Line("carrying 1 network policies of production to myapp-green"),
         Point::Line("myapp-green is running"),
         Point::Line("[4/7] Verifying"),
