@@ -2,13 +2,17 @@
 //! Concourse's `idtoken`), which the sim's UAA checks as UAA checks a federated client credential. A valid
 //! assertion deploys; an expired, wrong-issuer, wrong-audience or tampered one fails with one line that says why,
 //! exit 1, nothing on stdout, nothing changed on the foundation, and the assertion never in the output.
+//!
+//! The same for a *user* of an OpenID Connect identity provider the sim's UAA trusts (Concourse registered as
+//! one): `source.user_assertion` logs the assertion's subject in with UAA's JWT bearer grant, asked for by a client
+//! with its secret.
 
-use cf_sim::config::JwtClient;
+use cf_sim::config::{JwtClient, OidcProvider};
 use cf_sim::{AssertionIssuer, Sim, SimConfig};
 use serde_json::{Value, json};
 
 use crate::util::deploy::{BUILD_ENV, PutDir, apps, manifest};
-use crate::util::sim::{out_request, resource_requests, source, start_sim_with};
+use crate::util::sim::{check_request, out_request, resource_requests, source, start_sim_with};
 use crate::util::{Run, run_resource};
 
 /// Concourse's issuer is its external URL.
@@ -48,21 +52,40 @@ fn token_endpoint(sim: &Sim) -> String {
 /// checks that neither the assertion nor its signature was printed (the secrets scan of [`run_resource`] checks
 /// the assertion's other forms and every token the sim issued).
 fn out_with_assertion(sim: &Sim, put: &PutDir, assertion: &str) -> Run {
+    let source = keyless_source(sim, json!({"client_id": CLIENT, "client_assertion": assertion}));
+    out_keyless(put, &source, assertion)
+}
+
+/// The source of [`APP`] with `credentials` in place of the user and password, every request traced (no line may
+/// carry the assertion).
+fn keyless_source(sim: &Sim, credentials: Value) -> Value {
     let mut source: Value = source(sim, APP);
     let fields = source.as_object_mut().unwrap();
     fields.remove("username");
     fields.remove("password");
-    fields.insert("client_id".into(), json!(CLIENT));
-    fields.insert("client_assertion".into(), json!(assertion));
-    // Every request traced too: no line may carry the assertion.
+    fields.extend(credentials.as_object().unwrap().clone());
     fields.insert("verbose".into(), json!(true));
+    source
+}
+
+/// Runs `out` with `source` and checks that `assertion` was not printed.
+fn out_keyless(put: &PutDir, source: &Value, assertion: &str) -> Run {
     let params = json!({"path": "app", "manifest": "ci/manifest.yml"});
-    let run = run_resource("out", &[put.path().to_str().unwrap()], &out_request(&source, Some(params)), BUILD_ENV);
-    eprintln!("---- out with a client assertion exited {}\n{}", run.status, run.stderr);
+    let run = run_resource("out", &[put.path().to_str().unwrap()], &out_request(source, Some(params)), BUILD_ENV);
+    eprintln!("---- out with an assertion exited {}\n{}", run.status, run.stderr);
+    assert_not_printed(&run, assertion);
+    run
+}
+
+/// Neither the assertion nor its signature is in the output (the secrets scan of [`run_resource`] checks the
+/// assertion's other forms and every token the sim issued).
+fn assert_not_printed(run: &Run, assertion: &str) {
     assert!(!run.stdout.contains(assertion) && !run.stderr.contains(assertion), "the assertion was printed");
     let signature = assertion.rsplit('.').next().unwrap();
-    assert!(!run.stderr.contains(signature), "the assertion's signature was printed");
-    run
+    assert!(
+        !run.stdout.contains(signature) && !run.stderr.contains(signature),
+        "the assertion's signature was printed"
+    );
 }
 
 fn put_dir(sim: &Sim) -> PutDir {
@@ -200,13 +223,127 @@ fn an_older_uaa_refuses_an_idtoken_without_jti_naming_the_missing_claim() {
 /// The README's keyless pipeline is a source the resource takes once Concourse has put a token in it.
 #[test]
 fn the_readmes_keyless_pipeline_has_a_valid_source() {
-    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let section = readme.split("### Keyless login with Concourse's `idtoken`").nth(1).expect("the README's section");
-    let yaml = section.split("```yaml\n").nth(1).and_then(|block| block.split("```").next()).expect("its pipeline");
-    let token = AssertionIssuer::generate(CI).idtoken("main", "myapp", "https://uaa.sys.example.com/oauth/token", 3600);
-    let pipeline: Value = serde_norway::from_str(&yaml.replace("((idtoken:token))", &token)).unwrap();
-    assert_eq!(pipeline["var_sources"][0]["type"], "idtoken");
+    let audience = "https://uaa.sys.example.com/oauth/token";
+    let (pipeline, token) = readme_pipeline("### Keyless login with Concourse's `idtoken`", audience);
     let source = pipeline["resources"][0]["source"].clone();
     assert_eq!(source["client_assertion"], json!(token));
     cf_blue_green_resource::config::Source::parse(source).expect("the README's source parses");
+}
+
+/// The README's pipeline for a user names the provider's relyingPartyId as the audience and parses.
+#[test]
+fn the_readmes_pipeline_for_a_user_has_a_valid_source() {
+    let (pipeline, token) = readme_pipeline("#### Logging in as a user with the token", RELYING_PARTY);
+    assert_eq!(pipeline["var_sources"][0]["config"]["audience"], json!([RELYING_PARTY]));
+    let source = pipeline["resources"][0]["source"].clone();
+    assert_eq!(source["user_assertion"], json!(token));
+    cf_blue_green_resource::config::Source::parse(source).expect("the README's source parses");
+}
+
+/// The first pipeline of the README's section under `heading`, as Concourse gives it to the resource: with an
+/// idtoken for `audience` in place of `((idtoken:token))` (returned too).
+fn readme_pipeline(heading: &str, audience: &str) -> (Value, String) {
+    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme.split(heading).nth(1).expect("the README's section");
+    let yaml = section.split("```yaml\n").nth(1).and_then(|block| block.split("```").next()).expect("its pipeline");
+    let token = AssertionIssuer::generate(CI).idtoken("main", "myapp", audience, 3600);
+    let pipeline: Value = serde_norway::from_str(&yaml.replace("((idtoken:token))", &token)).unwrap();
+    assert_eq!(pipeline["var_sources"][0]["type"], "idtoken");
+    (pipeline, token)
+}
+
+/// The origin key and `relyingPartyId` of Concourse as the sim's OIDC identity provider.
+const IDP: &str = "concourse";
+const RELYING_PARTY: &str = "cf-deploy";
+/// The client with the JWT bearer grant (its secret is the sim's generated one).
+const USER_CLIENT: &str = "concourse-login";
+
+/// A sim whose UAA trusts `ci` as the OIDC identity provider [`IDP`], adding shadow users, and lets its client use
+/// the JWT bearer grant.
+fn sim_with_idp(ci: &AssertionIssuer) -> Sim {
+    start_sim_with(|config| {
+        config.oidc_providers = vec![OidcProvider {
+            origin: IDP.into(),
+            relying_party_id: RELYING_PARTY.into(),
+            user_name_claim: None,
+            issuer: ci.trusted(),
+        }];
+        config.client_id = Some(USER_CLIENT.into());
+        config.jwt_bearer_clients = vec![USER_CLIENT.into()];
+    })
+}
+
+/// The source of [`APP`] for the user of `assertion`, asked for by the sim's client.
+fn user_source(sim: &Sim, assertion: &str) -> Value {
+    let info = sim.info();
+    keyless_source(
+        sim,
+        json!({"client_id": info.client_id, "client_secret": info.client_secret, "user_assertion": assertion}),
+    )
+}
+
+#[test]
+fn a_deploy_and_a_check_log_in_as_the_user_of_a_signed_assertion() {
+    let ci = AssertionIssuer::generate(CI);
+    let sim = sim_with_idp(&ci);
+    let put = put_dir(&sim);
+    // As Concourse makes it with `audience: [cf-deploy]`: no jti, the pipeline as subject.
+    let assertion = ci.idtoken_without_jti("main", "shop", RELYING_PARTY, 3600);
+    let source = user_source(&sim, &assertion);
+    let run = out_keyless(&put, &source, &assertion);
+    assert_eq!(run.status, 0, "out failed: {}", run.last_line());
+    assert!(apps(&sim).contains(&(APP.to_owned(), "STARTED".to_owned())), "{:?}", apps(&sim));
+    let check = run_resource("check", &[], &check_request(&source, None), &[]);
+    assert_eq!(check.status, 0, "check failed: {}", check.stderr);
+    assert_not_printed(&check, &assertion);
+    let versions: Value = serde_json::from_str(&check.stdout).unwrap();
+    assert_eq!(versions.as_array().map(Vec::len), Some(1), "{versions}");
+    let answers = token_answers(&sim);
+    assert!(!answers.is_empty() && answers.iter().all(|status| *status == 200), "{answers:?}");
+}
+
+/// Runs `out` for the user of `assertion`, which the UAA must refuse, and checks the failure contract and that the
+/// Cloud Controller was asked nothing beyond discovery.
+fn user_refused(sim: Sim, assertion: &str, expected: &str) {
+    let put = put_dir(&sim);
+    sim.reset_request_log();
+    let run = out_keyless(&put, &user_source(&sim, assertion), assertion);
+    run.assert_clean_failure(expected);
+    assert!(apps(&sim).is_empty(), "an app was created: {:?}", apps(&sim));
+    let cc: Vec<_> = resource_requests(&sim).into_iter().filter(|r| r.listener == "api" && r.path != "/").collect();
+    assert!(cc.is_empty(), "the Cloud Controller was asked: {cc:?}");
+}
+
+#[test]
+fn an_expired_user_assertion_is_not_sent_and_the_line_says_when_it_expired() {
+    let ci = AssertionIssuer::generate(CI);
+    user_refused(
+        sim_with_idp(&ci),
+        &ci.idtoken("main", "shop", RELYING_PARTY, -30),
+        "the user assertion of client 'concourse-login' expired at ",
+    );
+}
+
+#[test]
+fn a_user_assertion_of_an_untrusted_issuer_is_refused_naming_the_issuer() {
+    let ci = AssertionIssuer::generate(CI);
+    let rogue = AssertionIssuer::generate("https://rogue-ci.example.com");
+    user_refused(
+        sim_with_idp(&ci),
+        &rogue.idtoken("main", "shop", RELYING_PARTY, 3600),
+        "(401 unauthorized: Unable to map issuer, https://rogue-ci.example.com , to a single registered provider): \
+         the issuer 'https://rogue-ci.example.com' is not trusted",
+    );
+}
+
+#[test]
+fn a_user_assertion_without_the_relying_party_in_its_audience_is_refused_naming_it() {
+    let ci = AssertionIssuer::generate(CI);
+    let sim = sim_with_idp(&ci);
+    let token_endpoint = token_endpoint(&sim);
+    user_refused(
+        sim,
+        &ci.idtoken("main", "shop", &token_endpoint, 3600),
+        "(401 invalid_token: Some parties were not in the token audience: cf-deploy): its audience",
+    );
 }
