@@ -25,8 +25,19 @@ fn var_value(name: &str) -> Value {
         "cf.ca_cert" | "cf-prod.ca_cert" => {
             json!("-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUexample\n-----END CERTIFICATE-----\n")
         }
+        "idtoken:token" => json!(idtoken()),
         other => json!(format!("{other}-value")),
     }
+}
+
+/// A token shaped like the one Concourse's `idtoken` var source gives (a compact JWS with its claims); the
+/// signature is never checked here.
+fn idtoken() -> String {
+    use base64::Engine;
+    let b64 = |json: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string());
+    let claims = json!({"iss": "https://ci.example.com", "sub": "main/myapp", "aud": ["cf-deploy"],
+        "iat": 1_767_225_600, "exp": 1_767_229_200, "team": "main", "pipeline": "myapp", "job": "deploy"});
+    format!("{}.{}.c2lnbmF0dXJl", b64(json!({"alg": "RS256", "kid": "1"})), b64(claims))
 }
 
 /// The files each example's smoke-test program opens besides itself (as the example's comments say), by the
