@@ -16,10 +16,10 @@ static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 const MIN_LINE: usize = 8;
 
 /// Remembers `secret` so that it, and the forms it takes inside JSON strings, URL-encoded and form-encoded
-/// bodies, and text folded onto one line, are masked in all later output. Empty values are ignored: there is
-/// nothing to hide and they would match everywhere.
+/// bodies, and text folded onto one line, are masked in all later output. Empty and blank values are ignored:
+/// there is nothing to hide and they would match everywhere (a blank one between every two words).
 pub(crate) fn register(secret: &str) {
-    if secret.is_empty() {
+    if secret.trim().is_empty() {
         return;
     }
     let json_escaped = serde_json::to_string(secret).expect("a string always serializes");
@@ -157,8 +157,10 @@ mod tests {
     }
 
     #[test]
-    fn empty_secret_is_ignored() {
+    fn empty_and_blank_secrets_are_ignored() {
         register("");
-        assert_eq!(redact("abc"), "abc");
+        register(" ");
+        register("\t\n");
+        assert_eq!(redact("a b\tc"), "a b\tc");
     }
 }
