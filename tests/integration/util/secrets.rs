@@ -1,5 +1,5 @@
 //! The secrets scan: every stdout and stderr a resource binary writes in a test is searched for every secret
-//! that run could have leaked — the password, client secret or client assertion of its `source`,
+//! that run could have leaked — the password, client secret, client assertion or user assertion of its `source`,
 //! `docker_password` and `secret_environment_variables` values of its `params`, secret-looking values of its
 //! environment, and every access and refresh token the cf-sim behind `source.api` has issued so far.
 //! A leak fails the test (naming what leaked, never printing it whole) and is counted in the proof summary.
@@ -23,7 +23,7 @@ pub fn secrets_of(stdin: &str, env: &[(&str, &str)]) -> Vec<Secret> {
     let mut found = Vec::new();
     let request: Value = serde_json::from_str(stdin).unwrap_or(Value::Null);
     let source = &request["source"];
-    for key in ["password", "client_secret", "client_assertion"] {
+    for key in ["password", "client_secret", "client_assertion", "user_assertion"] {
         if let Some(value) = source[key].as_str() {
             found.push(Secret { what: format!("source.{key}"), value: value.to_owned() });
         }
