@@ -18,11 +18,14 @@ pub struct ManifestDiff {
     pub diff: Vec<DiffEntry>,
 }
 
-/// One JSON-Patch-like change: `{"op":"replace","path":"/applications/0/memory","was":"256M","value":"512M"}`.
+/// One JSON-Patch-like change: `{"op":"replace","path":"/applications/0/memory","was":"256M","value":"512M"}`;
+/// a `move` carries `from` (relative to the array, e.g. `"/0"`) and neither `was` nor `value`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct DiffEntry {
     pub op: String,
     pub path: String,
+    #[serde(default)]
+    pub from: Option<String>,
     #[serde(default)]
     pub was: Option<serde_json::Value>,
     #[serde(default)]

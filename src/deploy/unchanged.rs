@@ -247,7 +247,10 @@ pub(crate) async fn describe(ctx: &Context, production: &App) -> Result<()> {
     }
     for entry in diff {
         let show = |v: &Option<serde_json::Value>| v.as_ref().map_or("-".to_owned(), ToString::to_string);
-        log::output(&format!("{} {}: {} → {}", entry.op, entry.path, show(&entry.was), show(&entry.value)));
+        match &entry.from {
+            Some(from) => log::output(&format!("{} {}: from {from}", entry.op, entry.path)),
+            None => log::output(&format!("{} {}: {} → {}", entry.op, entry.path, show(&entry.was), show(&entry.value))),
+        }
     }
     match comparison.env_changed.as_deref().unwrap_or_default() {
         [] => log::info("skip_unchanged: env unchanged"),

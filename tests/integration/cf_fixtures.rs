@@ -393,6 +393,11 @@ fn manifest_diff() {
     assert_eq!(diff.diff[0].op, "remove");
     assert_eq!(diff.diff[2].path, "/applications/2/processes/1/memory");
     assert_eq!(diff.diff[2].value, Some(serde_json::json!("512M")));
+    // json-diff's `move` (a reordered array) names where the element came from and carries no value.
+    let moved: ManifestDiff =
+        serde_json::from_str(r#"{"diff":[{"op":"move","path":"/applications/0/routes/0","from":"/1"}]}"#).unwrap();
+    assert_eq!(moved.diff[0].from.as_deref(), Some("/1"));
+    assert_eq!(moved.diff[0].value, None);
 }
 
 #[test]
