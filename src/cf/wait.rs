@@ -5,6 +5,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use reqwest::{Method, Url};
 use tokio::time::Instant;
 
@@ -21,13 +23,21 @@ pub enum Poll<T> {
     Pending,
 }
 
+/// How many checks of one [`Wait`] may be waiting for their answers at once.
+const IN_FLIGHT: usize = 2;
+
+/// How long a [`Wait`] polls at its first interval before backing off: most of CF's short steps (a job, a
+/// package's processing, a small app's staging or start) end within it.
+const BRISK: Duration = Duration::from_secs(1);
+
 type OnPoll<'a> = Box<dyn FnMut(u32, Duration) + Send + 'a>;
 
-/// A bounded poll loop: checks at once, then 100 ms after that check was sent, backing off by a quarter each
-/// time to 3 s (so short waits end promptly and long ones settle at the CLI's interval), and gives up with
-/// [`Error::Timeout`] at the deadline. Never waits without one. A check is never sent before the answer to the
-/// previous one is back, and a slow answer counts towards the interval: on a far API, whose answers take longer
-/// than the interval, the next check goes out as soon as the previous answer is in.
+/// A bounded poll loop: checks at once, then every 100 ms for the first second ([`BRISK`]), then backing off by
+/// a quarter each time to 3 s (so short waits end promptly and long ones settle at the CLI's interval), and gives
+/// up with [`Error::Timeout`] at the deadline. Never waits without one. Checks go out on that schedule whether or not the
+/// previous answer is back, at most [`IN_FLIGHT`] at a time: on a far API, whose answers take longer than the
+/// interval, CF finishing is seen up to half an interval sooner than if each check waited for the one before;
+/// on a near one there is only ever one in flight. The first answer that is ready ends the wait.
 pub struct Wait<'a> {
     what: String,
     timeout: Duration,
@@ -55,7 +65,8 @@ impl<'a> Wait<'a> {
         self
     }
 
-    /// Polls `check` until it is ready, fails, or the deadline passes.
+    /// Polls `check` until it is ready, fails, or the deadline passes (a check is sent at the deadline, and the
+    /// wait times out when every answer is in and none was ready).
     pub async fn until<T, F, Fut>(mut self, mut check: F) -> Result<T>
     where
         F: FnMut() -> Fut,
@@ -64,21 +75,39 @@ impl<'a> Wait<'a> {
         let started = Instant::now();
         let deadline = started + self.timeout;
         let mut delay = self.initial;
-        let mut polls = 0u32;
+        let mut answers = 0u32;
+        let mut in_flight = FuturesUnordered::new();
+        // When the next check is due; `None` once the one at the deadline is sent.
+        let mut next = Some(started);
         loop {
-            polls += 1;
-            let sent = Instant::now();
-            if let Poll::Ready(value) = check().await? {
-                return Ok(value);
+            let due = next.filter(|_| in_flight.len() < IN_FLIGHT);
+            tokio::select! {
+                biased;
+                Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
+                    answers += 1;
+                    if let Poll::Ready(value) = answer? {
+                        return Ok(value);
+                    }
+                    if let Some(callback) = self.on_poll.as_mut() {
+                        callback(answers, started.elapsed());
+                    }
+                    if Instant::now() >= deadline {
+                        // No check after this answer: those in flight may still be ready.
+                        next = None;
+                        if in_flight.is_empty() {
+                            return Err(Error::Timeout { what: self.what, after: self.timeout });
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(due.unwrap_or(deadline)), if due.is_some() => {
+                    let sent = Instant::now();
+                    in_flight.push(check());
+                    next = (sent < deadline).then(|| (sent + delay).min(deadline));
+                    if sent >= started + BRISK {
+                        delay = (delay * 5 / 4).min(self.max);
+                    }
+                }
             }
-            if let Some(callback) = self.on_poll.as_mut() {
-                callback(polls, started.elapsed());
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout { what: self.what, after: self.timeout });
-            }
-            tokio::time::sleep_until((sent + delay).min(deadline)).await;
-            delay = (delay * 5 / 4).min(self.max);
         }
     }
 }
@@ -146,30 +175,63 @@ mod tests {
         let err = result.unwrap_err();
         assert_eq!(err.to_string(), "timed out after 10.0s waiting for the thing");
         let gaps: Vec<Duration> = polls.windows(2).map(|w| w[1] - w[0]).collect();
-        assert_eq!(gaps[0], Duration::from_millis(100));
-        assert_eq!(gaps[1], Duration::from_millis(125));
+        // Every 100 ms for the first second (the check sent at 1 s still waits 100 ms), then backing off.
+        assert!(gaps[..11].iter().all(|g| *g == Duration::from_millis(100)), "{gaps:?}");
+        assert_eq!(gaps[11], Duration::from_millis(125));
         assert!(gaps.windows(2).all(|w| w[1] >= w[0] || w[1] < Duration::from_secs(3)), "{gaps:?}");
         assert!(gaps.iter().all(|g| *g <= Duration::from_secs(3)), "{gaps:?}");
         assert!(started.elapsed() <= Duration::from_secs(10) + Duration::from_millis(1));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_slow_answer_counts_towards_the_interval() {
-        let sent = std::sync::Mutex::new(Vec::new());
+    /// Runs a wait whose every answer takes `answer_after`, ready from the check sent at `ready_from` on, and
+    /// answers when each check was sent, the most checks in flight at once and the outcome.
+    async fn answering_after(
+        answer_after: Duration,
+        ready_from: Duration,
+        timeout: Duration,
+    ) -> (Vec<u128>, usize, Result<u128>) {
+        let log = std::sync::Mutex::new((Vec::new(), 0usize, 0usize));
         let started = tokio::time::Instant::now();
-        let result: Result<()> = Wait::new("the thing", Duration::from_secs(1))
+        let outcome = Wait::new("the thing", timeout)
             .until(|| async {
-                sent.lock().unwrap().push(started.elapsed());
-                tokio::time::sleep(Duration::from_millis(150)).await;
-                Ok(Poll::Pending)
+                let sent = started.elapsed();
+                {
+                    let mut log = log.lock().unwrap();
+                    log.0.push(sent.as_millis());
+                    log.1 += 1;
+                    log.2 = log.2.max(log.1);
+                }
+                tokio::time::sleep(answer_after).await;
+                log.lock().unwrap().1 -= 1;
+                Ok(if sent >= ready_from { Poll::Ready(sent.as_millis()) } else { Poll::Pending })
             })
             .await;
-        assert!(matches!(result, Err(Error::Timeout { .. })));
-        let sent = sent.into_inner().unwrap();
-        let gaps: Vec<u128> = sent.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
-        // 100 ms and 125 ms are shorter than an answer: each check goes out when the previous answer is in; then
-        // 156.25 ms (the timer rounds it up to the next millisecond).
-        assert_eq!(gaps[..3], [150, 150, 157], "{sent:?}");
+        let (sent, _, most) = log.into_inner().unwrap();
+        (sent, most, outcome)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn on_a_far_api_checks_go_out_on_schedule_before_the_previous_answer_is_back() {
+        // Answers take 150 ms, longer than the interval: the checks still go out 100 ms apart, two in flight at a
+        // time.
+        let (sent, most, outcome) =
+            answering_after(Duration::from_millis(150), Duration::from_millis(300), Duration::from_secs(10)).await;
+        assert_eq!(most, 2);
+        // The check sent at 300 ms is the first ready one: its answer ends the wait, the one sent after it unread.
+        assert_eq!(outcome.unwrap(), 300);
+        assert_eq!(sent, [0, 100, 200, 300, 400]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_more_than_two_checks_are_in_flight() {
+        // Answers take 1 s: the third check waits for the first answer.
+        let (sent, most, outcome) =
+            answering_after(Duration::from_secs(1), Duration::from_secs(60), Duration::from_secs(3)).await;
+        assert_eq!(most, 2);
+        assert_eq!(sent[..3], [0, 100, 1000], "{sent:?}");
+        // The last check goes out at the deadline; the wait times out once every answer is in.
+        assert!(sent.iter().all(|&t| t <= 3000), "{sent:?}");
+        assert!(matches!(outcome, Err(Error::Timeout { .. })), "{outcome:?}");
     }
 
     #[tokio::test(start_paused = true)]
