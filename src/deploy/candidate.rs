@@ -32,7 +32,8 @@ pub(crate) struct Candidate {
 }
 
 impl Candidate {
-    /// Takes the lock (`take`: a new app, or `<app>-previous` renamed), recovering any deploy that died holding it.
+    /// Takes the lock (`take`: a new app, or `<app>-previous` renamed), recovering any deploy that died holding it;
+    /// the package for app bits zipped ahead is created from then on.
     pub(crate) async fn take(ctx: &Context, journal: Journal, take: Take) -> Result<Candidate> {
         let lock = abort::or_abort(lock::acquire(
             &ctx.cf,
@@ -44,6 +45,9 @@ impl Candidate {
             |claimed| recovery::recover(ctx, claimed),
         ))
         .await?;
+        if let Some(ahead) = &ctx.zip_ahead {
+            ahead.create_package(&ctx.cf, &lock.app.guid);
+        }
         Ok(Candidate { lock, temp_route_guid: None })
     }
 

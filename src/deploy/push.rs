@@ -21,6 +21,7 @@ use super::routes;
 use crate::bits::{AppBits, PackageZip, Resource, content_digest, gather, match_cached, write_zip};
 use crate::cf::builds::NewBuild;
 use crate::cf::droplets::Droplet;
+use crate::cf::packages::Package;
 use crate::cf::processes::{InstanceState, InstanceStats, Scale};
 use crate::cf::resource_matches::FileResource;
 use crate::cf::{CfClient, Poll, Wait};
@@ -222,27 +223,43 @@ async fn zip(cf: &CfClient, gathered: Gathered) -> Result<Zipped> {
 }
 
 /// The app bits' packaging started before the lock, so the zipping (the longest of it) runs while the lock is
-/// taken and the plan made; the push uploads what it made. Dropped unused (a put that fails before its push),
-/// it is aborted.
-pub(crate) struct ZipAhead(Mutex<Option<JoinHandle<Result<Zipped>>>>);
+/// taken and the plan made, and the package they go into, created as soon as the candidate exists (beside the
+/// plan's reads); the push uploads what it made. Dropped unused (a put that fails before its push), both are
+/// aborted.
+pub(crate) struct ZipAhead {
+    zip: Ahead<Zipped>,
+    package: Ahead<Package>,
+}
+
+/// Work started ahead, until the push takes it.
+type Ahead<T> = Mutex<Option<JoinHandle<Result<T>>>>;
+
+/// The work started ahead in `slot`, if any and not taken yet.
+fn take<T>(slot: &Ahead<T>) -> Option<JoinHandle<Result<T>>> {
+    slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+}
 
 impl ZipAhead {
     /// Starts matching and zipping the `gathered` app bits.
     pub(crate) fn start(cf: &CfClient, gathered: Gathered) -> ZipAhead {
         let cf = cf.clone();
-        ZipAhead(Mutex::new(Some(tokio::spawn(async move { zip(&cf, gathered).await }))))
+        let zip = tokio::spawn(async move { zip(&cf, gathered).await });
+        ZipAhead { zip: Mutex::new(Some(zip)), package: Mutex::new(None) }
     }
 
-    fn take(&self) -> Option<JoinHandle<Result<Zipped>>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    /// Starts creating the bits package of the candidate `app_guid`: it needs nothing else, so the upload can go
+    /// out with the manifest's application instead of one round trip after it.
+    pub(crate) fn create_package(&self, cf: &CfClient, app_guid: &str) {
+        let (cf, app_guid) = (cf.clone(), app_guid.to_owned());
+        let task = tokio::spawn(async move { Ok(cf.packages().create_bits(&app_guid).await?) });
+        *self.package.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
     }
 }
 
 impl Drop for ZipAhead {
     fn drop(&mut self) {
-        if let Some(task) = self.take() {
-            task.abort();
-        }
+        take(&self.zip).inspect(JoinHandle::abort);
+        take(&self.package).inspect(JoinHandle::abort);
     }
 }
 
@@ -270,16 +287,22 @@ impl Staging<'_> {
         }
     }
 
-    /// App bits: packaged with resource matching (ahead, or meanwhile the package is created) and uploaded.
+    /// App bits: packaged with resource matching and put in a package (both ahead, or side by side now), and
+    /// uploaded.
     async fn app_bits(&self, bits: &AppBits) -> Result<Made> {
         let cf = self.cf;
         let zipped = async {
-            match self.ahead.and_then(ZipAhead::take) {
+            match self.ahead.and_then(|ahead| take(&ahead.zip)) {
                 Some(task) => task.await.context("packaging the app bits")?,
                 None => zip(cf, gather_bits(bits.clone()).await?).await,
             }
         };
-        let package = async { cf.packages().create_bits(self.green_guid).await.map_err(anyhow::Error::from) };
+        let package = async {
+            match self.ahead.and_then(|ahead| take(&ahead.package)) {
+                Some(task) => task.await.context("creating the bits package")?,
+                None => cf.packages().create_bits(self.green_guid).await.map_err(anyhow::Error::from),
+            }
+        };
         let ((zip, matched), package) = tokio::try_join!(zipped, package)?;
         let zip_path = (!zip.is_empty()).then(|| zip.path());
         if let Some(path) = zip_path {

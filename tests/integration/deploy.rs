@@ -268,11 +268,35 @@ fn a_candidate_the_memory_quota_cannot_hold_beside_production_fails_before_it_is
         "{}",
         run.stderr
     );
+    // The bits package is created with the candidate, beside the plan's reads, and deleted with it: no bits went
+    // into it and nothing was staged.
     assert!(
-        !resource_requests(&sim).iter().any(|r| r.path.contains("/packages") || r.path.contains("/builds")),
+        !resource_requests(&sim).iter().any(|r| r.path.ends_with("/upload") || r.path.contains("/builds")),
         "nothing was pushed"
     );
     assert_eq!(app_names(&sim), ["myapp"]);
+}
+
+#[test]
+fn the_bits_package_is_created_beside_the_plan_so_the_upload_goes_out_with_the_manifest() {
+    let latency = Duration::from_millis(100);
+    let sim = start_sim_with(|c| c.api_latency_ms = latency.as_millis() as u64);
+    let put = PutDir::with_sample_app();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    sim.reset_request_log();
+    deploy(&sim, &put, "myapp", json!({"path": "app", "manifest": "ci/manifest.yml"}));
+    let requests = resource_requests(&sim);
+    let arrived = |method: &str, path_end: &str| {
+        let request = requests.iter().find(|r| r.method == method && r.path.ends_with(path_end));
+        let request = request.unwrap_or_else(|| panic!("no {method} …{path_end}"));
+        humantime::parse_rfc3339(&request.timestamp).unwrap()
+    };
+    let (package, applied, upload) =
+        (arrived("POST", "/v3/packages"), arrived("POST", "/actions/apply_manifest"), arrived("POST", "/upload"));
+    // Created a round trip before the manifest's application (made only once the push started, it would arrive
+    // with it), so the upload leaves before the application's answer is back.
+    assert!(applied.duration_since(package).unwrap() >= latency, "{package:?} {applied:?}");
+    assert!(upload < applied + latency, "{applied:?} {upload:?}");
 }
 
 #[test]
