@@ -89,7 +89,7 @@ fn process_problems(scope: &str, entries: &Map<String, Value>, problems: &mut Ve
         if let Some(size) = entries.get(key)
             && !is_byte_size(size)
         {
-            problems.push(format!("{scope}{key} {size} must be a size like 256M or 1G"));
+            problems.push(format!("{scope}{key} {size} must be a size of at least 1M, like 256M or 1G"));
         }
     }
 }
@@ -113,11 +113,9 @@ fn check_route(url: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// A size Cloud Controller takes for memory or disk: one `ByteQuantity` reads, of at least 1 MB.
 fn is_byte_size(value: &Value) -> bool {
-    let Some(text) = value.as_str() else { return false };
-    let text = text.trim().to_ascii_uppercase();
-    let number_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    number_end > 0 && matches!(text[number_end..].trim(), "M" | "MB" | "G" | "GB" | "T" | "TB")
+    value.as_str().and_then(crate::manifest::query::megabytes).is_some_and(|mb| mb > 0)
 }
 
 #[cfg(test)]
@@ -136,6 +134,13 @@ mod tests {
         assert!(err.contains("memory \"lots\" must be a size"), "{err}");
         assert!(err.contains("routes[0].route 'https://x.example.com' must not have a scheme"), "{err}");
         assert!(err.contains("routes[1].route 'nodomain' is not a route"), "{err}");
+    }
+
+    #[test]
+    fn sizes_are_read_as_cloud_controller_reads_them() {
+        parse("applications:\n- name: myapp\n  memory: 65536K\n  disk_quota: 1.5GiB\n").unwrap();
+        let err = parse("applications:\n- name: myapp\n  memory: 512K\n").unwrap_err().to_string();
+        assert!(err.contains("memory \"512K\" must be a size of at least 1M"), "{err}");
     }
 
     #[test]

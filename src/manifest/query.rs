@@ -174,17 +174,35 @@ impl ProcessScale {
     }
 }
 
-/// `256M`, `1G`, `1024MB`, `2T` → megabytes.
+/// A size as Cloud Controller's `ByteQuantity` reads it → whole megabytes: a number (decimals allowed) and a unit
+/// B, K, M, G or T, optionally followed by `i` and/or `B`, any case (`256M`, `1.5G`, `65536K`, `2GiB`), all base 2;
+/// the bytes are truncated to whole megabytes, so `512K` is 0. `None` for anything else, a negative size included.
 pub(crate) fn megabytes(size: &str) -> Option<u64> {
     let size = size.trim().to_ascii_uppercase();
-    let split = size.find(|c: char| !c.is_ascii_digit())?;
-    let number: u64 = size[..split].parse().ok()?;
-    match size[split..].trim() {
-        "M" | "MB" => Some(number),
-        "G" | "GB" => Some(number * 1024),
-        "T" | "TB" => Some(number * 1024 * 1024),
-        _ => None,
-    }
+    let split = size.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+    let (number, unit) = size.split_at(split);
+    let valid_number = !number.is_empty()
+        && number.split('.').count() <= 2
+        && number.split('.').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+    let number: f64 = number.parse().ok().filter(|_| valid_number)?;
+    let power = match unit {
+        "B" => 0,
+        _ => {
+            let rest = unit.get(1..)?;
+            if !matches!(rest, "" | "B" | "I" | "IB") {
+                return None;
+            }
+            match &unit[..1] {
+                "K" => 1,
+                "M" => 2,
+                "G" => 3,
+                "T" => 4,
+                _ => return None,
+            }
+        }
+    };
+    let bytes = (number * 1024f64.powi(power)).trunc();
+    Some((bytes / (1024.0 * 1024.0)).trunc() as u64)
 }
 
 #[cfg(test)]
@@ -232,6 +250,15 @@ mod tests {
         assert_eq!(megabytes("1G"), Some(1024));
         assert_eq!(megabytes("2gb"), Some(2048));
         assert_eq!(megabytes("lots"), None);
+        // Cloud Controller's ByteQuantity: K and B units, binary prefixes, decimals, truncation to whole MB.
+        assert_eq!(megabytes("65536K"), Some(64));
+        assert_eq!(megabytes("1.5G"), Some(1536));
+        assert_eq!(megabytes("2GiB"), Some(2048));
+        assert_eq!(megabytes("1048576B"), Some(1));
+        assert_eq!(megabytes("512K"), Some(0));
+        for refused in ["1024", "M", "1.G", "-1G", "1GG", "1 G B", "1X"] {
+            assert_eq!(megabytes(refused), None, "{refused}");
+        }
     }
 
     #[test]

@@ -157,54 +157,64 @@ fn field<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
         .filter(|v| !v.is_null())
 }
 
-/// `256M`, `1G`, `512MB` → megabytes.
-fn megabytes(value: &Value, label: &str) -> ApiResult<u64> {
-    let text = match value {
-        Value::String(s) => s.trim().to_ascii_uppercase(),
-        Value::Number(n) => n.to_string(),
-        _ => String::new(),
-    };
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| {
-        ApiError::unprocessable(format!("{label} must use a supported unit: B, K, KB, M, MB, G, GB, T, or TB"))
-    })?;
-    let mb = match unit {
-        "B" => number / (1024 * 1024),
-        "K" | "KB" => number / 1024,
-        "M" | "MB" => number,
-        "G" | "GB" => number * 1024,
-        "T" | "TB" => number * 1024 * 1024,
-        _ => {
-            return Err(ApiError::unprocessable(format!(
-                "{label} must use a supported unit: B, K, KB, M, MB, G, GB, T, or TB"
-            )));
-        }
-    };
-    Ok(mb)
-}
-
-/// `log-rate-limit-per-second`: -1 (unlimited) or a byte quantity such as `1M`, in bytes per second.
-fn log_rate(value: &Value) -> ApiResult<i64> {
-    let label = "Log rate limit per second";
-    if value.as_i64() == Some(-1) || value.as_str().map(str::trim) == Some("-1") {
-        return Ok(-1);
+/// `ByteConverter#convert_to_b` (`ByteQuantity.to_bytes`) of a value's text: CC's "is not a number" when it does
+/// not start as one, its unit message when the rest is not `BYTESPATTERN`; B, K, M, G, T with an optional `i` and
+/// `B`, any case, decimals allowed, all base 2.
+pub(super) fn byte_quantity(text: &str, attribute: &str) -> Result<i64, String> {
+    // /\A-?\d+(?:\.\d+)?/ on the value as it is.
+    if !text.strip_prefix('-').unwrap_or(&text).starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(format!("{attribute} is not a number"));
     }
-    let text = value.as_str().map(|s| s.trim().to_ascii_uppercase()).unwrap_or_default();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let unit_error =
-        || ApiError::unprocessable(format!("{label} must use a supported unit: B, K, KB, M, MB, G, GB, T, or TB"));
-    let number: i64 = number.parse().map_err(|_| unit_error())?;
-    let scale: i64 = match unit {
-        "B" => 1,
-        "K" | "KB" => 1 << 10,
-        "M" | "MB" => 1 << 20,
-        "G" | "GB" => 1 << 30,
-        "T" | "TB" => 1 << 40,
+    let unit_error = || format!("{attribute} must use a supported unit: B, K, KB, M, MB, G, GB, T, or TB");
+    // BYTESPATTERN, /^(-?\d+(?:\.\d+)?)([KMGT]i?B?|B)$/i, on the stripped value.
+    let stripped = text.trim();
+    let unsigned = stripped.strip_prefix('-').unwrap_or(stripped);
+    let whole = unsigned.find(|c: char| !c.is_ascii_digit()).unwrap_or(unsigned.len());
+    let rest = &unsigned[whole..];
+    let fraction = match rest.strip_prefix('.') {
+        Some(after) => 1 + after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len()),
+        None => 0,
+    };
+    if whole == 0 || fraction == 1 {
+        return Err(unit_error());
+    }
+    let number_len = stripped.len() - unsigned.len() + whole + fraction;
+    let (number, unit) = stripped.split_at(number_len);
+    let scale: f64 = match unit.to_ascii_uppercase().as_str() {
+        "B" => 1.0,
+        "K" | "KB" | "KI" | "KIB" => 1024.0,
+        "M" | "MB" | "MI" | "MIB" => 1_048_576.0,
+        "G" | "GB" | "GI" | "GIB" => 1_073_741_824.0,
+        "T" | "TB" | "TI" | "TIB" => 1_099_511_627_776.0,
         _ => return Err(unit_error()),
     };
-    Ok(number * scale)
+    let number: f64 = number.parse().map_err(|_| unit_error())?;
+    Ok((number * scale) as i64)
+}
+
+/// `ByteConverter#convert_to_mb` of a memory or disk value: whole megabytes, the bytes truncated.
+fn megabytes(value: &Value, label: &str) -> ApiResult<i64> {
+    Ok(byte_quantity(&scalar_text(value), label).map_err(ApiError::unprocessable)? / (1024 * 1024))
+}
+
+/// Ruby's `to_s` of a string or number; empty for anything else.
+fn scalar_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// `log-rate-limit-per-second` as `convert_to_bytes_per_second` reads it: `-1` (unlimited) and `0` as written,
+/// anything else a byte quantity such as `1M`, in bytes per second.
+fn log_rate(value: &Value) -> ApiResult<i64> {
+    let text = scalar_text(value);
+    match text.as_str() {
+        "-1" => Ok(-1),
+        "0" => Ok(0),
+        _ => byte_quantity(&text, "Log rate limit per second").map_err(ApiError::unprocessable),
+    }
 }
 
 /// Refuses keys (either spelling, `a-b` or `a_b`) CC accepts but cf-sim does not model.
@@ -264,8 +274,16 @@ fn process_spec(map: &Map<String, Value>, kind: &str) -> ApiResult<ProcessSpec> 
         },
     };
     not_modelled(map, &UNMODELLED_PROCESS_KEYS)?;
-    let memory = field(map, "memory").map(|v| megabytes(v, "Memory")).transpose()?;
-    let disk = field(map, "disk_quota").map(|v| megabytes(v, "Disk quota")).transpose()?;
+    // ManifestProcessScaleMessage: the converted size must be an integer greater than 0.
+    let size = |key: &str, label: &str| -> ApiResult<Option<u64>> {
+        let Some(value) = field(map, key) else { return Ok(None) };
+        match u64::try_from(megabytes(value, label)?) {
+            Ok(mb) if mb > 0 => Ok(Some(mb)),
+            _ => Err(ApiError::unprocessable(format!("Process \"{kind}\": {label} must be greater than 0MB"))),
+        }
+    };
+    let memory = size("memory", "Memory")?;
+    let disk = size("disk_quota", "Disk quota")?;
     let log_rate_limit = field(map, "log-rate-limit-per-second").map(log_rate).transpose()?;
     let command = match field(map, "command") {
         None => None,
@@ -823,5 +841,23 @@ mod tests {
         assert_eq!(log_rate(&json!("1MB")).unwrap(), 1_048_576);
         assert_eq!(log_rate(&json!(-1)).unwrap(), -1);
         assert!(log_rate(&json!("12")).is_err(), "a unit is required");
+        assert_eq!(log_rate(&json!(0)).unwrap(), 0);
+        assert_eq!(log_rate(&json!("1.5K")).unwrap(), 1536);
+    }
+
+    /// byte_quantity.rb's BYTESPATTERN and ManifestProcessScaleMessage's "greater than 0MB", for memory and disk.
+    #[test]
+    fn sizes_are_read_as_byte_quantity_reads_them() {
+        let spec = |memory: &str| {
+            let map = json!({"memory": memory}).as_object().cloned().unwrap();
+            process_spec(&map, "web").map(|p| p.scale.memory_in_mb).map_err(|e| e.detail)
+        };
+        for (size, mb) in [("65536K", 64), ("1.5G", 1536), ("2GiB", 2048), ("1mb", 1), ("1048576B", 1)] {
+            assert_eq!(spec(size), Ok(Some(mb)), "{size}");
+        }
+        assert_eq!(spec("512K"), Err("Process \"web\": Memory must be greater than 0MB".to_string()));
+        assert_eq!(spec("-1G"), Err("Process \"web\": Memory must be greater than 0MB".to_string()));
+        assert_eq!(spec("1024"), Err("Memory must use a supported unit: B, K, KB, M, MB, G, GB, T, or TB".to_string()));
+        assert_eq!(spec("lots"), Err("Memory is not a number".to_string()));
     }
 }

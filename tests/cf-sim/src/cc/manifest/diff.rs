@@ -421,36 +421,7 @@ fn convert_to_bytes(value: &Yaml, attribute: &str) -> Result<Option<i64>, String
     if blank(value) {
         return Ok(None);
     }
-    let text = ruby_to_s(value);
-    // /\A-?\d+(?:\.\d+)?/ on the value as it is.
-    if !text.strip_prefix('-').unwrap_or(&text).starts_with(|c: char| c.is_ascii_digit()) {
-        return Err(format!("{attribute} is not a number"));
-    }
-    let unit_error = || format!("{attribute} must use a supported unit: B, K, KB, M, MB, G, GB, T, or TB");
-    // BYTESPATTERN, /^(-?\d+(?:\.\d+)?)([KMGT]i?B?|B)$/i, on the stripped value.
-    let stripped = text.trim();
-    let unsigned = stripped.strip_prefix('-').unwrap_or(stripped);
-    let whole = unsigned.find(|c: char| !c.is_ascii_digit()).unwrap_or(unsigned.len());
-    let rest = &unsigned[whole..];
-    let fraction = match rest.strip_prefix('.') {
-        Some(after) => 1 + after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len()),
-        None => 0,
-    };
-    if whole == 0 || fraction == 1 {
-        return Err(unit_error());
-    }
-    let number_len = stripped.len() - unsigned.len() + whole + fraction;
-    let (number, unit) = stripped.split_at(number_len);
-    let scale: f64 = match unit.to_ascii_uppercase().as_str() {
-        "B" => 1.0,
-        "K" | "KB" | "KI" | "KIB" => 1024.0,
-        "M" | "MB" | "MI" | "MIB" => 1_048_576.0,
-        "G" | "GB" | "GI" | "GIB" => 1_073_741_824.0,
-        "T" | "TB" | "TI" | "TIB" => 1_099_511_627_776.0,
-        _ => return Err(unit_error()),
-    };
-    let number: f64 = number.parse().map_err(|_| unit_error())?;
-    Ok(Some((number * scale) as i64))
+    super::byte_quantity(&ruby_to_s(value), attribute).map(Some)
 }
 
 /// Ruby's `to_s` of a scalar.
