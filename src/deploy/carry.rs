@@ -196,7 +196,8 @@ async fn route_policies_of(cf: &CfClient, guid: &str, name: &str) -> Result<Opti
 }
 
 /// Creates the route policies of production (`routed`, as listed) for `candidate`: same routes, same metadata.
-/// A foundation without route policies (`None`) is said so once, and deployed to without.
+/// A foundation without route policies (`None`) is said so once, and deployed to without. CC refuses (403) a
+/// user who may read a route's space but is no space developer there: one line says so.
 async fn route_policies_to(cf: &CfClient, routed: Option<Vec<RoutePolicy>>, candidate: &App) -> Result<()> {
     let Some(routed) = routed else {
         log::detail("this foundation has no route policies (CC before 3.225.0): none to carry");
@@ -212,7 +213,15 @@ async fn route_policies_to(cf: &CfClient, routed: Option<Vec<RoutePolicy>>, cand
         api.create(&source, policy.route_guid(), &policy.metadata)
     });
     let created = futures_util::future::try_join_all(created).await;
-    created.map(drop).map_err(|e| anyhow!(e).context(format!("creating {}'s route policies", candidate.name)))
+    created.map(drop).map_err(|e| match e.cf().filter(|c| c.status == Some(403)) {
+        Some(refused) => anyhow!(
+            "route policies: Cloud Controller refused to give {} production's route policies ({}): the deploying \
+             user needs space developer rights in the spaces of their routes",
+            candidate.name,
+            refused.title
+        ),
+        None => anyhow!(e).context(format!("creating {}'s route policies", candidate.name)),
+    })
 }
 
 /// The dry run's lines: what the candidate `green` would be given of `production`'s policies.

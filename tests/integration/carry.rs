@@ -553,3 +553,27 @@ fn a_user_who_may_not_read_route_policies_fails_before_the_lock_saying_so() {
     let production = app_named(&sim, "backend").unwrap();
     assert!(journal_keys(&production).is_empty(), "{production}");
 }
+
+#[test]
+fn a_user_who_may_not_give_route_policies_fails_saying_so_and_the_candidate_goes() {
+    let (sim, runtime, cf) = connected_sim();
+    let put = PutDir::with_sample_app();
+    frontend_calling_backend_over_mtls(&sim, &runtime, &cf, &put);
+    let before = route_policies(&sim, &runtime, &cf);
+    // CC's answer to a space auditor, manager or supporter of the route's space (route_policies_spec.rb).
+    sim.add_fault(Fault {
+        method: Some("POST".into()),
+        path: "/v3/route_policies".into(),
+        nth: 1,
+        times: 0,
+        action: FaultAction::Status { status: 403, code: Some(10003), title: None, detail: None },
+    });
+    let refused = out(&sim, &put, "frontend", params("ci/frontend.yml", "f2"));
+    refused.assert_clean_failure(
+        "route policies: Cloud Controller refused to give frontend-green production's route policies \
+         (CF-NotAuthorized): the deploying user needs space developer rights in the spaces of their routes",
+    );
+    assert_eq!(refused.stderr.matches("error:").count(), 1, "one line: {}", refused.stderr);
+    assert!(app_named(&sim, "frontend-green").is_none(), "the candidate is deleted");
+    assert_eq!(route_policies(&sim, &runtime, &cf), before, "production keeps its own, nothing else was given");
+}
