@@ -12,17 +12,17 @@ use cf_sim::load::{self, LoadConfig, LoadHandle};
 use serde_json::{Value, json};
 
 use crate::util::deploy::{
-    PutDir, annotation, app_named, apps, deploy, manifest, out, route_destinations, spawn_out, wait_for,
+    PutDir, annotation, app_named, apps, deploy, manifest, out, route_destinations, sample_params, spawn_out, wait_for,
     wait_until_serving,
 };
 use crate::util::sim::start_sim_with;
 
 fn params(version: &str, env: &[(&str, &str)]) -> Value {
-    let mut variables = json!({"APP_VERSION": version});
+    let mut params = sample_params(version, "1s", json!({}));
     for (key, value) in env {
-        variables[*key] = json!(value);
+        params["environment_variables"][*key] = json!(value);
     }
-    json!({"path": "app", "manifest": "ci/manifest.yml", "environment_variables": variables, "drain": "1s"})
+    params
 }
 
 /// A sim with `myapp` v1 (`instances` instances, `env`) in production; its guid.

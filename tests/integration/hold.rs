@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::util::deploy::{
     PutDir, annotation, app_named, apps, build_url, deploy, get, journal_keys, manifest, out, out_as,
-    route_destinations, spawn_out, wait_until_serving,
+    route_destinations, sample_params, spawn_out, wait_until_serving,
 };
 use crate::util::sim::{assert_no_failures, start_load, start_sim_with};
 use cf_blue_green_resource::record::journal::{DEPLOY_ID, PHASE};
@@ -22,14 +22,11 @@ const LEASE: &str = "2s";
 /// Put params deploying the sample app as `version`, with a short lease and a drain just long enough for the
 /// router (300 ms late) to learn of a swap and the load's requests to finish.
 fn params(version: &str) -> Value {
-    json!({
-        "path": "app",
-        "manifest": "ci/manifest.yml",
-        "environment_variables": {"APP_VERSION": version},
-        "drain": DRAIN,
-        "lock_lease": LEASE,
-        "verify": [{"path": "/version", "body_contains": version}],
-    })
+    sample_params(
+        version,
+        DRAIN,
+        json!({"lock_lease": LEASE, "verify": [{"path": "/version", "body_contains": version}]}),
+    )
 }
 
 fn held(version: &str) -> Value {

@@ -10,20 +10,14 @@ use cf_sim::Sim;
 use serde_json::{Value, json};
 
 use crate::util::deploy::{
-    PutDir, annotation, app_named, apps, assert_settled, build_url, deploy, logged, manifest, out, out_as, spawn_out,
-    wait_for, wait_until_serving,
+    PutDir, annotation, app_named, apps, assert_settled, build_url, deploy, logged, manifest, out, out_as,
+    sample_params, spawn_out, wait_for, wait_until_serving,
 };
 use crate::util::run_resource;
 use crate::util::sim::{in_request, source, start_sim_with};
 
 fn params(version: &str) -> Value {
-    json!({
-        "path": "app",
-        "manifest": "ci/manifest.yml",
-        "environment_variables": {"APP_VERSION": version},
-        "drain": "1s",
-        "lock_lease": "3s",
-    })
+    sample_params(version, "1s", json!({"lock_lease": "3s"}))
 }
 
 fn with_task(mut params: Value, task: Value) -> Value {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::util::deploy::{
     BUILD_ENV, PutDir, annotation, app_named, apps, build_url, deploy, logged, manifest, out, out_as,
-    route_destinations, routes, spawn_out, wait_for, wait_until_serving,
+    route_destinations, routes, sample_params, spawn_out, wait_for, wait_until_serving,
 };
 use crate::util::sim::{
     assert_no_failures, check_request, connect, destination_changes, home_space, in_request, out_request, source,
@@ -43,13 +43,7 @@ fn sim() -> Sim {
 /// after 3 s) and a drain just long enough for the router to learn of a swap and the load's 1 s requests to
 /// finish.
 fn params(version: &str) -> Value {
-    json!({
-        "path": "app",
-        "manifest": "ci/manifest.yml",
-        "environment_variables": {"APP_VERSION": version},
-        "drain": DRAIN,
-        "lock_lease": "3s",
-    })
+    sample_params(version, DRAIN, json!({"lock_lease": "3s"}))
 }
 
 fn with_env(mut params: Value, name: &str, value: &str) -> Value {

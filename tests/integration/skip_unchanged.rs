@@ -12,7 +12,7 @@ use cf_sim::Sim;
 use cf_sim::config::CcApiVersion;
 use serde_json::{Value, json};
 
-use crate::util::deploy::{PutDir, app_named, deploy, manifest, out};
+use crate::util::deploy::{PutDir, app_named, deploy, manifest, out, sample_params};
 use crate::util::run_resource;
 use crate::util::sim::{
     check_request, connect, describe_requests, resource_requests, source, start_sim, start_sim_with,
@@ -22,14 +22,11 @@ use crate::util::sim::{
 const SECRET: &str = "hunter2-skip-unchanged";
 
 fn params(version: &str) -> Value {
-    json!({
-        "path": "app",
-        "manifest": "ci/manifest.yml",
-        "environment_variables": {"APP_VERSION": version},
-        "secret_environment_variables": {"DB_PASSWORD": SECRET},
-        "skip_unchanged": true,
-        "drain": "1s",
-    })
+    sample_params(
+        version,
+        "1s",
+        json!({"secret_environment_variables": {"DB_PASSWORD": SECRET}, "skip_unchanged": true}),
+    )
 }
 
 /// The manifest of `myapp` with `instances` and `env`.

@@ -9,16 +9,11 @@ use cf_sim::Sim;
 use cf_sim::load::{self, LoadConfig};
 use serde_json::{Value, json};
 
-use crate::util::deploy::{PutDir, app_named, deploy, manifest, out, wait_until_serving};
+use crate::util::deploy::{PutDir, app_named, deploy, manifest, out, sample_params, wait_until_serving};
 use crate::util::sim::{connect, start_sim_with};
 
 fn params(version: &str) -> Value {
-    json!({
-        "path": "app",
-        "manifest": "ci/manifest.yml",
-        "environment_variables": {"APP_VERSION": version},
-        "drain": "1s",
-    })
+    sample_params(version, "1s", json!({}))
 }
 
 /// A sim with `myapp` v1 in production; its guid.

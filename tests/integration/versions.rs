@@ -4,21 +4,18 @@
 //! recent first; a rollback forward again returns; `in` lists the kept versions. Names and droplets are checked
 //! at every step.
 
-use crate::util::deploy::{PutDir, app_named, apps, deploy, manifest, out, wait_until_serving};
+use crate::util::deploy::{PutDir, app_named, apps, deploy, manifest, out, sample_params, wait_until_serving};
 use crate::util::run_resource;
 use crate::util::sim::{in_request, source, start_sim};
 use cf_sim::{Fault, FaultAction, Sim};
 use serde_json::{Value, json};
 
 fn params(version: &str) -> Value {
-    json!({
-        "path": "app",
-        "manifest": "ci/manifest.yml",
-        "environment_variables": {"APP_VERSION": version},
-        "drain": "0s",
-        "keep_previous": 3,
-        "verify": [{"path": "/version", "body_contains": version}],
-    })
+    sample_params(
+        version,
+        "0s",
+        json!({"keep_previous": 3, "verify": [{"path": "/version", "body_contains": version}]}),
+    )
 }
 
 fn rollback(to: Value) -> Value {

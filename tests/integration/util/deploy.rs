@@ -159,6 +159,21 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut ready: impl FnMut() -> Optio
     }
 }
 
+/// Put params deploying the put directory's sample app with its manifest as `version` (its `APP_VERSION`),
+/// draining for `drain`, with the keys of `extra` added or replacing these.
+pub fn sample_params(version: &str, drain: &str, extra: Value) -> Value {
+    let mut params = json!({
+        "path": "app",
+        "manifest": "ci/manifest.yml",
+        "environment_variables": {"APP_VERSION": version},
+        "drain": drain,
+    });
+    if let (Some(params), Value::Object(extra)) = (params.as_object_mut(), extra) {
+        params.extend(extra);
+    }
+    params
+}
+
 /// Runs `out` and asserts it succeeded; returns the version it printed.
 pub fn deploy(sim: &Sim, put: &PutDir, app: &str, params: Value) -> Value {
     let run = out(sim, put, app, params);
