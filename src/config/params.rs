@@ -568,16 +568,24 @@ impl RawOutParams {
         problems
     }
 
-    /// A rollback restarts the previous version exactly as it ran: nothing that builds or configures a new one
-    /// applies, and it always keeps the version it replaces (a second rollback rolls forward again).
-    fn rollback_problems(&self, sources_given: &[&str], problems: &mut Vec<String>) {
-        let unused = [
+    /// The keys that configure a new version (manifest, vars, env, health check), each with whether it is given:
+    /// what neither a rollback nor a promote or abort of a held candidate can use.
+    fn configuration_given(&self) -> impl Iterator<Item = (&'static str, bool)> {
+        [
             ("manifest", self.manifest.is_some()),
             ("vars", !self.vars.is_empty()),
             ("vars_files", !self.vars_files.is_empty()),
             ("environment_variables", !self.environment_variables.is_empty()),
             ("secret_environment_variables", !self.secret_environment_variables.is_empty()),
             ("health_check", self.health_check.is_some()),
+        ]
+        .into_iter()
+    }
+
+    /// A rollback restarts the previous version exactly as it ran: nothing that builds or configures a new one
+    /// applies, and it always keeps the version it replaces (a second rollback rolls forward again).
+    fn rollback_problems(&self, sources_given: &[&str], problems: &mut Vec<String>) {
+        let others = [
             ("keep_previous", self.keep_previous() == Ok(Some(0))),
             ("dry_run", self.dry_run),
             ("task", self.task.is_some()),
@@ -585,7 +593,7 @@ impl RawOutParams {
             ("canary", self.canary.is_some()),
             ("skip_unchanged", self.skip_unchanged),
         ];
-        let unused = unused.into_iter().filter(|(_, set)| *set).map(|(key, _)| key);
+        let unused = self.configuration_given().chain(others).filter(|(_, set)| *set).map(|(key, _)| key);
         let (asked, what) = match self.rollback_to {
             Some(_) => ("rollback_to", "a kept version"),
             None => ("rollback", "the previous app"),
@@ -663,13 +671,7 @@ impl RawOutParams {
             ("abort", self.abort, "removes the held candidate"),
         ];
         let Some((key, _, does)) = acting.into_iter().find(|(_, given, _)| *given) else { return };
-        let unused = [
-            ("manifest", self.manifest.is_some()),
-            ("vars", !self.vars.is_empty()),
-            ("vars_files", !self.vars_files.is_empty()),
-            ("environment_variables", !self.environment_variables.is_empty()),
-            ("secret_environment_variables", !self.secret_environment_variables.is_empty()),
-            ("health_check", self.health_check.is_some()),
+        let others = [
             ("task", self.task.is_some()),
             ("restage", self.restage),
             ("rollback", self.rollback),
@@ -677,7 +679,7 @@ impl RawOutParams {
             ("hold", self.hold),
             ("skip_unchanged", self.skip_unchanged),
         ];
-        let unused = unused.into_iter().filter(|(_, set)| *set).map(|(other, _)| other);
+        let unused = self.configuration_given().chain(others).filter(|(_, set)| *set).map(|(other, _)| other);
         for other in sources_given.iter().copied().chain(unused) {
             problems.push(format!("params.{key} {does}; params.{other} cannot be used with it"));
         }
