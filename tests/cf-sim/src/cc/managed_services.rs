@@ -6,13 +6,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::body;
 use super::error::{ApiError, ApiResult};
-use super::present;
 use crate::shared::Ctx;
-use crate::state::{ServiceInstance, ServicePlan};
+use crate::state::ServicePlan;
 
 /// `{name, space_guid, bindings_retrievable}` → 201 with the instance as `GET /v3/service_instances/:guid`
 /// presents it.
@@ -27,23 +26,6 @@ pub(crate) async fn seed(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(Statu
     if !state.spaces.contains_key(&space_guid) {
         return Err(ApiError::not_found("Space"));
     }
-    if state.service_instances.values().any(|s| s.space_guid == space_guid && s.name == name) {
-        return Err(ApiError::unprocessable(format!("The service instance name is taken: {name}.")));
-    }
     let plan = ServicePlan { guid: state.common().guid, bindings_retrievable };
-    let common = state.common();
-    let guid = common.guid.clone();
-    let si = ServiceInstance {
-        common,
-        name,
-        space_guid,
-        credentials: json!({}),
-        tags: Vec::new(),
-        syslog_drain_url: None,
-        route_service_url: None,
-        plan: Some(plan),
-    };
-    let body = present::service_instance(&ctx.urls.api, &si);
-    state.service_instances.insert(guid, si);
-    Ok((StatusCode::CREATED, Json(body)))
+    super::services::insert_instance(&ctx.urls.api, &mut state, name, space_guid, Some(plan), |_| Ok(()))
 }

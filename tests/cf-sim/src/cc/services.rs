@@ -16,7 +16,7 @@ use super::jobs;
 use super::list::{ListQuery, matches_any};
 use super::present;
 use crate::shared::Ctx;
-use crate::state::{Binding, ServiceInstance, State as CcState};
+use crate::state::{Binding, ServiceInstance, ServicePlan, State as CcState};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -116,6 +116,20 @@ async fn create_instance(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(Statu
             "Invalid space. Ensure that the space exists and you have access to it.".to_string(),
         ));
     }
+    insert_instance(&ctx.urls.api, &mut state, name, space_guid, None, |si| apply_instance_fields(si, &map))
+}
+
+/// Adds an instance named `name` to the space, unless one has the name already (CC's "name is taken"), with
+/// `plan` (`None`: user-provided) and what `configure` sets: 201 with it as `GET /v3/service_instances/:guid`
+/// presents it.
+pub(super) fn insert_instance(
+    api: &str,
+    state: &mut CcState,
+    name: String,
+    space_guid: String,
+    plan: Option<ServicePlan>,
+    configure: impl FnOnce(&mut ServiceInstance) -> ApiResult<()>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     if state.service_instances.values().any(|s| s.space_guid == space_guid && s.name == name) {
         return Err(ApiError::unprocessable(format!("The service instance name is taken: {name}.")));
     }
@@ -129,10 +143,10 @@ async fn create_instance(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(Statu
         tags: Vec::new(),
         syslog_drain_url: None,
         route_service_url: None,
-        plan: None,
+        plan,
     };
-    apply_instance_fields(&mut si, &map)?;
-    let body = present::service_instance(&ctx.urls.api, &si);
+    configure(&mut si)?;
+    let body = present::service_instance(api, &si);
     state.service_instances.insert(guid, si);
     Ok((StatusCode::CREATED, Json(body)))
 }
