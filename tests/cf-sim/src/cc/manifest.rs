@@ -162,7 +162,7 @@ fn field<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
 /// `B`, any case, decimals allowed, all base 2.
 pub(super) fn byte_quantity(text: &str, attribute: &str) -> Result<i64, String> {
     // /\A-?\d+(?:\.\d+)?/ on the value as it is.
-    if !text.strip_prefix('-').unwrap_or(&text).starts_with(|c: char| c.is_ascii_digit()) {
+    if !text.strip_prefix('-').unwrap_or(text).starts_with(|c: char| c.is_ascii_digit()) {
         return Err(format!("{attribute} is not a number"));
     }
     let unit_error = || format!("{attribute} must use a supported unit: B, K, KB, M, MB, G, GB, T, or TB");
