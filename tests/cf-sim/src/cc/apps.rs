@@ -457,26 +457,14 @@ async fn patch_env_vars(State(ctx): State<Ctx>, Path(guid): Path<String>, raw: B
 async fn get_env(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
     let state = ctx.state();
     let app = state.app(&guid)?;
-    let space = state.spaces.get(&app.space_guid);
-    let org = state.org_of_space(&app.space_guid);
-    let uris: Vec<String> = state.app_routes(&guid).map(|r| state.route_url(r)).collect();
     Ok(Json(json!({
         "staging_env_json": {},
         "running_env_json": {},
         "environment_variables": app.env,
         "system_env_json": {"VCAP_SERVICES": crate::diego::vcap_services(&state, &guid)},
-        "application_env_json": {"VCAP_APPLICATION": {
-            "application_id": guid,
-            "application_name": app.name,
-            "application_uris": uris,
-            "cf_api": ctx.urls.api,
-            "name": app.name,
-            "organization_id": org.map(|o| o.common.guid.clone()),
-            "organization_name": org.map(|o| o.name.clone()),
-            "space_id": app.space_guid,
-            "space_name": space.map(|s| s.name.clone()),
-            "uris": uris,
-        }},
+        "application_env_json": {
+            "VCAP_APPLICATION": crate::diego::vcap_application(&state, app, &ctx.urls.api, json!({})),
+        },
     })))
 }
 

@@ -48,32 +48,24 @@ pub fn desired_for_app(shared: &Arc<Shared>, app_guid: &str) -> Vec<LaunchSpec> 
     if droplet.state != DropletState::Staged {
         return Vec::new();
     }
-    let space = state.spaces.get(&app.space_guid);
-    let org = state.org_of_space(&app.space_guid);
-    let uris: Vec<String> = state.app_routes(app_guid).map(|r| state.route_url(r)).collect();
     let env = app_env(&state, app);
     state
         .app_processes(app_guid)
         .map(|process| {
             let command = process.command.clone().or_else(|| state.detected_command(process)).unwrap_or_default();
-            let vcap_application = json!({
-                "application_id": app.common.guid,
-                "application_name": app.name,
-                "application_uris": uris,
-                "application_version": process.version,
-                "cf_api": shared.urls.api,
-                "host": "0.0.0.0",
-                "limits": {"disk": process.disk_in_mb, "fds": 16384, "mem": process.memory_in_mb},
-                "name": app.name,
-                "organization_id": org.map(|o| o.common.guid.clone()),
-                "organization_name": org.map(|o| o.name.clone()),
-                "process_id": process.common.guid,
-                "process_type": process.kind,
-                "space_id": app.space_guid,
-                "space_name": space.map(|s| s.name.clone()),
-                "uris": uris,
-                "version": process.version,
-            });
+            let vcap_application = vcap_application(
+                &state,
+                app,
+                &shared.urls.api,
+                json!({
+                    "application_version": process.version,
+                    "host": "0.0.0.0",
+                    "limits": {"disk": process.disk_in_mb, "fds": 16384, "mem": process.memory_in_mb},
+                    "process_id": process.common.guid,
+                    "process_type": process.kind,
+                    "version": process.version,
+                }),
+            );
             LaunchSpec {
                 app_guid: app_guid.to_string(),
                 process_guid: process.common.guid.clone(),
@@ -99,6 +91,31 @@ pub fn desired_for_app(shared: &Arc<Shared>, app_guid: &str) -> Vec<LaunchSpec> 
         })
         .filter(|spec| spec.instances > 0)
         .collect()
+}
+
+/// VCAP_APPLICATION's fields that name the app, its routes, space, org and API, with `extra`'s fields (a
+/// process's or a task's version and limits) added: what CC's `vcap_application` gives every process and task,
+/// and the environment endpoint shows.
+pub fn vcap_application(state: &State, app: &App, api: &str, extra: Value) -> Value {
+    let space = state.spaces.get(&app.space_guid);
+    let org = state.org_of_space(&app.space_guid);
+    let uris: Vec<String> = state.app_routes(&app.common.guid).map(|r| state.route_url(r)).collect();
+    let mut fields = json!({
+        "application_id": app.common.guid,
+        "application_name": app.name,
+        "application_uris": uris,
+        "cf_api": api,
+        "name": app.name,
+        "organization_id": org.map(|o| o.common.guid.clone()),
+        "organization_name": org.map(|o| o.name.clone()),
+        "space_id": app.space_guid,
+        "space_name": space.map(|s| s.name.clone()),
+        "uris": uris,
+    });
+    if let (Some(fields), Value::Object(extra)) = (fields.as_object_mut(), extra) {
+        fields.extend(extra);
+    }
+    fields
 }
 
 /// The app's env vars plus VCAP_SERVICES, what every process and task of the app gets.

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use instance::Instance;
 pub use instance::InstanceState;
 use launch::LaunchSpec;
-pub use launch::vcap_services;
+pub use launch::{vcap_application, vcap_services};
 pub use task::spawn as run_task;
 
 use crate::shared::Shared;

@@ -55,25 +55,17 @@ fn spec(shared: &Shared, task_guid: &str) -> Option<TaskSpec> {
     let state = shared.state();
     let task = state.tasks.get(task_guid)?;
     let app = state.apps.get(&task.app_guid)?;
-    let space = state.spaces.get(&app.space_guid);
-    let org = state.org_of_space(&app.space_guid);
-    let uris: Vec<String> = state.app_routes(&app.common.guid).map(|r| state.route_url(r)).collect();
     let version = crate::clock::new_guid();
-    let vcap_application = json!({
-        "application_id": app.common.guid,
-        "application_name": app.name,
-        "application_uris": uris,
-        "application_version": version,
-        "cf_api": shared.urls.api,
-        "limits": {"disk": crate::cc::tasks::DEFAULT_APP_DISK_MB, "fds": 16384, "mem": task.memory_in_mb},
-        "name": app.name,
-        "organization_id": org.map(|o| o.common.guid.clone()),
-        "organization_name": org.map(|o| o.name.clone()),
-        "space_id": app.space_guid,
-        "space_name": space.map(|s| s.name.clone()),
-        "uris": uris,
-        "version": version,
-    });
+    let vcap_application = super::launch::vcap_application(
+        &state,
+        app,
+        &shared.urls.api,
+        json!({
+            "application_version": version,
+            "limits": {"disk": crate::cc::tasks::DEFAULT_APP_DISK_MB, "fds": 16384, "mem": task.memory_in_mb},
+            "version": version,
+        }),
+    );
     let mut env = app_env(&state, app);
     env.push(("VCAP_APPLICATION".into(), vcap_application.to_string()));
     env.push(("MEMORY_LIMIT".into(), format!("{}m", task.memory_in_mb)));
