@@ -36,6 +36,17 @@ pub(crate) struct Listed {
     parameters: BindingParameters,
 }
 
+impl Listed {
+    /// The network and route policies of production (`guid`, called `name`): those listed before the lock when it
+    /// is still that app, else listed again (another app became production meanwhile).
+    async fn or_list(&self, cf: &CfClient, guid: &str, name: &str) -> Result<(Vec<Policy>, Option<Vec<RoutePolicy>>)> {
+        if self.production_guid.as_deref() == Some(guid) {
+            return Ok((self.policies.clone(), self.route_policies.clone()));
+        }
+        tokio::try_join!(policies_of(cf, guid, name), route_policies_of(cf, guid, name))
+    }
+}
+
 /// The parameters of an app's bindings to managed services, by service instance name. They may hold secrets:
 /// shown (`Debug` too) by their keys only.
 #[derive(Clone, Default)]
@@ -142,13 +153,7 @@ pub(crate) async fn policies_to(
     listed: &Listed,
 ) -> Result<()> {
     let Some(production) = production_guid else { return Ok(()) };
-    let (routed, policies) = match listed.production_guid.as_deref() == Some(production) {
-        true => (listed.route_policies.clone(), listed.policies.clone()),
-        false => tokio::try_join!(
-            route_policies_of(cf, production, "production"),
-            policies_of(cf, production, "production")
-        )?,
-    };
+    let (policies, routed) = listed.or_list(cf, production, "production").await?;
     route_policies_to(cf, routed, candidate).await?;
     let carried = moved(&policies, production, &candidate.guid);
     if carried.is_empty() {
@@ -224,12 +229,17 @@ async fn route_policies_to(cf: &CfClient, routed: Option<Vec<RoutePolicy>>, cand
     })
 }
 
-/// The dry run's lines: what the candidate `green` would be given of `production`'s policies.
-pub(crate) async fn describe(cf: &CfClient, production: Option<&App>, green: &str) -> Result<Vec<String>> {
+/// The dry run's lines: what the candidate `green` would be given of `production`'s policies (as `listed` before
+/// the lock).
+pub(crate) async fn describe(
+    cf: &CfClient,
+    production: Option<&App>,
+    green: &str,
+    listed: &Listed,
+) -> Result<Vec<String>> {
     let Some(production) = production else { return Ok(Vec::new()) };
-    let (guid, name) = (production.guid.as_str(), production.name.as_str());
-    let (listed, routed) = tokio::try_join!(policies_of(cf, guid, name), route_policies_of(cf, guid, name))?;
-    let carried = moved(&listed, &production.guid, green);
+    let (policies, routed) = listed.or_list(cf, &production.guid, &production.name).await?;
+    let carried = moved(&policies, &production.guid, green);
     let network = carried.iter().map(|p| format!("carry network policy {}", p.describe(str::to_owned)));
     let routed = routed.unwrap_or_default().into_iter();
     let routed = routed.map(|p| format!("carry route policy {green} → route {}", p.route_guid()));

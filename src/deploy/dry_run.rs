@@ -55,7 +55,7 @@ pub(crate) async fn run(ctx: &Context, prepared: Prepared) -> Result<VersionResu
     let lifecycle = plan::candidate_lifecycle(&prepared, apps.production.as_ref());
     let plan = Plan::make(ctx, prepared, &apps, lifecycle).await?;
     plan.print(ctx, &apps);
-    for line in carry::describe(&ctx.cf, apps.production.as_ref(), &names.green()).await? {
+    for line in carry::describe(&ctx.cf, apps.production.as_ref(), &names.green(), &ctx.production_policies).await? {
         log::detail(line);
     }
     let parameters = carry::parameters_for(&ctx.cf, plan.blue.as_ref(), &ctx.production_policies).await?;

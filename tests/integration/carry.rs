@@ -516,6 +516,17 @@ fn production_s_route_policies_are_listed_once_before_the_lock() {
     let carried = route_policies(&sim, &runtime, &cf);
     assert!(carried.contains(&payments_policy("frontend")), "the new version was given it: {carried:?}");
     assert!(carried.contains(&payments_policy("frontend-previous")), "{carried:?}");
+
+    // A dry run lists each kind once too, and says what it would carry from that list.
+    sim.reset_request_log();
+    let dry = out(&sim, &put, "frontend", json!({"dry_run": true, "path": "app", "manifest": "ci/frontend.yml"}));
+    assert_eq!(dry.status, 0, "{}", dry.stderr);
+    assert!(dry.stderr.contains("carry route policy frontend-green → route"), "{}", dry.stderr);
+    let log = sim.request_log();
+    for path in ["/v3/route_policies", "/networking/v1/external/policies"] {
+        let listed = log.iter().filter(|r| r.method == "GET" && r.path == path).count();
+        assert_eq!(listed, 1, "a dry run lists {path} once: {log:#?}");
+    }
 }
 
 #[test]
