@@ -122,6 +122,11 @@ impl Sim {
         let mut state = State::default();
         orgs_and_domains(&mut state, &config)
             .map_err(|e| anyhow!("creating the initial orgs, spaces and domain: {}", e.detail))?;
+        let idp_users = crate::jwt_bearer::IdpUsers::from_flags(&config.oidc_users)?;
+        let idp_guids = idp_users.all().into_iter().map(|u| u.user.guid);
+        for user in users.iter().map(|u| u.user.guid.clone()).chain(idp_guids) {
+            crate::cc::roles::grant_defaults(&mut state, &user);
+        }
         let (routing, pending_routes) = RoutingTable::new();
         let shared = Arc::new(Shared {
             knobs: Knobs::from_config(&config),
@@ -141,7 +146,7 @@ impl Sim {
             state: std::sync::Mutex::new(state),
             users,
             clients,
-            idp_users: crate::jwt_bearer::IdpUsers::from_flags(&config.oidc_users)?,
+            idp_users,
             urls: urls.clone(),
             config: config.clone(),
         });

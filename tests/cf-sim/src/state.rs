@@ -419,6 +419,8 @@ pub struct State {
     pub policies: Vec<crate::cc::policies::NetworkPolicy>,
     /// CC's route policies by guid (cc/route_policies.rs).
     pub route_policies: BTreeMap<String, crate::cc::route_policies::RoutePolicy>,
+    /// The users' roles in orgs and spaces by guid (cc/roles.rs).
+    pub roles: BTreeMap<String, crate::cc::roles::Role>,
     pub org_quotas: BTreeMap<String, Quota>,
     pub space_quotas: BTreeMap<String, Quota>,
     /// Apps whose next staging the admin API made fail.
@@ -452,6 +454,7 @@ listable! {
     Binding => |b| b.name.as_deref(),
     Task => |t| Some(t.name.as_str()),
     crate::cc::route_policies::RoutePolicy => |_p| None,
+    crate::cc::roles::Role => |_r| None,
 }
 
 impl State {

@@ -31,6 +31,8 @@ pub fn routes() -> Router<Ctx> {
         .route("/routing", get(routing))
         .route("/config", get(get_config).patch(patch_config))
         .route("/managed_service_instances", post(super::managed_services::seed))
+        .route("/roles", post(super::roles::seed))
+        .route("/roles/{guid}", delete(super::roles::remove))
         .route("/domains/{domain}", axum::routing::patch(super::route_policies::seed_enforcement))
 }
 

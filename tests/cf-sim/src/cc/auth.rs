@@ -14,6 +14,8 @@ use crate::shared::Ctx;
 pub struct Identity {
     pub user_guid: Option<String>,
     pub client_id: String,
+    /// The token's scopes.
+    pub scopes: Vec<String>,
 }
 
 const UPLOAD_SUFFIXES: &[&str] = &["/upload"];
@@ -39,7 +41,8 @@ pub async fn require_token(State(ctx): State<Ctx>, mut request: Request, next: N
     }
     match ctx.tokens.verify(&token, now) {
         Ok(claims) => {
-            request.extensions_mut().insert(Identity { user_guid: claims.user_id, client_id: claims.client_id });
+            let (user_guid, client_id, scopes) = (claims.user_id, claims.client_id, claims.scope);
+            request.extensions_mut().insert(Identity { user_guid, client_id, scopes });
             next.run(request).await
         }
         Err(_) => ApiError::invalid_auth_token().into_response(),

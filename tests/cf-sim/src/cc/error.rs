@@ -38,6 +38,11 @@ impl ApiError {
         Self::new(401, 10002, "CF-NotAuthenticated", "Authentication error")
     }
 
+    /// errors/v2.yml's NotAuthorized (`unauthorized!`, `check_write_permissions!`).
+    pub fn not_authorized() -> Self {
+        Self::new(403, 10003, "CF-NotAuthorized", "You are not authorized to perform the requested action")
+    }
+
     pub fn invalid_auth_token() -> Self {
         Self::new(401, 1000, "CF-InvalidAuthToken", "Invalid Auth Token")
     }
@@ -114,7 +119,7 @@ impl ApiError {
         match status {
             400 => Self::invalid_request("The request is invalid"),
             401 => Self::invalid_auth_token(),
-            403 => Self::new(403, 10003, "CF-NotAuthorized", "You are not authorized to perform the requested action"),
+            403 => Self::not_authorized(),
             404 => Self::not_found("Resource"),
             422 => Self::unprocessable("something went wrong"),
             429 => Self::new(429, 10013, "CF-RateLimitExceeded", "Rate Limit Exceeded"),

@@ -22,6 +22,7 @@ pub mod present;
 mod processes;
 mod quotas;
 mod root;
+pub mod roles;
 pub mod route_policies;
 mod routes;
 mod services;
@@ -43,6 +44,7 @@ pub fn router(ctx: Ctx) -> Router {
         .merge(domains::routes())
         .merge(routes::routes())
         .merge(route_policies::routes())
+        .merge(roles::routes())
         .merge(apps::routes())
         .merge(features::routes())
         .merge(processes::routes())

@@ -13,23 +13,28 @@
 //! - deleting answers 204 at once; deleting a route deletes its policies (`add_association_dependencies`), deleting
 //!   an app does not (a policy names its source by guid only).
 //!
-//! Before 3.225.0 the endpoints are CC's unknown request (404) and a domain has no such fields. cf-sim models no
-//! roles (a user may manage every route's policies), no `include=source` (answered with a 400 saying so) and no
-//! enforcement by the router.
+//! - creating one needs the `cloud_controller.write` scope (or `cloud_controller.admin`) and, in the route's space,
+//!   read rights (else "Route not found") and the space developer role (else 403 CF-NotAuthorized), as
+//!   `find_and_authorize_route` asks lib/cloud_controller/permissions.rb (cc/roles.rs).
+//!
+//! Before 3.225.0 the endpoints are CC's unknown request (404) and a domain has no such fields. cf-sim checks roles
+//! on create only (lists, updates and deletes see every policy), renders no `include=source` (answered with a 400
+//! saying so) and has no enforcement by the router.
 
-use axum::Json;
-use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
+use super::Identity;
 use super::body::{self, Errors};
 use super::error::{ApiError, ApiResult};
 use super::list::{ListQuery, matches_any};
 use super::present;
+use super::roles;
 use crate::config::CcApiVersion;
 use crate::shared::Ctx;
 use crate::state::{Common, State as CcState};
@@ -203,10 +208,18 @@ async fn show(State(ctx): State<Ctx>, Path(guid): Path<String>, RawQuery(raw): R
     Ok(Json(body))
 }
 
-/// `RoutePolicyCreateMessage`, then the controller's route checks, then `RoutePolicyCreate` and the model's
-/// validation.
-async fn create(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+/// `check_write_permissions!` (403), `RoutePolicyCreateMessage`, then the controller's route checks
+/// (`find_and_authorize_route`: a route the user may not read is not found, one in a space it is no developer of
+/// is a 403), then `RoutePolicyCreate` and the model's validation.
+async fn create(
+    State(ctx): State<Ctx>,
+    Extension(identity): Extension<Identity>,
+    raw: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     available(&ctx)?;
+    if !identity.may_write() {
+        return Err(ApiError::not_authorized());
+    }
     let map = body::object(&raw)?;
     let mut errors = Errors::default();
     errors.metadata(&map);
@@ -235,6 +248,12 @@ async fn create(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<(StatusCode, Js
     let (Some(route_guid), Some(source)) = (route_guid, source) else { unreachable!("validated above") };
     let mut state = ctx.state();
     let route = state.route(&route_guid)?;
+    if !roles::may_read_space(&state, &identity, &route.space_guid) {
+        return Err(ApiError::not_found("Route"));
+    }
+    if !roles::may_write_to_space(&state, &identity, &route.space_guid) {
+        return Err(ApiError::not_authorized());
+    }
     let domain = state.domain(&route.domain_guid)?;
     if domain.internal {
         return Err(ApiError::unprocessable(

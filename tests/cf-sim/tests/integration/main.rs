@@ -15,6 +15,7 @@ mod log_cache;
 mod managed_services;
 mod manifest_diff;
 mod policies;
+mod roles;
 mod route_policies;
 mod runtime;
 mod tls;
