@@ -9,11 +9,13 @@
 //!   a request that needed an earlier answer cannot overlap it. This is the number of latencies the client
 //!   waited one after another, whatever the total number of requests.
 //! - **Wait detection**: a wait is a series of polls of one resource (a job, a package, a build, a process's
-//!   stats). CF finished it between the arrival of the series' second-to-last poll (which still saw it
-//!   unfinished) and that of the last one; the client knew when the last answer came back. The lag is estimated
+//!   stats), up to two in flight at once. The wait ends on the first answer that saw it finished, and no poll
+//!   leaves after that: the poll that saw it is the first one answered after the last poll left (every answer
+//!   before that saw it unfinished; polls left after it are unread). CF finished it between the arrival of the
+//!   poll before that one and that poll's own; the client knew when its answer came back. The lag is estimated
 //!   from the middle of that window (CF finishes at a time independent of the poll schedule), and its upper
-//!   bound from the window's start. A wait done by its first poll has no window: its lag is that poll's round
-//!   trip, a lower bound.
+//!   bound from the window's start. A wait seen done by its first poll has no window: its lag is that poll's
+//!   round trip, a lower bound.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -81,12 +83,15 @@ pub(crate) fn waits(requests: &[Timed]) -> Vec<Wait> {
     let mut waits: Vec<(f64, Wait)> = series
         .into_iter()
         .map(|(path, polls)| {
-            let last = polls[polls.len() - 1];
-            let (lag, bound) = match polls.len() {
-                1 => (last.end - last.start, last.end - last.start),
+            let last_sent = polls[polls.len() - 1].start;
+            // At 0 ms latency (and 1 ms resolution) the last answer may be logged back the moment its poll left.
+            let seen = polls.iter().position(|p| p.end > last_sent).unwrap_or(polls.len() - 1);
+            let done = polls[seen];
+            let (lag, bound) = match seen {
+                0 => (done.end - done.start, done.end - done.start),
                 n => {
-                    let window_start = polls[n - 2].start;
-                    (last.end - (window_start + last.start) / 2.0, last.end - window_start)
+                    let window_start = polls[n - 1].start;
+                    (done.end - (window_start + done.start) / 2.0, done.end - window_start)
                 }
             };
             let what = cf_sim::request_log::path_template(path);

@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::harness;
-// The benchmark's reading of cf-sim's request log as a client sees it; this test needs its round trips only.
+// The benchmark's reading of cf-sim's request log as a client sees it; these tests need its round trips, and check
+// its reading of a wait with polls in flight side by side.
 #[allow(dead_code)]
 #[path = "../../benches/critical_path.rs"]
 mod critical_path;
@@ -129,4 +130,41 @@ fn two_hundred_requests_a_second_through_a_deploy_with_four_instances() {
 #[test]
 fn two_hundred_requests_a_second_through_a_deploy_at_150_ms_api_latency() {
     deploy_under_load(2, 150);
+}
+
+/// Polls of one build at 150 ms latency, arriving at `at_ms` past 10:00:00 (no processing time).
+fn polls(at_ms: &[u64]) -> Vec<critical_path::Timed> {
+    let record = |ms: &u64| cf_sim::RequestRecord {
+        seq: 0,
+        timestamp: format!("2026-12-05T10:00:{:02}.{:03}000000Z", ms / 1000, ms % 1000),
+        listener: "api",
+        method: "GET".into(),
+        path: "/v3/builds/b".into(),
+        query: None,
+        status: 200,
+        ms: 0,
+        admin: false,
+        fault: None,
+        dropped: false,
+        request_bytes: None,
+    };
+    let records: Vec<cf_sim::RequestRecord> = at_ms.iter().map(record).collect();
+    critical_path::timed(&records, Duration::from_millis(150))
+}
+
+fn lag_and_bound(at_ms: &[u64]) -> (u64, u64) {
+    let wait = &critical_path::waits(&polls(at_ms))[0];
+    assert_eq!(wait.polls, at_ms.len());
+    ((wait.lag * 1000.0).round() as u64, (wait.bound * 1000.0).round() as u64)
+}
+
+#[test]
+fn a_wait_is_seen_done_by_the_first_answer_back_after_the_last_poll_left() {
+    // One poll at a time: the last one saw it done (CF finished between 300 and 500 ms, known at 650 ms).
+    assert_eq!(lag_and_bound(&[0, 150, 300, 500]), (250, 350));
+    // Two in flight: the poll that left at 300 ms was answered at 450 ms, after the last one left (380 ms), so
+    // it saw the build done (CF finished between 200 and 300 ms) and the last poll went unread.
+    assert_eq!(lag_and_bound(&[0, 100, 200, 300, 380]), (200, 250));
+    // Done by the first poll, one more already on its way: that poll's round trip.
+    assert_eq!(lag_and_bound(&[0, 100]), (150, 150));
 }
