@@ -13,8 +13,8 @@
 //! - One module per resource kind: [`orgs`], [`spaces`], [`domains`], [`routes`], [`apps`], [`packages`],
 //!   [`resource_matches`], [`builds`], [`droplets`], [`processes`], [`service_instances`],
 //!   [`bindings`], [`manifests`], [`jobs`], [`logs`], [`quotas`], [`tasks`], plus [`root`] for the discovery
-//!   documents, [`policies`] for the policy server's network policies and [`route_policies`] for CC's route
-//!   policies.
+//!   documents, [`policies`] for the policy server's network policies, [`route_policies`] for CC's route
+//!   policies and [`roles`] for the deploying identity's roles.
 
 pub(crate) mod api;
 pub mod apps;
@@ -36,6 +36,7 @@ pub mod processes;
 pub mod quotas;
 pub mod resource_matches;
 pub(crate) mod retry;
+pub(crate) mod roles;
 pub mod root;
 pub(crate) mod route_policies;
 pub mod routes;

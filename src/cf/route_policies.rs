@@ -9,6 +9,7 @@ use crate::cf::api::{Api, Resource, resource};
 use crate::cf::client::Req;
 use crate::cf::error::Result;
 use crate::cf::paginate::ListParams;
+use crate::cf::routes::Route;
 use crate::cf::types::{Metadata, ToOne, null_as_default};
 
 resource! {
@@ -17,6 +18,9 @@ resource! {
         pub(crate) source: String,
         #[serde(default, deserialize_with = "null_as_default")]
         pub(crate) relationships: RoutePolicyRelationships,
+        /// The space of the policy's route, where listed with its route (`include=route`).
+        #[serde(skip)]
+        pub(crate) route_space: Option<String>,
     }
 }
 
@@ -38,10 +42,21 @@ pub(crate) fn app_source(app_guid: &str) -> String {
 }
 
 impl Api<RoutePolicy> {
-    /// The policies whose source is the app `app_guid`; `None` where the foundation has no route policies.
+    /// The policies whose source is the app `app_guid`, each with its route's space (listed with their routes,
+    /// `IncludeRoutePolicyRouteDecorator`); `None` where the foundation has no route policies.
     pub(crate) async fn of_app(&self, app_guid: &str) -> Result<Option<Vec<RoutePolicy>>> {
-        match self.list(&ListParams::new().filter("sources", [app_source(app_guid)])).await {
-            Ok(policies) => Ok(Some(policies)),
+        let params = ListParams::new().filter("sources", [app_source(app_guid)]).include("route");
+        match self.list_with_included(&params).await {
+            Ok(listed) => {
+                let routes: Vec<Route> = listed.included.get("routes")?;
+                let space_of = |route: &str| {
+                    let route = routes.iter().find(|r| r.guid == route)?;
+                    route.relationships.space.guid().map(str::to_owned)
+                };
+                let policies =
+                    listed.resources.into_iter().map(|p| RoutePolicy { route_space: space_of(p.route_guid()), ..p });
+                Ok(Some(policies.collect()))
+            }
             Err(e) if e.cf().is_some_and(|c| c.status == Some(404)) => Ok(None),
             Err(e) => Err(e),
         }

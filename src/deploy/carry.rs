@@ -13,16 +13,17 @@
 //! production's bindings to managed services (read where the service allows it) for the services it binds
 //! without parameters of its own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::{Map, Value};
 
 use super::plan::Blue;
-use crate::cf::CfClient;
 use crate::cf::apps::App;
 use crate::cf::policies::Policy;
+use crate::cf::roles::SPACE_DEVELOPER;
 use crate::cf::route_policies::{RoutePolicy, app_source};
+use crate::cf::{CfClient, ListParams};
 use crate::log;
 
 /// Production's network policies, its route policies and its managed bindings' parameters as read before the
@@ -60,8 +61,8 @@ impl std::fmt::Debug for BindingParameters {
 
 /// Before the lock: the network policies and the route policies of `production` (as the apps' lookup found it)
 /// are read, which proves the deploying identity may read them (a 403 fails the put here, saying which
-/// permission is missing), and so are its managed bindings' parameters. Nothing to check when nothing runs in
-/// production.
+/// permission is missing), and so are its managed bindings' parameters; the identity must also be able to give
+/// the route policies to the new version ([`may_give`]). Nothing to check when nothing runs in production.
 pub(crate) async fn check(cf: &CfClient, production: Option<&App>) -> Result<Listed> {
     let Some(production) = production else { return Ok(Listed::default()) };
     let (guid, name) = (production.guid.as_str(), production.name.as_str());
@@ -70,6 +71,7 @@ pub(crate) async fn check(cf: &CfClient, production: Option<&App>) -> Result<Lis
         route_policies_of(cf, guid, name),
         parameters_of(cf, production)
     )?;
+    may_give(cf, route_policies.as_deref().unwrap_or_default()).await?;
     Ok(Listed { production_guid: Some(guid.to_owned()), policies, route_policies, parameters })
 }
 
@@ -198,6 +200,48 @@ async fn route_policies_of(cf: &CfClient, guid: &str, name: &str) -> Result<Opti
                      rights in their routes' spaces to give them to the new version";
         not_listed(e, ("route policies", "Cloud Controller"), name, needs)
     })
+}
+
+/// Whether the deploying identity may give the candidate production's route policies (`routed`, as listed with
+/// their routes): CC's `RoutePoliciesController#create` wants the `cloud_controller.write` scope and, in each
+/// route's space, the space developer role (`find_and_authorize_route`, `can_write_to_active_space?`), unless
+/// the token has `cloud_controller.admin`. One roles request for all the spaces; none without route policies,
+/// for an admin, or for a token that is no JWT (CC alone can say then). A missing role or scope is one line.
+async fn may_give(cf: &CfClient, routed: &[RoutePolicy]) -> Result<()> {
+    let spaces: BTreeSet<&str> = routed.iter().filter_map(|p| p.route_space.as_deref()).collect();
+    if spaces.is_empty() {
+        return Ok(());
+    }
+    let Some(identity) = cf.identity().await? else { return Ok(()) };
+    if identity.admin {
+        return Ok(());
+    }
+    let who = format!("the deploying {}", identity.called);
+    if !identity.writes {
+        bail!(
+            "route policies: {who} lacks the cloud_controller.write scope, which giving production's route policies              to the new version needs"
+        );
+    }
+    let developer = cf.roles().spaces_with(SPACE_DEVELOPER, &identity.user_guid, &spaces).await;
+    let developer = developer.with_context(|| format!("listing the space developer roles of {who}"))?;
+    let lacking: Vec<&str> = spaces.into_iter().filter(|s| !developer.contains(*s)).collect();
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    let named = space_names(cf, &lacking).await;
+    let spaces = if named.len() == 1 { "space" } else { "spaces" };
+    bail!(
+        "route policies: {who} is not a space developer in {spaces} {}, where production's route policies' routes          are: giving them to the new version needs the Space Developer role there (or the cloud_controller.admin          scope)",
+        named.join(", ")
+    )
+}
+
+/// The names of the spaces `guids`, each its guid where it cannot be read (the line it goes in fails the put
+/// anyway).
+async fn space_names(cf: &CfClient, guids: &[&str]) -> Vec<String> {
+    let listed = cf.spaces().list(&ListParams::new().filter("guids", guids)).await.unwrap_or_default();
+    let name = |guid: &str| listed.iter().find(|s| s.guid == guid).map_or_else(|| guid.to_owned(), |s| s.name.clone());
+    guids.iter().map(|guid| name(guid)).collect()
 }
 
 /// Creates the route policies of production (`routed`, as listed) for `candidate`: same routes, same metadata.

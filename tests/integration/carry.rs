@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::util::deploy::{PutDir, app_named, deploy, get, journal_keys, logged, out, out_as, spawn_out, wait_for};
-use crate::util::sim::{connect, start_sim_with};
+use crate::util::deploy::{
+    BUILD_ENV, PutDir, app_named, deploy, get, journal_keys, logged, out, out_as, spawn_out, wait_for,
+};
+use crate::util::run_resource;
+use crate::util::sim::{connect, out_request, source, start_sim_with};
 use cf_blue_green_resource::cf::CfClient;
 use cf_blue_green_resource::cf::bindings::NewBinding;
 use cf_sim::load::{self, LoadConfig};
@@ -493,6 +496,7 @@ fn a_production_without_route_policies_costs_one_request_for_them() {
     assert_eq!(run.status, 0, "{}", run.stderr);
     let asked = sim.request_log().iter().filter(|r| r.path.starts_with("/v3/route_policies")).count();
     assert_eq!(asked, 1);
+    assert!(!sim.request_log().iter().any(|r| r.path == "/v3/roles"), "no roles to ask for");
     assert!(!run.stderr.contains("route polic"), "{}", run.stderr);
 }
 
@@ -513,6 +517,9 @@ fn production_s_route_policies_are_listed_once_before_the_lock() {
     assert_eq!(listed.len(), 1, "production's route policies are listed once: {log:#?}");
     let lock = log.iter().position(|r| r.method == "POST" && r.path == "/v3/apps").expect("the candidate, the lock");
     assert!(listed[0] < lock, "listed before the lock is taken: {log:#?}");
+    let asked: Vec<usize> = (0..log.len()).filter(|&i| log[i].method == "GET" && log[i].path == "/v3/roles").collect();
+    assert_eq!(asked.len(), 1, "the deploying user's developer roles, asked once for the routes' spaces: {log:#?}");
+    assert!(asked[0] < lock && log[asked[0]].query.as_deref().is_some_and(|q| q.contains("space_developer")));
     let carried = route_policies(&sim, &runtime, &cf);
     assert!(carried.contains(&payments_policy("frontend")), "the new version was given it: {carried:?}");
     assert!(carried.contains(&payments_policy("frontend-previous")), "{carried:?}");
@@ -587,4 +594,62 @@ fn a_user_who_may_not_give_route_policies_fails_saying_so_and_the_candidate_goes
     assert_eq!(refused.stderr.matches("error:").count(), 1, "one line: {}", refused.stderr);
     assert!(app_named(&sim, "frontend-green").is_none(), "the candidate is deleted");
     assert_eq!(route_policies(&sim, &runtime, &cf), before, "production keeps its own, nothing else was given");
+}
+
+/// Leaves the deploying user a space auditor of `space`, no longer its developer (through cf-sim's admin API): it
+/// may still read the space's routes and their policies, not give them to another app.
+fn only_an_auditor_in(sim: &Sim, runtime: &tokio::runtime::Runtime, cf: &CfClient, space: &str) {
+    let developers: Value =
+        runtime.block_on(cf.get(&format!("/v3/roles?types=space_developer&space_guids={space}"))).unwrap();
+    for role in developers["resources"].as_array().unwrap() {
+        runtime.block_on(cf.delete(&format!("/_sim/roles/{}", role["guid"].as_str().unwrap()))).unwrap();
+    }
+    let auditor = json!({"type": "space_auditor", "username": sim.info().username, "space_guid": space});
+    let _: Value = runtime.block_on(cf.post("/_sim/roles", &auditor)).unwrap();
+}
+
+#[test]
+fn a_user_who_is_no_developer_in_a_route_policy_s_space_fails_before_the_lock_saying_so() {
+    let (sim, runtime, cf) = connected_sim();
+    let put = PutDir::with_sample_app();
+    frontend_calling_backend_over_mtls(&sim, &runtime, &cf, &put);
+    let before = route_policies(&sim, &runtime, &cf);
+    let space = app_named(&sim, "frontend").unwrap()["space"].as_str().unwrap().to_owned();
+    only_an_auditor_in(&sim, &runtime, &cf, &space);
+    sim.reset_request_log();
+    let refused = out(&sim, &put, "frontend", params("ci/frontend.yml", "f2"));
+    assert_eq!((refused.status, refused.stdout.as_str()), (1, ""), "{}", refused.stderr);
+    assert_eq!(refused.stderr.matches("error:").count(), 1, "one line: {}", refused.stderr);
+    assert_eq!(
+        refused.last_line(),
+        format!(
+            "error: route policies: the deploying user {} is not a space developer in space {}, where production's \
+             route policies' routes are: giving them to the new version needs the Space Developer role there (or \
+             the cloud_controller.admin scope)",
+            sim.info().username,
+            sim.info().space
+        )
+    );
+    let log = sim.request_log();
+    assert_eq!(log.iter().filter(|r| r.path == "/v3/roles").count(), 1, "{log:#?}");
+    let written: Vec<String> = log
+        .iter()
+        .filter(|r| r.path.starts_with("/v3/apps") && r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(written, Vec::<String>::new(), "no lock taken, no journal written");
+    assert!(journal_keys(&app_named(&sim, "frontend").unwrap()).is_empty());
+    assert_eq!(route_policies(&sim, &runtime, &cf), before);
+
+    // An admin (the CI client's cloud_controller.admin) needs no role, and is not asked for one.
+    let mut admin = source(&sim, "frontend");
+    let info = sim.info();
+    admin.as_object_mut().unwrap().retain(|key, _| key != "username" && key != "password");
+    (admin["client_id"], admin["client_secret"]) = (json!(info.client_id), json!(info.client_secret));
+    sim.reset_request_log();
+    let request = out_request(&admin, Some(params("ci/frontend.yml", "f2")));
+    let run = run_resource("out", &[put.path().to_str().unwrap()], &request, BUILD_ENV);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(!sim.request_log().iter().any(|r| r.path == "/v3/roles"));
+    assert!(route_policies(&sim, &runtime, &cf).contains(&payments_policy("frontend")));
 }
