@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use super::plan::Blue;
 use crate::cf::apps::App;
 use crate::cf::policies::Policy;
-use crate::cf::roles::SPACE_DEVELOPER;
+use crate::cf::roles::{Identity, SPACE_DEVELOPER};
 use crate::cf::route_policies::{RoutePolicy, app_source};
 use crate::cf::{CfClient, ListParams};
 use crate::log;
@@ -213,27 +213,42 @@ async fn may_give(cf: &CfClient, routed: &[RoutePolicy]) -> Result<()> {
         return Ok(());
     }
     let Some(identity) = cf.identity().await? else { return Ok(()) };
-    if identity.admin {
-        return Ok(());
-    }
-    let who = format!("the deploying {}", identity.called);
-    if !identity.writes {
-        bail!(
-            "route policies: {who} lacks the cloud_controller.write scope, which giving production's route policies              to the new version needs"
-        );
-    }
-    let developer = cf.roles().spaces_with(SPACE_DEVELOPER, &identity.user_guid, &spaces).await;
-    let developer = developer.with_context(|| format!("listing the space developer roles of {who}"))?;
+    let Some(user_guid) = roles_to_ask(&identity)? else { return Ok(()) };
+    let developer = cf.roles().spaces_with(SPACE_DEVELOPER, user_guid, &spaces).await;
+    let developer = developer.with_context(|| format!("listing the space developer roles of {}", who(&identity)))?;
     let lacking: Vec<&str> = spaces.into_iter().filter(|s| !developer.contains(*s)).collect();
     if lacking.is_empty() {
         return Ok(());
     }
     let named = space_names(cf, &lacking).await;
-    let spaces = if named.len() == 1 { "space" } else { "spaces" };
     bail!(
-        "route policies: {who} is not a space developer in {spaces} {}, where production's route policies' routes          are: giving them to the new version needs the Space Developer role there (or the cloud_controller.admin          scope)",
+        "route policies: {} is not a space developer in {} {}, where production's route policies' routes are: \
+         giving them to the new version needs the Space Developer role there (or the cloud_controller.admin scope)",
+        who(&identity),
+        if named.len() == 1 { "space" } else { "spaces" },
         named.join(", ")
     )
+}
+
+/// Whose space developer roles to ask for before giving route policies: nobody's for an admin (`Ok(None)`); a
+/// token without `cloud_controller.write` may not give them at all (one line saying so).
+fn roles_to_ask(identity: &Identity) -> Result<Option<&str>> {
+    if identity.admin {
+        return Ok(None);
+    }
+    if !identity.writes {
+        bail!(
+            "route policies: {} lacks the cloud_controller.write scope, which giving production's route policies to \
+             the new version needs",
+            who(identity)
+        );
+    }
+    Ok(Some(&identity.user_guid))
+}
+
+/// How a line names the deploying identity.
+fn who(identity: &Identity) -> String {
+    format!("the deploying {}", identity.called)
 }
 
 /// The names of the spaces `guids`, each its guid where it cannot be read (the line it goes in fails the put
@@ -431,5 +446,17 @@ mod tests {
         assert_eq!((yaml.as_str(), lines.len()), (candidate, 0));
         let (_, lines) = manifest(candidate, Some(&production()), &BindingParameters::default()).unwrap();
         assert_eq!(lines.len(), 5, "{lines:?}");
+    }
+
+    #[test]
+    fn an_admin_is_asked_no_roles_a_writer_its_own_and_a_reader_is_refused() {
+        let identity = |admin, writes| Identity { user_guid: "u-1".into(), called: "user alice".into(), admin, writes };
+        assert_eq!(roles_to_ask(&identity(true, false)).unwrap(), None);
+        assert_eq!(roles_to_ask(&identity(false, true)).unwrap(), Some("u-1"));
+        assert_eq!(
+            roles_to_ask(&identity(false, false)).unwrap_err().to_string(),
+            "route policies: the deploying user alice lacks the cloud_controller.write scope, which giving production's \
+             route policies to the new version needs"
+        );
     }
 }
