@@ -107,4 +107,12 @@ mod tests {
         );
         assert_eq!(Identity::of(claims(r#"{"scope": []}"#)), None);
     }
+
+    #[test]
+    fn a_role_s_space_decodes_from_ccs_list_and_an_org_role_has_none() {
+        let page: crate::cf::paginate::Page<Role> =
+            serde_json::from_str(include_str!("../../tests/fixtures/cf-api/roles_list.json")).unwrap();
+        let spaces: Vec<Option<&str>> = page.resources.iter().map(|r| r.relationships.space.guid()).collect();
+        assert_eq!(spaces, [None, Some("47c5da3b-6cbc-421c-87c3-20bb3c41ab7c")]);
+    }
 }

@@ -50,6 +50,12 @@ const TOLERATED: &[(&str, &str, &str)] = &[
     ("domains_list.json", "resources[].route_policies_scope", "likewise (domain_presenter.rb)"),
     ("spaces_list.json", "resources[].links.quota", "only spaces with a space quota link one"),
     (
+        "roles_list.json",
+        "resources[].links.space",
+        "a role links its space or its org (role_presenter.rb): the example has one of each",
+    ),
+    ("roles_list.json", "resources[].links.organization", "likewise"),
+    (
         "space_usage_summary.json",
         "links.organization",
         "upstream quirk: the example names the space link organization; space_usage_summary_presenter.rb says space",
@@ -282,6 +288,7 @@ async fn responses(sim: &Sim) -> BTreeMap<&'static str, Value> {
     out.insert("organizations_list.json", api.get("/v3/organizations?per_page=1").await.json());
     out.insert("space.json", api.get(&format!("/v3/spaces/{space}")).await.json());
     out.insert("spaces_list.json", api.get("/v3/spaces?per_page=1").await.json());
+    out.insert("roles_list.json", api.get("/v3/roles?per_page=2").await.json());
     let org_quota =
         api.get(&format!("/v3/organizations/{org}")).await.json()["relationships"]["quota"]["data"]["guid"].clone();
     out.insert(
