@@ -455,8 +455,8 @@ mod tests {
         assert_eq!(roles_to_ask(&identity(false, true)).unwrap(), Some("u-1"));
         assert_eq!(
             roles_to_ask(&identity(false, false)).unwrap_err().to_string(),
-            "route policies: the deploying user alice lacks the cloud_controller.write scope, which giving production's \
-             route policies to the new version needs"
+            "route policies: the deploying user alice lacks the cloud_controller.write scope, which giving \
+             production's route policies to the new version needs"
         );
     }
 }

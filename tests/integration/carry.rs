@@ -653,3 +653,37 @@ fn a_user_who_is_no_developer_in_a_route_policy_s_space_fails_before_the_lock_sa
     assert!(!sim.request_log().iter().any(|r| r.path == "/v3/roles"));
     assert!(route_policies(&sim, &runtime, &cf).contains(&payments_policy("frontend")));
 }
+
+#[test]
+fn the_roles_of_every_route_policy_s_space_are_asked_at_once_and_the_line_names_those_lacking() {
+    let sim = start_sim_with(|c| c.extra_spaces = vec![format!("{}/other", c.organization)]);
+    let (runtime, cf) = connected(&sim);
+    let put = PutDir::with_sample_app();
+    frontend_calling_backend_over_mtls(&sim, &runtime, &cf, &put);
+    // The frontend may also call a route of another space, where its deploying user is only an auditor.
+    let first = |path: &str| {
+        let listed: Value = runtime.block_on(cf.get(path)).unwrap();
+        listed["resources"][0]["guid"].as_str().unwrap().to_owned()
+    };
+    let (other, mtls) = (first("/v3/spaces?names=other"), first("/v3/domains?names=mtls.example.com"));
+    let relationships = json!({"domain": {"data": {"guid": mtls}}, "space": {"data": {"guid": other}}});
+    let route: Value =
+        runtime.block_on(cf.post("/v3/routes", &json!({"host": "ledger", "relationships": relationships}))).unwrap();
+    let source = format!("cf:app:{}", guid(&sim, "frontend"));
+    let policy = json!({"source": source, "relationships": {"route": {"data": {"guid": route["guid"]}}}});
+    let _: Value = runtime.block_on(cf.post("/v3/route_policies", &policy)).unwrap();
+    only_an_auditor_in(&sim, &runtime, &cf, &other);
+
+    sim.reset_request_log();
+    let refused = out(&sim, &put, "frontend", params("ci/frontend.yml", "f2"));
+    refused.assert_clean_failure(&format!(
+        "the deploying user {} is not a space developer in space other, where",
+        sim.info().username
+    ));
+    let log = sim.request_log();
+    let asked: Vec<&str> = log.iter().filter(|r| r.path == "/v3/roles").filter_map(|r| r.query.as_deref()).collect();
+    assert_eq!(asked.len(), 1, "one request for both spaces: {log:#?}");
+    let home = app_named(&sim, "frontend").unwrap()["space"].as_str().unwrap().to_owned();
+    assert!(asked[0].contains(&home) && asked[0].contains(&other), "{}", asked[0]);
+    assert!(!log.iter().any(|r| r.method == "POST" && r.path == "/v3/apps"), "no lock taken");
+}

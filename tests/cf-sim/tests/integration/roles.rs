@@ -117,7 +117,8 @@ async fn creating_a_route_policy_needs_the_space_developer_role_in_the_route_s_s
     let home = space(&api, "sim-space").await;
     let domain = json!({"name": "mtls.example.com", "enforce_route_policies": true, "route_policies_scope": "any"});
     let domain = api.post("/v3/domains", domain).await.json()["guid"].clone();
-    let route = json!({"host": "api", "relationships": {"domain": {"data": {"guid": domain}}, "space": {"data": {"guid": home}}}});
+    let relationships = json!({"domain": {"data": {"guid": domain}}, "space": {"data": {"guid": home}}});
+    let route = json!({"host": "api", "relationships": relationships});
     let route = api.post("/v3/routes", route).await.json()["guid"].clone();
     let policy = |source: String| json!({"source": source, "relationships": {"route": {"data": {"guid": route}}}});
     let app = api.create_app("caller").await;
