@@ -82,8 +82,11 @@ fn each_bug_the_matrices_found_stays_fixed() {
     assert!(line.contains("the next deploy finishes the housekeeping"), "{line}");
     assert!(next_deploy_recovers(&mut lane), "the next deploy finishes the housekeeping");
 
-    // 3. Polling the apply_manifest job fails after CF created the temporary route: no route is left.
-    let (line, _) = failing_deploy(&mut lane, failing("GET", "/v3/jobs/*"));
+    // 3. Polling the apply_manifest job fails after CF created the temporary route: no route is left. A wait has
+    // up to two polls in flight, each retrying on its own: 2 × attempts − 1 failures exhaust one of them whatever
+    // their order, and leave too few to exhaust a poll of the clean-up.
+    let attempts = u64::from(RetryPolicy::default().max_attempts);
+    let (line, _) = failing_deploy(&mut lane, Fault { times: 2 * attempts - 1, ..failing("GET", "/v3/jobs/*") });
     assert!(line.contains("deploy failed in phase push: applying the manifest"), "{line}");
     lane.assert_only_production("right after applying the manifest failed");
 
