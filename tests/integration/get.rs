@@ -72,6 +72,19 @@ fn get(sim: &Sim, source: &Value, version: &Value, params: Option<Value>) -> Get
     Get { run, requests, _root: root, dir }
 }
 
+/// A cf-sim with the sample app pushed as `shop` (one instance) and an audit written as `out` writes it: the sim,
+/// a client, the app and its package's checksum.
+async fn audited_shop() -> (Sim, CfClient, Pushed, String) {
+    let sim = start_sim();
+    let cf = connect(&sim).await;
+    let space = home_space(&cf, &sim).await;
+    let bits = sample_app_dir();
+    let shop = push(&cf, &space, &sample_manifest(&sim, "shop", 1, &[]), bits.path()).await;
+    let checksum = package_checksum(&cf, &shop.package_guid).await;
+    write_audit(&cf, &shop, &checksum).await;
+    (sim, cf, shop, checksum)
+}
+
 /// Records what `out` records when it makes `droplet` production.
 async fn write_audit(cf: &CfClient, app: &Pushed, package_checksum: &str) {
     let build = BuildEnv {
@@ -190,13 +203,7 @@ async fn in_writes_what_the_version_deployed_without_secret_values() {
 
 #[tokio::test]
 async fn in_reads_a_hand_made_restage_and_older_droplets() {
-    let sim = start_sim();
-    let cf = connect(&sim).await;
-    let space = home_space(&cf, &sim).await;
-    let bits = sample_app_dir();
-    let shop = push(&cf, &space, &sample_manifest(&sim, "shop", 1, &[]), bits.path()).await;
-    let checksum = package_checksum(&cf, &shop.package_guid).await;
-    write_audit(&cf, &shop, &checksum).await;
+    let (sim, cf, shop, checksum) = audited_shop().await;
     let restaged = Pushed { droplet_guid: restage(&cf, &shop.app_guid).await, ..shop.clone() };
     let source = source(&sim, "shop");
 
@@ -222,13 +229,7 @@ async fn in_reads_a_hand_made_restage_and_older_droplets() {
 
 #[tokio::test]
 async fn in_reads_a_version_whose_app_was_renamed_away_on_its_own() {
-    let sim = start_sim();
-    let cf = connect(&sim).await;
-    let space = home_space(&cf, &sim).await;
-    let bits = sample_app_dir();
-    let shop = push(&cf, &space, &sample_manifest(&sim, "shop", 1, &[]), bits.path()).await;
-    let checksum = package_checksum(&cf, &shop.package_guid).await;
-    write_audit(&cf, &shop, &checksum).await;
+    let (sim, cf, shop, _) = audited_shop().await;
     let renamed = AppUpdate { name: Some("shop-archived".into()), ..AppUpdate::default() };
     cf.apps().update(&shop.app_guid, &renamed).await.unwrap();
     let got = get(&sim, &source(&sim, "shop"), &shop.version(), None);
