@@ -18,7 +18,10 @@ const OPEN_MAPS: &[&str] = &["var", "labels", "annotations", "process_types", "c
 /// Fixtures whose endpoint the sim does not implement.
 const NOT_IMPLEMENTED: &[(&str, &str)] = &[
     ("deployment.json", "deployments are not simulated"),
-    ("manifest_diff.json", "upstream quirk: its three ops merge into one shape no op has (json-diff: a remove has no value, an add no was); see integration::manifest_diff"),
+    (
+        "manifest_diff.json",
+        "upstream quirk: its three ops merge into one shape no op has (json-diff: a remove has no value, an add no was); see integration::manifest_diff",
+    ),
     ("warnings.json", "the sim's jobs never carry warnings"),
 ];
 
