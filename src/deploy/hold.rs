@@ -71,12 +71,14 @@ pub(crate) async fn hold(
         for route in &mut prod_routes {
             guids.push(route.ensure(&ctx.cf, &ctx.target.space.guid).await?);
         }
+        let digests = ctx.fingerprint.as_ref().map(|f| f.digests(production.as_ref().map(|(app, _)| app)));
         candidate
             .lock
             .record(|j| {
                 j.phase = Phase::Held;
                 j.verified = true;
                 j.prod_routes = guids;
+                (j.bits_digest, j.manifest_digest) = digests.unwrap_or_default();
             })
             .await?;
         Ok(production)

@@ -114,10 +114,12 @@ pub(crate) async fn swap_in(ctx: &mut Context, verified: Verified) -> Result<Ver
     recorded.map_err(|e| after_swap(ctx, e))?;
     retired.map_err(|e| after_swap(ctx, e))?;
     lock.stop_renewing().await;
-    let deploy_id = lock.journal().await.deploy_id;
-    let mut audit = Audit::new(&ctx.build, &deploy_id, &pushed.droplet_guid, pushed.package_checksum.clone());
-    if let Some(fingerprint) = ctx.fingerprint.as_ref().filter(|_| !ctx.params.rollback) {
-        fingerprint.record(&mut audit, blue);
+    let journal = lock.journal().await;
+    let mut audit = Audit::new(&ctx.build, &journal.deploy_id, &pushed.droplet_guid, pushed.package_checksum.clone());
+    match ctx.fingerprint.as_ref().filter(|_| !ctx.params.rollback) {
+        Some(fingerprint) => fingerprint.record(&mut audit, blue),
+        // A promoted candidate: the digests the put that held it recorded (none for a rollback).
+        None => (audit.bits_digest, audit.manifest_digest) = (journal.bits_digest, journal.manifest_digest),
     }
     let production = housekeeping::promote(&ctx.cf, &names, &lock.app, &audit).await.map_err(|e| after_swap(ctx, e))?;
     ctx.phases.finish();

@@ -66,15 +66,20 @@ impl Fingerprint {
         Ok(Fingerprint { bits, manifest, env })
     }
 
-    /// The audit with this fingerprint recorded; `blue` is the production it replaced (whose bits a redeploy of
-    /// its droplet has).
-    pub(crate) fn record(&self, audit: &mut Audit, blue: Option<&App>) {
-        audit.bits_digest = match &self.bits {
+    /// The bits and manifest digests a deploy records; `blue` is the production it replaces (whose bits a
+    /// redeploy of its droplet has).
+    pub(crate) fn digests(&self, blue: Option<&App>) -> (Option<String>, Option<String>) {
+        let bits = match &self.bits {
             Bits::Digest(digest) => Some(digest.clone()),
             Bits::Production => blue.and_then(recorded).and_then(|audit| audit.bits_digest),
             Bits::Unknown => None,
         };
-        audit.manifest_digest = Some(self.manifest.digest());
+        (bits, Some(self.manifest.digest()))
+    }
+
+    /// The audit with this fingerprint recorded; `blue` as for [`Fingerprint::digests`].
+    pub(crate) fn record(&self, audit: &mut Audit, blue: Option<&App>) {
+        (audit.bits_digest, audit.manifest_digest) = self.digests(blue);
     }
 }
 

@@ -30,6 +30,9 @@ const ROLLBACK_FROM: &str = concat!(prefix!(), "rollback-from");
 const RECOVERED_BY: &str = concat!(prefix!(), "recovered-by");
 /// The guid of the task `params.task` started (phase `task`).
 pub const TASK: &str = concat!(prefix!(), "task");
+/// The digests of a held candidate's bits and manifest, for the audit its promotion writes.
+const BITS_DIGEST: &str = concat!(prefix!(), "candidate-bits-digest");
+const MANIFEST_DIGEST: &str = concat!(prefix!(), "candidate-manifest-digest");
 
 /// Every key of a journal.
 pub const KEYS: &[&str] = &[
@@ -47,6 +50,8 @@ pub const KEYS: &[&str] = &[
     ROLLBACK_FROM,
     RECOVERED_BY,
     TASK,
+    BITS_DIGEST,
+    MANIFEST_DIGEST,
 ];
 
 /// How far a deploy got. The order is the order of the deploy.
@@ -135,6 +140,10 @@ pub struct Journal {
     pub recovered_by: Option<String>,
     /// The guid of the task `params.task` started on the candidate (phase `task`), once CF named it.
     pub task: Option<String>,
+    /// A held candidate's bits and manifest digests (phase `held`): what `skip_unchanged` compares, recorded in
+    /// the audit when a later put promotes it.
+    pub bits_digest: Option<String>,
+    pub manifest_digest: Option<String>,
 }
 
 impl Journal {
@@ -155,6 +164,8 @@ impl Journal {
             rollback_from: None,
             recovered_by: None,
             task: None,
+            bits_digest: None,
+            manifest_digest: None,
         }
     }
 
@@ -191,6 +202,8 @@ impl Journal {
             rollback_from: get(ROLLBACK_FROM).cloned(),
             recovered_by: get(RECOVERED_BY).cloned(),
             task: get(TASK).cloned(),
+            bits_digest: get(BITS_DIGEST).cloned(),
+            manifest_digest: get(MANIFEST_DIGEST).cloned(),
         })
     }
 
@@ -212,6 +225,8 @@ impl Journal {
             (ROLLBACK_FROM.into(), self.rollback_from.clone()),
             (RECOVERED_BY.into(), self.recovered_by.clone()),
             (TASK.into(), self.task.clone()),
+            (BITS_DIGEST.into(), self.bits_digest.clone()),
+            (MANIFEST_DIGEST.into(), self.manifest_digest.clone()),
         ])
     }
 

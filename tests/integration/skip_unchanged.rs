@@ -193,3 +193,19 @@ fn a_cloud_controller_without_manifest_diff_makes_the_put_deploy_saying_why() {
     );
     assert!(log.contains("skip_unchanged: the manifest (as Cloud Foundry sees it) changed; deploying"), "{log}");
 }
+
+#[test]
+fn a_held_then_promoted_version_is_recorded_like_a_deployed_one() {
+    let (sim, dir, _) = production_v1();
+    dir.write("app/public/robots.txt", "User-agent: *\n");
+    // The same put, held (skip_unchanged cannot go with hold).
+    let mut held_params = params("v1");
+    held_params["hold"] = json!(true);
+    held_params.as_object_mut().unwrap().remove("skip_unchanged");
+    let (held, _) = put(&sim, &dir, held_params);
+    assert_ne!(metadata(&held, "held"), Value::Null, "{held}");
+    let (promoted, _) = put(&sim, &dir, json!({"promote": true, "drain": "1s"}));
+    assert_eq!(metadata(&promoted, "skipped"), Value::Null, "{promoted}");
+    // What the held put deployed is what production runs now: the same put with skip_unchanged changes nothing.
+    assert_skips(&sim, &dir, params("v1"));
+}
