@@ -42,43 +42,52 @@ pub trait Listable {
 impl ListQuery {
     /// Parses `raw` (the URL query) accepting the common parameters plus `allowed`.
     pub fn parse(raw: Option<&str>, allowed: &[&str], default_per_page: usize) -> ApiResult<Self> {
+        let mut valid: Vec<&str> = COMMON.iter().chain(allowed).copied().collect();
+        valid.sort();
+        Self::parse_message(raw, &valid, &["created_at", "updated_at", "name", "state", "position"], default_per_page)
+    }
+
+    /// Parses `raw` as a list message whose keys are exactly `keys`, in its `register_allowed_keys` order
+    /// (ListMessage's `page`, `per_page`, `order_by`, `created_ats`, `updated_ats`, `guids` first), and whose
+    /// `valid_order_by_values` are `orders`; the first failing rule answers, in ListMessage's wording
+    /// (NoAdditionalParamsValidator, PaginationPageValidator, PaginationOrderValidator).
+    pub fn parse_message(
+        raw: Option<&str>,
+        keys: &[&str],
+        orders: &[&str],
+        default_per_page: usize,
+    ) -> ApiResult<Self> {
         let params: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        let unknown: Vec<&str> =
-            params.iter().map(|(k, _)| base_key(k)).filter(|k| !COMMON.contains(k) && !allowed.contains(k)).collect();
+        let unknown: Vec<&str> = params.iter().map(|(k, _)| base_key(k)).filter(|k| !keys.contains(k)).collect();
         if !unknown.is_empty() {
-            let mut valid: Vec<&str> = COMMON.iter().chain(allowed).copied().collect();
-            valid.sort();
             return Err(ApiError::bad_query(format!(
                 "Unknown query parameter(s): '{}'. Valid parameters are: '{}'",
                 unknown.join("', '"),
-                valid.join("', '")
+                keys.join("', '")
             )));
         }
         let values: BTreeMap<String, String> = params.iter().cloned().collect();
+        // `value.to_i > 0`, then at most 5000 for `per_page`.
         let number = |key: &str, default: usize| -> ApiResult<usize> {
-            match values.get(key) {
+            match values.get(key).map(|v| v.parse::<usize>()) {
                 None => Ok(default),
-                Some(v) => v
-                    .parse::<usize>()
-                    .map_err(|_| ApiError::bad_query(format!("{} must be a positive integer", title(key)))),
+                Some(Ok(n)) if n > 0 => Ok(n),
+                Some(_) => Err(ApiError::bad_query(format!("{} must be a positive integer", title(key)))),
             }
         };
         let page = number("page", 1)?;
-        if page < 1 {
-            return Err(ApiError::bad_query("Page must be greater than 0"));
-        }
         let per_page = number("per_page", default_per_page)?;
-        if !(1..=5000).contains(&per_page) {
+        if per_page > 5000 {
             return Err(ApiError::bad_query("Per page must be between 1 and 5000"));
         }
-        let order_by = values.get("order_by").cloned().unwrap_or_else(|| "created_at".to_string());
-        let allowed_orders = ["created_at", "updated_at", "name", "state", "position"];
-        if !allowed_orders.contains(&order_by.trim_start_matches(['-', '+'])) {
-            return Err(ApiError::bad_query(format!(
-                "Order by can only be: 'created_at', 'updated_at', 'name'; got '{order_by}'"
-            )));
+        // PaginationOrderValidator checks an `order_by` that is present; a blank one is the default.
+        let order_by = values.get("order_by").filter(|o| !o.trim().is_empty()).cloned();
+        let order_by = order_by.unwrap_or_else(|| "created_at".to_string());
+        if !orders.contains(&order_by.strip_prefix(['-', '+']).unwrap_or(&order_by)) {
+            let valid: Vec<String> = orders.iter().map(|o| format!("'{o}'")).collect();
+            return Err(ApiError::bad_query(format!("Order by can only be: {}", valid.join(", "))));
         }
         let label_selector = values.get("label_selector").map(|s| LabelSelector::parse(s)).transpose()?;
         Ok(ListQuery {

@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
 use super::Identity;
@@ -28,6 +29,21 @@ use super::error::{ApiError, ApiResult};
 use super::list::{ListQuery, matches_any};
 use crate::shared::Ctx;
 use crate::state::{Common, State as CcState};
+
+/// `RolesListMessage.allowed_keys`: ListMessage's, then its own (no `label_selector`).
+const LIST_KEYS: [&str; 11] = [
+    "page",
+    "per_page",
+    "order_by",
+    "created_ats",
+    "updated_ats",
+    "guids",
+    "organization_guids",
+    "space_guids",
+    "user_guids",
+    "types",
+    "include",
+];
 
 /// `RoleTypes::SPACE_ROLES`.
 const SPACE_ROLES: [&str; 4] = ["space_auditor", "space_manager", "space_developer", "space_supporter"];
@@ -118,6 +134,13 @@ fn readable(state: &CcState, identity: &Identity, role: &Role) -> bool {
     }
 }
 
+/// Ruby's `CGI.escape`, which the presenter applies to the user's guid (a client's id may be any text): all but
+/// `A-Za-z0-9_.-~` percent-encoded, a space as `+`.
+fn cgi_escape(text: &str) -> String {
+    const KEPT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'.').remove(b'-').remove(b'~');
+    utf8_percent_encode(text, KEPT).to_string().replace("%20", "+")
+}
+
 /// `RolePresenter`: a space role's org is null, an org role's space is.
 fn present(base: &str, role: &Role) -> Value {
     let link = |path: String| json!({"href": format!("{base}{path}")});
@@ -129,7 +152,7 @@ fn present(base: &str, role: &Role) -> Value {
     };
     let mut links = json!({
         "self": link(format!("/v3/roles/{}", role.common.guid)),
-        "user": link(format!("/v3/users/{}", role.user_guid)),
+        "user": link(format!("/v3/users/{}", cgi_escape(&role.user_guid))),
     });
     links[scope_link.0] = link(scope_link.1);
     json!({
@@ -152,10 +175,10 @@ async fn list(
     Extension(identity): Extension<Identity>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let allowed = ["organization_guids", "space_guids", "user_guids", "types", "include"];
     let unprocessable =
         |e: ApiError| ApiError::unprocessable(e.detail.trim_start_matches("The query parameter is invalid: "));
-    let q = ListQuery::parse(raw.as_deref(), &allowed, ctx.default_per_page()).map_err(unprocessable)?;
+    let q = ListQuery::parse_message(raw.as_deref(), &LIST_KEYS, &["created_at", "updated_at"], ctx.default_per_page())
+        .map_err(unprocessable)?;
     if !q.includes_of(&["user", "organization", "space"]).map_err(unprocessable)?.is_empty() {
         return Err(ApiError::bad_query("cf-sim does not model include of roles"));
     }
@@ -261,6 +284,12 @@ mod tests {
         assert!(!identity(&["cloud_controller.read"]).may_write());
         assert!(identity(&["cloud_controller.read", "cloud_controller.write"]).may_write());
         assert!(identity(&["cloud_controller.admin"]).may_write());
+    }
+
+    #[test]
+    fn the_user_link_escapes_the_guid_as_cgi_escape() {
+        assert_eq!(cgi_escape("0d6e-4f1a_b.c~d"), "0d6e-4f1a_b.c~d");
+        assert_eq!(cgi_escape("ci client/1@x:y"), "ci+client%2F1%40x%3Ay");
     }
 
     #[test]

@@ -97,6 +97,41 @@ async fn roles_are_listed_filtered_paged_and_seen_as_cc_shows_them() {
     sim.stop();
 }
 
+/// RolesListMessage: ListMessage's keys and its own, in that order, and no `label_selector`; ListMessage's
+/// pagination rules with `valid_order_by_values` created_at and updated_at; every error a 422 (`unprocessable!`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_roles_list_message_refuses_what_roles_list_message_refuses_in_its_words() {
+    let sim = sim();
+    let api = Api::login(&sim).await;
+    let valid = "Valid parameters are: 'page', 'per_page', 'order_by', 'created_ats', 'updated_ats', 'guids', \
+                 'organization_guids', 'space_guids', 'user_guids', 'types', 'include'";
+    let refusals = [
+        ("names=x", format!("Unknown query parameter(s): 'names'. {valid}")),
+        ("label_selector=team%3Da", format!("Unknown query parameter(s): 'label_selector'. {valid}")),
+        ("order_by=name", "Order by can only be: 'created_at', 'updated_at'".to_owned()),
+        ("order_by=--created_at", "Order by can only be: 'created_at', 'updated_at'".to_owned()),
+        ("per_page=0", "Per page must be a positive integer".to_owned()),
+        ("per_page=5001", "Per page must be between 1 and 5000".to_owned()),
+        ("page=0", "Page must be a positive integer".to_owned()),
+        (
+            "include=users",
+            "Invalid included resource: 'users'. Valid included resources are: 'user', 'organization', 'space'"
+                .to_owned(),
+        ),
+    ];
+    for (query, detail) in refusals {
+        let refused = api.get(&format!("/v3/roles?{query}")).await;
+        assert_eq!((refused.status, refused.cf_error()), (422, (10008, "CF-UnprocessableEntity".into())), "{query}");
+        assert_eq!(refused.json()["errors"][0]["detail"], detail.as_str(), "{query}");
+    }
+    let me = user_of(&api);
+    let oldest = roles(&api, &format!("user_guids={me}&order_by=created_at")).await;
+    assert_eq!(roles(&api, &format!("user_guids={me}&order_by=")).await, oldest, "a blank order_by is the default");
+    let newest = roles(&api, &format!("user_guids={me}&order_by=-created_at")).await;
+    assert_eq!((newest.len(), newest), (3, oldest.into_iter().rev().collect::<Vec<_>>()));
+    sim.stop();
+}
+
 /// An API client with the sim's CI client's token (client credentials: `cloud_controller.admin`).
 async fn client_api(sim: &Sim) -> Api {
     let info = sim.info();
