@@ -51,7 +51,13 @@ pub fn authenticate<'a>(
     providers: &'a [OidcProvider],
     now: u64,
 ) -> Result<(&'a OidcProvider, String), Refusal> {
-    let jwt = ParsedJwt::parse(assertion).ok_or_else(|| unauthorized("Unable to decode expected id_token"))?;
+    // JwtHelper.decode: an empty token is an InsufficientAuthenticationException; one that nimbus's JWTParser (its
+    // header, then getJWTClaimsSet) cannot parse an InvalidTokenException("Invalid token"), which
+    // resolveOriginProvider does not catch.
+    if assertion.is_empty() {
+        return Err(unauthorized("Unable to decode expected id_token"));
+    }
+    let jwt = ParsedJwt::parse(assertion).filter(nimbus_parses).ok_or_else(|| invalid_token("Invalid token"))?;
     let issuer = jwt.claims.get("iss").and_then(Value::as_str).filter(|iss| !iss.is_empty());
     let issuer = issuer.ok_or_else(|| unauthorized("Issuer is missing in id_token"))?;
     let provider = providers
@@ -89,6 +95,26 @@ pub fn authenticate<'a>(
         Some(name) => Ok((provider, name)),
         None => Err(unauthorized("Unable to map claim to a username")),
     }
+}
+
+/// Whether nimbus parses the token: a string `alg` in the header (`Header.parse`), and the registered claims of
+/// their types (`JWTClaimsSet.parse`): `iss`, `jti` strings, `sub` a string (or a number, which nimbus 9 reads
+/// as one), `aud` a string or a list of strings, `exp`, `nbf`, `iat` numbers; each may be null. So the user name
+/// claim may be a list only when it is another claim than `sub`.
+fn nimbus_parses(jwt: &ParsedJwt) -> bool {
+    let claim = |name: &str| jwt.claims.get(name).unwrap_or(&Value::Null);
+    let string = |name: &str| matches!(claim(name), Value::Null | Value::String(_));
+    let number = |name: &str| matches!(claim(name), Value::Null | Value::Number(_));
+    let audience = match claim("aud") {
+        Value::Null | Value::String(_) => true,
+        Value::Array(list) => list.iter().all(Value::is_string),
+        _ => false,
+    };
+    jwt.header.get("alg").is_some_and(Value::is_string)
+        && ["iss", "jti"].into_iter().all(string)
+        && (string("sub") || claim("sub").is_number())
+        && ["exp", "nbf", "iat"].into_iter().all(number)
+        && audience
 }
 
 /// `getMappedClaim`: a string, or a list holding one string; another list or type is a `BadCredentialsException`.
@@ -197,7 +223,7 @@ mod tests {
         let mut claims = json!({"iss": ISSUER, "sub": "main/shop", "aud": ["other", RP], "exp": unix_seconds() + 60});
         assert_eq!(check(&ci, &ci.sign(&claims)), Ok("concourse:main/shop".into()));
         claims["sub"] = json!(["main/shop"]);
-        assert_eq!(check(&ci, &ci.sign(&claims)), Ok("concourse:main/shop".into()));
+        assert_eq!(check(&ci, &ci.sign(&claims)), refused("invalid_token", "Invalid token"), "nimbus wants a string");
     }
 
     #[test]
@@ -213,7 +239,28 @@ mod tests {
         );
         let no_iss = ci.sign(&json!({"sub": "main/shop", "aud": RP, "exp": unix_seconds() + 60}));
         assert_eq!(check(&ci, &no_iss), refused("unauthorized", "Issuer is missing in id_token"));
-        assert_eq!(check(&ci, "not-a-jwt"), refused("unauthorized", "Unable to decode expected id_token"));
+        assert_eq!(check(&ci, ""), refused("unauthorized", "Unable to decode expected id_token"));
+    }
+
+    /// JwtHelper.decode: what nimbus cannot parse is an InvalidTokenException, before the issuer is looked at.
+    #[test]
+    fn a_token_nimbus_cannot_parse_is_an_invalid_token() {
+        let ci = AssertionIssuer::generate(ISSUER);
+        assert_eq!(check(&ci, "not-a-jwt"), refused("invalid_token", "Invalid token"));
+        let exp = unix_seconds() + 60;
+        for claims in [
+            json!({"iss": ISSUER, "sub": "main/shop", "aud": 7, "exp": exp}),
+            json!({"iss": ISSUER, "sub": "main/shop", "aud": [RP, 7], "exp": exp}),
+            json!({"iss": ISSUER, "sub": "main/shop", "aud": RP, "exp": "tomorrow"}),
+            json!({"iss": 1, "sub": "main/shop", "aud": RP, "exp": exp}),
+            json!({"iss": ISSUER, "sub": {"team": "main"}, "aud": RP, "exp": exp}),
+        ] {
+            assert_eq!(check(&ci, &ci.sign(&claims)), refused("invalid_token", "Invalid token"), "{claims}");
+        }
+        let good = ci.idtoken("main", "shop", RP, 600);
+        let rest = good.split_once('.').unwrap().1;
+        // `{"typ":"JWT"}`: no alg.
+        assert_eq!(check(&ci, &format!("eyJ0eXAiOiJKV1QifQ.{rest}")), refused("invalid_token", "Invalid token"));
     }
 
     #[test]
@@ -276,6 +323,7 @@ mod tests {
             ci.sign(&json!({"iss": ISSUER, "sub": "s", "aud": RP, "exp": unix_seconds() + 60, "pipeline": pipeline}))
         };
         assert_eq!(login(&claims(Value::Null)), Err(unauthorized("Unable to map claim to a username")));
+        assert_eq!(login(&claims(json!(["shop"]))), Ok("shop".into()), "a list of one");
         assert_eq!(
             login(&claims(json!(["a", "b"]))),
             Err(bad_credentials("Claim mapping for user_name attribute is ambiguous"))

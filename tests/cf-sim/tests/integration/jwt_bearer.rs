@@ -137,3 +137,32 @@ async fn without_shadow_users_only_a_pre_created_user_logs_in() {
     );
     sim.stop();
 }
+
+/// JwtHelper.decode: an empty assertion is UAA's InsufficientAuthenticationException, one nimbus cannot parse (no
+/// JWT, a header without `alg`, a registered claim of another type) its InvalidTokenException; a request without
+/// client authentication is refused before the grant is looked at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assertion_uaa_cannot_decode_and_a_request_without_a_client_are_refused_as_uaa_refuses_them() {
+    let ci = AssertionIssuer::generate(ISSUER);
+    let sim = sim(&ci, |_| {});
+    let invalid = (401, json!({"error": "invalid_token", "error_description": "Invalid token"}));
+    assert_eq!(answer(&bearer(&sim, DEPLOYER, "not-a-jwt").await), invalid);
+    let numeric_audience = json!({"iss": ISSUER, "sub": "main/shop", "aud": 7, "exp": 4_102_444_800_u64});
+    assert_eq!(answer(&bearer(&sim, DEPLOYER, &ci.sign(&numeric_audience)).await), invalid);
+    assert_eq!(
+        answer(&bearer(&sim, DEPLOYER, "").await),
+        (401, json!({"error": "unauthorized", "error_description": "Unable to decode expected id_token"}))
+    );
+    let headers = [("content-type", "application/x-www-form-urlencoded")];
+    let url = format!("{}/oauth/token", sim.info().uaa);
+    let form = format!("grant_type={GRANT}&assertion={}", ci.idtoken("main", "shop", "cf-deploy", 600));
+    let anonymous = send("POST", &url, &headers, form.into_bytes(), None).await.unwrap();
+    assert_eq!(
+        answer(&anonymous),
+        (
+            401,
+            json!({"error": "unauthorized", "error_description": "Full authentication is required to access this resource"})
+        )
+    );
+    sim.stop();
+}
