@@ -708,11 +708,16 @@ fn presence(items: Vec<Yaml>) -> Yaml {
     if items.is_empty() { Yaml::Null } else { Yaml::Sequence(items) }
 }
 
-/// ByteConverter#human_readable_byte_value: the largest unit that divides the value; -1 stays the integer -1.
+/// A log rate as the manifest presenter renders it: -1 stays the integer -1, others `human_readable_bytes`.
 fn human_bytes(bytes: i64) -> Yaml {
     if bytes == -1 {
         return yaml(json!(-1));
     }
+    yaml(json!(human_readable_bytes(bytes)))
+}
+
+/// ByteConverter#human_readable_byte_value: the largest unit of T, G, M, K, B that divides the value (`-1B` for -1).
+fn human_readable_bytes(bytes: i64) -> String {
     let units = ["T", "G", "M", "K", "B"];
     let (power, unit) = units
         .iter()
@@ -720,7 +725,7 @@ fn human_bytes(bytes: i64) -> Yaml {
         .map(|(i, u)| (4 - i as u32, *u))
         .find(|(power, _)| bytes % 1024_i64.pow(*power) == 0)
         .unwrap_or((0, "B"));
-    yaml(json!(format!("{}{unit}", bytes / 1024_i64.pow(power))))
+    format!("{}{unit}", bytes / 1024_i64.pow(power))
 }
 
 /// The presenters of app_manifest_presenter.rb, in its order: name and env, lifecycle (3.169.0 on), docker or

@@ -83,6 +83,12 @@ async fn changes_are_json_diff_ops_against_the_generated_manifest() {
         diff(&api, unlimited).await,
         json!([{"op": "replace", "path": "/applications/0/log-rate-limit-per-second", "was": -1, "value": "-1"}])
     );
+    // Only the texts -1 and 0 are kept as they are: `-1B` (-1 bytes, unlimited too) is written back as -1B.
+    let in_bytes = "applications:\n- name: diff-app\n  log-rate-limit-per-second: -1B\n";
+    assert_eq!(
+        diff(&api, in_bytes).await,
+        json!([{"op": "replace", "path": "/applications/0/log-rate-limit-per-second", "was": -1, "value": "-1B"}])
+    );
     // Names are matched exactly: another case is a new app, every key an add but memory.
     let other = "applications:\n- name: Diff-App\n  memory: 1G\n  instances: 2\n  stack: cflinuxfs4\n";
     assert_eq!(

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde_json::json;
 use serde_norway::Mapping;
 
-use super::{Yaml, app_manifest, app_spec, human_bytes};
+use super::{Yaml, app_manifest, app_spec, human_readable_bytes};
 use crate::cc::error::{ApiError, ApiResult};
 use crate::config::CcApiVersion;
 use crate::shared::Ctx;
@@ -405,7 +405,7 @@ fn normalize_units(mut hash: Mapping) -> Mapping {
             Yaml::String(text)
         } else {
             match convert_to_bytes(value, key) {
-                Ok(Some(bytes)) => human_bytes(bytes),
+                Ok(Some(bytes)) => Yaml::String(human_readable_bytes(bytes)),
                 Ok(None) => Yaml::Null,
                 Err(message) => Yaml::String(message),
             }
@@ -919,6 +919,8 @@ mod tests {
         assert_eq!(rates("-1"), yaml("'-1'"), "the integer -1 becomes the string '-1'");
         assert_eq!(rates("0"), yaml("'0'"));
         assert_eq!(rates("16k"), yaml("16K"));
+        assert_eq!(rates("-1B"), yaml("-1B"), "only the text -1 is kept; -1 bytes read from -1B is written -1B");
+        assert_eq!(rates("0K"), yaml("0T"));
         let memory = |value: &str| {
             normalize_units(yaml(&format!("{{memory: {value}}}")).as_mapping().cloned().unwrap())["memory"].clone()
         };
