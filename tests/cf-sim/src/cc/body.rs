@@ -64,12 +64,18 @@ impl Errors {
     /// `numericality: { only_integer: true, greater_than: 0 }, allow_nil: true` on `key`, with ActiveModel's
     /// humanized attribute name ("Staging memory in mb must be greater than 0").
     pub(crate) fn positive_integer(&mut self, map: &Map<String, Value>, key: &str) {
+        self.integer_greater_than(map, key, 0);
+    }
+
+    /// `numericality: { only_integer: true, greater_than: bound }, allow_nil: true` on `key` ("Log rate limit in
+    /// bytes per second must be greater than -2").
+    pub(crate) fn integer_greater_than(&mut self, map: &Map<String, Value>, key: &str, bound: i64) {
         let rule = match map.get(key) {
             None | Some(Value::Null) => return,
-            Some(v) if v.as_u64().is_some_and(|n| n > 0) => return,
-            Some(v) if v.is_i64() => "must be greater than 0",
-            Some(v) if v.is_number() => "must be an integer",
-            Some(_) => "is not a number",
+            Some(v) if v.as_i64().map_or(v.is_u64(), |n| n > bound) => return,
+            Some(v) if v.is_i64() => format!("must be greater than {bound}"),
+            Some(v) if v.is_number() => "must be an integer".to_owned(),
+            Some(_) => "is not a number".to_owned(),
         };
         self.add(format!("{} {rule}", capitalize(&key.replace('_', " "))));
     }

@@ -32,6 +32,24 @@ const TASK_LOG_RATE_SINCE: CcApiVersion = CcApiVersion(3, 126, 0);
 /// The first CC API version whose tasks have a `user` (commit cc006c0c74, "Add ability to set user on Tasks").
 const TASK_USER_SINCE: CcApiVersion = CcApiVersion(3, 198, 0);
 
+/// `TasksListMessage.allowed_keys`: ListMessage's, its own, then MetadataListMessage's `label_selector`.
+const LIST_KEYS: [&str; 14] = [
+    "page",
+    "per_page",
+    "order_by",
+    "created_ats",
+    "updated_ats",
+    "guids",
+    "names",
+    "states",
+    "app_guids",
+    "organization_guids",
+    "space_guids",
+    "app_guid",
+    "sequence_ids",
+    "label_selector",
+];
+
 pub fn routes() -> Router<Ctx> {
     Router::new()
         .route("/v3/apps/{guid}/tasks", get(list_for_app).post(create))
@@ -94,8 +112,15 @@ async fn list_for_app(
     Path(guid): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    // TasksListMessage, nested under an app: names, states, sequence_ids (and the common parameters).
-    let q = ListQuery::parse(raw.as_deref(), &["names", "states", "sequence_ids"], ctx.default_per_page())?;
+    // TasksListMessage (a 400, `invalid_param!`); under an app its `app_guid` is the path's.
+    let q =
+        ListQuery::parse_message(raw.as_deref(), &LIST_KEYS, &["created_at", "updated_at"], ctx.default_per_page())?;
+    // `app_nested_request`: filters that only make sense across apps.
+    let across_apps: Vec<&str> =
+        ["space_guids", "organization_guids", "app_guids"].into_iter().filter(|k| q.get(k).is_some()).collect();
+    if !across_apps.is_empty() {
+        return Err(ApiError::bad_query(format!("Unknown query parameter(s): '{}'", across_apps.join("', '"))));
+    }
     let state = ctx.state();
     state.app(&guid)?;
     let (names, states, sequences) = (q.list("names"), q.list("states"), q.list("sequence_ids"));
@@ -123,6 +148,9 @@ fn validate_message(ctx: &Ctx, map: &Map<String, Value>) -> ApiResult<()> {
     errors.unknown_keys(map, &allowed);
     errors.positive_integer(map, "disk_in_mb");
     errors.positive_integer(map, "memory_in_mb");
+    if ctx.config.cc_api_version.at_least(TASK_LOG_RATE_SINCE) {
+        errors.integer_greater_than(map, "log_rate_limit_in_bytes_per_second", -2);
+    }
     match map.get("droplet_guid") {
         None | Some(Value::Null) => {}
         Some(Value::String(guid)) if (1..=200).contains(&guid.chars().count()) => {}

@@ -128,6 +128,52 @@ async fn task_create_validates_the_message_the_droplet_and_the_disk_as_cc() {
     sim.stop();
 }
 
+/// TaskCreateMessage's log rate (`numericality: { only_integer: true, greater_than: -2 }`) and TasksListMessage
+/// under an app (`invalid_param!`): its keys in CC's order, `order_by` created_at or updated_at, and the filters
+/// across apps refused as `app_nested_request` words it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_rate_and_the_apps_task_list_are_validated_as_task_create_and_tasks_list_messages() {
+    let sim = Sim::start(test_config()).unwrap();
+    let api = Api::login(&sim).await;
+    let app = api.push("web", app_zip()).await;
+    let rates = [
+        (json!(-5), "Log rate limit in bytes per second must be greater than -2"),
+        (json!(1.5), "Log rate limit in bytes per second must be an integer"),
+        (json!("lots"), "Log rate limit in bytes per second is not a number"),
+    ];
+    for (rate, detail) in rates {
+        let body = json!({"command": "true", "log_rate_limit_in_bytes_per_second": rate});
+        let refused = api.post(&format!("/v3/apps/{app}/tasks"), body).await;
+        assert_eq!((refused.status, refused.cf_error()), (422, (10008, "CF-UnprocessableEntity".into())), "{rate}");
+        assert_eq!(refused.json()["errors"][0]["detail"], detail, "{rate}");
+    }
+    let unlimited = json!({"command": "true", "log_rate_limit_in_bytes_per_second": -1});
+    assert_eq!(api.post(&format!("/v3/apps/{app}/tasks"), unlimited).await.status, 202);
+
+    let invalid = "The query parameter is invalid: ";
+    let queries = [
+        (
+            "foo=1",
+            format!(
+                "{invalid}Unknown query parameter(s): 'foo'. Valid parameters are: 'page', 'per_page', 'order_by', \
+                 'created_ats', 'updated_ats', 'guids', 'names', 'states', 'app_guids', 'organization_guids', \
+                 'space_guids', 'app_guid', 'sequence_ids', 'label_selector'"
+            ),
+        ),
+        ("app_guids=a&space_guids=s", format!("{invalid}Unknown query parameter(s): 'space_guids', 'app_guids'")),
+        ("order_by=name", format!("{invalid}Order by can only be: 'created_at', 'updated_at'")),
+    ];
+    for (query, detail) in queries {
+        let refused = api.get(&format!("/v3/apps/{app}/tasks?{query}")).await;
+        assert_eq!((refused.status, refused.cf_error()), (400, (10005, "CF-BadQueryParameter".into())), "{query}");
+        assert_eq!(refused.json()["errors"][0]["detail"], detail.as_str(), "{query}");
+    }
+    let newest = api.get(&format!("/v3/apps/{app}/tasks?order_by=-created_at&sequence_ids=1")).await;
+    assert_eq!(newest.status, 200, "{}", newest.text());
+    assert_eq!(newest.json()["resources"][0]["sequence_id"], 1);
+    sim.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_task_is_killed_and_fails_and_an_ended_one_cannot_be_cancelled() {
     let sim = Sim::start(test_config()).unwrap();
