@@ -36,7 +36,7 @@ pub mod processes;
 pub mod quotas;
 pub mod resource_matches;
 pub(crate) mod retry;
-pub(crate) mod roles;
+pub mod roles;
 pub mod root;
 pub(crate) mod route_policies;
 pub mod routes;

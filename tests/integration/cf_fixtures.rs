@@ -18,6 +18,7 @@ use cf_blue_green_resource::cf::paginate::Page;
 use cf_blue_green_resource::cf::processes::{InstanceState, Process, ProcessStats};
 use cf_blue_green_resource::cf::quotas::{Quota, UsageSummary};
 use cf_blue_green_resource::cf::resource_matches::ResourceList;
+use cf_blue_green_resource::cf::roles::Role;
 use cf_blue_green_resource::cf::root::{Info, Root, V3Root};
 use cf_blue_green_resource::cf::routes::{Destinations, Route};
 use cf_blue_green_resource::cf::spaces::Space;
@@ -477,6 +478,14 @@ fn uaa_token_refresh() {
     assert_eq!(token.access_token, "I-ACCESS-TOKEN");
     assert_eq!(token.refresh_token.as_deref(), Some("I-R-NEW-REFRESH-TOKEN"));
     assert_eq!(token.expires_in, Some(599));
+}
+
+#[test]
+fn roles_list() {
+    let page: Page<Role> = fixture("roles_list.json");
+    let spaces: Vec<Option<&str>> = page.resources.iter().map(Role::space_guid).collect();
+    // An org role first (its space `data: null`), then a space role.
+    assert_eq!(spaces, [None, Some("47c5da3b-6cbc-421c-87c3-20bb3c41ab7c")]);
 }
 
 #[test]
