@@ -178,12 +178,12 @@ fn validate_message(ctx: &Ctx, map: &Map<String, Value>) -> ApiResult<()> {
     Ok(())
 }
 
-/// `TaskModel#validate` of a new task: name format and presence, command presence and length (the quota checks
-/// follow in [`create`]).
-fn model_errors(name: &str, command: &str) -> Vec<String> {
+/// `TaskModel#validate` of a new task: name format and presence (a null name fails both), command presence and
+/// length (the quota checks follow in [`create`]).
+fn model_errors(name: Option<&str>, command: &str) -> Vec<String> {
     let mut errors = Vec::new();
     // TASK_NAME_REGEX: one or more printable characters.
-    if name.is_empty() || name.chars().any(char::is_control) {
+    if name.is_none_or(|name| name.is_empty() || name.chars().any(char::is_control)) {
         errors.push("name is invalid".to_string());
     }
     if command.trim().is_empty() {
@@ -192,7 +192,7 @@ fn model_errors(name: &str, command: &str) -> Vec<String> {
     if command.chars().count() > COMMAND_MAX_LENGTH {
         errors.push(format!("command must be shorter than {} characters", COMMAND_MAX_LENGTH + 1));
     }
-    if name.trim().is_empty() {
+    if name.is_none_or(|name| name.trim().is_empty()) {
         errors.push("name is not present".to_string());
     }
     errors
@@ -210,13 +210,19 @@ async fn create(
     metadata.apply(map.get("metadata"))?;
     let guid = {
         let mut state = ctx.state();
-        let app = state.app(&app_guid)?.clone();
-        // TaskCreateFetcher looks the droplet up among the app's own.
-        let droplet = match text("droplet_guid") {
-            Some(guid) => Some(
-                state
-                    .droplets
-                    .get(&guid)
+        // TaskCreateFetcher asks the app for the droplet before it checks that there is an app: with a droplet
+        // guid, a missing app is a NoMethodError on nil (500).
+        let app = match state.app(&app_guid) {
+            Ok(app) => app.clone(),
+            Err(_) if text("droplet_guid").is_some() => return Err(ApiError::unhandled()),
+            Err(e) => return Err(e),
+        };
+        // It looks the droplet up among the app's own; a requested one (null included) must be found.
+        let droplet = match map.get("droplet_guid") {
+            Some(requested) => Some(
+                requested
+                    .as_str()
+                    .and_then(|guid| state.droplets.get(guid))
                     .filter(|d| d.app_guid == app_guid)
                     .ok_or_else(|| ApiError::not_found("Droplet"))?
                     .common
@@ -234,14 +240,17 @@ async fn create(
                 "Cannot request disk_in_mb greater than {MAXIMUM_APP_DISK_MB}"
             )));
         }
-        // A name the request does not give is 4 random bytes in hex.
-        let name = text("name").unwrap_or_else(|| crate::clock::new_guid().replace('-', "")[..8].to_string());
+        // use_requested_name_or_generate_name: the requested name (null too), else 4 random bytes in hex.
+        let name = match map.contains_key("name") {
+            true => text("name"),
+            false => Some(crate::clock::new_guid().replace('-', "")[..8].to_string()),
+        };
         let command = text("command").unwrap_or_default();
         let memory = map.get("memory_in_mb").and_then(Value::as_u64).unwrap_or(DEFAULT_APP_MEMORY_MB);
-        let errors = model_errors(&name, &command);
-        if !errors.is_empty() {
+        let errors = model_errors(name.as_deref(), &command);
+        let Some(name) = name.filter(|_| errors.is_empty()) else {
             return Err(ApiError::unprocessable(errors.join(", ")));
-        }
+        };
         super::quotas::check_task_memory(&state, &app.space_guid, memory)?;
         let sequence_id = state.tasks.values().filter(|t| t.app_guid == app_guid).map(|t| t.sequence_id).max();
         let mut common = state.common();

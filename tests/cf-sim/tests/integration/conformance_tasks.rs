@@ -114,6 +114,15 @@ async fn task_create_validates_the_message_the_droplet_and_the_disk_as_cc() {
     assert_eq!((droplet.status, detail(&droplet)), (404, "Droplet not found".into()));
     let no_app = api.post("/v3/apps/no-such-app/tasks", json!({"command": "true"})).await;
     assert_eq!((no_app.status, detail(&no_app)), (404, "App not found".into()));
+    // TaskCreateFetcher asks the missing app for the droplet (a NoMethodError on nil), and a requested droplet
+    // guid, null included, must be one of the app's droplets.
+    let no_app = api.post("/v3/apps/no-such-app/tasks", json!({"command": "true", "droplet_guid": "d"})).await;
+    assert_eq!((no_app.status, no_app.cf_error()), (500, (10001, "UnknownError".into())));
+    let null_droplet = create(json!({"command": "true", "droplet_guid": null})).await;
+    assert_eq!((null_droplet.status, detail(&null_droplet)), (404, "Droplet not found".into()));
+    // A requested name is the task's, null too (use_requested_name_or_generate_name), and TaskModel refuses it.
+    let null_name = create(json!({"command": "true", "name": null})).await;
+    assert_eq!((null_name.status, detail(&null_name)), (422, "name is invalid, name is not present".into()));
     let template = create(json!({"template": {"process": {"guid": "p"}}})).await;
     assert!(template.status == 422 && detail(&template).contains("cf-sim does not model"), "{}", template.text());
 
