@@ -399,6 +399,15 @@ fn manifest_diff() {
         serde_json::from_str(r#"{"diff":[{"op":"move","path":"/applications/0/routes/0","from":"/1"}]}"#).unwrap();
     assert_eq!(moved.diff[0].from.as_deref(), Some("/1"));
     assert_eq!(moved.diff[0].value, None);
+    // A key the manifest sets to null is a replace to null; a removed null is a remove without `was`
+    // (json-diff's `replace`/`remove` with `include_was`).
+    let nulls: ManifestDiff = serde_json::from_str(
+        r#"{"diff":[{"op":"replace","path":"/applications/0/command","was":"run","value":null},
+                    {"op":"remove","path":"/applications/0/processes/1/command"}]}"#,
+    )
+    .unwrap();
+    assert_eq!((&nulls.diff[0].was, &nulls.diff[0].value), (&Some(serde_json::json!("run")), &None));
+    assert_eq!((&nulls.diff[1].was, &nulls.diff[1].value), (&None, &None));
 }
 
 #[test]
