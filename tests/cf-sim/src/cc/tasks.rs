@@ -58,7 +58,8 @@ pub fn routes() -> Router<Ctx> {
 }
 
 /// The task as `TaskPresenter` renders it (with secrets: the command is shown to a space developer).
-fn present(base: &str, version: CcApiVersion, task: &Task) -> Value {
+fn present(ctx: &Ctx, state: &crate::state::State, task: &Task) -> Value {
+    let (base, version) = (&ctx.urls.api, ctx.config.cc_api_version);
     let g = &task.common.guid;
     let mut body = json!({
         "guid": g,
@@ -67,9 +68,10 @@ fn present(base: &str, version: CcApiVersion, task: &Task) -> Value {
         "sequence_id": task.sequence_id,
         "name": task.name,
         "command": task.command,
-        // `run_action_user`: no user can be set in the sim, so the container's default, `vcap` (for a docker
-        // droplet too: the sim's images name no user).
-        "user": "vcap",
+        // `presented_user`: the droplet's `run_action_user`, which with no user set in the sim is the container's
+        // default, `vcap` (for a docker droplet too: the sim's images name no user); once the droplet is deleted,
+        // the task's own user, null.
+        "user": state.droplets.contains_key(&task.droplet_guid).then_some("vcap"),
         "state": task.state.as_str(),
         "memory_in_mb": task.memory_in_mb,
         "disk_in_mb": task.disk_in_mb,
@@ -104,7 +106,7 @@ fn find<'a>(state: &'a crate::state::State, guid: &str) -> ApiResult<&'a Task> {
 async fn get_one(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<Json<Value>> {
     let state = ctx.state();
     let task = find(&state, &guid)?;
-    Ok(Json(present(&ctx.urls.api, ctx.config.cc_api_version, task)))
+    Ok(Json(present(&ctx, &state, task)))
 }
 
 async fn list_for_app(
@@ -130,7 +132,7 @@ async fn list_for_app(
             && matches_any(&states, t.state.as_str(), false)
             && matches_any(&sequences, &t.sequence_id.to_string(), false)
     });
-    let items = q.select(tasks).into_iter().map(|t| present(&ctx.urls.api, ctx.config.cc_api_version, t)).collect();
+    let items = q.select(tasks).into_iter().map(|t| present(&ctx, &state, t)).collect();
     Ok(Json(q.paginate(&ctx.urls.api, &format!("/v3/apps/{guid}/tasks"), items)))
 }
 
@@ -276,7 +278,7 @@ async fn create(
     crate::diego::run_task(&ctx, &guid);
     let state = ctx.state();
     let task = state.tasks.get(&guid).ok_or_else(|| ApiError::not_found("Task"))?;
-    Ok((StatusCode::ACCEPTED, Json(present(&ctx.urls.api, ctx.config.cc_api_version, task))))
+    Ok((StatusCode::ACCEPTED, Json(present(&ctx, &state, task))))
 }
 
 async fn cancel(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -290,7 +292,7 @@ async fn cancel(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiResult<(
     }
     task.state = TaskState::Canceling;
     state.touch(&mut task.common);
-    let body = present(&ctx.urls.api, ctx.config.cc_api_version, &task);
+    let body = present(&ctx, &state, &task);
     state.tasks.insert(guid, task);
     Ok((StatusCode::ACCEPTED, Json(body)))
 }

@@ -137,11 +137,11 @@ async fn task_create_validates_the_message_the_droplet_and_the_disk_as_cc() {
     sim.stop();
 }
 
-/// TaskCreateMessage's log rate (`numericality: { only_integer: true, greater_than: -2 }`) and TasksListMessage
+/// TaskCreateMessage's log rate (`numericality: { only_integer: true, greater_than: -2 }`), TasksListMessage
 /// under an app (`invalid_param!`): its keys in CC's order, `order_by` created_at or updated_at, and the filters
-/// across apps refused as `app_nested_request` words it.
+/// across apps refused as `app_nested_request` words it; and the user TaskPresenter shows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_log_rate_and_the_apps_task_list_are_validated_as_task_create_and_tasks_list_messages() {
+async fn the_log_rate_the_apps_task_list_and_the_presented_user_follow_task_create_tasks_list_and_the_presenter() {
     let sim = Sim::start(test_config()).unwrap();
     let api = Api::login(&sim).await;
     let app = api.push("web", app_zip()).await;
@@ -177,6 +177,13 @@ async fn the_log_rate_and_the_apps_task_list_are_validated_as_task_create_and_ta
         assert_eq!((refused.status, refused.cf_error()), (400, (10005, "CF-BadQueryParameter".into())), "{query}");
         assert_eq!(refused.json()["errors"][0]["detail"], detail.as_str(), "{query}");
     }
+    // TaskPresenter's `presented_user`: the droplet's run action user, the task's own (none) once it is deleted.
+    let task = api.get(&format!("/v3/apps/{app}/tasks")).await.json()["resources"][0].clone();
+    assert_eq!(task["user"], "vcap");
+    let deleted = api.delete(&format!("/v3/droplets/{}", task["droplet_guid"].as_str().unwrap())).await;
+    assert_eq!(api.wait_job(&deleted.header("location").unwrap()).await["state"], "COMPLETE");
+    let shown = api.get(&format!("/v3/tasks/{}", task["guid"].as_str().unwrap())).await.json();
+    assert_eq!((&shown["user"], &shown["droplet_guid"]), (&Value::Null, &task["droplet_guid"]));
     let newest = api.get(&format!("/v3/apps/{app}/tasks?order_by=-created_at&sequence_ids=1")).await;
     assert_eq!(newest.status, 200, "{}", newest.text());
     assert_eq!(newest.json()["resources"][0]["sequence_id"], 1);
