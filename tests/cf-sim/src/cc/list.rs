@@ -252,11 +252,25 @@ mod tests {
         assert_eq!(err.detail, "The query parameter is invalid: Type must be one of 'managed', 'user-provided'");
     }
 
+    /// ListMessage's PaginationPageValidator (`to_i > 0`, then at most 5000) and PaginationOrderValidator.
     #[test]
     fn bad_paging_values_are_rejected_like_cc() {
-        for query in ["per_page=0", "per_page=5001", "per_page=x", "page=0", "bogus=1"] {
-            let err = ListQuery::parse(Some(query), &[], 50).unwrap_err();
+        let cases = [
+            ("per_page=0", "Per page must be a positive integer"),
+            ("per_page=5001", "Per page must be between 1 and 5000"),
+            ("per_page=x", "Per page must be a positive integer"),
+            ("page=0", "Page must be a positive integer"),
+            ("order_by=+name", "Order by can only be: 'created_at', 'updated_at'"),
+            ("bogus=1", "Unknown query parameter(s): 'bogus'. Valid parameters are: 'page', 'per_page', 'order_by'"),
+        ];
+        for (query, detail) in cases {
+            let keys = ["page", "per_page", "order_by"];
+            let err = ListQuery::parse_message(Some(query), &keys, &["created_at", "updated_at"], 50).unwrap_err();
             assert_eq!((err.code, err.status.as_u16()), (10005, 400), "{query}");
+            assert_eq!(err.detail, format!("The query parameter is invalid: {detail}"), "{query}");
         }
+        let q =
+            ListQuery::parse_message(Some("order_by=-updated_at"), &["order_by"], &["created_at", "updated_at"], 50);
+        assert_eq!(q.unwrap().order_by, "-updated_at");
     }
 }
