@@ -49,8 +49,9 @@ impl ListQuery {
 
     /// Parses `raw` as a list message whose keys are exactly `keys`, in its `register_allowed_keys` order
     /// (ListMessage's `page`, `per_page`, `order_by`, `created_ats`, `updated_ats`, `guids` first), and whose
-    /// `valid_order_by_values` are `orders`; the first failing rule answers, in ListMessage's wording
-    /// (NoAdditionalParamsValidator, PaginationPageValidator, PaginationOrderValidator).
+    /// `valid_order_by_values` are `orders`. The failing rules answer together, joined as `full_messages`, in
+    /// ListMessage's order and wording: PaginationPageValidator, PaginationOrderValidator, then the message's
+    /// NoAdditionalParamsValidator.
     pub fn parse_message(
         raw: Option<&str>,
         keys: &[&str],
@@ -60,34 +61,39 @@ impl ListQuery {
         let params: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        let unknown: Vec<&str> = params.iter().map(|(k, _)| base_key(k)).filter(|k| !keys.contains(k)).collect();
-        if !unknown.is_empty() {
-            return Err(ApiError::bad_query(format!(
-                "Unknown query parameter(s): '{}'. Valid parameters are: '{}'",
-                unknown.join("', '"),
-                keys.join("', '")
-            )));
-        }
         let values: BTreeMap<String, String> = params.iter().cloned().collect();
+        let mut errors = Vec::new();
         // `value.to_i > 0`, then at most 5000 for `per_page`.
-        let number = |key: &str, default: usize| -> ApiResult<usize> {
-            match values.get(key).map(|v| v.parse::<usize>()) {
-                None => Ok(default),
-                Some(Ok(n)) if n > 0 => Ok(n),
-                Some(_) => Err(ApiError::bad_query(format!("{} must be a positive integer", title(key)))),
+        let mut number = |key: &str, default: usize| match values.get(key).map(|v| v.parse::<usize>()) {
+            None => default,
+            Some(Ok(n)) if n > 0 => n,
+            Some(_) => {
+                errors.push(format!("{} must be a positive integer", title(key)));
+                default
             }
         };
-        let page = number("page", 1)?;
-        let per_page = number("per_page", default_per_page)?;
+        let page = number("page", 1);
+        let per_page = number("per_page", default_per_page);
         if per_page > 5000 {
-            return Err(ApiError::bad_query("Per page must be between 1 and 5000"));
+            errors.push("Per page must be between 1 and 5000".to_owned());
         }
         // PaginationOrderValidator checks an `order_by` that is present; a blank one is the default.
         let order_by = values.get("order_by").filter(|o| !o.trim().is_empty()).cloned();
         let order_by = order_by.unwrap_or_else(|| "created_at".to_string());
         if !orders.contains(&order_by.strip_prefix(['-', '+']).unwrap_or(&order_by)) {
             let valid: Vec<String> = orders.iter().map(|o| format!("'{o}'")).collect();
-            return Err(ApiError::bad_query(format!("Order by can only be: {}", valid.join(", "))));
+            errors.push(format!("Order by can only be: {}", valid.join(", ")));
+        }
+        let unknown: Vec<&str> = params.iter().map(|(k, _)| base_key(k)).filter(|k| !keys.contains(k)).collect();
+        if !unknown.is_empty() {
+            errors.push(format!(
+                "Unknown query parameter(s): '{}'. Valid parameters are: '{}'",
+                unknown.join("', '"),
+                keys.join("', '")
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::bad_query(errors.join(", ")));
         }
         let label_selector = values.get("label_selector").map(|s| LabelSelector::parse(s)).transpose()?;
         Ok(ListQuery {
@@ -269,6 +275,14 @@ mod tests {
             assert_eq!((err.code, err.status.as_u16()), (10005, 400), "{query}");
             assert_eq!(err.detail, format!("The query parameter is invalid: {detail}"), "{query}");
         }
+        let keys = ["page", "per_page", "order_by"];
+        let all = ListQuery::parse_message(Some("bogus=1&per_page=0&order_by=name"), &keys, &["created_at"], 50);
+        assert_eq!(
+            all.unwrap_err().detail,
+            "The query parameter is invalid: Per page must be a positive integer, Order by can only be: 'created_at', \
+             Unknown query parameter(s): 'bogus'. Valid parameters are: 'page', 'per_page', 'order_by'",
+            "every failing rule, in ListMessage's order"
+        );
         let q =
             ListQuery::parse_message(Some("order_by=-updated_at"), &["order_by"], &["created_at", "updated_at"], 50);
         assert_eq!(q.unwrap().order_by, "-updated_at");
