@@ -45,10 +45,11 @@ fn bad_credentials(description: impl Into<String>) -> Refusal {
 }
 
 /// Checks `assertion` as `ExternalOAuthAuthenticationManager` does and returns its provider and the user name it
-/// maps to.
+/// maps to; `token_endpoint` is this UAA's, the issuer of its own tokens.
 pub fn authenticate<'a>(
     assertion: &str,
     providers: &'a [OidcProvider],
+    token_endpoint: &str,
     now: u64,
 ) -> Result<(&'a OidcProvider, String), Refusal> {
     // JwtHelper.decode: an empty token is an InsufficientAuthenticationException; one that nimbus's JWTParser (its
@@ -60,10 +61,17 @@ pub fn authenticate<'a>(
     let jwt = ParsedJwt::parse(assertion).filter(nimbus_parses).ok_or_else(|| invalid_token("Invalid token"))?;
     let issuer = jwt.claims.get("iss").and_then(Value::as_str).filter(|iss| !iss.is_empty());
     let issuer = issuer.ok_or_else(|| unauthorized("Issuer is missing in id_token"))?;
-    let provider = providers
-        .iter()
-        .find(|p| p.issuer.issuer == issuer)
-        .ok_or_else(|| unauthorized(format!("Unable to map issuer, {issuer} , to a single registered provider")))?;
+    let Some(provider) = providers.iter().find(|p| p.issuer.issuer == issuer) else {
+        // resolveOriginProvider: a token UAA issued itself, naming an origin, is checked against UAA's own keys.
+        let origin = jwt.claims.get("origin").and_then(Value::as_str).filter(|o| !o.is_empty());
+        if issuer == token_endpoint && origin.is_some() {
+            return Err(unauthorized(
+                "cf-sim does not model UAA's own tokens as JWT bearer assertions (resolveOriginProvider, \
+                 buildInternalUaaIdpConfig)",
+            ));
+        }
+        return Err(unauthorized(format!("Unable to map issuer, {issuer} , to a single registered provider")));
+    };
     // ChainedSignatureVerifier: every key of the provider, each under the token's kid; nimbus's
     // DefaultJWTClaimsVerifier then rejects a token more than 60 s past its exp or before its nbf, all as one
     // "Could not verify token signature." (JwtTokenSignedByThisUAA.checkSignature).
@@ -208,8 +216,12 @@ mod tests {
 
     fn check(ci: &AssertionIssuer, token: &str) -> Result<String, Refusal> {
         let providers = [provider(ci, None)];
-        authenticate(token, &providers, unix_seconds()).map(|(p, name)| format!("{}:{name}", p.origin))
+        authenticate(token, &providers, UAA_TOKEN_ENDPOINT, unix_seconds())
+            .map(|(p, name)| format!("{}:{name}", p.origin))
     }
+
+    /// The token endpoint of the UAA the tests' assertions are sent to.
+    const UAA_TOKEN_ENDPOINT: &str = "https://uaa.example.com/oauth/token";
 
     fn refused(error: &'static str, description: &str) -> Result<String, Refusal> {
         Err(Refusal { error, description: description.into() })
@@ -240,6 +252,15 @@ mod tests {
         let no_iss = ci.sign(&json!({"sub": "main/shop", "aud": RP, "exp": unix_seconds() + 60}));
         assert_eq!(check(&ci, &no_iss), refused("unauthorized", "Issuer is missing in id_token"));
         assert_eq!(check(&ci, ""), refused("unauthorized", "Unable to decode expected id_token"));
+        // UAA's own tokens: without an origin unmapped, with one not modelled (UAA checks them with its keys).
+        let own = AssertionIssuer::generate(UAA_TOKEN_ENDPOINT);
+        let claims = json!({"iss": UAA_TOKEN_ENDPOINT, "sub": "u", "aud": RP, "exp": unix_seconds() + 60});
+        let unmapped = format!("Unable to map issuer, {UAA_TOKEN_ENDPOINT} , to a single registered provider");
+        assert_eq!(check(&ci, &own.sign(&claims)), refused("unauthorized", &unmapped));
+        let mut with_origin = claims.clone();
+        with_origin["origin"] = json!("uaa");
+        let refusal = check(&ci, &own.sign(&with_origin)).unwrap_err();
+        assert!(refusal.description.starts_with("cf-sim does not model UAA's own tokens"), "{refusal:?}");
     }
 
     /// JwtHelper.decode: what nimbus cannot parse is an InvalidTokenException, before the issuer is looked at.
@@ -317,7 +338,8 @@ mod tests {
     fn the_user_name_comes_from_the_mapped_claim() {
         let ci = AssertionIssuer::generate(ISSUER);
         let providers = [provider(&ci, Some("pipeline"))];
-        let login = |token: &str| authenticate(token, &providers, unix_seconds()).map(|(_, name)| name);
+        let login =
+            |token: &str| authenticate(token, &providers, UAA_TOKEN_ENDPOINT, unix_seconds()).map(|(_, name)| name);
         assert_eq!(login(&ci.idtoken("main", "shop", RP, 600)), Ok("shop".into()));
         let claims = |pipeline: Value| {
             ci.sign(&json!({"iss": ISSUER, "sub": "s", "aud": RP, "exp": unix_seconds() + 60, "pipeline": pipeline}))

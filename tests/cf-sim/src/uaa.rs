@@ -105,7 +105,8 @@ fn jwt_bearer_token(ctx: &Ctx, client_id: String, form: &HashMap<String, String>
         return oauth_error(StatusCode::UNAUTHORIZED, "unauthorized", "Assertion is missing");
     };
     let now = crate::clock::unix_seconds();
-    let user = authenticate(assertion, &ctx.config.oidc_providers, now)
+    let token_endpoint = format!("{}/oauth/token", ctx.urls.uaa);
+    let user = authenticate(assertion, &ctx.config.oidc_providers, &token_endpoint, now)
         .and_then(|(provider, name)| ctx.idp_users.login(&provider.origin, &name, !ctx.config.no_shadow_users));
     let user = match user {
         Ok(user) => user,
