@@ -196,7 +196,7 @@ fn cases(fx: &Fixtures) -> Vec<Case> {
         out_source(
             "neither credential pair",
             with(with(src.clone(), &["username"], Value::Null), &["password"], Value::Null),
-            "source needs credentials: username and password, client_id and client_secret, or client_id and client_assertion",
+            "source needs credentials: username and password, client_id and client_secret, client_id and client_assertion, or client_id, client_secret and user_assertion",
         ),
         out_source(
             "a client_assertion that is no JWT",
@@ -607,7 +607,7 @@ fn cases(fx: &Fixtures) -> Vec<Case> {
         },
         Case {
             env: timeout_env,
-            fault: Some(delay("GET", "/v3/apps/*")),
+            fault: Some(delay("GET", "/v3/apps")),
             ..fetch("CC answers after the request timeout", in_request(src.clone(), version.clone()), "timed out")
         },
     ];
@@ -646,7 +646,7 @@ fn cases(fx: &Fixtures) -> Vec<Case> {
         (
             "neither credential pair",
             json!({"source": neither_pair}).to_string(),
-            "source needs credentials: username and password, client_id and client_secret, or client_id and client_assertion",
+            "source needs credentials: username and password, client_id and client_secret, client_id and client_assertion, or client_id, client_secret and user_assertion",
         ),
     ];
     for (name, stdin, expect) in shared {
