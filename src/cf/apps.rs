@@ -87,6 +87,17 @@ pub struct AppFilter {
     pub label_selector: Option<String>,
 }
 
+impl AppFilter {
+    /// The filter as list parameters.
+    pub(crate) fn params(&self) -> ListParams {
+        let params = ListParams::new().filter("names", &self.names).filter("space_guids", &self.space_guids);
+        match &self.label_selector {
+            Some(selector) => params.label_selector(selector),
+            None => params,
+        }
+    }
+}
+
 /// `GET /v3/apps/:guid/environment_variables`. Fixture: `environment_variables.json`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct EnvironmentVariables {
@@ -121,11 +132,7 @@ impl Api<App> {
 
     /// Apps matching the filter, all pages.
     pub async fn list_filtered(&self, filter: &AppFilter) -> Result<Vec<App>> {
-        let mut params = ListParams::new().filter("names", &filter.names).filter("space_guids", &filter.space_guids);
-        if let Some(selector) = &filter.label_selector {
-            params = params.label_selector(selector);
-        }
-        self.list(&params).await
+        self.list(&filter.params()).await
     }
 
     /// The app called `name` in the space (names are unique per space, case-insensitively).

@@ -12,7 +12,7 @@ use crate::cf::domains::Domain;
 use crate::cf::orgs::Organization;
 use crate::cf::routes::Route;
 use crate::cf::spaces::Space;
-use crate::cf::{CfClient, ListParams};
+use crate::cf::{CfClient, ListParams, Listed};
 use crate::config::{AppNames, MAX_KEEP_PREVIOUS, Source, TaskParams};
 use crate::log;
 use crate::manifest::{AppManifest, BUILDPACK, CNB, Candidate, DOCKER, ProcessScale};
@@ -55,6 +55,21 @@ impl Target {
             );
         };
         Ok(Target { org: (*org).clone(), space: (*space).clone() })
+    }
+
+    /// The space and organization named exactly like `source`'s among those included with `listed` apps (listed
+    /// with `include=space.organization`: the apps' own); `None` when no app lives there, or the names differ in case (then
+    /// [`Target::resolve`] decides as CC matches names). Space names are unique in an organization and
+    /// organization names in the foundation, so this is the space [`Target::resolve`] would find.
+    fn among(listed: &Listed<App>, source: &Source) -> Result<Option<Target>> {
+        let spaces: Vec<Space> = listed.included.get("spaces")?;
+        let orgs: Vec<Organization> = listed.included.get("organizations")?;
+        let target = spaces.into_iter().filter(|space| space.name == source.space).find_map(|space| {
+            let org =
+                orgs.iter().find(|o| Some(o.guid.as_str()) == space.org_guid() && o.name == source.organization)?;
+            Some(Target { org: org.clone(), space })
+        });
+        Ok(target)
     }
 }
 
@@ -99,29 +114,27 @@ impl Apps {
         Apps::found(cf, names, cf.apps().list_filtered(&filter).await?).await
     }
 
-    /// The space and its organization, and (`with_apps`) the apps as they are: asked for side by side, the apps
-    /// in every space the user sees (one list), those of the space kept once it is known.
+    /// The space and its organization, and (`with_apps`) the apps as they are. The apps are listed in every space
+    /// the user sees with their spaces and organizations (`apps_list_message.rb` takes `include=space.organization`,
+    /// rendered by the same presenters as the spaces list's `include=organization`): on a redeploy the target is
+    /// among them, and the space is looked up only when it is not (a first deploy).
     pub(crate) async fn read_beside_target(
         cf: &CfClient,
         source: &Source,
         with_apps: bool,
     ) -> Result<(Target, Option<Apps>)> {
-        let named = async {
-            match with_apps {
-                true => cf.apps().list_filtered(&Apps::named(&source.names)).await.map(Some),
-                false => Ok(None),
-            }
+        if !with_apps {
+            return Ok((Target::resolve(cf, source).await?, None));
+        }
+        let params = Apps::named(&source.names).params().include("space.organization");
+        let listed = cf.apps().list_with_included(&params).await?;
+        let target = match Target::among(&listed, source)? {
+            Some(target) => target,
+            None => Target::resolve(cf, source).await?,
         };
-        let (target, named) = tokio::join!(Target::resolve(cf, source), named);
-        let target = target?;
-        let apps = match named? {
-            Some(apps) => {
-                let here = apps.into_iter().filter(|a| a.space_guid() == Some(target.space.guid.as_str())).collect();
-                Some(Apps::found(cf, &source.names, here).await?)
-            }
-            None => None,
-        };
-        Ok((target, apps))
+        let here =
+            listed.resources.into_iter().filter(|a| a.space_guid() == Some(target.space.guid.as_str())).collect();
+        Ok((target, Some(Apps::found(cf, &source.names, here).await?)))
     }
 
     /// The filter for the apps of a deploy, in any space: every name a kept version can have is asked for in the

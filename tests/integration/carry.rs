@@ -244,7 +244,8 @@ fn a_redeploy_lists_production_s_policies_once_and_looks_production_up_once() {
     let lists = log.iter().filter(|r| r.method == "GET" && r.path == "/networking/v1/external/policies").count();
     assert_eq!(lists, 1, "the list read before the lock is what the candidate is given");
     let lookups = log.iter().filter(|r| r.method == "GET" && r.path == "/v3/apps").count();
-    assert_eq!(lookups, 2, "the apps beside the space, and again under the lock: {log:#?}");
+    assert_eq!(lookups, 2, "the apps with their space, and again under the lock: {log:#?}");
+    assert!(!log.iter().any(|r| r.path == "/v3/spaces"), "the space came with the apps: {log:#?}");
     assert_eq!(policies(&sim, &runtime, &cf), frontend_to(&["backend", "backend-previous"]), "carried");
 }
 

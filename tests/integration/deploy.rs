@@ -7,10 +7,12 @@
 use std::time::Duration;
 
 use crate::util::deploy::{
-    PutDir, app_named, apps, deploy, get, manifest, out, route_destinations, routes, wait_until_serving,
+    BUILD_ENV, PutDir, app_named, apps, deploy, get, manifest, out, route_destinations, routes, wait_until_serving,
 };
 use crate::util::run_resource;
-use crate::util::sim::{check_request, connect, home_space, in_request, resource_requests, source, start_sim_with};
+use crate::util::sim::{
+    check_request, connect, home_space, in_request, out_request, resource_requests, source, start_sim_with,
+};
 use cf_blue_green_resource::cf::root::MIN_CC_API_VERSION;
 use cf_sim::Sim;
 use cf_sim::config::CcApiVersion;
@@ -30,6 +32,32 @@ fn params(version: &str) -> Value {
 
 fn app_names(sim: &Sim) -> Vec<String> {
     apps(sim).into_iter().map(|(name, _)| name).collect()
+}
+
+/// A redeploy finds its space among the apps it lists (`include=space.organization`) and asks for no space; a first
+/// deploy (no app there yet) and one naming its organization and space in another case than CF look the space up.
+#[test]
+fn a_redeploy_takes_its_space_from_the_apps_listed_and_only_otherwise_looks_it_up() {
+    let sim = start_sim_with(|_| {});
+    let put = PutDir::with_sample_app();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    let space_lookups = || sim.request_log().iter().filter(|r| r.method == "GET" && r.path == "/v3/spaces").count();
+    deploy(&sim, &put, "myapp", params("v1"));
+    assert_eq!(space_lookups(), 1, "a first deploy");
+    sim.reset_request_log();
+    deploy(&sim, &put, "myapp", params("v2"));
+    assert_eq!(space_lookups(), 0, "a redeploy");
+    wait_until_serving(&sim, "myapp", "v2");
+    sim.reset_request_log();
+    let mut shouting = source(&sim, "myapp");
+    shouting["organization"] = json!("SIM-ORG");
+    shouting["space"] = json!("Sim-Space");
+    let request = out_request(&shouting, Some(params("v3")));
+    let run = run_resource("out", &[put.path().to_str().unwrap()], &request, BUILD_ENV);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(space_lookups(), 1, "names in another case than CF's");
+    wait_until_serving(&sim, "myapp", "v3");
+    assert_eq!(app_names(&sim), ["myapp", "myapp-previous"]);
 }
 
 #[test]
