@@ -9,6 +9,7 @@ use crate::cf::api::{Api, Resource, resource};
 use crate::cf::client::Req;
 use crate::cf::error::Result;
 use crate::cf::paginate::ListParams;
+use crate::cf::root::ApiVersion;
 use crate::cf::routes::Route;
 use crate::cf::types::{Metadata, ToOne, null_as_default};
 
@@ -36,6 +37,11 @@ impl RoutePolicy {
     }
 }
 
+/// The oldest CC API version that may serve route policies: cloud_controller_ng merged them (82d917b02c) while its
+/// `config/version` said 3.224.0, the last before `bump to 3.225.0`. A foundation that says it is older has none;
+/// one that says nothing is asked.
+const SINCE: ApiVersion = ApiVersion { major: 3, minor: 224, patch: 0 };
+
 /// The source form of an app (`RoutePolicy#source`).
 pub(crate) fn app_source(app_guid: &str) -> String {
     format!("cf:app:{app_guid}")
@@ -43,8 +49,13 @@ pub(crate) fn app_source(app_guid: &str) -> String {
 
 impl Api<RoutePolicy> {
     /// The policies whose source is the app `app_guid`, each with its route's space (listed with their routes,
-    /// `IncludeRoutePolicyRouteDecorator`); `None` where the foundation has no route policies.
+    /// `IncludeRoutePolicyRouteDecorator`); `None` where the foundation has no route policies: not asked when its
+    /// CC API version (from `GET /`) predates them, else told by CC's 404.
     pub(crate) async fn of_app(&self, app_guid: &str) -> Result<Option<Vec<RoutePolicy>>> {
+        let version = self.cf.endpoints().v3_version.as_deref().and_then(ApiVersion::parse);
+        if version.is_some_and(|v| v < SINCE) {
+            return Ok(None);
+        }
         let params = ListParams::new().filter("sources", [app_source(app_guid)]).include("route");
         match self.list_with_included(&params).await {
             Ok(listed) => {

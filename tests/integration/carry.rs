@@ -475,15 +475,22 @@ fn route_policies_of_production_follow_the_new_version_and_go_with_a_deleted_one
     assert!(left.contains(&policy("frontend")) && left.len() == 2, "{left:?}");
 }
 
+/// At CC API 3.224.0 (cloud_controller_ng merged route policies at that version) CC's 404 says there are none;
+/// an older foundation's version says so, and they are not asked for.
 #[test]
 fn a_foundation_without_route_policies_is_deployed_to_without_them_said_once() {
-    let sim = start_sim_with(|c| c.cc_api_version = cf_sim::config::CcApiVersion(3, 224, 0));
-    let put = PutDir::with_sample_app();
-    put.write("ci/backend.yml", &manifest(&sim, "backend", false, &[]));
-    deploy(&sim, &put, "backend", params("ci/backend.yml", "b1"));
-    let run = out(&sim, &put, "backend", params("ci/backend.yml", "b2"));
-    assert_eq!(run.status, 0, "{}", run.stderr);
-    assert_eq!(run.stderr.matches("this foundation has no route policies").count(), 1, "{}", run.stderr);
+    for (minor, asked) in [(224, 1), (223, 0)] {
+        let sim = start_sim_with(|c| c.cc_api_version = cf_sim::config::CcApiVersion(3, minor, 0));
+        let put = PutDir::with_sample_app();
+        put.write("ci/backend.yml", &manifest(&sim, "backend", false, &[]));
+        deploy(&sim, &put, "backend", params("ci/backend.yml", "b1"));
+        sim.reset_request_log();
+        let run = out(&sim, &put, "backend", params("ci/backend.yml", "b2"));
+        assert_eq!(run.status, 0, "{}", run.stderr);
+        assert_eq!(run.stderr.matches("this foundation has no route policies").count(), 1, "{}", run.stderr);
+        let sent = sim.request_log().iter().filter(|r| r.path.starts_with("/v3/route_policies")).count();
+        assert_eq!(sent, asked, "CC API 3.{minor}.0");
+    }
 }
 
 #[test]
