@@ -36,7 +36,7 @@ pub(crate) async fn drain_and_watch(
     lock: &Lock,
 ) -> Result<()> {
     let started = Instant::now();
-    let hold_for = ctx.params.drain.max(ctx.params.watch.unwrap_or_default());
+    let hold_for = hold_for(ctx);
     let (Some(watch), Some(gates)) = (ctx.params.watch, ctx.params.kpi.as_ref()) else {
         hold(&blue.name, hold_for).await;
         return Ok(());
@@ -118,6 +118,12 @@ pub(crate) async fn drain_and_watch(
     }
     tokio::time::sleep(hold_for.saturating_sub(started.elapsed())).await;
     Ok(())
+}
+
+/// How long the version production left keeps running, unrouted, after the swap: the longer of `drain` and
+/// `watch`.
+pub(crate) fn hold_for(ctx: &Context) -> Duration {
+    ctx.params.drain.max(ctx.params.watch.unwrap_or_default())
 }
 
 /// The names of the watch's sources of figures, as the log says them.

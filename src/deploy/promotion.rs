@@ -65,10 +65,13 @@ pub(crate) async fn swap_in(ctx: &mut Context, verified: Verified) -> Result<Ver
     log::success(format_args!("production routes now reach {}", lock.app.name));
     // Written while blue drains: recovery finishes a swap that is complete just as it finishes its housekeeping,
     // and drains blue from the journal's last renewal, which is later than the swap either way. Polled first, the
-    // write holds the journal before anything else (a failed watch) can write it.
+    // write holds the journal before anything else (a failed watch) can write it. With nothing to drain (a first
+    // deploy, or neither `drain` nor `watch`) the swap is followed by the housekeeping at once, and the journal
+    // says so in this one write: recovery then has no drain to wait for either way.
+    let drained = blue.is_none() || drain::hold_for(ctx).is_zero();
     let record_swapped = lock.record(|j| {
         j.prod_routes = route_guids.clone();
-        j.phase = Phase::Swapped;
+        j.phase = if drained { Phase::Housekeeping } else { Phase::Swapped };
     });
     let remove_temporary_route = async {
         match &candidate.temp_route_guid {
@@ -99,8 +102,8 @@ pub(crate) async fn swap_in(ctx: &mut Context, verified: Verified) -> Result<Ver
     ctx.phases.start("housekeeping", "Housekeeping");
     // A rollback always keeps the version it replaced (rolling back again returns to it).
     let keep = housekeeping::keep_count(ctx.params.keep_previous, ctx.params.rollback, &kept);
-    // Recovery tells `housekeeping` from `swapped` only by the drain, which is over: the journal is written beside
-    // blue's retirement.
+    // Recovery tells `housekeeping` from `swapped` only by the drain, which is over: the journal says so beside
+    // blue's retirement, unless the swap's write said it already.
     let retired = async {
         match blue {
             Some(blue) => {
@@ -110,7 +113,13 @@ pub(crate) async fn swap_in(ctx: &mut Context, verified: Verified) -> Result<Ver
             None => Ok(()),
         }
     };
-    let (recorded, retired) = tokio::join!(lock.record(|j| j.phase = Phase::Housekeeping), retired);
+    let recorded = async {
+        match drained {
+            true => Ok(()),
+            false => lock.record(|j| j.phase = Phase::Housekeeping).await,
+        }
+    };
+    let (recorded, retired) = tokio::join!(recorded, retired);
     recorded.map_err(|e| after_swap(ctx, e))?;
     retired.map_err(|e| after_swap(ctx, e))?;
     lock.stop_renewing().await;

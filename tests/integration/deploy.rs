@@ -60,6 +60,30 @@ fn a_redeploy_takes_its_space_from_the_apps_listed_and_only_otherwise_looks_it_u
     assert_eq!(app_names(&sim), ["myapp", "myapp-previous"]);
 }
 
+/// With nothing to drain (a first deploy, or `drain: 0s` and no watch) the journal write after the swap says
+/// `housekeeping` at once; with a drain it says `swapped`, and `housekeeping` once the drain is over: one write more.
+#[test]
+fn the_journal_is_written_once_after_the_swap_when_there_is_nothing_to_drain() {
+    let sim = start_sim_with(|_| {});
+    let put = PutDir::with_sample_app();
+    put.write("ci/manifest.yml", &manifest(&sim, "myapp", 1, &["myapp"], &[]));
+    // The candidate's PATCHes: its journal writes, then the rename to production.
+    let writes = |version: &str, drain: &str| {
+        sim.reset_request_log();
+        let mut params = params(version);
+        params["drain"] = json!(drain);
+        deploy(&sim, &put, "myapp", params);
+        let candidate = format!("/v3/apps/{}", app_named(&sim, "myapp").unwrap()["guid"].as_str().unwrap());
+        sim.request_log().iter().filter(|r| r.method == "PATCH" && r.path == candidate).count()
+    };
+    let first = writes("v1", "1s");
+    let drained = writes("v2", "1s");
+    let undrained = writes("v3", "0s");
+    assert_eq!(drained, undrained + 1, "swapped, then housekeeping after the drain");
+    assert_eq!(first, undrained, "a first deploy has nothing to drain");
+    wait_until_serving(&sim, "myapp", "v3");
+}
+
 #[test]
 fn first_deploy_then_v1_to_v2_under_load_without_a_failed_request() {
     deploy_v1_then_v2_under_load(CcApiVersion::LATEST);
