@@ -117,9 +117,14 @@ impl CfError {
         self.status == Some(404)
     }
 
-    /// 401 `CF-InvalidAuthToken` (1000): the token expired or was rejected; refreshing may help.
+    /// The token expired or was rejected, so refreshing may help: CC's 401 `CF-InvalidAuthToken` (1000), or the
+    /// policy server's 401 `{"error": "failed to verify token with uaa"}` (cf-networking-release,
+    /// `policy-server/handlers/auth_middleware.go`: UAA's check_token refused it).
     pub(crate) fn is_invalid_auth_token(&self) -> bool {
-        self.status == Some(401) && (self.code == Some(1000) || self.title == "CF-InvalidAuthToken")
+        self.status == Some(401)
+            && (self.code == Some(1000)
+                || self.title == "CF-InvalidAuthToken"
+                || (self.code.is_none() && self.title == "failed to verify token with uaa"))
     }
 
     /// A name (app, route host/path/port, label) is already taken, in every form CC answers it with:
@@ -384,6 +389,22 @@ mod tests {
             br#"{"errors":[{"code":10002,"title":"CF-NotAuthenticated","detail":"Authentication error"}]}"#,
         );
         assert!(!missing.is_invalid_auth_token());
+        let policy_server = CfError::from_response(
+            "GET",
+            "/networking/v1/external/policies",
+            401,
+            None,
+            br#"{"error": "failed to verify token with uaa"}"#,
+        );
+        assert!(policy_server.is_invalid_auth_token());
+        let no_header = CfError::from_response(
+            "GET",
+            "/networking/v1/external/policies",
+            401,
+            None,
+            br#"{"error": "missing authorization header"}"#,
+        );
+        assert!(!no_header.is_invalid_auth_token());
     }
 
     #[test]

@@ -329,6 +329,25 @@ async fn an_expiring_token_is_refreshed_before_use_and_a_rejected_one_once_after
     cf.spaces().get(&space.guid).await.unwrap();
     assert_eq!(cf.trace().count_matching("POST", "/oauth/token"), before + 1);
 
+    // The policy server's refusal of a token UAA no longer vouches for (401 "failed to verify token with uaa"):
+    // the same refresh and replay.
+    sim.add_fault(Fault {
+        method: Some("GET".into()),
+        path: "/networking/v1/external/policies".into(),
+        nth: 1,
+        times: 1,
+        action: FaultAction::Status {
+            status: 401,
+            code: None,
+            title: None,
+            detail: Some("failed to verify token with uaa".into()),
+        },
+    });
+    let before = cf.trace().count_matching("POST", "/oauth/token");
+    let policies: serde_json::Value = cf.get("/networking/v1/external/policies").await.unwrap();
+    assert_eq!(policies["policies"], serde_json::json!([]), "{policies}");
+    assert_eq!(cf.trace().count_matching("POST", "/oauth/token"), before + 1);
+
     // A 401 CF-NotAuthenticated is not a token problem: no refresh, the error surfaces.
     sim.add_fault(Fault {
         method: Some("GET".into()),

@@ -253,6 +253,12 @@ pub async fn inject(State((ctx, listener)): State<(Ctx, &'static str)>, request:
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 let body = json!({"error": title.unwrap_or_else(|| "server_error".into()), "error_description": detail.unwrap_or_else(|| "Injected fault".into())});
                 (status, axum::Json(body)).into_response()
+            } else if path.starts_with("/networking/") {
+                // The policy server answers its errors as `{"error": "<description>"}`
+                // (cf-networking-helpers, `httperror/error_response.go`, vendored in cf-networking-release).
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let body = json!({"error": detail.unwrap_or_else(|| "Injected fault".into())});
+                (status, axum::Json(body)).into_response()
             } else {
                 ApiError::new(
                     status,
