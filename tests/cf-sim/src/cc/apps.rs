@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use super::body;
 use super::error::{ApiError, ApiResult};
 use super::jobs;
-use super::list::{ListQuery, matches_any};
+use super::list::{ListMessage, ListQuery, matches_any};
 use super::present;
 use crate::clock::new_guid;
 use crate::shared::Ctx;
@@ -211,12 +211,29 @@ fn include_spaces(ctx: &Ctx, state: &CcState, body: &mut Value, apps: &[&App], i
     }
 }
 
+/// `AppsListMessage` (`app/messages/apps_list_message.rb`).
+const LIST_MESSAGE: ListMessage = ListMessage {
+    keys: &[
+        "page",
+        "per_page",
+        "order_by",
+        "created_ats",
+        "updated_ats",
+        "guids",
+        "names",
+        "organization_guids",
+        "space_guids",
+        "stacks",
+        "include",
+        "lifecycle_type",
+        "label_selector",
+    ],
+    orders: &["created_at", "updated_at", "name", "state"],
+    unmodelled: &[],
+};
+
 async fn list(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
-    let q = ListQuery::parse(
-        raw.as_deref(),
-        &["names", "space_guids", "organization_guids", "stacks", "lifecycle_type", "include"],
-        ctx.default_per_page(),
-    )?;
+    let q = ListQuery::parse_list(raw.as_deref(), &LIST_MESSAGE, ctx.default_per_page())?;
     let (names, stacks, types) = (q.list("names"), q.list("stacks"), q.list("lifecycle_type"));
     let state = ctx.state();
     let selected = q.select(state.apps.values().filter(|a| {

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::Identity;
 use super::body;
 use super::error::{ApiError, ApiResult};
-use super::list::{ListQuery, matches_any};
+use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, matches_any};
 use super::present;
 use crate::shared::Ctx;
 use crate::state::{Build, BuildState, PackageState, User};
@@ -39,8 +39,26 @@ fn list_body(ctx: &Ctx, q: &ListQuery, builds: Vec<&Build>, path: &str) -> Value
     q.paginate(&ctx.urls.api, path, items)
 }
 
+/// `BuildsListMessage` (`app/messages/builds_list_message.rb`).
+const LIST_MESSAGE: ListMessage = ListMessage {
+    keys: &[
+        "page",
+        "per_page",
+        "order_by",
+        "created_ats",
+        "updated_ats",
+        "guids",
+        "app_guids",
+        "package_guids",
+        "states",
+        "label_selector",
+    ],
+    orders: DEFAULT_ORDERS,
+    unmodelled: &[],
+};
+
 async fn list(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
-    let q = ListQuery::parse(raw.as_deref(), &["app_guids", "package_guids", "states"], ctx.default_per_page())?;
+    let q = ListQuery::parse_list(raw.as_deref(), &LIST_MESSAGE, ctx.default_per_page())?;
     let state = ctx.state();
     Ok(Json(list_body(&ctx, &q, state.builds.values().collect(), "/v3/builds")))
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::body;
 use super::error::{ApiError, ApiResult};
-use super::list::{ListQuery, matches_any};
+use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, matches_any};
 use super::present;
 use crate::shared::Ctx;
 use crate::state::{Domain, State as CcState};
@@ -22,8 +22,26 @@ pub fn routes() -> Router<Ctx> {
         .route("/v3/domains/{guid}/route_reservations", get(reservations))
 }
 
+/// `DomainsListMessage` (`app/messages/domains_list_message.rb`), which registers `guids` a second time.
+const LIST_MESSAGE: ListMessage = ListMessage {
+    keys: &[
+        "page",
+        "per_page",
+        "order_by",
+        "created_ats",
+        "updated_ats",
+        "guids",
+        "names",
+        "guids",
+        "organization_guids",
+        "label_selector",
+    ],
+    orders: DEFAULT_ORDERS,
+    unmodelled: &[],
+};
+
 async fn list(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
-    let q = ListQuery::parse(raw.as_deref(), &["names", "organization_guids"], ctx.default_per_page())?;
+    let q = ListQuery::parse_list(raw.as_deref(), &LIST_MESSAGE, ctx.default_per_page())?;
     let (names, orgs) = (q.list("names"), q.list("organization_guids"));
     let state = ctx.state();
     let items = q

@@ -39,7 +39,35 @@ pub trait Listable {
     }
 }
 
+/// A Cloud Controller list message: its `allowed_keys` in the order `register_allowed_keys` builds them (ListMessage's
+/// `page`, `per_page`, `order_by`, `created_ats`, `updated_ats`, `guids`, the message's own, then
+/// MetadataListMessage's `label_selector`), its
+/// `valid_order_by_values`, and the keys of it cf-sim does not model, refused by name.
+pub struct ListMessage {
+    pub keys: &'static [&'static str],
+    pub orders: &'static [&'static str],
+    pub unmodelled: &'static [&'static str],
+}
+
+/// ListMessage's `valid_order_by_values`, which a message without its own keeps.
+pub const DEFAULT_ORDERS: &[&str] = &["created_at", "updated_at"];
+
 impl ListQuery {
+    /// Parses `raw` as `message` does ([`ListQuery::parse_message`]); then a key of it cf-sim does not model is a 400
+    /// naming it.
+    pub fn parse_list(raw: Option<&str>, message: &ListMessage, default_per_page: usize) -> ApiResult<Self> {
+        let q = Self::parse_message(raw, message.keys, message.orders, default_per_page)?;
+        let unmodelled: Vec<&str> =
+            message.unmodelled.iter().copied().filter(|k| q.params.iter().any(|(p, _)| base_key(p) == *k)).collect();
+        if !unmodelled.is_empty() {
+            return Err(ApiError::bad_query(format!(
+                "cf-sim does not model the query parameter(s) '{}'",
+                unmodelled.join("', '")
+            )));
+        }
+        Ok(q)
+    }
+
     /// Parses `raw` (the URL query) accepting the common parameters plus `allowed`.
     pub fn parse(raw: Option<&str>, allowed: &[&str], default_per_page: usize) -> ApiResult<Self> {
         let mut valid: Vec<&str> = COMMON.iter().chain(allowed).copied().collect();

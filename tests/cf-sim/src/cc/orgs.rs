@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::body;
 use super::error::{ApiError, ApiResult};
-use super::list::{ListQuery, matches_any};
+use super::list::{ListMessage, ListQuery, matches_any};
 use super::present;
 use crate::shared::Ctx;
 use crate::state::{Org, Space, State as CcState};
@@ -25,8 +25,25 @@ pub fn routes() -> Router<Ctx> {
         .route("/v3/spaces/{guid}", get(get_space))
 }
 
+/// `OrgsListMessage` (`app/messages/orgs_list_message.rb`).
+const ORGS_LIST_MESSAGE: ListMessage = ListMessage {
+    keys: &[
+        "page",
+        "per_page",
+        "order_by",
+        "created_ats",
+        "updated_ats",
+        "guids",
+        "names",
+        "isolation_segment_guid",
+        "label_selector",
+    ],
+    orders: &["created_at", "updated_at", "name"],
+    unmodelled: &["isolation_segment_guid"],
+};
+
 async fn list_orgs(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
-    let q = ListQuery::parse(raw.as_deref(), &["names"], ctx.default_per_page())?;
+    let q = ListQuery::parse_list(raw.as_deref(), &ORGS_LIST_MESSAGE, ctx.default_per_page())?;
     let names = q.list("names");
     let state = ctx.state();
     let items = q
@@ -113,8 +130,26 @@ fn with_included_orgs(ctx: &Ctx, state: &CcState, mut body: Value, spaces: &[&Sp
     body
 }
 
+/// `SpacesListMessage` (`app/messages/spaces_list_message.rb`).
+const SPACES_LIST_MESSAGE: ListMessage = ListMessage {
+    keys: &[
+        "page",
+        "per_page",
+        "order_by",
+        "created_ats",
+        "updated_ats",
+        "guids",
+        "names",
+        "organization_guids",
+        "include",
+        "label_selector",
+    ],
+    orders: &["created_at", "updated_at", "name"],
+    unmodelled: &[],
+};
+
 async fn list_spaces(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
-    let q = ListQuery::parse(raw.as_deref(), &["names", "organization_guids", "include"], ctx.default_per_page())?;
+    let q = ListQuery::parse_list(raw.as_deref(), &SPACES_LIST_MESSAGE, ctx.default_per_page())?;
     let (names, orgs) = (q.list("names"), q.list("organization_guids"));
     let state = ctx.state();
     let selected = q.select(

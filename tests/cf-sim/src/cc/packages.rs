@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::body;
 use super::error::{ApiError, ApiResult};
-use super::list::{ListQuery, matches_any};
+use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, matches_any};
 use super::present;
 use crate::blobstore::{CachedResource, PackageLimits, safe_relative_path};
 use crate::shared::{Ctx, Knobs};
@@ -51,12 +51,29 @@ fn list_body(ctx: &Ctx, q: &ListQuery, packages: Vec<&Package>, path: &str) -> V
     q.paginate(&ctx.urls.api, path, items)
 }
 
+/// `PackagesListMessage` (`app/messages/packages_list_message.rb`).
+const LIST_MESSAGE: ListMessage = ListMessage {
+    keys: &[
+        "page",
+        "per_page",
+        "order_by",
+        "created_ats",
+        "updated_ats",
+        "guids",
+        "states",
+        "types",
+        "app_guids",
+        "app_guid",
+        "space_guids",
+        "organization_guids",
+        "label_selector",
+    ],
+    orders: DEFAULT_ORDERS,
+    unmodelled: &["app_guid"],
+};
+
 async fn list(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
-    let q = ListQuery::parse(
-        raw.as_deref(),
-        &["app_guids", "states", "types", "space_guids", "organization_guids"],
-        ctx.default_per_page(),
-    )?;
+    let q = ListQuery::parse_list(raw.as_deref(), &LIST_MESSAGE, ctx.default_per_page())?;
     let state = ctx.state();
     let packages = state.packages.values().filter(|p| super::apps::in_scope(&state, &q, &p.app_guid)).collect();
     Ok(Json(list_body(&ctx, &q, packages, "/v3/packages")))

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::body;
 use super::error::{ApiError, ApiResult};
-use super::list::{ListQuery, matches_any};
+use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, matches_any};
 use super::present;
 use crate::clock::now_iso_nanos;
 use crate::config::CcApiVersion;
@@ -50,12 +50,29 @@ fn list_body(ctx: &Ctx, state: &CcState, q: &ListQuery, processes: Vec<&Process>
     q.paginate(&ctx.urls.api, path, items)
 }
 
+/// `ProcessesListMessage` (`app/messages/processes_list_message.rb`).
+const LIST_MESSAGE: ListMessage = ListMessage {
+    keys: &[
+        "page",
+        "per_page",
+        "order_by",
+        "created_ats",
+        "updated_ats",
+        "guids",
+        "app_guid",
+        "types",
+        "space_guids",
+        "organization_guids",
+        "app_guids",
+        "embed",
+        "label_selector",
+    ],
+    orders: DEFAULT_ORDERS,
+    unmodelled: &["app_guid", "embed"],
+};
+
 async fn list(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
-    let q = ListQuery::parse(
-        raw.as_deref(),
-        &["types", "app_guids", "space_guids", "organization_guids"],
-        ctx.default_per_page(),
-    )?;
+    let q = ListQuery::parse_list(raw.as_deref(), &LIST_MESSAGE, ctx.default_per_page())?;
     let state = ctx.state();
     let processes = state.processes.values().filter(|p| super::apps::in_scope(&state, &q, &p.app_guid)).collect();
     Ok(Json(list_body(&ctx, &state, &q, processes, "/v3/processes")))

@@ -13,7 +13,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
-use super::list::{ListQuery, matches_any};
+use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, matches_any};
 use crate::config::{CcApiVersion, SimConfig};
 use crate::shared::Ctx;
 use crate::state::{AppState, Process, Quota, State as CcState, TaskState};
@@ -118,8 +118,16 @@ fn present(base: &str, state: &CcState, quota: &Quota) -> Value {
 }
 
 /// `organization_quotas_list_message.rb`: names, organization_guids.
+/// `OrganizationQuotasListMessage` (`app/messages/organization_quotas_list_message.rb`), a ListMessage: no
+/// `label_selector`.
+const ORG_QUOTAS_LIST_MESSAGE: ListMessage = ListMessage {
+    keys: &["page", "per_page", "order_by", "created_ats", "updated_ats", "guids", "names", "organization_guids"],
+    orders: DEFAULT_ORDERS,
+    unmodelled: &[],
+};
+
 async fn list_org_quotas(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
-    let q = ListQuery::parse(raw.as_deref(), &["names", "organization_guids"], ctx.default_per_page())?;
+    let q = ListQuery::parse_list(raw.as_deref(), &ORG_QUOTAS_LIST_MESSAGE, ctx.default_per_page())?;
     let (names, orgs) = (q.list("names"), q.list("organization_guids"));
     let state = ctx.state();
     let items = q
@@ -142,8 +150,27 @@ async fn get_org_quota(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiR
 }
 
 /// `space_quotas_list_message.rb`: names, organization_guids, space_guids.
+/// `SpaceQuotasListMessage` (`app/messages/space_quotas_list_message.rb`), a ListMessage: no `label_selector`.
+const SPACE_QUOTAS_LIST_MESSAGE: ListMessage = ListMessage {
+    keys: &[
+        "page",
+        "per_page",
+        "order_by",
+        "created_ats",
+        "updated_ats",
+        "guids",
+        "names",
+        "organization_guids",
+        "space_guids",
+    ],
+    orders: DEFAULT_ORDERS,
+    unmodelled: &[],
+};
+
 async fn list_space_quotas(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
-    let q = ListQuery::parse(raw.as_deref(), &["names", "organization_guids", "space_guids"], ctx.default_per_page())?;
+    // `space_quotas_controller.rb#index` answers an invalid message with `unprocessable!`.
+    let q = ListQuery::parse_list(raw.as_deref(), &SPACE_QUOTAS_LIST_MESSAGE, ctx.default_per_page())
+        .map_err(|e| ApiError::unprocessable(e.detail.trim_start_matches("The query parameter is invalid: ")))?;
     let (names, orgs, spaces) = (q.list("names"), q.list("organization_guids"), q.list("space_guids"));
     let state = ctx.state();
     let items = q

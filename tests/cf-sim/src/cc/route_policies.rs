@@ -32,7 +32,7 @@ use serde_json::{Map, Value, json};
 use super::Identity;
 use super::body::{self, Errors};
 use super::error::{ApiError, ApiResult};
-use super::list::{ListQuery, matches_any};
+use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, matches_any};
 use super::present;
 use super::roles;
 use crate::config::CcApiVersion;
@@ -164,11 +164,31 @@ fn include_routes(ctx: &Ctx, state: &CcState, body: &mut Value, policies: &[&Rou
     body["included"] = json!({"routes": routes});
 }
 
+/// `RoutePoliciesListMessage` (`app/messages/route_policies_list_message.rb`), which registers `guids` a second time.
+const LIST_MESSAGE: ListMessage = ListMessage {
+    keys: &[
+        "page",
+        "per_page",
+        "order_by",
+        "created_ats",
+        "updated_ats",
+        "guids",
+        "guids",
+        "route_guids",
+        "space_guids",
+        "sources",
+        "source_guids",
+        "include",
+        "label_selector",
+    ],
+    orders: DEFAULT_ORDERS,
+    unmodelled: &[],
+};
+
 /// `RoutePoliciesListMessage`: a bad filter is a 400 (`invalid_param!`).
 async fn list(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
     available(&ctx)?;
-    let allowed = ["route_guids", "space_guids", "sources", "source_guids", "include"];
-    let q = ListQuery::parse(raw.as_deref(), &allowed, ctx.default_per_page())?;
+    let q = ListQuery::parse_list(raw.as_deref(), &LIST_MESSAGE, ctx.default_per_page())?;
     let include_route = includes(&q)?;
     let sources = q.list("sources");
     if let Some(invalid) = sources.as_ref().map(|s| s.iter().filter(|s| !valid_source(s)).cloned().collect::<Vec<_>>())

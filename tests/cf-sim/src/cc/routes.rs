@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use super::body;
 use super::error::{ApiError, ApiResult};
 use super::jobs;
-use super::list::{ListQuery, matches_any};
+use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, matches_any};
 use super::present;
 
 use crate::shared::Ctx;
@@ -124,8 +124,32 @@ fn list_body(
     Ok(body)
 }
 
+/// `RoutesListMessage` (`app/messages/routes_list_message.rb`), a ListMessage registering `label_selector` itself.
+const LIST_MESSAGE: ListMessage = ListMessage {
+    keys: &[
+        "page",
+        "per_page",
+        "order_by",
+        "created_ats",
+        "updated_ats",
+        "guids",
+        "hosts",
+        "space_guids",
+        "organization_guids",
+        "domain_guids",
+        "paths",
+        "app_guids",
+        "include",
+        "label_selector",
+        "ports",
+        "service_instance_guids",
+    ],
+    orders: DEFAULT_ORDERS,
+    unmodelled: &[],
+};
+
 async fn list(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
-    let q = ListQuery::parse(raw.as_deref(), FILTERS, ctx.default_per_page())?;
+    let q = ListQuery::parse_list(raw.as_deref(), &LIST_MESSAGE, ctx.default_per_page())?;
     let state = ctx.state();
     Ok(Json(list_body(&ctx, &state, &q, state.routes.values().collect(), "/v3/routes", true)?))
 }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use super::body;
 use super::error::{ApiError, ApiResult};
 use super::jobs;
-use super::list::{ListQuery, matches_any};
+use super::list::{ListMessage, ListQuery, matches_any};
 use super::present;
 use crate::shared::Ctx;
 use crate::state::{Binding, ServiceInstance, ServicePlan, State as CcState};
@@ -29,12 +29,30 @@ pub fn routes() -> Router<Ctx> {
         .route("/v3/service_credential_bindings/{guid}/parameters", get(binding_parameters))
 }
 
+/// `ServiceInstancesListMessage` (`app/messages/service_instances_list_message.rb`): its single keys, then its array keys.
+const INSTANCES_LIST_MESSAGE: ListMessage = ListMessage {
+    keys: &[
+        "page",
+        "per_page",
+        "order_by",
+        "created_ats",
+        "updated_ats",
+        "guids",
+        "type",
+        "fields",
+        "names",
+        "space_guids",
+        "organization_guids",
+        "service_plan_guids",
+        "service_plan_names",
+        "label_selector",
+    ],
+    orders: &["created_at", "updated_at", "name"],
+    unmodelled: &["fields", "service_plan_guids", "service_plan_names"],
+};
+
 async fn list_instances(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
-    let q = ListQuery::parse(
-        raw.as_deref(),
-        &["names", "space_guids", "type", "organization_guids"],
-        ctx.default_per_page(),
-    )?;
+    let q = ListQuery::parse_list(raw.as_deref(), &INSTANCES_LIST_MESSAGE, ctx.default_per_page())?;
     let (names, spaces, orgs) = (q.list("names"), q.list("space_guids"), q.list("organization_guids"));
     let kind = q.one_of("type", &["managed", "user-provided"])?;
     let state = ctx.state();
@@ -303,24 +321,35 @@ async fn create_binding(State(ctx): State<Ctx>, raw: Bytes) -> ApiResult<Respons
 const PLAN_FILTERS: &[&str] =
     &["service_plan_guids", "service_plan_names", "service_offering_guids", "service_offering_names"];
 
+/// `ServiceCredentialBindingListMessage` (`app/messages/service_credential_binding_list_message.rb`): its array
+/// keys, then `type`.
+const BINDINGS_LIST_MESSAGE: ListMessage = ListMessage {
+    keys: &[
+        "page",
+        "per_page",
+        "order_by",
+        "created_ats",
+        "updated_ats",
+        "guids",
+        "names",
+        "service_instance_guids",
+        "service_instance_names",
+        "service_plan_names",
+        "service_plan_guids",
+        "service_offering_names",
+        "service_offering_guids",
+        "app_guids",
+        "app_names",
+        "include",
+        "type",
+        "label_selector",
+    ],
+    orders: &["created_at", "updated_at", "name"],
+    unmodelled: &[],
+};
+
 async fn list_bindings(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
-    let q = ListQuery::parse(
-        raw.as_deref(),
-        &[
-            "app_guids",
-            "service_instance_guids",
-            "service_instance_names",
-            "app_names",
-            "names",
-            "type",
-            "include",
-            "service_plan_guids",
-            "service_plan_names",
-            "service_offering_guids",
-            "service_offering_names",
-        ],
-        ctx.default_per_page(),
-    )?;
+    let q = ListQuery::parse_list(raw.as_deref(), &BINDINGS_LIST_MESSAGE, ctx.default_per_page())?;
     let (apps, instances, instance_names, app_names, names) = (
         q.list("app_guids"),
         q.list("service_instance_guids"),

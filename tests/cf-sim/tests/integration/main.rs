@@ -11,6 +11,7 @@ mod conformance_tasks;
 mod contract;
 mod faults;
 mod jwt_bearer;
+mod list_messages;
 mod log_cache;
 mod managed_services;
 mod manifest_diff;
