@@ -63,12 +63,19 @@ async fn list(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json
     Ok(Json(list_body(&ctx, &q, state.builds.values().collect(), "/v3/builds")))
 }
 
+/// `AppBuildsListMessage` (`app/messages/app_builds_list_message.rb`).
+const APP_LIST_MESSAGE: ListMessage = ListMessage {
+    keys: &["page", "per_page", "order_by", "created_ats", "updated_ats", "guids", "states", "label_selector"],
+    orders: DEFAULT_ORDERS,
+    unmodelled: &[],
+};
+
 async fn list_for_app(
     State(ctx): State<Ctx>,
     Path(guid): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let q = ListQuery::parse(raw.as_deref(), &["states"], ctx.default_per_page())?;
+    let q = ListQuery::parse_list(raw.as_deref(), &APP_LIST_MESSAGE, ctx.default_per_page())?;
     let state = ctx.state();
     state.app(&guid)?;
     let builds = state.builds.values().filter(|b| b.app_guid == guid).collect();

@@ -23,7 +23,7 @@ pub fn routes() -> Router<Ctx> {
 }
 
 /// `DomainsListMessage` (`app/messages/domains_list_message.rb`), which registers `guids` a second time.
-const LIST_MESSAGE: ListMessage = ListMessage {
+pub(crate) const LIST_MESSAGE: ListMessage = ListMessage {
     keys: &[
         "page",
         "per_page",

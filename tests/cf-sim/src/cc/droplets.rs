@@ -51,8 +51,8 @@ fn list_body(ctx: &Ctx, q: &ListQuery, droplets: Vec<&Droplet>, path: &str, curr
     q.paginate(&ctx.urls.api, path, items)
 }
 
-/// `DropletsListMessage` (`app/messages/droplets_list_message.rb`); `current` outside an app is refused by cf-sim as
-/// not modelled where CC answers "Unknown query parameter(s): 'current'".
+/// `DropletsListMessage` (`app/messages/droplets_list_message.rb`); its `app_guid` and `package_guid` are the path's
+/// in CC, not query parameters cf-sim models.
 const LIST_MESSAGE: ListMessage = ListMessage {
     keys: &[
         "page",
@@ -71,11 +71,13 @@ const LIST_MESSAGE: ListMessage = ListMessage {
         "label_selector",
     ],
     orders: DEFAULT_ORDERS,
-    unmodelled: &["app_guid", "current", "package_guid"],
+    unmodelled: &["app_guid", "package_guid"],
 };
 
 async fn list(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
     let q = ListQuery::parse_list(raw.as_deref(), &LIST_MESSAGE, ctx.default_per_page())?;
+    // `not_app_nested_request`.
+    q.refuse_present(&["current"])?;
     let state = ctx.state();
     let droplets = state.droplets.values().filter(|d| super::apps::in_scope(&state, &q, &d.app_guid)).collect();
     Ok(Json(list_body(&ctx, &q, droplets, "/v3/droplets", None)))
@@ -86,7 +88,12 @@ async fn list_for_app(
     Path(guid): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let q = ListQuery::parse(raw.as_deref(), &["states", "current"], ctx.default_per_page())?;
+    let q = ListQuery::parse_list(raw.as_deref(), &LIST_MESSAGE, ctx.default_per_page())?;
+    // `current`'s inclusion validation, then `app_nested_request`.
+    if q.get("current").is_some_and(|c| c != "true") {
+        return Err(ApiError::bad_query("Current only accepts the value 'true'"));
+    }
+    q.refuse_present(&["app_guids", "organization_guids", "space_guids"])?;
     let state = ctx.state();
     let current = state.app(&guid)?.droplet_guid.clone();
     let droplets = state.droplets.values().filter(|d| d.app_guid == guid).collect();
@@ -98,7 +105,17 @@ async fn list_for_package(
     Path(guid): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let q = ListQuery::parse(raw.as_deref(), &["states"], ctx.default_per_page())?;
+    // DropletsListMessage with the path's `package_guid`: `not_app_nested_request` refuses `current`; the filters
+    // across apps are not modelled under a package.
+    let q = ListQuery::parse_list(
+        raw.as_deref(),
+        &ListMessage {
+            unmodelled: &["app_guid", "package_guid", "app_guids", "organization_guids", "space_guids"],
+            ..LIST_MESSAGE
+        },
+        ctx.default_per_page(),
+    )?;
+    q.refuse_present(&["current"])?;
     let state = ctx.state();
     state.package(&guid)?;
     let droplets = state.droplets.values().filter(|d| d.package_guid.as_deref() == Some(guid.as_str())).collect();

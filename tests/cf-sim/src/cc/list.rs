@@ -144,6 +144,16 @@ impl ListQuery {
         self.values.get(key).map(String::as_str)
     }
 
+    /// The parameters of `keys` that are present, refused as a message's own validation words them (e.g.
+    /// `app_nested_request`): 400 "Unknown query parameter(s): 'a', 'b'", in `keys` order.
+    pub fn refuse_present(&self, keys: &[&str]) -> ApiResult<()> {
+        let present: Vec<&str> = keys.iter().copied().filter(|k| self.get(k).is_some()).collect();
+        if present.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::bad_query(format!("Unknown query parameter(s): '{}'", present.join("', '"))))
+    }
+
     /// `include=a,b` as a list (empty when absent).
     pub fn includes(&self) -> Vec<String> {
         self.list("include").unwrap_or_default()

@@ -178,7 +178,12 @@ async fn org_domains(
     Path(guid): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let q = ListQuery::parse(raw.as_deref(), &["names"], ctx.default_per_page())?;
+    // `organizations_controller.rb#index_org_domains`: DomainsListMessage, `invalid_param!`.
+    let q = ListQuery::parse_list(
+        raw.as_deref(),
+        &ListMessage { unmodelled: &["organization_guids"], ..super::domains::LIST_MESSAGE },
+        ctx.default_per_page(),
+    )?;
     let names = q.list("names");
     let state = ctx.state();
     state.orgs.get(&guid).ok_or_else(|| ApiError::not_found("Organization"))?;

@@ -84,7 +84,9 @@ async fn list_for_app(
     Path(guid): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let q = ListQuery::parse(raw.as_deref(), &["states", "types"], ctx.default_per_page())?;
+    // PackagesListMessage with the path's `app_guid`; `app_nested_request` refuses the filters across apps.
+    let q = ListQuery::parse_list(raw.as_deref(), &LIST_MESSAGE, ctx.default_per_page())?;
+    q.refuse_present(&["app_guids", "organization_guids", "space_guids"])?;
     let state = ctx.state();
     state.app(&guid)?;
     let packages = state.packages.values().filter(|p| p.app_guid == guid).collect();

@@ -35,19 +35,6 @@ pub fn routes() -> Router<Ctx> {
 /// The includes of `routes_list_message.rb` the sim renders (`route_policies` is not modelled).
 const ROUTE_INCLUDES: &[&str] = &["domain", "space", "space.organization"];
 
-/// `routes_list_message.rb`'s filters (besides the common ones).
-const FILTERS: &[&str] = &[
-    "hosts",
-    "paths",
-    "domain_guids",
-    "space_guids",
-    "app_guids",
-    "organization_guids",
-    "ports",
-    "service_instance_guids",
-    "include",
-];
-
 /// A page of routes. `decorate`: render what `include` asks for — `routes_controller.rb#index` passes decorators,
 /// `#index_by_app` validates `include` but renders no `included`.
 fn list_body(
@@ -159,7 +146,12 @@ async fn app_routes(
     Path(guid): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let q = ListQuery::parse(raw.as_deref(), FILTERS, ctx.default_per_page())?;
+    // `index_by_app` merges the path's guid into `app_guids`, so a given one is not modelled.
+    let q = ListQuery::parse_list(
+        raw.as_deref(),
+        &ListMessage { unmodelled: &["app_guids"], ..LIST_MESSAGE },
+        ctx.default_per_page(),
+    )?;
     let state = ctx.state();
     state.app(&guid)?;
     let routes = state.app_routes(&guid).collect();

@@ -118,11 +118,7 @@ async fn list_for_app(
     let q =
         ListQuery::parse_message(raw.as_deref(), &LIST_KEYS, &["created_at", "updated_at"], ctx.default_per_page())?;
     // `app_nested_request`: filters that only make sense across apps.
-    let across_apps: Vec<&str> =
-        ["space_guids", "organization_guids", "app_guids"].into_iter().filter(|k| q.get(k).is_some()).collect();
-    if !across_apps.is_empty() {
-        return Err(ApiError::bad_query(format!("Unknown query parameter(s): '{}'", across_apps.join("', '"))));
-    }
+    q.refuse_present(&["space_guids", "organization_guids", "app_guids"])?;
     let state = ctx.state();
     state.app(&guid)?;
     let (names, states, sequences) = (q.list("names"), q.list("states"), q.list("sequence_ids"));

@@ -3,7 +3,7 @@
 //! `metadata_list_message.rb`), `order_by` only among its `valid_order_by_values`, answered as its controller does
 //! (`invalid_param!` 400, `unprocessable!` 422).
 
-use crate::common::{Api, test_config};
+use crate::common::{Api, app_zip, test_config};
 use cf_sim::Sim;
 
 const LIST: &str = "'page', 'per_page', 'order_by', 'created_ats', 'updated_ats', 'guids'";
@@ -77,6 +77,56 @@ async fn lists_name_their_messages_keys_in_ccs_order_and_refuse_other_orders() {
     );
     for path in ["/v3/apps?order_by=-state", "/v3/spaces?order_by=name", "/v3/organizations?order_by=-name"] {
         assert_eq!(api.get(path).await.status, 200, "{path}");
+    }
+    sim.stop();
+}
+
+/// The lists under an app, a package or an organization use the same messages, with the path's guid: filters across
+/// apps refused as `app_nested_request` words it, `current` only under an app and only `true`
+/// (`droplets_list_message.rb`), AppBuildsListMessage's keys, DomainsListMessage under an organization.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_lists_use_their_messages_with_the_paths_guid() {
+    let sim = Sim::start(test_config()).unwrap();
+    let api = Api::login(&sim).await;
+    let app = api.push("web", app_zip()).await;
+    let org = api.first_guid("/v3/organizations").await;
+    let package = api.first_guid(&format!("/v3/apps/{app}/packages")).await;
+    let refused = [
+        (
+            format!("/v3/apps/{app}/processes?space_guids=s&app_guids=a"),
+            "Unknown query parameter(s): 'app_guids', 'space_guids'".to_string(),
+        ),
+        (format!("/v3/apps/{app}/packages?order_by=name"), "Order by can only be: 'created_at', 'updated_at'".into()),
+        (format!("/v3/apps/{app}/droplets?current=false"), "Current only accepts the value 'true'".into()),
+        (
+            format!("/v3/apps/{app}/droplets?organization_guids=o"),
+            "Unknown query parameter(s): 'organization_guids'".into(),
+        ),
+        ("/v3/droplets?current=true".into(), "Unknown query parameter(s): 'current'".into()),
+        (format!("/v3/packages/{package}/droplets?current=true"), "Unknown query parameter(s): 'current'".into()),
+        (
+            format!("/v3/apps/{app}/builds?bogus=1"),
+            format!("Unknown query parameter(s): 'bogus'. Valid parameters are: {LIST}, 'states', 'label_selector'"),
+        ),
+        (format!("/v3/apps/{app}/routes?order_by=name"), "Order by can only be: 'created_at', 'updated_at'".into()),
+        (
+            format!("/v3/organizations/{org}/domains?bogus=1"),
+            format!(
+                "Unknown query parameter(s): 'bogus'. Valid parameters are: {LIST}, 'names', 'guids', \
+                 'organization_guids', 'label_selector'"
+            ),
+        ),
+    ];
+    for (path, detail) in refused {
+        let answer = api.get(&path).await;
+        assert_eq!((answer.status, answer.cf_error()), (400, (10005, "CF-BadQueryParameter".into())), "{path}");
+        assert_eq!(answer.json()["errors"][0]["detail"], format!("The query parameter is invalid: {detail}"), "{path}");
+    }
+    let current = api.get(&format!("/v3/apps/{app}/droplets?current=true")).await;
+    assert_eq!(current.status, 200);
+    assert_eq!(current.json()["pagination"]["total_results"], 1);
+    for path in [format!("/v3/apps/{app}/processes?types=web"), format!("/v3/apps/{app}/routes?order_by=-updated_at")] {
+        assert_eq!(api.get(&path).await.status, 200, "{path}");
     }
     sim.stop();
 }
