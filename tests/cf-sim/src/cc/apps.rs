@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use super::body;
 use super::error::{ApiError, ApiResult};
 use super::jobs;
-use super::list::{ListMessage, ListQuery, matches_any};
+use super::list::{ListMessage, ListQuery, list_keys, matches_any};
 use super::present;
 use crate::clock::new_guid;
 use crate::shared::Ctx;
@@ -213,20 +213,14 @@ fn include_spaces(ctx: &Ctx, state: &CcState, body: &mut Value, apps: &[&App], i
 
 /// `AppsListMessage` (`app/messages/apps_list_message.rb`).
 const LIST_MESSAGE: ListMessage = ListMessage {
-    keys: &[
-        "page",
-        "per_page",
-        "order_by",
-        "created_ats",
-        "updated_ats",
-        "guids",
+    keys: list_keys![
         "names",
         "organization_guids",
         "space_guids",
         "stacks",
         "include",
         "lifecycle_type",
-        "label_selector",
+        "label_selector"
     ],
     orders: &["created_at", "updated_at", "name", "state"],
     unmodelled: &[],

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::Identity;
 use super::body;
 use super::error::{ApiError, ApiResult};
-use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, matches_any};
+use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, list_keys, matches_any};
 use super::present;
 use crate::shared::Ctx;
 use crate::state::{Build, BuildState, PackageState, User};
@@ -41,18 +41,7 @@ fn list_body(ctx: &Ctx, q: &ListQuery, builds: Vec<&Build>, path: &str) -> Value
 
 /// `BuildsListMessage` (`app/messages/builds_list_message.rb`).
 const LIST_MESSAGE: ListMessage = ListMessage {
-    keys: &[
-        "page",
-        "per_page",
-        "order_by",
-        "created_ats",
-        "updated_ats",
-        "guids",
-        "app_guids",
-        "package_guids",
-        "states",
-        "label_selector",
-    ],
+    keys: list_keys!["app_guids", "package_guids", "states", "label_selector"],
     orders: DEFAULT_ORDERS,
     unmodelled: &[],
 };
@@ -64,11 +53,8 @@ async fn list(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json
 }
 
 /// `AppBuildsListMessage` (`app/messages/app_builds_list_message.rb`).
-const APP_LIST_MESSAGE: ListMessage = ListMessage {
-    keys: &["page", "per_page", "order_by", "created_ats", "updated_ats", "guids", "states", "label_selector"],
-    orders: DEFAULT_ORDERS,
-    unmodelled: &[],
-};
+const APP_LIST_MESSAGE: ListMessage =
+    ListMessage { keys: list_keys!["states", "label_selector"], orders: DEFAULT_ORDERS, unmodelled: &[] };
 
 async fn list_for_app(
     State(ctx): State<Ctx>,

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::body;
 use super::error::{ApiError, ApiResult};
-use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, matches_any};
+use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, list_keys, matches_any};
 use super::present;
 use crate::shared::Ctx;
 use crate::state::{Domain, State as CcState};
@@ -24,18 +24,7 @@ pub fn routes() -> Router<Ctx> {
 
 /// `DomainsListMessage` (`app/messages/domains_list_message.rb`), which registers `guids` a second time.
 pub(crate) const LIST_MESSAGE: ListMessage = ListMessage {
-    keys: &[
-        "page",
-        "per_page",
-        "order_by",
-        "created_ats",
-        "updated_ats",
-        "guids",
-        "names",
-        "guids",
-        "organization_guids",
-        "label_selector",
-    ],
+    keys: list_keys!["names", "guids", "organization_guids", "label_selector"],
     orders: DEFAULT_ORDERS,
     unmodelled: &[],
 };

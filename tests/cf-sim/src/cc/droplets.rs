@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::body;
 use super::error::{ApiError, ApiResult};
 use super::jobs;
-use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, matches_any};
+use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, list_keys, matches_any};
 use super::present;
 use crate::shared::{Ctx, Knobs};
 use crate::state::{Droplet, DropletState, Lifecycle};
@@ -54,13 +54,7 @@ fn list_body(ctx: &Ctx, q: &ListQuery, droplets: Vec<&Droplet>, path: &str, curr
 /// `DropletsListMessage` (`app/messages/droplets_list_message.rb`); its `app_guid` and `package_guid` are the path's
 /// in CC, not query parameters cf-sim models.
 const LIST_MESSAGE: ListMessage = ListMessage {
-    keys: &[
-        "page",
-        "per_page",
-        "order_by",
-        "created_ats",
-        "updated_ats",
-        "guids",
+    keys: list_keys![
         "app_guid",
         "app_guids",
         "current",
@@ -68,7 +62,7 @@ const LIST_MESSAGE: ListMessage = ListMessage {
         "package_guid",
         "space_guids",
         "states",
-        "label_selector",
+        "label_selector"
     ],
     orders: DEFAULT_ORDERS,
     unmodelled: &["app_guid", "package_guid"],

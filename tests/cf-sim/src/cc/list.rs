@@ -39,6 +39,15 @@ pub trait Listable {
     }
 }
 
+/// A list message's allowed keys: ListMessage's own (`page`, `per_page`, `order_by`, `created_ats`, `updated_ats`,
+/// `guids`), then the message's, in the order `register_allowed_keys` adds them.
+macro_rules! list_keys {
+    ($($key:literal),* $(,)?) => {
+        &["page", "per_page", "order_by", "created_ats", "updated_ats", "guids", $($key),*]
+    };
+}
+pub(crate) use list_keys;
+
 /// A Cloud Controller list message: its `allowed_keys` in the order `register_allowed_keys` builds them (ListMessage's
 /// `page`, `per_page`, `order_by`, `created_ats`, `updated_ats`, `guids`, the message's own, then
 /// MetadataListMessage's `label_selector`), its

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::body;
 use super::error::{ApiError, ApiResult};
-use super::list::{ListMessage, ListQuery, matches_any};
+use super::list::{ListMessage, ListQuery, list_keys, matches_any};
 use super::present;
 use crate::shared::Ctx;
 use crate::state::{Org, Space, State as CcState};
@@ -27,17 +27,7 @@ pub fn routes() -> Router<Ctx> {
 
 /// `OrgsListMessage` (`app/messages/orgs_list_message.rb`).
 const ORGS_LIST_MESSAGE: ListMessage = ListMessage {
-    keys: &[
-        "page",
-        "per_page",
-        "order_by",
-        "created_ats",
-        "updated_ats",
-        "guids",
-        "names",
-        "isolation_segment_guid",
-        "label_selector",
-    ],
+    keys: list_keys!["names", "isolation_segment_guid", "label_selector"],
     orders: &["created_at", "updated_at", "name"],
     unmodelled: &["isolation_segment_guid"],
 };
@@ -132,18 +122,7 @@ fn with_included_orgs(ctx: &Ctx, state: &CcState, mut body: Value, spaces: &[&Sp
 
 /// `SpacesListMessage` (`app/messages/spaces_list_message.rb`).
 const SPACES_LIST_MESSAGE: ListMessage = ListMessage {
-    keys: &[
-        "page",
-        "per_page",
-        "order_by",
-        "created_ats",
-        "updated_ats",
-        "guids",
-        "names",
-        "organization_guids",
-        "include",
-        "label_selector",
-    ],
+    keys: list_keys!["names", "organization_guids", "include", "label_selector"],
     orders: &["created_at", "updated_at", "name"],
     unmodelled: &[],
 };

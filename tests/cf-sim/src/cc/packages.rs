@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::body;
 use super::error::{ApiError, ApiResult};
-use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, matches_any};
+use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, list_keys, matches_any};
 use super::present;
 use crate::blobstore::{CachedResource, PackageLimits, safe_relative_path};
 use crate::shared::{Ctx, Knobs};
@@ -53,21 +53,7 @@ fn list_body(ctx: &Ctx, q: &ListQuery, packages: Vec<&Package>, path: &str) -> V
 
 /// `PackagesListMessage` (`app/messages/packages_list_message.rb`).
 const LIST_MESSAGE: ListMessage = ListMessage {
-    keys: &[
-        "page",
-        "per_page",
-        "order_by",
-        "created_ats",
-        "updated_ats",
-        "guids",
-        "states",
-        "types",
-        "app_guids",
-        "app_guid",
-        "space_guids",
-        "organization_guids",
-        "label_selector",
-    ],
+    keys: list_keys!["states", "types", "app_guids", "app_guid", "space_guids", "organization_guids", "label_selector"],
     orders: DEFAULT_ORDERS,
     unmodelled: &["app_guid"],
 };

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::body;
 use super::error::{ApiError, ApiResult};
-use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, matches_any};
+use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, list_keys, matches_any};
 use super::present;
 use crate::clock::now_iso_nanos;
 use crate::config::CcApiVersion;
@@ -52,21 +52,7 @@ fn list_body(ctx: &Ctx, state: &CcState, q: &ListQuery, processes: Vec<&Process>
 
 /// `ProcessesListMessage` (`app/messages/processes_list_message.rb`).
 const LIST_MESSAGE: ListMessage = ListMessage {
-    keys: &[
-        "page",
-        "per_page",
-        "order_by",
-        "created_ats",
-        "updated_ats",
-        "guids",
-        "app_guid",
-        "types",
-        "space_guids",
-        "organization_guids",
-        "app_guids",
-        "embed",
-        "label_selector",
-    ],
+    keys: list_keys!["app_guid", "types", "space_guids", "organization_guids", "app_guids", "embed", "label_selector"],
     orders: DEFAULT_ORDERS,
     unmodelled: &["app_guid", "embed"],
 };

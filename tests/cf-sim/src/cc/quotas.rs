@@ -13,7 +13,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
-use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, matches_any};
+use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, list_keys, matches_any};
 use crate::config::{CcApiVersion, SimConfig};
 use crate::shared::Ctx;
 use crate::state::{AppState, Process, Quota, State as CcState, TaskState};
@@ -120,11 +120,8 @@ fn present(base: &str, state: &CcState, quota: &Quota) -> Value {
 /// `organization_quotas_list_message.rb`: names, organization_guids.
 /// `OrganizationQuotasListMessage` (`app/messages/organization_quotas_list_message.rb`), a ListMessage: no
 /// `label_selector`.
-const ORG_QUOTAS_LIST_MESSAGE: ListMessage = ListMessage {
-    keys: &["page", "per_page", "order_by", "created_ats", "updated_ats", "guids", "names", "organization_guids"],
-    orders: DEFAULT_ORDERS,
-    unmodelled: &[],
-};
+const ORG_QUOTAS_LIST_MESSAGE: ListMessage =
+    ListMessage { keys: list_keys!["names", "organization_guids"], orders: DEFAULT_ORDERS, unmodelled: &[] };
 
 async fn list_org_quotas(State(ctx): State<Ctx>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
     let q = ListQuery::parse_list(raw.as_deref(), &ORG_QUOTAS_LIST_MESSAGE, ctx.default_per_page())?;
@@ -152,17 +149,7 @@ async fn get_org_quota(State(ctx): State<Ctx>, Path(guid): Path<String>) -> ApiR
 /// `space_quotas_list_message.rb`: names, organization_guids, space_guids.
 /// `SpaceQuotasListMessage` (`app/messages/space_quotas_list_message.rb`), a ListMessage: no `label_selector`.
 const SPACE_QUOTAS_LIST_MESSAGE: ListMessage = ListMessage {
-    keys: &[
-        "page",
-        "per_page",
-        "order_by",
-        "created_ats",
-        "updated_ats",
-        "guids",
-        "names",
-        "organization_guids",
-        "space_guids",
-    ],
+    keys: list_keys!["names", "organization_guids", "space_guids"],
     orders: DEFAULT_ORDERS,
     unmodelled: &[],
 };

@@ -32,7 +32,7 @@ use serde_json::{Map, Value, json};
 use super::Identity;
 use super::body::{self, Errors};
 use super::error::{ApiError, ApiResult};
-use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, matches_any};
+use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, list_keys, matches_any};
 use super::present;
 use super::roles;
 use crate::config::CcApiVersion;
@@ -166,21 +166,7 @@ fn include_routes(ctx: &Ctx, state: &CcState, body: &mut Value, policies: &[&Rou
 
 /// `RoutePoliciesListMessage` (`app/messages/route_policies_list_message.rb`), which registers `guids` a second time.
 const LIST_MESSAGE: ListMessage = ListMessage {
-    keys: &[
-        "page",
-        "per_page",
-        "order_by",
-        "created_ats",
-        "updated_ats",
-        "guids",
-        "guids",
-        "route_guids",
-        "space_guids",
-        "sources",
-        "source_guids",
-        "include",
-        "label_selector",
-    ],
+    keys: list_keys!["guids", "route_guids", "space_guids", "sources", "source_guids", "include", "label_selector"],
     orders: DEFAULT_ORDERS,
     unmodelled: &[],
 };

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use super::body;
 use super::error::{ApiError, ApiResult};
 use super::jobs;
-use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, matches_any};
+use super::list::{DEFAULT_ORDERS, ListMessage, ListQuery, list_keys, matches_any};
 use super::present;
 
 use crate::shared::Ctx;
@@ -113,13 +113,7 @@ fn list_body(
 
 /// `RoutesListMessage` (`app/messages/routes_list_message.rb`), a ListMessage registering `label_selector` itself.
 const LIST_MESSAGE: ListMessage = ListMessage {
-    keys: &[
-        "page",
-        "per_page",
-        "order_by",
-        "created_ats",
-        "updated_ats",
-        "guids",
+    keys: list_keys![
         "hosts",
         "space_guids",
         "organization_guids",
@@ -129,7 +123,7 @@ const LIST_MESSAGE: ListMessage = ListMessage {
         "include",
         "label_selector",
         "ports",
-        "service_instance_guids",
+        "service_instance_guids"
     ],
     orders: DEFAULT_ORDERS,
     unmodelled: &[],

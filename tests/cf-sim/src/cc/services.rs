@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use super::body;
 use super::error::{ApiError, ApiResult};
 use super::jobs;
-use super::list::{ListMessage, ListQuery, matches_any};
+use super::list::{ListMessage, ListQuery, list_keys, matches_any};
 use super::present;
 use crate::shared::Ctx;
 use crate::state::{Binding, ServiceInstance, ServicePlan, State as CcState};
@@ -31,13 +31,7 @@ pub fn routes() -> Router<Ctx> {
 
 /// `ServiceInstancesListMessage` (`app/messages/service_instances_list_message.rb`): its single keys, then its array keys.
 const INSTANCES_LIST_MESSAGE: ListMessage = ListMessage {
-    keys: &[
-        "page",
-        "per_page",
-        "order_by",
-        "created_ats",
-        "updated_ats",
-        "guids",
+    keys: list_keys![
         "type",
         "fields",
         "names",
@@ -45,7 +39,7 @@ const INSTANCES_LIST_MESSAGE: ListMessage = ListMessage {
         "organization_guids",
         "service_plan_guids",
         "service_plan_names",
-        "label_selector",
+        "label_selector"
     ],
     orders: &["created_at", "updated_at", "name"],
     unmodelled: &["fields", "service_plan_guids", "service_plan_names"],
@@ -324,13 +318,7 @@ const PLAN_FILTERS: &[&str] =
 /// `ServiceCredentialBindingListMessage` (`app/messages/service_credential_binding_list_message.rb`): its array
 /// keys, then `type`.
 const BINDINGS_LIST_MESSAGE: ListMessage = ListMessage {
-    keys: &[
-        "page",
-        "per_page",
-        "order_by",
-        "created_ats",
-        "updated_ats",
-        "guids",
+    keys: list_keys![
         "names",
         "service_instance_guids",
         "service_instance_names",
@@ -342,7 +330,7 @@ const BINDINGS_LIST_MESSAGE: ListMessage = ListMessage {
         "app_names",
         "include",
         "type",
-        "label_selector",
+        "label_selector"
     ],
     orders: &["created_at", "updated_at", "name"],
     unmodelled: &[],
