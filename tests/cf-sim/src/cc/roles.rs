@@ -26,24 +26,12 @@ use serde_json::{Value, json};
 use super::Identity;
 use super::body;
 use super::error::{ApiError, ApiResult};
-use super::list::{ListQuery, matches_any};
+use super::list::{DEFAULT_ORDERS, ListQuery, list_keys, matches_any};
 use crate::shared::Ctx;
 use crate::state::{Common, State as CcState};
 
 /// `RolesListMessage.allowed_keys`: ListMessage's, then its own (no `label_selector`).
-const LIST_KEYS: [&str; 11] = [
-    "page",
-    "per_page",
-    "order_by",
-    "created_ats",
-    "updated_ats",
-    "guids",
-    "organization_guids",
-    "space_guids",
-    "user_guids",
-    "types",
-    "include",
-];
+const LIST_KEYS: &[&str] = list_keys!["organization_guids", "space_guids", "user_guids", "types", "include"];
 
 /// `RoleTypes::SPACE_ROLES`.
 const SPACE_ROLES: [&str; 4] = ["space_auditor", "space_manager", "space_developer", "space_supporter"];
@@ -177,7 +165,7 @@ async fn list(
 ) -> ApiResult<Json<Value>> {
     let unprocessable =
         |e: ApiError| ApiError::unprocessable(e.detail.trim_start_matches("The query parameter is invalid: "));
-    let q = ListQuery::parse_message(raw.as_deref(), &LIST_KEYS, &["created_at", "updated_at"], ctx.default_per_page())
+    let q = ListQuery::parse_message(raw.as_deref(), LIST_KEYS, DEFAULT_ORDERS, ctx.default_per_page())
         .map_err(unprocessable)?;
     if !q.includes_of(&["user", "organization", "space"]).map_err(unprocessable)?.is_empty() {
         return Err(ApiError::bad_query("cf-sim does not model include of roles"));

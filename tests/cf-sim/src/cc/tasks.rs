@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::body;
 use super::error::{ApiError, ApiResult};
-use super::list::{ListQuery, matches_any};
+use super::list::{DEFAULT_ORDERS, ListQuery, list_keys, matches_any};
 use crate::config::CcApiVersion;
 use crate::shared::Ctx;
 use crate::state::{Task, TaskState};
@@ -33,13 +33,7 @@ const TASK_LOG_RATE_SINCE: CcApiVersion = CcApiVersion(3, 126, 0);
 const TASK_USER_SINCE: CcApiVersion = CcApiVersion(3, 198, 0);
 
 /// `TasksListMessage.allowed_keys`: ListMessage's, its own, then MetadataListMessage's `label_selector`.
-const LIST_KEYS: [&str; 14] = [
-    "page",
-    "per_page",
-    "order_by",
-    "created_ats",
-    "updated_ats",
-    "guids",
+const LIST_KEYS: &[&str] = list_keys![
     "names",
     "states",
     "app_guids",
@@ -47,7 +41,7 @@ const LIST_KEYS: [&str; 14] = [
     "space_guids",
     "app_guid",
     "sequence_ids",
-    "label_selector",
+    "label_selector"
 ];
 
 pub fn routes() -> Router<Ctx> {
@@ -115,8 +109,7 @@ async fn list_for_app(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
     // TasksListMessage (a 400, `invalid_param!`); under an app its `app_guid` is the path's.
-    let q =
-        ListQuery::parse_message(raw.as_deref(), &LIST_KEYS, &["created_at", "updated_at"], ctx.default_per_page())?;
+    let q = ListQuery::parse_message(raw.as_deref(), LIST_KEYS, DEFAULT_ORDERS, ctx.default_per_page())?;
     // `app_nested_request`: filters that only make sense across apps.
     q.refuse_present(&["space_guids", "organization_guids", "app_guids"])?;
     let state = ctx.state();
