@@ -248,18 +248,19 @@ pub async fn inject(State((ctx, listener)): State<(Ctx, &'static str)>, request:
     let label = FaultApplied(action.label());
     let mut response = match action {
         FaultAction::Status { status, code, title, detail } => {
-            let default = ApiError::for_status(status);
+            let http = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let injected = || "Injected fault".to_owned();
             if listener == "uaa" {
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                let body = json!({"error": title.unwrap_or_else(|| "server_error".into()), "error_description": detail.unwrap_or_else(|| "Injected fault".into())});
-                (status, axum::Json(body)).into_response()
-            } else if path.starts_with("/networking/") {
-                // The policy server answers its errors as `{"error": "<description>"}`
-                // (cf-networking-helpers, `httperror/error_response.go`, vendored in cf-networking-release).
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                let body = json!({"error": detail.unwrap_or_else(|| "Injected fault".into())});
-                (status, axum::Json(body)).into_response()
+                let error = title.unwrap_or_else(|| "server_error".into());
+                (http, axum::Json(json!({"error": error, "error_description": detail.unwrap_or_else(injected)})))
+                    .into_response()
+            } else if path.starts_with("/networking/") && code.is_none() {
+                // The policy server answers its errors as `{"error": "<description>"}` (cf-networking-helpers,
+                // `httperror/error_response.go`, vendored in cf-networking-release). A fault with a CC error code
+                // is CC answering the path itself, as where no policy server stands behind the API's host.
+                (http, axum::Json(json!({"error": detail.unwrap_or_else(injected)}))).into_response()
             } else {
+                let default = ApiError::for_status(status);
                 ApiError::new(
                     status,
                     code.unwrap_or(default.code),
