@@ -93,6 +93,17 @@ fn guid(sim: &Sim, name: &str) -> String {
     app_named(sim, name).unwrap_or_else(|| panic!("no app {name}"))["guid"].as_str().unwrap().to_owned()
 }
 
+/// A fault: CC answers every `method path` request with `status` and its error `code` (title and detail CC's own).
+fn cc_refuses(method: Option<&str>, path: &str, status: u16, code: u32) -> Fault {
+    Fault {
+        method: method.map(str::to_owned),
+        path: path.into(),
+        nth: 1,
+        times: 0,
+        action: FaultAction::Status { status, code: Some(code), title: None, detail: None },
+    }
+}
+
 #[test]
 fn policies_follow_the_new_version_and_internal_calls_never_fail() {
     let sim = start_sim_with(|c| {
@@ -216,13 +227,7 @@ fn a_user_who_may_not_manage_policies_fails_before_the_lock_saying_so() {
 fn a_foundation_without_container_networking_is_deployed_to_without_policies() {
     let sim = start_sim_with(|_| {});
     // No policy server: its path on the API's host is CC's unknown request.
-    sim.add_fault(Fault {
-        method: None,
-        path: "/networking/v1/external/*".into(),
-        nth: 1,
-        times: 0,
-        action: FaultAction::Status { status: 404, code: Some(10000), title: None, detail: None },
-    });
+    sim.add_fault(cc_refuses(None, "/networking/v1/external/*", 404, 10000));
     let put = PutDir::with_sample_app();
     put.write("ci/backend.yml", &manifest(&sim, "backend", false, &[]));
     deploy(&sim, &put, "backend", params("ci/backend.yml", "b1"));
@@ -322,13 +327,7 @@ fn a_failure_to_read_a_binding_s_parameters_fails_before_the_lock() {
     let db = managed_instance(&runtime, &cf, &space, "db", true);
     let binding = NewBinding { app_guid: guid(&sim, "backend"), service_instance_guid: db, ..NewBinding::default() };
     runtime.block_on(cf.bindings().create(&binding, Duration::from_secs(10))).unwrap();
-    sim.add_fault(Fault {
-        method: Some("GET".into()),
-        path: "/v3/service_credential_bindings/:guid/parameters".into(),
-        nth: 1,
-        times: 0,
-        action: FaultAction::Status { status: 403, code: Some(10003), title: None, detail: None },
-    });
+    sim.add_fault(cc_refuses(Some("GET"), "/v3/service_credential_bindings/:guid/parameters", 403, 10003));
     let refused = out(&sim, &put, "backend", params("ci/backend.yml", "b2"));
     assert_ne!(refused.status, 0);
     assert!(refused.stderr.contains("reading the parameters of backend's binding to db"), "{}", refused.stderr);
@@ -551,13 +550,7 @@ fn a_user_who_may_not_read_route_policies_fails_before_the_lock_saying_so() {
     put.write("ci/backend.yml", &manifest(&sim, "backend", false, &[]));
     deploy(&sim, &put, "backend", params("ci/backend.yml", "b1"));
     // CC's answer to a token that may not read (ApplicationController#check_read_permissions!): 403, 10003.
-    sim.add_fault(Fault {
-        method: Some("GET".into()),
-        path: "/v3/route_policies".into(),
-        nth: 1,
-        times: 0,
-        action: FaultAction::Status { status: 403, code: Some(10003), title: None, detail: None },
-    });
+    sim.add_fault(cc_refuses(Some("GET"), "/v3/route_policies", 403, 10003));
     sim.reset_request_log();
     let refused = out(&sim, &put, "backend", params("ci/backend.yml", "b2"));
     assert_eq!((refused.status, refused.stdout.as_str()), (1, ""), "{}", refused.stderr);
@@ -587,13 +580,7 @@ fn a_user_who_may_not_give_route_policies_fails_saying_so_and_the_candidate_goes
     frontend_calling_backend_over_mtls(&sim, &runtime, &cf, &put);
     let before = route_policies(&sim, &runtime, &cf);
     // CC's answer to a space auditor, manager or supporter of the route's space (route_policies_spec.rb).
-    sim.add_fault(Fault {
-        method: Some("POST".into()),
-        path: "/v3/route_policies".into(),
-        nth: 1,
-        times: 0,
-        action: FaultAction::Status { status: 403, code: Some(10003), title: None, detail: None },
-    });
+    sim.add_fault(cc_refuses(Some("POST"), "/v3/route_policies", 403, 10003));
     let refused = out(&sim, &put, "frontend", params("ci/frontend.yml", "f2"));
     refused.assert_clean_failure(
         "route policies: Cloud Controller refused to give frontend-green production's route policies \
