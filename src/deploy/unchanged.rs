@@ -105,11 +105,10 @@ fn recorded(app: &App) -> Option<Audit> {
 struct Comparison {
     bits_same: bool,
     manifest_digest_same: bool,
-    /// Whether the foundation was asked (the digests alone already tell a change otherwise).
-    asked: bool,
     /// `manifest_diff`'s answer (`None`: not asked, or it failed: a Cloud Controller without it).
     diff: Option<Vec<DiffEntry>>,
-    /// The names of the env vars the put would set to another value (`None`: not asked).
+    /// The names of the env vars the put would set to another value (`None`: the foundation was not asked, as
+    /// the digests alone already tell a change).
     env_changed: Option<Vec<String>>,
 }
 
@@ -120,11 +119,12 @@ impl Comparison {
 
     /// What differs, in a few words.
     fn changes(&self) -> Vec<&'static str> {
+        let asked = self.env_changed.is_some();
         [
             (self.bits_same, "the bits"),
             (self.manifest_digest_same, "the manifest (since the last deploy)"),
-            (!self.asked || none_in(&self.diff), "the manifest (as Cloud Foundry sees it)"),
-            (!self.asked || none_in(&self.env_changed), "the env"),
+            (!asked || none_in(&self.diff), "the manifest (as Cloud Foundry sees it)"),
+            (!asked || none_in(&self.env_changed), "the env"),
         ]
         .into_iter()
         .filter_map(|(same, what)| (!same).then_some(what))
@@ -191,7 +191,6 @@ async fn compare(
         }
     };
     let (env, diff) = tokio::try_join!(env, diff)?;
-    comparison.asked = true;
     comparison.env_changed = Some(env);
     comparison.diff = diff;
     Ok(comparison)
